@@ -1,0 +1,14 @@
+//! Domain of the treatment access observatory: typed codes, records, pathways, lifecycle state
+//! machines and validation rules.
+//!
+//! Architecture invariant: this crate depends on nothing else in the workspace and does no IO.
+//! The clock comes in as a `today` argument, reference lists are embedded at compile time.
+
+pub mod codes;
+pub mod error;
+pub mod lifecycle;
+pub mod model;
+pub mod pseudonym;
+pub mod reference;
+
+pub use error::{CodeError, DomainError, FieldViolation, Violations};

@@ -1,0 +1,573 @@
+//! The records of the registry and their enumerations.
+//!
+//! Records are plain data with serde, stored as the JSON body of each version; enumerations
+//! serialise as their SCREAMING_SNAKE_CASE codes, which are also the values of the typed
+//! columns in the database.
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::codes::{Atc, Filiere, Finess, Icd10, IdMr, MeasureCode, MeddraCode, OrphaCode, RegionCode, Rpps};
+use crate::error::CodeError;
+
+/// Declares a fieldless enum with stable string codes, used in JSON bodies, typed columns and
+/// error messages.
+macro_rules! coded_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $code:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $(#[serde(rename = $code)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn code(self) -> &'static str {
+                match self {
+                    $($name::$variant => $code),+
+                }
+            }
+
+            pub fn from_code(code: &str) -> Option<Self> {
+                match code {
+                    $($code => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.code())
+            }
+        }
+    };
+}
+
+coded_enum!(
+    /// Regulatory pathway under which a drug reaches a patient.
+    Pathway {
+        Aac = "AAC",
+        AapPre = "AAP_PRE",
+        AapPost = "AAP_POST",
+        Cpc = "CPC",
+        OffLabel = "OFF_LABEL",
+        Direct = "DIRECT",
+        AtuNominative = "ATU_NOMINATIVE",
+        AtuCohort = "ATU_COHORT",
+        Rtu = "RTU",
+        CommonLaw = "COMMON_LAW",
+    }
+);
+
+impl Pathway {
+    /// Per-patient pathways: each episode needs its own authorisation.
+    pub fn needs_authorisation(self) -> bool {
+        matches!(self, Pathway::Aac | Pathway::AtuNominative)
+    }
+
+    /// Indication-level pathways: the cohort must be bound to a framework of this pathway.
+    pub fn needs_framework(self) -> bool {
+        matches!(
+            self,
+            Pathway::AapPre | Pathway::AapPost | Pathway::Cpc | Pathway::AtuCohort | Pathway::Rtu | Pathway::Direct
+        )
+    }
+
+    /// Longest validity of one grant or renewal, in months, where the rules cap it.
+    pub fn max_authorisation_months(self) -> Option<u32> {
+        match self {
+            Pathway::Aac => Some(12),
+            _ => None,
+        }
+    }
+}
+
+coded_enum!(CentreType {
+    CrmrCoordinating = "CRMR_COORDINATING",
+    CrmrConstitutive = "CRMR_CONSTITUTIVE",
+    Ccmr = "CCMR",
+    Other = "OTHER",
+});
+
+coded_enum!(FrameworkStatus {
+    Submitted = "SUBMITTED",
+    UnderReview = "UNDER_REVIEW",
+    Granted = "GRANTED",
+    Refused = "REFUSED",
+    RenewalSubmitted = "RENEWAL_SUBMITTED",
+    Renewed = "RENEWED",
+    Suspended = "SUSPENDED",
+    Withdrawn = "WITHDRAWN",
+    Ended = "ENDED",
+});
+
+impl FrameworkStatus {
+    /// States in which patients may be included under the framework (a pending renewal keeps
+    /// the old decision valid).
+    pub fn allows_inclusion(self) -> bool {
+        matches!(
+            self,
+            FrameworkStatus::Granted | FrameworkStatus::RenewalSubmitted | FrameworkStatus::Renewed
+        )
+    }
+}
+
+coded_enum!(ProtocolType {
+    None = "NONE",
+    PutRd = "PUT_RD",
+    PutSp = "PUT_SP",
+});
+
+coded_enum!(CohortStatus {
+    Open = "OPEN",
+    Closed = "CLOSED",
+});
+
+coded_enum!(Sex {
+    Female = "FEMALE",
+    Male = "MALE",
+    Unknown = "UNKNOWN",
+});
+
+coded_enum!(VitalStatus {
+    Alive = "ALIVE",
+    Deceased = "DECEASED",
+    Unknown = "UNKNOWN",
+});
+
+coded_enum!(DiagnosisStatus {
+    InProgress = "IN_PROGRESS",
+    Probable = "PROBABLE",
+    Confirmed = "CONFIRMED",
+    Undetermined = "UNDETERMINED",
+});
+
+coded_enum!(PseudonymKind {
+    IdMr = "IDMR",
+    Hmac = "HMAC",
+});
+
+coded_enum!(EpisodeStatus {
+    Declared = "DECLARED",
+    Initiated = "INITIATED",
+    Ongoing = "ONGOING",
+    Stopped = "STOPPED",
+    Transferred = "TRANSFERRED",
+    Switched = "SWITCHED",
+    LostToFollowUp = "LOST_TO_FOLLOW_UP",
+    Deceased = "DECEASED",
+});
+
+coded_enum!(StopReason {
+    Inefficacy = "INEFFICACY",
+    AdverseEvent = "ADVERSE_EVENT",
+    PatientChoice = "PATIENT_CHOICE",
+    Death = "DEATH",
+    Switch = "SWITCH",
+    Pregnancy = "PREGNANCY",
+    EndOfAuthorisation = "END_OF_AUTHORISATION",
+    CommonLaw = "COMMON_LAW",
+    LostToFollowUp = "LOST_TO_FOLLOW_UP",
+    Other = "OTHER",
+});
+
+coded_enum!(RcpOpinion {
+    Favourable = "FAVOURABLE",
+    Unfavourable = "UNFAVOURABLE",
+    Deferred = "DEFERRED",
+});
+
+coded_enum!(OffLabelAxis {
+    Indication = "INDICATION",
+    Age = "AGE",
+    Dose = "DOSE",
+    Route = "ROUTE",
+});
+
+coded_enum!(Route {
+    Intravenous = "INTRAVENOUS",
+    Subcutaneous = "SUBCUTANEOUS",
+    Oral = "ORAL",
+    Intrathecal = "INTRATHECAL",
+    Intramuscular = "INTRAMUSCULAR",
+    Other = "OTHER",
+});
+
+coded_enum!(AuthorisationStatus {
+    Submitted = "SUBMITTED",
+    InformationRequested = "INFORMATION_REQUESTED",
+    Granted = "GRANTED",
+    Refused = "REFUSED",
+    RenewalSubmitted = "RENEWAL_SUBMITTED",
+    Renewed = "RENEWED",
+    Expired = "EXPIRED",
+    Suspended = "SUSPENDED",
+    Withdrawn = "WITHDRAWN",
+});
+
+impl AuthorisationStatus {
+    /// States in which the patient may be treated (a pending renewal keeps the grant valid).
+    pub fn allows_treatment(self) -> bool {
+        matches!(
+            self,
+            AuthorisationStatus::Granted | AuthorisationStatus::RenewalSubmitted | AuthorisationStatus::Renewed
+        )
+    }
+}
+
+coded_enum!(EfficacyAssessment {
+    Improved = "IMPROVED",
+    Stable = "STABLE",
+    Worsened = "WORSENED",
+    NotAssessable = "NOT_ASSESSABLE",
+});
+
+coded_enum!(Adherence {
+    Good = "GOOD",
+    Partial = "PARTIAL",
+    Poor = "POOR",
+    NotAssessed = "NOT_ASSESSED",
+});
+
+coded_enum!(AeOutcome {
+    Recovered = "RECOVERED",
+    Recovering = "RECOVERING",
+    NotRecovered = "NOT_RECOVERED",
+    RecoveredWithSequelae = "RECOVERED_WITH_SEQUELAE",
+    Fatal = "FATAL",
+    Unknown = "UNKNOWN",
+});
+
+coded_enum!(Causality {
+    Related = "RELATED",
+    PossiblyRelated = "POSSIBLY_RELATED",
+    Unlikely = "UNLIKELY",
+    NotRelated = "NOT_RELATED",
+    NotAssessable = "NOT_ASSESSABLE",
+});
+
+coded_enum!(
+    /// The kinds of versioned records, with their table names.
+    RecordKind {
+        Centre = "CENTRE",
+        Prescriber = "PRESCRIBER",
+        Framework = "FRAMEWORK",
+        Cohort = "COHORT",
+        Patient = "PATIENT",
+        Episode = "EPISODE",
+        Authorisation = "AUTHORISATION",
+        FollowUp = "FOLLOW_UP",
+        AdverseEvent = "ADVERSE_EVENT",
+    }
+);
+
+/// Identifier minted by the registry: a lowercase hyphenated UUID (v7, so ids sort by creation).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RecordId(String);
+
+impl RecordId {
+    pub fn parse(raw: &str) -> Result<Self, CodeError> {
+        let s = raw.trim();
+        if s.is_empty() {
+            return Err(CodeError::required());
+        }
+        let b = s.as_bytes();
+        let ok = b.len() == 36
+            && b.iter().enumerate().all(|(i, c)| match i {
+                8 | 13 | 18 | 23 => *c == b'-',
+                _ => c.is_ascii_hexdigit(),
+            });
+        if !ok {
+            return Err(CodeError::new("BAD_FORMAT", "must be a record id (UUID)"));
+        }
+        Ok(Self(s.to_ascii_lowercase()))
+    }
+
+    /// Wraps an id the store just minted (already canonical).
+    pub fn from_minted(id: String) -> Self {
+        Self(id)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for RecordId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<RecordId> for String {
+    fn from(value: RecordId) -> String {
+        value.0
+    }
+}
+
+impl TryFrom<String> for RecordId {
+    type Error = CodeError;
+    fn try_from(value: String) -> Result<Self, CodeError> {
+        Self::parse(&value)
+    }
+}
+
+/// Year and month of birth, "YYYY-MM": the only birth information the registry keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct YearMonth {
+    year: u16,
+    month: u8,
+}
+
+impl YearMonth {
+    pub fn parse(raw: &str) -> Result<Self, CodeError> {
+        let s = raw.trim();
+        if s.is_empty() {
+            return Err(CodeError::required());
+        }
+        let bad = || CodeError::new("BAD_FORMAT", "must be a year and month YYYY-MM");
+        let (y, m) = s.split_once('-').ok_or_else(bad)?;
+        if y.len() != 4 || m.len() != 2 {
+            return Err(bad());
+        }
+        let year: u16 = y.parse().map_err(|_| bad())?;
+        let month: u8 = m.parse().map_err(|_| bad())?;
+        if !(1..=12).contains(&month) || !(1900..=2200).contains(&year) {
+            return Err(bad());
+        }
+        Ok(Self { year, month })
+    }
+
+    pub fn of(date: NaiveDate) -> Self {
+        use chrono::Datelike;
+        Self {
+            year: u16::try_from(date.year()).unwrap_or(0),
+            month: u8::try_from(date.month()).unwrap_or(0),
+        }
+    }
+
+    pub fn first_day(self) -> Option<NaiveDate> {
+        NaiveDate::from_ymd_opt(i32::from(self.year), u32::from(self.month), 1)
+    }
+}
+
+impl std::fmt::Display for YearMonth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04}-{:02}", self.year, self.month)
+    }
+}
+
+impl From<YearMonth> for String {
+    fn from(value: YearMonth) -> String {
+        value.to_string()
+    }
+}
+
+impl TryFrom<String> for YearMonth {
+    type Error = CodeError;
+    fn try_from(value: String) -> Result<Self, CodeError> {
+        Self::parse(&value)
+    }
+}
+
+/// Parses a civil date "YYYY-MM-DD".
+pub fn parse_date(raw: &str) -> Result<NaiveDate, CodeError> {
+    let s = raw.trim();
+    if s.is_empty() {
+        return Err(CodeError::required());
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| CodeError::new("BAD_FORMAT", "must be a date YYYY-MM-DD"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Records
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Centre {
+    pub finess: Finess,
+    pub name: String,
+    pub centre_type: CentreType,
+    pub region: RegionCode,
+    pub filiere: Filiere,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prescriber {
+    pub rpps: Rpps,
+    pub specialty: String,
+    pub centre_finess: Finess,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Framework {
+    pub pathway: Pathway,
+    pub drug_atc: Atc,
+    pub indication: String,
+    pub orpha_codes: Vec<OrphaCode>,
+    pub authority: String,
+    pub decision_reference: String,
+    pub valid_from: NaiveDate,
+    pub valid_to: Option<NaiveDate>,
+    pub status: FrameworkStatus,
+    pub protocol_type: ProtocolType,
+    pub protocol_version: String,
+    pub follow_up_months: u32,
+    pub source: String,
+    pub confirmed: bool,
+}
+
+impl Framework {
+    /// Whether patients may be included under this framework on `date`.
+    pub fn valid_on(&self, date: NaiveDate) -> bool {
+        self.status.allows_inclusion() && self.valid_from <= date && self.valid_to.is_none_or(|end| date <= end)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cohort {
+    pub name: String,
+    pub filiere: Filiere,
+    pub pathway: Pathway,
+    pub drug_atc: Atc,
+    pub orpha_codes: Vec<OrphaCode>,
+    pub framework_id: Option<RecordId>,
+    pub follow_up_months: u32,
+    pub status: CohortStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Diagnosis {
+    pub orpha_code: OrphaCode,
+    pub icd10: Option<Icd10>,
+    pub status: DiagnosisStatus,
+    pub diagnosis_date: Option<NaiveDate>,
+}
+
+/// The only link between a registry patient and a person: an IdMR or a keyed HMAC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pseudonym {
+    pub kind: PseudonymKind,
+    /// IdMR digits, or the lowercase hex HMAC-SHA256.
+    pub value: String,
+}
+
+impl Pseudonym {
+    pub fn idmr(idmr: &IdMr) -> Self {
+        Self {
+            kind: PseudonymKind::IdMr,
+            value: idmr.as_str().to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Patient {
+    pub pseudonym: Pseudonym,
+    pub sex: Sex,
+    pub birth_year_month: YearMonth,
+    pub region: Option<RegionCode>,
+    pub vital_status: VitalStatus,
+    pub objects_to_reuse: bool,
+    pub diagnoses: Vec<Diagnosis>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rcp {
+    pub date: NaiveDate,
+    pub opinion: RcpOpinion,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OffLabelJustification {
+    pub axes: Vec<OffLabelAxis>,
+    pub evidence_reference: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dosage {
+    pub dose: f64,
+    pub unit: String,
+    pub frequency: String,
+    pub route: Route,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Episode {
+    pub patient_id: RecordId,
+    pub cohort_id: RecordId,
+    pub pathway: Pathway,
+    pub drug_atc: Atc,
+    pub indication: OrphaCode,
+    pub prescriber_rpps: Rpps,
+    pub centre_finess: Finess,
+    pub framework_id: Option<RecordId>,
+    pub authorisation_id: Option<RecordId>,
+    pub rcp: Option<Rcp>,
+    pub off_label: Option<OffLabelJustification>,
+    pub dosage: Option<Dosage>,
+    pub request_date: NaiveDate,
+    pub decision_date: Option<NaiveDate>,
+    pub first_administration_date: Option<NaiveDate>,
+    pub status: EpisodeStatus,
+    pub end_date: Option<NaiveDate>,
+    pub stop_reason: Option<StopReason>,
+    pub previous_episode_id: Option<RecordId>,
+    pub transferred_to: Option<Finess>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Authorisation {
+    pub episode_id: RecordId,
+    pub patient_id: RecordId,
+    pub pathway: Pathway,
+    pub reference: Option<String>,
+    pub status: AuthorisationStatus,
+    pub submitted_date: NaiveDate,
+    pub decision_date: Option<NaiveDate>,
+    pub valid_from: Option<NaiveDate>,
+    pub valid_to: Option<NaiveDate>,
+    pub renewals: u32,
+    pub suspended_from: Option<AuthorisationStatus>,
+}
+
+impl Authorisation {
+    /// Whether the patient may be treated under this authorisation on `date`.
+    pub fn covers(&self, date: NaiveDate) -> bool {
+        self.status.allows_treatment()
+            && self.valid_from.is_some_and(|from| from <= date)
+            && self.valid_to.is_none_or(|to| date <= to)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Measure {
+    pub code: MeasureCode,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FollowUp {
+    pub episode_id: RecordId,
+    pub visit_date: NaiveDate,
+    pub efficacy: EfficacyAssessment,
+    pub measures: Vec<Measure>,
+    pub weight_kg: Option<f64>,
+    pub adherence: Adherence,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdverseEvent {
+    pub episode_id: RecordId,
+    pub onset_date: NaiveDate,
+    pub meddra_pt: MeddraCode,
+    pub meddra_soc: Option<MeddraCode>,
+    pub serious: bool,
+    pub outcome: AeOutcome,
+    pub causality: Causality,
+    pub pv_declaration_date: Option<NaiveDate>,
+    pub pv_reference: Option<String>,
+}

@@ -1,0 +1,61 @@
+//! The one mapping from store and domain errors to gRPC statuses. No wildcard arm: a new error
+//! variant must decide its code here.
+
+use observatory_domain::{DomainError, Violations};
+use observatory_store::StoreError;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+/// INVALID_ARGUMENT with a `google.rpc.BadRequest` naming every offending field.
+pub fn invalid(v: &Violations) -> Status {
+    let violations: Vec<FieldViolation> = v
+        .as_slice()
+        .iter()
+        .map(|x| {
+            let mut f = FieldViolation::new(x.field.clone(), x.description.clone());
+            f.reason = x.reason.to_owned();
+            f
+        })
+        .collect();
+    Status::with_error_details(
+        Code::InvalidArgument,
+        format!("invalid request: {v}"),
+        ErrorDetails::with_bad_request(violations),
+    )
+}
+
+pub fn invalid_field(field: &str, reason: &'static str, description: &str) -> Status {
+    let mut v = Violations::new();
+    v.push(field, reason, description);
+    invalid(&v)
+}
+
+pub fn domain(e: DomainError) -> Status {
+    match e {
+        DomainError::Invalid(v) => invalid(&v),
+        e @ DomainError::Precondition(_) => Status::failed_precondition(e.to_string()),
+        e @ DomainError::IllegalTransition { .. } => Status::failed_precondition(e.to_string()),
+    }
+}
+
+pub fn store(e: StoreError) -> Status {
+    match e {
+        StoreError::Domain(d) => domain(d),
+        e @ StoreError::NotFound { .. } => Status::not_found(e.to_string()),
+        StoreError::AlreadyExists(msg) => Status::already_exists(msg),
+        e @ StoreError::Stale { .. } => Status::aborted(e.to_string()),
+        e @ StoreError::IdempotencyMismatch { .. } => invalid_field(
+            "idempotency_key",
+            "KEY_REUSED",
+            &format!("{e}; use a new key for a new operation"),
+        ),
+        StoreError::BadPageToken => {
+            invalid_field("page.page_token", "BAD_FORMAT", "is not a token returned by this list")
+        }
+        StoreError::ShuttingDown => Status::unavailable("the registry is shutting down; retry on another instance"),
+        e @ (StoreError::Database(_) | StoreError::Migrate(_) | StoreError::Corrupt { .. } | StoreError::BadUrl(_)) => {
+            tracing::error!(error = %e, cause = ?std::error::Error::source(&e), "internal error");
+            Status::internal("internal error; it has been logged")
+        }
+    }
+}

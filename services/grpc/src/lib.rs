@@ -1,0 +1,54 @@
+//! tonic services of the observatory: each handler converts the prost request to domain types
+//! (INVALID_ARGUMENT with field paths on failure), calls the store, and converts back.
+//!
+//! Architecture invariant: prost types appear only here and in `observatory-proto`; handlers
+//! hold no business rule, which live in `observatory-domain`.
+
+pub mod convert;
+pub mod error;
+mod reference;
+mod registry;
+
+use std::sync::Arc;
+
+use observatory_domain::pseudonym::PseudonymKey;
+use observatory_store::{Store, WriteContext};
+use tonic::Request;
+
+pub use reference::ReferenceApi;
+pub use registry::RegistryApi;
+
+/// What every service shares.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Store,
+    pub pseudonym_key: Arc<PseudonymKey>,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Principal recorded as the author of writes until callers authenticate.
+pub const ANONYMOUS: &str = "anonymous";
+
+/// Who calls and under which request id: `x-request-id` when the caller sends a usable one
+/// (1..=64 visible ASCII), a fresh UUIDv7 otherwise.
+pub fn write_context<T>(req: &Request<T>, idempotency_key: Option<String>) -> WriteContext {
+    let request_id = req
+        .metadata()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| (0x21..=0x7e).contains(&b)))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    WriteContext {
+        actor: ANONYMOUS.to_owned(),
+        request_id,
+        idempotency_key,
+    }
+}

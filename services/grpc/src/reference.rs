@@ -1,0 +1,215 @@
+//! `observatory.v1.ReferenceService`: centres, prescribers, shipped drugs and diseases,
+//! frameworks.
+
+use observatory_domain::{
+    Violations, codes,
+    model::{self as m, RecordId},
+    reference,
+};
+use observatory_proto::v1::{self as pb, reference_service_server::ReferenceService};
+use observatory_store::{CentreFilter, Command, FrameworkFilter, Record, Written};
+use tonic::{Request, Response, Status};
+
+use crate::convert::{self as c, all_some, enum_in, enum_in_opt};
+use crate::{ApiState, error, write_context};
+
+#[derive(Debug, Clone)]
+pub struct ReferenceApi {
+    state: ApiState,
+}
+
+impl ReferenceApi {
+    pub fn new(state: ApiState) -> Self {
+        Self { state }
+    }
+}
+
+fn primary(w: Written) -> Result<Record, Status> {
+    w.records
+        .into_iter()
+        .next()
+        .ok_or_else(|| Status::internal("a write returned no record"))
+}
+
+#[tonic::async_trait]
+impl ReferenceService for ReferenceApi {
+    async fn create_centre(&self, req: Request<pb::CreateCentreRequest>) -> Result<Response<pb::Centre>, Status> {
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let key = v.check("idempotency_key", c::idempotency_key(&r.idempotency_key));
+        let finess = v.check("finess", c::finess(&r.finess));
+        let name = v.check("name", codes::bounded_text(&r.name, 200));
+        let centre_type = v.check(
+            "type",
+            enum_in!(r.r#type, pb::CentreType, "CENTRE_TYPE_", m::CentreType),
+        );
+        let region = v.check("region_code", c::region(&r.region_code));
+        let filiere = v.check("filiere", c::filiere(&r.filiere));
+        all_some!(v; key, finess, name, centre_type, region, filiere);
+        let centre = m::Centre {
+            finess,
+            name,
+            centre_type,
+            region,
+            filiere,
+        };
+        let ctx = write_context(&req, Some(key));
+        let w = self
+            .state
+            .store
+            .execute(Command::CreateCentre(centre), ctx)
+            .await
+            .map_err(error::store)?;
+        match primary(w)? {
+            Record::Centre(x) => Ok(Response::new(c::centre(&x))),
+            _ => Err(Status::internal("unexpected record kind")),
+        }
+    }
+
+    async fn get_centre(&self, req: Request<pb::GetCentreRequest>) -> Result<Response<pb::Centre>, Status> {
+        let finess =
+            c::finess(&req.get_ref().finess).map_err(|e| error::invalid_field("finess", e.reason, &e.description))?;
+        let x = self
+            .state
+            .store
+            .require::<m::Centre>(finess.as_str())
+            .await
+            .map_err(error::store)?;
+        Ok(Response::new(c::centre(&x)))
+    }
+
+    async fn list_centres(
+        &self,
+        req: Request<pb::ListCentresRequest>,
+    ) -> Result<Response<pb::ListCentresResponse>, Status> {
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let page = c::page(&mut v, r.page.as_ref());
+        let filter = CentreFilter {
+            region: v.check("region_code", c::optional(&r.region_code, c::region)).flatten(),
+            filiere: v.check("filiere", c::optional(&r.filiere, c::filiere)).flatten(),
+        };
+        v.into_result().map_err(error::domain)?;
+        let p = self
+            .state
+            .store
+            .list_centres(&filter, &page)
+            .await
+            .map_err(error::store)?;
+        Ok(Response::new(pb::ListCentresResponse {
+            centres: p.items.iter().map(c::centre).collect(),
+            next_page_token: p.next_page_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn create_prescriber(
+        &self,
+        req: Request<pb::CreatePrescriberRequest>,
+    ) -> Result<Response<pb::Prescriber>, Status> {
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let key = v.check("idempotency_key", c::idempotency_key(&r.idempotency_key));
+        let rpps = v.check("rpps", c::rpps(&r.rpps));
+        let specialty = v.check("specialty", codes::bounded_text(&r.specialty, 100));
+        let centre_finess = v.check("centre_finess", c::finess(&r.centre_finess));
+        all_some!(v; key, rpps, specialty, centre_finess);
+        let prescriber = m::Prescriber {
+            rpps,
+            specialty,
+            centre_finess,
+        };
+        let ctx = write_context(&req, Some(key));
+        let w = self
+            .state
+            .store
+            .execute(Command::CreatePrescriber(prescriber), ctx)
+            .await
+            .map_err(error::store)?;
+        match primary(w)? {
+            Record::Prescriber(x) => Ok(Response::new(c::prescriber(&x))),
+            _ => Err(Status::internal("unexpected record kind")),
+        }
+    }
+
+    async fn get_prescriber(&self, req: Request<pb::GetPrescriberRequest>) -> Result<Response<pb::Prescriber>, Status> {
+        let rpps = c::rpps(&req.get_ref().rpps).map_err(|e| error::invalid_field("rpps", e.reason, &e.description))?;
+        let x = self
+            .state
+            .store
+            .require::<m::Prescriber>(rpps.as_str())
+            .await
+            .map_err(error::store)?;
+        Ok(Response::new(c::prescriber(&x)))
+    }
+
+    async fn list_drugs(&self, req: Request<pb::ListDrugsRequest>) -> Result<Response<pb::ListDrugsResponse>, Status> {
+        let prefix = req.get_ref().atc_prefix.trim().to_ascii_uppercase();
+        let source = reference::source_of(reference::DRUGS_CSV);
+        let drugs = reference::DRUGS
+            .iter()
+            .filter(|d| d.atc.starts_with(&prefix))
+            .map(|d| pb::Drug {
+                atc: d.atc.to_owned(),
+                inn: d.inn.to_owned(),
+                brand: d.brand.to_owned(),
+                cis: d.cis.map(str::to_owned),
+                confirmed: d.confirmed,
+                source: source.to_owned(),
+            })
+            .collect();
+        Ok(Response::new(pb::ListDrugsResponse { drugs }))
+    }
+
+    async fn list_diseases(
+        &self,
+        req: Request<pb::ListDiseasesRequest>,
+    ) -> Result<Response<pb::ListDiseasesResponse>, Status> {
+        let filiere = c::optional(&req.get_ref().filiere, c::filiere)
+            .map_err(|e| error::invalid_field("filiere", e.reason, &e.description))?;
+        let source = reference::source_of(reference::DISEASES_CSV);
+        let diseases = reference::DISEASES
+            .iter()
+            .filter(|d| filiere.as_ref().is_none_or(|f| f.as_str() == d.filiere))
+            .map(|d| pb::Disease {
+                orpha_code: d.orpha_code.to_owned(),
+                name: d.name.to_owned(),
+                icd10: d.icd10.to_owned(),
+                filiere: d.filiere.to_owned(),
+                confirmed: d.confirmed,
+                source: source.to_owned(),
+            })
+            .collect();
+        Ok(Response::new(pb::ListDiseasesResponse { diseases }))
+    }
+
+    async fn get_framework(&self, req: Request<pb::GetFrameworkRequest>) -> Result<Response<pb::Framework>, Status> {
+        let id: RecordId =
+            c::id(&req.get_ref().id).map_err(|e| error::invalid_field("id", e.reason, &e.description))?;
+        let x = self
+            .state
+            .store
+            .require::<m::Framework>(id.as_str())
+            .await
+            .map_err(error::store)?;
+        Ok(Response::new(c::framework(&x)))
+    }
+
+    async fn list_frameworks(
+        &self,
+        req: Request<pb::ListFrameworksRequest>,
+    ) -> Result<Response<pb::ListFrameworksResponse>, Status> {
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let filter = FrameworkFilter {
+            pathway: v
+                .check("pathway", enum_in_opt!(r.pathway, pb::Pathway, "PATHWAY_", m::Pathway))
+                .flatten(),
+            drug_atc: v.check("drug_atc", c::optional(&r.drug_atc, c::atc_known)).flatten(),
+        };
+        v.into_result().map_err(error::domain)?;
+        let all = self.state.store.list_frameworks(&filter).await.map_err(error::store)?;
+        Ok(Response::new(pb::ListFrameworksResponse {
+            frameworks: all.iter().map(c::framework).collect(),
+        }))
+    }
+}

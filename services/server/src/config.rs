@@ -1,0 +1,183 @@
+//! Configuration: defaults, then an optional TOML file, then `OBSERVATORY_*` environment
+//! variables (the last one wins). The README's configuration table documents every key.
+
+use std::{
+    collections::HashMap,
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, bail};
+use observatory_domain::pseudonym::PseudonymKey;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Settings of the observatory. The pseudonymisation key itself is never part of a file read
+/// here; only the path of the file that holds it.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `sqlite://observatory.db` (default) or `postgres://user@host/db`.
+    pub database_url: String,
+    /// gRPC listen address.
+    pub listen: String,
+    /// File holding the hex-encoded HMAC key of identity pseudonyms; created (mode 0600) on
+    /// first start when absent.
+    pub pseudonym_key_file: PathBuf,
+    /// Database connections (SQLite: readers beside the single writer).
+    pub max_connections: u32,
+    /// Log format: text or json.
+    pub log_format: LogFormat,
+    /// Hex key given directly (environment only, `OBSERVATORY_PSEUDONYM_KEY`): wins over the file.
+    #[serde(skip)]
+    pub pseudonym_key_hex: Option<String>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &observatory_store::redact_url(&self.database_url))
+            .field("listen", &self.listen)
+            .field("pseudonym_key_file", &self.pseudonym_key_file)
+            .field("max_connections", &self.max_connections)
+            .field("log_format", &self.log_format)
+            .field(
+                "pseudonym_key_hex",
+                &self.pseudonym_key_hex.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database_url: "sqlite://observatory.db".into(),
+            listen: "127.0.0.1:50051".into(),
+            pseudonym_key_file: PathBuf::from("observatory.key"),
+            max_connections: 8,
+            log_format: LogFormat::Text,
+            pseudonym_key_hex: None,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, overridden by `file` when given, overridden by the `OBSERVATORY_*` entries of
+    /// `env`.
+    pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> anyhow::Result<Config> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read configuration file {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("invalid configuration file {}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        if let Some(v) = env.get("OBSERVATORY_DATABASE_URL") {
+            config.database_url = v.clone();
+        }
+        if let Some(v) = env.get("OBSERVATORY_LISTEN") {
+            config.listen = v.clone();
+        }
+        if let Some(v) = env.get("OBSERVATORY_PSEUDONYM_KEY_FILE") {
+            config.pseudonym_key_file = PathBuf::from(v);
+        }
+        if let Some(v) = env.get("OBSERVATORY_PSEUDONYM_KEY") {
+            config.pseudonym_key_hex = Some(v.clone());
+        }
+        if let Some(v) = env.get("OBSERVATORY_MAX_CONNECTIONS") {
+            config.max_connections = v
+                .parse()
+                .ok()
+                .filter(|n| (1..=256).contains(n))
+                .context("OBSERVATORY_MAX_CONNECTIONS must be a number from 1 to 256")?;
+        }
+        if let Some(v) = env.get("OBSERVATORY_LOG_FORMAT") {
+            config.log_format = match v.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => bail!("OBSERVATORY_LOG_FORMAT must be text or json"),
+            };
+        }
+        Ok(config)
+    }
+
+    /// The pseudonymisation key: from `OBSERVATORY_PSEUDONYM_KEY`, else from the key file,
+    /// which is created with a fresh random key (readable by its owner only) when absent.
+    pub fn pseudonym_key(&self) -> anyhow::Result<PseudonymKey> {
+        if let Some(hex) = &self.pseudonym_key_hex {
+            return PseudonymKey::from_hex(hex).map_err(|e| anyhow::anyhow!("OBSERVATORY_PSEUDONYM_KEY: {e}"));
+        }
+        let path = &self.pseudonym_key_file;
+        match std::fs::read_to_string(path) {
+            Ok(text) => PseudonymKey::from_hex(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let bytes: [u8; 32] = rand::random();
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut file = options
+                    .open(path)
+                    .with_context(|| format!("cannot create pseudonymisation key file {}", path.display()))?;
+                file.write_all(hex::encode(bytes).as_bytes())?;
+                file.sync_all()?;
+                tracing::warn!(
+                    path = %path.display(),
+                    "created a new pseudonymisation key: back it up apart from the database; without it, identity-based registrations can no longer be matched"
+                );
+                PseudonymKey::new(bytes.to_vec()).map_err(|e| anyhow::anyhow!(e))
+            }
+            Err(e) => Err(e).with_context(|| format!("cannot read pseudonymisation key file {}", path.display())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("observatory.toml");
+        std::fs::write(&file, "listen = \"0.0.0.0:6000\"\nmax_connections = 3\n").unwrap();
+        let env = HashMap::from([("OBSERVATORY_LISTEN".to_string(), "127.0.0.1:7000".to_string())]);
+        let c = Config::load(Some(&file), &env).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:7000");
+        assert_eq!(c.max_connections, 3);
+        assert_eq!(c.database_url, "sqlite://observatory.db");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "lisen = \"x\"\n").unwrap();
+        assert!(Config::load(Some(&file), &HashMap::new()).is_err());
+        let env = HashMap::from([("OBSERVATORY_LOG_FORMAT".to_string(), "xml".to_string())]);
+        assert!(Config::load(None, &env).is_err());
+    }
+
+    #[test]
+    fn a_missing_key_file_is_created_once_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            pseudonym_key_file: dir.path().join("k"),
+            ..Config::default()
+        };
+        config.pseudonym_key().unwrap();
+        let first = std::fs::read_to_string(dir.path().join("k")).unwrap();
+        config.pseudonym_key().unwrap();
+        assert_eq!(first, std::fs::read_to_string(dir.path().join("k")).unwrap());
+        assert_eq!(first.len(), 64);
+        assert!(!format!("{config:?}").contains(&first));
+    }
+}

@@ -1,0 +1,132 @@
+//! The observatory application: configuration, start-up (connect, migrate, key), the gRPC
+//! server with health and reflection, and graceful shutdown. `main.rs` only parses the command
+//! line, installs logging and calls in here, so tests run the very same server on port 0.
+
+pub mod config;
+
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use anyhow::Context;
+use observatory_grpc::{ApiState, ReferenceApi, RegistryApi};
+use observatory_proto::v1::{
+    reference_service_server::ReferenceServiceServer, registry_service_server::RegistryServiceServer,
+};
+use observatory_store::{Store, StoreOptions};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use config::Config;
+
+/// Largest request or response the server accepts (4 MiB).
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Connects to the database named by the configuration and applies migrations.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let mut options = StoreOptions::new(&config.database_url);
+    options.max_connections = config.max_connections;
+    let store = Store::connect(&options).await.with_context(|| {
+        format!(
+            "cannot open database {}",
+            observatory_store::redact_url(&config.database_url)
+        )
+    })?;
+    store.migrate().await.context("cannot migrate the database")?;
+    Ok(store)
+}
+
+/// A bound, migrated server ready to run.
+pub struct Application {
+    listener: TcpListener,
+    state: ApiState,
+    addr: SocketAddr,
+}
+
+impl Application {
+    /// Opens the store, loads the pseudonymisation key and binds the listener (port 0 picks a
+    /// free port: see [`Application::local_addr`]).
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let key = config.pseudonym_key()?;
+        let store = open_store(config).await?;
+        let listener = TcpListener::bind(&config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            state: ApiState {
+                store,
+                pseudonym_key: Arc::new(key),
+            },
+            addr,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets calls in flight finish and
+    /// closes the database.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Application { listener, state, addr } = self;
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        health_reporter
+            .set_serving::<RegistryServiceServer<RegistryApi>>()
+            .await;
+        health_reporter
+            .set_serving::<ReferenceServiceServer<ReferenceApi>>()
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(observatory_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .context("cannot build the reflection service")?;
+        let registry = RegistryServiceServer::new(RegistryApi::new(state.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let reference = ReferenceServiceServer::new(ReferenceApi::new(state.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        tracing::info!(%addr, store = ?state.store, "observatory serving gRPC");
+        tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(registry)
+            .add_service(reference)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .await
+            .context("gRPC server failed")?;
+        tracing::info!("observatory stopped accepting calls; closing the database");
+        state.store.close().await;
+        Ok(())
+    }
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested");
+}

@@ -1,0 +1,62 @@
+//! `observatory`: the treatment access observatory's command line.
+
+use std::{collections::HashMap, path::PathBuf};
+
+use clap::{Parser, Subcommand};
+use observatory_server::{Application, Config, config::LogFormat, open_store, shutdown_signal};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "observatory",
+    version,
+    about = "Treatment access observatory for rare-disease networks"
+)]
+struct Cli {
+    /// TOML configuration file (keys of the README's configuration table).
+    #[arg(long, global = true, env = "OBSERVATORY_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Debug, Subcommand)]
+enum Commands {
+    /// Migrate the database, load reference data and serve gRPC until ctrl-c or SIGTERM.
+    Serve,
+    /// Apply pending migrations and load the shipped reference data, then exit.
+    Migrate,
+}
+
+fn init_logging(format: &LogFormat) {
+    let filter = EnvFilter::try_from_env("OBSERVATORY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let env: HashMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("OBSERVATORY_"))
+        .collect();
+    let config = Config::load(cli.config.as_deref(), &env)?;
+    init_logging(&config.log_format);
+    match cli.command {
+        Commands::Serve => {
+            let app = Application::build(&config).await?;
+            app.run_until(shutdown_signal()).await
+        }
+        Commands::Migrate => {
+            let store = open_store(&config).await?;
+            store.close().await;
+            tracing::info!(database = %observatory_store::redact_url(&config.database_url), "database migrated and reference data loaded");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! PostgreSQL backend: one pool; the group-commit writer holds one connection at a time and
+//! commits each group with a single `COMMIT` (one WAL flush under `synchronous_commit=on`).
+
+use sqlx::postgres::PgPoolOptions;
+
+use crate::{Result, StoreOptions};
+
+pub(crate) type Db = sqlx::Postgres;
+pub(crate) const BEGIN: &str = "BEGIN";
+
+// The same source compiled once per backend, with `Db` and `BEGIN` from this module.
+#[allow(clippy::duplicate_mod)]
+#[path = "shared.rs"]
+pub(crate) mod shared;
+
+pub(crate) async fn connect(options: &StoreOptions) -> Result<sqlx::PgPool> {
+    Ok(PgPoolOptions::new()
+        .max_connections(options.max_connections.max(2))
+        .connect(&options.url)
+        .await?)
+}

@@ -1,0 +1,499 @@
+//! The persistence boundary of the observatory: a versioned registry on SQLite (embedded,
+//! default) or PostgreSQL (production), through sqlx.
+//!
+//! Writes are [`Command`]s handed to a single writer task that commits them in groups (one
+//! transaction, one fsync, for every command waiting), each command in its own savepoint so that
+//! one rejected command leaves its neighbours untouched; a caller is answered only once its
+//! group has committed. Reads go straight to the pool.
+//!
+//! Architecture invariant: only this crate (and later the analytics extract step) runs SQL.
+
+mod backend_pg;
+mod backend_sqlite;
+mod kinds;
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use observatory_domain::{
+    DomainError,
+    codes::{Atc, Filiere, Finess, OrphaCode, RegionCode},
+    lifecycle::{AuthorisationTransition, EpisodeDeclaration, EpisodeTransition},
+    model::{
+        AdverseEvent, Authorisation, Centre, Cohort, Episode, EpisodeStatus, FollowUp, Framework, Pathway, Patient,
+        Prescriber, RecordId, RecordKind,
+    },
+};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+pub use kinds::Stored;
+
+/// Who wrote a version, when, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Meta {
+    pub id: String,
+    pub version: i64,
+    pub recorded_at: DateTime<Utc>,
+    pub recorded_by: String,
+    pub reason: String,
+    pub request_id: String,
+}
+
+/// One version of a record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    pub meta: Meta,
+    pub record: T,
+}
+
+/// A version of any kind of record, as returned by writes and history.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    Centre(Versioned<Centre>),
+    Prescriber(Versioned<Prescriber>),
+    Framework(Versioned<Framework>),
+    Cohort(Versioned<Cohort>),
+    Patient(Versioned<Patient>),
+    Episode(Versioned<Episode>),
+    Authorisation(Versioned<Authorisation>),
+    FollowUp(Versioned<FollowUp>),
+    AdverseEvent(Versioned<AdverseEvent>),
+}
+
+impl Record {
+    pub fn meta(&self) -> &Meta {
+        match self {
+            Record::Centre(v) => &v.meta,
+            Record::Prescriber(v) => &v.meta,
+            Record::Framework(v) => &v.meta,
+            Record::Cohort(v) => &v.meta,
+            Record::Patient(v) => &v.meta,
+            Record::Episode(v) => &v.meta,
+            Record::Authorisation(v) => &v.meta,
+            Record::FollowUp(v) => &v.meta,
+            Record::AdverseEvent(v) => &v.meta,
+        }
+    }
+
+    pub fn kind(&self) -> RecordKind {
+        match self {
+            Record::Centre(_) => RecordKind::Centre,
+            Record::Prescriber(_) => RecordKind::Prescriber,
+            Record::Framework(_) => RecordKind::Framework,
+            Record::Cohort(_) => RecordKind::Cohort,
+            Record::Patient(_) => RecordKind::Patient,
+            Record::Episode(_) => RecordKind::Episode,
+            Record::Authorisation(_) => RecordKind::Authorisation,
+            Record::FollowUp(_) => RecordKind::FollowUp,
+            Record::AdverseEvent(_) => RecordKind::AdverseEvent,
+        }
+    }
+}
+
+/// A cohort as requested; the store resolves its framework and defaults.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NewCohort {
+    pub name: String,
+    pub filiere: Filiere,
+    pub pathway: Pathway,
+    pub drug_atc: Atc,
+    pub orpha_codes: Vec<OrphaCode>,
+    pub framework_id: Option<RecordId>,
+    /// `None`: take the framework's schedule (or no schedule).
+    pub follow_up_months: Option<u32>,
+}
+
+/// A write, already parsed into domain types. Rules that depend on other records are checked by
+/// the writer inside the transaction.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "command")]
+pub enum Command {
+    CreateCentre(Centre),
+    CreatePrescriber(Prescriber),
+    CreateCohort(NewCohort),
+    RegisterPatient(Patient),
+    DeclareEpisode(EpisodeDeclaration),
+    TransitionEpisode {
+        id: RecordId,
+        expected_version: i64,
+        transition: EpisodeTransition,
+    },
+    TransitionAuthorisation {
+        id: RecordId,
+        expected_version: i64,
+        transition: AuthorisationTransition,
+    },
+    RecordFollowUp(FollowUp),
+    RecordAdverseEvent(AdverseEvent),
+}
+
+impl Command {
+    /// Name of the operation, used as the idempotency scope and in history reasons.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::CreateCentre(_) => "CreateCentre",
+            Command::CreatePrescriber(_) => "CreatePrescriber",
+            Command::CreateCohort(_) => "CreateCohort",
+            Command::RegisterPatient(_) => "RegisterPatient",
+            Command::DeclareEpisode(_) => "DeclareEpisode",
+            Command::TransitionEpisode { .. } => "TransitionEpisode",
+            Command::TransitionAuthorisation { .. } => "TransitionAuthorisation",
+            Command::RecordFollowUp(_) => "RecordFollowUp",
+            Command::RecordAdverseEvent(_) => "RecordAdverseEvent",
+        }
+    }
+
+    /// SHA-256 of the command's canonical JSON: what an idempotency key is bound to.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        hex::encode(sha2::Sha256::digest(&json))
+    }
+}
+
+/// Who is writing and under which request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteContext {
+    pub actor: String,
+    pub request_id: String,
+    /// Client idempotency key of a create call.
+    pub idempotency_key: Option<String>,
+}
+
+/// The versions a command wrote, the primary one first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    pub records: Vec<Record>,
+    /// True when this is the replay of an earlier call with the same idempotency key.
+    pub replayed: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error("{kind} {id} not found")]
+    NotFound { kind: &'static str, id: String },
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{kind} {id} is at version {current}, not {expected}: read it again and retry")]
+    Stale {
+        kind: &'static str,
+        id: String,
+        expected: i64,
+        current: i64,
+    },
+    #[error("idempotency key already used by {scope} with another request payload")]
+    IdempotencyMismatch { scope: String },
+    #[error("invalid page token")]
+    BadPageToken,
+    #[error("the registry is shutting down")]
+    ShuttingDown,
+    #[error("database error")]
+    Database(#[source] Arc<sqlx::Error>),
+    #[error("database migration failed")]
+    Migrate(#[source] Arc<sqlx::migrate::MigrateError>),
+    #[error("stored record {kind} {id} could not be decoded")]
+    Corrupt {
+        kind: &'static str,
+        id: String,
+        #[source]
+        source: Arc<serde_json::Error>,
+    },
+    #[error("unsupported database url: {0}")]
+    BadUrl(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Database(Arc::new(e))
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Migrate(Arc::new(e))
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A page of a list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_page_token: Option<String>,
+}
+
+/// Page request: size already bounded by the caller (1..=500).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PageRequest {
+    pub size: u32,
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CentreFilter {
+    pub region: Option<RegionCode>,
+    pub filiere: Option<Filiere>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CohortFilter {
+    pub pathway: Option<Pathway>,
+    pub drug_atc: Option<Atc>,
+    pub filiere: Option<Filiere>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EpisodeFilter {
+    pub cohort_id: Option<RecordId>,
+    pub patient_id: Option<RecordId>,
+    pub centre: Option<Finess>,
+    pub pathway: Option<Pathway>,
+    pub drug_atc: Option<Atc>,
+    pub orpha_code: Option<OrphaCode>,
+    pub status: Option<EpisodeStatus>,
+    pub request_from: Option<NaiveDate>,
+    pub request_to: Option<NaiveDate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FrameworkFilter {
+    pub pathway: Option<Pathway>,
+    pub drug_atc: Option<Atc>,
+}
+
+/// Connection settings.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// `sqlite://path?mode=rwc`, `sqlite:path` or `postgres://...`.
+    pub url: String,
+    /// Readers in the pool (SQLite) or connections in total (PostgreSQL).
+    pub max_connections: u32,
+    /// How many waiting commands one transaction may carry.
+    pub max_batch: usize,
+    /// How long a SQLite connection waits on a lock before failing.
+    pub busy_timeout: Duration,
+}
+
+impl StoreOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            max_connections: 8,
+            max_batch: 256,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+pub(crate) struct Job {
+    pub command: Command,
+    pub ctx: WriteContext,
+    pub reply: oneshot::Sender<Result<Written>>,
+}
+
+#[derive(Clone)]
+enum Backend {
+    /// Read-only readers, and the single writer connection (shared with the writer task).
+    Sqlite {
+        readers: sqlx::SqlitePool,
+        writer: sqlx::SqlitePool,
+    },
+    Postgres(sqlx::PgPool),
+}
+
+/// Handle on the registry: cheap to clone, shared by every request.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+    writer: mpsc::Sender<Job>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.backend {
+            Backend::Sqlite { .. } => "Store(sqlite)",
+            Backend::Postgres(_) => "Store(postgres)",
+        })
+    }
+}
+
+/// Today's date for "not in the future" rules: the calendar date at UTC+4, the easternmost
+/// offset of the French regions (La Reunion), so no date that has begun somewhere in France is
+/// refused.
+pub fn today(now: DateTime<Utc>) -> NaiveDate {
+    (now + chrono::Duration::hours(4)).date_naive()
+}
+
+impl Store {
+    /// Connects (creating the SQLite file if needed). Does not migrate: call [`Store::migrate`].
+    pub async fn connect(options: &StoreOptions) -> Result<Store> {
+        let (tx, rx) = mpsc::channel(4096);
+        let max_batch = options.max_batch.max(1);
+        let backend = if options.url.starts_with("sqlite:") {
+            let (readers, writer) = backend_sqlite::connect(options).await?;
+            tokio::spawn(backend_sqlite::shared::run_writer(writer.clone(), rx, max_batch));
+            Backend::Sqlite { readers, writer }
+        } else if options.url.starts_with("postgres://") || options.url.starts_with("postgresql://") {
+            let pool = backend_pg::connect(options).await?;
+            tokio::spawn(backend_pg::shared::run_writer(pool.clone(), rx, max_batch));
+            Backend::Postgres(pool)
+        } else {
+            return Err(StoreError::BadUrl(redact_url(&options.url)));
+        };
+        Ok(Store { backend, writer: tx })
+    }
+
+    /// Applies pending migrations and loads the shipped reference data (idempotent).
+    pub async fn migrate(&self) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => {
+                sqlx::migrate!("../../migrations/sqlite").run(writer).await?;
+                backend_sqlite::shared::load_reference(writer).await
+            }
+            Backend::Postgres(p) => {
+                sqlx::migrate!("../../migrations/postgres").run(p).await?;
+                backend_pg::shared::load_reference(p).await
+            }
+        }
+    }
+
+    /// Hands a command to the group-commit writer and waits for its commit.
+    pub async fn execute(&self, command: Command, ctx: WriteContext) -> Result<Written> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(Job { command, ctx, reply })
+            .await
+            .map_err(|_| StoreError::ShuttingDown)?;
+        rx.await.map_err(|_| StoreError::ShuttingDown)?
+    }
+
+    /// Current version of a record, `None` when absent.
+    pub async fn get<T: Stored>(&self, id: &str) -> Result<Option<Versioned<T>>> {
+        match &self.backend {
+            Backend::Sqlite { readers: p, .. } => backend_sqlite::shared::get_current::<T>(p, id).await,
+            Backend::Postgres(p) => backend_pg::shared::get_current::<T>(p, id).await,
+        }
+    }
+
+    /// Current version of a record, NOT_FOUND when absent.
+    pub async fn require<T: Stored>(&self, id: &str) -> Result<Versioned<T>> {
+        self.get::<T>(id).await?.ok_or_else(|| StoreError::NotFound {
+            kind: T::KIND.code(),
+            id: id.to_owned(),
+        })
+    }
+
+    /// Every version of a record, oldest first; NOT_FOUND when it has none.
+    pub async fn history(&self, kind: RecordKind, id: &str) -> Result<Vec<Record>> {
+        let versions = match &self.backend {
+            Backend::Sqlite { readers: p, .. } => backend_sqlite::shared::history(p, kind, id).await?,
+            Backend::Postgres(p) => backend_pg::shared::history(p, kind, id).await?,
+        };
+        if versions.is_empty() {
+            return Err(StoreError::NotFound {
+                kind: kind.code(),
+                id: id.to_owned(),
+            });
+        }
+        Ok(versions)
+    }
+
+    pub async fn list_centres(&self, f: &CentreFilter, page: &PageRequest) -> Result<Page<Versioned<Centre>>> {
+        let mut q = kinds::ListQuery::new(page)?;
+        q.eq("region_code", f.region.as_ref().map(|r| r.as_str().to_owned()));
+        q.eq("filiere", f.filiere.as_ref().map(|r| r.as_str().to_owned()));
+        self.list(q).await
+    }
+
+    pub async fn list_cohorts(&self, f: &CohortFilter, page: &PageRequest) -> Result<Page<Versioned<Cohort>>> {
+        let mut q = kinds::ListQuery::new(page)?;
+        q.eq("pathway", f.pathway.map(|p| p.code().to_owned()));
+        q.eq("drug_atc", f.drug_atc.as_ref().map(|r| r.as_str().to_owned()));
+        q.eq("filiere", f.filiere.as_ref().map(|r| r.as_str().to_owned()));
+        self.list(q).await
+    }
+
+    pub async fn list_frameworks(&self, f: &FrameworkFilter) -> Result<Vec<Versioned<Framework>>> {
+        let mut all = Vec::new();
+        let mut page = PageRequest { size: 500, token: None };
+        loop {
+            let mut q = kinds::ListQuery::new(&page)?;
+            q.eq("pathway", f.pathway.map(|p| p.code().to_owned()));
+            q.eq("drug_atc", f.drug_atc.as_ref().map(|r| r.as_str().to_owned()));
+            let got: Page<Versioned<Framework>> = self.list(q).await?;
+            all.extend(got.items);
+            match got.next_page_token {
+                Some(t) => page.token = Some(t),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    pub async fn list_episodes(&self, f: &EpisodeFilter, page: &PageRequest) -> Result<Page<Versioned<Episode>>> {
+        let mut q = kinds::ListQuery::new(page)?;
+        q.eq("cohort_id", f.cohort_id.as_ref().map(|r| r.as_str().to_owned()));
+        q.eq("patient_id", f.patient_id.as_ref().map(|r| r.as_str().to_owned()));
+        q.eq("centre_finess", f.centre.as_ref().map(|r| r.as_str().to_owned()));
+        q.eq("pathway", f.pathway.map(|p| p.code().to_owned()));
+        q.eq("drug_atc", f.drug_atc.as_ref().map(|r| r.as_str().to_owned()));
+        q.eq(
+            "indication_orpha_code",
+            f.orpha_code.as_ref().map(|r| r.as_str().to_owned()),
+        );
+        q.eq("status", f.status.map(|s| s.code().to_owned()));
+        q.date_between("request_date", f.request_from, f.request_to);
+        self.list(q).await
+    }
+
+    async fn list<T: Stored>(&self, q: kinds::ListQuery) -> Result<Page<Versioned<T>>> {
+        match &self.backend {
+            Backend::Sqlite { readers: p, .. } => backend_sqlite::shared::list::<T>(p, q).await,
+            Backend::Postgres(p) => backend_pg::shared::list::<T>(p, q).await,
+        }
+    }
+
+    /// Checks that the database answers (for readiness).
+    pub async fn ping(&self) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite { readers: p, .. } => sqlx::query("SELECT 1").execute(p).await.map(drop)?,
+            Backend::Postgres(p) => sqlx::query("SELECT 1").execute(p).await.map(drop)?,
+        }
+        Ok(())
+    }
+
+    /// Closes the pools; the writer stops when the last handle is dropped.
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite { readers, writer } => {
+                readers.close().await;
+                writer.close().await;
+            }
+            Backend::Postgres(p) => p.close().await,
+        }
+    }
+
+    /// Runs a read-only SQL query returning one integer, for tests and diagnostics (table
+    /// counts). Not exposed over the network.
+    pub async fn scalar_i64(&self, sql: &'static str) -> Result<i64> {
+        Ok(match &self.backend {
+            Backend::Sqlite { readers: p, .. } => sqlx::query_scalar(sql).fetch_one(p).await?,
+            Backend::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await?,
+        })
+    }
+}
+
+/// Hides the password of a database URL for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let creds = &url[scheme_end + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}://{}:***@{}", &url[..scheme_end], user, &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,732 @@
+//! Queries and the group-commit writer, written once and compiled for each backend: the
+//! including module (`backend_sqlite` or `backend_pg`) defines `Db` and `BEGIN`.
+//!
+//! The SQL here is portable between SQLite and PostgreSQL (`$n` placeholders, partial indexes,
+//! `ON CONFLICT DO NOTHING`); the few differences live in the including modules.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use observatory_domain::{
+    DomainError, Violations,
+    codes::{Atc, OrphaCode},
+    lifecycle::{self, EpisodeTransition},
+    model::{
+        AdverseEvent, Authorisation, Centre, Cohort, CohortStatus, Episode, FollowUp, Framework, FrameworkStatus,
+        Pathway, Patient, Prescriber, ProtocolType, RecordId, RecordKind, VitalStatus, parse_date,
+    },
+    reference,
+};
+use sqlx::{Acquire, QueryBuilder, types::Json};
+use tokio::sync::mpsc;
+
+use super::{BEGIN, Db};
+use crate::kinds::{self, Filter, ListQuery, Stored, Val};
+use crate::{Command, Job, Meta, Page, Record, Result, StoreError, Versioned, WriteContext, Written, today};
+
+type Pool = sqlx::Pool<Db>;
+type Tx<'c> = sqlx::Transaction<'c, Db>;
+type Conn = <Db as sqlx::Database>::Connection;
+
+const META_COLUMNS: &str = "id, version, recorded_at, recorded_by, reason, request_id, body";
+
+/// (kind, id, version) of a version an idempotent call produced.
+type VersionRef = (RecordKind, String, i64);
+
+type MetaRow<T> = (String, i64, DateTime<Utc>, String, String, String, Json<T>);
+
+fn from_row<T>(row: MetaRow<T>) -> Versioned<T> {
+    let (id, version, recorded_at, recorded_by, reason, request_id, Json(record)) = row;
+    Versioned {
+        meta: Meta {
+            id,
+            version,
+            recorded_at,
+            recorded_by,
+            reason,
+            request_id,
+        },
+        record,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Group commit
+
+/// Receives commands and commits them in groups: everything waiting when a transaction starts
+/// (up to `max_batch`) goes into it, each command in a savepoint. Runs until every sender is
+/// dropped.
+pub async fn run_writer(pool: Pool, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
+    let mut batch = Vec::with_capacity(max_batch);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&pool, &mut batch).await;
+    }
+}
+
+async fn commit_batch(pool: &Pool, batch: &mut Vec<Job>) {
+    let size = batch.len();
+    let span = tracing::debug_span!("store.commit_batch", size);
+    let _enter = span.enter();
+    drop(_enter);
+    let mut results: Vec<Result<Written>> = Vec::with_capacity(size);
+    let outcome: Result<()> = async {
+        let mut tx = pool.begin_with(BEGIN).await?;
+        for job in batch.iter() {
+            let now = Utc::now().trunc_subsecs(6);
+            let mut sp = tx.begin().await?;
+            match apply(&mut sp, &job.command, &job.ctx, now).await {
+                Ok(written) => {
+                    sp.commit().await?;
+                    results.push(Ok(written));
+                }
+                Err(e @ StoreError::Database(_)) => {
+                    // A database failure inside a command may have broken the transaction:
+                    // give up on the whole group rather than commit a partial one.
+                    sp.rollback().await.ok();
+                    return Err(e);
+                }
+                Err(e) => {
+                    sp.rollback().await?;
+                    results.push(Err(e));
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+    .await;
+    match outcome {
+        Ok(()) => {
+            for (job, result) in batch.drain(..).zip(results) {
+                let _ = job.reply.send(result);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, source = ?std::error::Error::source(&e), size, "group commit failed; every command of the group is refused");
+            for job in batch.drain(..) {
+                let err = match &e {
+                    StoreError::Database(inner) => StoreError::Database(inner.clone()),
+                    other => StoreError::AlreadyExists(other.to_string()),
+                };
+                let _ = job.reply.send(Err(err));
+            }
+        }
+    }
+}
+
+/// Applies one command inside its savepoint, honouring its idempotency key.
+async fn apply(tx: &mut Tx<'_>, command: &Command, ctx: &WriteContext, now: DateTime<Utc>) -> Result<Written> {
+    let scope = command.name();
+    let fingerprint = command.fingerprint();
+    if let Some(key) = &ctx.idempotency_key {
+        let found: Option<(String, Json<Vec<VersionRef>>)> =
+            sqlx::query_as("SELECT request_hash, result FROM idempotency_keys WHERE scope = $1 AND key = $2")
+                .bind(scope)
+                .bind(key)
+                .fetch_optional(&mut **tx)
+                .await?;
+        if let Some((hash, Json(refs))) = found {
+            if hash != fingerprint {
+                return Err(StoreError::IdempotencyMismatch {
+                    scope: scope.to_owned(),
+                });
+            }
+            let mut records = Vec::with_capacity(refs.len());
+            for (kind, id, version) in refs {
+                records.push(version_of(tx, kind, &id, version).await?);
+            }
+            return Ok(Written {
+                records,
+                replayed: true,
+            });
+        }
+    }
+    let mut w = Writer {
+        tx,
+        ctx,
+        now,
+        today: today(now),
+    };
+    let records = w.dispatch(command).await?;
+    if let Some(key) = &ctx.idempotency_key {
+        let refs: Vec<VersionRef> = records
+            .iter()
+            .map(|r| (r.kind(), r.meta().id.clone(), r.meta().version))
+            .collect();
+        sqlx::query(
+            "INSERT INTO idempotency_keys (scope, key, request_hash, result, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(&fingerprint)
+        .bind(Json(refs))
+        .bind(now)
+        .execute(&mut **w.tx)
+        .await?;
+    }
+    Ok(Written {
+        records,
+        replayed: false,
+    })
+}
+
+struct Writer<'a, 'c> {
+    tx: &'a mut Tx<'c>,
+    ctx: &'a WriteContext,
+    now: DateTime<Utc>,
+    today: chrono::NaiveDate,
+}
+
+impl Writer<'_, '_> {
+    async fn dispatch(&mut self, command: &Command) -> Result<Vec<Record>> {
+        let reason = command.name();
+        match command {
+            Command::CreateCentre(c) => {
+                if self.exists(c.finess.as_str()).await? {
+                    return Err(StoreError::AlreadyExists(format!(
+                        "centre {} is already declared",
+                        c.finess
+                    )));
+                }
+                let v = self.insert_new(c.finess.as_str().to_owned(), c, reason).await?;
+                Ok(vec![Record::Centre(v)])
+            }
+            Command::CreatePrescriber(p) => {
+                if self.exists(p.rpps.as_str()).await? {
+                    return Err(StoreError::AlreadyExists(format!(
+                        "prescriber {} is already declared",
+                        p.rpps
+                    )));
+                }
+                self.require::<Centre>(p.centre_finess.as_str()).await?;
+                let v = self.insert_new(p.rpps.as_str().to_owned(), p, reason).await?;
+                Ok(vec![Record::Prescriber(v)])
+            }
+            Command::CreateCohort(n) => {
+                let cohort = self.resolve_cohort(n).await?;
+                let v = self.insert_new(new_id(), &cohort, reason).await?;
+                Ok(vec![Record::Cohort(v)])
+            }
+            Command::RegisterPatient(p) => {
+                let existing: Option<String> = sqlx::query_scalar(
+                    "SELECT id FROM patient_versions WHERE pseudonym = $1 AND superseded_at IS NULL",
+                )
+                .bind(&p.pseudonym.value)
+                .fetch_optional(&mut **self.tx)
+                .await?;
+                if let Some(id) = existing {
+                    return Err(StoreError::AlreadyExists(format!("patient already registered as {id}")));
+                }
+                let v = self.insert_new(new_id(), p, reason).await?;
+                Ok(vec![Record::Patient(v)])
+            }
+            Command::DeclareEpisode(d) => self.declare_episode(d, reason).await,
+            Command::TransitionEpisode {
+                id,
+                expected_version,
+                transition,
+            } => {
+                let current = self.current_at::<Episode>(id.as_str(), *expected_version).await?;
+                let authorisation = match &current.record.authorisation_id {
+                    Some(a) => Some(self.require::<Authorisation>(a.as_str()).await?.record),
+                    None => None,
+                };
+                let next =
+                    lifecycle::transition_episode(&current.record, transition, authorisation.as_ref(), self.today)?;
+                if let EpisodeTransition::Transfer { to, .. } = transition {
+                    self.require::<Centre>(to.as_str()).await?;
+                }
+                let reason = format!("{reason}: {}", transition.action());
+                let v = self.insert_version(&current, next, &reason).await?;
+                Ok(vec![Record::Episode(v)])
+            }
+            Command::TransitionAuthorisation {
+                id,
+                expected_version,
+                transition,
+            } => {
+                let current = self.current_at::<Authorisation>(id.as_str(), *expected_version).await?;
+                let next = lifecycle::transition_authorisation(&current.record, transition, self.today)?;
+                let reason = format!("{reason}: {}", transition.action());
+                let v = self.insert_version(&current, next, &reason).await?;
+                Ok(vec![Record::Authorisation(v)])
+            }
+            Command::RecordFollowUp(f) => {
+                let episode = self.require::<Episode>(f.episode_id.as_str()).await?;
+                let next = lifecycle::record_follow_up(&episode.record, f, self.today)?;
+                let v = self.insert_new(new_id(), f, reason).await?;
+                let mut out = vec![Record::FollowUp(v)];
+                if next != episode.record {
+                    let e = self
+                        .insert_version(&episode, next, "RecordFollowUp: first follow-up")
+                        .await?;
+                    out.push(Record::Episode(e));
+                }
+                Ok(out)
+            }
+            Command::RecordAdverseEvent(ae) => {
+                let episode = self.require::<Episode>(ae.episode_id.as_str()).await?;
+                lifecycle::check_adverse_event(&episode.record, ae, self.today)?;
+                let v = self.insert_new(new_id(), ae, reason).await?;
+                Ok(vec![Record::AdverseEvent(v)])
+            }
+        }
+    }
+
+    async fn resolve_cohort(&mut self, n: &crate::NewCohort) -> Result<Cohort> {
+        let mut v = Violations::new();
+        let framework = match &n.framework_id {
+            Some(id) => Some(self.require::<Framework>(id.as_str()).await?.record),
+            None => None,
+        };
+        match &framework {
+            None if n.pathway.needs_framework() => v.push(
+                "framework_id",
+                "REQUIRED",
+                format!("a {} cohort must be bound to a framework", n.pathway),
+            ),
+            Some(_) if !n.pathway.needs_framework() => v.push(
+                "framework_id",
+                "NOT_APPLICABLE",
+                format!("a {} cohort is not bound to a framework", n.pathway),
+            ),
+            Some(f) => {
+                if f.pathway != n.pathway {
+                    v.push(
+                        "framework_id",
+                        "PATHWAY_MISMATCH",
+                        format!("the framework is a {} framework", f.pathway),
+                    );
+                }
+                if f.drug_atc != n.drug_atc {
+                    v.push(
+                        "framework_id",
+                        "DRUG_MISMATCH",
+                        format!("the framework is for {}", f.drug_atc),
+                    );
+                }
+                for (i, code) in n.orpha_codes.iter().enumerate() {
+                    if !f.orpha_codes.contains(code) {
+                        v.push(
+                            format!("orpha_codes[{i}]"),
+                            "NOT_COVERED",
+                            "is not covered by the framework's indication",
+                        );
+                    }
+                }
+            }
+            None => {}
+        }
+        v.into_result()?;
+        let follow_up_months = n
+            .follow_up_months
+            .or_else(|| framework.as_ref().map(|f| f.follow_up_months))
+            .unwrap_or(0);
+        Ok(Cohort {
+            name: n.name.clone(),
+            filiere: n.filiere.clone(),
+            pathway: n.pathway,
+            drug_atc: n.drug_atc.clone(),
+            orpha_codes: n.orpha_codes.clone(),
+            framework_id: n.framework_id.clone(),
+            follow_up_months,
+            status: CohortStatus::Open,
+        })
+    }
+
+    async fn declare_episode(&mut self, d: &lifecycle::EpisodeDeclaration, reason: &str) -> Result<Vec<Record>> {
+        let patient = self.require::<Patient>(d.patient_id.as_str()).await?;
+        if patient.record.vital_status == VitalStatus::Deceased {
+            return Err(DomainError::Precondition(format!("patient {} is recorded as deceased", d.patient_id)).into());
+        }
+        let cohort = self.require::<Cohort>(d.cohort_id.as_str()).await?;
+        let framework = match &cohort.record.framework_id {
+            Some(id) => Some(self.require::<Framework>(id.as_str()).await?.record),
+            None => None,
+        };
+        let prescriber = self.require::<Prescriber>(d.prescriber.as_str()).await?;
+        if let Some(centre) = &d.centre_finess {
+            self.require::<Centre>(centre.as_str()).await?;
+        }
+        let previous = match &d.previous_episode {
+            Some((id, expected)) => {
+                let prev = self.current_at::<Episode>(id.as_str(), *expected).await?;
+                if prev.record.patient_id != d.patient_id {
+                    return Err(DomainError::invalid(
+                        "previous_episode_id",
+                        "OTHER_PATIENT",
+                        "must be an episode of the same patient",
+                    )
+                    .into());
+                }
+                let switched = lifecycle::transition_episode(
+                    &prev.record,
+                    &EpisodeTransition::Switch { date: d.request_date },
+                    None,
+                    self.today,
+                )?;
+                Some((prev, switched))
+            }
+            None => None,
+        };
+        let episode_id = RecordId::from_minted(new_id());
+        let authorisation_id = d.pathway.needs_authorisation().then(|| RecordId::from_minted(new_id()));
+        let ctx = lifecycle::DeclarationContext {
+            cohort: &cohort.record,
+            framework: framework.as_ref(),
+            prescriber: &prescriber.record,
+            today: self.today,
+        };
+        let (episode, authorisation) = lifecycle::declare_episode(d, &ctx, authorisation_id, &episode_id)?;
+        let mut out = Vec::with_capacity(3);
+        let e = self
+            .insert_new(episode_id.as_str().to_owned(), &episode, reason)
+            .await?;
+        out.push(Record::Episode(e));
+        if let Some(a) = authorisation {
+            let id = episode
+                .authorisation_id
+                .clone()
+                .map(String::from)
+                .unwrap_or_else(new_id);
+            let a = self.insert_new(id, &a, reason).await?;
+            out.push(Record::Authorisation(a));
+        }
+        if let Some((prev, switched)) = previous {
+            let reason = format!("DeclareEpisode: switched to episode {episode_id}");
+            let p = self.insert_version(&prev, switched, &reason).await?;
+            out.push(Record::Episode(p));
+        }
+        Ok(out)
+    }
+
+    async fn exists(&mut self, id: &str) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM records WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut **self.tx)
+            .await?;
+        Ok(found.is_some())
+    }
+
+    async fn require<T: Stored>(&mut self, id: &str) -> Result<Versioned<T>> {
+        fetch_current::<T>(&mut **self.tx, id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                kind: kind_label(T::KIND),
+                id: id.to_owned(),
+            })
+    }
+
+    /// Current version, checked against the version the client expects.
+    async fn current_at<T: Stored>(&mut self, id: &str, expected: i64) -> Result<Versioned<T>> {
+        let current = self.require::<T>(id).await?;
+        if current.meta.version != expected {
+            return Err(StoreError::Stale {
+                kind: kind_label(T::KIND),
+                id: id.to_owned(),
+                expected,
+                current: current.meta.version,
+            });
+        }
+        Ok(current)
+    }
+
+    fn meta(&self, id: String, version: i64, reason: &str) -> Meta {
+        Meta {
+            id,
+            version,
+            recorded_at: self.now,
+            recorded_by: self.ctx.actor.clone(),
+            reason: reason.to_owned(),
+            request_id: self.ctx.request_id.clone(),
+        }
+    }
+
+    async fn insert_new<T: Stored + Clone>(&mut self, id: String, record: &T, reason: &str) -> Result<Versioned<T>> {
+        sqlx::query("INSERT INTO records (id, kind, created_at) VALUES ($1, $2, $3)")
+            .bind(&id)
+            .bind(T::KIND.code())
+            .bind(self.now)
+            .execute(&mut **self.tx)
+            .await?;
+        let meta = self.meta(id, 1, reason);
+        insert_row(self.tx, &meta, record).await?;
+        Ok(Versioned {
+            meta,
+            record: record.clone(),
+        })
+    }
+
+    /// Stamps the current version superseded and appends the next one.
+    async fn insert_version<T: Stored>(
+        &mut self,
+        current: &Versioned<T>,
+        next: T,
+        reason: &str,
+    ) -> Result<Versioned<T>> {
+        let table = kinds::table(T::KIND);
+        let mut q = QueryBuilder::<Db>::new(format!("UPDATE {table} SET superseded_at = "));
+        q.push_bind(self.now)
+            .push(" WHERE id = ")
+            .push_bind(current.meta.id.clone())
+            .push(" AND version = ")
+            .push_bind(current.meta.version)
+            .push(" AND superseded_at IS NULL");
+        let done = q.build().execute(&mut **self.tx).await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Stale {
+                kind: kind_label(T::KIND),
+                id: current.meta.id.clone(),
+                expected: current.meta.version,
+                current: current.meta.version + 1,
+            });
+        }
+        let meta = self.meta(current.meta.id.clone(), current.meta.version + 1, reason);
+        insert_row(self.tx, &meta, &next).await?;
+        Ok(Versioned { meta, record: next })
+    }
+}
+
+fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Lowercase label of a kind for messages ("episode", "follow_up").
+fn kind_label(kind: RecordKind) -> &'static str {
+    match kind {
+        RecordKind::Centre => "centre",
+        RecordKind::Prescriber => "prescriber",
+        RecordKind::Framework => "framework",
+        RecordKind::Cohort => "cohort",
+        RecordKind::Patient => "patient",
+        RecordKind::Episode => "episode",
+        RecordKind::Authorisation => "authorisation",
+        RecordKind::FollowUp => "follow-up",
+        RecordKind::AdverseEvent => "adverse event",
+    }
+}
+
+async fn insert_row<T: Stored>(conn: &mut Conn, meta: &Meta, record: &T) -> Result<()> {
+    let table = kinds::table(T::KIND);
+    let columns = record.columns();
+    let mut q = QueryBuilder::<Db>::new(format!("INSERT INTO {table} ({META_COLUMNS}"));
+    for (name, _) in &columns {
+        q.push(", ").push(*name);
+    }
+    q.push(") VALUES (")
+        .push_bind(meta.id.clone())
+        .push(", ")
+        .push_bind(meta.version)
+        .push(", ")
+        .push_bind(meta.recorded_at)
+        .push(", ")
+        .push_bind(meta.recorded_by.clone())
+        .push(", ")
+        .push_bind(meta.reason.clone())
+        .push(", ")
+        .push_bind(meta.request_id.clone())
+        .push(", ")
+        .push_bind(Json(serde_json::to_value(record).map_err(|e| StoreError::Corrupt {
+            kind: kind_label(T::KIND),
+            id: meta.id.clone(),
+            source: std::sync::Arc::new(e),
+        })?));
+    for (_, value) in columns {
+        q.push(", ");
+        match value {
+            Val::Text(s) => q.push_bind(s),
+            Val::Date(d) => q.push_bind(d),
+            Val::Bool(b) => q.push_bind(b),
+        };
+    }
+    q.push(")");
+    q.build().execute(conn).await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads
+
+async fn fetch_current<'e, T: Stored>(
+    e: impl sqlx::Executor<'e, Database = Db>,
+    id: &str,
+) -> Result<Option<Versioned<T>>> {
+    let table = kinds::table(T::KIND);
+    let mut q = QueryBuilder::<Db>::new(format!("SELECT {META_COLUMNS} FROM {table} WHERE id = "));
+    q.push_bind(id.to_owned()).push(" AND superseded_at IS NULL");
+    let row: Option<MetaRow<T>> = q.build_query_as().fetch_optional(e).await?;
+    Ok(row.map(from_row))
+}
+
+pub async fn get_current<T: Stored>(pool: &Pool, id: &str) -> Result<Option<Versioned<T>>> {
+    fetch_current::<T>(pool, id).await
+}
+
+async fn version_of(conn: &mut Conn, kind: RecordKind, id: &str, version: i64) -> Result<Record> {
+    async fn one<T: Stored>(conn: &mut Conn, id: &str, version: i64) -> Result<Record> {
+        let table = kinds::table(T::KIND);
+        let mut q = QueryBuilder::<Db>::new(format!("SELECT {META_COLUMNS} FROM {table} WHERE id = "));
+        q.push_bind(id.to_owned()).push(" AND version = ").push_bind(version);
+        let row: MetaRow<T> = q.build_query_as().fetch_one(conn).await?;
+        Ok(T::into_record(from_row(row)))
+    }
+    match kind {
+        RecordKind::Centre => one::<Centre>(conn, id, version).await,
+        RecordKind::Prescriber => one::<Prescriber>(conn, id, version).await,
+        RecordKind::Framework => one::<Framework>(conn, id, version).await,
+        RecordKind::Cohort => one::<Cohort>(conn, id, version).await,
+        RecordKind::Patient => one::<Patient>(conn, id, version).await,
+        RecordKind::Episode => one::<Episode>(conn, id, version).await,
+        RecordKind::Authorisation => one::<Authorisation>(conn, id, version).await,
+        RecordKind::FollowUp => one::<FollowUp>(conn, id, version).await,
+        RecordKind::AdverseEvent => one::<AdverseEvent>(conn, id, version).await,
+    }
+}
+
+pub async fn history(pool: &Pool, kind: RecordKind, id: &str) -> Result<Vec<Record>> {
+    async fn all<T: Stored>(pool: &Pool, id: &str) -> Result<Vec<Record>> {
+        let table = kinds::table(T::KIND);
+        let mut q = QueryBuilder::<Db>::new(format!("SELECT {META_COLUMNS} FROM {table} WHERE id = "));
+        q.push_bind(id.to_owned()).push(" ORDER BY version");
+        let rows: Vec<MetaRow<T>> = q.build_query_as().fetch_all(pool).await?;
+        Ok(rows.into_iter().map(|r| T::into_record(from_row(r))).collect())
+    }
+    match kind {
+        RecordKind::Centre => all::<Centre>(pool, id).await,
+        RecordKind::Prescriber => all::<Prescriber>(pool, id).await,
+        RecordKind::Framework => all::<Framework>(pool, id).await,
+        RecordKind::Cohort => all::<Cohort>(pool, id).await,
+        RecordKind::Patient => all::<Patient>(pool, id).await,
+        RecordKind::Episode => all::<Episode>(pool, id).await,
+        RecordKind::Authorisation => all::<Authorisation>(pool, id).await,
+        RecordKind::FollowUp => all::<FollowUp>(pool, id).await,
+        RecordKind::AdverseEvent => all::<AdverseEvent>(pool, id).await,
+    }
+}
+
+pub async fn list<T: Stored>(pool: &Pool, lq: ListQuery) -> Result<Page<Versioned<T>>> {
+    let table = kinds::table(T::KIND);
+    let mut q = QueryBuilder::<Db>::new(format!(
+        "SELECT {META_COLUMNS} FROM {table} WHERE superseded_at IS NULL"
+    ));
+    for (column, filter) in lq.filters {
+        q.push(" AND ").push(column);
+        match filter {
+            Filter::Eq(v) => q.push(" = ").push_bind(v),
+            Filter::DateFrom(d) => q.push(" >= ").push_bind(d),
+            Filter::DateTo(d) => q.push(" <= ").push_bind(d),
+        };
+    }
+    if let Some(after) = lq.after {
+        q.push(" AND id > ").push_bind(after);
+    }
+    q.push(" ORDER BY id LIMIT ").push_bind(i64::from(lq.size) + 1);
+    let rows: Vec<MetaRow<T>> = q.build_query_as().fetch_all(pool).await?;
+    let mut items: Vec<Versioned<T>> = rows.into_iter().map(from_row).collect();
+    let next_page_token = if items.len() > lq.size as usize {
+        items.truncate(lq.size as usize);
+        items.last().map(|v| kinds::encode_token(&v.meta.id))
+    } else {
+        None
+    };
+    Ok(Page { items, next_page_token })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reference data
+
+/// Loads the shipped drugs, diseases and frameworks. Rows already present are left as they are:
+/// a framework changes through its own versions, never by reloading the file.
+pub async fn load_reference(pool: &Pool) -> Result<()> {
+    let mut tx = pool.begin_with(BEGIN).await?;
+    for d in reference::DRUGS.iter() {
+        sqlx::query(
+            "INSERT INTO drugs (atc, inn, brand, cis, confirmed) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (atc) DO NOTHING",
+        )
+        .bind(d.atc)
+        .bind(d.inn)
+        .bind(d.brand)
+        .bind(d.cis)
+        .bind(d.confirmed)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for d in reference::DISEASES.iter() {
+        sqlx::query(
+            "INSERT INTO diseases (orpha_code, name, icd10, filiere, confirmed) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (orpha_code) DO NOTHING",
+        )
+        .bind(d.orpha_code)
+        .bind(d.name)
+        .bind(d.icd10)
+        .bind(d.filiere)
+        .bind(d.confirmed)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let now = Utc::now().trunc_subsecs(6);
+    let ctx = WriteContext {
+        actor: "reference-data".into(),
+        request_id: "observatory-migrate".into(),
+        idempotency_key: None,
+    };
+    let source = reference::source_of(reference::FRAMEWORKS_CSV);
+    let mut w = Writer {
+        tx: &mut tx,
+        ctx: &ctx,
+        now,
+        today: today(now),
+    };
+    for f in reference::FRAMEWORKS.iter() {
+        if w.exists(f.id).await? {
+            continue;
+        }
+        let framework = shipped_framework(f, source)?;
+        w.insert_new(
+            f.id.to_owned(),
+            &framework,
+            "shipped reference data (services/domain/reference/frameworks.csv)",
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+fn shipped_framework(f: &reference::FrameworkRef, source: &str) -> Result<Framework> {
+    let bad = |what: &str| {
+        StoreError::Domain(DomainError::Precondition(format!(
+            "shipped framework {} has an invalid {what}",
+            f.id
+        )))
+    };
+    Ok(Framework {
+        pathway: Pathway::from_code(f.pathway).ok_or_else(|| bad("pathway"))?,
+        drug_atc: Atc::parse(f.drug_atc).map_err(|_| bad("drug_atc"))?,
+        indication: f.indication.to_owned(),
+        orpha_codes: f
+            .orpha_codes
+            .iter()
+            .map(|c| OrphaCode::parse(c))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| bad("orpha_codes"))?,
+        authority: f.authority.to_owned(),
+        decision_reference: f.decision_reference.to_owned(),
+        valid_from: parse_date(f.valid_from).map_err(|_| bad("valid_from"))?,
+        valid_to: if f.valid_to.is_empty() {
+            None
+        } else {
+            Some(parse_date(f.valid_to).map_err(|_| bad("valid_to"))?)
+        },
+        status: FrameworkStatus::from_code(f.status).ok_or_else(|| bad("status"))?,
+        protocol_type: ProtocolType::from_code(f.protocol_type).ok_or_else(|| bad("protocol_type"))?,
+        protocol_version: f.protocol_version.to_owned(),
+        follow_up_months: f.follow_up_months,
+        source: source.to_owned(),
+        confirmed: f.confirmed,
+    })
+}

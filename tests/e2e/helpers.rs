@@ -1,0 +1,254 @@
+//! Test harness: a real server on port 0 over a fresh database (SQLite in a temp dir, or a new
+//! PostgreSQL database when `OBSERVATORY_TEST_POSTGRES_URL` is set), typed clients, and helpers
+//! that build valid requests.
+
+use std::collections::HashMap;
+
+use observatory_proto::v1::{
+    self as pb, reference_service_client::ReferenceServiceClient, registry_service_client::RegistryServiceClient,
+};
+use observatory_server::{Application, Config};
+use observatory_store::{Store, StoreOptions};
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub registry: RegistryServiceClient<Channel>,
+    pub reference: ReferenceServiceClient<Channel>,
+    pub channel: Channel,
+    /// A second handle on the same database, to look at what was stored.
+    pub store: Store,
+    pub dir: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// The PostgreSQL server tests run against, when configured. Once it is configured, failing to
+/// reach it fails the tests: they never skip silently.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("OBSERVATORY_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// Creates a fresh database on the configured server and returns its URL.
+async fn fresh_postgres_database(base: &str) -> String {
+    use sqlx::Connection;
+    let name = format!("observatory_test_{}", uuid::Uuid::now_v7().simple());
+    let mut conn = sqlx::PgConnection::connect(base)
+        .await
+        .unwrap_or_else(|e| panic!("OBSERVATORY_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {e}"));
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    conn.close().await.ok();
+    let (prefix, _) = base.rsplit_once('/').expect("postgres url has a database path");
+    format!("{prefix}/{name}")
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database_url = match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.path().join("observatory.db").display()),
+        Backend::Postgres => {
+            let base = postgres_url().expect("postgres backend requested without OBSERVATORY_TEST_POSTGRES_URL");
+            fresh_postgres_database(&base).await
+        }
+    };
+    let env = HashMap::from([
+        ("OBSERVATORY_DATABASE_URL".to_string(), database_url.clone()),
+        ("OBSERVATORY_LISTEN".to_string(), "127.0.0.1:0".to_string()),
+        (
+            "OBSERVATORY_PSEUDONYM_KEY_FILE".to_string(),
+            dir.path().join("observatory.key").display().to_string(),
+        ),
+    ]);
+    let config = Config::load(None, &env).expect("config");
+    let app = Application::build(&config).await.expect("application starts");
+    let addr = app.local_addr();
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect to the server");
+    let store = Store::connect(&StoreOptions::new(&database_url))
+        .await
+        .expect("second store handle");
+    TestApp {
+        registry: RegistryServiceClient::new(channel.clone()),
+        reference: ReferenceServiceClient::new(channel.clone()),
+        channel,
+        store,
+
+        dir,
+        shutdown: Some(tx),
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    /// Rows in every table of the registry, to prove a rejected request stored nothing.
+    pub async fn row_count(&self) -> i64 {
+        self.store
+            .scalar_i64(
+                "SELECT (SELECT COUNT(*) FROM records) + (SELECT COUNT(*) FROM idempotency_keys) \
+                 + (SELECT COUNT(*) FROM centre_versions) + (SELECT COUNT(*) FROM prescriber_versions) \
+                 + (SELECT COUNT(*) FROM framework_versions) + (SELECT COUNT(*) FROM cohort_versions) \
+                 + (SELECT COUNT(*) FROM patient_versions) + (SELECT COUNT(*) FROM episode_versions) \
+                 + (SELECT COUNT(*) FROM authorisation_versions) + (SELECT COUNT(*) FROM follow_up_versions) \
+                 + (SELECT COUNT(*) FROM adverse_event_versions)",
+            )
+            .await
+            .expect("count rows")
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server ran cleanly");
+        }
+        self.store.close().await;
+    }
+
+    /// Declares a centre, a prescriber there, and returns (FINESS, RPPS).
+    pub async fn centre_and_prescriber(&mut self) -> (String, String) {
+        let finess = "750100125".to_string();
+        self.reference
+            .create_centre(pb::CreateCentreRequest {
+                idempotency_key: "centre-1".into(),
+                finess: finess.clone(),
+                name: "CRMR maladies hemorragiques, site coordonnateur".into(),
+                r#type: pb::CentreType::CrmrCoordinating as i32,
+                region_code: "11".into(),
+                filiere: "MHEMO".into(),
+            })
+            .await
+            .expect("create centre");
+        let rpps = rpps(1);
+        self.reference
+            .create_prescriber(pb::CreatePrescriberRequest {
+                idempotency_key: "prescriber-1".into(),
+                rpps: rpps.clone(),
+                specialty: "haematology".into(),
+                centre_finess: finess.clone(),
+            })
+            .await
+            .expect("create prescriber");
+        (finess, rpps)
+    }
+
+    pub async fn aac_cohort(&mut self) -> pb::Cohort {
+        self.registry
+            .create_cohort(pb::CreateCohortRequest {
+                idempotency_key: "cohort-aac".into(),
+                name: "Concizumab AAC, haemophilia with inhibitors".into(),
+                filiere: "MHEMO".into(),
+                pathway: pb::Pathway::Aac as i32,
+                drug_atc: "B02BX07".into(),
+                orpha_codes: vec!["98878".into(), "98879".into()],
+                framework_id: String::new(),
+                follow_up_months: 3,
+            })
+            .await
+            .expect("create cohort")
+            .into_inner()
+    }
+
+    pub async fn patient(&mut self, idmr_suffix: u32) -> pb::Patient {
+        self.registry
+            .register_patient(pb::RegisterPatientRequest {
+                idempotency_key: format!("patient-{idmr_suffix}"),
+                subject: Some(pb::register_patient_request::Subject::Idmr(format!(
+                    "{:020}",
+                    1_000 + idmr_suffix
+                ))),
+                sex: pb::Sex::Male as i32,
+                birth_year_month: "2010-05".into(),
+                region_code: "11".into(),
+                objects_to_reuse: false,
+                diagnoses: vec![pb::Diagnosis {
+                    orpha_code: "98878".into(),
+                    icd10: "D66".into(),
+                    status: pb::DiagnosisStatus::Confirmed as i32,
+                    diagnosis_date: "2010-09-01".into(),
+                }],
+            })
+            .await
+            .expect("register patient")
+            .into_inner()
+    }
+
+    pub fn aac_declaration(
+        &self,
+        patient_id: &str,
+        cohort_id: &str,
+        rpps: &str,
+        key: &str,
+    ) -> pb::DeclareEpisodeRequest {
+        pb::DeclareEpisodeRequest {
+            idempotency_key: key.into(),
+            patient_id: patient_id.into(),
+            cohort_id: cohort_id.into(),
+            pathway: pb::Pathway::Aac as i32,
+            indication_orpha_code: "98878".into(),
+            prescriber_rpps: rpps.into(),
+            centre_finess: String::new(),
+            rcp: Some(pb::Rcp {
+                date: "2026-01-10".into(),
+                opinion: pb::RcpOpinion::Favourable as i32,
+            }),
+            off_label: None,
+            dosage: Some(pb::Dosage {
+                dose: 1.5,
+                unit: "mg/kg".into(),
+                frequency: "once daily".into(),
+                route: pb::Route::Subcutaneous as i32,
+            }),
+            request_date: "2026-01-12".into(),
+            authorisation: Some(pb::AuthorisationRequest {
+                submitted_date: "2026-01-12".into(),
+                reference: String::new(),
+            }),
+            previous_episode_id: String::new(),
+            previous_episode_version: 0,
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A valid RPPS number (Luhn check digit) built from `n`.
+pub fn rpps(n: u64) -> String {
+    let payload = format!("{:010}", 1_000_000_000 + n);
+    format!("{payload}{}", observatory_domain::codes::luhn_check_digit(&payload))
+}
+
+/// Field paths of the BadRequest details of an INVALID_ARGUMENT status.
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}

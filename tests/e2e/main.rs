@@ -1,0 +1,30 @@
+//! Black-box end-to-end tests through the real gRPC interface. Every scenario runs on SQLite,
+//! and on PostgreSQL when `OBSERVATORY_TEST_POSTGRES_URL` is set (CI sets it).
+
+mod helpers;
+mod registry;
+
+/// Runs a scenario `async fn name(backend)` once per backend, as `name::sqlite` and
+/// `name::postgres`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$name($crate::helpers::Backend::Sqlite).await;
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    if $crate::helpers::postgres_url().is_none() {
+                        eprintln!("OBSERVATORY_TEST_POSTGRES_URL is not set: PostgreSQL run not requested");
+                        return;
+                    }
+                    super::$name($crate::helpers::Backend::Postgres).await;
+                }
+            }
+        )+
+    };
+}

@@ -1,0 +1,840 @@
+//! The registry contract, scenario by scenario.
+
+use observatory_proto::v1::{self as pb, transition_authorisation_request as ta, transition_episode_request as te};
+use tonic::Code;
+
+use crate::helpers::{Backend, rpps, spawn_app, violated_fields};
+use crate::on_both_backends;
+
+on_both_backends!(
+    an_aac_journey_is_recorded_and_every_version_can_be_read_back,
+    a_replayed_create_returns_the_original_and_writes_nothing,
+    a_stale_expected_version_is_aborted,
+    an_illegal_transition_names_both_states,
+    invalid_requests_name_the_field_and_store_nothing,
+    identity_fields_never_reach_the_database,
+    episodes_are_listed_with_filters_and_pages,
+    shipped_reference_data_is_served,
+    a_switch_links_the_new_episode_to_the_previous_one,
+);
+
+async fn an_aac_journey_is_recorded_and_every_version_can_be_read_back(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (finess, rpps) = app.centre_and_prescriber().await;
+    let cohort = app.aac_cohort().await;
+    let cohort_id = cohort.meta.as_ref().unwrap().id.clone();
+    let patient = app.patient(1).await;
+    let patient_id = patient.meta.as_ref().unwrap().id.clone();
+
+    let declared = app
+        .registry
+        .declare_episode(app.aac_declaration(&patient_id, &cohort_id, &rpps, "episode-1"))
+        .await
+        .expect("declare")
+        .into_inner();
+    let episode = declared.episode.unwrap();
+    let episode_id = episode.meta.as_ref().unwrap().id.clone();
+    assert_eq!(episode.status, pb::EpisodeStatus::Declared as i32);
+    assert_eq!(episode.centre_finess, finess, "the centre defaults to the prescriber's");
+    assert_eq!(episode.drug_atc, "B02BX07", "the drug comes from the cohort");
+    let auth = declared
+        .authorisation
+        .expect("an AAC episode comes with its authorisation request");
+    let auth_id = auth.meta.as_ref().unwrap().id.clone();
+    assert_eq!(auth.status, pb::AuthorisationStatus::Submitted as i32);
+    assert_eq!(episode.authorisation_id, auth_id);
+
+    // Initiating before the grant is refused.
+    let early = app
+        .registry
+        .transition_episode(pb::TransitionEpisodeRequest {
+            id: episode_id.clone(),
+            expected_version: 1,
+            transition: Some(te::Transition::Initiate(te::Initiate {
+                first_administration_date: "2026-01-20".into(),
+                dosage: None,
+            })),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(early.code(), Code::FailedPrecondition, "{early:?}");
+
+    let grant = |id: &str, version: i64, renew: bool, from: &str, to: &str| pb::TransitionAuthorisationRequest {
+        id: id.into(),
+        expected_version: version,
+        transition: Some({
+            let g = ta::Grant {
+                decision_date: from.into(),
+                valid_from: from.into(),
+                valid_to: to.into(),
+                reference: "AAC-2026-000123".into(),
+            };
+            if renew {
+                ta::Transition::Renew(g)
+            } else {
+                ta::Transition::Grant(g)
+            }
+        }),
+    };
+    // More than a year is refused for AAC.
+    let too_long = app
+        .registry
+        .transition_authorisation(grant(&auth_id, 1, false, "2026-01-15", "2027-01-15"))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&too_long), vec!["grant.valid_to"]);
+    let granted = app
+        .registry
+        .transition_authorisation(grant(&auth_id, 1, false, "2026-01-15", "2027-01-14"))
+        .await
+        .expect("grant")
+        .into_inner();
+    assert_eq!(granted.status, pb::AuthorisationStatus::Granted as i32);
+    assert_eq!(granted.meta.as_ref().unwrap().version, 2);
+
+    let initiated = app
+        .registry
+        .transition_episode(pb::TransitionEpisodeRequest {
+            id: episode_id.clone(),
+            expected_version: 1,
+            transition: Some(te::Transition::Initiate(te::Initiate {
+                first_administration_date: "2026-01-20".into(),
+                dosage: None,
+            })),
+        })
+        .await
+        .expect("initiate")
+        .into_inner();
+    assert_eq!(initiated.status, pb::EpisodeStatus::Initiated as i32);
+    assert_eq!(initiated.decision_date, "2026-01-15");
+
+    let renewal = app
+        .registry
+        .transition_authorisation(pb::TransitionAuthorisationRequest {
+            id: auth_id.clone(),
+            expected_version: 2,
+            transition: Some(ta::Transition::SubmitRenewal(ta::DatedStep {
+                date: "2026-10-01".into(),
+            })),
+        })
+        .await
+        .expect("submit renewal")
+        .into_inner();
+    assert_eq!(renewal.status, pb::AuthorisationStatus::RenewalSubmitted as i32);
+    let renewed = app
+        .registry
+        .transition_authorisation(grant(&auth_id, 3, true, "2026-11-01", "2027-10-31"))
+        .await
+        .expect("renew")
+        .into_inner();
+    assert_eq!(renewed.status, pb::AuthorisationStatus::Renewed as i32);
+    assert_eq!(renewed.renewals, 1);
+
+    let follow_up = app
+        .registry
+        .record_follow_up(pb::RecordFollowUpRequest {
+            idempotency_key: "fu-1".into(),
+            episode_id: episode_id.clone(),
+            visit_date: "2026-04-20".into(),
+            efficacy: pb::EfficacyAssessment::Improved as i32,
+            measures: vec![pb::Measure {
+                code: "ABR".into(),
+                value: 1.5,
+            }],
+            weight_kg: 42.0,
+            adherence: pb::Adherence::Good as i32,
+        })
+        .await
+        .expect("follow-up")
+        .into_inner();
+    assert_eq!(follow_up.measures.len(), 1);
+    let ongoing = app
+        .registry
+        .get_episode(pb::GetRequest { id: episode_id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        ongoing.status,
+        pb::EpisodeStatus::Ongoing as i32,
+        "the first follow-up makes the episode ongoing"
+    );
+
+    let ae = app
+        .registry
+        .record_adverse_event(pb::RecordAdverseEventRequest {
+            idempotency_key: "ae-1".into(),
+            episode_id: episode_id.clone(),
+            onset_date: "2026-05-02".into(),
+            meddra_pt_code: "10022086".into(),
+            meddra_soc_code: "10018065".into(),
+            serious: true,
+            outcome: pb::AeOutcome::Recovered as i32,
+            causality: pb::Causality::PossiblyRelated as i32,
+            pv_declaration_date: "2026-05-03".into(),
+            pv_reference: "PV-2026-42".into(),
+        })
+        .await
+        .expect("adverse event")
+        .into_inner();
+    assert!(ae.serious);
+
+    let stopped = app
+        .registry
+        .transition_episode(pb::TransitionEpisodeRequest {
+            id: episode_id.clone(),
+            expected_version: 3,
+            transition: Some(te::Transition::Stop(te::Stop {
+                date: "2026-11-02".into(),
+                reason: pb::StopReason::AdverseEvent as i32,
+            })),
+        })
+        .await
+        .expect("stop")
+        .into_inner();
+    assert_eq!(stopped.status, pb::EpisodeStatus::Stopped as i32);
+
+    let history = app
+        .registry
+        .get_history(pb::GetHistoryRequest {
+            kind: pb::RecordKind::Episode as i32,
+            id: episode_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .versions;
+    let statuses: Vec<(i64, i32, String)> = history
+        .iter()
+        .map(|h| match h.record.as_ref().unwrap() {
+            pb::history_entry::Record::Episode(e) => {
+                let m = e.meta.as_ref().unwrap();
+                (m.version, e.status, m.reason.clone())
+            }
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        statuses.iter().map(|(v, s, _)| (*v, *s)).collect::<Vec<_>>(),
+        vec![
+            (1, pb::EpisodeStatus::Declared as i32),
+            (2, pb::EpisodeStatus::Initiated as i32),
+            (3, pb::EpisodeStatus::Ongoing as i32),
+            (4, pb::EpisodeStatus::Stopped as i32),
+        ]
+    );
+    assert!(statuses[3].2.contains("stop"), "the reason says why: {}", statuses[3].2);
+    for h in &history {
+        if let Some(pb::history_entry::Record::Episode(e)) = &h.record {
+            let m = e.meta.as_ref().unwrap();
+            assert_eq!(m.recorded_by, "anonymous");
+            assert!(!m.request_id.is_empty());
+            assert!(m.recorded_at.is_some());
+        }
+    }
+    let auth_history = app
+        .registry
+        .get_history(pb::GetHistoryRequest {
+            kind: pb::RecordKind::Authorisation as i32,
+            id: auth_id,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .versions;
+    assert_eq!(auth_history.len(), 4, "submitted, granted, renewal submitted, renewed");
+    app.stop().await;
+}
+
+async fn a_replayed_create_returns_the_original_and_writes_nothing(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (_, rpps) = app.centre_and_prescriber().await;
+    let cohort = app.aac_cohort().await;
+    let patient = app.patient(2).await;
+    let request = app.aac_declaration(
+        &patient.meta.as_ref().unwrap().id,
+        &cohort.meta.as_ref().unwrap().id,
+        &rpps,
+        "episode-replay",
+    );
+    let first = app
+        .registry
+        .declare_episode(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let rows = app.row_count().await;
+    let again = app
+        .registry
+        .declare_episode(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first, again, "a replay returns the original result");
+    assert_eq!(app.row_count().await, rows, "a replay writes nothing");
+
+    let mut other = request;
+    other.request_date = "2026-01-13".into();
+    other.authorisation = Some(pb::AuthorisationRequest {
+        submitted_date: "2026-01-13".into(),
+        reference: String::new(),
+    });
+    let err = app.registry.declare_episode(other).await.unwrap_err();
+    assert_eq!(violated_fields(&err), vec!["idempotency_key"]);
+    assert!(err.message().contains("another request payload"), "{}", err.message());
+    assert_eq!(app.row_count().await, rows);
+    app.stop().await;
+}
+
+async fn a_stale_expected_version_is_aborted(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (_, rpps) = app.centre_and_prescriber().await;
+    let cohort = app.aac_cohort().await;
+    let patient = app.patient(3).await;
+    let declared = app
+        .registry
+        .declare_episode(app.aac_declaration(&patient.meta.unwrap().id, &cohort.meta.unwrap().id, &rpps, "e"))
+        .await
+        .unwrap()
+        .into_inner();
+    let auth_id = declared.authorisation.unwrap().meta.unwrap().id;
+    let step = |version| pb::TransitionAuthorisationRequest {
+        id: auth_id.clone(),
+        expected_version: version,
+        transition: Some(ta::Transition::RequestInformation(ta::DatedStep {
+            date: "2026-01-14".into(),
+        })),
+    };
+    app.registry
+        .transition_authorisation(step(1))
+        .await
+        .expect("first change");
+    let rows = app.row_count().await;
+    let err = app.registry.transition_authorisation(step(1)).await.unwrap_err();
+    assert_eq!(err.code(), Code::Aborted, "{err:?}");
+    assert!(err.message().contains("version 2"), "{}", err.message());
+    assert_eq!(app.row_count().await, rows);
+    app.stop().await;
+}
+
+async fn an_illegal_transition_names_both_states(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (_, rpps) = app.centre_and_prescriber().await;
+    let cohort = app.aac_cohort().await;
+    let patient = app.patient(4).await;
+    let declared = app
+        .registry
+        .declare_episode(app.aac_declaration(&patient.meta.unwrap().id, &cohort.meta.unwrap().id, &rpps, "e"))
+        .await
+        .unwrap()
+        .into_inner();
+    let episode_id = declared.episode.unwrap().meta.unwrap().id;
+    let err = app
+        .registry
+        .transition_episode(pb::TransitionEpisodeRequest {
+            id: episode_id,
+            expected_version: 1,
+            transition: Some(te::Transition::Transfer(te::Transfer {
+                date: "2026-02-01".into(),
+                to_centre_finess: "690781810".into(),
+            })),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(
+        err.message().contains("DECLARED") && err.message().contains("TRANSFERRED"),
+        "{}",
+        err.message()
+    );
+    app.stop().await;
+}
+
+async fn invalid_requests_name_the_field_and_store_nothing(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (_, rpps) = app.centre_and_prescriber().await;
+    let cohort = app.aac_cohort().await;
+    let patient = app.patient(5).await;
+    let base = app.aac_declaration(&patient.meta.unwrap().id, &cohort.meta.unwrap().id, &rpps, "bad");
+    type Edit = fn(&mut pb::DeclareEpisodeRequest);
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "bad ORPHA format",
+            |r| r.indication_orpha_code = "ORPHA-x".into(),
+            "indication_orpha_code",
+        ),
+        (
+            "unknown ORPHA code",
+            |r| r.indication_orpha_code = "1234567".into(),
+            "indication_orpha_code",
+        ),
+        (
+            "ORPHA code outside the cohort",
+            |r| r.indication_orpha_code = "70".into(),
+            "indication_orpha_code",
+        ),
+        (
+            "wrong RPPS check digit",
+            |r| {
+                let mut s = r.prescriber_rpps.clone();
+                let last = s.pop().unwrap();
+                s.push(if last == '9' { '0' } else { char::from(last as u8 + 1) });
+                r.prescriber_rpps = s;
+            },
+            "prescriber_rpps",
+        ),
+        (
+            "wrong FINESS check digit",
+            |r| r.centre_finess = "750100126".into(),
+            "centre_finess",
+        ),
+        ("unknown pathway number", |r| r.pathway = 42, "pathway"),
+        ("missing pathway", |r| r.pathway = 0, "pathway"),
+        (
+            "pathway other than the cohort's",
+            |r| {
+                r.pathway = pb::Pathway::OffLabel as i32;
+                r.authorisation = None;
+                r.off_label = Some(pb::OffLabelJustification {
+                    axes: vec![1],
+                    evidence_reference: "PMID:1".into(),
+                });
+            },
+            "pathway",
+        ),
+        (
+            "malformed date",
+            |r| r.request_date = "12/01/2026".into(),
+            "request_date",
+        ),
+        (
+            "request in the future",
+            |r| {
+                r.request_date = "2999-01-01".into();
+                r.authorisation.as_mut().unwrap().submitted_date = "2999-01-01".into();
+            },
+            "request_date,authorisation.submitted_date",
+        ),
+        (
+            "authorisation submitted before the request",
+            |r| {
+                r.authorisation = Some(pb::AuthorisationRequest {
+                    submitted_date: "2026-01-01".into(),
+                    reference: String::new(),
+                });
+            },
+            "authorisation.submitted_date",
+        ),
+        (
+            "AAC without its authorisation request",
+            |r| r.authorisation = None,
+            "authorisation",
+        ),
+        (
+            "negative dose",
+            |r| r.dosage.as_mut().unwrap().dose = -1.0,
+            "dosage.dose",
+        ),
+        (
+            "oversized unit",
+            |r| r.dosage.as_mut().unwrap().unit = "x".repeat(500),
+            "dosage.unit",
+        ),
+        (
+            "unknown route",
+            |r| r.dosage.as_mut().unwrap().route = 77,
+            "dosage.route",
+        ),
+        (
+            "RCP without opinion",
+            |r| r.rcp.as_mut().unwrap().opinion = 0,
+            "rcp.opinion",
+        ),
+        (
+            "missing idempotency key",
+            |r| r.idempotency_key = String::new(),
+            "idempotency_key",
+        ),
+        (
+            "oversized idempotency key",
+            |r| r.idempotency_key = "k".repeat(129),
+            "idempotency_key",
+        ),
+        ("malformed patient id", |r| r.patient_id = "42".into(), "patient_id"),
+        (
+            "switch without the previous version",
+            |r| {
+                r.previous_episode_id = "0193a000-0000-7000-8000-000000000001".into();
+            },
+            "previous_episode_version",
+        ),
+    ];
+    let rows = app.row_count().await;
+    for (what, edit, field) in cases {
+        let mut request = base.clone();
+        edit(&mut request);
+        let err = app.registry.declare_episode(request).await.expect_err(what);
+        assert_eq!(violated_fields(&err).join(","), field, "{what}: {err:?}");
+        assert_eq!(app.row_count().await, rows, "{what} stored something");
+    }
+
+    // Several faults at once are all reported.
+    let mut request = base.clone();
+    request.request_date = "nope".into();
+    request.prescriber_rpps = "123".into();
+    let err = app.registry.declare_episode(request).await.unwrap_err();
+    let mut fields = violated_fields(&err);
+    fields.sort();
+    assert_eq!(fields, vec!["prescriber_rpps", "request_date"]);
+
+    // Other messages: off-label needs a justification; bad codes in cohorts and centres.
+    let err = app
+        .registry
+        .create_cohort(pb::CreateCohortRequest {
+            idempotency_key: "c".into(),
+            name: "Rituximab off-label".into(),
+            filiere: "FILNEMUS".into(),
+            pathway: pb::Pathway::Cpc as i32,
+            drug_atc: "L01FA1".into(),
+            orpha_codes: vec!["589".into(), "589".into()],
+            framework_id: String::new(),
+            follow_up_months: 30,
+        })
+        .await
+        .unwrap_err();
+    let mut fields = violated_fields(&err);
+    fields.sort();
+    assert_eq!(fields, vec!["drug_atc", "follow_up_months", "orpha_codes[1]"]);
+    let err = app
+        .reference
+        .create_centre(pb::CreateCentreRequest {
+            idempotency_key: "c2".into(),
+            finess: "75010012A".into(),
+            name: "n".into(),
+            r#type: 9,
+            region_code: "99".into(),
+            filiere: "NOPE".into(),
+        })
+        .await
+        .unwrap_err();
+    let mut fields = violated_fields(&err);
+    fields.sort();
+    assert_eq!(fields, vec!["filiere", "finess", "region_code", "type"]);
+    let err = app
+        .registry
+        .record_adverse_event(pb::RecordAdverseEventRequest {
+            idempotency_key: "ae".into(),
+            episode_id: "0193a000-0000-7000-8000-000000000001".into(),
+            onset_date: "2026-01-01".into(),
+            meddra_pt_code: "1002208".into(),
+            outcome: pb::AeOutcome::Recovered as i32,
+            causality: pb::Causality::Related as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&err), vec!["meddra_pt_code"]);
+    assert_eq!(app.row_count().await, rows);
+    app.stop().await;
+}
+
+async fn identity_fields_never_reach_the_database(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let register = |first: &str| pb::RegisterPatientRequest {
+        idempotency_key: format!("registration-{}", first.len()),
+        subject: Some(pb::register_patient_request::Subject::Identity(pb::Identity {
+            last_name: "Zyxwvutsonne".into(),
+            first_name: first.into(),
+            birth_date: "2011-02-03".into(),
+            sex: pb::Sex::Female as i32,
+        })),
+        sex: 0,
+        birth_year_month: String::new(),
+        region_code: "84".into(),
+        objects_to_reuse: true,
+        diagnoses: vec![],
+    };
+    let patient = app
+        .registry
+        .register_patient(register("Quiltrude"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(patient.pseudonym_kind, pb::PseudonymKind::Hmac as i32);
+    assert_eq!(patient.birth_year_month, "2011-02");
+    assert_eq!(patient.sex, pb::Sex::Female as i32);
+
+    // The same person spelt differently is the same pseudonym.
+    let mut again = register("QUILTRUDE ");
+    again.idempotency_key = "other-key".into();
+    let err = app.registry.register_patient(again).await.unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+    assert!(err.message().contains(&patient.meta.as_ref().unwrap().id));
+    assert!(!err.message().to_lowercase().contains("quiltrude"));
+
+    // An invalid identity is reported without echoing it.
+    let mut bad = register("Quiltrude");
+    bad.idempotency_key = "bad".into();
+    if let Some(pb::register_patient_request::Subject::Identity(i)) = bad.subject.as_mut() {
+        i.birth_date = "Zyxwvutsonne".into();
+    }
+    let err = app.registry.register_patient(bad).await.unwrap_err();
+    assert_eq!(violated_fields(&err), vec!["identity.birth_date"]);
+    assert!(!format!("{err:?}").contains("Zyxwvutsonne"));
+
+    // Nothing of the identity is stored, in any form a grep would find.
+    if backend == Backend::Sqlite {
+        let path = app.dir.path().join("observatory.db");
+        app.store.close().await;
+        let mut bytes = std::fs::read(&path).unwrap();
+        let wal = path.with_extension("db-wal");
+        if let Ok(w) = std::fs::read(wal) {
+            bytes.extend(w);
+        }
+        let text = String::from_utf8_lossy(&bytes).to_lowercase();
+        assert!(text.contains("hmac"), "the database file was read");
+        assert!(!text.contains("zyxwvutsonne") && !text.contains("quiltrude") && !text.contains("2011-02-03"));
+    } else {
+        let dump: i64 = app
+            .store
+            .scalar_i64(
+                "SELECT COUNT(*) FROM patient_versions WHERE lower(body::text) LIKE '%zyxwvutsonne%' \
+                 OR lower(body::text) LIKE '%quiltrude%' OR body::text LIKE '%2011-02-03%'",
+            )
+            .await
+            .unwrap();
+        assert_eq!(dump, 0);
+    }
+}
+
+async fn episodes_are_listed_with_filters_and_pages(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (finess, rpps) = app.centre_and_prescriber().await;
+    let cohort = app.aac_cohort().await;
+    let cohort_id = cohort.meta.unwrap().id;
+    for n in 0..5 {
+        let patient = app.patient(10 + n).await;
+        let mut request = app.aac_declaration(&patient.meta.unwrap().id, &cohort_id, &rpps, &format!("ep-{n}"));
+        if n == 4 {
+            request.indication_orpha_code = "98879".into();
+        }
+        app.registry.declare_episode(request).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = app
+            .registry
+            .list_episodes(pb::ListEpisodesRequest {
+                page: Some(pb::PageRequest {
+                    page_size: 2,
+                    page_token: token.clone(),
+                }),
+                cohort_id: cohort_id.clone(),
+                centre_finess: finess.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.episodes.len() <= 2);
+        seen.extend(page.episodes.into_iter().map(|e| e.meta.unwrap().id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(seen.len(), 5);
+    let mut unique = seen.clone();
+    unique.dedup();
+    assert_eq!(unique, seen, "pages neither repeat nor skip");
+    let b = app
+        .registry
+        .list_episodes(pb::ListEpisodesRequest {
+            orpha_code: "98879".into(),
+            status: pb::EpisodeStatus::Declared as i32,
+            request_date: Some(pb::DateRange {
+                from: "2026-01-01".into(),
+                to: "2026-01-31".into(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(b.episodes.len(), 1);
+    let none = app
+        .registry
+        .list_episodes(pb::ListEpisodesRequest {
+            pathway: pb::Pathway::Cpc as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(none.episodes.is_empty());
+    let err = app
+        .registry
+        .list_episodes(pb::ListEpisodesRequest {
+            page: Some(pb::PageRequest {
+                page_size: 2,
+                page_token: "not-a-token".into(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&err), vec!["page.page_token"]);
+    app.stop().await;
+}
+
+async fn shipped_reference_data_is_served(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let drugs = app
+        .reference
+        .list_drugs(pb::ListDrugsRequest {
+            atc_prefix: "B02".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(drugs.drugs.iter().any(|d| d.atc == "B02BX06" && d.inn == "emicizumab"));
+    let diseases = app
+        .reference
+        .list_diseases(pb::ListDiseasesRequest {
+            filiere: "FILNEMUS".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(diseases.diseases.iter().any(|d| d.orpha_code == "70"));
+    assert!(diseases.diseases.iter().all(|d| d.filiere == "FILNEMUS"));
+    let cpc = app
+        .reference
+        .list_frameworks(pb::ListFrameworksRequest {
+            pathway: pb::Pathway::Cpc as i32,
+            drug_atc: "B02BX06".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cpc.frameworks.len(), 1);
+    assert_eq!(cpc.frameworks[0].status, pb::FrameworkStatus::Granted as i32);
+
+    // Health and reflection answer, so grpcurl and grpc_health_probe work.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel.clone());
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "observatory.v1.RegistryService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        status.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let mut reflection = ServerReflectionClient::new(app.channel.clone());
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = reflection
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = stream.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected reflection answer")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"observatory.v1.RegistryService".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"observatory.v1.ReferenceService".to_string()),
+        "{names:?}"
+    );
+    app.stop().await;
+}
+
+async fn a_switch_links_the_new_episode_to_the_previous_one(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (_, prescriber) = app.centre_and_prescriber().await;
+    assert_eq!(prescriber, rpps(1));
+    let cohort = app.aac_cohort().await;
+    let cohort_id = cohort.meta.unwrap().id;
+    let patient_id = app.patient(30).await.meta.unwrap().id;
+    let first = app
+        .registry
+        .declare_episode(app.aac_declaration(&patient_id, &cohort_id, &prescriber, "first"))
+        .await
+        .unwrap()
+        .into_inner();
+    let first_id = first.episode.unwrap().meta.unwrap().id;
+    let auth_id = first.authorisation.unwrap().meta.unwrap().id;
+    app.registry
+        .transition_authorisation(pb::TransitionAuthorisationRequest {
+            id: auth_id,
+            expected_version: 1,
+            transition: Some(ta::Transition::Grant(ta::Grant {
+                decision_date: "2026-01-15".into(),
+                valid_from: "2026-01-15".into(),
+                valid_to: "2027-01-14".into(),
+                reference: "AAC-1".into(),
+            })),
+        })
+        .await
+        .unwrap();
+    app.registry
+        .transition_episode(pb::TransitionEpisodeRequest {
+            id: first_id.clone(),
+            expected_version: 1,
+            transition: Some(te::Transition::Initiate(te::Initiate {
+                first_administration_date: "2026-01-16".into(),
+                dosage: None,
+            })),
+        })
+        .await
+        .unwrap();
+    // Switch to an off-label cohort of another drug.
+    let off_label = app
+        .registry
+        .create_cohort(pb::CreateCohortRequest {
+            idempotency_key: "cohort-off".into(),
+            name: "Emicizumab off-label, von Willebrand".into(),
+            filiere: "MHEMO".into(),
+            pathway: pb::Pathway::OffLabel as i32,
+            drug_atc: "B02BX06".into(),
+            orpha_codes: vec!["98878".into()],
+            framework_id: String::new(),
+            follow_up_months: 6,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut request = app.aac_declaration(&patient_id, &off_label.meta.unwrap().id, &prescriber, "second");
+    request.pathway = pb::Pathway::OffLabel as i32;
+    request.authorisation = None;
+    request.request_date = "2026-03-01".into();
+    request.previous_episode_id = first_id.clone();
+    request.previous_episode_version = 2;
+    let missing = app.registry.declare_episode(request.clone()).await.unwrap_err();
+    assert_eq!(violated_fields(&missing), vec!["off_label"]);
+    request.off_label = Some(pb::OffLabelJustification {
+        axes: vec![pb::OffLabelAxis::Indication as i32, pb::OffLabelAxis::Age as i32],
+        evidence_reference: "PMID:12345678".into(),
+    });
+    let second = app.registry.declare_episode(request).await.unwrap().into_inner();
+    let previous = second.previous_episode.expect("the replaced episode is returned");
+    assert_eq!(previous.status, pb::EpisodeStatus::Switched as i32);
+    assert_eq!(previous.end_date, "2026-03-01");
+    assert_eq!(second.episode.unwrap().previous_episode_id, first_id);
+    app.stop().await;
+}
