@@ -29,29 +29,7 @@ pub struct TestApp {
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
-/// The PostgreSQL server tests run against, when configured. Once it is configured, failing to
-/// reach it fails the tests: they never skip silently.
-pub fn postgres_url() -> Option<String> {
-    std::env::var("OBSERVATORY_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|s| !s.is_empty())
-}
-
-/// Creates a fresh database on the configured server and returns its URL.
-async fn fresh_postgres_database(base: &str) -> String {
-    use sqlx::Connection;
-    let name = format!("observatory_test_{}", uuid::Uuid::now_v7().simple());
-    let mut conn = sqlx::PgConnection::connect(base)
-        .await
-        .unwrap_or_else(|e| panic!("OBSERVATORY_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {e}"));
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .expect("create test database");
-    conn.close().await.ok();
-    let (prefix, _) = base.rsplit_once('/').expect("postgres url has a database path");
-    format!("{prefix}/{name}")
-}
+pub use observatory_store::testing::postgres_url;
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -59,7 +37,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
         Backend::Sqlite => format!("sqlite://{}", dir.path().join("observatory.db").display()),
         Backend::Postgres => {
             let base = postgres_url().expect("postgres backend requested without OBSERVATORY_TEST_POSTGRES_URL");
-            fresh_postgres_database(&base).await
+            observatory_store::testing::fresh_postgres_database(&base).await
         }
     };
     let env = HashMap::from([

@@ -497,3 +497,36 @@ pub fn redact_url(url: &str) -> String {
         _ => url.to_owned(),
     }
 }
+
+/// Helpers for the test suites of this workspace (fresh databases per test).
+#[doc(hidden)]
+pub mod testing {
+    use sqlx::Connection;
+
+    /// The PostgreSQL server tests run against, when `OBSERVATORY_TEST_POSTGRES_URL` is set.
+    /// Once it is set, failing to reach the server fails the tests: they never skip silently.
+    pub fn postgres_url() -> Option<String> {
+        std::env::var("OBSERVATORY_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|s| !s.is_empty())
+    }
+
+    /// Creates a database with a unique name on the server of `base` and returns its URL.
+    ///
+    /// # Panics
+    /// When the server cannot be reached or refuses: tests must fail, not skip.
+    pub async fn fresh_postgres_database(base: &str) -> String {
+        let name = format!("observatory_test_{}", uuid::Uuid::now_v7().simple());
+        let mut conn = sqlx::PgConnection::connect(base)
+            .await
+            .unwrap_or_else(|e| panic!("OBSERVATORY_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {e}"));
+        // The name is generated above from hex digits only.
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("cannot create test database: {e}"));
+        conn.close().await.ok();
+        let prefix = base.rsplit_once('/').map_or(base, |(prefix, _)| prefix);
+        format!("{prefix}/{name}")
+    }
+}

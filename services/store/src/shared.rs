@@ -406,11 +406,11 @@ impl Writer<'_, '_> {
     }
 
     async fn exists(&mut self, id: &str) -> Result<bool> {
-        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM records WHERE id = $1")
+        let found: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM records WHERE id = $1")
             .bind(id)
-            .fetch_optional(&mut **self.tx)
+            .fetch_one(&mut **self.tx)
             .await?;
-        Ok(found.is_some())
+        Ok(found > 0)
     }
 
     async fn require<T: Stored>(&mut self, id: &str) -> Result<Versioned<T>> {

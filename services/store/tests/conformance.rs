@@ -1,0 +1,214 @@
+//! Behaviour every backend must share, run on SQLite always and on PostgreSQL when
+//! `OBSERVATORY_TEST_POSTGRES_URL` is set: append-only storage, group commit with isolated
+//! commands, idempotency.
+
+use observatory_domain::{
+    codes::{Filiere, Finess, RegionCode, luhn_check_digit},
+    model::{Centre, CentreType},
+};
+use observatory_store::{Command, Store, StoreError, StoreOptions, WriteContext, testing};
+
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+struct Db {
+    store: Store,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn open(backend: Backend) -> Option<Db> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.path().join("registry.db").display()),
+        Backend::Postgres => testing::fresh_postgres_database(&testing::postgres_url()?).await,
+    };
+    let store = Store::connect(&StoreOptions::new(&url)).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    Some(Db { store, url, _dir: dir })
+}
+
+fn finess(n: u32) -> Finess {
+    let payload = format!("{:08}", 75_000_000 + n);
+    Finess::parse(&format!("{payload}{}", luhn_check_digit(&payload))).expect("valid FINESS")
+}
+
+fn centre(n: u32) -> Centre {
+    Centre {
+        finess: finess(n),
+        name: format!("Centre {n}"),
+        centre_type: CentreType::Ccmr,
+        region: RegionCode::parse("11").expect("region"),
+        filiere: Filiere::parse("MHEMO").expect("filiere"),
+    }
+}
+
+fn ctx(key: Option<&str>) -> WriteContext {
+    WriteContext {
+        actor: "conformance".into(),
+        request_id: "req".into(),
+        idempotency_key: key.map(str::to_owned),
+    }
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let db = super::open(super::Backend::Sqlite).await.expect("sqlite always runs");
+                super::$name(db).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                match super::open(super::Backend::Postgres).await {
+                    Some(db) => super::$name(db).await,
+                    None => eprintln!("OBSERVATORY_TEST_POSTGRES_URL is not set: PostgreSQL run not requested"),
+                }
+            }
+        }
+    )+};
+}
+
+on_both_backends!(
+    stored_versions_cannot_be_edited_or_deleted,
+    concurrent_commands_commit_together_and_fail_alone,
+    one_idempotency_key_writes_once_even_when_raced,
+);
+
+/// Runs raw SQL on the database behind `db`, as an operator with a SQL console would.
+async fn raw(db: &Db, sql: &'static str) -> Result<u64, sqlx::Error> {
+    if db.url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(&db.url).await?;
+        let r = sqlx::query(sql).execute(&pool).await.map(|r| r.rows_affected());
+        pool.close().await;
+        r
+    } else {
+        let pool = sqlx::PgPool::connect(&db.url).await?;
+        let r = sqlx::query(sql).execute(&pool).await.map(|r| r.rows_affected());
+        pool.close().await;
+        r
+    }
+}
+
+async fn stored_versions_cannot_be_edited_or_deleted(db: Db) {
+    db.store
+        .execute(Command::CreateCentre(centre(1)), ctx(None))
+        .await
+        .expect("create");
+    for sql in [
+        "UPDATE centre_versions SET reason = 'rewritten'",
+        "UPDATE centre_versions SET superseded_at = recorded_at WHERE superseded_at IS NULL AND version = 0",
+        "DELETE FROM centre_versions",
+        "DELETE FROM records",
+        "UPDATE records SET kind = 'PATIENT'",
+        "DELETE FROM framework_versions",
+    ] {
+        let outcome = raw(&db, sql).await;
+        assert!(
+            matches!(outcome, Err(_) | Ok(0)),
+            "{sql} changed stored history: {outcome:?}"
+        );
+    }
+    // Reasons and bodies are as written.
+    let rewritten = db
+        .store
+        .scalar_i64("SELECT COUNT(*) FROM centre_versions WHERE reason = 'rewritten'")
+        .await
+        .unwrap();
+    assert_eq!(rewritten, 0);
+    let frameworks = db
+        .store
+        .scalar_i64("SELECT COUNT(*) FROM framework_versions")
+        .await
+        .unwrap();
+    assert!(frameworks > 0, "shipped frameworks are loaded and still there");
+    // Stamping a current version superseded twice is refused too.
+    raw(&db, "UPDATE centre_versions SET superseded_at = recorded_at")
+        .await
+        .expect("stamping the current version once is the one allowed change");
+    assert!(
+        raw(&db, "UPDATE centre_versions SET superseded_at = recorded_at")
+            .await
+            .is_err()
+    );
+}
+
+async fn concurrent_commands_commit_together_and_fail_alone(db: Db) {
+    // 120 concurrent creations, every third one a duplicate of an earlier centre: the duplicates
+    // fail on their own, everything else lands.
+    let mut tasks = Vec::new();
+    for i in 0..120u32 {
+        let store = db.store.clone();
+        let n = if i % 3 == 2 { i - 1 } else { i };
+        tasks.push(tokio::spawn(async move {
+            store.execute(Command::CreateCentre(centre(n)), ctx(None)).await
+        }));
+    }
+    let mut ok = 0;
+    let mut duplicates = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(_) => ok += 1,
+            Err(StoreError::AlreadyExists(_)) => duplicates += 1,
+            Err(e) => panic!("unexpected error {e}: {:?}", std::error::Error::source(&e)),
+        }
+    }
+    assert_eq!((ok, duplicates), (80, 40));
+    let stored = db
+        .store
+        .scalar_i64("SELECT COUNT(*) FROM centre_versions")
+        .await
+        .unwrap();
+    assert_eq!(stored, 80);
+    let records = db
+        .store
+        .scalar_i64("SELECT COUNT(*) FROM records WHERE kind = 'CENTRE'")
+        .await
+        .unwrap();
+    assert_eq!(records, 80, "a failed command leaves no row behind");
+}
+
+async fn one_idempotency_key_writes_once_even_when_raced(db: Db) {
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let store = db.store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .execute(Command::CreateCentre(centre(7)), ctx(Some("same-key")))
+                .await
+        }));
+    }
+    let mut written = Vec::new();
+    for t in tasks {
+        let w = t.await.expect("task").expect("every replay succeeds");
+        written.push(w);
+    }
+    assert_eq!(
+        written.iter().filter(|w| !w.replayed).count(),
+        1,
+        "exactly one call wrote"
+    );
+    let first = written[0].records.clone();
+    assert!(
+        written.iter().all(|w| w.records == first),
+        "every caller sees the same version"
+    );
+    assert_eq!(
+        db.store
+            .scalar_i64("SELECT COUNT(*) FROM centre_versions")
+            .await
+            .unwrap(),
+        1
+    );
+    let other = db
+        .store
+        .execute(Command::CreateCentre(centre(8)), ctx(Some("same-key")))
+        .await;
+    assert!(
+        matches!(other, Err(StoreError::IdempotencyMismatch { .. })),
+        "{other:?}"
+    );
+}
