@@ -727,3 +727,361 @@ pub fn check_adverse_event(episode: &Episode, ae: &AdverseEvent, today: NaiveDat
     }
     v.into_result()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codes::{Atc, Filiere, Rpps, luhn_check_digit};
+    use crate::model::{CohortStatus, FrameworkStatus, ProtocolType};
+
+    fn day(s: &str) -> NaiveDate {
+        crate::model::parse_date(s).expect("test date")
+    }
+
+    fn id(n: u8) -> RecordId {
+        RecordId::parse(&format!("0193a000-0000-7000-8000-0000000000{n:02}")).expect("id")
+    }
+
+    fn rpps() -> Rpps {
+        let payload = "1000000001";
+        Rpps::parse(&format!("{payload}{}", luhn_check_digit(payload))).expect("rpps")
+    }
+
+    fn finess(s: &str) -> Finess {
+        Finess::parse(s).expect("finess")
+    }
+
+    fn cohort(pathway: Pathway, framework: Option<RecordId>) -> Cohort {
+        Cohort {
+            name: "c".into(),
+            filiere: Filiere::parse("MHEMO").expect("filiere"),
+            pathway,
+            drug_atc: Atc::parse("B02BX06").expect("atc"),
+            orpha_codes: vec![OrphaCode::parse("98878").expect("orpha")],
+            framework_id: framework,
+            follow_up_months: 3,
+            status: CohortStatus::Open,
+        }
+    }
+
+    fn framework(status: FrameworkStatus) -> Framework {
+        Framework {
+            pathway: Pathway::Cpc,
+            drug_atc: Atc::parse("B02BX06").expect("atc"),
+            indication: "acquired haemophilia A".into(),
+            orpha_codes: vec![OrphaCode::parse("98878").expect("orpha")],
+            authority: "ANSM".into(),
+            decision_reference: "x".into(),
+            valid_from: day("2025-06-30"),
+            valid_to: Some(day("2028-06-29")),
+            status,
+            protocol_type: ProtocolType::PutSp,
+            protocol_version: "1".into(),
+            follow_up_months: 3,
+            source: "test".into(),
+            confirmed: true,
+        }
+    }
+
+    fn prescriber() -> Prescriber {
+        Prescriber {
+            rpps: rpps(),
+            specialty: "haematology".into(),
+            centre_finess: finess("750100125"),
+        }
+    }
+
+    fn declaration(pathway: Pathway, request: &str) -> EpisodeDeclaration {
+        EpisodeDeclaration {
+            patient_id: id(1),
+            cohort_id: id(2),
+            pathway,
+            indication: OrphaCode::parse("98878").expect("orpha"),
+            prescriber: rpps(),
+            centre_finess: None,
+            rcp: None,
+            off_label: None,
+            dosage: None,
+            request_date: day(request),
+            authorisation: None,
+            previous_episode: None,
+        }
+    }
+
+    fn fields(e: DomainError) -> Vec<String> {
+        match e {
+            DomainError::Invalid(v) => v.as_slice().iter().map(|f| f.field.clone()).collect(),
+            other => panic!("expected field violations, got {other}"),
+        }
+    }
+
+    #[test]
+    fn a_cpc_episode_needs_a_framework_valid_on_the_request_date() {
+        let today = day("2026-06-01");
+        let c = cohort(Pathway::Cpc, Some(id(9)));
+        let p = prescriber();
+        let granted = framework(FrameworkStatus::Granted);
+        let ctx = DeclarationContext {
+            cohort: &c,
+            framework: Some(&granted),
+            prescriber: &p,
+            today,
+        };
+        assert!(declare_episode(&declaration(Pathway::Cpc, "2026-05-01"), &ctx, None, &id(3)).is_ok());
+        // Before the framework started.
+        let e = declare_episode(&declaration(Pathway::Cpc, "2025-01-01"), &ctx, None, &id(3)).unwrap_err();
+        assert_eq!(fields(e), vec!["request_date"]);
+        // A suspended framework includes nobody.
+        let suspended = framework(FrameworkStatus::Suspended);
+        let ctx = DeclarationContext {
+            framework: Some(&suspended),
+            ..ctx
+        };
+        let e = declare_episode(&declaration(Pathway::Cpc, "2026-05-01"), &ctx, None, &id(3)).unwrap_err();
+        assert_eq!(fields(e), vec!["request_date"]);
+        // No framework at all.
+        let ctx = DeclarationContext { framework: None, ..ctx };
+        let e = declare_episode(&declaration(Pathway::Cpc, "2026-05-01"), &ctx, None, &id(3)).unwrap_err();
+        assert_eq!(fields(e), vec!["cohort_id"]);
+    }
+
+    #[test]
+    fn pathway_requirements_are_enforced() {
+        let today = day("2026-06-01");
+        let p = prescriber();
+        let off = cohort(Pathway::OffLabel, None);
+        let ctx = DeclarationContext {
+            cohort: &off,
+            framework: None,
+            prescriber: &p,
+            today,
+        };
+        let e = declare_episode(&declaration(Pathway::OffLabel, "2026-05-01"), &ctx, None, &id(3)).unwrap_err();
+        assert_eq!(fields(e), vec!["off_label"]);
+        let aac = cohort(Pathway::Aac, None);
+        let ctx = DeclarationContext { cohort: &aac, ..ctx };
+        let e = declare_episode(&declaration(Pathway::Aac, "2026-05-01"), &ctx, Some(id(4)), &id(3)).unwrap_err();
+        assert_eq!(fields(e), vec!["authorisation"]);
+        let mut d = declaration(Pathway::Aac, "2026-05-01");
+        d.authorisation = Some(AuthorisationRequest {
+            submitted_date: day("2026-05-02"),
+            reference: None,
+        });
+        let (episode, auth) = declare_episode(&d, &ctx, Some(id(4)), &id(3)).expect("valid AAC declaration");
+        assert_eq!(episode.authorisation_id, Some(id(4)));
+        assert_eq!(
+            episode.centre_finess, p.centre_finess,
+            "centre defaults to the prescriber's"
+        );
+        assert_eq!(auth.map(|a| a.status), Some(AuthorisationStatus::Submitted));
+    }
+
+    fn submitted() -> Authorisation {
+        Authorisation {
+            episode_id: id(3),
+            patient_id: id(1),
+            pathway: Pathway::Aac,
+            reference: Some("AAC-1".into()),
+            status: AuthorisationStatus::Submitted,
+            submitted_date: day("2026-01-10"),
+            decision_date: None,
+            valid_from: None,
+            valid_to: None,
+            renewals: 0,
+            suspended_from: None,
+        }
+    }
+
+    fn grant(from: &str, to: &str) -> AuthorisationTransition {
+        AuthorisationTransition::Grant {
+            decision_date: day(from),
+            valid_from: day(from),
+            valid_to: day(to),
+            reference: None,
+        }
+    }
+
+    #[test]
+    fn aac_validity_is_capped_at_one_year() {
+        let today = day("2026-06-01");
+        let ok = transition_authorisation(&submitted(), &grant("2026-01-15", "2027-01-14"), today).expect("a year");
+        assert_eq!(ok.status, AuthorisationStatus::Granted);
+        let e = transition_authorisation(&submitted(), &grant("2026-01-15", "2027-01-15"), today).unwrap_err();
+        assert_eq!(fields(e), vec!["grant.valid_to"]);
+        // ATU nominative has no such cap.
+        let atu = Authorisation {
+            pathway: Pathway::AtuNominative,
+            ..submitted()
+        };
+        assert!(transition_authorisation(&atu, &grant("2026-01-15", "2028-01-15"), today).is_ok());
+    }
+
+    #[test]
+    fn the_authorisation_state_machine_refuses_illegal_steps_naming_both_states() {
+        use AuthorisationStatus as S;
+        let today = day("2026-06-01");
+        let granted = transition_authorisation(&submitted(), &grant("2026-01-15", "2027-01-14"), today).expect("grant");
+        let d = |s: &str| day(s);
+        // (from, transition, expected result status or None when illegal)
+        let cases: Vec<(Authorisation, AuthorisationTransition, Option<S>)> = vec![
+            (
+                submitted(),
+                AuthorisationTransition::Refuse { date: d("2026-02-01") },
+                Some(S::Refused),
+            ),
+            (
+                submitted(),
+                AuthorisationTransition::RequestInformation { date: d("2026-02-01") },
+                Some(S::InformationRequested),
+            ),
+            (
+                submitted(),
+                AuthorisationTransition::Renew {
+                    decision_date: d("2026-02-01"),
+                    valid_from: d("2026-02-01"),
+                    valid_to: d("2026-12-01"),
+                    reference: None,
+                },
+                None,
+            ),
+            (
+                submitted(),
+                AuthorisationTransition::Suspend { date: d("2026-02-01") },
+                None,
+            ),
+            (
+                granted.clone(),
+                AuthorisationTransition::SubmitRenewal { date: d("2026-05-01") },
+                Some(S::RenewalSubmitted),
+            ),
+            (
+                granted.clone(),
+                AuthorisationTransition::Suspend { date: d("2026-05-01") },
+                Some(S::Suspended),
+            ),
+            (
+                granted.clone(),
+                AuthorisationTransition::Grant {
+                    decision_date: d("2026-05-01"),
+                    valid_from: d("2026-05-01"),
+                    valid_to: d("2026-12-01"),
+                    reference: None,
+                },
+                None,
+            ),
+            (
+                granted.clone(),
+                AuthorisationTransition::Reinstate { date: d("2026-05-01") },
+                None,
+            ),
+            (
+                Authorisation {
+                    status: S::Refused,
+                    ..submitted()
+                },
+                AuthorisationTransition::SubmitRenewal { date: d("2026-05-01") },
+                None,
+            ),
+            (
+                Authorisation {
+                    status: S::Withdrawn,
+                    ..submitted()
+                },
+                AuthorisationTransition::Withdraw { date: d("2026-05-01") },
+                None,
+            ),
+        ];
+        for (from, t, expected) in cases {
+            let result = transition_authorisation(&from, &t, today);
+            match expected {
+                Some(status) => assert_eq!(result.map(|a| a.status), Ok(status), "{:?} from {}", t, from.status),
+                None => match result {
+                    Err(DomainError::IllegalTransition { from: f, to, .. }) => {
+                        assert_eq!(f, from.status.code());
+                        assert_eq!(to, t.target(&from).code());
+                    }
+                    other => panic!("{t:?} from {} should be illegal, got {other:?}", from.status),
+                },
+            }
+        }
+        // Suspension returns to the state it interrupted.
+        let suspended = transition_authorisation(
+            &granted,
+            &AuthorisationTransition::Suspend { date: d("2026-05-01") },
+            today,
+        )
+        .expect("suspend");
+        let back = transition_authorisation(
+            &suspended,
+            &AuthorisationTransition::Reinstate { date: d("2026-05-10") },
+            today,
+        )
+        .expect("reinstate");
+        assert_eq!(back.status, S::Granted);
+        // Expiry only after the end of validity.
+        let e = transition_authorisation(
+            &granted,
+            &AuthorisationTransition::Expire { date: d("2026-05-10") },
+            today,
+        )
+        .unwrap_err();
+        assert_eq!(fields(e), vec!["expire.date"]);
+        let late = day("2027-02-01");
+        let expired =
+            transition_authorisation(&granted, &AuthorisationTransition::Expire { date: late }, late).expect("expire");
+        assert_eq!(expired.status, S::Expired);
+    }
+
+    #[test]
+    fn the_episode_state_machine_orders_dates_and_states() {
+        let today = day("2026-06-01");
+        let p = prescriber();
+        let c = cohort(Pathway::OffLabel, None);
+        let ctx = DeclarationContext {
+            cohort: &c,
+            framework: None,
+            prescriber: &p,
+            today,
+        };
+        let mut d = declaration(Pathway::OffLabel, "2026-03-01");
+        d.off_label = Some(OffLabelJustification {
+            axes: vec![crate::model::OffLabelAxis::Age],
+            evidence_reference: "PMID:1".into(),
+        });
+        let (declared, _) = declare_episode(&d, &ctx, None, &id(3)).expect("declare");
+        let init = |date: &str| EpisodeTransition::Initiate {
+            date: day(date),
+            dosage: None,
+        };
+        let e = transition_episode(&declared, &init("2026-02-01"), None, today).unwrap_err();
+        assert_eq!(fields(e), vec!["initiate.first_administration_date"]);
+        let e = transition_episode(&declared, &init("2026-07-01"), None, today).unwrap_err();
+        assert_eq!(fields(e), vec!["initiate.first_administration_date"]);
+        let started = transition_episode(&declared, &init("2026-03-05"), None, today).expect("initiate");
+        let ongoing =
+            transition_episode(&started, &EpisodeTransition::FollowUpRecorded, None, today).expect("follow-up");
+        assert_eq!(ongoing.status, EpisodeStatus::Ongoing);
+        let stop = |date: &str| EpisodeTransition::Stop {
+            date: day(date),
+            reason: StopReason::Inefficacy,
+        };
+        let e = transition_episode(&ongoing, &stop("2026-03-01"), None, today).unwrap_err();
+        assert_eq!(fields(e), vec!["stop.date"], "a stop before the first administration");
+        let stopped = transition_episode(&ongoing, &stop("2026-05-01"), None, today).expect("stop");
+        match transition_episode(&stopped, &init("2026-05-02"), None, today) {
+            Err(DomainError::IllegalTransition { from, to, .. }) => assert_eq!((from, to), ("STOPPED", "INITIATED")),
+            other => panic!("restarting a stopped episode should be illegal: {other:?}"),
+        }
+        assert!(
+            transition_episode(
+                &declared,
+                &EpisodeTransition::Switch {
+                    date: day("2026-04-01")
+                },
+                None,
+                today
+            )
+            .is_err()
+        );
+    }
+}
