@@ -31,15 +31,36 @@ pub struct TestApp {
 
 pub use observatory_store::testing::postgres_url;
 
-pub async fn spawn_app(backend: Backend) -> TestApp {
+/// A fresh, empty database for one test: a file in a temp dir, or a new PostgreSQL database.
+pub async fn fresh_database(backend: Backend) -> (String, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let database_url = match backend {
+    let url = match backend {
         Backend::Sqlite => format!("sqlite://{}", dir.path().join("observatory.db").display()),
         Backend::Postgres => {
             let base = postgres_url().expect("postgres backend requested without OBSERVATORY_TEST_POSTGRES_URL");
             observatory_store::testing::fresh_postgres_database(&base).await
         }
     };
+    (url, dir)
+}
+
+/// Rows of a one-column text query, straight from the database behind `url`.
+pub async fn text_rows(url: &str, sql: &'static str) -> Vec<String> {
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await.expect("connect sqlite");
+        let rows = sqlx::query_scalar(sql).fetch_all(&pool).await.expect("query");
+        pool.close().await;
+        rows
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.expect("connect postgres");
+        let rows = sqlx::query_scalar(sql).fetch_all(&pool).await.expect("query");
+        pool.close().await;
+        rows
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    let (database_url, dir) = fresh_database(backend).await;
     let env = HashMap::from([
         ("OBSERVATORY_DATABASE_URL".to_string(), database_url.clone()),
         ("OBSERVATORY_LISTEN".to_string(), "127.0.0.1:0".to_string()),

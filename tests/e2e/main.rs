@@ -3,6 +3,7 @@
 
 mod helpers;
 mod registry;
+mod seed;
 
 /// Runs a scenario `async fn name(backend)` once per backend, as `name::sqlite` and
 /// `name::postgres`.

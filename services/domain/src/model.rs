@@ -421,9 +421,13 @@ pub struct Framework {
 }
 
 impl Framework {
-    /// Whether patients may be included under this framework on `date`.
+    /// Whether patients may be included under this framework on `date`: inside the validity
+    /// window of a granted (or renewed, or ended) framework. An ENDED framework still covers
+    /// dates before its end; a suspended, refused or withdrawn one, or one still under review,
+    /// covers none.
     pub fn valid_on(&self, date: NaiveDate) -> bool {
-        self.status.allows_inclusion() && self.valid_from <= date && self.valid_to.is_none_or(|end| date <= end)
+        let decided = self.status.allows_inclusion() || self.status == FrameworkStatus::Ended;
+        decided && self.valid_from <= date && self.valid_to.is_none_or(|end| date <= end)
     }
 }
 

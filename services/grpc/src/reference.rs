@@ -182,6 +182,86 @@ impl ReferenceService for ReferenceApi {
         Ok(Response::new(pb::ListDiseasesResponse { diseases }))
     }
 
+    async fn create_framework(
+        &self,
+        req: Request<pb::CreateFrameworkRequest>,
+    ) -> Result<Response<pb::Framework>, Status> {
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let key = v.check("idempotency_key", c::idempotency_key(&r.idempotency_key));
+        let pathway = v.check("pathway", enum_in!(r.pathway, pb::Pathway, "PATHWAY_", m::Pathway));
+        if pathway.is_some_and(|p| !p.needs_framework()) {
+            v.push(
+                "pathway",
+                "NOT_APPLICABLE",
+                "frameworks exist for AAP_PRE, AAP_POST, CPC, ATU_COHORT, RTU and DIRECT only",
+            );
+        }
+        let drug_atc = v.check("drug_atc", c::atc_known(&r.drug_atc));
+        let indication = v.check("indication", codes::bounded_text(&r.indication, 500));
+        let orpha_codes = Some(c::orpha_list(&mut v, "orpha_codes", &r.orpha_codes));
+        let authority = match r.authority.trim() {
+            a @ ("ANSM" | "HAS" | "MINISTERS") => Some(a.to_owned()),
+            _ => {
+                v.push("authority", "UNKNOWN_CODE", "must be ANSM, HAS or MINISTERS");
+                None
+            }
+        };
+        let decision_reference = v.check("decision_reference", codes::bounded_text(&r.decision_reference, 200));
+        let valid_from = v.check("valid_from", c::date(&r.valid_from));
+        let valid_to = v.check("valid_to", c::optional(&r.valid_to, c::date));
+        if let (Some(from), Some(Some(to))) = (valid_from, valid_to)
+            && to < from
+        {
+            v.push("valid_to", "BEFORE_START", "must not be before valid_from");
+        }
+        let status = v.check(
+            "status",
+            enum_in!(r.status, pb::FrameworkStatus, "FRAMEWORK_STATUS_", m::FrameworkStatus),
+        );
+        let protocol_type = v.check(
+            "protocol_type",
+            enum_in!(r.protocol_type, pb::ProtocolType, "PROTOCOL_TYPE_", m::ProtocolType),
+        );
+        let protocol_version = v.check("protocol_version", c::optional(&r.protocol_version, c::text(50)));
+        let follow_up_months = match r.follow_up_months {
+            0..=24 => Some(r.follow_up_months.unsigned_abs()),
+            _ => {
+                v.push("follow_up_months", "OUT_OF_RANGE", "must be between 0 and 24");
+                None
+            }
+        };
+        let source = v.check("source", codes::bounded_text(&r.source, 500));
+        all_some!(v; key, pathway, drug_atc, indication, orpha_codes, authority, decision_reference, valid_from, valid_to,
+            status, protocol_type, protocol_version, follow_up_months, source);
+        let framework = m::Framework {
+            pathway,
+            drug_atc,
+            indication,
+            orpha_codes,
+            authority,
+            decision_reference,
+            valid_from,
+            valid_to,
+            status,
+            protocol_type,
+            protocol_version: protocol_version.unwrap_or_default(),
+            follow_up_months,
+            source,
+            confirmed: r.confirmed,
+        };
+        let w = self
+            .state
+            .store
+            .execute(Command::CreateFramework(framework), write_context(&req, Some(key)))
+            .await
+            .map_err(error::store)?;
+        match primary(w)? {
+            Record::Framework(x) => Ok(Response::new(c::framework(&x))),
+            _ => Err(Status::internal("unexpected record kind")),
+        }
+    }
+
     async fn get_framework(&self, req: Request<pb::GetFrameworkRequest>) -> Result<Response<pb::Framework>, Status> {
         let id: RecordId =
             c::id(&req.get_ref().id).map_err(|e| error::invalid_field("id", e.reason, &e.description))?;

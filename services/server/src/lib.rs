@@ -3,6 +3,7 @@
 //! line, installs logging and calls in here, so tests run the very same server on port 0.
 
 pub mod config;
+pub mod seed;
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 

@@ -26,6 +26,21 @@ enum Commands {
     Serve,
     /// Apply pending migrations and load the shipped reference data, then exit.
     Migrate,
+    /// Fill an empty registry with a realistic synthetic dataset (demos, benchmarks).
+    Seed {
+        /// Number of patients to generate.
+        #[arg(long, default_value_t = 1000)]
+        patients: u32,
+        /// Generator seed: the same seed, patients and --until give the same content.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Last date of the generated history, YYYY-MM-DD (default: today).
+        #[arg(long)]
+        until: Option<chrono::NaiveDate>,
+        /// Patient journeys written concurrently.
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+    },
 }
 
 fn init_logging(format: &LogFormat) {
@@ -51,6 +66,29 @@ async fn main() -> anyhow::Result<()> {
         Commands::Serve => {
             let app = Application::build(&config).await?;
             app.run_until(shutdown_signal()).await
+        }
+        Commands::Seed {
+            patients,
+            seed,
+            until,
+            concurrency,
+        } => {
+            let store = open_store(&config).await?;
+            let today = observatory_store::today(chrono::Utc::now());
+            let until = until.unwrap_or(today);
+            anyhow::ensure!(until <= today, "--until must not be in the future");
+            let options = observatory_server::seed::SeedOptions {
+                patients,
+                seed,
+                until,
+                concurrency,
+            };
+            let started = std::time::Instant::now();
+            let summary = observatory_server::seed::seed(&store, &options).await;
+            store.close().await;
+            let summary = summary?;
+            tracing::info!(?summary, elapsed_s = started.elapsed().as_secs_f64(), "seeded");
+            Ok(())
         }
         Commands::Migrate => {
             let store = open_store(&config).await?;

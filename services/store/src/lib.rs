@@ -111,6 +111,7 @@ pub struct NewCohort {
 pub enum Command {
     CreateCentre(Centre),
     CreatePrescriber(Prescriber),
+    CreateFramework(Framework),
     CreateCohort(NewCohort),
     RegisterPatient(Patient),
     DeclareEpisode(EpisodeDeclaration),
@@ -134,6 +135,7 @@ impl Command {
         match self {
             Command::CreateCentre(_) => "CreateCentre",
             Command::CreatePrescriber(_) => "CreatePrescriber",
+            Command::CreateFramework(_) => "CreateFramework",
             Command::CreateCohort(_) => "CreateCohort",
             Command::RegisterPatient(_) => "RegisterPatient",
             Command::DeclareEpisode(_) => "DeclareEpisode",

@@ -207,6 +207,10 @@ impl Writer<'_, '_> {
                 let v = self.insert_new(p.rpps.as_str().to_owned(), p, reason).await?;
                 Ok(vec![Record::Prescriber(v)])
             }
+            Command::CreateFramework(f) => {
+                let v = self.insert_new(new_id(), f, reason).await?;
+                Ok(vec![Record::Framework(v)])
+            }
             Command::CreateCohort(n) => {
                 let cohort = self.resolve_cohort(n).await?;
                 let v = self.insert_new(new_id(), &cohort, reason).await?;
