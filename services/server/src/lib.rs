@@ -77,10 +77,15 @@ impl Application {
         health_reporter
             .set_serving::<ReferenceServiceServer<ReferenceApi>>()
             .await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(observatory_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
+        // Both reflection versions: grpcurl and recent clients speak v1, older tools v1alpha.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(observatory_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection().build_v1().context("cannot build the reflection service")?;
+        let reflection_v1alpha = reflection()
+            .build_v1alpha()
             .context("cannot build the reflection service")?;
         let registry = RegistryServiceServer::new(RegistryApi::new(state.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -91,7 +96,8 @@ impl Application {
         tracing::info!(%addr, store = ?state.store, "observatory serving gRPC");
         tonic::transport::Server::builder()
             .add_service(health_service)
-            .add_service(reflection)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
             .add_service(registry)
             .add_service(reference)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)

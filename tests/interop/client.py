@@ -1,0 +1,98 @@
+"""Interoperability check: a client generated from proto/ by Python grpcio-tools drives a
+running observatory through an AAC journey and reads every version back.
+
+Usage: client.py HOST:PORT GENERATED_DIR
+"""
+
+import sys
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+target, generated = sys.argv[1], sys.argv[2]
+sys.path.insert(0, generated)
+
+from observatory.v1 import common_pb2, reference_pb2, reference_pb2_grpc, registry_pb2, registry_pb2_grpc  # noqa: E402
+
+channel = grpc.insecure_channel(target)
+grpc.channel_ready_future(channel).result(timeout=30)
+reference = reference_pb2_grpc.ReferenceServiceStub(channel)
+registry = registry_pb2_grpc.RegistryServiceStub(channel)
+
+
+def check(condition, what):
+    if not condition:
+        raise SystemExit(f"interop check failed: {what}")
+
+
+# Health and reflection answer.
+health = health_pb2_grpc.HealthStub(channel).Check(
+    health_pb2.HealthCheckRequest(service="observatory.v1.RegistryService"))
+check(health.status == health_pb2.HealthCheckResponse.SERVING, "health is SERVING")
+responses = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+    iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+services = [s.name for r in responses for s in r.list_services_response.service]
+check("observatory.v1.RegistryService" in services, f"reflection lists the registry: {services}")
+
+reference.CreateCentre(reference_pb2.CreateCentreRequest(
+    idempotency_key="py-centre", finess="750100125", name="CRMR hemophilie",
+    type=reference_pb2.CENTRE_TYPE_CRMR_COORDINATING, region_code="11", filiere="MHEMO"))
+reference.CreatePrescriber(reference_pb2.CreatePrescriberRequest(
+    idempotency_key="py-prescriber", rpps="10000000017", specialty="haematology", centre_finess="750100125"))
+cohort = registry.CreateCohort(registry_pb2.CreateCohortRequest(
+    idempotency_key="py-cohort", name="Concizumab AAC", filiere="MHEMO", pathway=common_pb2.PATHWAY_AAC,
+    drug_atc="B02BX07", orpha_codes=["98878"], follow_up_months=3))
+patient = registry.RegisterPatient(registry_pb2.RegisterPatientRequest(
+    idempotency_key="py-patient",
+    identity=registry_pb2.Identity(last_name="Durand", first_name="Lea", birth_date="2013-06-07",
+                                   sex=registry_pb2.SEX_FEMALE),
+    region_code="11"))
+check(patient.pseudonym_kind == registry_pb2.PSEUDONYM_KIND_HMAC, "identity becomes an HMAC pseudonym")
+
+declared = registry.DeclareEpisode(registry_pb2.DeclareEpisodeRequest(
+    idempotency_key="py-episode", patient_id=patient.meta.id, cohort_id=cohort.meta.id,
+    pathway=common_pb2.PATHWAY_AAC, indication_orpha_code="98878", prescriber_rpps="10000000017",
+    request_date="2026-01-12", authorisation=registry_pb2.AuthorisationRequest(submitted_date="2026-01-12")))
+episode_id, auth_id = declared.episode.meta.id, declared.authorisation.meta.id
+
+T = registry_pb2.TransitionAuthorisationRequest
+registry.TransitionAuthorisation(T(id=auth_id, expected_version=1, grant=T.Grant(
+    decision_date="2026-01-15", valid_from="2026-01-15", valid_to="2027-01-14", reference="AAC-PY-1")))
+registry.TransitionEpisode(registry_pb2.TransitionEpisodeRequest(
+    id=episode_id, expected_version=1,
+    initiate=registry_pb2.TransitionEpisodeRequest.Initiate(first_administration_date="2026-01-20")))
+registry.TransitionAuthorisation(T(id=auth_id, expected_version=2, submit_renewal=T.DatedStep(date="2026-10-01")))
+renewed = registry.TransitionAuthorisation(T(id=auth_id, expected_version=3, renew=T.Grant(
+    decision_date="2026-11-01", valid_from="2027-01-15", valid_to="2028-01-14")))
+check(renewed.status == registry_pb2.AUTHORISATION_STATUS_RENEWED and renewed.renewals == 1, "renewed")
+
+registry.RecordFollowUp(registry_pb2.RecordFollowUpRequest(
+    idempotency_key="py-fu", episode_id=episode_id, visit_date="2026-04-20",
+    efficacy=registry_pb2.EFFICACY_ASSESSMENT_STABLE, adherence=registry_pb2.ADHERENCE_GOOD,
+    measures=[registry_pb2.Measure(code="ABR", value=2.0)]))
+registry.RecordAdverseEvent(registry_pb2.RecordAdverseEventRequest(
+    idempotency_key="py-ae", episode_id=episode_id, onset_date="2026-05-02", meddra_pt_code="10019211",
+    serious=False, outcome=registry_pb2.AE_OUTCOME_RECOVERED, causality=registry_pb2.CAUSALITY_UNLIKELY))
+stopped = registry.TransitionEpisode(registry_pb2.TransitionEpisodeRequest(
+    id=episode_id, expected_version=3,
+    stop=registry_pb2.TransitionEpisodeRequest.Stop(date="2026-11-02", reason=registry_pb2.STOP_REASON_PATIENT_CHOICE)))
+check(stopped.status == registry_pb2.EPISODE_STATUS_STOPPED, "stopped")
+
+episode_versions = registry.GetHistory(registry_pb2.GetHistoryRequest(
+    kind=registry_pb2.RECORD_KIND_EPISODE, id=episode_id)).versions
+check([v.episode.status for v in episode_versions] == [
+    registry_pb2.EPISODE_STATUS_DECLARED, registry_pb2.EPISODE_STATUS_INITIATED,
+    registry_pb2.EPISODE_STATUS_ONGOING, registry_pb2.EPISODE_STATUS_STOPPED], "episode history")
+auth_versions = registry.GetHistory(registry_pb2.GetHistoryRequest(
+    kind=registry_pb2.RECORD_KIND_AUTHORISATION, id=auth_id)).versions
+check(len(auth_versions) == 4 and all(v.authorisation.meta.recorded_by for v in auth_versions), "authorisation history")
+
+# A bad request names its field.
+try:
+    registry.GetEpisode(registry_pb2.GetRequest(id="not-an-id"))
+    check(False, "a malformed id is refused")
+except grpc.RpcError as e:
+    check(e.code() == grpc.StatusCode.INVALID_ARGUMENT, f"INVALID_ARGUMENT, got {e.code()}")
+
+print("interop: 1 passed, 0 failed")
