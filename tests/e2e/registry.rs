@@ -593,6 +593,11 @@ async fn identity_fields_never_reach_the_database(backend: Backend) {
         }
         let text = String::from_utf8_lossy(&bytes).to_lowercase();
         assert!(text.contains("hmac"), "the database file was read");
+        let key = std::fs::read_to_string(app.dir.path().join("observatory.key")).unwrap();
+        assert!(
+            !text.contains(key.trim()),
+            "the pseudonymisation key is not in the database"
+        );
         assert!(!text.contains("zyxwvutsonne") && !text.contains("quiltrude") && !text.contains("2011-02-03"));
     } else {
         let dump: i64 = app

@@ -45,7 +45,7 @@ cohort = registry.CreateCohort(registry_pb2.CreateCohortRequest(
     drug_atc="B02BX07", orpha_codes=["98878"], follow_up_months=3))
 patient = registry.RegisterPatient(registry_pb2.RegisterPatientRequest(
     idempotency_key="py-patient",
-    identity=registry_pb2.Identity(last_name="Durand", first_name="Lea", birth_date="2013-06-07",
+    identity=registry_pb2.Identity(last_name="Zyxwvutsonne", first_name="Quiltrude", birth_date="2013-06-07",
                                    sex=registry_pb2.SEX_FEMALE),
     region_code="11"))
 check(patient.pseudonym_kind == registry_pb2.PSEUDONYM_KIND_HMAC, "identity becomes an HMAC pseudonym")

@@ -212,3 +212,39 @@ async fn one_idempotency_key_writes_once_even_when_raced(db: Db) {
         "{other:?}"
     );
 }
+
+/// The schema holds no identity field: patients are known by a pseudonym only.
+#[test]
+fn no_identity_field_exists_in_the_schema() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations");
+    let mut checked = 0;
+    for dialect in ["sqlite", "postgres"] {
+        for entry in std::fs::read_dir(format!("{root}/{dialect}")).expect("migrations directory") {
+            let path = entry.expect("entry").path();
+            let text = std::fs::read_to_string(&path).expect("migration").to_lowercase();
+            // Comments may name what is absent; the schema itself may not.
+            let sql: String = text
+                .lines()
+                .map(|l| l.split("--").next().unwrap_or(""))
+                .collect::<Vec<_>>()
+                .join("\n");
+            for forbidden in [
+                "last_name",
+                "first_name",
+                "birth_date",
+                "date_of_birth",
+                "nir",
+                "surname",
+                "prenom",
+                "nom_",
+            ] {
+                let found = sql
+                    .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .any(|word| word == forbidden || (forbidden.ends_with('_') && word.starts_with(forbidden)));
+                assert!(!found, "{} mentions the identity field {forbidden}", path.display());
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "both dialects were read");
+}
