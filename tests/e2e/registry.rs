@@ -843,3 +843,345 @@ async fn a_switch_links_the_new_episode_to_the_previous_one(backend: Backend) {
     assert_eq!(second.episode.unwrap().previous_episode_id, first_id);
     app.stop().await;
 }
+
+on_both_backends!(
+    corrections_keep_their_reason_in_history,
+    closed_cohorts_and_framework_lifecycles_gate_new_episodes,
+);
+
+async fn corrections_keep_their_reason_in_history(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (_, rpps) = app.centre_and_prescriber().await;
+    let cohort_id = app.aac_cohort().await.meta.unwrap().id;
+    let patient_id = app.patient(40).await.meta.unwrap().id;
+
+    let update = |version: i64, reason: &str| pb::UpdatePatientRequest {
+        id: patient_id.clone(),
+        expected_version: version,
+        reason: reason.into(),
+        region_code: None,
+        vital_status: 0,
+        objects_to_reuse: Some(true),
+        diagnoses: None,
+    };
+    let err = app.registry.update_patient(update(1, "")).await.unwrap_err();
+    assert_eq!(violated_fields(&err), vec!["reason"]);
+    let objected = app
+        .registry
+        .update_patient(update(1, "objection received by the centre"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(objected.objects_to_reuse);
+    assert_eq!(objected.meta.as_ref().unwrap().version, 2);
+    let stale = app.registry.update_patient(update(1, "again")).await.unwrap_err();
+    assert_eq!(stale.code(), Code::Aborted);
+    let same = app.registry.update_patient(update(2, "no change")).await.unwrap_err();
+    assert_eq!(
+        same.code(),
+        Code::FailedPrecondition,
+        "an update that changes nothing writes nothing"
+    );
+    let deceased = app
+        .registry
+        .update_patient(pb::UpdatePatientRequest {
+            vital_status: pb::VitalStatus::Deceased as i32,
+            region_code: Some(String::new()),
+            objects_to_reuse: None,
+            ..update(2, "death notified")
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(deceased.vital_status, pb::VitalStatus::Deceased as i32);
+    assert!(deceased.region_code.is_empty(), "an empty region clears it");
+    let history = app
+        .registry
+        .get_history(pb::GetHistoryRequest {
+            kind: pb::RecordKind::Patient as i32,
+            id: patient_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .versions;
+    let reasons: Vec<String> = history
+        .iter()
+        .map(|h| match h.record.as_ref().unwrap() {
+            pb::history_entry::Record::Patient(p) => p.meta.as_ref().unwrap().reason.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(reasons.len(), 3);
+    assert!(reasons[1].ends_with("objection received by the centre"), "{reasons:?}");
+    assert!(reasons[2].ends_with("death notified"), "{reasons:?}");
+    let err = app
+        .registry
+        .declare_episode(app.aac_declaration(&patient_id, &cohort_id, &rpps, "after-death"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+
+    // An adverse event is completed with its pharmacovigilance declaration later.
+    let other = app.patient(41).await.meta.unwrap().id;
+    let declared = app
+        .registry
+        .declare_episode(app.aac_declaration(&other, &cohort_id, &rpps, "e41"))
+        .await
+        .unwrap()
+        .into_inner();
+    let episode_id = declared.episode.unwrap().meta.unwrap().id;
+    let ae = app
+        .registry
+        .record_adverse_event(pb::RecordAdverseEventRequest {
+            idempotency_key: "ae41".into(),
+            episode_id,
+            onset_date: "2026-02-01".into(),
+            meddra_pt_code: "10019211".into(),
+            outcome: pb::AeOutcome::Recovering as i32,
+            causality: pb::Causality::NotAssessable as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ae_update = |pv_date: &str, pv_reference: &str| pb::UpdateAdverseEventRequest {
+        id: ae.meta.as_ref().unwrap().id.clone(),
+        expected_version: 1,
+        reason: "declared to the regional pharmacovigilance centre".into(),
+        serious: Some(true),
+        outcome: pb::AeOutcome::Recovered as i32,
+        causality: 0,
+        pv_declaration_date: pv_date.into(),
+        pv_reference: pv_reference.into(),
+    };
+    let err = app
+        .registry
+        .update_adverse_event(ae_update("2026-02-03", ""))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&err), vec!["pv_reference"]);
+    let err = app
+        .registry
+        .update_adverse_event(ae_update("2026-01-03", "PV-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&err), vec!["pv_declaration_date"], "before the onset");
+    let done = app
+        .registry
+        .update_adverse_event(ae_update("2026-02-03", "PV-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(done.serious);
+    assert_eq!(done.outcome, pb::AeOutcome::Recovered as i32);
+    assert_eq!(
+        done.causality,
+        pb::Causality::NotAssessable as i32,
+        "unspecified leaves it unchanged"
+    );
+    assert_eq!(done.pv_reference, "PV-1");
+    app.stop().await;
+}
+
+async fn closed_cohorts_and_framework_lifecycles_gate_new_episodes(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (_, rpps) = app.centre_and_prescriber().await;
+    let framework = app
+        .reference
+        .create_framework(pb::CreateFrameworkRequest {
+            idempotency_key: "fw".into(),
+            pathway: pb::Pathway::Cpc as i32,
+            drug_atc: "L01FA01".into(),
+            indication: "MuSK myasthenia (test)".into(),
+            orpha_codes: vec!["589".into()],
+            authority: "ANSM".into(),
+            decision_reference: "TEST-CPC-1".into(),
+            valid_from: "2026-01-01".into(),
+            valid_to: String::new(),
+            status: pb::FrameworkStatus::UnderReview as i32,
+            protocol_type: pb::ProtocolType::PutSp as i32,
+            protocol_version: "1".into(),
+            follow_up_months: 6,
+            source: "test".into(),
+            confirmed: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let framework_id = framework.meta.as_ref().unwrap().id.clone();
+    let cohort = app
+        .registry
+        .create_cohort(pb::CreateCohortRequest {
+            idempotency_key: "cpc".into(),
+            name: "Rituximab CPC".into(),
+            filiere: "FILNEMUS".into(),
+            pathway: pb::Pathway::Cpc as i32,
+            drug_atc: "L01FA01".into(),
+            orpha_codes: vec!["589".into()],
+            framework_id: framework_id.clone(),
+            follow_up_months: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cohort.follow_up_months, 6, "the schedule defaults to the framework's");
+    let cohort_id = cohort.meta.as_ref().unwrap().id.clone();
+    let mut patients = Vec::new();
+    for n in 50..55 {
+        patients.push(app.patient(n).await.meta.unwrap().id);
+    }
+    let patient_of = |key: &str| patients[usize::from(key.as_bytes()[0] - b'a')].clone();
+    let declare = |key: &str, date: &str| pb::DeclareEpisodeRequest {
+        idempotency_key: key.into(),
+        patient_id: patient_of(key),
+        cohort_id: cohort_id.clone(),
+        pathway: pb::Pathway::Cpc as i32,
+        indication_orpha_code: "589".into(),
+        prescriber_rpps: rpps.clone(),
+        request_date: date.into(),
+        ..Default::default()
+    };
+    let err = app
+        .registry
+        .declare_episode(declare("a", "2026-03-01"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violated_fields(&err),
+        vec!["request_date"],
+        "a framework under review includes nobody"
+    );
+
+    let transition = |version: i64, t: pb::transition_framework_request::Transition| pb::TransitionFrameworkRequest {
+        id: framework_id.clone(),
+        expected_version: version,
+        transition: Some(t),
+    };
+    use pb::transition_framework_request::{DatedStep, Grant, Transition as F};
+    let granted = app
+        .reference
+        .transition_framework(transition(
+            1,
+            F::Grant(Grant {
+                date: "2026-02-01".into(),
+                valid_from: "2026-02-01".into(),
+                valid_to: "2029-01-31".into(),
+            }),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(granted.status, pb::FrameworkStatus::Granted as i32);
+    app.registry
+        .declare_episode(declare("b", "2026-03-01"))
+        .await
+        .expect("declared under a granted framework");
+    let err = app
+        .registry
+        .declare_episode(declare("c", "2026-01-15"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violated_fields(&err),
+        vec!["request_date"],
+        "before the framework's validity"
+    );
+
+    app.reference
+        .transition_framework(transition(
+            2,
+            F::Suspend(DatedStep {
+                date: "2026-04-01".into(),
+            }),
+        ))
+        .await
+        .unwrap();
+    let err = app
+        .registry
+        .declare_episode(declare("d", "2026-04-02"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violated_fields(&err),
+        vec!["request_date"],
+        "a suspended framework includes nobody"
+    );
+    let err = app
+        .reference
+        .transition_framework(transition(
+            3,
+            F::SubmitRenewal(DatedStep {
+                date: "2026-04-03".into(),
+            }),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(
+        err.message().contains("SUSPENDED") && err.message().contains("RENEWAL_SUBMITTED"),
+        "{}",
+        err.message()
+    );
+    app.reference
+        .transition_framework(transition(
+            3,
+            F::Reinstate(DatedStep {
+                date: "2026-04-10".into(),
+            }),
+        ))
+        .await
+        .unwrap();
+
+    // Closing the cohort stops new declarations; reopening allows them again.
+    let close = |version: i64, t: pb::CohortTransition| pb::TransitionCohortRequest {
+        id: cohort_id.clone(),
+        expected_version: version,
+        transition: t as i32,
+    };
+    app.registry
+        .transition_cohort(close(1, pb::CohortTransition::Close))
+        .await
+        .unwrap();
+    let err = app
+        .registry
+        .declare_episode(declare("e", "2026-04-12"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    let err = app
+        .registry
+        .transition_cohort(close(2, pb::CohortTransition::Close))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    app.registry
+        .transition_cohort(close(2, pb::CohortTransition::Reopen))
+        .await
+        .unwrap();
+    app.registry
+        .declare_episode(declare("e", "2026-04-12"))
+        .await
+        .expect("reopened");
+    let mut twice = declare("e", "2026-04-13");
+    twice.idempotency_key = "e2".into();
+    let err = app.registry.declare_episode(twice).await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        Code::FailedPrecondition,
+        "one active episode per patient and drug"
+    );
+    assert!(err.message().contains("switch"), "{}", err.message());
+    let history = app
+        .registry
+        .get_history(pb::GetHistoryRequest {
+            kind: pb::RecordKind::Framework as i32,
+            id: framework_id,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .versions;
+    assert_eq!(history.len(), 4, "created, granted, suspended, reinstated");
+    app.stop().await;
+}

@@ -5,6 +5,7 @@
 //! The clock comes in as a `today` argument, reference lists are embedded at compile time.
 
 pub mod codes;
+pub mod corrections;
 pub mod error;
 pub mod lifecycle;
 pub mod model;

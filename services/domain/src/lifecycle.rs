@@ -780,6 +780,8 @@ mod tests {
             follow_up_months: 3,
             source: "test".into(),
             confirmed: true,
+            suspended_from: None,
+            suspended_on: None,
         }
     }
 

@@ -418,6 +418,11 @@ pub struct Framework {
     pub follow_up_months: u32,
     pub source: String,
     pub confirmed: bool,
+    /// While SUSPENDED: the state it was suspended from, and since when.
+    #[serde(default)]
+    pub suspended_from: Option<FrameworkStatus>,
+    #[serde(default)]
+    pub suspended_on: Option<NaiveDate>,
 }
 
 impl Framework {

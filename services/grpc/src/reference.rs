@@ -3,6 +3,7 @@
 
 use observatory_domain::{
     Violations, codes,
+    corrections::FrameworkTransition as FT,
     model::{self as m, RecordId},
     reference,
 };
@@ -249,6 +250,8 @@ impl ReferenceService for ReferenceApi {
             follow_up_months,
             source,
             confirmed: r.confirmed,
+            suspended_from: None,
+            suspended_on: None,
         };
         let w = self
             .state
@@ -272,6 +275,68 @@ impl ReferenceService for ReferenceApi {
             .await
             .map_err(error::store)?;
         Ok(Response::new(c::framework(&x)))
+    }
+
+    async fn transition_framework(
+        &self,
+        req: Request<pb::TransitionFrameworkRequest>,
+    ) -> Result<Response<pb::Framework>, Status> {
+        use pb::transition_framework_request::Transition as T;
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let id = v.check("id", c::id(&r.id));
+        let expected = v.check("expected_version", c::version(r.expected_version));
+        let step = |v: &mut Violations, field: &str, date: &str| v.check(&format!("{field}.date"), c::date(date));
+        let transition = match &r.transition {
+            None => {
+                v.push("transition", "REQUIRED", "one transition is required");
+                None
+            }
+            Some(T::StartReview(s)) => step(&mut v, "start_review", &s.date).map(|date| FT::StartReview { date }),
+            Some(T::Refuse(s)) => step(&mut v, "refuse", &s.date).map(|date| FT::Refuse { date }),
+            Some(T::SubmitRenewal(s)) => step(&mut v, "submit_renewal", &s.date).map(|date| FT::SubmitRenewal { date }),
+            Some(T::Suspend(s)) => step(&mut v, "suspend", &s.date).map(|date| FT::Suspend { date }),
+            Some(T::Reinstate(s)) => step(&mut v, "reinstate", &s.date).map(|date| FT::Reinstate { date }),
+            Some(T::Withdraw(s)) => step(&mut v, "withdraw", &s.date).map(|date| FT::Withdraw { date }),
+            Some(T::End(s)) => step(&mut v, "end", &s.date).map(|date| FT::End { date }),
+            Some(T::Grant(g)) => {
+                let date = step(&mut v, "grant", &g.date);
+                let from = v.check("grant.valid_from", c::date(&g.valid_from));
+                let to = v.check("grant.valid_to", c::optional(&g.valid_to, c::date));
+                match (date, from, to) {
+                    (Some(date), Some(valid_from), Some(valid_to)) => Some(FT::Grant {
+                        date,
+                        valid_from,
+                        valid_to,
+                    }),
+                    _ => None,
+                }
+            }
+            Some(T::Renew(g)) => {
+                let date = step(&mut v, "renew", &g.date);
+                let to = v.check("renew.valid_to", c::optional(&g.valid_to, c::date));
+                match (date, to) {
+                    (Some(date), Some(valid_to)) => Some(FT::Renew { date, valid_to }),
+                    _ => None,
+                }
+            }
+        };
+        all_some!(v; id, expected, transition);
+        let cmd = Command::TransitionFramework {
+            id,
+            expected_version: expected,
+            transition,
+        };
+        let w = self
+            .state
+            .store
+            .execute(cmd, write_context(&req, None))
+            .await
+            .map_err(error::store)?;
+        match primary(w)? {
+            Record::Framework(x) => Ok(Response::new(c::framework(&x))),
+            _ => Err(Status::internal("unexpected record kind")),
+        }
     }
 
     async fn list_frameworks(

@@ -3,6 +3,7 @@
 
 use observatory_domain::{
     Violations, codes,
+    corrections::{AdverseEventUpdate, CohortTransition, PatientUpdate},
     lifecycle::{AuthorisationRequest, AuthorisationTransition as AT, EpisodeDeclaration, EpisodeTransition as ET},
     model::{self as m, Pseudonym, RecordId, YearMonth},
     pseudonym::{self, Identity},
@@ -13,6 +14,23 @@ use tonic::{Request, Response, Status};
 
 use crate::convert::{self as c, all_some, enum_in, enum_in_opt};
 use crate::{ApiState, error, write_context};
+
+/// Wire names of cohort transitions (`COHORT_TRANSITION_CLOSE`...), for `enum_in!`.
+#[derive(Debug, Clone, Copy)]
+enum CohortTransitionCode {
+    Close,
+    Reopen,
+}
+
+impl CohortTransitionCode {
+    fn from_code(code: &str) -> Option<Self> {
+        match code {
+            "CLOSE" => Some(Self::Close),
+            "REOPEN" => Some(Self::Reopen),
+            _ => None,
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct RegistryApi {
@@ -635,6 +653,145 @@ impl RegistryService for RegistryApi {
     async fn get_adverse_event(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::AdverseEvent>, Status> {
         self.get::<m::AdverseEvent, _>(&req.get_ref().id, c::adverse_event)
             .await
+    }
+
+    async fn transition_cohort(
+        &self,
+        req: Request<pb::TransitionCohortRequest>,
+    ) -> Result<Response<pb::Cohort>, Status> {
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let id = v.check("id", c::id(&r.id));
+        let expected = v.check("expected_version", c::version(r.expected_version));
+        let transition = v.check(
+            "transition",
+            enum_in!(
+                r.transition,
+                pb::CohortTransition,
+                "COHORT_TRANSITION_",
+                CohortTransitionCode
+            ),
+        );
+        all_some!(v; id, expected, transition);
+        let transition = match transition {
+            CohortTransitionCode::Close => CohortTransition::Close,
+            CohortTransitionCode::Reopen => CohortTransition::Reopen,
+        };
+        let cmd = Command::TransitionCohort {
+            id,
+            expected_version: expected,
+            transition,
+        };
+        let w = self
+            .state
+            .store
+            .execute(cmd, write_context(&req, None))
+            .await
+            .map_err(error::store)?;
+        let out = take(&w, |r| match r {
+            Record::Cohort(x) => Some(c::cohort(x)),
+            _ => None,
+        })?;
+        Ok(Response::new(out))
+    }
+
+    async fn update_patient(&self, req: Request<pb::UpdatePatientRequest>) -> Result<Response<pb::Patient>, Status> {
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let id = v.check("id", c::id(&r.id));
+        let expected = v.check("expected_version", c::version(r.expected_version));
+        let reason = v.check("reason", c::text(500)(&r.reason));
+        let region = match &r.region_code {
+            None => Some(None),
+            Some(raw) => v.check("region_code", c::optional(raw, c::region)).map(Some),
+        };
+        let vital_status = v.check(
+            "vital_status",
+            enum_in_opt!(r.vital_status, pb::VitalStatus, "VITAL_STATUS_", m::VitalStatus),
+        );
+        let diagnoses = Some(r.diagnoses.as_ref().map(|d| c::diagnoses(&mut v, &d.diagnoses)));
+        all_some!(v; id, expected, reason, region, vital_status, diagnoses);
+        let update = PatientUpdate {
+            region,
+            vital_status,
+            objects_to_reuse: r.objects_to_reuse,
+            diagnoses,
+        };
+        let cmd = Command::UpdatePatient {
+            id,
+            expected_version: expected,
+            update,
+            reason,
+        };
+        let w = self
+            .state
+            .store
+            .execute(cmd, write_context(&req, None))
+            .await
+            .map_err(error::store)?;
+        let out = take(&w, |r| match r {
+            Record::Patient(x) => Some(c::patient(x)),
+            _ => None,
+        })?;
+        Ok(Response::new(out))
+    }
+
+    async fn update_adverse_event(
+        &self,
+        req: Request<pb::UpdateAdverseEventRequest>,
+    ) -> Result<Response<pb::AdverseEvent>, Status> {
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let id = v.check("id", c::id(&r.id));
+        let expected = v.check("expected_version", c::version(r.expected_version));
+        let reason = v.check("reason", c::text(500)(&r.reason));
+        let outcome = v.check(
+            "outcome",
+            enum_in_opt!(r.outcome, pb::AeOutcome, "AE_OUTCOME_", m::AeOutcome),
+        );
+        let causality = v.check(
+            "causality",
+            enum_in_opt!(r.causality, pb::Causality, "CAUSALITY_", m::Causality),
+        );
+        let pv_date = v.check("pv_declaration_date", c::optional(&r.pv_declaration_date, c::date));
+        let pv_reference = v.check("pv_reference", c::optional(&r.pv_reference, c::text(100)));
+        let pv_declaration = match (pv_date, pv_reference) {
+            (Some(Some(d)), Some(Some(r))) => Some(Some((d, r))),
+            (Some(None), Some(None)) => Some(None),
+            (Some(None), Some(Some(_))) => {
+                v.push("pv_declaration_date", "REQUIRED", "is required with pv_reference");
+                None
+            }
+            (Some(Some(_)), Some(None)) => {
+                v.push("pv_reference", "REQUIRED", "is required with pv_declaration_date");
+                None
+            }
+            _ => None,
+        };
+        all_some!(v; id, expected, reason, outcome, causality, pv_declaration);
+        let update = AdverseEventUpdate {
+            serious: r.serious,
+            outcome,
+            causality,
+            pv_declaration,
+        };
+        let cmd = Command::UpdateAdverseEvent {
+            id,
+            expected_version: expected,
+            update,
+            reason,
+        };
+        let w = self
+            .state
+            .store
+            .execute(cmd, write_context(&req, None))
+            .await
+            .map_err(error::store)?;
+        let out = take(&w, |r| match r {
+            Record::AdverseEvent(x) => Some(c::adverse_event(x)),
+            _ => None,
+        })?;
+        Ok(Response::new(out))
     }
 
     async fn get_history(

@@ -491,6 +491,8 @@ async fn set_up(store: &Store, options: &SeedOptions, summary: &mut SeedSummary)
             follow_up_months: 6,
             source: "synthetic demonstration data, not a real decision".into(),
             confirmed: false,
+            suspended_from: None,
+            suspended_on: None,
         };
         let w = write(store, Command::CreateFramework(framework.clone())).await?;
         summary.frameworks += 1;

@@ -18,6 +18,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use observatory_domain::{
     DomainError,
     codes::{Atc, Filiere, Finess, OrphaCode, RegionCode},
+    corrections::{AdverseEventUpdate, CohortTransition, FrameworkTransition, PatientUpdate},
     lifecycle::{AuthorisationTransition, EpisodeDeclaration, EpisodeTransition},
     model::{
         AdverseEvent, Authorisation, Centre, Cohort, Episode, EpisodeStatus, FollowUp, Framework, Pathway, Patient,
@@ -127,6 +128,28 @@ pub enum Command {
     },
     RecordFollowUp(FollowUp),
     RecordAdverseEvent(AdverseEvent),
+    UpdatePatient {
+        id: RecordId,
+        expected_version: i64,
+        update: PatientUpdate,
+        reason: String,
+    },
+    UpdateAdverseEvent {
+        id: RecordId,
+        expected_version: i64,
+        update: AdverseEventUpdate,
+        reason: String,
+    },
+    TransitionCohort {
+        id: RecordId,
+        expected_version: i64,
+        transition: CohortTransition,
+    },
+    TransitionFramework {
+        id: RecordId,
+        expected_version: i64,
+        transition: FrameworkTransition,
+    },
 }
 
 impl Command {
@@ -143,6 +166,10 @@ impl Command {
             Command::TransitionAuthorisation { .. } => "TransitionAuthorisation",
             Command::RecordFollowUp(_) => "RecordFollowUp",
             Command::RecordAdverseEvent(_) => "RecordAdverseEvent",
+            Command::UpdatePatient { .. } => "UpdatePatient",
+            Command::UpdateAdverseEvent { .. } => "UpdateAdverseEvent",
+            Command::TransitionCohort { .. } => "TransitionCohort",
+            Command::TransitionFramework { .. } => "TransitionFramework",
         }
     }
 

@@ -8,6 +8,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use observatory_domain::{
     DomainError, Violations,
     codes::{Atc, OrphaCode},
+    corrections,
     lifecycle::{self, EpisodeTransition},
     model::{
         AdverseEvent, Authorisation, Centre, Cohort, CohortStatus, Episode, FollowUp, Framework, FrameworkStatus,
@@ -273,6 +274,53 @@ impl Writer<'_, '_> {
                 }
                 Ok(out)
             }
+            Command::UpdatePatient {
+                id,
+                expected_version,
+                update,
+                reason: why,
+            } => {
+                let current = self.current_at::<Patient>(id.as_str(), *expected_version).await?;
+                let next = corrections::update_patient(&current.record, update)?;
+                let v = self.insert_version(&current, next, &format!("{reason}: {why}")).await?;
+                Ok(vec![Record::Patient(v)])
+            }
+            Command::UpdateAdverseEvent {
+                id,
+                expected_version,
+                update,
+                reason: why,
+            } => {
+                let current = self.current_at::<AdverseEvent>(id.as_str(), *expected_version).await?;
+                let episode = self.require::<Episode>(current.record.episode_id.as_str()).await?;
+                let next = corrections::update_adverse_event(&current.record, &episode.record, update, self.today)?;
+                let v = self.insert_version(&current, next, &format!("{reason}: {why}")).await?;
+                Ok(vec![Record::AdverseEvent(v)])
+            }
+            Command::TransitionCohort {
+                id,
+                expected_version,
+                transition,
+            } => {
+                let current = self.current_at::<Cohort>(id.as_str(), *expected_version).await?;
+                let next = corrections::transition_cohort(&current.record, *transition)?;
+                let v = self
+                    .insert_version(&current, next, &format!("{reason}: {transition:?}"))
+                    .await?;
+                Ok(vec![Record::Cohort(v)])
+            }
+            Command::TransitionFramework {
+                id,
+                expected_version,
+                transition,
+            } => {
+                let current = self.current_at::<Framework>(id.as_str(), *expected_version).await?;
+                let next = corrections::transition_framework(&current.record, transition, self.today)?;
+                let v = self
+                    .insert_version(&current, next, &format!("{reason}: {}", transition.action()))
+                    .await?;
+                Ok(vec![Record::Framework(v)])
+            }
             Command::RecordAdverseEvent(ae) => {
                 let episode = self.require::<Episode>(ae.episode_id.as_str()).await?;
                 lifecycle::check_adverse_event(&episode.record, ae, self.today)?;
@@ -378,6 +426,25 @@ impl Writer<'_, '_> {
             }
             None => None,
         };
+        // One active episode per patient and drug: a second one would be counted twice in the
+        // reports. A change of pathway for the same drug is a switch.
+        let active: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM episode_versions WHERE superseded_at IS NULL AND patient_id = $1 AND drug_atc = $2 \
+             AND status IN ('DECLARED', 'INITIATED', 'ONGOING') AND id <> $3 LIMIT 1",
+        )
+        .bind(d.patient_id.as_str())
+        .bind(cohort.record.drug_atc.as_str())
+        .bind(previous.as_ref().map_or("", |(p, _)| p.meta.id.as_str()))
+        .fetch_optional(&mut **self.tx)
+        .await?;
+        if let Some(active) = active {
+            return Err(DomainError::Precondition(format!(
+                "patient {} already has an active episode {active} with {}: stop it, or declare this one as a switch \
+                 (previous_episode_id)",
+                d.patient_id, cohort.record.drug_atc
+            ))
+            .into());
+        }
         let episode_id = RecordId::from_minted(new_id());
         let authorisation_id = d.pathway.needs_authorisation().then(|| RecordId::from_minted(new_id()));
         let ctx = lifecycle::DeclarationContext {
@@ -732,5 +799,7 @@ fn shipped_framework(f: &reference::FrameworkRef, source: &str) -> Result<Framew
         follow_up_months: f.follow_up_months,
         source: source.to_owned(),
         confirmed: f.confirmed,
+        suspended_from: None,
+        suspended_on: None,
     })
 }

@@ -1,0 +1,404 @@
+//! Changes to records outside their main lifecycle: corrections of patients and adverse events
+//! (each with a reason that lands in history), cohort opening and closing, and the lifecycle of
+//! regulatory frameworks.
+
+use chrono::{Months, NaiveDate};
+use serde::Serialize;
+
+use crate::codes::RegionCode;
+use crate::error::{DomainError, Violations};
+use crate::model::{
+    AdverseEvent, AeOutcome, Causality, Cohort, CohortStatus, Diagnosis, Episode, Framework, FrameworkStatus, Pathway,
+    Patient, VitalStatus,
+};
+
+/// Fields of a patient that may change after registration; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PatientUpdate {
+    /// `Some(None)` clears the region.
+    pub region: Option<Option<RegionCode>>,
+    pub vital_status: Option<VitalStatus>,
+    pub objects_to_reuse: Option<bool>,
+    /// Replaces the whole list.
+    pub diagnoses: Option<Vec<Diagnosis>>,
+}
+
+pub fn update_patient(current: &Patient, u: &PatientUpdate) -> Result<Patient, DomainError> {
+    let mut next = current.clone();
+    if let Some(region) = &u.region {
+        next.region = region.clone();
+    }
+    if let Some(v) = u.vital_status {
+        next.vital_status = v;
+    }
+    if let Some(o) = u.objects_to_reuse {
+        next.objects_to_reuse = o;
+    }
+    if let Some(d) = &u.diagnoses {
+        next.diagnoses = d.clone();
+    }
+    unchanged_is_invalid(current == &next)?;
+    Ok(next)
+}
+
+/// Fields of an adverse event that may be completed or corrected after it was recorded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct AdverseEventUpdate {
+    pub serious: Option<bool>,
+    pub outcome: Option<AeOutcome>,
+    pub causality: Option<Causality>,
+    /// Declaration to pharmacovigilance (date, reference), typically added later.
+    pub pv_declaration: Option<(NaiveDate, String)>,
+}
+
+pub fn update_adverse_event(
+    current: &AdverseEvent,
+    episode: &Episode,
+    u: &AdverseEventUpdate,
+    today: NaiveDate,
+) -> Result<AdverseEvent, DomainError> {
+    let mut next = current.clone();
+    if let Some(s) = u.serious {
+        next.serious = s;
+    }
+    if let Some(o) = u.outcome {
+        next.outcome = o;
+    }
+    if let Some(c) = u.causality {
+        next.causality = c;
+    }
+    if let Some((date, reference)) = &u.pv_declaration {
+        next.pv_declaration_date = Some(*date);
+        next.pv_reference = Some(reference.clone());
+    }
+    unchanged_is_invalid(current == &next)?;
+    crate::lifecycle::check_adverse_event(episode, &next, today)?;
+    Ok(next)
+}
+
+fn unchanged_is_invalid(unchanged: bool) -> Result<(), DomainError> {
+    if unchanged {
+        return Err(DomainError::Precondition(
+            "the update changes nothing: no new version was written".into(),
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum CohortTransition {
+    Close,
+    Reopen,
+}
+
+pub fn transition_cohort(current: &Cohort, t: CohortTransition) -> Result<Cohort, DomainError> {
+    let (from, to) = match t {
+        CohortTransition::Close => (CohortStatus::Open, CohortStatus::Closed),
+        CohortTransition::Reopen => (CohortStatus::Closed, CohortStatus::Open),
+    };
+    if current.status != from {
+        return Err(DomainError::IllegalTransition {
+            entity: "a cohort",
+            action: if t == CohortTransition::Close {
+                "close"
+            } else {
+                "reopen"
+            },
+            from: current.status.code(),
+            to: to.code(),
+        });
+    }
+    Ok(Cohort {
+        status: to,
+        ..current.clone()
+    })
+}
+
+/// A lifecycle step of a regulatory framework.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum FrameworkTransition {
+    StartReview {
+        date: NaiveDate,
+    },
+    Grant {
+        date: NaiveDate,
+        valid_from: NaiveDate,
+        valid_to: Option<NaiveDate>,
+    },
+    Refuse {
+        date: NaiveDate,
+    },
+    SubmitRenewal {
+        date: NaiveDate,
+    },
+    Renew {
+        date: NaiveDate,
+        valid_to: Option<NaiveDate>,
+    },
+    Suspend {
+        date: NaiveDate,
+    },
+    Reinstate {
+        date: NaiveDate,
+    },
+    Withdraw {
+        date: NaiveDate,
+    },
+    /// Switch to common law, new marketing authorisation, or expiry: no inclusion after `date`.
+    End {
+        date: NaiveDate,
+    },
+}
+
+impl FrameworkTransition {
+    fn parts(&self) -> (&'static str, &'static str, NaiveDate) {
+        match self {
+            FrameworkTransition::StartReview { date } => ("start_review", "start the review of", *date),
+            FrameworkTransition::Grant { date, .. } => ("grant", "grant", *date),
+            FrameworkTransition::Refuse { date } => ("refuse", "refuse", *date),
+            FrameworkTransition::SubmitRenewal { date } => ("submit_renewal", "submit a renewal of", *date),
+            FrameworkTransition::Renew { date, .. } => ("renew", "renew", *date),
+            FrameworkTransition::Suspend { date } => ("suspend", "suspend", *date),
+            FrameworkTransition::Reinstate { date } => ("reinstate", "reinstate", *date),
+            FrameworkTransition::Withdraw { date } => ("withdraw", "withdraw", *date),
+            FrameworkTransition::End { date } => ("end", "end", *date),
+        }
+    }
+
+    pub fn action(&self) -> &'static str {
+        self.parts().1
+    }
+
+    fn target(&self, current: &Framework) -> FrameworkStatus {
+        use FrameworkStatus as S;
+        match self {
+            FrameworkTransition::StartReview { .. } => S::UnderReview,
+            FrameworkTransition::Grant { .. } => S::Granted,
+            // A refused renewal ends the framework at the end of its current validity.
+            FrameworkTransition::Refuse { .. } if current.status == S::RenewalSubmitted => S::Ended,
+            FrameworkTransition::Refuse { .. } => S::Refused,
+            FrameworkTransition::SubmitRenewal { .. } => S::RenewalSubmitted,
+            FrameworkTransition::Renew { .. } => S::Renewed,
+            FrameworkTransition::Suspend { .. } => S::Suspended,
+            FrameworkTransition::Reinstate { .. } => current.suspended_from.unwrap_or(S::Granted),
+            FrameworkTransition::Withdraw { .. } => S::Withdrawn,
+            FrameworkTransition::End { .. } => S::Ended,
+        }
+    }
+}
+
+/// Longest suspension of an early-access framework before it must be reinstated or withdrawn.
+const AAP_MAX_SUSPENSION_MONTHS: u32 = 3;
+
+pub fn transition_framework(
+    current: &Framework,
+    t: &FrameworkTransition,
+    today: NaiveDate,
+) -> Result<Framework, DomainError> {
+    use FrameworkStatus as S;
+    let (field, _, date) = t.parts();
+    let target = t.target(current);
+    let allowed = match t {
+        FrameworkTransition::StartReview { .. } => current.status == S::Submitted,
+        FrameworkTransition::Grant { .. } => matches!(current.status, S::Submitted | S::UnderReview),
+        FrameworkTransition::Refuse { .. } => {
+            matches!(current.status, S::Submitted | S::UnderReview | S::RenewalSubmitted)
+        }
+        FrameworkTransition::SubmitRenewal { .. } => matches!(current.status, S::Granted | S::Renewed),
+        FrameworkTransition::Renew { .. } => current.status == S::RenewalSubmitted,
+        FrameworkTransition::Suspend { .. } => current.status.allows_inclusion(),
+        FrameworkTransition::Reinstate { .. } | FrameworkTransition::Withdraw { .. } => current.status == S::Suspended,
+        FrameworkTransition::End { .. } => current.status.allows_inclusion() || current.status == S::Suspended,
+    };
+    if !allowed {
+        return Err(DomainError::IllegalTransition {
+            entity: "a framework",
+            action: t.action(),
+            from: current.status.code(),
+            to: target.code(),
+        });
+    }
+    let mut v = Violations::new();
+    if date > today {
+        v.push(format!("{field}.date"), "IN_FUTURE", "must not be in the future");
+    }
+    let mut next = current.clone();
+    next.status = target;
+    match t {
+        FrameworkTransition::Grant {
+            valid_from, valid_to, ..
+        } => {
+            if valid_to.is_some_and(|to| to < *valid_from) {
+                v.push(
+                    format!("{field}.valid_to"),
+                    "BEFORE_START",
+                    "must not be before valid_from",
+                );
+            }
+            next.valid_from = *valid_from;
+            next.valid_to = *valid_to;
+        }
+        FrameworkTransition::Renew { valid_to, .. } => {
+            let previous_end = current.valid_to;
+            if let (Some(new), Some(old)) = (valid_to, previous_end)
+                && *new <= old
+            {
+                v.push(
+                    format!("{field}.valid_to"),
+                    "NOT_EXTENDED",
+                    "must be after the current end of validity",
+                );
+            }
+            next.valid_to = *valid_to;
+        }
+        FrameworkTransition::Suspend { .. } => {
+            next.suspended_from = Some(current.status);
+            next.suspended_on = Some(date);
+        }
+        FrameworkTransition::Reinstate { .. } => {
+            let aap = matches!(current.pathway, Pathway::AapPre | Pathway::AapPost);
+            if let Some(since) = current.suspended_on {
+                if date < since {
+                    v.push(
+                        format!("{field}.date"),
+                        "BEFORE_PREVIOUS_STEP",
+                        "must not be before the suspension",
+                    );
+                }
+                let limit = since.checked_add_months(Months::new(AAP_MAX_SUSPENSION_MONTHS));
+                if aap && limit.is_some_and(|limit| date > limit) {
+                    v.push(
+                        format!("{field}.date"),
+                        "SUSPENSION_TOO_LONG",
+                        "an early-access framework is suspended for at most 3 months: withdraw it instead",
+                    );
+                }
+            }
+            next.suspended_from = None;
+            next.suspended_on = None;
+        }
+        FrameworkTransition::End { date } => {
+            if *date < current.valid_from {
+                v.push(format!("{field}.date"), "BEFORE_START", "must not be before valid_from");
+            }
+            next.valid_to = Some(current.valid_to.map_or(*date, |to| to.min(*date)));
+            next.suspended_from = None;
+            next.suspended_on = None;
+        }
+        FrameworkTransition::Withdraw { .. } => {
+            next.suspended_from = None;
+            next.suspended_on = None;
+        }
+        FrameworkTransition::StartReview { .. }
+        | FrameworkTransition::Refuse { .. }
+        | FrameworkTransition::SubmitRenewal { .. } => {}
+    }
+    v.into_result()?;
+    Ok(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codes::{Atc, OrphaCode};
+    use crate::model::{ProtocolType, parse_date};
+
+    fn day(s: &str) -> NaiveDate {
+        parse_date(s).expect("date")
+    }
+
+    fn aap(status: FrameworkStatus) -> Framework {
+        Framework {
+            pathway: Pathway::AapPre,
+            drug_atc: Atc::parse("B02BX07").expect("atc"),
+            indication: "x".into(),
+            orpha_codes: vec![OrphaCode::parse("98878").expect("orpha")],
+            authority: "HAS".into(),
+            decision_reference: "r".into(),
+            valid_from: day("2024-01-01"),
+            valid_to: Some(day("2025-12-31")),
+            status,
+            protocol_type: ProtocolType::PutRd,
+            protocol_version: "1".into(),
+            follow_up_months: 6,
+            source: "test".into(),
+            confirmed: true,
+            suspended_from: None,
+            suspended_on: None,
+        }
+    }
+
+    #[test]
+    fn an_aap_suspension_lasts_at_most_three_months() {
+        let today = day("2026-06-01");
+        let suspended = transition_framework(
+            &aap(FrameworkStatus::Renewed),
+            &FrameworkTransition::Suspend {
+                date: day("2025-01-10"),
+            },
+            today,
+        )
+        .expect("suspend");
+        let back = transition_framework(
+            &suspended,
+            &FrameworkTransition::Reinstate {
+                date: day("2025-03-01"),
+            },
+            today,
+        )
+        .expect("reinstate within 3 months");
+        assert_eq!(
+            back.status,
+            FrameworkStatus::Renewed,
+            "back to the state it was suspended from"
+        );
+        let late = transition_framework(
+            &suspended,
+            &FrameworkTransition::Reinstate {
+                date: day("2025-05-01"),
+            },
+            today,
+        );
+        assert!(matches!(late, Err(DomainError::Invalid(_))), "{late:?}");
+    }
+
+    #[test]
+    fn a_refused_renewal_ends_the_framework_at_its_validity() {
+        let today = day("2026-06-01");
+        let f = transition_framework(
+            &aap(FrameworkStatus::RenewalSubmitted),
+            &FrameworkTransition::Refuse {
+                date: day("2025-11-01"),
+            },
+            today,
+        )
+        .expect("refuse");
+        assert_eq!(f.status, FrameworkStatus::Ended);
+        assert!(
+            f.valid_on(day("2025-12-01")),
+            "the old decision stays valid until its end"
+        );
+        assert!(!f.valid_on(day("2026-01-01")));
+        let ended = transition_framework(
+            &aap(FrameworkStatus::Granted),
+            &FrameworkTransition::End {
+                date: day("2025-06-30"),
+            },
+            today,
+        )
+        .expect("end");
+        assert_eq!(ended.valid_to, Some(day("2025-06-30")));
+        match transition_framework(
+            &ended,
+            &FrameworkTransition::SubmitRenewal {
+                date: day("2025-07-01"),
+            },
+            today,
+        ) {
+            Err(DomainError::IllegalTransition { from, to, .. }) => {
+                assert_eq!((from, to), ("ENDED", "RENEWAL_SUBMITTED"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
