@@ -178,6 +178,35 @@ async fn an_aac_journey_is_recorded_and_every_version_can_be_read_back(backend: 
         .expect("adverse event")
         .into_inner();
     assert!(ae.serious);
+    let listed = app
+        .registry
+        .list_follow_ups(pb::ListByEpisodeRequest {
+            episode_id: episode_id.clone(),
+            page: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.follow_ups, vec![follow_up.clone()]);
+    let listed = app
+        .registry
+        .list_adverse_events(pb::ListByEpisodeRequest {
+            episode_id: episode_id.clone(),
+            page: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.adverse_events, vec![ae.clone()]);
+    let unknown = app
+        .registry
+        .list_follow_ups(pb::ListByEpisodeRequest {
+            episode_id: "0193a000-0000-7000-8000-00000000ffff".into(),
+            page: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
 
     let stopped = app
         .registry

@@ -63,6 +63,7 @@ macro_rules! all_some {
         if !$v.is_empty() {
             return Err($crate::error::invalid(&$v));
         }
+        #[allow(unused_parens)]
         let ($(Some($x)),+) = ($($x),+) else {
             return Err(tonic::Status::internal("a parsed field went missing"));
         };

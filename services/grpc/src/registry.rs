@@ -57,6 +57,15 @@ fn take<P>(w: &Written, pick: impl Fn(&Record) -> Option<P>) -> Result<P, Status
         .ok_or_else(|| Status::internal("a write returned no record of the expected kind"))
 }
 
+/// Episode id and page of a per-episode list.
+fn by_episode(r: &pb::ListByEpisodeRequest) -> Result<(RecordId, observatory_store::PageRequest), Status> {
+    let mut v = Violations::new();
+    let page = c::page(&mut v, r.page.as_ref());
+    let episode = v.check("episode_id", c::id(&r.episode_id));
+    all_some!(v; episode);
+    Ok((episode, page))
+}
+
 fn field_err(field: &str, e: observatory_domain::CodeError) -> Status {
     error::invalid_field(field, e.reason, &e.description)
 }
@@ -648,6 +657,50 @@ impl RegistryService for RegistryApi {
 
     async fn get_follow_up(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::FollowUp>, Status> {
         self.get::<m::FollowUp, _>(&req.get_ref().id, c::follow_up).await
+    }
+
+    async fn list_follow_ups(
+        &self,
+        req: Request<pb::ListByEpisodeRequest>,
+    ) -> Result<Response<pb::ListFollowUpsResponse>, Status> {
+        let (episode, page) = by_episode(req.get_ref())?;
+        self.state
+            .store
+            .require::<m::Episode>(episode.as_str())
+            .await
+            .map_err(error::store)?;
+        let p = self
+            .state
+            .store
+            .list_by_episode::<m::FollowUp>(&episode, &page)
+            .await
+            .map_err(error::store)?;
+        Ok(Response::new(pb::ListFollowUpsResponse {
+            follow_ups: p.items.iter().map(c::follow_up).collect(),
+            next_page_token: p.next_page_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn list_adverse_events(
+        &self,
+        req: Request<pb::ListByEpisodeRequest>,
+    ) -> Result<Response<pb::ListAdverseEventsResponse>, Status> {
+        let (episode, page) = by_episode(req.get_ref())?;
+        self.state
+            .store
+            .require::<m::Episode>(episode.as_str())
+            .await
+            .map_err(error::store)?;
+        let p = self
+            .state
+            .store
+            .list_by_episode::<m::AdverseEvent>(&episode, &page)
+            .await
+            .map_err(error::store)?;
+        Ok(Response::new(pb::ListAdverseEventsResponse {
+            adverse_events: p.items.iter().map(c::adverse_event).collect(),
+            next_page_token: p.next_page_token.unwrap_or_default(),
+        }))
     }
 
     async fn get_adverse_event(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::AdverseEvent>, Status> {

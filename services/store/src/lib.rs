@@ -478,6 +478,17 @@ impl Store {
         self.list(q).await
     }
 
+    /// Current versions of the follow-ups or adverse events of one episode.
+    pub async fn list_by_episode<T: Stored>(
+        &self,
+        episode: &RecordId,
+        page: &PageRequest,
+    ) -> Result<Page<Versioned<T>>> {
+        let mut q = kinds::ListQuery::new(page)?;
+        q.eq("episode_id", Some(episode.as_str().to_owned()));
+        self.list(q).await
+    }
+
     async fn list<T: Stored>(&self, q: kinds::ListQuery) -> Result<Page<Versioned<T>>> {
         match &self.backend {
             Backend::Sqlite { readers: p, .. } => backend_sqlite::shared::list::<T>(p, q).await,
