@@ -2,9 +2,9 @@
 //! default) or PostgreSQL (production), through sqlx.
 //!
 //! Writes are [`Command`]s handed to a single writer task that commits them in groups (one
-//! transaction, one fsync, for every command waiting), each command in its own savepoint so that
-//! one rejected command leaves its neighbours untouched; a caller is answered only once its
-//! group has committed. Reads go straight to the pool.
+//! transaction, one fsync, for every command waiting); one rejected command leaves its
+//! neighbours untouched, and a caller is answered only once its group has committed. Reads go
+//! straight to the pool.
 //!
 //! Architecture invariant: only this crate (and later the analytics extract step) runs SQL.
 

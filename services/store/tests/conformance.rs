@@ -76,6 +76,7 @@ on_both_backends!(
     stored_versions_cannot_be_edited_or_deleted,
     concurrent_commands_commit_together_and_fail_alone,
     one_idempotency_key_writes_once_even_when_raced,
+    a_command_failing_after_its_first_write_leaves_nothing_and_spares_its_group,
 );
 
 /// Runs raw SQL on the database behind `db`, as an operator with a SQL console would.
@@ -210,6 +211,69 @@ async fn one_idempotency_key_writes_once_even_when_raced(db: Db) {
     assert!(
         matches!(other, Err(StoreError::IdempotencyMismatch { .. })),
         "{other:?}"
+    );
+}
+
+async fn a_command_failing_after_its_first_write_leaves_nothing_and_spares_its_group(db: Db) {
+    // Fault injection through the database itself: the version row of a centre in region 94
+    // cannot be inserted, after the command has already written its `records` row.
+    if db.url.starts_with("sqlite:") {
+        raw(
+            &db,
+            "CREATE TRIGGER injected_fault BEFORE INSERT ON centre_versions WHEN NEW.region_code = '94' \
+             BEGIN SELECT RAISE(ABORT, 'injected fault'); END",
+        )
+        .await
+        .expect("inject");
+    } else {
+        raw(
+            &db,
+            "CREATE FUNCTION injected_fault() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'injected fault'; END $$",
+        )
+        .await
+        .expect("inject");
+        raw(
+            &db,
+            "CREATE TRIGGER injected_fault BEFORE INSERT ON centre_versions FOR EACH ROW \
+             WHEN (NEW.region_code = '94') EXECUTE FUNCTION injected_fault()",
+        )
+        .await
+        .expect("inject");
+    }
+    let mut tasks = Vec::new();
+    for n in 0..40u32 {
+        let store = db.store.clone();
+        let mut c = centre(100 + n);
+        if n % 10 == 3 {
+            c.region = RegionCode::parse("94").expect("region");
+        }
+        tasks.push(tokio::spawn(async move {
+            store.execute(Command::CreateCentre(c), ctx(None)).await
+        }));
+    }
+    let mut ok = 0;
+    let mut failed = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(_) => ok += 1,
+            Err(StoreError::Database(_)) => failed += 1,
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    assert_eq!((ok, failed), (36, 4));
+    let records = db
+        .store
+        .scalar_i64("SELECT COUNT(*) FROM records WHERE kind = 'CENTRE'")
+        .await
+        .unwrap();
+    assert_eq!(records, 36, "the failed commands left no half-written record");
+    assert_eq!(
+        db.store
+            .scalar_i64("SELECT COUNT(*) FROM centre_versions")
+            .await
+            .unwrap(),
+        36
     );
 }
 
