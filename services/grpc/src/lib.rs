@@ -33,6 +33,24 @@ impl std::fmt::Debug for ApiState {
     }
 }
 
+impl ApiState {
+    /// Executes a write and answers with the written record that `pick` selects and converts.
+    pub async fn write<P>(
+        &self,
+        command: observatory_store::Command,
+        ctx: WriteContext,
+        pick: impl Fn(&observatory_store::Record) -> Option<P>,
+    ) -> Result<tonic::Response<P>, tonic::Status> {
+        let written = self.store.execute(command, ctx).await.map_err(error::store)?;
+        written
+            .records
+            .iter()
+            .find_map(pick)
+            .map(tonic::Response::new)
+            .ok_or_else(|| tonic::Status::internal("a write returned no record of the expected kind"))
+    }
+}
+
 /// Principal recorded as the author of writes until callers authenticate.
 pub const ANONYMOUS: &str = "anonymous";
 

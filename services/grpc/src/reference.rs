@@ -8,7 +8,7 @@ use observatory_domain::{
     reference,
 };
 use observatory_proto::v1::{self as pb, reference_service_server::ReferenceService};
-use observatory_store::{CentreFilter, Command, FrameworkFilter, Record, Written};
+use observatory_store::{CentreFilter, Command, FrameworkFilter, Record};
 use tonic::{Request, Response, Status};
 
 use crate::convert::{self as c, all_some, enum_in, enum_in_opt};
@@ -23,13 +23,6 @@ impl ReferenceApi {
     pub fn new(state: ApiState) -> Self {
         Self { state }
     }
-}
-
-fn primary(w: Written) -> Result<Record, Status> {
-    w.records
-        .into_iter()
-        .next()
-        .ok_or_else(|| Status::internal("a write returned no record"))
 }
 
 #[tonic::async_trait]
@@ -55,16 +48,12 @@ impl ReferenceService for ReferenceApi {
             filiere,
         };
         let ctx = write_context(&req, Some(key));
-        let w = self
-            .state
-            .store
-            .execute(Command::CreateCentre(centre), ctx)
+        self.state
+            .write(Command::CreateCentre(centre), ctx, |r| match r {
+                Record::Centre(x) => Some(c::centre(x)),
+                _ => None,
+            })
             .await
-            .map_err(error::store)?;
-        match primary(w)? {
-            Record::Centre(x) => Ok(Response::new(c::centre(&x))),
-            _ => Err(Status::internal("unexpected record kind")),
-        }
     }
 
     async fn get_centre(&self, req: Request<pb::GetCentreRequest>) -> Result<Response<pb::Centre>, Status> {
@@ -120,16 +109,12 @@ impl ReferenceService for ReferenceApi {
             centre_finess,
         };
         let ctx = write_context(&req, Some(key));
-        let w = self
-            .state
-            .store
-            .execute(Command::CreatePrescriber(prescriber), ctx)
+        self.state
+            .write(Command::CreatePrescriber(prescriber), ctx, |r| match r {
+                Record::Prescriber(x) => Some(c::prescriber(x)),
+                _ => None,
+            })
             .await
-            .map_err(error::store)?;
-        match primary(w)? {
-            Record::Prescriber(x) => Ok(Response::new(c::prescriber(&x))),
-            _ => Err(Status::internal("unexpected record kind")),
-        }
     }
 
     async fn get_prescriber(&self, req: Request<pb::GetPrescriberRequest>) -> Result<Response<pb::Prescriber>, Status> {
@@ -253,16 +238,16 @@ impl ReferenceService for ReferenceApi {
             suspended_from: None,
             suspended_on: None,
         };
-        let w = self
-            .state
-            .store
-            .execute(Command::CreateFramework(framework), write_context(&req, Some(key)))
+        self.state
+            .write(
+                Command::CreateFramework(framework),
+                write_context(&req, Some(key)),
+                |r| match r {
+                    Record::Framework(x) => Some(c::framework(x)),
+                    _ => None,
+                },
+            )
             .await
-            .map_err(error::store)?;
-        match primary(w)? {
-            Record::Framework(x) => Ok(Response::new(c::framework(&x))),
-            _ => Err(Status::internal("unexpected record kind")),
-        }
     }
 
     async fn get_framework(&self, req: Request<pb::GetFrameworkRequest>) -> Result<Response<pb::Framework>, Status> {
@@ -327,16 +312,12 @@ impl ReferenceService for ReferenceApi {
             expected_version: expected,
             transition,
         };
-        let w = self
-            .state
-            .store
-            .execute(cmd, write_context(&req, None))
+        self.state
+            .write(cmd, write_context(&req, None), |r| match r {
+                Record::Framework(x) => Some(c::framework(x)),
+                _ => None,
+            })
             .await
-            .map_err(error::store)?;
-        match primary(w)? {
-            Record::Framework(x) => Ok(Response::new(c::framework(&x))),
-            _ => Err(Status::internal("unexpected record kind")),
-        }
     }
 
     async fn list_frameworks(

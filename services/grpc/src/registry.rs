@@ -9,7 +9,7 @@ use observatory_domain::{
     pseudonym::{self, Identity},
 };
 use observatory_proto::v1::{self as pb, registry_service_server::RegistryService};
-use observatory_store::{CohortFilter, Command, EpisodeFilter, NewCohort, Record, Stored, Versioned, Written};
+use observatory_store::{CohortFilter, Command, EpisodeFilter, NewCohort, Record, Stored, Versioned};
 use tonic::{Request, Response, Status};
 
 use crate::convert::{self as c, all_some, enum_in, enum_in_opt};
@@ -47,14 +47,6 @@ impl RegistryApi {
         let x = self.state.store.require::<T>(id.as_str()).await.map_err(error::store)?;
         Ok(Response::new(out(&x)))
     }
-}
-
-/// Finds the written version of kind `T` with the given position among the records of `w`.
-fn take<P>(w: &Written, pick: impl Fn(&Record) -> Option<P>) -> Result<P, Status> {
-    w.records
-        .iter()
-        .find_map(pick)
-        .ok_or_else(|| Status::internal("a write returned no record of the expected kind"))
 }
 
 /// Episode id and page of a per-episode list.
@@ -104,17 +96,12 @@ impl RegistryService for RegistryApi {
             framework_id,
             follow_up_months,
         });
-        let w = self
-            .state
-            .store
-            .execute(cmd, write_context(&req, Some(key)))
+        self.state
+            .write(cmd, write_context(&req, Some(key)), |r| match r {
+                Record::Cohort(x) => Some(c::cohort(x)),
+                _ => None,
+            })
             .await
-            .map_err(error::store)?;
-        let out = take(&w, |r| match r {
-            Record::Cohort(x) => Some(c::cohort(x)),
-            _ => None,
-        })?;
-        Ok(Response::new(out))
     }
 
     async fn get_cohort(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::Cohort>, Status> {
@@ -229,17 +216,16 @@ impl RegistryService for RegistryApi {
             objects_to_reuse: r.objects_to_reuse,
             diagnoses,
         };
-        let w = self
-            .state
-            .store
-            .execute(Command::RegisterPatient(patient), write_context(&req, Some(key)))
+        self.state
+            .write(
+                Command::RegisterPatient(patient),
+                write_context(&req, Some(key)),
+                |r| match r {
+                    Record::Patient(x) => Some(c::patient(x)),
+                    _ => None,
+                },
+            )
             .await
-            .map_err(error::store)?;
-        let out = take(&w, |r| match r {
-            Record::Patient(x) => Some(c::patient(x)),
-            _ => None,
-        })?;
-        Ok(Response::new(out))
     }
 
     async fn get_patient(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::Patient>, Status> {
@@ -460,17 +446,12 @@ impl RegistryService for RegistryApi {
             expected_version: expected,
             transition,
         };
-        let w = self
-            .state
-            .store
-            .execute(cmd, write_context(&req, None))
+        self.state
+            .write(cmd, write_context(&req, None), |r| match r {
+                Record::Episode(x) => Some(c::episode(x)),
+                _ => None,
+            })
             .await
-            .map_err(error::store)?;
-        let out = take(&w, |r| match r {
-            Record::Episode(x) => Some(c::episode(x)),
-            _ => None,
-        })?;
-        Ok(Response::new(out))
     }
 
     async fn get_authorisation(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::Authorisation>, Status> {
@@ -536,17 +517,12 @@ impl RegistryService for RegistryApi {
             expected_version: expected,
             transition,
         };
-        let w = self
-            .state
-            .store
-            .execute(cmd, write_context(&req, None))
+        self.state
+            .write(cmd, write_context(&req, None), |r| match r {
+                Record::Authorisation(x) => Some(c::authorisation(x)),
+                _ => None,
+            })
             .await
-            .map_err(error::store)?;
-        let out = take(&w, |r| match r {
-            Record::Authorisation(x) => Some(c::authorisation(x)),
-            _ => None,
-        })?;
-        Ok(Response::new(out))
     }
 
     async fn record_follow_up(
@@ -593,17 +569,16 @@ impl RegistryService for RegistryApi {
             weight_kg,
             adherence,
         };
-        let w = self
-            .state
-            .store
-            .execute(Command::RecordFollowUp(f), write_context(&req, Some(key)))
+        self.state
+            .write(
+                Command::RecordFollowUp(f),
+                write_context(&req, Some(key)),
+                |r| match r {
+                    Record::FollowUp(x) => Some(c::follow_up(x)),
+                    _ => None,
+                },
+            )
             .await
-            .map_err(error::store)?;
-        let out = take(&w, |r| match r {
-            Record::FollowUp(x) => Some(c::follow_up(x)),
-            _ => None,
-        })?;
-        Ok(Response::new(out))
     }
 
     async fn record_adverse_event(
@@ -642,17 +617,16 @@ impl RegistryService for RegistryApi {
             pv_declaration_date,
             pv_reference,
         };
-        let w = self
-            .state
-            .store
-            .execute(Command::RecordAdverseEvent(ae), write_context(&req, Some(key)))
+        self.state
+            .write(
+                Command::RecordAdverseEvent(ae),
+                write_context(&req, Some(key)),
+                |r| match r {
+                    Record::AdverseEvent(x) => Some(c::adverse_event(x)),
+                    _ => None,
+                },
+            )
             .await
-            .map_err(error::store)?;
-        let out = take(&w, |r| match r {
-            Record::AdverseEvent(x) => Some(c::adverse_event(x)),
-            _ => None,
-        })?;
-        Ok(Response::new(out))
     }
 
     async fn get_follow_up(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::FollowUp>, Status> {
@@ -735,17 +709,12 @@ impl RegistryService for RegistryApi {
             expected_version: expected,
             transition,
         };
-        let w = self
-            .state
-            .store
-            .execute(cmd, write_context(&req, None))
+        self.state
+            .write(cmd, write_context(&req, None), |r| match r {
+                Record::Cohort(x) => Some(c::cohort(x)),
+                _ => None,
+            })
             .await
-            .map_err(error::store)?;
-        let out = take(&w, |r| match r {
-            Record::Cohort(x) => Some(c::cohort(x)),
-            _ => None,
-        })?;
-        Ok(Response::new(out))
     }
 
     async fn update_patient(&self, req: Request<pb::UpdatePatientRequest>) -> Result<Response<pb::Patient>, Status> {
@@ -776,17 +745,12 @@ impl RegistryService for RegistryApi {
             update,
             reason,
         };
-        let w = self
-            .state
-            .store
-            .execute(cmd, write_context(&req, None))
+        self.state
+            .write(cmd, write_context(&req, None), |r| match r {
+                Record::Patient(x) => Some(c::patient(x)),
+                _ => None,
+            })
             .await
-            .map_err(error::store)?;
-        let out = take(&w, |r| match r {
-            Record::Patient(x) => Some(c::patient(x)),
-            _ => None,
-        })?;
-        Ok(Response::new(out))
     }
 
     async fn update_adverse_event(
@@ -834,17 +798,12 @@ impl RegistryService for RegistryApi {
             update,
             reason,
         };
-        let w = self
-            .state
-            .store
-            .execute(cmd, write_context(&req, None))
+        self.state
+            .write(cmd, write_context(&req, None), |r| match r {
+                Record::AdverseEvent(x) => Some(c::adverse_event(x)),
+                _ => None,
+            })
             .await
-            .map_err(error::store)?;
-        let out = take(&w, |r| match r {
-            Record::AdverseEvent(x) => Some(c::adverse_event(x)),
-            _ => None,
-        })?;
-        Ok(Response::new(out))
     }
 
     async fn get_history(
