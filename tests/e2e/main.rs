@@ -3,6 +3,7 @@
 
 mod helpers;
 mod registry;
+mod report;
 mod seed;
 
 /// Runs a scenario `async fn name(backend)` once per backend, as `name::sqlite` and
@@ -12,12 +13,12 @@ macro_rules! on_both_backends {
     ($($name:ident),+ $(,)?) => {
         $(
             mod $name {
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn sqlite() {
                     super::$name($crate::helpers::Backend::Sqlite).await;
                 }
 
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn postgres() {
                     if $crate::helpers::postgres_url().is_none() {
                         eprintln!("OBSERVATORY_TEST_POSTGRES_URL is not set: PostgreSQL run not requested");

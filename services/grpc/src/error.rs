@@ -53,7 +53,11 @@ pub fn store(e: StoreError) -> Status {
             invalid_field("page.page_token", "BAD_FORMAT", "is not a token returned by this list")
         }
         StoreError::ShuttingDown => Status::unavailable("the registry is shutting down; retry on another instance"),
-        e @ (StoreError::Database(_) | StoreError::Migrate(_) | StoreError::Corrupt { .. } | StoreError::BadUrl(_)) => {
+        e @ (StoreError::Database(_)
+        | StoreError::Migrate(_)
+        | StoreError::Corrupt { .. }
+        | StoreError::BadUrl(_)
+        | StoreError::Sink(_)) => {
             tracing::error!(error = %e, cause = ?std::error::Error::source(&e), "internal error");
             Status::internal("internal error; it has been logged")
         }

@@ -26,6 +26,30 @@ enum Commands {
     Serve,
     /// Apply pending migrations and load the shipped reference data, then exit.
     Migrate,
+    /// Snapshot the registry as of a cutoff and write the observatory report of a period.
+    Report {
+        /// The period: 2026-Q3, 2026-09 or 2026 (or give --from and --to).
+        #[arg(long, conflicts_with_all = ["from", "to"], required_unless_present_all = ["from", "to"])]
+        period: Option<String>,
+        /// First day of the period, YYYY-MM-DD.
+        #[arg(long, requires = "to")]
+        from: Option<chrono::NaiveDate>,
+        /// Last day of the period, YYYY-MM-DD.
+        #[arg(long, requires = "from")]
+        to: Option<chrono::NaiveDate>,
+        /// Cutoff: records as the registry knew them at this instant (RFC 3339; default: now).
+        #[arg(long)]
+        as_of: Option<chrono::DateTime<chrono::Utc>>,
+        /// Output directory (default: reports/<period>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Counts below this are published as "<threshold".
+        #[arg(long, default_value_t = observatory_analytics::suppress::DEFAULT_THRESHOLD, value_parser = clap::value_parser!(u32).range(1..))]
+        threshold: u32,
+        /// CSV for French spreadsheet software: ';' separator and a byte-order mark.
+        #[arg(long)]
+        french_csv: bool,
+    },
     /// Fill an empty registry with a realistic synthetic dataset (demos, benchmarks).
     Seed {
         /// Number of patients to generate.
@@ -91,6 +115,52 @@ async fn main() -> anyhow::Result<()> {
             store.close().await;
             let summary = summary?;
             tracing::info!(?summary, elapsed_s = started.elapsed().as_secs_f64(), "seeded");
+            Ok(())
+        }
+        Commands::Report {
+            period,
+            from,
+            to,
+            as_of,
+            out,
+            threshold,
+            french_csv,
+        } => {
+            use observatory_analytics::{CsvStyle, Period, ReportOptions};
+            let period = match (period, from, to) {
+                (Some(p), _, _) => Period::parse(&p)?,
+                (None, Some(from), Some(to)) => Period::between(from, to)?,
+                _ => anyhow::bail!("give --period, or --from and --to"),
+            };
+            let as_of = as_of.unwrap_or_else(chrono::Utc::now);
+            if as_of.date_naive() <= period.to {
+                tracing::warn!(%as_of, period = %period, "the period is not over at the cutoff: figures are provisional");
+            }
+            let out = out.unwrap_or_else(|| PathBuf::from("reports").join(period.label()));
+            let csv = if french_csv {
+                CsvStyle::French
+            } else {
+                CsvStyle::Standard
+            };
+            let options = ReportOptions {
+                period,
+                as_of,
+                out: out.clone(),
+                threshold,
+                csv,
+            };
+            let store = open_store(&config).await?;
+            let started = std::time::Instant::now();
+            let manifest = observatory_analytics::report::run(&store, &options).await;
+            store.close().await;
+            let manifest = manifest?;
+            tracing::info!(
+                out = %out.display(),
+                snapshot = %manifest.snapshot_hash,
+                tables = manifest.outputs.len(),
+                elapsed_s = started.elapsed().as_secs_f64(),
+                "report written"
+            );
             Ok(())
         }
         Commands::Migrate => {

@@ -232,6 +232,8 @@ pub enum StoreError {
     },
     #[error("unsupported database url: {0}")]
     BadUrl(String),
+    #[error("a scan consumer failed")]
+    Sink(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -476,6 +478,38 @@ impl Store {
         q.eq("status", f.status.map(|s| s.code().to_owned()));
         q.date_between("request_date", f.request_from, f.request_to);
         self.list(q).await
+    }
+
+    /// Reads every record of kind `T` as the registry knew it at `as_of`, `batch` records at a
+    /// time in id order, handing each batch to `sink`: memory stays bounded by the batch size.
+    pub async fn scan_as_of<T: Stored>(
+        &self,
+        as_of: DateTime<Utc>,
+        batch: u32,
+        mut sink: impl FnMut(Vec<Versioned<T>>) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Result<u64> {
+        let limit = i64::from(batch.max(1));
+        let mut after: Option<String> = None;
+        let mut total = 0u64;
+        loop {
+            let rows = match &self.backend {
+                Backend::Sqlite { readers: p, .. } => {
+                    backend_sqlite::shared::versions_as_of::<T>(p, as_of, after.as_deref(), limit).await?
+                }
+                Backend::Postgres(p) => {
+                    backend_pg::shared::versions_as_of::<T>(p, as_of, after.as_deref(), limit).await?
+                }
+            };
+            let n = rows.len();
+            total += n as u64;
+            after = rows.last().map(|v| v.meta.id.clone());
+            if n > 0 {
+                sink(rows).map_err(StoreError::Sink)?;
+            }
+            if (n as i64) < limit {
+                return Ok(total);
+            }
+        }
     }
 
     /// Current versions of the follow-ups or adverse events of one episode.

@@ -743,6 +743,28 @@ pub async fn list<T: Stored>(pool: &Pool, lq: ListQuery) -> Result<Page<Versione
     Ok(Page { items, next_page_token })
 }
 
+/// The versions current at `as_of` (recorded at or before it, not superseded by then), in id
+/// order, `limit` at a time after the id `after`.
+pub async fn versions_as_of<T: Stored>(
+    pool: &Pool,
+    as_of: DateTime<Utc>,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Versioned<T>>> {
+    let table = kinds::table(T::KIND);
+    let mut q = QueryBuilder::<Db>::new(format!("SELECT {META_COLUMNS} FROM {table} WHERE recorded_at <= "));
+    q.push_bind(as_of)
+        .push(" AND (superseded_at IS NULL OR superseded_at > ")
+        .push_bind(as_of)
+        .push(")");
+    if let Some(after) = after {
+        q.push(" AND id > ").push_bind(after.to_owned());
+    }
+    q.push(" ORDER BY id LIMIT ").push_bind(limit);
+    let rows: Vec<MetaRow<T>> = q.build_query_as().fetch_all(pool).await?;
+    Ok(rows.into_iter().map(from_row).collect())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Reference data
 

@@ -1,0 +1,15 @@
+//! Observatory reports: the registry as known at a cutoff, as a pseudonymised Parquet snapshot;
+//! indicators as pure polars lazy functions over it; small-cell suppression; published tables
+//! with a manifest.
+//!
+//! Architecture invariant: this is the only crate of the workspace that depends on polars, and
+//! it reads the registry only through the store's as-of scan.
+
+pub mod indicators;
+pub mod period;
+pub mod report;
+pub mod snapshot;
+pub mod suppress;
+
+pub use period::Period;
+pub use report::{CsvStyle, ReportManifest, ReportOptions};

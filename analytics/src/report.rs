@@ -1,0 +1,184 @@
+//! A report run: snapshot the registry at the cutoff, compute the indicators over the snapshot,
+//! suppress small cells, write every published table (CSV and Parquet) and a manifest with the
+//! checksums of all outputs.
+//!
+//! A report is a function of its snapshot and parameters: the same snapshot gives byte-identical
+//! tables, and a report about an earlier cutoff reads only what the registry knew then.
+
+use std::{
+    collections::BTreeMap,
+    fs::File,
+    path::{Path, PathBuf},
+};
+
+use chrono::{DateTime, Utc};
+use observatory_store::Store;
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    indicators,
+    period::Period,
+    snapshot::{self, Snapshot, SnapshotError},
+    suppress::{SuppressionSummary, TableSpec, suppress},
+};
+
+/// How CSV files are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum CsvStyle {
+    /// Comma-separated UTF-8.
+    #[default]
+    Standard,
+    /// Semicolon-separated UTF-8 with a byte-order mark, as French spreadsheet software expects.
+    French,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
+    pub period: Period,
+    pub as_of: DateTime<Utc>,
+    pub out: PathBuf,
+    /// Counts below it are masked; 0 publishes everything (for cross-checks, never for
+    /// publication: the command line refuses it).
+    pub threshold: u32,
+    pub csv: CsvStyle,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputFile {
+    pub file: String,
+    pub rows: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportManifest {
+    pub period: String,
+    pub period_from: chrono::NaiveDate,
+    pub period_to: chrono::NaiveDate,
+    pub as_of: DateTime<Utc>,
+    pub snapshot_hash: String,
+    pub code_version: String,
+    pub suppression_threshold: u32,
+    pub csv_style: CsvStyle,
+    pub suppression: BTreeMap<String, SuppressionSummary>,
+    pub outputs: Vec<OutputFile>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error(transparent)]
+    Polars(#[from] PolarsError),
+    #[error("{0}: {1}")]
+    Io(PathBuf, #[source] std::io::Error),
+}
+
+/// Snapshots the registry at `options.as_of` into `<out>/snapshot` and reports over it.
+pub async fn run(store: &Store, options: &ReportOptions) -> Result<ReportManifest, ReportError> {
+    let dir = options.out.join("snapshot");
+    let manifest = snapshot::extract(store, options.as_of, &dir).await?;
+    tracing::info!(rows = ?manifest.rows, hash = %manifest.content_hash, "snapshot written");
+    // Indicators are CPU work: keep them off the async workers.
+    let options = options.clone();
+    tokio::task::spawn_blocking(move || {
+        let snapshot = Snapshot::open(&dir)?;
+        report(&snapshot, &options)
+    })
+    .await
+    .map_err(|e| ReportError::Io(PathBuf::from("report task"), std::io::Error::other(e)))?
+}
+
+/// The published tables of a report, in output order: (name, spec).
+const TABLES: &[(&str, TableSpec<'static>)] = &[
+    (
+        "activity",
+        TableSpec {
+            dimensions: indicators::ACTIVITY_DIMENSIONS,
+            counts: &["new_initiations", "active_patients"],
+            dependents: &[],
+        },
+    ),
+    (
+        "timeliness",
+        TableSpec {
+            dimensions: indicators::TIMELINESS_DIMENSIONS,
+            counts: &["episodes"],
+            dependents: &[
+                ("median_days", "episodes"),
+                ("q1_days", "episodes"),
+                ("q3_days", "episodes"),
+            ],
+        },
+    ),
+];
+
+/// Computes, suppresses and writes every table of the report from an opened snapshot.
+pub fn report(snapshot: &Snapshot, options: &ReportOptions) -> Result<ReportManifest, ReportError> {
+    let tables_dir = options.out.join("tables");
+    std::fs::create_dir_all(&tables_dir).map_err(|e| ReportError::Io(tables_dir.clone(), e))?;
+    let period = &options.period;
+    let episodes = snapshot.scan("episodes")?;
+    let centres = snapshot.scan("centres")?;
+    let mut suppression = BTreeMap::new();
+    let mut outputs = Vec::new();
+    for (name, spec) in TABLES {
+        let lazy = match *name {
+            "activity" => indicators::activity(episodes.clone(), centres.clone(), period),
+            "timeliness" => indicators::timeliness(episodes.clone(), period)?,
+            _ => continue,
+        };
+        let computed = lazy.collect()?;
+        let (mut published, summary) = suppress(&computed, spec, options.threshold)?;
+        suppression.insert((*name).to_owned(), summary);
+        outputs.push(write_csv(&mut published, &tables_dir, name, options.csv)?);
+        outputs.push(write_parquet(&mut published, &tables_dir, name)?);
+    }
+    let manifest = ReportManifest {
+        period: period.label(),
+        period_from: period.from,
+        period_to: period.to,
+        as_of: snapshot.manifest.as_of,
+        snapshot_hash: snapshot.manifest.content_hash.clone(),
+        code_version: env!("CARGO_PKG_VERSION").to_owned(),
+        suppression_threshold: options.threshold,
+        csv_style: options.csv,
+        suppression,
+        outputs,
+    };
+    let path = options.out.join("manifest.json");
+    let text = serde_json::to_vec_pretty(&manifest).map_err(|e| ReportError::Io(path.clone(), e.into()))?;
+    std::fs::write(&path, text).map_err(|e| ReportError::Io(path, e))?;
+    Ok(manifest)
+}
+
+fn output(dir: &Path, file: String, rows: usize) -> Result<OutputFile, ReportError> {
+    let sha256 = snapshot::sha256_file(&dir.join(&file))?;
+    Ok(OutputFile {
+        file: format!("tables/{file}"),
+        rows: rows as u64,
+        sha256,
+    })
+}
+
+fn create(path: &Path) -> Result<File, ReportError> {
+    File::create(path).map_err(|e| ReportError::Io(path.to_owned(), e))
+}
+
+fn write_csv(df: &mut DataFrame, dir: &Path, name: &str, style: CsvStyle) -> Result<OutputFile, ReportError> {
+    let file = format!("{name}.csv");
+    let writer = CsvWriter::new(create(&dir.join(&file))?);
+    let mut writer = match style {
+        CsvStyle::Standard => writer,
+        CsvStyle::French => writer.with_separator(b';').include_bom(true),
+    };
+    writer.finish(df)?;
+    output(dir, file, df.height())
+}
+
+fn write_parquet(df: &mut DataFrame, dir: &Path, name: &str) -> Result<OutputFile, ReportError> {
+    let file = format!("{name}.parquet");
+    ParquetWriter::new(create(&dir.join(&file))?).finish(df)?;
+    output(dir, file, df.height())
+}

@@ -1,0 +1,422 @@
+//! The snapshot: the registry as it was known at a cutoff, pseudonymised, without the patients
+//! who objected to the reuse of their data, written as Parquet with a manifest.
+//!
+//! Records are read through the store in batches of [`BATCH`] (`Store::scan_as_of`) and each
+//! batch is turned into columns and appended to its Parquet file as a row group, so memory stays
+//! bounded whatever the size of the registry. Patient identifiers are replaced by keys derived
+//! with a salt drawn for this snapshot and kept nowhere, so a snapshot cannot be joined back to
+//! the registry; within the snapshot the keys are consistent.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    fs::File,
+    io::Read,
+    path::{Path, PathBuf},
+};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use observatory_domain::model::{Authorisation, Centre, Episode, Patient};
+use observatory_store::{Store, Versioned};
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::period::epoch_days;
+
+/// Records read and written per batch.
+pub const BATCH: u32 = 10_000;
+
+/// Tables of a snapshot, each `<name>.parquet`.
+pub const TABLES: &[&str] = &["patients", "centres", "episodes", "authorisations"];
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotManifest {
+    /// Registry records as they were known at this instant.
+    pub as_of: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    /// Rows per table.
+    pub rows: BTreeMap<String, u64>,
+    /// SHA-256 of each Parquet file.
+    pub files: BTreeMap<String, String>,
+    /// SHA-256 over the file hashes in table order: names the snapshot's content.
+    pub content_hash: String,
+    /// Patients left out because they objected to the reuse of their data.
+    pub excluded_patients: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error(transparent)]
+    Store(#[from] observatory_store::StoreError),
+    #[error(transparent)]
+    Polars(#[from] PolarsError),
+    #[error("{0}: {1}")]
+    Io(PathBuf, #[source] std::io::Error),
+    #[error("snapshot manifest {0}: {1}")]
+    Manifest(PathBuf, #[source] serde_json::Error),
+}
+
+type SinkResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+fn date_col(name: &str, v: Vec<Option<i32>>) -> PolarsResult<Column> {
+    Series::new(name.into(), v).cast(&DataType::Date).map(Column::from)
+}
+
+fn str_col(name: &str, v: Vec<Option<String>>) -> Column {
+    Column::from(Series::new(name.into(), v))
+}
+
+fn days(d: Option<NaiveDate>) -> Option<i32> {
+    d.map(epoch_days)
+}
+
+/// Appends batches to one Parquet file.
+struct TableWriter {
+    path: PathBuf,
+    writer: Option<polars::io::parquet::write::BatchedWriter<File>>,
+    rows: u64,
+    schema: Schema,
+}
+
+impl TableWriter {
+    fn new(dir: &Path, name: &str, schema: Schema) -> Self {
+        Self {
+            path: dir.join(format!("{name}.parquet")),
+            writer: None,
+            rows: 0,
+            schema,
+        }
+    }
+
+    fn write(&mut self, df: DataFrame) -> PolarsResult<()> {
+        if self.writer.is_none() {
+            let file = File::create(&self.path).map_err(|e| PolarsError::IO {
+                error: e.into(),
+                msg: None,
+            })?;
+            self.writer = Some(ParquetWriter::new(file).batched(&self.schema)?);
+        }
+        self.rows += df.height() as u64;
+        if let Some(w) = self.writer.as_mut() {
+            w.write_batch(&df)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the file; a table with no row still gets a file with its schema.
+    fn finish(mut self) -> PolarsResult<u64> {
+        match self.writer.take() {
+            Some(w) => {
+                w.finish()?;
+            }
+            None => {
+                let file = File::create(&self.path).map_err(|e| PolarsError::IO {
+                    error: e.into(),
+                    msg: None,
+                })?;
+                let mut empty = DataFrame::empty_with_schema(&self.schema);
+                ParquetWriter::new(file).finish(&mut empty)?;
+            }
+        }
+        Ok(self.rows)
+    }
+}
+
+fn schema(fields: &[(&str, DataType)]) -> Schema {
+    Schema::from_iter(fields.iter().map(|(n, t)| Field::new((*n).into(), t.clone())))
+}
+
+/// Derives a snapshot key from a registry id.
+struct Keyer([u8; 32]);
+
+impl Keyer {
+    fn key(&self, id: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(self.0);
+        h.update(id.as_bytes());
+        hex::encode(&h.finalize()[..12])
+    }
+}
+
+/// Extracts the snapshot at `as_of` into `dir` (created if needed) and writes its manifest.
+pub async fn extract(store: &Store, as_of: DateTime<Utc>, dir: &Path) -> Result<SnapshotManifest, SnapshotError> {
+    std::fs::create_dir_all(dir).map_err(|e| SnapshotError::Io(dir.to_owned(), e))?;
+    let keyer = Keyer(rand::random());
+    let mut rows = BTreeMap::new();
+
+    // Patients first: who objected decides what else is left out.
+    let mut excluded: HashSet<String> = HashSet::new();
+    let mut patients = TableWriter::new(
+        dir,
+        "patients",
+        schema(&[
+            ("patient_key", DataType::String),
+            ("sex", DataType::String),
+            ("birth_year_month", DataType::String),
+            ("region_code", DataType::String),
+            ("vital_status", DataType::String),
+        ]),
+    );
+    store
+        .scan_as_of::<Patient>(as_of, BATCH, |batch: Vec<Versioned<Patient>>| -> SinkResult {
+            let kept: Vec<&Versioned<Patient>> = batch.iter().filter(|p| !p.record.objects_to_reuse).collect();
+            for p in batch.iter().filter(|p| p.record.objects_to_reuse) {
+                excluded.insert(p.meta.id.clone());
+            }
+            let df = DataFrame::new_infer_height(vec![
+                str_col(
+                    "patient_key",
+                    kept.iter().map(|p| Some(keyer.key(&p.meta.id))).collect(),
+                ),
+                str_col(
+                    "sex",
+                    kept.iter().map(|p| Some(p.record.sex.code().to_owned())).collect(),
+                ),
+                str_col(
+                    "birth_year_month",
+                    kept.iter()
+                        .map(|p| Some(p.record.birth_year_month.to_string()))
+                        .collect(),
+                ),
+                str_col(
+                    "region_code",
+                    kept.iter()
+                        .map(|p| p.record.region.as_ref().map(|r| r.to_string()))
+                        .collect(),
+                ),
+                str_col(
+                    "vital_status",
+                    kept.iter()
+                        .map(|p| Some(p.record.vital_status.code().to_owned()))
+                        .collect(),
+                ),
+            ])?;
+            patients.write(df)?;
+            Ok(())
+        })
+        .await?;
+    rows.insert("patients".to_owned(), patients.finish()?);
+
+    let mut centres = TableWriter::new(
+        dir,
+        "centres",
+        schema(&[
+            ("centre_finess", DataType::String),
+            ("centre_type", DataType::String),
+            ("region_code", DataType::String),
+            ("filiere", DataType::String),
+        ]),
+    );
+    store
+        .scan_as_of::<Centre>(as_of, BATCH, |batch: Vec<Versioned<Centre>>| -> SinkResult {
+            let df = DataFrame::new_infer_height(vec![
+                str_col(
+                    "centre_finess",
+                    batch.iter().map(|c| Some(c.record.finess.to_string())).collect(),
+                ),
+                str_col(
+                    "centre_type",
+                    batch
+                        .iter()
+                        .map(|c| Some(c.record.centre_type.code().to_owned()))
+                        .collect(),
+                ),
+                str_col(
+                    "region_code",
+                    batch.iter().map(|c| Some(c.record.region.to_string())).collect(),
+                ),
+                str_col(
+                    "filiere",
+                    batch.iter().map(|c| Some(c.record.filiere.to_string())).collect(),
+                ),
+            ])?;
+            centres.write(df)?;
+            Ok(())
+        })
+        .await?;
+    rows.insert("centres".to_owned(), centres.finish()?);
+
+    let mut episodes = TableWriter::new(
+        dir,
+        "episodes",
+        schema(&[
+            ("episode_key", DataType::String),
+            ("patient_key", DataType::String),
+            ("cohort_id", DataType::String),
+            ("pathway", DataType::String),
+            ("drug_atc", DataType::String),
+            ("orpha_code", DataType::String),
+            ("centre_finess", DataType::String),
+            ("status", DataType::String),
+            ("request_date", DataType::Date),
+            ("decision_date", DataType::Date),
+            ("first_administration_date", DataType::Date),
+            ("end_date", DataType::Date),
+            ("stop_reason", DataType::String),
+            ("previous_episode_key", DataType::String),
+        ]),
+    );
+    store
+        .scan_as_of::<Episode>(as_of, BATCH, |batch: Vec<Versioned<Episode>>| -> SinkResult {
+            let kept: Vec<&Versioned<Episode>> = batch
+                .iter()
+                .filter(|e| !excluded.contains(e.record.patient_id.as_str()))
+                .collect();
+            let e = |f: &dyn Fn(&Episode) -> Option<String>| kept.iter().map(|v| f(&v.record)).collect::<Vec<_>>();
+            let d =
+                |f: &dyn Fn(&Episode) -> Option<NaiveDate>| kept.iter().map(|v| days(f(&v.record))).collect::<Vec<_>>();
+            let df = DataFrame::new_infer_height(vec![
+                str_col(
+                    "episode_key",
+                    kept.iter().map(|v| Some(keyer.key(&v.meta.id))).collect(),
+                ),
+                str_col("patient_key", e(&|r| Some(keyer.key(r.patient_id.as_str())))),
+                str_col("cohort_id", e(&|r| Some(r.cohort_id.to_string()))),
+                str_col("pathway", e(&|r| Some(r.pathway.code().to_owned()))),
+                str_col("drug_atc", e(&|r| Some(r.drug_atc.to_string()))),
+                str_col("orpha_code", e(&|r| Some(r.indication.to_string()))),
+                str_col("centre_finess", e(&|r| Some(r.centre_finess.to_string()))),
+                str_col("status", e(&|r| Some(r.status.code().to_owned()))),
+                date_col("request_date", d(&|r| Some(r.request_date)))?,
+                date_col("decision_date", d(&|r| r.decision_date))?,
+                date_col("first_administration_date", d(&|r| r.first_administration_date))?,
+                date_col("end_date", d(&|r| r.end_date))?,
+                str_col("stop_reason", e(&|r| r.stop_reason.map(|s| s.code().to_owned()))),
+                str_col(
+                    "previous_episode_key",
+                    e(&|r| r.previous_episode_id.as_ref().map(|p| keyer.key(p.as_str()))),
+                ),
+            ])?;
+            episodes.write(df)?;
+            Ok(())
+        })
+        .await?;
+    rows.insert("episodes".to_owned(), episodes.finish()?);
+
+    let mut authorisations = TableWriter::new(
+        dir,
+        "authorisations",
+        schema(&[
+            ("episode_key", DataType::String),
+            ("pathway", DataType::String),
+            ("status", DataType::String),
+            ("submitted_date", DataType::Date),
+            ("decision_date", DataType::Date),
+            ("valid_from", DataType::Date),
+            ("valid_to", DataType::Date),
+            ("renewals", DataType::Int32),
+        ]),
+    );
+    store
+        .scan_as_of::<Authorisation>(as_of, BATCH, |batch: Vec<Versioned<Authorisation>>| -> SinkResult {
+            let kept: Vec<&Authorisation> = batch
+                .iter()
+                .map(|v| &v.record)
+                .filter(|a| !excluded.contains(a.patient_id.as_str()))
+                .collect();
+            let df = DataFrame::new_infer_height(vec![
+                str_col(
+                    "episode_key",
+                    kept.iter().map(|a| Some(keyer.key(a.episode_id.as_str()))).collect(),
+                ),
+                str_col(
+                    "pathway",
+                    kept.iter().map(|a| Some(a.pathway.code().to_owned())).collect(),
+                ),
+                str_col(
+                    "status",
+                    kept.iter().map(|a| Some(a.status.code().to_owned())).collect(),
+                ),
+                date_col(
+                    "submitted_date",
+                    kept.iter().map(|a| days(Some(a.submitted_date))).collect(),
+                )?,
+                date_col("decision_date", kept.iter().map(|a| days(a.decision_date)).collect())?,
+                date_col("valid_from", kept.iter().map(|a| days(a.valid_from)).collect())?,
+                date_col("valid_to", kept.iter().map(|a| days(a.valid_to)).collect())?,
+                Column::from(Series::new(
+                    "renewals".into(),
+                    kept.iter()
+                        .map(|a| i32::try_from(a.renewals).unwrap_or(i32::MAX))
+                        .collect::<Vec<_>>(),
+                )),
+            ])?;
+            authorisations.write(df)?;
+            Ok(())
+        })
+        .await?;
+    rows.insert("authorisations".to_owned(), authorisations.finish()?);
+
+    let mut files = BTreeMap::new();
+    let mut all = Sha256::new();
+    for table in TABLES {
+        let path = dir.join(format!("{table}.parquet"));
+        let hash = sha256_file(&path)?;
+        all.update(hash.as_bytes());
+        files.insert(format!("{table}.parquet"), hash);
+    }
+    let manifest = SnapshotManifest {
+        as_of,
+        created_at: Utc::now(),
+        rows,
+        files,
+        content_hash: hex::encode(all.finalize()),
+        excluded_patients: excluded.len() as u64,
+    };
+    let path = dir.join("manifest.json");
+    let text = serde_json::to_vec_pretty(&manifest).map_err(|e| SnapshotError::Manifest(path.clone(), e))?;
+    std::fs::write(&path, text).map_err(|e| SnapshotError::Io(path, e))?;
+    Ok(manifest)
+}
+
+pub fn sha256_file(path: &Path) -> Result<String, SnapshotError> {
+    let mut file = File::open(path).map_err(|e| SnapshotError::Io(path.to_owned(), e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| SnapshotError::Io(path.to_owned(), e))?;
+        if n == 0 {
+            return Ok(hex::encode(h.finalize()));
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+/// A snapshot on disk, opened for lazy scans.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub dir: PathBuf,
+    pub manifest: SnapshotManifest,
+}
+
+impl Snapshot {
+    /// Opens a snapshot directory and checks every file against its manifest.
+    pub fn open(dir: &Path) -> Result<Snapshot, SnapshotError> {
+        let path = dir.join("manifest.json");
+        let text = std::fs::read(&path).map_err(|e| SnapshotError::Io(path.clone(), e))?;
+        let manifest: SnapshotManifest =
+            serde_json::from_slice(&text).map_err(|e| SnapshotError::Manifest(path.clone(), e))?;
+        for (file, expected) in &manifest.files {
+            let actual = sha256_file(&dir.join(file))?;
+            if &actual != expected {
+                return Err(SnapshotError::Io(
+                    dir.join(file),
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, "content differs from the manifest"),
+                ));
+            }
+        }
+        Ok(Snapshot {
+            dir: dir.to_owned(),
+            manifest,
+        })
+    }
+
+    /// Lazy scan of one table.
+    pub fn scan(&self, table: &str) -> PolarsResult<LazyFrame> {
+        let path = self.dir.join(format!("{table}.parquet"));
+        LazyFrame::scan_parquet(
+            PlRefPath::new(path.to_string_lossy().as_ref()),
+            ScanArgsParquet::default(),
+        )
+    }
+}

@@ -1,0 +1,197 @@
+//! Observatory reports over a seeded registry: figures against plain SQL, determinism, cutoffs,
+//! suppression, objections to reuse.
+
+use std::path::Path;
+
+use chrono::{NaiveDate, Utc};
+use observatory_analytics::{
+    CsvStyle, Period, ReportOptions,
+    report::{report, run},
+    snapshot::Snapshot,
+};
+use observatory_server::seed::{SeedOptions, seed};
+use observatory_store::{Store, StoreOptions};
+
+use crate::helpers::{Backend, fresh_database, text_rows};
+use crate::on_both_backends;
+
+on_both_backends!(a_report_matches_sql_is_reproducible_and_never_publishes_small_counts);
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Rows of a published CSV, header first.
+fn csv(path: &Path) -> Vec<Vec<String>> {
+    String::from_utf8(read(path))
+        .expect("UTF-8")
+        .lines()
+        .map(|l| l.split(',').map(str::to_owned).collect())
+        .collect()
+}
+
+async fn a_report_matches_sql_is_reproducible_and_never_publishes_small_counts(backend: Backend) {
+    let (url, dir) = fresh_database(backend).await;
+    let store = Store::connect(&StoreOptions::new(&url)).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    let until = NaiveDate::from_ymd_opt(2026, 10, 31).expect("date");
+    seed(
+        &store,
+        &SeedOptions {
+            patients: 300,
+            seed: 3,
+            until,
+            concurrency: 32,
+        },
+    )
+    .await
+    .expect("seed");
+    let q3 = Period::parse("2026-Q3").expect("period");
+    let as_of = Utc::now();
+    let options = |out: &str, threshold: u32| ReportOptions {
+        period: q3,
+        as_of,
+        out: dir.path().join(out),
+        threshold,
+        csv: CsvStyle::Standard,
+    };
+
+    // Unsuppressed figures (threshold 0, which the command line refuses) against plain SQL.
+    let raw = run(&store, &options("raw", 0)).await.expect("report");
+    let activity = csv(&dir.path().join("raw/tables/activity.csv"));
+    let header = &activity[0];
+    let col = |name: &str| header.iter().position(|h| h == name).expect("column");
+    let total = |name: &str| {
+        activity[1..]
+            .iter()
+            .map(|r| r[col(name)].parse::<i64>().expect("number"))
+            .sum::<i64>()
+    };
+    let sql_new = text_rows(
+        &url,
+        "SELECT CAST(COUNT(*) AS TEXT) FROM (SELECT DISTINCT e.patient_id, e.pathway, e.drug_atc, \
+         e.indication_orpha_code, e.centre_finess FROM episode_versions e JOIN patient_versions p \
+         ON p.id = e.patient_id AND p.superseded_at IS NULL WHERE e.superseded_at IS NULL \
+         AND NOT p.objects_to_reuse AND e.first_administration_date >= '2026-07-01' \
+         AND e.first_administration_date <= '2026-09-30') cells",
+    )
+    .await;
+    assert_eq!(total("new_initiations").to_string(), sql_new[0]);
+    let sql_active = text_rows(
+        &url,
+        "SELECT CAST(COUNT(*) AS TEXT) FROM (SELECT DISTINCT e.patient_id, e.pathway, e.drug_atc, \
+         e.indication_orpha_code, e.centre_finess FROM episode_versions e JOIN patient_versions p \
+         ON p.id = e.patient_id AND p.superseded_at IS NULL WHERE e.superseded_at IS NULL \
+         AND NOT p.objects_to_reuse AND e.first_administration_date <= '2026-09-30' \
+         AND (e.end_date IS NULL OR e.end_date >= '2026-07-01')) cells",
+    )
+    .await;
+    assert_eq!(total("active_patients").to_string(), sql_active[0]);
+    assert!(
+        total("active_patients") > 0,
+        "the seeded registry has activity in the period"
+    );
+
+    // Patients who objected to reuse are not in the snapshot.
+    let kept = text_rows(
+        &url,
+        "SELECT CAST(COUNT(*) AS TEXT) FROM patient_versions WHERE superseded_at IS NULL AND NOT objects_to_reuse",
+    )
+    .await;
+    let snapshot = Snapshot::open(&dir.path().join("raw/snapshot")).expect("snapshot");
+    assert_eq!(snapshot.manifest.rows["patients"].to_string(), kept[0]);
+    assert!(
+        snapshot.manifest.excluded_patients > 0,
+        "the seed has objections to reuse"
+    );
+
+    // The same snapshot gives byte-identical tables; every output matches the manifest.
+    let again = report(&snapshot, &options("again", 0)).expect("report again");
+    assert_eq!(raw.outputs, again.outputs);
+    for output in &raw.outputs {
+        assert_eq!(
+            read(&dir.path().join("raw").join(&output.file)),
+            read(&dir.path().join("again").join(&output.file)),
+            "{} differs between two runs on one snapshot",
+            output.file
+        );
+    }
+
+    // Published with the default threshold: no count below 10 appears, masked ones read "<10".
+    let published = run(&store, &options("published", 10)).await.expect("report");
+    for output in published.outputs.iter().filter(|o| o.file.ends_with(".csv")) {
+        let rows = csv(&dir.path().join("published").join(&output.file));
+        let counts: Vec<usize> = ["new_initiations", "active_patients", "episodes"]
+            .iter()
+            .filter_map(|c| rows[0].iter().position(|h| h == c))
+            .collect();
+        for row in &rows[1..] {
+            for &c in &counts {
+                let cell = &row[c];
+                assert!(
+                    cell == "<10" || cell.parse::<i64>().is_ok_and(|n| n >= 10),
+                    "{} publishes {cell}",
+                    output.file
+                );
+            }
+        }
+    }
+
+    // Writing to the registry after the cutoff does not change a report about that cutoff.
+    let episodes = text_rows(
+        &url,
+        "SELECT id FROM episode_versions WHERE superseded_at IS NULL AND status = 'ONGOING' \
+         AND first_administration_date < '2026-07-01' ORDER BY id LIMIT 5",
+    )
+    .await;
+    assert!(!episodes.is_empty());
+    for id in &episodes {
+        let current = store
+            .require::<observatory_domain::model::Episode>(id)
+            .await
+            .expect("episode");
+        store
+            .execute(
+                observatory_store::Command::TransitionEpisode {
+                    id: observatory_domain::model::RecordId::parse(id).expect("id"),
+                    expected_version: current.meta.version,
+                    transition: observatory_domain::lifecycle::EpisodeTransition::Stop {
+                        date: NaiveDate::from_ymd_opt(2026, 6, 30).expect("date"),
+                        reason: observatory_domain::model::StopReason::PatientChoice,
+                    },
+                },
+                observatory_store::WriteContext {
+                    actor: "t".into(),
+                    request_id: "t".into(),
+                    idempotency_key: None,
+                },
+            )
+            .await
+            .expect("stop before the period");
+    }
+    let earlier = run(&store, &options("earlier", 0))
+        .await
+        .expect("report at the earlier cutoff");
+    assert_eq!(
+        read(&dir.path().join("raw/tables/activity.csv")),
+        read(&dir.path().join("earlier/tables/activity.csv")),
+        "a later change altered a report about an earlier cutoff"
+    );
+    assert_eq!(earlier.as_of, raw.as_of);
+    let now = run(
+        &store,
+        &ReportOptions {
+            as_of: Utc::now(),
+            ..options("now", 0)
+        },
+    )
+    .await
+    .expect("report now");
+    assert_ne!(
+        read(&dir.path().join("raw/tables/activity.csv")),
+        read(&dir.path().join("now/tables/activity.csv")),
+        "the stops are visible at a later cutoff"
+    );
+    assert_ne!(now.snapshot_hash, raw.snapshot_hash);
+    store.close().await;
+}
