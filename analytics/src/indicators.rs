@@ -113,6 +113,162 @@ pub fn timeliness(episodes: LazyFrame, period: &Period) -> PolarsResult<LazyFram
         ))
 }
 
+/// Dimensions of the discontinuation table.
+pub const DISCONTINUATION_DIMENSIONS: &[&str] = &["pathway", "drug_atc", "outcome", "stop_reason"];
+
+/// Discontinuations: episodes that ended in the period (stopped, switched, transferred, lost to
+/// follow-up, deceased) by pathway, drug, how they ended and the stop reason.
+pub fn discontinuations(episodes: LazyFrame, period: &Period) -> LazyFrame {
+    episodes
+        .filter(within(day("end_date"), period).and(col("status").is_in(
+            lit(Series::new(
+                "ended".into(),
+                ["STOPPED", "SWITCHED", "TRANSFERRED", "LOST_TO_FOLLOW_UP", "DECEASED"],
+            )),
+            false,
+        )))
+        .select([
+            col("pathway"),
+            col("drug_atc"),
+            col("status").alias("outcome"),
+            col("stop_reason").fill_null(lit("NONE")),
+            col("episode_key"),
+        ])
+        .group_by(DISCONTINUATION_DIMENSIONS.iter().map(|c| col(*c)).collect::<Vec<_>>())
+        .agg([len().cast(DataType::Int64).alias("episodes")])
+        .sort(
+            DISCONTINUATION_DIMENSIONS
+                .iter()
+                .map(|c| (*c).to_owned())
+                .collect::<Vec<_>>(),
+            SortMultipleOptions::default(),
+        )
+}
+
+/// Dimensions of the expiring-authorisations table.
+pub const EXPIRING_DIMENSIONS: &[&str] = &["pathway", "window"];
+
+/// Pipeline: per-patient authorisations still in force at the end of the period whose validity
+/// ends within 30, 60 or 90 days after it (windows are cumulative: `<=60` includes `<=30`).
+pub fn expiring_authorisations(authorisations: LazyFrame, period: &Period) -> PolarsResult<LazyFrame> {
+    let (_, end) = period.epoch_days();
+    let valid_to = day("valid_to");
+    let in_force = col("status")
+        .is_in(
+            lit(Series::new(
+                "in_force".into(),
+                ["GRANTED", "RENEWAL_SUBMITTED", "RENEWED"],
+            )),
+            false,
+        )
+        .and(valid_to.clone().gt(lit(end)));
+    let windows: Vec<LazyFrame> = [30, 60, 90]
+        .into_iter()
+        .map(|days| {
+            authorisations
+                .clone()
+                .filter(in_force.clone().and(valid_to.clone().lt_eq(lit(end + days))))
+                .select([col("pathway"), lit(format!("<={days}d")).alias("window")])
+        })
+        .collect();
+    Ok(concat(windows, UnionArgs::default())?
+        .group_by(EXPIRING_DIMENSIONS.iter().map(|c| col(*c)).collect::<Vec<_>>())
+        .agg([len().cast(DataType::Int64).alias("authorisations")])
+        .sort(
+            EXPIRING_DIMENSIONS.iter().map(|c| (*c).to_owned()).collect::<Vec<_>>(),
+            SortMultipleOptions::default(),
+        ))
+}
+
+/// Dimensions of the safety table.
+pub const SAFETY_DIMENSIONS: &[&str] = &["drug_atc", "meddra_soc_code"];
+
+/// Safety: adverse events with onset in the period, all and serious, by drug and MedDRA system
+/// organ class, with the drug's exposure in patient-years during the period (time on treatment
+/// inside the period, up to the end of each episode or of the period). Rates and confidence
+/// intervals are added by [`with_poisson_rates`].
+pub fn safety(episodes: LazyFrame, adverse_events: LazyFrame, period: &Period) -> LazyFrame {
+    let (from, to) = period.epoch_days();
+    let first = day("first_administration_date");
+    let start = when(first.clone().gt(lit(from)))
+        .then(first.clone())
+        .otherwise(lit(from));
+    let end_raw = day("end_date").fill_null(lit(to));
+    let end = when(end_raw.clone().lt(lit(to))).then(end_raw).otherwise(lit(to));
+    let exposure = episodes
+        .clone()
+        .filter(first.is_not_null())
+        .with_columns([start.alias("exposure_start"), end.alias("exposure_end")])
+        .filter(col("exposure_end").gt_eq(col("exposure_start")))
+        .group_by([col("drug_atc")])
+        .agg([((col("exposure_end") - col("exposure_start") + lit(1))
+            .cast(DataType::Float64)
+            .sum()
+            / lit(365.25))
+        .alias("patient_years")]);
+    let events = adverse_events
+        .filter(within(day("onset_date"), period))
+        .join(
+            episodes.select([col("episode_key"), col("drug_atc")]),
+            [col("episode_key")],
+            [col("episode_key")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .with_column(col("meddra_soc_code").fill_null(lit("UNCODED")))
+        .group_by([col("drug_atc"), col("meddra_soc_code")])
+        .agg([
+            len().cast(DataType::Int64).alias("adverse_events"),
+            col("serious")
+                .cast(DataType::Int64)
+                .sum()
+                .alias("serious_adverse_events"),
+        ]);
+    events
+        .join(
+            exposure,
+            [col("drug_atc")],
+            [col("drug_atc")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_column(col("patient_years").fill_null(lit(0.0)))
+        .sort(
+            SAFETY_DIMENSIONS.iter().map(|c| (*c).to_owned()).collect::<Vec<_>>(),
+            SortMultipleOptions::default(),
+        )
+}
+
+/// Adds, for each count column, its rate per 100 patient-years and exact Poisson 95% confidence
+/// interval (`<count>_rate`, `<count>_ci_low`, `<count>_ci_high`).
+pub fn with_poisson_rates(mut df: DataFrame, counts: &[&str], exposure: &str) -> PolarsResult<DataFrame> {
+    let years: Vec<f64> = {
+        let c = df.column(exposure)?.cast(&DataType::Float64)?;
+        let ca = c.f64()?;
+        (0..ca.len()).map(|i| ca.get(i).unwrap_or(0.0)).collect()
+    };
+    for count in counts {
+        let c = df.column(count)?.cast(&DataType::Int64)?;
+        let ca = c.i64()?;
+        let (mut rate, mut low, mut high) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, py) in years.iter().enumerate() {
+            let k = u64::try_from(ca.get(i).unwrap_or(0)).unwrap_or(0);
+            if *py > 0.0 {
+                let (lo, hi) = crate::stats::poisson_ci(k, 0.05);
+                rate.push(Some(100.0 * k as f64 / py));
+                low.push(Some(100.0 * lo / py));
+                high.push(Some(100.0 * hi / py));
+            } else {
+                rate.push(None);
+                low.push(None);
+                high.push(None);
+            }
+        }
+        df.with_column(Column::from(Series::new(format!("{count}_rate").into(), rate)))?;
+        df.with_column(Column::from(Series::new(format!("{count}_ci_low").into(), low)))?;
+        df.with_column(Column::from(Series::new(format!("{count}_ci_high").into(), high)))?;
+    }
+    Ok(df)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +346,116 @@ mod tests {
             ]
         );
         assert_eq!(out.column("region_code").unwrap().str().unwrap().get(0), Some("11"));
+    }
+
+    #[test]
+    fn discontinuations_count_episodes_ended_in_the_period_by_reason() {
+        let episodes = episodes().with_columns([
+            lit("STOPPED").alias("status"),
+            lit("INEFFICACY").alias("stop_reason"),
+            col("patient_key").alias("episode_key"),
+        ]);
+        let q2 = Period::parse("2026-Q2").unwrap();
+        let out = discontinuations(episodes, &q2).collect().unwrap();
+        // Only p3 ended in Q2 (2026-06-30).
+        assert_eq!(out.height(), 1);
+        assert_eq!(out.column("episodes").unwrap().i64().unwrap().get(0), Some(1));
+        assert_eq!(
+            out.column("stop_reason").unwrap().str().unwrap().get(0),
+            Some("INEFFICACY")
+        );
+    }
+
+    #[test]
+    fn authorisations_expiring_after_the_period_fall_in_cumulative_windows() {
+        let auth = DataFrame::new_infer_height(vec![
+            Series::new("pathway".into(), ["AAC", "AAC", "AAC", "AAC", "AAC"]).into(),
+            Series::new("status".into(), ["GRANTED", "RENEWED", "GRANTED", "EXPIRED", "GRANTED"]).into(),
+            // Period ends 2026-09-30: +10 days, +45 days, +80 days, expired, +200 days.
+            dates(
+                "valid_to",
+                vec![
+                    d("2026-10-10"),
+                    d("2026-11-14"),
+                    d("2026-12-19"),
+                    d("2026-10-05"),
+                    d("2027-04-18"),
+                ],
+            ),
+        ])
+        .unwrap()
+        .lazy();
+        let out = expiring_authorisations(auth, &Period::parse("2026-Q3").unwrap())
+            .unwrap()
+            .collect()
+            .unwrap();
+        let counts: Vec<(String, i64)> = (0..out.height())
+            .map(|i| {
+                (
+                    out.column("window").unwrap().str().unwrap().get(i).unwrap().to_owned(),
+                    out.column("authorisations").unwrap().i64().unwrap().get(i).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            counts,
+            vec![("<=30d".into(), 1), ("<=60d".into(), 2), ("<=90d".into(), 3)]
+        );
+    }
+
+    #[test]
+    fn safety_rates_use_exposure_inside_the_period() {
+        // One patient on B02BX07 for the whole of 2026 Q3 (92 days), one from 2026-09-01.
+        let episodes = DataFrame::new_infer_height(vec![
+            Series::new("episode_key".into(), ["e1", "e2"]).into(),
+            Series::new("drug_atc".into(), ["B02BX07", "B02BX07"]).into(),
+            dates("first_administration_date", vec![d("2026-01-01"), d("2026-09-01")]),
+            dates("end_date", vec![None, None]),
+        ])
+        .unwrap()
+        .lazy();
+        let events = DataFrame::new_infer_height(vec![
+            Series::new("episode_key".into(), ["e1", "e1", "e2"]).into(),
+            dates("onset_date", vec![d("2026-07-10"), d("2026-05-01"), d("2026-09-15")]),
+            Series::new("meddra_soc_code".into(), ["10018065", "10018065", "10018065"]).into(),
+            Series::new("serious".into(), [true, false, false]).into(),
+        ])
+        .unwrap()
+        .lazy();
+        let q3 = Period::parse("2026-Q3").unwrap();
+        let out = safety(episodes, events, &q3).collect().unwrap();
+        assert_eq!(out.height(), 1);
+        assert_eq!(out.column("adverse_events").unwrap().i64().unwrap().get(0), Some(2));
+        assert_eq!(
+            out.column("serious_adverse_events").unwrap().i64().unwrap().get(0),
+            Some(1)
+        );
+        let py = out.column("patient_years").unwrap().f64().unwrap().get(0).unwrap();
+        assert!((py - (92.0 + 30.0) / 365.25).abs() < 1e-9, "{py}");
+        let rated = with_poisson_rates(out, &["adverse_events"], "patient_years").unwrap();
+        let rate = rated
+            .column("adverse_events_rate")
+            .unwrap()
+            .f64()
+            .unwrap()
+            .get(0)
+            .unwrap();
+        assert!((rate - 200.0 / py).abs() < 1e-9);
+        let low = rated
+            .column("adverse_events_ci_low")
+            .unwrap()
+            .f64()
+            .unwrap()
+            .get(0)
+            .unwrap();
+        let high = rated
+            .column("adverse_events_ci_high")
+            .unwrap()
+            .f64()
+            .unwrap()
+            .get(0)
+            .unwrap();
+        assert!(low < rate && rate < high);
     }
 
     #[test]

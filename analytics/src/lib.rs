@@ -9,6 +9,7 @@ pub mod indicators;
 pub mod period;
 pub mod report;
 pub mod snapshot;
+pub mod stats;
 pub mod suppress;
 
 pub use period::Period;

@@ -112,24 +112,67 @@ const TABLES: &[(&str, TableSpec<'static>)] = &[
             ],
         },
     ),
+    (
+        "discontinuations",
+        TableSpec {
+            dimensions: indicators::DISCONTINUATION_DIMENSIONS,
+            counts: &["episodes"],
+            dependents: &[],
+        },
+    ),
+    (
+        "expiring_authorisations",
+        TableSpec {
+            dimensions: indicators::EXPIRING_DIMENSIONS,
+            counts: &["authorisations"],
+            dependents: &[],
+        },
+    ),
+    (
+        "safety",
+        TableSpec {
+            dimensions: indicators::SAFETY_DIMENSIONS,
+            counts: &["adverse_events", "serious_adverse_events"],
+            dependents: &[
+                ("patient_years", "adverse_events"),
+                ("adverse_events_rate", "adverse_events"),
+                ("adverse_events_ci_low", "adverse_events"),
+                ("adverse_events_ci_high", "adverse_events"),
+                ("serious_adverse_events_rate", "serious_adverse_events"),
+                ("serious_adverse_events_ci_low", "serious_adverse_events"),
+                ("serious_adverse_events_ci_high", "serious_adverse_events"),
+            ],
+        },
+    ),
 ];
+
+/// Computes one table, before suppression.
+fn compute(name: &str, snapshot: &Snapshot, period: &Period) -> PolarsResult<DataFrame> {
+    let episodes = snapshot.scan("episodes")?;
+    match name {
+        "activity" => indicators::activity(episodes, snapshot.scan("centres")?, period).collect(),
+        "timeliness" => indicators::timeliness(episodes, period)?.collect(),
+        "discontinuations" => indicators::discontinuations(episodes, period).collect(),
+        "expiring_authorisations" => {
+            indicators::expiring_authorisations(snapshot.scan("authorisations")?, period)?.collect()
+        }
+        "safety" => {
+            let counts = indicators::safety(episodes, snapshot.scan("adverse_events")?, period).collect()?;
+            indicators::with_poisson_rates(counts, &["adverse_events", "serious_adverse_events"], "patient_years")
+        }
+        other => Err(PolarsError::ComputeError(format!("unknown table {other}").into())),
+    }
+}
 
 /// Computes, suppresses and writes every table of the report from an opened snapshot.
 pub fn report(snapshot: &Snapshot, options: &ReportOptions) -> Result<ReportManifest, ReportError> {
     let tables_dir = options.out.join("tables");
     std::fs::create_dir_all(&tables_dir).map_err(|e| ReportError::Io(tables_dir.clone(), e))?;
     let period = &options.period;
-    let episodes = snapshot.scan("episodes")?;
-    let centres = snapshot.scan("centres")?;
     let mut suppression = BTreeMap::new();
     let mut outputs = Vec::new();
     for (name, spec) in TABLES {
-        let lazy = match *name {
-            "activity" => indicators::activity(episodes.clone(), centres.clone(), period),
-            "timeliness" => indicators::timeliness(episodes.clone(), period)?,
-            _ => continue,
-        };
-        let computed = lazy.collect()?;
+        let computed = compute(name, snapshot, period)?;
         let (mut published, summary) = suppress(&computed, spec, options.threshold)?;
         suppression.insert((*name).to_owned(), summary);
         outputs.push(write_csv(&mut published, &tables_dir, name, options.csv)?);

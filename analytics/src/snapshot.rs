@@ -15,7 +15,7 @@ use std::{
 };
 
 use chrono::{DateTime, NaiveDate, Utc};
-use observatory_domain::model::{Authorisation, Centre, Episode, Patient};
+use observatory_domain::model::{AdverseEvent, Authorisation, Centre, Cohort, Episode, FollowUp, Framework, Patient};
 use observatory_store::{Store, Versioned};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -27,7 +27,16 @@ use crate::period::epoch_days;
 pub const BATCH: u32 = 10_000;
 
 /// Tables of a snapshot, each `<name>.parquet`.
-pub const TABLES: &[&str] = &["patients", "centres", "episodes", "authorisations"];
+pub const TABLES: &[&str] = &[
+    "patients",
+    "centres",
+    "cohorts",
+    "frameworks",
+    "episodes",
+    "authorisations",
+    "follow_ups",
+    "adverse_events",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotManifest {
@@ -236,6 +245,109 @@ pub async fn extract(store: &Store, as_of: DateTime<Utc>, dir: &Path) -> Result<
         .await?;
     rows.insert("centres".to_owned(), centres.finish()?);
 
+    let mut cohorts = TableWriter::new(
+        dir,
+        "cohorts",
+        schema(&[
+            ("cohort_id", DataType::String),
+            ("filiere", DataType::String),
+            ("pathway", DataType::String),
+            ("drug_atc", DataType::String),
+            ("framework_id", DataType::String),
+            ("follow_up_months", DataType::Int32),
+            ("status", DataType::String),
+        ]),
+    );
+    store
+        .scan_as_of::<Cohort>(as_of, BATCH, |batch: Vec<Versioned<Cohort>>| -> SinkResult {
+            let df = DataFrame::new_infer_height(vec![
+                str_col("cohort_id", batch.iter().map(|c| Some(c.meta.id.clone())).collect()),
+                str_col(
+                    "filiere",
+                    batch.iter().map(|c| Some(c.record.filiere.to_string())).collect(),
+                ),
+                str_col(
+                    "pathway",
+                    batch.iter().map(|c| Some(c.record.pathway.code().to_owned())).collect(),
+                ),
+                str_col(
+                    "drug_atc",
+                    batch.iter().map(|c| Some(c.record.drug_atc.to_string())).collect(),
+                ),
+                str_col(
+                    "framework_id",
+                    batch
+                        .iter()
+                        .map(|c| c.record.framework_id.as_ref().map(|f| f.to_string()))
+                        .collect(),
+                ),
+                Column::from(Series::new(
+                    "follow_up_months".into(),
+                    batch
+                        .iter()
+                        .map(|c| i32::try_from(c.record.follow_up_months).unwrap_or(i32::MAX))
+                        .collect::<Vec<_>>(),
+                )),
+                str_col(
+                    "status",
+                    batch.iter().map(|c| Some(c.record.status.code().to_owned())).collect(),
+                ),
+            ])?;
+            cohorts.write(df)?;
+            Ok(())
+        })
+        .await?;
+    rows.insert("cohorts".to_owned(), cohorts.finish()?);
+
+    let mut frameworks = TableWriter::new(
+        dir,
+        "frameworks",
+        schema(&[
+            ("framework_id", DataType::String),
+            ("pathway", DataType::String),
+            ("drug_atc", DataType::String),
+            ("status", DataType::String),
+            ("valid_from", DataType::Date),
+            ("valid_to", DataType::Date),
+            ("decision_reference", DataType::String),
+        ]),
+    );
+    store
+        .scan_as_of::<Framework>(as_of, BATCH, |batch: Vec<Versioned<Framework>>| -> SinkResult {
+            let df = DataFrame::new_infer_height(vec![
+                str_col("framework_id", batch.iter().map(|f| Some(f.meta.id.clone())).collect()),
+                str_col(
+                    "pathway",
+                    batch.iter().map(|f| Some(f.record.pathway.code().to_owned())).collect(),
+                ),
+                str_col(
+                    "drug_atc",
+                    batch.iter().map(|f| Some(f.record.drug_atc.to_string())).collect(),
+                ),
+                str_col(
+                    "status",
+                    batch.iter().map(|f| Some(f.record.status.code().to_owned())).collect(),
+                ),
+                date_col(
+                    "valid_from",
+                    batch.iter().map(|f| days(Some(f.record.valid_from))).collect(),
+                )?,
+                date_col("valid_to", batch.iter().map(|f| days(f.record.valid_to)).collect())?,
+                str_col(
+                    "decision_reference",
+                    batch
+                        .iter()
+                        .map(|f| Some(f.record.decision_reference.clone()))
+                        .collect(),
+                ),
+            ])?;
+            frameworks.write(df)?;
+            Ok(())
+        })
+        .await?;
+    rows.insert("frameworks".to_owned(), frameworks.finish()?);
+
+    let mut excluded_episodes: HashSet<String> = HashSet::new();
     let mut episodes = TableWriter::new(
         dir,
         "episodes",
@@ -258,6 +370,9 @@ pub async fn extract(store: &Store, as_of: DateTime<Utc>, dir: &Path) -> Result<
     );
     store
         .scan_as_of::<Episode>(as_of, BATCH, |batch: Vec<Versioned<Episode>>| -> SinkResult {
+            for e in batch.iter().filter(|e| excluded.contains(e.record.patient_id.as_str())) {
+                excluded_episodes.insert(e.meta.id.clone());
+            }
             let kept: Vec<&Versioned<Episode>> = batch
                 .iter()
                 .filter(|e| !excluded.contains(e.record.patient_id.as_str()))
@@ -346,6 +461,101 @@ pub async fn extract(store: &Store, as_of: DateTime<Utc>, dir: &Path) -> Result<
         })
         .await?;
     rows.insert("authorisations".to_owned(), authorisations.finish()?);
+
+    let mut follow_ups = TableWriter::new(
+        dir,
+        "follow_ups",
+        schema(&[
+            ("episode_key", DataType::String),
+            ("visit_date", DataType::Date),
+            ("efficacy", DataType::String),
+            ("adherence", DataType::String),
+        ]),
+    );
+    store
+        .scan_as_of::<FollowUp>(as_of, BATCH, |batch: Vec<Versioned<FollowUp>>| -> SinkResult {
+            let kept: Vec<&FollowUp> = batch
+                .iter()
+                .map(|v| &v.record)
+                .filter(|f| !excluded_episodes.contains(f.episode_id.as_str()))
+                .collect();
+            let df = DataFrame::new_infer_height(vec![
+                str_col(
+                    "episode_key",
+                    kept.iter().map(|f| Some(keyer.key(f.episode_id.as_str()))).collect(),
+                ),
+                date_col("visit_date", kept.iter().map(|f| days(Some(f.visit_date))).collect())?,
+                str_col(
+                    "efficacy",
+                    kept.iter().map(|f| Some(f.efficacy.code().to_owned())).collect(),
+                ),
+                str_col(
+                    "adherence",
+                    kept.iter().map(|f| Some(f.adherence.code().to_owned())).collect(),
+                ),
+            ])?;
+            follow_ups.write(df)?;
+            Ok(())
+        })
+        .await?;
+    rows.insert("follow_ups".to_owned(), follow_ups.finish()?);
+
+    let mut adverse_events = TableWriter::new(
+        dir,
+        "adverse_events",
+        schema(&[
+            ("episode_key", DataType::String),
+            ("onset_date", DataType::Date),
+            ("meddra_pt_code", DataType::String),
+            ("meddra_soc_code", DataType::String),
+            ("serious", DataType::Boolean),
+            ("outcome", DataType::String),
+            ("causality", DataType::String),
+            ("pv_declared", DataType::Boolean),
+        ]),
+    );
+    store
+        .scan_as_of::<AdverseEvent>(as_of, BATCH, |batch: Vec<Versioned<AdverseEvent>>| -> SinkResult {
+            let kept: Vec<&AdverseEvent> = batch
+                .iter()
+                .map(|v| &v.record)
+                .filter(|a| !excluded_episodes.contains(a.episode_id.as_str()))
+                .collect();
+            let flag = |name: &str, f: &dyn Fn(&AdverseEvent) -> bool| {
+                Column::from(Series::new(name.into(), kept.iter().map(|a| f(a)).collect::<Vec<_>>()))
+            };
+            let df = DataFrame::new_infer_height(vec![
+                str_col(
+                    "episode_key",
+                    kept.iter().map(|a| Some(keyer.key(a.episode_id.as_str()))).collect(),
+                ),
+                date_col("onset_date", kept.iter().map(|a| days(Some(a.onset_date))).collect())?,
+                str_col(
+                    "meddra_pt_code",
+                    kept.iter().map(|a| Some(a.meddra_pt.to_string())).collect(),
+                ),
+                str_col(
+                    "meddra_soc_code",
+                    kept.iter()
+                        .map(|a| a.meddra_soc.as_ref().map(|s| s.to_string()))
+                        .collect(),
+                ),
+                flag("serious", &|a| a.serious),
+                str_col(
+                    "outcome",
+                    kept.iter().map(|a| Some(a.outcome.code().to_owned())).collect(),
+                ),
+                str_col(
+                    "causality",
+                    kept.iter().map(|a| Some(a.causality.code().to_owned())).collect(),
+                ),
+                flag("pv_declared", &|a| a.pv_declaration_date.is_some()),
+            ])?;
+            adverse_events.write(df)?;
+            Ok(())
+        })
+        .await?;
+    rows.insert("adverse_events".to_owned(), adverse_events.finish()?);
 
     let mut files = BTreeMap::new();
     let mut all = Sha256::new();

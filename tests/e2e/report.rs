@@ -121,10 +121,17 @@ async fn a_report_matches_sql_is_reproducible_and_never_publishes_small_counts(b
     let published = run(&store, &options("published", 10)).await.expect("report");
     for output in published.outputs.iter().filter(|o| o.file.ends_with(".csv")) {
         let rows = csv(&dir.path().join("published").join(&output.file));
-        let counts: Vec<usize> = ["new_initiations", "active_patients", "episodes"]
-            .iter()
-            .filter_map(|c| rows[0].iter().position(|h| h == c))
-            .collect();
+        let counts: Vec<usize> = [
+            "new_initiations",
+            "active_patients",
+            "episodes",
+            "authorisations",
+            "adverse_events",
+            "serious_adverse_events",
+        ]
+        .iter()
+        .filter_map(|c| rows[0].iter().position(|h| h == c))
+        .collect();
         for row in &rows[1..] {
             for &c in &counts {
                 let cell = &row[c];
