@@ -269,6 +269,175 @@ pub fn with_poisson_rates(mut df: DataFrame, counts: &[&str], exposure: &str) ->
     Ok(df)
 }
 
+/// Days in an average month, to turn persistence horizons into days.
+pub const DAYS_PER_MONTH: f64 = 30.4375;
+
+/// Time on treatment of every episode started by the end of the period, per cohort: days from
+/// first administration to the end of the episode (an event when it was stopped, switched or
+/// ended by death; a stop for transition to common law is not a discontinuation) or, for
+/// episodes still going, transferred or lost to follow-up, to the end of the period (censored).
+pub fn treatment_durations(episodes: LazyFrame, cohorts: LazyFrame, period: &Period) -> LazyFrame {
+    let (_, to) = period.epoch_days();
+    let first = day("first_administration_date");
+    let end = day("end_date");
+    let ended_by_then = end.clone().is_not_null().and(end.clone().lt_eq(lit(to)));
+    let discontinued = ended_by_then
+        .clone()
+        .and(col("status").is_in(
+            lit(Series::new("events".into(), ["STOPPED", "SWITCHED", "DECEASED"])),
+            false,
+        ))
+        .and(col("stop_reason").fill_null(lit("")).neq(lit("COMMON_LAW")));
+    let until = when(ended_by_then).then(end).otherwise(lit(to));
+    episodes
+        .filter(first.clone().is_not_null().and(first.clone().lt_eq(lit(to))))
+        .join(
+            cohorts.select([col("cohort_id"), col("cohort")]),
+            [col("cohort_id")],
+            [col("cohort_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .select([
+            col("cohort"),
+            (until - first).alias("days"),
+            discontinued.cast(DataType::Int64).alias("event"),
+        ])
+}
+
+/// Kaplan-Meier curve per cohort from `treatment_durations`: at each distinct time, the number
+/// at risk, the events, the survival estimate and the cumulative Greenwood term
+/// sum(d / (n (n - d))).
+pub fn kaplan_meier(durations: LazyFrame) -> PolarsResult<LazyFrame> {
+    let d = col("events").cast(DataType::Float64);
+    let n = col("at_risk").cast(DataType::Float64);
+    Ok(durations
+        .group_by([col("cohort"), col("days")])
+        .agg([
+            col("event").sum().alias("events"),
+            len().cast(DataType::Int64).alias("leaving"),
+        ])
+        .sort(["cohort", "days"], SortMultipleOptions::default())
+        // Everyone whose time is at or after this one is still at risk.
+        .with_column(col("leaving").cum_sum(true).over([col("cohort")])?.alias("at_risk"))
+        .with_columns([
+            (lit(1.0) - d.clone() / n.clone()).alias("factor"),
+            when(n.clone().gt(d.clone()))
+                .then(d.clone() / (n.clone() * (n - d)))
+                .otherwise(lit(f64::INFINITY))
+                .alias("greenwood_term"),
+        ])
+        .with_columns([
+            col("factor").cum_prod(false).over([col("cohort")])?.alias("survival"),
+            col("greenwood_term")
+                .cum_sum(false)
+                .over([col("cohort")])?
+                .alias("greenwood"),
+        ])
+        .select([
+            col("cohort"),
+            col("days"),
+            col("at_risk"),
+            col("events"),
+            col("survival"),
+            col("greenwood"),
+        ]))
+}
+
+/// Dimensions of the persistence table.
+pub const PERSISTENCE_DIMENSIONS: &[&str] = &["cohort", "months"];
+
+/// Persistence per cohort at each horizon (months): episodes in the cohort, numbers still at
+/// risk, survival estimate and Greenwood term, plus the median time on treatment in months
+/// (empty while survival has not fallen to one half). Confidence intervals are added by
+/// [`with_km_intervals`].
+pub fn persistence(durations: LazyFrame, horizons_months: &[u32]) -> PolarsResult<LazyFrame> {
+    let curve = kaplan_meier(durations.clone())?;
+    let totals = durations
+        .clone()
+        .group_by([col("cohort")])
+        .agg([len().cast(DataType::Int64).alias("episodes")]);
+    let median = curve
+        .clone()
+        .filter(col("survival").lt_eq(lit(0.5)))
+        .group_by([col("cohort")])
+        .agg([(col("days").min().cast(DataType::Float64) / lit(DAYS_PER_MONTH)).alias("median_months")]);
+    let mut at_horizons = Vec::new();
+    for &months in horizons_months {
+        let horizon = (f64::from(months) * DAYS_PER_MONTH).round() as i32;
+        let estimate = curve
+            .clone()
+            .filter(col("days").lt_eq(lit(horizon)))
+            .group_by([col("cohort")])
+            .agg([col("survival").last(), col("greenwood").last()]);
+        let at_risk = durations
+            .clone()
+            .filter(col("days").gt_eq(lit(horizon)))
+            .group_by([col("cohort")])
+            .agg([len().cast(DataType::Int64).alias("at_risk")]);
+        at_horizons.push(
+            totals
+                .clone()
+                .join(
+                    estimate,
+                    [col("cohort")],
+                    [col("cohort")],
+                    JoinArgs::new(JoinType::Left),
+                )
+                .join(at_risk, [col("cohort")], [col("cohort")], JoinArgs::new(JoinType::Left))
+                .with_columns([
+                    lit(i64::from(months)).alias("months"),
+                    col("survival").fill_null(lit(1.0)),
+                    col("greenwood").fill_null(lit(0.0)),
+                    col("at_risk").fill_null(lit(0i64)),
+                ]),
+        );
+    }
+    Ok(concat(at_horizons, UnionArgs::default())?
+        .join(median, [col("cohort")], [col("cohort")], JoinArgs::new(JoinType::Left))
+        .select([
+            col("cohort"),
+            col("months"),
+            col("episodes"),
+            col("at_risk"),
+            col("survival"),
+            col("greenwood"),
+            col("median_months"),
+        ])
+        .sort(
+            PERSISTENCE_DIMENSIONS
+                .iter()
+                .map(|c| (*c).to_owned())
+                .collect::<Vec<_>>(),
+            SortMultipleOptions::default(),
+        ))
+}
+
+/// Adds 95% confidence limits of the survival estimate (`ci_low`, `ci_high`) with Greenwood's
+/// variance on the log(-log) scale, the transform most survival libraries use by default.
+pub fn with_km_intervals(mut df: DataFrame) -> PolarsResult<DataFrame> {
+    let s = df.column("survival")?.cast(&DataType::Float64)?;
+    let g = df.column("greenwood")?.cast(&DataType::Float64)?;
+    let (s, g) = (s.f64()?, g.f64()?);
+    let (mut low, mut high) = (Vec::new(), Vec::new());
+    for i in 0..s.len() {
+        match (s.get(i), g.get(i)) {
+            (Some(s), Some(g)) => {
+                let (l, h) = crate::stats::km_log_log_ci(s, g, 1.959_963_984_540_054);
+                low.push(l);
+                high.push(h);
+            }
+            _ => {
+                low.push(None);
+                high.push(None);
+            }
+        }
+    }
+    df.with_column(Column::from(Series::new("ci_low".into(), low)))?;
+    df.with_column(Column::from(Series::new("ci_high".into(), high)))?;
+    df.drop_in_place("greenwood")?;
+    Ok(df)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,6 +625,76 @@ mod tests {
             .get(0)
             .unwrap();
         assert!(low < rate && rate < high);
+    }
+
+    #[test]
+    fn kaplan_meier_matches_a_hand_computed_curve() {
+        // Cohort A: events at 5, 12, 20 days; censored at 8 and 25.
+        let durations = df!(
+            "cohort" => ["A"; 5],
+            "days" => [5i32, 8, 12, 20, 25],
+            "event" => [1i64, 0, 1, 1, 0],
+        )
+        .unwrap()
+        .lazy();
+        let curve = kaplan_meier(durations.clone()).unwrap().collect().unwrap();
+        let surv: Vec<f64> = curve
+            .column("survival")
+            .unwrap()
+            .f64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect();
+        let expected = [0.8, 0.8, 0.8 * 2.0 / 3.0, 0.8 * 2.0 / 3.0 * 0.5, 0.8 * 2.0 / 3.0 * 0.5];
+        for (a, b) in surv.iter().zip(expected) {
+            assert!((a - b).abs() < 1e-12, "{surv:?}");
+        }
+        let at_risk: Vec<i64> = curve
+            .column("at_risk")
+            .unwrap()
+            .i64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect();
+        assert_eq!(at_risk, vec![5, 4, 3, 2, 1]);
+
+        // Horizons given in months of 30.4375 days: 10 days is not a whole month, so use a
+        // scaled copy where one month = one unit of 30.4375 days.
+        let scaled = durations.with_column(
+            (col("days") * lit(30.4375))
+                .round(0, RoundMode::HalfToEven)
+                .cast(DataType::Int32)
+                .alias("days"),
+        );
+        let table = persistence(scaled, &[10, 22]).unwrap().collect().unwrap();
+        let table = with_km_intervals(table).unwrap();
+        let get = |c: &str, i: usize| {
+            table
+                .column(c)
+                .unwrap()
+                .cast(&DataType::Float64)
+                .unwrap()
+                .f64()
+                .unwrap()
+                .get(i)
+        };
+        assert_eq!(get("episodes", 0), Some(5.0));
+        assert_eq!(get("at_risk", 0), Some(3.0));
+        assert!((get("survival", 0).unwrap() - 0.8).abs() < 1e-12);
+        assert_eq!(get("at_risk", 1), Some(1.0));
+        assert!((get("survival", 1).unwrap() - 0.8 * 2.0 / 3.0 * 0.5).abs() < 1e-12);
+        assert!((get("median_months", 0).unwrap() - 20.0).abs() < 0.05);
+        // Greenwood log(-log) limits for S = 0.8 with n = 5, d = 1: (0.2038, 0.9692).
+        assert!(
+            (get("ci_low", 0).unwrap() - 0.2038).abs() < 1e-3,
+            "{:?}",
+            get("ci_low", 0)
+        );
+        assert!(
+            (get("ci_high", 0).unwrap() - 0.9692).abs() < 1e-3,
+            "{:?}",
+            get("ci_high", 0)
+        );
     }
 
     #[test]

@@ -129,6 +129,19 @@ const TABLES: &[(&str, TableSpec<'static>)] = &[
         },
     ),
     (
+        "persistence",
+        TableSpec {
+            dimensions: indicators::PERSISTENCE_DIMENSIONS,
+            counts: &["episodes", "at_risk"],
+            dependents: &[
+                ("survival", "at_risk"),
+                ("ci_low", "at_risk"),
+                ("ci_high", "at_risk"),
+                ("median_months", "episodes"),
+            ],
+        },
+    ),
+    (
         "safety",
         TableSpec {
             dimensions: indicators::SAFETY_DIMENSIONS,
@@ -146,6 +159,9 @@ const TABLES: &[(&str, TableSpec<'static>)] = &[
     ),
 ];
 
+/// Months at which persistence on treatment is reported.
+const PERSISTENCE_HORIZONS: [u32; 3] = [6, 12, 24];
+
 /// Computes one table, before suppression.
 fn compute(name: &str, snapshot: &Snapshot, period: &Period) -> PolarsResult<DataFrame> {
     let episodes = snapshot.scan("episodes")?;
@@ -155,6 +171,10 @@ fn compute(name: &str, snapshot: &Snapshot, period: &Period) -> PolarsResult<Dat
         "discontinuations" => indicators::discontinuations(episodes, period).collect(),
         "expiring_authorisations" => {
             indicators::expiring_authorisations(snapshot.scan("authorisations")?, period)?.collect()
+        }
+        "persistence" => {
+            let durations = indicators::treatment_durations(episodes, snapshot.scan("cohorts")?, period);
+            indicators::with_km_intervals(indicators::persistence(durations, &PERSISTENCE_HORIZONS)?.collect()?)
         }
         "safety" => {
             let counts = indicators::safety(episodes, snapshot.scan("adverse_events")?, period).collect()?;

@@ -250,6 +250,7 @@ pub async fn extract(store: &Store, as_of: DateTime<Utc>, dir: &Path) -> Result<
         "cohorts",
         schema(&[
             ("cohort_id", DataType::String),
+            ("cohort", DataType::String),
             ("filiere", DataType::String),
             ("pathway", DataType::String),
             ("drug_atc", DataType::String),
@@ -262,6 +263,7 @@ pub async fn extract(store: &Store, as_of: DateTime<Utc>, dir: &Path) -> Result<
         .scan_as_of::<Cohort>(as_of, BATCH, |batch: Vec<Versioned<Cohort>>| -> SinkResult {
             let df = DataFrame::new_infer_height(vec![
                 str_col("cohort_id", batch.iter().map(|c| Some(c.meta.id.clone())).collect()),
+                str_col("cohort", batch.iter().map(|c| Some(c.record.name.clone())).collect()),
                 str_col(
                     "filiere",
                     batch.iter().map(|c| Some(c.record.filiere.to_string())).collect(),

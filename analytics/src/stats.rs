@@ -42,6 +42,23 @@ pub fn poisson_ci(k: u64, alpha: f64) -> (f64, f64) {
     (low, high)
 }
 
+/// Confidence limits of a Kaplan-Meier estimate `s` with cumulative Greenwood term `greenwood`
+/// (sum of d / (n (n - d))) on the log(-log) scale, for the normal quantile `z`. `None` where
+/// the limits are undefined (an infinite Greenwood term, once everyone left has had the event).
+pub fn km_log_log_ci(s: f64, greenwood: f64, z: f64) -> (Option<f64>, Option<f64>) {
+    if !greenwood.is_finite() || s <= 0.0 {
+        return (None, None);
+    }
+    if s >= 1.0 {
+        return (Some(1.0), Some(1.0));
+    }
+    let v = s.ln();
+    let spread = z * greenwood.sqrt() / v;
+    let low = (-((-v).ln() - spread).exp()).exp();
+    let high = (-((-v).ln() + spread).exp()).exp();
+    (Some(low), Some(high))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,12 +21,29 @@ fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Rows of a published CSV, header first.
+/// Rows of a published CSV, header first (fields may be quoted; no field spans lines).
 fn csv(path: &Path) -> Vec<Vec<String>> {
+    let split = |line: &str| {
+        let (mut fields, mut field, mut quoted) = (Vec::new(), String::new(), false);
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' if quoted && chars.peek() == Some(&'"') => {
+                    field.push('"');
+                    chars.next();
+                }
+                '"' => quoted = !quoted,
+                ',' if !quoted => fields.push(std::mem::take(&mut field)),
+                c => field.push(c),
+            }
+        }
+        fields.push(field);
+        fields
+    };
     String::from_utf8(read(path))
         .expect("UTF-8")
         .lines()
-        .map(|l| l.split(',').map(str::to_owned).collect())
+        .map(split)
         .collect()
 }
 
