@@ -438,6 +438,141 @@ pub fn with_km_intervals(mut df: DataFrame) -> PolarsResult<DataFrame> {
     Ok(df)
 }
 
+/// Patients on treatment during the period (started by its end, not ended before its start),
+/// one row per patient and centre.
+fn treated(episodes: LazyFrame, period: &Period) -> LazyFrame {
+    let (from, to) = period.epoch_days();
+    let first = day("first_administration_date");
+    let end = day("end_date");
+    episodes
+        .filter(
+            first
+                .clone()
+                .is_not_null()
+                .and(first.lt_eq(lit(to)))
+                .and(end.clone().is_null().or(end.gt_eq(lit(from)))),
+        )
+        .select([col("patient_key"), col("centre_finess")])
+        .unique(None, UniqueKeepStrategy::First)
+}
+
+/// Regional population shipped in `analytics/reference/region_population.csv`.
+pub fn region_population() -> PolarsResult<LazyFrame> {
+    let text = include_str!("../reference/region_population.csv");
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    let code: Vec<&str> = rows.iter().map(|r| r[0]).collect();
+    let population: Vec<i64> = rows
+        .iter()
+        .map(|r| r.get(2).and_then(|p| p.parse().ok()).unwrap_or(0))
+        .collect();
+    Ok(DataFrame::new_infer_height(vec![
+        Series::new("region_code".into(), code).into(),
+        Series::new("population".into(), population).into(),
+    ])?
+    .lazy())
+}
+
+/// Equity by region of residence: patients on treatment during the period per million
+/// inhabitants. Patients with no known region are counted under `UNKNOWN`, with no rate.
+pub fn treated_per_million(
+    episodes: LazyFrame,
+    patients: LazyFrame,
+    population: LazyFrame,
+    period: &Period,
+) -> LazyFrame {
+    treated(episodes, period)
+        .select([col("patient_key")])
+        .unique(None, UniqueKeepStrategy::First)
+        .join(
+            patients.select([col("patient_key"), col("region_code")]),
+            [col("patient_key")],
+            [col("patient_key")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_column(col("region_code").fill_null(lit("UNKNOWN")))
+        .group_by([col("region_code")])
+        .agg([len().cast(DataType::Int64).alias("treated_patients")])
+        .join(
+            population,
+            [col("region_code")],
+            [col("region_code")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_column(
+            (col("treated_patients").cast(DataType::Float64) * lit(1_000_000.0)
+                / col("population").cast(DataType::Float64))
+            .alias("per_million"),
+        )
+        .sort(["region_code"], SortMultipleOptions::default())
+}
+
+/// Equity by type of centre: patients on treatment during the period at CRMR coordinating and
+/// constitutive sites, CCMR and other centres, and their share (a patient followed at two types
+/// of centre counts in both).
+pub fn treated_by_centre_type(episodes: LazyFrame, centres: LazyFrame, period: &Period) -> LazyFrame {
+    treated(episodes, period)
+        .join(
+            centres.select([col("centre_finess"), col("centre_type")]),
+            [col("centre_finess")],
+            [col("centre_finess")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .select([col("patient_key"), col("centre_type")])
+        .unique(None, UniqueKeepStrategy::First)
+        .group_by([col("centre_type")])
+        .agg([len().cast(DataType::Int64).alias("treated_patients")])
+        .with_column(
+            (col("treated_patients").cast(DataType::Float64) * lit(100.0)
+                / col("treated_patients").sum().cast(DataType::Float64))
+            .alias("share_percent"),
+        )
+        .sort(["centre_type"], SortMultipleOptions::default())
+}
+
+/// Age bands (years at the end of the period), lower bounds; labels zero-padded so they sort.
+const AGE_BANDS: &[(i32, &str)] = &[
+    (0, "00-01"),
+    (2, "02-05"),
+    (6, "06-11"),
+    (12, "12-17"),
+    (18, "18-39"),
+    (40, "40-64"),
+    (65, "65+"),
+];
+
+/// Patients on treatment during the period by sex and age band at the end of the period.
+pub fn treated_by_age_sex(episodes: LazyFrame, patients: LazyFrame, period: &Period) -> LazyFrame {
+    use chrono::Datelike;
+    let end_month = period.to.year() * 12 + period.to.month0() as i32;
+    let age_years = (lit(end_month) - col("birth_month_index")) / lit(12);
+    // Nested from the youngest band outwards: the oldest band that fits wins; a missing or
+    // future birth month gives "unknown".
+    let mut band = lit("unknown");
+    for (lower, label) in AGE_BANDS {
+        band = when(age_years.clone().gt_eq(lit(*lower)))
+            .then(lit(*label))
+            .otherwise(band);
+    }
+    treated(episodes, period)
+        .select([col("patient_key")])
+        .unique(None, UniqueKeepStrategy::First)
+        .join(
+            patients,
+            [col("patient_key")],
+            [col("patient_key")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .with_column(band.alias("age_band"))
+        .group_by([col("sex"), col("age_band")])
+        .agg([len().cast(DataType::Int64).alias("treated_patients")])
+        .sort(["sex", "age_band"], SortMultipleOptions::default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -695,6 +830,77 @@ mod tests {
             "{:?}",
             get("ci_high", 0)
         );
+    }
+
+    fn patients() -> LazyFrame {
+        df!(
+            "patient_key" => ["p1", "p2", "p3", "p4"],
+            "sex" => ["MALE", "FEMALE", "MALE", "MALE"],
+            "birth_month_index" => [2010 * 12 + 5, 1980 * 12, 2025 * 12 + 11, 1950 * 12],
+            "region_code" => [Some("11"), Some("84"), Some("11"), None],
+        )
+        .unwrap()
+        .lazy()
+    }
+
+    #[test]
+    fn equity_tables_count_each_treated_patient_once() {
+        let q3 = Period::parse("2026-Q3").unwrap();
+        let population = df!("region_code" => ["11", "84"], "population" => [1_000_000i64, 2_000_000])
+            .unwrap()
+            .lazy();
+        let out = treated_per_million(episodes(), patients(), population, &q3)
+            .collect()
+            .unwrap();
+        // Treated in Q3: p1 (two episodes, counted once) and p2, both known regions.
+        let rows: Vec<(String, i64, f64)> = (0..out.height())
+            .map(|i| {
+                (
+                    out.column("region_code")
+                        .unwrap()
+                        .str()
+                        .unwrap()
+                        .get(i)
+                        .unwrap()
+                        .to_owned(),
+                    out.column("treated_patients").unwrap().i64().unwrap().get(i).unwrap(),
+                    out.column("per_million").unwrap().f64().unwrap().get(i).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(rows, vec![("11".into(), 1, 1.0), ("84".into(), 1, 0.5)]);
+
+        let ages = treated_by_age_sex(episodes(), patients(), &q3).collect().unwrap();
+        let bands: Vec<(String, String)> = (0..ages.height())
+            .map(|i| {
+                (
+                    ages.column("sex").unwrap().str().unwrap().get(i).unwrap().to_owned(),
+                    ages.column("age_band")
+                        .unwrap()
+                        .str()
+                        .unwrap()
+                        .get(i)
+                        .unwrap()
+                        .to_owned(),
+                )
+            })
+            .collect();
+        // p2 born 1980-01 is 46 at 2026-09-30; p1 born 2010-06 is 16.
+        assert_eq!(
+            bands,
+            vec![("FEMALE".into(), "40-64".into()), ("MALE".into(), "12-17".into())]
+        );
+
+        let centres = df!("centre_finess" => ["750100125"], "centre_type" => ["CCMR"])
+            .unwrap()
+            .lazy();
+        let types = treated_by_centre_type(episodes(), centres, &q3).collect().unwrap();
+        assert_eq!(types.column("treated_patients").unwrap().i64().unwrap().get(0), Some(2));
+        assert_eq!(
+            types.column("share_percent").unwrap().f64().unwrap().get(0),
+            Some(100.0)
+        );
+        assert!(region_population().unwrap().collect().unwrap().height() == 18);
     }
 
     #[test]

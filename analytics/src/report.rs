@@ -142,6 +142,30 @@ const TABLES: &[(&str, TableSpec<'static>)] = &[
         },
     ),
     (
+        "equity_regions",
+        TableSpec {
+            dimensions: &["region_code"],
+            counts: &["treated_patients"],
+            dependents: &[("population", "treated_patients"), ("per_million", "treated_patients")],
+        },
+    ),
+    (
+        "equity_centre_types",
+        TableSpec {
+            dimensions: &["centre_type"],
+            counts: &["treated_patients"],
+            dependents: &[("share_percent", "treated_patients")],
+        },
+    ),
+    (
+        "equity_age_sex",
+        TableSpec {
+            dimensions: &["sex", "age_band"],
+            counts: &["treated_patients"],
+            dependents: &[],
+        },
+    ),
+    (
         "safety",
         TableSpec {
             dimensions: indicators::SAFETY_DIMENSIONS,
@@ -176,6 +200,17 @@ fn compute(name: &str, snapshot: &Snapshot, period: &Period) -> PolarsResult<Dat
             let durations = indicators::treatment_durations(episodes, snapshot.scan("cohorts")?, period);
             indicators::with_km_intervals(indicators::persistence(durations, &PERSISTENCE_HORIZONS)?.collect()?)
         }
+        "equity_regions" => indicators::treated_per_million(
+            episodes,
+            snapshot.scan("patients")?,
+            indicators::region_population()?,
+            period,
+        )
+        .collect(),
+        "equity_centre_types" => {
+            indicators::treated_by_centre_type(episodes, snapshot.scan("centres")?, period).collect()
+        }
+        "equity_age_sex" => indicators::treated_by_age_sex(episodes, snapshot.scan("patients")?, period).collect(),
         "safety" => {
             let counts = indicators::safety(episodes, snapshot.scan("adverse_events")?, period).collect()?;
             indicators::with_poisson_rates(counts, &["adverse_events", "serious_adverse_events"], "patient_years")

@@ -79,6 +79,12 @@ fn days(d: Option<NaiveDate>) -> Option<i32> {
     d.map(epoch_days)
 }
 
+/// Months since year 0 of a year-month (year * 12 + month - 1), for ages in months.
+fn month_index(ym: &observatory_domain::model::YearMonth) -> Option<i32> {
+    use chrono::Datelike;
+    ym.first_day().map(|d| d.year() * 12 + d.month0() as i32)
+}
+
 /// Appends batches to one Parquet file.
 struct TableWriter {
     path: PathBuf,
@@ -162,6 +168,7 @@ pub async fn extract(store: &Store, as_of: DateTime<Utc>, dir: &Path) -> Result<
             ("patient_key", DataType::String),
             ("sex", DataType::String),
             ("birth_year_month", DataType::String),
+            ("birth_month_index", DataType::Int32),
             ("region_code", DataType::String),
             ("vital_status", DataType::String),
         ]),
@@ -187,6 +194,12 @@ pub async fn extract(store: &Store, as_of: DateTime<Utc>, dir: &Path) -> Result<
                         .map(|p| Some(p.record.birth_year_month.to_string()))
                         .collect(),
                 ),
+                Column::from(Series::new(
+                    "birth_month_index".into(),
+                    kept.iter()
+                        .map(|p| month_index(&p.record.birth_year_month))
+                        .collect::<Vec<_>>(),
+                )),
                 str_col(
                     "region_code",
                     kept.iter()
