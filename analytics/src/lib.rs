@@ -5,6 +5,7 @@
 //! Architecture invariant: this is the only crate of the workspace that depends on polars, and
 //! it reads the registry only through the store's as-of scan.
 
+pub mod html;
 pub mod indicators;
 pub mod period;
 pub mod report;

@@ -226,13 +226,31 @@ pub fn report(snapshot: &Snapshot, options: &ReportOptions) -> Result<ReportMani
     let period = &options.period;
     let mut suppression = BTreeMap::new();
     let mut outputs = Vec::new();
+    let mut published_tables = Vec::new();
     for (name, spec) in TABLES {
         let computed = compute(name, snapshot, period)?;
         let (mut published, summary) = suppress(&computed, spec, options.threshold)?;
         suppression.insert((*name).to_owned(), summary);
         outputs.push(write_csv(&mut published, &tables_dir, name, options.csv)?);
         outputs.push(write_parquet(&mut published, &tables_dir, name)?);
+        published_tables.push(((*name).to_owned(), published));
     }
+    let header = crate::html::Header {
+        title: format!("Treatment access observatory report, {}", period.label()),
+        period: format!("{} to {}", period.from, period.to),
+        as_of: snapshot.manifest.as_of.to_rfc3339(),
+        snapshot_hash: snapshot.manifest.content_hash.clone(),
+        threshold: options.threshold,
+        code_version: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    let html_path = options.out.join("report.html");
+    std::fs::write(&html_path, crate::html::render(&header, &published_tables))
+        .map_err(|e| ReportError::Io(html_path.clone(), e))?;
+    outputs.push(OutputFile {
+        file: "report.html".to_owned(),
+        rows: published_tables.len() as u64,
+        sha256: snapshot::sha256_file(&html_path)?,
+    });
     let manifest = ReportManifest {
         period: period.label(),
         period_from: period.from,

@@ -1,0 +1,317 @@
+//! The self-contained HTML report: every published table, charts as inline SVG drawn from the
+//! published (suppressed) values only, and a methods section. No script, no stylesheet or font
+//! from the network: the file opens offline.
+
+use std::fmt::Write;
+
+use polars::prelude::*;
+
+/// Definitions shown in the methods section, one per table.
+pub const DEFINITIONS: &[(&str, &str)] = &[
+    (
+        "activity",
+        "Patients whose first administration falls in the period (new initiations) and patients on treatment at any time during the period (started by its end, not ended before its start), by pathway, drug, ORPHA code, centre and region of the centre. A patient counts once per cell.",
+    ),
+    (
+        "timeliness",
+        "Days from request to decision (episodes decided in the period) and from decision to first administration (first administrations in the period): number of episodes, median and quartiles (linear interpolation), by pathway and drug.",
+    ),
+    (
+        "discontinuations",
+        "Episodes that ended in the period (stopped, switched, transferred, lost to follow-up, deceased), by pathway, drug, outcome and stop reason.",
+    ),
+    (
+        "expiring_authorisations",
+        "Per-patient authorisations in force at the end of the period (granted, renewed, renewal pending) whose validity ends within 30, 60 or 90 days after it; windows are cumulative.",
+    ),
+    (
+        "persistence",
+        "Kaplan-Meier probability of still being on treatment 6, 12 and 24 months after the first administration, per cohort, with 95% confidence intervals from Greenwood's variance on the log(-log) scale, numbers still at risk and the median time on treatment. Stops, switches and deaths are events; a stop for transition to common law is not. Transfers, losses to follow-up and ongoing episodes are censored at their end or at the end of the period.",
+    ),
+    (
+        "equity_regions",
+        "Patients on treatment during the period per million inhabitants of their region of residence (rounded regional populations shipped with the software, to be replaced by the exact INSEE series).",
+    ),
+    (
+        "equity_centre_types",
+        "Patients on treatment during the period by type of centre; a patient followed at two types of centre counts in both.",
+    ),
+    (
+        "equity_age_sex",
+        "Patients on treatment during the period by sex and age band at the end of the period (age from the month of birth).",
+    ),
+    (
+        "safety",
+        "Adverse events with onset in the period, all and serious, by drug and MedDRA system organ class; exposure is the time on treatment inside the period, in patient-years; rates per 100 patient-years with exact (Garwood) Poisson 95% confidence intervals.",
+    ),
+];
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn cell(df: &DataFrame, column: &str, row: usize) -> String {
+    df.column(column)
+        .ok()
+        .and_then(|c| c.get(row).ok().map(|v| v.str_value().to_string()))
+        .map(|s| if s == "null" { String::new() } else { s })
+        .unwrap_or_default()
+}
+
+/// A horizontal bar chart of `value` per `label`; masked or missing values are listed as such.
+fn bar_chart(df: &DataFrame, label: &str, value: &str, title: &str) -> String {
+    let rows: Vec<(String, Option<f64>, String)> = (0..df.height())
+        .map(|i| {
+            let raw = cell(df, value, i);
+            (cell(df, label, i), raw.parse::<f64>().ok(), raw)
+        })
+        .collect();
+    let max = rows
+        .iter()
+        .filter_map(|r| r.1)
+        .fold(0.0_f64, f64::max)
+        .max(f64::MIN_POSITIVE);
+    let (bar_h, left, width) = (18, 190, 420);
+    let height = rows.len() * (bar_h + 4) + 30;
+    let mut svg = format!(
+        r#"<figure><svg xmlns="http://www.w3.org/2000/svg" role="img" width="{w}" height="{height}" viewBox="0 0 {w} {height}"><title>{t}</title>"#,
+        w = left + width + 90,
+        t = escape(title)
+    );
+    for (i, (name, v, raw)) in rows.iter().enumerate() {
+        let y = 10 + i * (bar_h + 4);
+        let _ = write!(
+            svg,
+            r#"<text x="{}" y="{}" text-anchor="end" font-size="12">{}</text>"#,
+            left - 6,
+            y + 13,
+            escape(name)
+        );
+        match v {
+            Some(v) => {
+                let w = (v / max * width as f64).round();
+                let _ = write!(
+                    svg,
+                    r##"<rect x="{left}" y="{y}" width="{w}" height="{bar_h}" fill="#3b6ea5"/><text x="{}" y="{}" font-size="12">{}</text>"##,
+                    left as f64 + w + 4.0,
+                    y + 13,
+                    escape(raw)
+                );
+            }
+            None => {
+                let _ = write!(
+                    svg,
+                    r##"<text x="{}" y="{}" font-size="12" fill="#777">{}</text>"##,
+                    left + 4,
+                    y + 13,
+                    escape(raw)
+                );
+            }
+        }
+    }
+    svg.push_str("</svg><figcaption>");
+    svg.push_str(&escape(title));
+    svg.push_str("</figcaption></figure>");
+    svg
+}
+
+/// Persistence curves: survival at 0 and at each published horizon, one polyline per cohort.
+fn persistence_chart(df: &DataFrame) -> String {
+    let mut cohorts: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    for i in 0..df.height() {
+        let name = cell(df, "cohort", i);
+        let (Ok(months), Ok(s)) = (
+            cell(df, "months", i).parse::<f64>(),
+            cell(df, "survival", i).parse::<f64>(),
+        ) else {
+            continue;
+        };
+        match cohorts.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, points)) => points.push((months, s)),
+            None => cohorts.push((name, vec![(0.0, 1.0), (months, s)])),
+        }
+    }
+    let (left, top, w, h) = (50.0, 10.0, 460.0, 220.0);
+    let x = |m: f64| left + m / 24.0 * w;
+    let y = |s: f64| top + (1.0 - s) * h;
+    let palette = [
+        "#3b6ea5", "#c0504d", "#9bbb59", "#8064a2", "#4bacc6", "#f79646", "#2c4d75", "#772c2a",
+    ];
+    let mut svg = format!(
+        r##"<figure><svg xmlns="http://www.w3.org/2000/svg" role="img" width="1000" height="{}" viewBox="0 0 1000 {}"><title>Persistence on treatment</title><line x1="{left}" y1="{}" x2="{}" y2="{}" stroke="#333"/><line x1="{left}" y1="{top}" x2="{left}" y2="{}" stroke="#333"/>"##,
+        h + 50.0,
+        h + 50.0,
+        top + h,
+        left + w,
+        top + h,
+        top + h
+    );
+    for m in [0.0, 6.0, 12.0, 24.0] {
+        let _ = write!(
+            svg,
+            r#"<text x="{}" y="{}" font-size="11" text-anchor="middle">{m}</text>"#,
+            x(m),
+            top + h + 15.0
+        );
+    }
+    for s in [0.0, 0.5, 1.0] {
+        let _ = write!(
+            svg,
+            r#"<text x="{}" y="{}" font-size="11" text-anchor="end">{s}</text>"#,
+            left - 4.0,
+            y(s) + 4.0
+        );
+    }
+    let _ = write!(
+        svg,
+        r#"<text x="{}" y="{}" font-size="11" text-anchor="middle">months since first administration</text>"#,
+        left + w / 2.0,
+        top + h + 32.0
+    );
+    for (i, (name, points)) in cohorts.iter().enumerate() {
+        let colour = palette[i % palette.len()];
+        let path: Vec<String> = points
+            .iter()
+            .map(|(m, s)| format!("{:.1},{:.1}", x(*m), y(*s)))
+            .collect();
+        let _ = write!(
+            svg,
+            r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#,
+            path.join(" ")
+        );
+        let _ = write!(
+            svg,
+            r#"<rect x="530" y="{}" width="10" height="10" fill="{colour}"/><text x="545" y="{}" font-size="11">{}</text>"#,
+            top + i as f64 * 16.0,
+            top + 9.0 + i as f64 * 16.0,
+            escape(name)
+        );
+    }
+    svg.push_str("</svg><figcaption>Kaplan-Meier persistence per cohort at the published horizons (cohorts with masked estimates are left out)</figcaption></figure>");
+    svg
+}
+
+fn table_html(name: &str, df: &DataFrame) -> String {
+    let mut out = format!("<h3 id=\"{0}\">{0}</h3><table><thead><tr>", escape(name));
+    for c in df.get_column_names() {
+        let _ = write!(out, "<th>{}</th>", escape(c.as_str()));
+    }
+    out.push_str("</tr></thead><tbody>");
+    let names: Vec<String> = df.get_column_names().iter().map(|c| c.to_string()).collect();
+    for i in 0..df.height() {
+        out.push_str("<tr>");
+        for c in &names {
+            let _ = write!(out, "<td>{}</td>", escape(&cell(df, c, i)));
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table>");
+    out
+}
+
+/// Facts about the run shown at the top of the report.
+#[derive(Debug, Clone)]
+pub struct Header {
+    pub title: String,
+    pub period: String,
+    pub as_of: String,
+    pub snapshot_hash: String,
+    pub threshold: u32,
+    pub code_version: String,
+}
+
+/// Renders the report from the published tables, in order.
+pub fn render(header: &Header, tables: &[(String, DataFrame)]) -> String {
+    let mut out = String::with_capacity(1 << 16);
+    let _ = write!(
+        out,
+        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title><style>
+body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}}
+table{{border-collapse:collapse;margin:0.5em 0 2em;font-size:13px}}
+th,td{{border:1px solid #ccc;padding:3px 6px;text-align:left}}th{{background:#eef2f7}}
+figure{{margin:1em 0}}figcaption{{font-size:12px;color:#555}}dt{{font-weight:bold;margin-top:0.6em}}
+</style></head><body><h1>{title}</h1>
+<p>Period <strong>{period}</strong>; registry as known at <strong>{as_of}</strong>; snapshot <code>{hash}</code>; software {version}. Counts below {threshold} are shown as &lt;{threshold}.</p>"#,
+        title = escape(&header.title),
+        period = escape(&header.period),
+        as_of = escape(&header.as_of),
+        hash = escape(&header.snapshot_hash),
+        version = escape(&header.code_version),
+        threshold = header.threshold,
+    );
+    out.push_str("<h2>Charts</h2>");
+    for (name, df) in tables {
+        match name.as_str() {
+            "equity_regions" => out.push_str(&bar_chart(
+                df,
+                "region_code",
+                "per_million",
+                "Patients on treatment per million inhabitants, by region",
+            )),
+            "equity_centre_types" => out.push_str(&bar_chart(
+                df,
+                "centre_type",
+                "share_percent",
+                "Share of treated patients by type of centre (%)",
+            )),
+            "persistence" => out.push_str(&persistence_chart(df)),
+            _ => {}
+        }
+    }
+    out.push_str("<h2>Tables</h2>");
+    for (name, df) in tables {
+        out.push_str(&table_html(name, df));
+    }
+    out.push_str("<h2>Methods</h2><dl>");
+    for (name, text) in DEFINITIONS {
+        let _ = write!(out, "<dt>{}</dt><dd>{}</dd>", escape(name), escape(text));
+    }
+    let _ = write!(
+        out,
+        "<dt>Small counts</dt><dd>Every count below {t} is published as &lt;{t}, never as its value or 0. \
+         Complementary suppression then masks further cells until, along every dimension of every table, \
+         each line holds no masked cell or at least two, so that no masked cell can be recovered by \
+         subtraction from a margin or a total. Values computed over a masked count (medians, survival \
+         estimates, rates and their intervals) are shown as suppressed.</dd>\
+         <dt>Data</dt><dd>Records as the registry knew them at the cutoff. Patients who objected to the \
+         reuse of their data are excluded with all their records.</dd></dl></body></html>",
+        t = header.threshold
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_is_self_contained_and_escapes_its_content() {
+        let regions = df!("region_code" => ["11", "94"], "treated_patients" => ["40", "<10"], "per_million" => ["3.2", "suppressed"]).unwrap();
+        let persistence = df!(
+            "cohort" => ["A <b>", "A <b>"], "months" => ["6", "12"], "survival" => ["0.9", "0.8"]
+        )
+        .unwrap();
+        let header = Header {
+            title: "Observatory report".into(),
+            period: "2026-Q3".into(),
+            as_of: "2026-11-01T00:00:00Z".into(),
+            snapshot_hash: "abc".into(),
+            threshold: 10,
+            code_version: "0.1.0".into(),
+        };
+        let html = render(
+            &header,
+            &[("equity_regions".into(), regions), ("persistence".into(), persistence)],
+        );
+        assert!(html.starts_with("<!DOCTYPE html>"));
+        assert!(html.contains("<svg") && html.contains("<polyline"));
+        assert!(html.contains("A &lt;b&gt;") && !html.contains("A <b>"));
+        // Nothing to fetch: the only URL is the SVG namespace, which is a name, not a request.
+        assert!(!html.contains("https://") && !html.contains("src=") && !html.contains("href=\"http"));
+        assert!(!html.contains("<script") && !html.contains("<link"));
+        assert!(html.contains("&lt;10"));
+    }
+}
