@@ -12,6 +12,7 @@ pub mod report;
 pub mod snapshot;
 pub mod stats;
 pub mod suppress;
+pub mod xlsx;
 
 pub use period::Period;
 pub use report::{CsvStyle, ReportManifest, ReportOptions};

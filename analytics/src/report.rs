@@ -46,7 +46,9 @@ pub struct ReportOptions {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutputFile {
+    /// Path relative to the output directory.
     pub file: String,
+    /// Rows of a table file; for the HTML report and the workbook, the number of tables.
     pub rows: u64,
     pub sha256: String,
 }
@@ -243,6 +245,14 @@ pub fn report(snapshot: &Snapshot, options: &ReportOptions) -> Result<ReportMani
         threshold: options.threshold,
         code_version: env!("CARGO_PKG_VERSION").to_owned(),
     };
+    let xlsx_path = options.out.join("report.xlsx");
+    crate::xlsx::write(&xlsx_path, &published_tables, snapshot.manifest.as_of)
+        .map_err(|e| ReportError::Io(xlsx_path.clone(), std::io::Error::other(e)))?;
+    outputs.push(OutputFile {
+        file: "report.xlsx".to_owned(),
+        rows: published_tables.len() as u64,
+        sha256: snapshot::sha256_file(&xlsx_path)?,
+    });
     let html_path = options.out.join("report.html");
     std::fs::write(&html_path, crate::html::render(&header, &published_tables))
         .map_err(|e| ReportError::Io(html_path.clone(), e))?;
