@@ -573,6 +573,53 @@ pub fn treated_by_age_sex(episodes: LazyFrame, patients: LazyFrame, period: &Per
         .sort(["sex", "age_band"], SortMultipleOptions::default())
 }
 
+/// Dimensions of the access-route table.
+pub const ACCESS_ROUTE_DIMENSIONS: &[&str] = &["drug_atc", "access"];
+
+/// Patients on treatment during the period by drug and access route: under a derogatory
+/// pathway (every pathway but common law) or under common law, with the derogatory share of
+/// the drug's treated patients (a patient who moved to common law during the period counts in
+/// both rows).
+pub fn access_routes(episodes: LazyFrame, period: &Period) -> PolarsResult<LazyFrame> {
+    let (from, to) = period.epoch_days();
+    let first = day("first_administration_date");
+    let end = day("end_date");
+    Ok(episodes
+        .filter(
+            first
+                .clone()
+                .is_not_null()
+                .and(first.lt_eq(lit(to)))
+                .and(end.clone().is_null().or(end.gt_eq(lit(from)))),
+        )
+        .with_column(
+            when(col("pathway").eq(lit("COMMON_LAW")))
+                .then(lit("common_law"))
+                .otherwise(lit("derogatory"))
+                .alias("access"),
+        )
+        .group_by([col("drug_atc"), col("access")])
+        .agg([col("patient_key")
+            .n_unique()
+            .cast(DataType::Int64)
+            .alias("treated_patients")])
+        .with_column(
+            (col("treated_patients").cast(DataType::Float64) * lit(100.0)
+                / col("treated_patients")
+                    .sum()
+                    .over([col("drug_atc")])?
+                    .cast(DataType::Float64))
+            .alias("share_percent"),
+        )
+        .sort(
+            ACCESS_ROUTE_DIMENSIONS
+                .iter()
+                .map(|c| (*c).to_owned())
+                .collect::<Vec<_>>(),
+            SortMultipleOptions::default(),
+        ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -901,6 +948,44 @@ mod tests {
             Some(100.0)
         );
         assert!(region_population().unwrap().collect().unwrap().height() == 18);
+    }
+
+    #[test]
+    fn access_routes_split_treated_patients_between_derogatory_and_common_law() {
+        let episodes = episodes().with_column(
+            when(col("patient_key").eq(lit("p2")))
+                .then(lit("COMMON_LAW"))
+                .otherwise(col("pathway"))
+                .alias("pathway"),
+        );
+        let out = access_routes(episodes, &Period::parse("2026-Q3").unwrap())
+            .unwrap()
+            .collect()
+            .unwrap();
+        let rows: Vec<(String, String, i64, f64)> = (0..out.height())
+            .map(|i| {
+                (
+                    out.column("drug_atc")
+                        .unwrap()
+                        .str()
+                        .unwrap()
+                        .get(i)
+                        .unwrap()
+                        .to_owned(),
+                    out.column("access").unwrap().str().unwrap().get(i).unwrap().to_owned(),
+                    out.column("treated_patients").unwrap().i64().unwrap().get(i).unwrap(),
+                    out.column("share_percent").unwrap().f64().unwrap().get(i).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                ("B02BX06".into(), "derogatory".into(), 1, 100.0),
+                ("B02BX07".into(), "common_law".into(), 1, 50.0),
+                ("B02BX07".into(), "derogatory".into(), 1, 50.0),
+            ]
+        );
     }
 
     #[test]

@@ -103,6 +103,14 @@ const TABLES: &[(&str, TableSpec<'static>)] = &[
         },
     ),
     (
+        "access_routes",
+        TableSpec {
+            dimensions: indicators::ACCESS_ROUTE_DIMENSIONS,
+            counts: &["treated_patients"],
+            dependents: &[("share_percent", "treated_patients")],
+        },
+    ),
+    (
         "timeliness",
         TableSpec {
             dimensions: indicators::TIMELINESS_DIMENSIONS,
@@ -193,6 +201,7 @@ fn compute(name: &str, snapshot: &Snapshot, period: &Period) -> PolarsResult<Dat
     let episodes = snapshot.scan("episodes")?;
     match name {
         "activity" => indicators::activity(episodes, snapshot.scan("centres")?, period).collect(),
+        "access_routes" => indicators::access_routes(episodes, period)?.collect(),
         "timeliness" => indicators::timeliness(episodes, period)?.collect(),
         "discontinuations" => indicators::discontinuations(episodes, period).collect(),
         "expiring_authorisations" => {
