@@ -42,6 +42,15 @@ pub struct ReportOptions {
     /// publication: the command line refuses it).
     pub threshold: u32,
     pub csv: CsvStyle,
+    /// Restricts the report to the cohorts of one filiere, or to one cohort (its id).
+    pub scope: Scope,
+}
+
+/// Which part of the registry a report covers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scope {
+    pub filiere: Option<String>,
+    pub cohort: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,6 +72,7 @@ pub struct ReportManifest {
     pub code_version: String,
     pub suppression_threshold: u32,
     pub csv_style: CsvStyle,
+    pub scope: Scope,
     pub suppression: BTreeMap<String, SuppressionSummary>,
     pub outputs: Vec<OutputFile>,
 }
@@ -196,17 +206,65 @@ const TABLES: &[(&str, TableSpec<'static>)] = &[
 /// Months at which persistence on treatment is reported.
 const PERSISTENCE_HORIZONS: [u32; 3] = [6, 12, 24];
 
-/// Computes one table, before suppression.
-fn compute(name: &str, snapshot: &Snapshot, period: &Period) -> PolarsResult<DataFrame> {
+/// The snapshot's tables restricted to the report's scope.
+struct Scoped {
+    episodes: LazyFrame,
+    authorisations: LazyFrame,
+    adverse_events: LazyFrame,
+}
+
+fn scoped(snapshot: &Snapshot, scope: &Scope) -> PolarsResult<Scoped> {
     let episodes = snapshot.scan("episodes")?;
+    let authorisations = snapshot.scan("authorisations")?;
+    let adverse_events = snapshot.scan("adverse_events")?;
+    if scope.filiere.is_none() && scope.cohort.is_none() {
+        return Ok(Scoped {
+            episodes,
+            authorisations,
+            adverse_events,
+        });
+    }
+    let mut cohorts = snapshot.scan("cohorts")?;
+    if let Some(f) = &scope.filiere {
+        cohorts = cohorts.filter(col("filiere").eq(lit(f.as_str())));
+    }
+    if let Some(c) = &scope.cohort {
+        cohorts = cohorts.filter(col("cohort_id").eq(lit(c.as_str())));
+    }
+    let ids = cohorts
+        .select([col("cohort_id")])
+        .collect()?
+        .column("cohort_id")?
+        .as_materialized_series()
+        .clone();
+    let episodes = episodes.filter(col("cohort_id").is_in(lit(ids), false));
+    let keys = episodes
+        .clone()
+        .select([col("episode_key")])
+        .collect()?
+        .column("episode_key")?
+        .as_materialized_series()
+        .clone();
+    Ok(Scoped {
+        authorisations: authorisations.filter(col("episode_key").is_in(lit(keys.clone()), false)),
+        adverse_events: adverse_events.filter(col("episode_key").is_in(lit(keys), false)),
+        episodes,
+    })
+}
+
+/// Computes one table, before suppression.
+fn compute(name: &str, snapshot: &Snapshot, period: &Period, scope: &Scope) -> PolarsResult<DataFrame> {
+    let Scoped {
+        episodes,
+        authorisations,
+        adverse_events,
+    } = scoped(snapshot, scope)?;
     match name {
         "activity" => indicators::activity(episodes, snapshot.scan("centres")?, period).collect(),
         "access_routes" => indicators::access_routes(episodes, period)?.collect(),
         "timeliness" => indicators::timeliness(episodes, period)?.collect(),
         "discontinuations" => indicators::discontinuations(episodes, period).collect(),
-        "expiring_authorisations" => {
-            indicators::expiring_authorisations(snapshot.scan("authorisations")?, period)?.collect()
-        }
+        "expiring_authorisations" => indicators::expiring_authorisations(authorisations, period)?.collect(),
         "persistence" => {
             let durations = indicators::treatment_durations(episodes, snapshot.scan("cohorts")?, period);
             indicators::with_km_intervals(indicators::persistence(durations, &PERSISTENCE_HORIZONS)?.collect()?)
@@ -223,7 +281,7 @@ fn compute(name: &str, snapshot: &Snapshot, period: &Period) -> PolarsResult<Dat
         }
         "equity_age_sex" => indicators::treated_by_age_sex(episodes, snapshot.scan("patients")?, period).collect(),
         "safety" => {
-            let counts = indicators::safety(episodes, snapshot.scan("adverse_events")?, period).collect()?;
+            let counts = indicators::safety(episodes, adverse_events, period).collect()?;
             indicators::with_poisson_rates(counts, &["adverse_events", "serious_adverse_events"], "patient_years")
         }
         other => Err(PolarsError::ComputeError(format!("unknown table {other}").into())),
@@ -239,7 +297,7 @@ pub fn report(snapshot: &Snapshot, options: &ReportOptions) -> Result<ReportMani
     let mut outputs = Vec::new();
     let mut published_tables = Vec::new();
     for (name, spec) in TABLES {
-        let computed = compute(name, snapshot, period)?;
+        let computed = compute(name, snapshot, period, &options.scope)?;
         let (mut published, summary) = suppress(&computed, spec, options.threshold)?;
         suppression.insert((*name).to_owned(), summary);
         outputs.push(write_csv(&mut published, &tables_dir, name, options.csv)?);
@@ -279,6 +337,7 @@ pub fn report(snapshot: &Snapshot, options: &ReportOptions) -> Result<ReportMani
         code_version: env!("CARGO_PKG_VERSION").to_owned(),
         suppression_threshold: options.threshold,
         csv_style: options.csv,
+        scope: options.scope.clone(),
         suppression,
         outputs,
     };

@@ -6,7 +6,7 @@ use std::path::Path;
 use chrono::{NaiveDate, Utc};
 use observatory_analytics::{
     CsvStyle, Period, ReportOptions,
-    report::{report, run},
+    report::{Scope, report, run},
     snapshot::Snapshot,
 };
 use observatory_server::seed::{SeedOptions, seed};
@@ -71,6 +71,7 @@ async fn a_report_matches_sql_is_reproducible_and_never_publishes_small_counts(b
         out: dir.path().join(out),
         threshold,
         csv: CsvStyle::Standard,
+        scope: Scope::default(),
     };
 
     // Unsuppressed figures (threshold 0, which the command line refuses) against plain SQL.
@@ -161,6 +162,23 @@ async fn a_report_matches_sql_is_reproducible_and_never_publishes_small_counts(b
             }
         }
     }
+
+    // A report restricted to one filiere covers only its cohorts.
+    let mhemo = ReportOptions {
+        scope: Scope {
+            filiere: Some("MHEMO".into()),
+            cohort: None,
+        },
+        ..options("mhemo", 0)
+    };
+    let scoped = run(&store, &mhemo).await.expect("scoped report");
+    assert_eq!(scoped.scope.filiere.as_deref(), Some("MHEMO"));
+    let rows = csv(&dir.path().join("mhemo/tables/activity.csv"));
+    assert!(rows.len() > 1);
+    assert!(
+        rows[1..].iter().all(|r| r[1].starts_with("B02")),
+        "only MHEMO drugs: {rows:?}"
+    );
 
     // Writing to the registry after the cutoff does not change a report about that cutoff.
     let episodes = text_rows(

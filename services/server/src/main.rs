@@ -49,6 +49,12 @@ enum Commands {
         /// CSV for French spreadsheet software: ';' separator and a byte-order mark.
         #[arg(long)]
         french_csv: bool,
+        /// Only the cohorts of this filiere (e.g. MHEMO).
+        #[arg(long)]
+        filiere: Option<String>,
+        /// Only this cohort (its id).
+        #[arg(long)]
+        cohort: Option<String>,
     },
     /// Fill an empty registry with a realistic synthetic dataset (demos, benchmarks).
     Seed {
@@ -125,8 +131,18 @@ async fn main() -> anyhow::Result<()> {
             out,
             threshold,
             french_csv,
+            filiere,
+            cohort,
         } => {
-            use observatory_analytics::{CsvStyle, Period, ReportOptions};
+            use observatory_analytics::{CsvStyle, Period, ReportOptions, report::Scope};
+            let filiere = filiere
+                .map(|f| observatory_domain::codes::Filiere::parse(&f).map(String::from))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--filiere {e}"))?;
+            let cohort = cohort
+                .map(|c| observatory_domain::model::RecordId::parse(&c).map(String::from))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--cohort {e}"))?;
             let period = match (period, from, to) {
                 (Some(p), _, _) => Period::parse(&p)?,
                 (None, Some(from), Some(to)) => Period::between(from, to)?,
@@ -148,6 +164,7 @@ async fn main() -> anyhow::Result<()> {
                 out: out.clone(),
                 threshold,
                 csv,
+                scope: Scope { filiere, cohort },
             };
             let store = open_store(&config).await?;
             let started = std::time::Instant::now();
