@@ -12,6 +12,38 @@ fn day(name: &str) -> Expr {
     col(name).cast(DataType::Int32)
 }
 
+/// Episodes on treatment at some time during the period: started by its end, not ended before
+/// its start.
+fn on_treatment(period: &Period) -> Expr {
+    let (from, to) = period.epoch_days();
+    let first = day("first_administration_date");
+    let end = day("end_date");
+    first
+        .clone()
+        .is_not_null()
+        .and(first.lt_eq(lit(to)))
+        .and(end.clone().is_null().or(end.gt_eq(lit(from))))
+}
+
+/// Column expressions of a list of dimensions, to group by.
+fn keys(dimensions: &[&str]) -> Vec<Expr> {
+    dimensions.iter().map(|c| col(*c)).collect()
+}
+
+/// Sorting a table by its dimensions, so that published tables come in a stable order.
+trait SortedBy {
+    fn sorted_by(self, dimensions: &[&str]) -> LazyFrame;
+}
+
+impl SortedBy for LazyFrame {
+    fn sorted_by(self, dimensions: &[&str]) -> LazyFrame {
+        self.sort(
+            dimensions.iter().map(|c| (*c).to_owned()).collect::<Vec<_>>(),
+            SortMultipleOptions::default(),
+        )
+    }
+}
+
 fn within(e: Expr, period: &Period) -> Expr {
     let (from, to) = period.epoch_days();
     e.clone()
@@ -28,24 +60,16 @@ pub const ACTIVITY_DIMENSIONS: &[&str] = &["pathway", "drug_atc", "orpha_code", 
 /// by pathway x drug x ORPHA code x centre x region of the centre. Each patient counts once per
 /// cell.
 pub fn activity(episodes: LazyFrame, centres: LazyFrame, period: &Period) -> LazyFrame {
-    let (from, to) = period.epoch_days();
-    let first = day("first_administration_date");
-    let end = day("end_date");
-    let started_by_end = first.clone().is_not_null().and(first.clone().lt_eq(lit(to)));
-    let not_ended_before = end.clone().is_null().or(end.gt_eq(lit(from)));
     episodes
+        .filter(on_treatment(period))
         .join(
             centres.select([col("centre_finess"), col("region_code")]),
             [col("centre_finess")],
             [col("centre_finess")],
             JoinArgs::new(JoinType::Left),
         )
-        .with_columns([
-            within(first, period).alias("is_new"),
-            started_by_end.and(not_ended_before).alias("is_active"),
-        ])
-        .filter(col("is_active"))
-        .group_by(ACTIVITY_DIMENSIONS.iter().map(|c| col(*c)).collect::<Vec<_>>())
+        .with_column(within(day("first_administration_date"), period).alias("is_new"))
+        .group_by(keys(ACTIVITY_DIMENSIONS))
         .agg([
             col("patient_key")
                 .filter(col("is_new"))
@@ -57,10 +81,7 @@ pub fn activity(episodes: LazyFrame, centres: LazyFrame, period: &Period) -> Laz
                 .cast(DataType::Int64)
                 .alias("active_patients"),
         ])
-        .sort(
-            ACTIVITY_DIMENSIONS.iter().map(|c| (*c).to_owned()).collect::<Vec<_>>(),
-            SortMultipleOptions::default(),
-        )
+        .sorted_by(ACTIVITY_DIMENSIONS)
 }
 
 /// Dimensions of the timeliness table.
@@ -91,7 +112,7 @@ pub fn timeliness(episodes: LazyFrame, period: &Period) -> PolarsResult<LazyFram
             (first - decision).alias("days"),
         ]);
     Ok(concat([to_decision, to_first], UnionArgs::default())?
-        .group_by(TIMELINESS_DIMENSIONS.iter().map(|c| col(*c)).collect::<Vec<_>>())
+        .group_by(keys(TIMELINESS_DIMENSIONS))
         .agg([
             len().cast(DataType::Int64).alias("episodes"),
             col("days").cast(DataType::Float64).median().alias("median_days"),
@@ -104,13 +125,7 @@ pub fn timeliness(episodes: LazyFrame, period: &Period) -> PolarsResult<LazyFram
                 .quantile(lit(0.75), QuantileMethod::Linear)
                 .alias("q3_days"),
         ])
-        .sort(
-            TIMELINESS_DIMENSIONS
-                .iter()
-                .map(|c| (*c).to_owned())
-                .collect::<Vec<_>>(),
-            SortMultipleOptions::default(),
-        ))
+        .sorted_by(TIMELINESS_DIMENSIONS))
 }
 
 /// Dimensions of the discontinuation table.
@@ -134,15 +149,9 @@ pub fn discontinuations(episodes: LazyFrame, period: &Period) -> LazyFrame {
             col("stop_reason").fill_null(lit("NONE")),
             col("episode_key"),
         ])
-        .group_by(DISCONTINUATION_DIMENSIONS.iter().map(|c| col(*c)).collect::<Vec<_>>())
+        .group_by(keys(DISCONTINUATION_DIMENSIONS))
         .agg([len().cast(DataType::Int64).alias("episodes")])
-        .sort(
-            DISCONTINUATION_DIMENSIONS
-                .iter()
-                .map(|c| (*c).to_owned())
-                .collect::<Vec<_>>(),
-            SortMultipleOptions::default(),
-        )
+        .sorted_by(DISCONTINUATION_DIMENSIONS)
 }
 
 /// Dimensions of the expiring-authorisations table.
@@ -172,12 +181,9 @@ pub fn expiring_authorisations(authorisations: LazyFrame, period: &Period) -> Po
         })
         .collect();
     Ok(concat(windows, UnionArgs::default())?
-        .group_by(EXPIRING_DIMENSIONS.iter().map(|c| col(*c)).collect::<Vec<_>>())
+        .group_by(keys(EXPIRING_DIMENSIONS))
         .agg([len().cast(DataType::Int64).alias("authorisations")])
-        .sort(
-            EXPIRING_DIMENSIONS.iter().map(|c| (*c).to_owned()).collect::<Vec<_>>(),
-            SortMultipleOptions::default(),
-        ))
+        .sorted_by(EXPIRING_DIMENSIONS))
 }
 
 /// Dimensions of the safety table.
@@ -231,10 +237,7 @@ pub fn safety(episodes: LazyFrame, adverse_events: LazyFrame, period: &Period) -
             JoinArgs::new(JoinType::Left),
         )
         .with_column(col("patient_years").fill_null(lit(0.0)))
-        .sort(
-            SAFETY_DIMENSIONS.iter().map(|c| (*c).to_owned()).collect::<Vec<_>>(),
-            SortMultipleOptions::default(),
-        )
+        .sorted_by(SAFETY_DIMENSIONS)
 }
 
 /// Adds, for each count column, its rate per 100 patient-years and exact Poisson 95% confidence
@@ -403,13 +406,7 @@ pub fn persistence(durations: LazyFrame, horizons_months: &[u32]) -> PolarsResul
             col("greenwood"),
             col("median_months"),
         ])
-        .sort(
-            PERSISTENCE_DIMENSIONS
-                .iter()
-                .map(|c| (*c).to_owned())
-                .collect::<Vec<_>>(),
-            SortMultipleOptions::default(),
-        ))
+        .sorted_by(PERSISTENCE_DIMENSIONS))
 }
 
 /// Adds 95% confidence limits of the survival estimate (`ci_low`, `ci_high`) with Greenwood's
@@ -441,17 +438,8 @@ pub fn with_km_intervals(mut df: DataFrame) -> PolarsResult<DataFrame> {
 /// Patients on treatment during the period (started by its end, not ended before its start),
 /// one row per patient and centre.
 fn treated(episodes: LazyFrame, period: &Period) -> LazyFrame {
-    let (from, to) = period.epoch_days();
-    let first = day("first_administration_date");
-    let end = day("end_date");
     episodes
-        .filter(
-            first
-                .clone()
-                .is_not_null()
-                .and(first.lt_eq(lit(to)))
-                .and(end.clone().is_null().or(end.gt_eq(lit(from)))),
-        )
+        .filter(on_treatment(period))
         .select([col("patient_key"), col("centre_finess")])
         .unique(None, UniqueKeepStrategy::First)
 }
@@ -581,17 +569,8 @@ pub const ACCESS_ROUTE_DIMENSIONS: &[&str] = &["drug_atc", "access"];
 /// the drug's treated patients (a patient who moved to common law during the period counts in
 /// both rows).
 pub fn access_routes(episodes: LazyFrame, period: &Period) -> PolarsResult<LazyFrame> {
-    let (from, to) = period.epoch_days();
-    let first = day("first_administration_date");
-    let end = day("end_date");
     Ok(episodes
-        .filter(
-            first
-                .clone()
-                .is_not_null()
-                .and(first.lt_eq(lit(to)))
-                .and(end.clone().is_null().or(end.gt_eq(lit(from)))),
-        )
+        .filter(on_treatment(period))
         .with_column(
             when(col("pathway").eq(lit("COMMON_LAW")))
                 .then(lit("common_law"))
@@ -611,13 +590,7 @@ pub fn access_routes(episodes: LazyFrame, period: &Period) -> PolarsResult<LazyF
                     .cast(DataType::Float64))
             .alias("share_percent"),
         )
-        .sort(
-            ACCESS_ROUTE_DIMENSIONS
-                .iter()
-                .map(|c| (*c).to_owned())
-                .collect::<Vec<_>>(),
-            SortMultipleOptions::default(),
-        ))
+        .sorted_by(ACCESS_ROUTE_DIMENSIONS))
 }
 
 #[cfg(test)]
