@@ -583,12 +583,17 @@ async fn identity_fields_never_reach_the_database(backend: Backend) {
         objects_to_reuse: true,
         diagnoses: vec![],
     };
-    let patient = app
-        .registry
-        .register_patient(register("Quiltrude"))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut request = tonic::Request::new(register("Quiltrude"));
+    // A request id that could carry a name is not stored; a UUID one is.
+    request
+        .metadata_mut()
+        .insert("x-request-id", "Zyxwvutsonne-Quiltrude".parse().unwrap());
+    let patient = app.registry.register_patient(request).await.unwrap().into_inner();
+    let stored_id = patient.meta.as_ref().unwrap().request_id.clone();
+    assert!(
+        !stored_id.to_lowercase().contains("quiltrude") && stored_id.len() == 36,
+        "{stored_id}"
+    );
     assert_eq!(patient.pseudonym_kind, pb::PseudonymKind::Hmac as i32);
     assert_eq!(patient.birth_year_month, "2011-02");
     assert_eq!(patient.sex, pb::Sex::Female as i32);

@@ -55,13 +55,14 @@ impl ApiState {
 pub const ANONYMOUS: &str = "anonymous";
 
 /// Who calls and under which request id: `x-request-id` when the caller sends a usable one
-/// (1..=64 visible ASCII), a fresh UUIDv7 otherwise.
+/// (8 to 64 hexadecimal digits and dashes, such as a UUID: nothing a name could be written
+/// in, since the id is stored with every version), a fresh UUIDv7 otherwise.
 pub fn write_context<T>(req: &Request<T>, idempotency_key: Option<String>) -> WriteContext {
     let request_id = req
         .metadata()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|s| !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| (0x21..=0x7e).contains(&b)))
+        .filter(|s| (8..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     WriteContext {
