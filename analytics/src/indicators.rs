@@ -593,6 +593,69 @@ pub fn access_routes(episodes: LazyFrame, period: &Period) -> PolarsResult<LazyF
         .sorted_by(ACCESS_ROUTE_DIMENSIONS))
 }
 
+/// Days of grace after a scheduled follow-up visit before it counts as overdue.
+pub const FOLLOW_UP_GRACE_DAYS: i32 = 30;
+
+/// Dimensions of the overdue follow-up table.
+pub const OVERDUE_DIMENSIONS: &[&str] = &["centre_finess"];
+
+/// Pipeline and data quality: per centre, episodes on treatment at the end of the period in a
+/// cohort with a follow-up schedule, and those whose last visit (or first administration, with
+/// no visit yet) is older than the schedule plus [`FOLLOW_UP_GRACE_DAYS`] at the end of the
+/// period.
+pub fn overdue_follow_ups(
+    episodes: LazyFrame,
+    cohorts: LazyFrame,
+    follow_ups: LazyFrame,
+    period: &Period,
+) -> LazyFrame {
+    let (_, to) = period.epoch_days();
+    let first = day("first_administration_date");
+    let end = day("end_date");
+    let last_visits = follow_ups
+        .filter(day("visit_date").lt_eq(lit(to)))
+        .group_by([col("episode_key")])
+        .agg([day("visit_date").max().alias("last_visit")]);
+    episodes
+        .filter(
+            first
+                .clone()
+                .is_not_null()
+                .and(first.clone().lt_eq(lit(to)))
+                .and(end.clone().is_null().or(end.gt(lit(to)))),
+        )
+        .join(
+            cohorts.select([col("cohort_id"), col("follow_up_months")]),
+            [col("cohort_id")],
+            [col("cohort_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .filter(col("follow_up_months").gt(lit(0)))
+        .join(
+            last_visits,
+            [col("episode_key")],
+            [col("episode_key")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_column(
+            (col("last_visit").fill_null(first).cast(DataType::Float64)
+                + col("follow_up_months").cast(DataType::Float64) * lit(DAYS_PER_MONTH)
+                + lit(f64::from(FOLLOW_UP_GRACE_DAYS)))
+            .lt(lit(f64::from(to)))
+            .alias("overdue"),
+        )
+        .group_by(keys(OVERDUE_DIMENSIONS))
+        .agg([
+            len().cast(DataType::Int64).alias("episodes_followed"),
+            col("overdue").cast(DataType::Int64).sum().alias("overdue"),
+        ])
+        .with_column(
+            (col("overdue").cast(DataType::Float64) * lit(100.0) / col("episodes_followed").cast(DataType::Float64))
+                .alias("overdue_percent"),
+        )
+        .sorted_by(OVERDUE_DIMENSIONS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -959,6 +1022,37 @@ mod tests {
                 ("B02BX07".into(), "derogatory".into(), 1, 50.0),
             ]
         );
+    }
+
+    #[test]
+    fn follow_ups_are_overdue_after_the_schedule_and_a_grace_period() {
+        // Schedule every 3 months (91.3 days) + 30 days of grace; period ends 2026-09-30.
+        let episodes = DataFrame::new_infer_height(vec![
+            Series::new("episode_key".into(), ["e1", "e2", "e3", "e4"]).into(),
+            Series::new("cohort_id".into(), ["c", "c", "c", "c"]).into(),
+            Series::new("centre_finess".into(), ["750100125"; 4]).into(),
+            dates(
+                "first_administration_date",
+                vec![d("2026-01-01"), d("2026-01-01"), d("2026-08-01"), d("2026-01-01")],
+            ),
+            dates("end_date", vec![None, None, None, d("2026-06-01")]),
+        ])
+        .unwrap()
+        .lazy();
+        let cohorts = df!("cohort_id" => ["c"], "follow_up_months" => [3i32]).unwrap().lazy();
+        // e1 seen on 2026-08-15 (up to date); e2 last seen 2026-03-01 (overdue); e3 started in
+        // August, no visit yet (not yet due); e4 ended before the end of the period (left out).
+        let visits = DataFrame::new_infer_height(vec![
+            Series::new("episode_key".into(), ["e1", "e2"]).into(),
+            dates("visit_date", vec![d("2026-08-15"), d("2026-03-01")]),
+        ])
+        .unwrap()
+        .lazy();
+        let out = overdue_follow_ups(episodes, cohorts, visits, &Period::parse("2026-Q3").unwrap())
+            .collect()
+            .unwrap();
+        assert_eq!(out.column("episodes_followed").unwrap().i64().unwrap().get(0), Some(3));
+        assert_eq!(out.column("overdue").unwrap().i64().unwrap().get(0), Some(1));
     }
 
     #[test]

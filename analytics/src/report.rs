@@ -149,6 +149,14 @@ const TABLES: &[(&str, TableSpec<'static>)] = &[
         },
     ),
     (
+        "overdue_follow_ups",
+        TableSpec {
+            dimensions: indicators::OVERDUE_DIMENSIONS,
+            counts: &["episodes_followed", "overdue"],
+            dependents: &[("overdue_percent", "overdue")],
+        },
+    ),
+    (
         "persistence",
         TableSpec {
             dimensions: indicators::PERSISTENCE_DIMENSIONS,
@@ -265,6 +273,13 @@ fn compute(name: &str, snapshot: &Snapshot, period: &Period, scope: &Scope) -> P
         "timeliness" => indicators::timeliness(episodes, period)?.collect(),
         "discontinuations" => indicators::discontinuations(episodes, period).collect(),
         "expiring_authorisations" => indicators::expiring_authorisations(authorisations, period)?.collect(),
+        "overdue_follow_ups" => indicators::overdue_follow_ups(
+            episodes,
+            snapshot.scan("cohorts")?,
+            snapshot.scan("follow_ups")?,
+            period,
+        )
+        .collect(),
         "persistence" => {
             let durations = indicators::treatment_durations(episodes, snapshot.scan("cohorts")?, period);
             indicators::with_km_intervals(indicators::persistence(durations, &PERSISTENCE_HORIZONS)?.collect()?)

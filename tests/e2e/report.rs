@@ -147,6 +147,8 @@ async fn a_report_matches_sql_is_reproducible_and_never_publishes_small_counts(b
             "adverse_events",
             "serious_adverse_events",
             "treated_patients",
+            "episodes_followed",
+            "overdue",
         ]
         .iter()
         .filter_map(|c| rows[0].iter().position(|h| h == c))
