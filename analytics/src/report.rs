@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use observatory_store::Store;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 use crate::{
     indicators,
@@ -90,7 +91,9 @@ pub enum ReportError {
 /// Snapshots the registry at `options.as_of` into `<out>/snapshot` and reports over it.
 pub async fn run(store: &Store, options: &ReportOptions) -> Result<ReportManifest, ReportError> {
     let dir = options.out.join("snapshot");
-    let manifest = snapshot::extract(store, options.as_of, &dir).await?;
+    let manifest = snapshot::extract(store, options.as_of, &dir)
+        .instrument(tracing::info_span!("report.snapshot", as_of = %options.as_of))
+        .await?;
     tracing::info!(rows = ?manifest.rows, hash = %manifest.content_hash, "snapshot written");
     // Indicators are CPU work: keep them off the async workers.
     let options = options.clone();
@@ -312,7 +315,15 @@ pub fn report(snapshot: &Snapshot, options: &ReportOptions) -> Result<ReportMani
     let mut outputs = Vec::new();
     let mut published_tables = Vec::new();
     for (name, spec) in TABLES {
+        let span = tracing::info_span!("report.table", table = *name);
+        let _entered = span.enter();
+        let started = std::time::Instant::now();
         let computed = compute(name, snapshot, period, &options.scope)?;
+        tracing::debug!(
+            rows = computed.height(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "computed"
+        );
         let (mut published, summary) = suppress(&computed, spec, options.threshold)?;
         suppression.insert((*name).to_owned(), summary);
         outputs.push(write_csv(&mut published, &tables_dir, name, options.csv)?);
