@@ -88,8 +88,34 @@ pub enum ReportError {
     Io(PathBuf, #[source] std::io::Error),
 }
 
+/// Where a run is, for a progress display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage<'a> {
+    /// The snapshot is being extracted.
+    Snapshot,
+    /// Table `index` (from 1) of `total` is being computed.
+    Table { name: &'a str, index: usize, total: usize },
+    /// Every output is written.
+    Done,
+}
+
+/// Number of stages a run goes through (the snapshot, then each table), for progress bars.
+pub fn stage_count() -> usize {
+    1 + TABLES.len()
+}
+
 /// Snapshots the registry at `options.as_of` into `<out>/snapshot` and reports over it.
 pub async fn run(store: &Store, options: &ReportOptions) -> Result<ReportManifest, ReportError> {
+    run_observed(store, options, |_| {}).await
+}
+
+/// [`run`], telling `observe` each stage as it starts.
+pub async fn run_observed(
+    store: &Store,
+    options: &ReportOptions,
+    observe: impl Fn(Stage<'_>) + Send + Sync + 'static,
+) -> Result<ReportManifest, ReportError> {
+    observe(Stage::Snapshot);
     let dir = options.out.join("snapshot");
     let manifest = snapshot::extract(store, options.as_of, &dir)
         .instrument(tracing::info_span!("report.snapshot", as_of = %options.as_of))
@@ -99,7 +125,9 @@ pub async fn run(store: &Store, options: &ReportOptions) -> Result<ReportManifes
     let options = options.clone();
     tokio::task::spawn_blocking(move || {
         let snapshot = Snapshot::open(&dir)?;
-        report(&snapshot, &options)
+        let manifest = report_observed(&snapshot, &options, &observe);
+        observe(Stage::Done);
+        manifest
     })
     .await
     .map_err(|e| ReportError::Io(PathBuf::from("report task"), std::io::Error::other(e)))?
@@ -308,13 +336,26 @@ fn compute(name: &str, snapshot: &Snapshot, period: &Period, scope: &Scope) -> P
 
 /// Computes, suppresses and writes every table of the report from an opened snapshot.
 pub fn report(snapshot: &Snapshot, options: &ReportOptions) -> Result<ReportManifest, ReportError> {
+    report_observed(snapshot, options, &|_| {})
+}
+
+fn report_observed(
+    snapshot: &Snapshot,
+    options: &ReportOptions,
+    observe: &dyn Fn(Stage<'_>),
+) -> Result<ReportManifest, ReportError> {
     let tables_dir = options.out.join("tables");
     std::fs::create_dir_all(&tables_dir).map_err(|e| ReportError::Io(tables_dir.clone(), e))?;
     let period = &options.period;
     let mut suppression = BTreeMap::new();
     let mut outputs = Vec::new();
     let mut published_tables = Vec::new();
-    for (name, spec) in TABLES {
+    for (index, (name, spec)) in TABLES.iter().enumerate() {
+        observe(Stage::Table {
+            name,
+            index: index + 1,
+            total: TABLES.len(),
+        });
         let span = tracing::info_span!("report.table", table = *name);
         let _entered = span.enter();
         let started = std::time::Instant::now();

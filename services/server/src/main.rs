@@ -168,7 +168,31 @@ async fn main() -> anyhow::Result<()> {
             };
             let store = open_store(&config).await?;
             let started = std::time::Instant::now();
-            let manifest = observatory_analytics::report::run(&store, &options).await;
+            // A progress bar on a terminal; tracing spans say the same to log collectors.
+            let manifest = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                let bar = indicatif::ProgressBar::new(observatory_analytics::report::stage_count() as u64);
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg}")
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+                let shown = bar.clone();
+                let manifest = observatory_analytics::report::run_observed(&store, &options, move |stage| {
+                    use observatory_analytics::report::Stage;
+                    match stage {
+                        Stage::Snapshot => shown.set_message("snapshot of the registry"),
+                        Stage::Table { name, index, .. } => {
+                            shown.set_position(index as u64);
+                            shown.set_message(name.to_owned());
+                        }
+                        Stage::Done => shown.finish_with_message("done"),
+                    }
+                })
+                .await;
+                bar.finish_and_clear();
+                manifest
+            } else {
+                observatory_analytics::report::run(&store, &options).await
+            };
             store.close().await;
             let manifest = manifest?;
             tracing::info!(
