@@ -656,6 +656,56 @@ pub fn overdue_follow_ups(
         .sorted_by(OVERDUE_DIMENSIONS)
 }
 
+/// Dimensions of the per-patient requests table.
+pub const REQUEST_DIMENSIONS: &[&str] = &["pathway", "drug_atc", "step"];
+
+/// Activity of per-patient authorisations in the period, from their history: requests
+/// submitted (submission date in the period), and grants, renewals and refusals (decision date
+/// in the period), by pathway and drug. A step recorded twice (a grant reinstated after a
+/// suspension) counts once.
+pub fn requests(authorisation_events: LazyFrame, episodes: LazyFrame, period: &Period) -> PolarsResult<LazyFrame> {
+    let submitted = authorisation_events
+        .clone()
+        .filter(col("version").eq(lit(1i64)).and(within(day("submitted_date"), period)))
+        .select([
+            col("episode_key"),
+            col("pathway"),
+            lit("submitted").alias("step"),
+            day("submitted_date").alias("on"),
+        ]);
+    let decided = authorisation_events
+        .filter(
+            col("status")
+                .is_in(
+                    lit(Series::new("decided".into(), ["GRANTED", "RENEWED", "REFUSED"])),
+                    false,
+                )
+                .and(within(day("decision_date"), period)),
+        )
+        .select([
+            col("episode_key"),
+            col("pathway"),
+            when(col("status").eq(lit("GRANTED")))
+                .then(lit("granted"))
+                .when(col("status").eq(lit("RENEWED")))
+                .then(lit("renewed"))
+                .otherwise(lit("refused"))
+                .alias("step"),
+            day("decision_date").alias("on"),
+        ]);
+    Ok(concat([submitted, decided], UnionArgs::default())?
+        .unique(None, UniqueKeepStrategy::First)
+        .join(
+            episodes.select([col("episode_key"), col("drug_atc")]),
+            [col("episode_key")],
+            [col("episode_key")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .group_by(keys(REQUEST_DIMENSIONS))
+        .agg([len().cast(DataType::Int64).alias("requests")])
+        .sorted_by(REQUEST_DIMENSIONS))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1053,6 +1103,75 @@ mod tests {
             .unwrap();
         assert_eq!(out.column("episodes_followed").unwrap().i64().unwrap().get(0), Some(3));
         assert_eq!(out.column("overdue").unwrap().i64().unwrap().get(0), Some(1));
+    }
+
+    #[test]
+    fn requests_count_each_step_of_the_history_once() {
+        // e1: submitted in Q3, granted in Q3, suspended and reinstated (GRANTED twice), renewed
+        // after Q3. e2: submitted before Q3, refused in Q3.
+        let events = DataFrame::new_infer_height(vec![
+            Series::new("episode_key".into(), ["e1", "e1", "e1", "e1", "e1", "e2", "e2"]).into(),
+            Series::new("pathway".into(), ["AAC"; 7]).into(),
+            Series::new("version".into(), [1i64, 2, 3, 4, 5, 1, 2]).into(),
+            Series::new(
+                "status".into(),
+                [
+                    "SUBMITTED",
+                    "GRANTED",
+                    "SUSPENDED",
+                    "GRANTED",
+                    "RENEWED",
+                    "SUBMITTED",
+                    "REFUSED",
+                ],
+            )
+            .into(),
+            dates(
+                "submitted_date",
+                vec![
+                    d("2026-07-01"),
+                    d("2026-07-01"),
+                    d("2026-07-01"),
+                    d("2026-07-01"),
+                    d("2026-07-01"),
+                    d("2026-06-01"),
+                    d("2026-06-01"),
+                ],
+            ),
+            dates(
+                "decision_date",
+                vec![
+                    None,
+                    d("2026-07-20"),
+                    d("2026-07-20"),
+                    d("2026-07-20"),
+                    d("2027-07-01"),
+                    None,
+                    d("2026-08-01"),
+                ],
+            ),
+        ])
+        .unwrap()
+        .lazy();
+        let episodes = df!("episode_key" => ["e1", "e2"], "drug_atc" => ["B02BX07", "B02BX07"])
+            .unwrap()
+            .lazy();
+        let out = requests(events, episodes, &Period::parse("2026-Q3").unwrap())
+            .unwrap()
+            .collect()
+            .unwrap();
+        let steps: Vec<(String, i64)> = (0..out.height())
+            .map(|i| {
+                (
+                    out.column("step").unwrap().str().unwrap().get(i).unwrap().to_owned(),
+                    out.column("requests").unwrap().i64().unwrap().get(i).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            steps,
+            vec![("granted".into(), 1), ("refused".into(), 1), ("submitted".into(), 1)]
+        );
     }
 
     #[test]

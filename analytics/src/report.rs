@@ -152,6 +152,14 @@ const TABLES: &[(&str, TableSpec<'static>)] = &[
         },
     ),
     (
+        "requests",
+        TableSpec {
+            dimensions: indicators::REQUEST_DIMENSIONS,
+            counts: &["requests"],
+            dependents: &[],
+        },
+    ),
+    (
         "timeliness",
         TableSpec {
             dimensions: indicators::TIMELINESS_DIMENSIONS,
@@ -250,6 +258,8 @@ struct Scoped {
     episodes: LazyFrame,
     authorisations: LazyFrame,
     adverse_events: LazyFrame,
+    /// Episode keys in scope, when the report is restricted.
+    keys: Option<Series>,
 }
 
 fn scoped(snapshot: &Snapshot, scope: &Scope) -> PolarsResult<Scoped> {
@@ -261,6 +271,7 @@ fn scoped(snapshot: &Snapshot, scope: &Scope) -> PolarsResult<Scoped> {
             episodes,
             authorisations,
             adverse_events,
+            keys: None,
         });
     }
     let mut cohorts = snapshot.scan("cohorts")?;
@@ -286,8 +297,9 @@ fn scoped(snapshot: &Snapshot, scope: &Scope) -> PolarsResult<Scoped> {
         .clone();
     Ok(Scoped {
         authorisations: authorisations.filter(col("episode_key").is_in(lit(keys.clone()), false)),
-        adverse_events: adverse_events.filter(col("episode_key").is_in(lit(keys), false)),
+        adverse_events: adverse_events.filter(col("episode_key").is_in(lit(keys.clone()), false)),
         episodes,
+        keys: Some(keys),
     })
 }
 
@@ -297,10 +309,19 @@ fn compute(name: &str, snapshot: &Snapshot, period: &Period, scope: &Scope) -> P
         episodes,
         authorisations,
         adverse_events,
+        keys: scope_keys,
     } = scoped(snapshot, scope)?;
     match name {
         "activity" => indicators::activity(episodes, snapshot.scan("centres")?, period).collect(),
         "access_routes" => indicators::access_routes(episodes, period)?.collect(),
+        "requests" => {
+            let events = snapshot.scan("authorisation_events")?;
+            let events = match &scope_keys {
+                Some(keys) => events.filter(col("episode_key").is_in(lit(keys.clone()), false)),
+                None => events,
+            };
+            indicators::requests(events, episodes, period)?.collect()
+        }
         "timeliness" => indicators::timeliness(episodes, period)?.collect(),
         "discontinuations" => indicators::discontinuations(episodes, period).collect(),
         "expiring_authorisations" => indicators::expiring_authorisations(authorisations, period)?.collect(),

@@ -34,6 +34,7 @@ pub const TABLES: &[&str] = &[
     "frameworks",
     "episodes",
     "authorisations",
+    "authorisation_events",
     "follow_ups",
     "adverse_events",
 ];
@@ -476,6 +477,60 @@ pub async fn extract(store: &Store, as_of: DateTime<Utc>, dir: &Path) -> Result<
         })
         .await?;
     rows.insert("authorisations".to_owned(), authorisations.finish()?);
+
+    // Every step of every authorisation as known at the cutoff: requests, grants, renewals and
+    // refusals are counted from these, since the current version keeps only the last decision.
+    let mut events = TableWriter::new(
+        dir,
+        "authorisation_events",
+        schema(&[
+            ("episode_key", DataType::String),
+            ("pathway", DataType::String),
+            ("version", DataType::Int64),
+            ("status", DataType::String),
+            ("submitted_date", DataType::Date),
+            ("decision_date", DataType::Date),
+        ]),
+    );
+    store
+        .scan_history_as_of::<Authorisation>(as_of, BATCH, |batch: Vec<Versioned<Authorisation>>| -> SinkResult {
+            let kept: Vec<&Versioned<Authorisation>> = batch
+                .iter()
+                .filter(|v| !excluded.contains(v.record.patient_id.as_str()))
+                .collect();
+            let df = DataFrame::new_infer_height(vec![
+                str_col(
+                    "episode_key",
+                    kept.iter()
+                        .map(|v| Some(keyer.key(v.record.episode_id.as_str())))
+                        .collect(),
+                ),
+                str_col(
+                    "pathway",
+                    kept.iter().map(|v| Some(v.record.pathway.code().to_owned())).collect(),
+                ),
+                Column::from(Series::new(
+                    "version".into(),
+                    kept.iter().map(|v| v.meta.version).collect::<Vec<_>>(),
+                )),
+                str_col(
+                    "status",
+                    kept.iter().map(|v| Some(v.record.status.code().to_owned())).collect(),
+                ),
+                date_col(
+                    "submitted_date",
+                    kept.iter().map(|v| days(Some(v.record.submitted_date))).collect(),
+                )?,
+                date_col(
+                    "decision_date",
+                    kept.iter().map(|v| days(v.record.decision_date)).collect(),
+                )?,
+            ])?;
+            events.write(df)?;
+            Ok(())
+        })
+        .await?;
+    rows.insert("authorisation_events".to_owned(), events.finish()?);
 
     let mut follow_ups = TableWriter::new(
         dir,

@@ -110,6 +110,22 @@ async fn a_report_matches_sql_is_reproducible_and_never_publishes_small_counts(b
         "the seeded registry has activity in the period"
     );
 
+    // Requests submitted in the period, from the authorisations' history.
+    let requests = csv(&dir.path().join("raw/tables/requests.csv"));
+    let submitted: i64 = requests[1..]
+        .iter()
+        .filter(|r| r[2] == "submitted")
+        .map(|r| r[3].parse::<i64>().expect("number"))
+        .sum();
+    let sql_submitted = text_rows(
+        &url,
+        "SELECT CAST(COUNT(*) AS TEXT) FROM authorisation_versions a JOIN patient_versions p \
+         ON p.id = a.patient_id AND p.superseded_at IS NULL WHERE a.version = 1 AND NOT p.objects_to_reuse \
+         AND a.submitted_date >= '2026-07-01' AND a.submitted_date <= '2026-09-30'",
+    )
+    .await;
+    assert_eq!(submitted.to_string(), sql_submitted[0]);
+
     // Patients who objected to reuse are not in the snapshot.
     let kept = text_rows(
         &url,
@@ -149,6 +165,7 @@ async fn a_report_matches_sql_is_reproducible_and_never_publishes_small_counts(b
             "treated_patients",
             "episodes_followed",
             "overdue",
+            "requests",
         ]
         .iter()
         .filter_map(|c| rows[0].iter().position(|h| h == c))

@@ -512,6 +512,37 @@ impl Store {
         }
     }
 
+    /// Reads every version of kind `T` recorded at or before `as_of` (the whole history as it
+    /// was known then), `batch` versions at a time in (id, version) order.
+    pub async fn scan_history_as_of<T: Stored>(
+        &self,
+        as_of: DateTime<Utc>,
+        batch: u32,
+        mut sink: impl FnMut(Vec<Versioned<T>>) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Result<u64> {
+        let limit = i64::from(batch.max(1));
+        let mut after: Option<(String, i64)> = None;
+        let mut total = 0u64;
+        loop {
+            let cursor = after.as_ref().map(|(id, v)| (id.as_str(), *v));
+            let rows = match &self.backend {
+                Backend::Sqlite { readers: p, .. } => {
+                    backend_sqlite::shared::history_as_of::<T>(p, as_of, cursor, limit).await?
+                }
+                Backend::Postgres(p) => backend_pg::shared::history_as_of::<T>(p, as_of, cursor, limit).await?,
+            };
+            let n = rows.len();
+            total += n as u64;
+            after = rows.last().map(|v| (v.meta.id.clone(), v.meta.version));
+            if n > 0 {
+                sink(rows).map_err(StoreError::Sink)?;
+            }
+            if (n as i64) < limit {
+                return Ok(total);
+            }
+        }
+    }
+
     /// Current versions of the follow-ups or adverse events of one episode.
     pub async fn list_by_episode<T: Stored>(
         &self,

@@ -765,6 +765,31 @@ pub async fn versions_as_of<T: Stored>(
     Ok(rows.into_iter().map(from_row).collect())
 }
 
+/// Every version recorded at or before `as_of`, current or not, in (id, version) order,
+/// `limit` at a time after the version `after`.
+pub async fn history_as_of<T: Stored>(
+    pool: &Pool,
+    as_of: DateTime<Utc>,
+    after: Option<(&str, i64)>,
+    limit: i64,
+) -> Result<Vec<Versioned<T>>> {
+    let table = kinds::table(T::KIND);
+    let mut q = QueryBuilder::<Db>::new(format!("SELECT {META_COLUMNS} FROM {table} WHERE recorded_at <= "));
+    q.push_bind(as_of);
+    if let Some((id, version)) = after {
+        q.push(" AND (id > ")
+            .push_bind(id.to_owned())
+            .push(" OR (id = ")
+            .push_bind(id.to_owned())
+            .push(" AND version > ")
+            .push_bind(version)
+            .push("))");
+    }
+    q.push(" ORDER BY id, version LIMIT ").push_bind(limit);
+    let rows: Vec<MetaRow<T>> = q.build_query_as().fetch_all(pool).await?;
+    Ok(rows.into_iter().map(from_row).collect())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Reference data
 
