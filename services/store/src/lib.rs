@@ -486,30 +486,9 @@ impl Store {
         &self,
         as_of: DateTime<Utc>,
         batch: u32,
-        mut sink: impl FnMut(Vec<Versioned<T>>) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>,
+        sink: impl FnMut(Vec<Versioned<T>>) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>,
     ) -> Result<u64> {
-        let limit = i64::from(batch.max(1));
-        let mut after: Option<String> = None;
-        let mut total = 0u64;
-        loop {
-            let rows = match &self.backend {
-                Backend::Sqlite { readers: p, .. } => {
-                    backend_sqlite::shared::versions_as_of::<T>(p, as_of, after.as_deref(), limit).await?
-                }
-                Backend::Postgres(p) => {
-                    backend_pg::shared::versions_as_of::<T>(p, as_of, after.as_deref(), limit).await?
-                }
-            };
-            let n = rows.len();
-            total += n as u64;
-            after = rows.last().map(|v| v.meta.id.clone());
-            if n > 0 {
-                sink(rows).map_err(StoreError::Sink)?;
-            }
-            if (n as i64) < limit {
-                return Ok(total);
-            }
-        }
+        self.scan(as_of, true, batch, sink).await
     }
 
     /// Reads every version of kind `T` recorded at or before `as_of` (the whole history as it
@@ -517,6 +496,16 @@ impl Store {
     pub async fn scan_history_as_of<T: Stored>(
         &self,
         as_of: DateTime<Utc>,
+        batch: u32,
+        sink: impl FnMut(Vec<Versioned<T>>) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Result<u64> {
+        self.scan(as_of, false, batch, sink).await
+    }
+
+    async fn scan<T: Stored>(
+        &self,
+        as_of: DateTime<Utc>,
+        current_only: bool,
         batch: u32,
         mut sink: impl FnMut(Vec<Versioned<T>>) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>,
     ) -> Result<u64> {
@@ -527,9 +516,11 @@ impl Store {
             let cursor = after.as_ref().map(|(id, v)| (id.as_str(), *v));
             let rows = match &self.backend {
                 Backend::Sqlite { readers: p, .. } => {
-                    backend_sqlite::shared::history_as_of::<T>(p, as_of, cursor, limit).await?
+                    backend_sqlite::shared::versions_recorded_by::<T>(p, as_of, current_only, cursor, limit).await?
                 }
-                Backend::Postgres(p) => backend_pg::shared::history_as_of::<T>(p, as_of, cursor, limit).await?,
+                Backend::Postgres(p) => {
+                    backend_pg::shared::versions_recorded_by::<T>(p, as_of, current_only, cursor, limit).await?
+                }
             };
             let n = rows.len();
             total += n as u64;

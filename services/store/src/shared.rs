@@ -18,6 +18,7 @@ use observatory_domain::{
 };
 use sqlx::{QueryBuilder, types::Json};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use super::{BEGIN, Db};
 use crate::kinds::{self, Filter, ListQuery, Stored, Val};
@@ -78,7 +79,8 @@ async fn commit_batch(pool: &Pool, batch: &mut Vec<Job>) {
     let mut results: Vec<Option<Result<Written>>> = std::iter::repeat_with(|| None).take(size).collect();
     let mut pending: Vec<usize> = (0..size).collect();
     while !pending.is_empty() {
-        match attempt(pool, batch, &pending).await {
+        let span = tracing::debug_span!("store.commit_batch", size = pending.len());
+        match attempt(pool, batch, &pending).instrument(span).await {
             Attempt::Committed(outcomes) => {
                 for (&i, outcome) in pending.iter().zip(outcomes) {
                     results[i] = Some(outcome);
@@ -115,9 +117,6 @@ enum Attempt {
 }
 
 async fn attempt(pool: &Pool, batch: &[Job], pending: &[usize]) -> Attempt {
-    let span = tracing::debug_span!("store.commit_batch", size = pending.len());
-    let _enter = span.enter();
-    drop(_enter);
     let mut tx = match pool.begin_with(BEGIN).await {
         Ok(tx) => tx,
         Err(e) => return Attempt::Failed(std::sync::Arc::new(e)),
@@ -743,39 +742,24 @@ pub async fn list<T: Stored>(pool: &Pool, lq: ListQuery) -> Result<Page<Versione
     Ok(Page { items, next_page_token })
 }
 
-/// The versions current at `as_of` (recorded at or before it, not superseded by then), in id
-/// order, `limit` at a time after the id `after`.
-pub async fn versions_as_of<T: Stored>(
+/// Versions recorded at or before `as_of` in (id, version) order, `limit` at a time after the
+/// version `after`: only those still current at `as_of` (not superseded by then) when
+/// `current_only`, every one otherwise.
+pub async fn versions_recorded_by<T: Stored>(
     pool: &Pool,
     as_of: DateTime<Utc>,
-    after: Option<&str>,
-    limit: i64,
-) -> Result<Vec<Versioned<T>>> {
-    let table = kinds::table(T::KIND);
-    let mut q = QueryBuilder::<Db>::new(format!("SELECT {META_COLUMNS} FROM {table} WHERE recorded_at <= "));
-    q.push_bind(as_of)
-        .push(" AND (superseded_at IS NULL OR superseded_at > ")
-        .push_bind(as_of)
-        .push(")");
-    if let Some(after) = after {
-        q.push(" AND id > ").push_bind(after.to_owned());
-    }
-    q.push(" ORDER BY id LIMIT ").push_bind(limit);
-    let rows: Vec<MetaRow<T>> = q.build_query_as().fetch_all(pool).await?;
-    Ok(rows.into_iter().map(from_row).collect())
-}
-
-/// Every version recorded at or before `as_of`, current or not, in (id, version) order,
-/// `limit` at a time after the version `after`.
-pub async fn history_as_of<T: Stored>(
-    pool: &Pool,
-    as_of: DateTime<Utc>,
+    current_only: bool,
     after: Option<(&str, i64)>,
     limit: i64,
 ) -> Result<Vec<Versioned<T>>> {
     let table = kinds::table(T::KIND);
     let mut q = QueryBuilder::<Db>::new(format!("SELECT {META_COLUMNS} FROM {table} WHERE recorded_at <= "));
     q.push_bind(as_of);
+    if current_only {
+        q.push(" AND (superseded_at IS NULL OR superseded_at > ")
+            .push_bind(as_of)
+            .push(")");
+    }
     if let Some((id, version)) = after {
         q.push(" AND (id > ")
             .push_bind(id.to_owned())
