@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "observatory/v1/common.proto",
         "observatory/v1/reference.proto",
         "observatory/v1/registry.proto",
+        "observatory/v1/reports.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={file}");

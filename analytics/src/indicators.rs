@@ -135,13 +135,18 @@ pub const DISCONTINUATION_DIMENSIONS: &[&str] = &["pathway", "drug_atc", "outcom
 /// follow-up, deceased) by pathway, drug, how they ended and the stop reason.
 pub fn discontinuations(episodes: LazyFrame, period: &Period) -> LazyFrame {
     episodes
-        .filter(within(day("end_date"), period).and(col("status").is_in(
-            lit(Series::new(
-                "ended".into(),
-                ["STOPPED", "SWITCHED", "TRANSFERRED", "LOST_TO_FOLLOW_UP", "DECEASED"],
-            )),
-            false,
-        )))
+        .filter(
+            within(day("end_date"), period).and(
+                col("status").is_in(
+                    lit(Series::new(
+                        "ended".into(),
+                        ["STOPPED", "SWITCHED", "TRANSFERRED", "LOST_TO_FOLLOW_UP", "DECEASED"],
+                    ))
+                    .implode(false),
+                    false,
+                ),
+            ),
+        )
         .select([
             col("pathway"),
             col("drug_atc"),
@@ -167,7 +172,8 @@ pub fn expiring_authorisations(authorisations: LazyFrame, period: &Period) -> Po
             lit(Series::new(
                 "in_force".into(),
                 ["GRANTED", "RENEWAL_SUBMITTED", "RENEWED"],
-            )),
+            ))
+            .implode(false),
             false,
         )
         .and(valid_to.clone().gt(lit(end)));
@@ -287,7 +293,7 @@ pub fn treatment_durations(episodes: LazyFrame, cohorts: LazyFrame, period: &Per
     let discontinued = ended_by_then
         .clone()
         .and(col("status").is_in(
-            lit(Series::new("events".into(), ["STOPPED", "SWITCHED", "DECEASED"])),
+            lit(Series::new("events".into(), ["STOPPED", "SWITCHED", "DECEASED"])).implode(false),
             false,
         ))
         .and(col("stop_reason").fill_null(lit("")).neq(lit("COMMON_LAW")));
@@ -677,7 +683,7 @@ pub fn requests(authorisation_events: LazyFrame, episodes: LazyFrame, period: &P
         .filter(
             col("status")
                 .is_in(
-                    lit(Series::new("decided".into(), ["GRANTED", "RENEWED", "REFUSED"])),
+                    lit(Series::new("decided".into(), ["GRANTED", "RENEWED", "REFUSED"])).implode(false),
                     false,
                 )
                 .and(within(day("decision_date"), period)),

@@ -9,6 +9,7 @@ pub mod html;
 pub mod indicators;
 pub mod period;
 pub mod report;
+pub mod runs;
 pub mod snapshot;
 pub mod stats;
 pub mod suppress;

@@ -287,7 +287,7 @@ fn scoped(snapshot: &Snapshot, scope: &Scope) -> PolarsResult<Scoped> {
         .column("cohort_id")?
         .as_materialized_series()
         .clone();
-    let episodes = episodes.filter(col("cohort_id").is_in(lit(ids), false));
+    let episodes = episodes.filter(col("cohort_id").is_in(lit(ids).implode(false), false));
     let keys = episodes
         .clone()
         .select([col("episode_key")])
@@ -296,8 +296,8 @@ fn scoped(snapshot: &Snapshot, scope: &Scope) -> PolarsResult<Scoped> {
         .as_materialized_series()
         .clone();
     Ok(Scoped {
-        authorisations: authorisations.filter(col("episode_key").is_in(lit(keys.clone()), false)),
-        adverse_events: adverse_events.filter(col("episode_key").is_in(lit(keys.clone()), false)),
+        authorisations: authorisations.filter(col("episode_key").is_in(lit(keys.clone()).implode(false), false)),
+        adverse_events: adverse_events.filter(col("episode_key").is_in(lit(keys.clone()).implode(false), false)),
         episodes,
         keys: Some(keys),
     })
@@ -317,7 +317,7 @@ fn compute(name: &str, snapshot: &Snapshot, period: &Period, scope: &Scope) -> P
         "requests" => {
             let events = snapshot.scan("authorisation_events")?;
             let events = match &scope_keys {
-                Some(keys) => events.filter(col("episode_key").is_in(lit(keys.clone()), false)),
+                Some(keys) => events.filter(col("episode_key").is_in(lit(keys.clone()).implode(false), false)),
                 None => events,
             };
             indicators::requests(events, episodes, period)?.collect()

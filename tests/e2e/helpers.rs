@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use observatory_proto::v1::{
     self as pb, reference_service_client::ReferenceServiceClient, registry_service_client::RegistryServiceClient,
+    report_service_client::ReportServiceClient,
 };
 use observatory_server::{Application, Config};
 use observatory_store::{Store, StoreOptions};
@@ -21,7 +22,9 @@ pub enum Backend {
 pub struct TestApp {
     pub registry: RegistryServiceClient<Channel>,
     pub reference: ReferenceServiceClient<Channel>,
+    pub reports: ReportServiceClient<Channel>,
     pub channel: Channel,
+    pub database_url: String,
     /// A second handle on the same database, to look at what was stored.
     pub store: Store,
     pub dir: tempfile::TempDir,
@@ -61,14 +64,25 @@ pub async fn text_rows(url: &str, sql: &'static str) -> Vec<String> {
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
     let (database_url, dir) = fresh_database(backend).await;
-    let env = HashMap::from([
+    start_app(database_url, dir, &[]).await
+}
+
+/// Starts a server over an existing database, with its key and reports in `dir`, and `extra`
+/// configuration variables.
+pub async fn start_app(database_url: String, dir: tempfile::TempDir, extra: &[(&str, &str)]) -> TestApp {
+    let mut env = HashMap::from([
         ("OBSERVATORY_DATABASE_URL".to_string(), database_url.clone()),
         ("OBSERVATORY_LISTEN".to_string(), "127.0.0.1:0".to_string()),
         (
             "OBSERVATORY_PSEUDONYM_KEY_FILE".to_string(),
             dir.path().join("observatory.key").display().to_string(),
         ),
+        (
+            "OBSERVATORY_REPORTS_DIR".to_string(),
+            dir.path().join("reports").display().to_string(),
+        ),
     ]);
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let config = Config::load(None, &env).expect("config");
     let app = Application::build(&config).await.expect("application starts");
     let addr = app.local_addr();
@@ -87,7 +101,9 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     TestApp {
         registry: RegistryServiceClient::new(channel.clone()),
         reference: ReferenceServiceClient::new(channel.clone()),
+        reports: ReportServiceClient::new(channel.clone()),
         channel,
+        database_url,
         store,
 
         dir,
@@ -112,8 +128,9 @@ impl TestApp {
             .expect("count rows")
     }
 
-    /// Stops the server gracefully and waits for it.
-    pub async fn stop(mut self) {
+    /// Stops the server gracefully and waits for it; gives back the database and directory,
+    /// to start again on them.
+    pub async fn stop(mut self) -> (String, tempfile::TempDir) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -121,6 +138,8 @@ impl TestApp {
             server.await.expect("server task").expect("server ran cleanly");
         }
         self.store.close().await;
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        (std::mem::take(&mut self.database_url), dir)
     }
 
     /// Declares a centre, a prescriber there, and returns (FINESS, RPPS).

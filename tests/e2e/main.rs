@@ -4,6 +4,7 @@
 mod helpers;
 mod registry;
 mod report;
+mod reports_api;
 mod seed;
 
 /// Runs a scenario `async fn name(backend)` once per backend, as `name::sqlite` and

@@ -278,7 +278,7 @@ pub fn measures(v: &mut Violations, raw: &[pb::Measure]) -> Vec<m::Measure> {
 // ---------------------------------------------------------------------------------------------
 // Out
 
-fn ts(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+pub fn ts(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: t.timestamp(),
         nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),

@@ -2,12 +2,14 @@
 //! (INVALID_ARGUMENT with field paths on failure), calls the store, and converts back.
 //!
 //! Architecture invariant: prost types appear only here and in `observatory-proto`; handlers
-//! hold no business rule, which live in `observatory-domain`.
+//! hold no business rule, which live in `observatory-domain` (registry rules) and
+//! `observatory-analytics` (reports and their runs).
 
 pub mod convert;
 pub mod error;
 mod reference;
 mod registry;
+mod reports;
 
 use std::sync::Arc;
 
@@ -17,6 +19,7 @@ use tonic::Request;
 
 pub use reference::ReferenceApi;
 pub use registry::RegistryApi;
+pub use reports::ReportApi;
 
 /// What every service shares.
 #[derive(Clone)]

@@ -18,6 +18,24 @@ pub enum LogFormat {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportSchedule {
+    Off,
+    Monthly,
+    Quarterly,
+}
+
+impl ReportSchedule {
+    pub fn schedule(self) -> Option<observatory_analytics::runs::Schedule> {
+        match self {
+            ReportSchedule::Off => None,
+            ReportSchedule::Monthly => Some(observatory_analytics::runs::Schedule::Monthly),
+            ReportSchedule::Quarterly => Some(observatory_analytics::runs::Schedule::Quarterly),
+        }
+    }
+}
+
 /// Settings of the observatory. The pseudonymisation key itself is never part of a file read
 /// here; only the path of the file that holds it.
 #[derive(Clone, Deserialize)]
@@ -34,6 +52,15 @@ pub struct Config {
     pub max_connections: u32,
     /// Log format: text or json.
     pub log_format: LogFormat,
+    /// Directory under which report runs started by `serve` write their outputs (one
+    /// sub-directory per run, named by its id).
+    pub reports_dir: PathBuf,
+    /// Periodic reports run by `serve`: off, monthly or quarterly.
+    pub report_schedule: ReportSchedule,
+    /// Suppression threshold of scheduled reports.
+    pub report_threshold: u32,
+    /// Scheduled reports write French CSV (';' separator and byte-order mark).
+    pub report_french_csv: bool,
     /// Hex key given directly (environment only, `OBSERVATORY_PSEUDONYM_KEY`): wins over the file.
     #[serde(skip)]
     pub pseudonym_key_hex: Option<String>,
@@ -47,6 +74,10 @@ impl std::fmt::Debug for Config {
             .field("pseudonym_key_file", &self.pseudonym_key_file)
             .field("max_connections", &self.max_connections)
             .field("log_format", &self.log_format)
+            .field("reports_dir", &self.reports_dir)
+            .field("report_schedule", &self.report_schedule)
+            .field("report_threshold", &self.report_threshold)
+            .field("report_french_csv", &self.report_french_csv)
             .field(
                 "pseudonym_key_hex",
                 &self.pseudonym_key_hex.as_ref().map(|_| "<redacted>"),
@@ -63,6 +94,10 @@ impl Default for Config {
             pseudonym_key_file: PathBuf::from("observatory.key"),
             max_connections: 8,
             log_format: LogFormat::Text,
+            reports_dir: PathBuf::from("reports"),
+            report_schedule: ReportSchedule::Off,
+            report_threshold: observatory_analytics::suppress::DEFAULT_THRESHOLD,
+            report_french_csv: false,
             pseudonym_key_hex: None,
         }
     }
@@ -105,6 +140,32 @@ impl Config {
                 "json" => LogFormat::Json,
                 _ => bail!("OBSERVATORY_LOG_FORMAT must be text or json"),
             };
+        }
+        if let Some(v) = env.get("OBSERVATORY_REPORTS_DIR") {
+            config.reports_dir = PathBuf::from(v);
+        }
+        if let Some(v) = env.get("OBSERVATORY_REPORT_SCHEDULE") {
+            config.report_schedule = match v.as_str() {
+                "off" => ReportSchedule::Off,
+                "monthly" => ReportSchedule::Monthly,
+                "quarterly" => ReportSchedule::Quarterly,
+                _ => bail!("OBSERVATORY_REPORT_SCHEDULE must be off, monthly or quarterly"),
+            };
+        }
+        if let Some(v) = env.get("OBSERVATORY_REPORT_THRESHOLD") {
+            config.report_threshold = v
+                .parse()
+                .context("OBSERVATORY_REPORT_THRESHOLD must be a number from 1 to 1000")?;
+        }
+        if let Some(v) = env.get("OBSERVATORY_REPORT_FRENCH_CSV") {
+            config.report_french_csv = match v.as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => bail!("OBSERVATORY_REPORT_FRENCH_CSV must be true or false"),
+            };
+        }
+        if !(1..=1000).contains(&config.report_threshold) {
+            bail!("report_threshold must be a number from 1 to 1000");
         }
         Ok(config)
     }
@@ -164,6 +225,13 @@ mod tests {
         assert!(Config::load(Some(&file), &HashMap::new()).is_err());
         let env = HashMap::from([("OBSERVATORY_LOG_FORMAT".to_string(), "xml".to_string())]);
         assert!(Config::load(None, &env).is_err());
+        let env = HashMap::from([("OBSERVATORY_REPORT_SCHEDULE".to_string(), "weekly".to_string())]);
+        assert!(Config::load(None, &env).is_err());
+        let env = HashMap::from([("OBSERVATORY_REPORT_THRESHOLD".to_string(), "0".to_string())]);
+        assert!(Config::load(None, &env).is_err());
+        std::fs::write(&file, "report_schedule = \"quarterly\"\n").unwrap();
+        let c = Config::load(Some(&file), &HashMap::new()).unwrap();
+        assert_eq!(c.report_schedule, ReportSchedule::Quarterly);
     }
 
     #[test]

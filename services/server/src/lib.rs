@@ -8,9 +8,14 @@ pub mod seed;
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
-use observatory_grpc::{ApiState, ReferenceApi, RegistryApi};
+use observatory_analytics::{
+    CsvStyle,
+    runs::{Runner, ScheduleConfig},
+};
+use observatory_grpc::{ApiState, ReferenceApi, RegistryApi, ReportApi};
 use observatory_proto::v1::{
     reference_service_server::ReferenceServiceServer, registry_service_server::RegistryServiceServer,
+    report_service_server::ReportServiceServer,
 };
 use observatory_store::{Store, StoreOptions};
 use tokio::net::TcpListener;
@@ -39,6 +44,8 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
 pub struct Application {
     listener: TcpListener,
     state: ApiState,
+    runner: Runner,
+    schedule: Option<ScheduleConfig>,
     addr: SocketAddr,
 }
 
@@ -52,12 +59,31 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
+        let runner = Runner::new(store.clone(), config.reports_dir.clone());
+        let interrupted = runner.recover().await.context("cannot read the report runs")?;
+        if interrupted > 0 {
+            tracing::warn!(
+                interrupted,
+                "report runs left unfinished by the last stop are recorded as interrupted"
+            );
+        }
+        let schedule = config.report_schedule.schedule().map(|schedule| ScheduleConfig {
+            schedule,
+            threshold: config.report_threshold,
+            csv: if config.report_french_csv {
+                CsvStyle::French
+            } else {
+                CsvStyle::Standard
+            },
+        });
         Ok(Self {
             listener,
             state: ApiState {
                 store,
                 pseudonym_key: Arc::new(key),
             },
+            runner,
+            schedule,
             addr,
         })
     }
@@ -69,7 +95,13 @@ impl Application {
     /// Serves until `shutdown` resolves, then stops accepting, lets calls in flight finish and
     /// closes the database.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Application { listener, state, addr } = self;
+        let Application {
+            listener,
+            state,
+            runner,
+            schedule,
+            addr,
+        } = self;
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter
             .set_serving::<RegistryServiceServer<RegistryApi>>()
@@ -77,6 +109,7 @@ impl Application {
         health_reporter
             .set_serving::<ReferenceServiceServer<ReferenceApi>>()
             .await;
+        health_reporter.set_serving::<ReportServiceServer<ReportApi>>().await;
         // Both reflection versions: grpcurl and recent clients speak v1, older tools v1alpha.
         let reflection = || {
             tonic_reflection::server::Builder::configure()
@@ -93,6 +126,18 @@ impl Application {
         let reference = ReferenceServiceServer::new(ReferenceApi::new(state.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let reports = ReportServiceServer::new(ReportApi::new(runner.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        // Periodic reports: checked at start (catching up missed periods), then hourly.
+        let (stop_schedule, stopped) = tokio::sync::watch::channel(false);
+        if let Some(schedule) = schedule {
+            tracing::info!(schedule = schedule.schedule.code(), reports_dir = %runner.reports_dir().display(), "periodic reports on");
+            let mut stopped = stopped.clone();
+            tokio::spawn(runner.clone().run_schedule(schedule, async move {
+                let _ = stopped.changed().await;
+            }));
+        }
         tracing::info!(%addr, store = ?state.store, "observatory serving gRPC");
         tonic::transport::Server::builder()
             // One span per call, named by its method only: request bodies (which may hold
@@ -103,9 +148,12 @@ impl Application {
             .add_service(reflection_v1alpha)
             .add_service(registry)
             .add_service(reference)
+            .add_service(reports)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
             .await
             .context("gRPC server failed")?;
+        let _ = stop_schedule.send(true);
+        drop(stopped);
         tracing::info!("observatory stopped accepting calls; closing the database");
         state.store.close().await;
         Ok(())

@@ -73,6 +73,9 @@ enum Commands {
     },
 }
 
+/// Principal recorded as the requester of report runs started on the command line.
+const COMMAND_LINE_PRINCIPAL: &str = "command-line";
+
 fn init_logging(format: &LogFormat) {
     let filter = EnvFilter::try_from_env("OBSERVATORY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only on a terminal: files and log collectors get plain text.
@@ -134,7 +137,12 @@ async fn main() -> anyhow::Result<()> {
             filiere,
             cohort,
         } => {
-            use observatory_analytics::{CsvStyle, Period, ReportOptions, report::Scope};
+            use observatory_analytics::{
+                CsvStyle, Period,
+                report::Scope,
+                runs::{RunParameters, RunRequest, Runner},
+            };
+            use observatory_store::report_runs::RunTrigger;
             let filiere = filiere
                 .map(|f| observatory_domain::codes::Filiere::parse(&f).map(String::from))
                 .transpose()
@@ -148,7 +156,12 @@ async fn main() -> anyhow::Result<()> {
                 (None, Some(from), Some(to)) => Period::between(from, to)?,
                 _ => anyhow::bail!("give --period, or --from and --to"),
             };
-            let as_of = as_of.unwrap_or_else(chrono::Utc::now);
+            let now = chrono::Utc::now();
+            let as_of = as_of.unwrap_or(now);
+            anyhow::ensure!(
+                as_of <= now,
+                "--as-of must not be in the future: a report is about what the registry knew at a past instant"
+            );
             if as_of.date_naive() <= period.to {
                 tracing::warn!(%as_of, period = %period, "the period is not over at the cutoff: figures are provisional");
             }
@@ -158,44 +171,55 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 CsvStyle::Standard
             };
-            let options = ReportOptions {
-                period,
-                as_of,
-                out: out.clone(),
-                threshold,
-                csv,
-                scope: Scope { filiere, cohort },
+            let request = RunRequest {
+                parameters: RunParameters {
+                    period_from: period.from,
+                    period_to: period.to,
+                    as_of: Some(as_of),
+                    threshold,
+                    csv,
+                    scope: Scope { filiere, cohort },
+                },
+                trigger: RunTrigger::CommandLine,
+                schedule: None,
+                attempt: 1,
+                requested_by: COMMAND_LINE_PRINCIPAL.to_owned(),
+                request_id: uuid::Uuid::now_v7().to_string(),
+                idempotency_key: None,
             };
             let store = open_store(&config).await?;
+            let runner = Runner::new(store.clone(), config.reports_dir.clone());
             let started = std::time::Instant::now();
             // A progress bar on a terminal; tracing spans say the same to log collectors.
-            let manifest = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            let result = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
                 let bar = indicatif::ProgressBar::new(observatory_analytics::report::stage_count() as u64);
                 bar.set_style(
                     indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg}")
                         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
                 );
                 let shown = bar.clone();
-                let manifest = observatory_analytics::report::run_observed(&store, &options, move |stage| {
-                    use observatory_analytics::report::Stage;
-                    match stage {
-                        Stage::Snapshot => shown.set_message("snapshot of the registry"),
-                        Stage::Table { name, index, .. } => {
-                            shown.set_position(index as u64);
-                            shown.set_message(name.to_owned());
+                let result = runner
+                    .run_now(request, out.clone(), move |stage| {
+                        use observatory_analytics::report::Stage;
+                        match stage {
+                            Stage::Snapshot => shown.set_message("snapshot of the registry"),
+                            Stage::Table { name, index, .. } => {
+                                shown.set_position(index as u64);
+                                shown.set_message(name.to_owned());
+                            }
+                            Stage::Done => shown.finish_with_message("done"),
                         }
-                        Stage::Done => shown.finish_with_message("done"),
-                    }
-                })
-                .await;
+                    })
+                    .await;
                 bar.finish_and_clear();
-                manifest
+                result
             } else {
-                observatory_analytics::report::run(&store, &options).await
+                runner.run_now(request, out.clone(), |_| {}).await
             };
             store.close().await;
-            let manifest = manifest?;
+            let (run_id, manifest) = result?;
             tracing::info!(
+                %run_id,
                 out = %out.display(),
                 snapshot = %manifest.snapshot_hash,
                 tables = manifest.outputs.len(),

@@ -13,6 +13,10 @@ pub(crate) const BEGIN: &str = "BEGIN";
 #[path = "shared.rs"]
 pub(crate) mod shared;
 
+#[allow(clippy::duplicate_mod)]
+#[path = "runs_sql.rs"]
+pub(crate) mod runs_sql;
+
 pub(crate) async fn connect(options: &StoreOptions) -> Result<sqlx::PgPool> {
     Ok(PgPoolOptions::new()
         .max_connections(options.max_connections.max(2))

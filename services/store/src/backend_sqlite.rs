@@ -16,6 +16,10 @@ pub(crate) const BEGIN: &str = "BEGIN IMMEDIATE";
 #[path = "shared.rs"]
 pub(crate) mod shared;
 
+#[allow(clippy::duplicate_mod)]
+#[path = "runs_sql.rs"]
+pub(crate) mod runs_sql;
+
 /// Opens the writer (creating the file and switching it to WAL) then the readers.
 pub(crate) async fn connect(options: &StoreOptions) -> Result<(sqlx::SqlitePool, sqlx::SqlitePool)> {
     let base = SqliteConnectOptions::from_str(&options.url)?

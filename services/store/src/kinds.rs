@@ -253,7 +253,7 @@ pub fn encode_token(last_id: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{TOKEN_PREFIX}{last_id}"))
 }
 
-fn decode_token(token: &str) -> Result<String> {
+pub(crate) fn decode_token(token: &str) -> Result<String> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token)
         .map_err(|_| StoreError::BadPageToken)?;

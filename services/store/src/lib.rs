@@ -11,6 +11,7 @@
 mod backend_pg;
 mod backend_sqlite;
 mod kinds;
+pub mod report_runs;
 
 use std::{fmt, sync::Arc, time::Duration};
 

@@ -6,7 +6,11 @@ use observatory_domain::{
     codes::{Filiere, Finess, RegionCode, luhn_check_digit},
     model::{Centre, CentreType},
 };
-use observatory_store::{Command, Store, StoreError, StoreOptions, WriteContext, testing};
+use observatory_store::{
+    Command, Store, StoreError, StoreOptions, WriteContext,
+    report_runs::{NewReportRun, Recorded, RunOutcome, RunStatus, RunTrigger},
+    testing,
+};
 
 enum Backend {
     Sqlite,
@@ -77,6 +81,7 @@ on_both_backends!(
     concurrent_commands_commit_together_and_fail_alone,
     one_idempotency_key_writes_once_even_when_raced,
     a_command_failing_after_its_first_write_leaves_nothing_and_spares_its_group,
+    report_runs_and_their_outcomes_are_written_once,
 );
 
 /// Runs raw SQL on the database behind `db`, as an operator with a SQL console would.
@@ -311,4 +316,90 @@ fn no_identity_field_exists_in_the_schema() {
         }
     }
     assert!(checked >= 2, "both dialects were read");
+}
+
+fn report_run(key: Option<&str>, fingerprint: &str, schedule: Option<(&str, i64)>) -> NewReportRun {
+    let now = chrono::Utc::now();
+    NewReportRun {
+        id: uuid::Uuid::now_v7().to_string(),
+        requested_at: now,
+        requested_by: "conformance".into(),
+        request_id: "req".into(),
+        trigger: if schedule.is_some() {
+            RunTrigger::Schedule
+        } else {
+            RunTrigger::Request
+        },
+        schedule: schedule.map(|(s, _)| s.to_owned()),
+        attempt: schedule.map_or(1, |(_, a)| a),
+        idempotency_key: key.map(str::to_owned),
+        fingerprint: fingerprint.into(),
+        period_label: "2026-Q3".into(),
+        as_of: now,
+        parameters: serde_json::json!({"period": "2026-Q3"}),
+        out_dir: "/reports/x".into(),
+    }
+}
+
+async fn report_runs_and_their_outcomes_are_written_once(db: Db) {
+    let first = report_run(Some("k"), "a", None);
+    let Recorded::New(recorded) = db.store.record_report_run(&first).await.expect("record") else {
+        panic!("a new run is new");
+    };
+    assert_eq!(recorded.run, first);
+    // The same key: the earlier run with the same parameters, an error with others.
+    match db.store.record_report_run(&report_run(Some("k"), "a", None)).await {
+        Ok(Recorded::Replayed(r)) => assert_eq!(r.run.id, first.id),
+        other => panic!("replay gave {other:?}"),
+    }
+    assert!(matches!(
+        db.store.record_report_run(&report_run(Some("k"), "b", None)).await,
+        Err(StoreError::IdempotencyMismatch { .. })
+    ));
+    // One (schedule, period, attempt) only.
+    db.store
+        .record_report_run(&report_run(None, "a", Some(("monthly", 1))))
+        .await
+        .expect("scheduled");
+    assert!(matches!(
+        db.store
+            .record_report_run(&report_run(None, "a", Some(("monthly", 1))))
+            .await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert_eq!(db.store.unfinished_report_runs().await.expect("unfinished").len(), 2);
+    let outcome = RunOutcome {
+        finished_at: chrono::Utc::now(),
+        status: RunStatus::Failed,
+        manifest: None,
+        error: Some("disk full".into()),
+    };
+    db.store.finish_report_run(&first.id, &outcome).await.expect("finish");
+    assert!(
+        db.store.finish_report_run(&first.id, &outcome).await.is_err(),
+        "a second outcome is refused"
+    );
+    let got = db.store.get_report_run(&first.id).await.expect("get").expect("found");
+    assert_eq!(got.outcome.as_ref().map(|o| o.status), Some(RunStatus::Failed));
+    assert_eq!(
+        db.store
+            .scheduled_report_runs("monthly")
+            .await
+            .expect("scheduled")
+            .len(),
+        1
+    );
+    for sql in [
+        "UPDATE report_runs SET out_dir = '/elsewhere'",
+        "DELETE FROM report_runs",
+        "UPDATE report_run_outcomes SET status = 'succeeded'",
+        "DELETE FROM report_run_outcomes",
+    ] {
+        let outcome = raw(&db, sql).await;
+        assert!(
+            matches!(outcome, Err(_) | Ok(0)),
+            "{sql} changed a report run: {outcome:?}"
+        );
+    }
+    assert_eq!(db.store.get_report_run(&first.id).await.expect("get"), Some(got));
 }

@@ -1,0 +1,607 @@
+//! Report runs: each run of the job is recorded in the registry database when accepted and
+//! again when it ends (append-only), executes one at a time in the background, and reports its
+//! progress while it goes. The periodic schedule of `serve` reports each closed month or
+//! quarter once, catching up the periods missed while the server was down.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use observatory_store::{
+    Page, PageRequest, Store, StoreError,
+    report_runs::{NewReportRun, Recorded, ReportRunRecord, RunOutcome, RunStatus, RunTrigger},
+};
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+use tracing::Instrument;
+
+use crate::{
+    Period,
+    report::{self, CsvStyle, ReportError, ReportManifest, ReportOptions, Scope, Stage},
+};
+
+/// Parameters of a run, as requested: what its idempotency key is bound to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunParameters {
+    pub period_from: NaiveDate,
+    pub period_to: NaiveDate,
+    /// The cutoff as requested; `None` is the instant the run was accepted.
+    pub as_of: Option<DateTime<Utc>>,
+    pub threshold: u32,
+    pub csv: CsvStyle,
+    pub scope: Scope,
+}
+
+impl RunParameters {
+    pub fn period(&self) -> Period {
+        Period {
+            from: self.period_from,
+            to: self.period_to,
+        }
+    }
+
+    fn fingerprint(&self) -> String {
+        hex::encode(sha2::Sha256::digest(serde_json::to_vec(self).unwrap_or_default()))
+    }
+}
+
+/// A run to start.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub parameters: RunParameters,
+    pub trigger: RunTrigger,
+    pub schedule: Option<Schedule>,
+    pub attempt: i64,
+    pub requested_by: String,
+    pub request_id: String,
+    pub idempotency_key: Option<String>,
+}
+
+/// Where a run is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunState {
+    /// Accepted, waiting for the runs before it.
+    Queued,
+    /// Going on: the stage that began last, how many stages began, of how many.
+    Running {
+        stage: String,
+        done: u32,
+        total: u32,
+    },
+    Ended(RunStatus),
+}
+
+/// A recorded run and where it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunView {
+    pub record: ReportRunRecord,
+    pub state: RunState,
+}
+
+impl RunView {
+    /// The run's parameters (as requested).
+    pub fn parameters(&self) -> Result<RunParameters, RunError> {
+        serde_json::from_value(self.record.run.parameters.clone()).map_err(|e| RunError::Corrupt(e.to_string()))
+    }
+
+    /// The manifest of a succeeded run.
+    pub fn manifest(&self) -> Result<Option<ReportManifest>, RunError> {
+        match self.record.outcome.as_ref().and_then(|o| o.manifest.clone()) {
+            Some(m) => serde_json::from_value(m)
+                .map(Some)
+                .map_err(|e| RunError::Corrupt(e.to_string())),
+            None => Ok(None),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    #[error("stored report run could not be read: {0}")]
+    Corrupt(String),
+    #[error("cannot create the reports directory {0}: {1}")]
+    Io(PathBuf, #[source] std::io::Error),
+}
+
+/// Starts, executes and follows report runs. Cheap to clone.
+#[derive(Clone)]
+pub struct Runner {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    reports_dir: PathBuf,
+    /// Runs of this process that have not ended.
+    progress: Mutex<HashMap<String, RunState>>,
+    /// One run at a time: a report takes both cores.
+    slot: tokio::sync::Semaphore,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("reports_dir", &self.inner.reports_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runner {
+    /// Runs write their outputs under `reports_dir/<run id>`.
+    pub fn new(store: Store, reports_dir: PathBuf) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                reports_dir,
+                progress: Mutex::new(HashMap::new()),
+                slot: tokio::sync::Semaphore::new(1),
+            }),
+        }
+    }
+
+    pub fn reports_dir(&self) -> &std::path::Path {
+        &self.inner.reports_dir
+    }
+
+    /// Records an `interrupted` outcome for every run left without one by an earlier process.
+    /// Call once at start, before accepting runs.
+    pub async fn recover(&self) -> Result<usize, RunError> {
+        let mut n = 0;
+        for r in self.inner.store.unfinished_report_runs().await? {
+            if self.state_in_process(&r.run.id).is_some() {
+                continue;
+            }
+            let outcome = RunOutcome {
+                finished_at: Utc::now(),
+                status: RunStatus::Interrupted,
+                manifest: None,
+                error: Some("the observatory stopped before the run ended".to_owned()),
+            };
+            self.inner.store.finish_report_run(&r.run.id, &outcome).await?;
+            tracing::warn!(run_id = %r.run.id, period = %r.run.period_label, "report run interrupted by a stop");
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn state_in_process(&self, id: &str) -> Option<RunState> {
+        self.lock().get(id).cloned()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, RunState>> {
+        // A poisoned map only holds progress figures: keep using it.
+        self.inner.progress.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn new_run(&self, request: &RunRequest, out_dir: PathBuf) -> NewReportRun {
+        let now = Utc::now();
+        let id = uuid::Uuid::now_v7().to_string();
+        let out_dir = if out_dir.as_os_str().is_empty() {
+            self.inner.reports_dir.join(&id)
+        } else {
+            out_dir
+        };
+        NewReportRun {
+            requested_at: now,
+            requested_by: request.requested_by.clone(),
+            request_id: request.request_id.clone(),
+            trigger: request.trigger,
+            schedule: request.schedule.map(|s| s.code().to_owned()),
+            attempt: request.attempt,
+            idempotency_key: request.idempotency_key.clone(),
+            fingerprint: request.parameters.fingerprint(),
+            period_label: request.parameters.period().label(),
+            as_of: request.parameters.as_of.unwrap_or(now),
+            parameters: serde_json::to_value(&request.parameters).unwrap_or_default(),
+            out_dir: out_dir.to_string_lossy().into_owned(),
+            id,
+        }
+    }
+
+    /// Records a run and starts it in the background (after the runs before it). With an
+    /// idempotency key used before for the same parameters, the earlier run, not started again.
+    pub async fn submit(&self, request: RunRequest) -> Result<(RunView, bool), RunError> {
+        std::fs::create_dir_all(&self.inner.reports_dir)
+            .map_err(|e| RunError::Io(self.inner.reports_dir.clone(), e))?;
+        let run = self.new_run(&request, PathBuf::new());
+        match self.inner.store.record_report_run(&run).await? {
+            Recorded::Replayed(record) => Ok((self.view(record), true)),
+            Recorded::New(record) => {
+                self.lock().insert(run.id.clone(), RunState::Queued);
+                let runner = self.clone();
+                tokio::spawn(async move { runner.execute(run, |_| {}).await });
+                Ok((self.view(record), false))
+            }
+        }
+    }
+
+    /// Records a run writing into `out` and executes it now, telling `observe` each stage
+    /// (the command line's progress bar).
+    pub async fn run_now(
+        &self,
+        request: RunRequest,
+        out: PathBuf,
+        observe: impl Fn(Stage<'_>) + Send + Sync + 'static,
+    ) -> Result<(String, ReportManifest), RunError> {
+        let out = std::path::absolute(&out).map_err(|e| RunError::Io(out.clone(), e))?;
+        let run = self.new_run(&request, out);
+        let id = run.id.clone();
+        self.inner.store.record_report_run(&run).await?;
+        self.lock().insert(id.clone(), RunState::Queued);
+        match self.execute(run, observe).await {
+            Ok(manifest) => Ok((id, manifest)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Executes a recorded run, then records its outcome.
+    async fn execute(
+        &self,
+        run: NewReportRun,
+        observe: impl Fn(Stage<'_>) + Send + Sync + 'static,
+    ) -> Result<ReportManifest, RunError> {
+        let span = tracing::info_span!("report.run", run_id = %run.id, period = %run.period_label, trigger = run.trigger.code());
+        let result = async {
+            let _slot = self.inner.slot.acquire().await;
+            let parameters: RunParameters =
+                serde_json::from_value(run.parameters.clone()).map_err(|e| RunError::Corrupt(e.to_string()))?;
+            let options = ReportOptions {
+                period: parameters.period(),
+                as_of: run.as_of,
+                out: PathBuf::from(&run.out_dir),
+                threshold: parameters.threshold,
+                csv: parameters.csv,
+                scope: parameters.scope,
+            };
+            let progress = self.clone();
+            let id = run.id.clone();
+            let total = report::stage_count() as u32;
+            let tell = move |stage: Stage<'_>| {
+                let state = match stage {
+                    Stage::Snapshot => Some(RunState::Running {
+                        stage: "snapshot".to_owned(),
+                        done: 1,
+                        total,
+                    }),
+                    Stage::Table { name, index, .. } => Some(RunState::Running {
+                        stage: name.to_owned(),
+                        done: index as u32 + 1,
+                        total,
+                    }),
+                    Stage::Done => None,
+                };
+                if let Some(state) = state {
+                    progress.lock().insert(id.clone(), state);
+                }
+                observe(stage);
+            };
+            tracing::info!("report run started");
+            let store = self.inner.store.clone();
+            // Its own task: a panic in the job fails the run instead of leaving it running.
+            let job = tokio::spawn(async move { report::run_observed(&store, &options, tell).await });
+            match job.await {
+                Ok(result) => result.map_err(RunError::from),
+                Err(e) => Err(RunError::Corrupt(format!("the report job stopped: {e}"))),
+            }
+        }
+        .instrument(span.clone())
+        .await;
+        let outcome = match &result {
+            Ok(manifest) => RunOutcome {
+                finished_at: Utc::now(),
+                status: RunStatus::Succeeded,
+                manifest: Some(serde_json::to_value(manifest).unwrap_or_default()),
+                error: None,
+            },
+            Err(e) => RunOutcome {
+                finished_at: Utc::now(),
+                status: RunStatus::Failed,
+                manifest: None,
+                error: Some(error_chain(e)),
+            },
+        };
+        let _entered = span.enter();
+        match &result {
+            Ok(m) => tracing::info!(snapshot = %m.snapshot_hash, outputs = m.outputs.len(), "report run succeeded"),
+            Err(e) => tracing::error!(error = %error_chain(e), "report run failed"),
+        }
+        if let Err(e) = self.inner.store.finish_report_run(&run.id, &outcome).await {
+            tracing::error!(error = %e, "cannot record the end of a report run: it will show as interrupted after a restart");
+        }
+        self.lock().remove(&run.id);
+        result
+    }
+
+    fn view(&self, record: ReportRunRecord) -> RunView {
+        let state = match &record.outcome {
+            Some(o) => RunState::Ended(o.status),
+            // Not ended: queued or running here, or running in another process (the command line).
+            None => self.state_in_process(&record.run.id).unwrap_or(RunState::Running {
+                stage: String::new(),
+                done: 0,
+                total: report::stage_count() as u32,
+            }),
+        };
+        RunView { record, state }
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<RunView>, RunError> {
+        Ok(self.inner.store.get_report_run(id).await?.map(|r| self.view(r)))
+    }
+
+    /// Runs, newest first.
+    pub async fn list(&self, page: &PageRequest) -> Result<Page<RunView>, RunError> {
+        let page = self.inner.store.list_report_runs(page).await?;
+        Ok(Page {
+            items: page.items.into_iter().map(|r| self.view(r)).collect(),
+            next_page_token: page.next_page_token,
+        })
+    }
+
+    /// Starts a run for every period of the schedule that is due at `now` (see
+    /// [`due_periods`]); returns the runs started.
+    pub async fn catch_up(&self, config: &ScheduleConfig, now: DateTime<Utc>) -> Result<Vec<RunView>, RunError> {
+        let history = self.inner.store.scheduled_report_runs(config.schedule.code()).await?;
+        let mut attempts = Vec::with_capacity(history.len());
+        for r in &history {
+            let parameters: RunParameters =
+                serde_json::from_value(r.run.parameters.clone()).map_err(|e| RunError::Corrupt(e.to_string()))?;
+            attempts.push(Attempt {
+                period: parameters.period(),
+                attempt: r.run.attempt,
+                status: r.outcome.as_ref().map(|o| o.status),
+            });
+        }
+        let mut started = Vec::new();
+        for (period, attempt) in due_periods(config.schedule, &attempts, now) {
+            let request = RunRequest {
+                parameters: RunParameters {
+                    period_from: period.from,
+                    period_to: period.to,
+                    as_of: None,
+                    threshold: config.threshold,
+                    csv: config.csv,
+                    scope: Scope::default(),
+                },
+                trigger: RunTrigger::Schedule,
+                schedule: Some(config.schedule),
+                attempt,
+                requested_by: SCHEDULE_PRINCIPAL.to_owned(),
+                request_id: uuid::Uuid::now_v7().to_string(),
+                idempotency_key: None,
+            };
+            match self.submit(request).await {
+                Ok((view, _)) => {
+                    tracing::info!(run_id = %view.record.run.id, period = %period.label(), attempt, "scheduled report run started");
+                    started.push(view);
+                }
+                // Another instance recorded the same attempt first.
+                Err(RunError::Store(StoreError::AlreadyExists(_))) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(started)
+    }
+
+    /// Checks the schedule at once, then every [`SCHEDULE_CHECK_INTERVAL`], until `shutdown`.
+    pub async fn run_schedule(self, config: ScheduleConfig, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            if let Err(e) = self.catch_up(&config, Utc::now()).await {
+                tracing::error!(error = %e, "cannot check the report schedule");
+            }
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(SCHEDULE_CHECK_INTERVAL) => {}
+            }
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Principal recorded as the requester of scheduled runs.
+pub const SCHEDULE_PRINCIPAL: &str = "schedule";
+
+/// How often `serve` looks for a closed period to report.
+pub const SCHEDULE_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Failed attempts after which a scheduled period is no longer retried by itself.
+pub const MAX_SCHEDULED_ATTEMPTS: i64 = 3;
+
+/// The periodic reports of `serve`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    Monthly,
+    Quarterly,
+}
+
+impl Schedule {
+    pub fn code(self) -> &'static str {
+        match self {
+            Schedule::Monthly => "monthly",
+            Schedule::Quarterly => "quarterly",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "monthly" => Some(Schedule::Monthly),
+            "quarterly" => Some(Schedule::Quarterly),
+            _ => None,
+        }
+    }
+
+    /// The month or quarter holding `date`.
+    pub fn period_of(self, date: NaiveDate) -> Period {
+        let label = match self {
+            Schedule::Monthly => format!("{}-{:02}", date.year(), date.month()),
+            Schedule::Quarterly => format!("{}-Q{}", date.year(), (date.month() - 1) / 3 + 1),
+        };
+        // Built from a valid date: always parses.
+        Period::parse(&label).unwrap_or(Period { from: date, to: date })
+    }
+
+    /// The period after `period`.
+    pub fn next(self, period: Period) -> Period {
+        self.period_of(period.to.succ_opt().unwrap_or(period.to))
+    }
+}
+
+/// Settings of the periodic reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScheduleConfig {
+    pub schedule: Schedule,
+    pub threshold: u32,
+    pub csv: CsvStyle,
+}
+
+/// One recorded attempt of a scheduled period; `status` is `None` while it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub period: Period,
+    pub attempt: i64,
+    pub status: Option<RunStatus>,
+}
+
+/// The date that has begun everywhere in France, overseas included: the calendar date at
+/// UTC-10 (French Polynesia, the westernmost offset). A period is closed once this date is
+/// after its last day.
+pub fn date_everywhere(now: DateTime<Utc>) -> NaiveDate {
+    (now - chrono::Duration::hours(10)).date_naive()
+}
+
+/// The last period of `schedule` that is closed at `now`.
+pub fn last_closed(schedule: Schedule, now: DateTime<Utc>) -> Period {
+    let current = schedule.period_of(date_everywhere(now));
+    schedule.period_of(current.from.pred_opt().unwrap_or(current.from))
+}
+
+/// The (period, attempt number) to run at `now`: every closed period from the first one the
+/// schedule ever attempted (the last closed period, for a new schedule) that has no succeeded
+/// run, no run going on and fewer than [`MAX_SCHEDULED_ATTEMPTS`] failed attempts. So each
+/// closed period is reported once, and periods missed while the server was down are caught up.
+pub fn due_periods(schedule: Schedule, attempts: &[Attempt], now: DateTime<Utc>) -> Vec<(Period, i64)> {
+    let last = last_closed(schedule, now);
+    let mut by_period: BTreeMap<NaiveDate, Vec<&Attempt>> = BTreeMap::new();
+    for a in attempts {
+        by_period.entry(a.period.from).or_default().push(a);
+    }
+    let mut period = match by_period.keys().next() {
+        Some(first) => {
+            let first = schedule.period_of(*first);
+            if first.from <= last.from { first } else { last }
+        }
+        None => last,
+    };
+    let mut due = Vec::new();
+    while period.from <= last.from {
+        let tried = by_period.get(&period.from).map(Vec::as_slice).unwrap_or(&[]);
+        let done_or_going = tried
+            .iter()
+            .any(|a| matches!(a.status, None | Some(RunStatus::Succeeded)));
+        let attempts = tried.iter().map(|a| a.attempt).max().unwrap_or(0);
+        if !done_or_going {
+            if attempts < MAX_SCHEDULED_ATTEMPTS {
+                due.push((period, attempts + 1));
+            } else {
+                tracing::warn!(period = %period.label(), attempts, "scheduled report failed too often: run it by hand");
+            }
+        }
+        period = schedule.next(period);
+    }
+    due
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn p(label: &str) -> Period {
+        Period::parse(label).unwrap()
+    }
+
+    #[test]
+    fn a_period_closes_once_its_last_day_is_over_everywhere_in_france() {
+        // 1 October 05:00 UTC is still 30 September in French Polynesia.
+        assert_eq!(last_closed(Schedule::Monthly, at("2026-10-01T05:00:00Z")), p("2026-08"));
+        assert_eq!(last_closed(Schedule::Monthly, at("2026-10-01T10:00:00Z")), p("2026-09"));
+        assert_eq!(
+            last_closed(Schedule::Quarterly, at("2026-10-01T10:00:00Z")),
+            p("2026-Q3")
+        );
+        assert_eq!(
+            last_closed(Schedule::Quarterly, at("2027-01-02T00:00:00Z")),
+            p("2026-Q4")
+        );
+        assert_eq!(Schedule::Quarterly.next(p("2026-Q4")), p("2027-Q1"));
+    }
+
+    #[test]
+    fn a_new_schedule_reports_the_last_closed_period_only() {
+        let due = due_periods(Schedule::Monthly, &[], at("2026-11-23T12:00:00Z"));
+        assert_eq!(due, vec![(p("2026-10"), 1)]);
+    }
+
+    #[test]
+    fn each_closed_period_is_reported_once_and_missed_ones_are_caught_up() {
+        let done = |label: &str| Attempt {
+            period: p(label),
+            attempt: 1,
+            status: Some(RunStatus::Succeeded),
+        };
+        // Reported up to July, then the server was down until late November.
+        let attempts = vec![done("2026-06"), done("2026-07")];
+        let due = due_periods(Schedule::Monthly, &attempts, at("2026-11-23T12:00:00Z"));
+        assert_eq!(due, vec![(p("2026-08"), 1), (p("2026-09"), 1), (p("2026-10"), 1)]);
+        // Once they succeeded, nothing is due until December closes.
+        let mut all = attempts;
+        all.extend(["2026-08", "2026-09", "2026-10"].map(done));
+        assert!(due_periods(Schedule::Monthly, &all, at("2026-11-30T12:00:00Z")).is_empty());
+        assert_eq!(
+            due_periods(Schedule::Monthly, &all, at("2026-12-01T12:00:00Z")),
+            vec![(p("2026-11"), 1)]
+        );
+    }
+
+    #[test]
+    fn failed_periods_are_retried_a_bounded_number_of_times_and_running_ones_are_left_alone() {
+        let now = at("2026-11-23T12:00:00Z");
+        let attempt = |label: &str, attempt, status| Attempt {
+            period: p(label),
+            attempt,
+            status,
+        };
+        let attempts = vec![
+            attempt("2026-08", 1, Some(RunStatus::Failed)),
+            attempt("2026-08", 2, Some(RunStatus::Interrupted)),
+            attempt("2026-09", 1, None),
+            attempt("2026-10", 1, Some(RunStatus::Failed)),
+            attempt("2026-10", 2, Some(RunStatus::Failed)),
+            attempt("2026-10", 3, Some(RunStatus::Failed)),
+        ];
+        assert_eq!(due_periods(Schedule::Monthly, &attempts, now), vec![(p("2026-08"), 3)]);
+    }
+}

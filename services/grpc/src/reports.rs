@@ -1,0 +1,340 @@
+//! `observatory.v1.ReportService`: run reports, follow runs, stream published outputs.
+
+use std::path::PathBuf;
+
+use chrono::Utc;
+use observatory_analytics::{
+    CsvStyle, Period,
+    report::Scope,
+    runs::{RunError, RunParameters, RunRequest, RunState, RunView, Runner},
+    suppress::DEFAULT_THRESHOLD,
+};
+use observatory_domain::{CodeError, Violations};
+use observatory_proto::v1::{self as pb, report_service_server::ReportService};
+use observatory_store::report_runs::{RunStatus, RunTrigger};
+use sha2::Digest;
+use tokio::io::AsyncReadExt;
+use tonic::{Request, Response, Status};
+
+use crate::convert::{self as c, all_some};
+use crate::{error, write_context};
+
+/// Largest chunk of a streamed file.
+pub const CHUNK_BYTES: usize = 64 * 1024;
+
+/// Highest suppression threshold a run accepts.
+pub const MAX_THRESHOLD: u32 = 1000;
+
+#[derive(Debug, Clone)]
+pub struct ReportApi {
+    runner: Runner,
+}
+
+impl ReportApi {
+    pub fn new(runner: Runner) -> Self {
+        Self { runner }
+    }
+
+    async fn view(&self, raw_id: &str) -> Result<RunView, Status> {
+        let id = c::id(raw_id).map_err(|e| error::invalid_field("run_id", e.reason, &e.description))?;
+        self.runner
+            .get(id.as_str())
+            .await
+            .map_err(run_error)?
+            .ok_or_else(|| Status::not_found(format!("report run {id} not found")))
+    }
+}
+
+fn run_error(e: RunError) -> Status {
+    match e {
+        RunError::Store(e) => error::store(e),
+        e @ (RunError::Report(_) | RunError::Corrupt(_) | RunError::Io(..)) => {
+            tracing::error!(error = %e, "report run error");
+            Status::internal("internal error; it has been logged")
+        }
+    }
+}
+
+/// The request's parameters, every invalid field named.
+fn parameters(r: &pb::RunReportRequest) -> Result<RunParameters, Status> {
+    let mut v = Violations::new();
+    let period = match (c::opt_str(&r.period), r.range.as_ref()) {
+        (Some(_), Some(range)) if !(range.from.is_empty() && range.to.is_empty()) => {
+            v.push("range", "CONFLICT", "give either period or range, not both");
+            None
+        }
+        (Some(p), _) => v.check(
+            "period",
+            Period::parse(p)
+                .map_err(|e| CodeError::new("BAD_FORMAT", format!("{}: use 2026-Q3, 2026-09 or 2026", e.reason))),
+        ),
+        (None, Some(range)) => {
+            let from = v.check("range.from", c::date(&range.from));
+            let to = v.check("range.to", c::date(&range.to));
+            match (from, to) {
+                (Some(from), Some(to)) if to < from => {
+                    v.push("range.to", "OUT_OF_RANGE", "is before range.from");
+                    None
+                }
+                (Some(from), Some(to)) => Some(Period { from, to }),
+                _ => None,
+            }
+        }
+        (None, None) => {
+            v.push(
+                "period",
+                "REQUIRED",
+                "give a period (2026-Q3, 2026-09, 2026) or a range",
+            );
+            None
+        }
+    };
+    let as_of = match &r.as_of {
+        None => Some(None),
+        Some(t) => match chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(u32::MAX)) {
+            Some(t) if t > Utc::now() => {
+                v.push(
+                    "as_of",
+                    "OUT_OF_RANGE",
+                    "is in the future: a report is about what the registry knew at a past instant",
+                );
+                None
+            }
+            Some(t) => Some(Some(t)),
+            None => {
+                v.push("as_of", "BAD_FORMAT", "is not a valid timestamp");
+                None
+            }
+        },
+    };
+    let filiere = v.check("filiere", c::optional(&r.filiere, c::filiere));
+    let cohort = v.check("cohort_id", c::optional(&r.cohort_id, c::id));
+    let threshold = match r.suppression_threshold {
+        0 => Some(DEFAULT_THRESHOLD),
+        t @ 1..=MAX_THRESHOLD => Some(t),
+        _ => {
+            v.push(
+                "suppression_threshold",
+                "OUT_OF_RANGE",
+                format!("must be between 1 and {MAX_THRESHOLD} (0 for the default {DEFAULT_THRESHOLD})"),
+            );
+            None
+        }
+    };
+    all_some!(v; period, as_of, filiere, cohort, threshold);
+    Ok(RunParameters {
+        period_from: period.from,
+        period_to: period.to,
+        as_of,
+        threshold,
+        csv: if r.french_csv {
+            CsvStyle::French
+        } else {
+            CsvStyle::Standard
+        },
+        scope: Scope {
+            filiere: filiere.map(String::from),
+            cohort: cohort.map(String::from),
+        },
+    })
+}
+
+fn run_out(view: &RunView) -> Result<pb::ReportRun, Status> {
+    let run = &view.record.run;
+    let parameters = view.parameters().map_err(run_error)?;
+    let (status, stage, done, total) = match &view.state {
+        RunState::Queued => (pb::ReportRunStatus::Queued, String::new(), 0, 0),
+        RunState::Running { stage, done, total } => (pb::ReportRunStatus::Running, stage.clone(), *done, *total),
+        RunState::Ended(RunStatus::Succeeded) => (pb::ReportRunStatus::Succeeded, String::new(), 0, 0),
+        RunState::Ended(RunStatus::Failed) => (pb::ReportRunStatus::Failed, String::new(), 0, 0),
+        RunState::Ended(RunStatus::Interrupted) => (pb::ReportRunStatus::Interrupted, String::new(), 0, 0),
+    };
+    let manifest = view.manifest().map_err(run_error)?.map(|m| pb::ReportManifest {
+        snapshot_hash: m.snapshot_hash,
+        code_version: m.code_version,
+        outputs: m
+            .outputs
+            .into_iter()
+            .map(|o| pb::ReportOutput {
+                file: o.file,
+                rows: o.rows,
+                sha256: o.sha256,
+            })
+            .collect(),
+    });
+    let period = parameters.period();
+    Ok(pb::ReportRun {
+        run_id: run.id.clone(),
+        status: status.into(),
+        trigger: match run.trigger {
+            RunTrigger::Request => pb::ReportRunTrigger::Request,
+            RunTrigger::Schedule => pb::ReportRunTrigger::Schedule,
+            RunTrigger::CommandLine => pb::ReportRunTrigger::CommandLine,
+        }
+        .into(),
+        schedule: run.schedule.clone().unwrap_or_default(),
+        attempt: run.attempt,
+        period: run.period_label.clone(),
+        period_from: period.from.to_string(),
+        period_to: period.to.to_string(),
+        as_of: Some(c::ts(run.as_of)),
+        filiere: parameters.scope.filiere.unwrap_or_default(),
+        cohort_id: parameters.scope.cohort.unwrap_or_default(),
+        suppression_threshold: parameters.threshold,
+        french_csv: parameters.csv == CsvStyle::French,
+        requested_at: Some(c::ts(run.requested_at)),
+        requested_by: run.requested_by.clone(),
+        request_id: run.request_id.clone(),
+        stage,
+        stages_done: done,
+        stages_total: total,
+        finished_at: view.record.outcome.as_ref().map(|o| c::ts(o.finished_at)),
+        error: view
+            .record
+            .outcome
+            .as_ref()
+            .and_then(|o| o.error.clone())
+            .unwrap_or_default(),
+        manifest,
+    })
+}
+
+type ChunkStream = tokio_stream::wrappers::ReceiverStream<Result<pb::ReportFileChunk, Status>>;
+
+#[tonic::async_trait]
+impl ReportService for ReportApi {
+    async fn run_report(&self, req: Request<pb::RunReportRequest>) -> Result<Response<pb::ReportRun>, Status> {
+        let r = req.get_ref();
+        let key = match c::opt_str(&r.idempotency_key) {
+            None => None,
+            Some(k) => Some(
+                c::idempotency_key(k).map_err(|e| error::invalid_field("idempotency_key", e.reason, &e.description))?,
+            ),
+        };
+        let parameters = parameters(r)?;
+        let ctx = write_context(&req, key.clone());
+        let request = RunRequest {
+            parameters,
+            trigger: RunTrigger::Request,
+            schedule: None,
+            attempt: 1,
+            requested_by: ctx.actor,
+            request_id: ctx.request_id,
+            idempotency_key: key,
+        };
+        let (view, _replayed) = self.runner.submit(request).await.map_err(run_error)?;
+        Ok(Response::new(run_out(&view)?))
+    }
+
+    async fn get_report_run(&self, req: Request<pb::GetReportRunRequest>) -> Result<Response<pb::ReportRun>, Status> {
+        let view = self.view(&req.get_ref().run_id).await?;
+        Ok(Response::new(run_out(&view)?))
+    }
+
+    async fn list_report_runs(
+        &self,
+        req: Request<pb::ListReportRunsRequest>,
+    ) -> Result<Response<pb::ListReportRunsResponse>, Status> {
+        let mut v = Violations::new();
+        let page = c::page(&mut v, req.get_ref().page.as_ref());
+        if !v.is_empty() {
+            return Err(error::invalid(&v));
+        }
+        let page = self.runner.list(&page).await.map_err(run_error)?;
+        Ok(Response::new(pb::ListReportRunsResponse {
+            runs: page.items.iter().map(run_out).collect::<Result<_, _>>()?,
+            next_page_token: page.next_page_token.unwrap_or_default(),
+        }))
+    }
+
+    type DownloadReportFileStream = ChunkStream;
+
+    async fn download_report_file(
+        &self,
+        req: Request<pb::DownloadReportFileRequest>,
+    ) -> Result<Response<Self::DownloadReportFileStream>, Status> {
+        let r = req.get_ref();
+        let view = self.view(&r.run_id).await?;
+        let Some(manifest) = view.manifest().map_err(run_error)? else {
+            return Err(Status::failed_precondition(format!(
+                "report run {} has not succeeded: it has no outputs",
+                view.record.run.id
+            )));
+        };
+        // Only the published outputs, by their exact names: never the snapshot, never a path
+        // of the caller's choosing.
+        let expected = if r.file == "manifest.json" {
+            let bytes =
+                serde_json::to_vec_pretty(&manifest).map_err(|e| run_error(RunError::Corrupt(e.to_string())))?;
+            hex::encode(sha2::Sha256::digest(bytes))
+        } else {
+            match manifest.outputs.iter().find(|o| o.file == r.file) {
+                Some(o) => o.sha256.clone(),
+                None => {
+                    return Err(error::invalid_field(
+                        "file",
+                        "UNKNOWN_OUTPUT",
+                        "is not an output of this run: give a file listed in its manifest, or manifest.json",
+                    ));
+                }
+            }
+        };
+        let path = PathBuf::from(&view.record.run.out_dir).join(&r.file);
+        let mut file = tokio::fs::File::open(&path).await.map_err(|e| {
+            tracing::error!(path = %path.display(), error = %e, "report output missing");
+            Status::data_loss(format!("output {} of this run is no longer on the server", r.file))
+        })?;
+        let size = file
+            .metadata()
+            .await
+            .map_err(|e| Status::data_loss(format!("output {} cannot be read: {e}", r.file)))?
+            .len();
+        let name = r.file.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut hasher = sha2::Sha256::new();
+            let mut offset = 0u64;
+            let mut first = true;
+            loop {
+                let mut buf = vec![0u8; CHUNK_BYTES];
+                let n = match file.read(&mut buf).await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        let _ = tx
+                            .send(Err(Status::data_loss(format!("output {name} cannot be read: {e}"))))
+                            .await;
+                        return;
+                    }
+                };
+                if n == 0 && !first {
+                    break;
+                }
+                buf.truncate(n);
+                hasher.update(&buf);
+                let chunk = pb::ReportFileChunk {
+                    size_bytes: if first { size } else { 0 },
+                    sha256: if first { expected.clone() } else { String::new() },
+                    offset,
+                    data: buf,
+                };
+                first = false;
+                offset += n as u64;
+                if tx.send(Ok(chunk)).await.is_err() {
+                    return; // the client went away
+                }
+                if n == 0 {
+                    break;
+                }
+            }
+            if hex::encode(hasher.finalize()) != expected {
+                tracing::error!(file = %name, "report output differs from its manifest checksum");
+                let _ = tx
+                    .send(Err(Status::data_loss(format!(
+                        "output {name} changed on disk since the run: its checksum differs from the manifest"
+                    ))))
+                    .await;
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
+}

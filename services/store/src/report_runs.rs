@@ -1,0 +1,158 @@
+//! Report runs: the record of every run of the analytics job and of its outcome. Both are
+//! written once (append-only tables); the store knows nothing of what a report contains, the
+//! parameters and manifest are JSON the analytics crate defines.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{Backend, Page, PageRequest, Result, Store, backend_pg, backend_sqlite};
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunTrigger {
+    /// Asked over gRPC.
+    Request,
+    /// The periodic schedule of `serve`.
+    Schedule,
+    /// `observatory report` on the command line.
+    CommandLine,
+}
+
+impl RunTrigger {
+    pub fn code(self) -> &'static str {
+        match self {
+            RunTrigger::Request => "request",
+            RunTrigger::Schedule => "schedule",
+            RunTrigger::CommandLine => "command_line",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Self> {
+        [RunTrigger::Request, RunTrigger::Schedule, RunTrigger::CommandLine]
+            .into_iter()
+            .find(|t| t.code() == code)
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Succeeded,
+    Failed,
+    /// The process stopped while the run was going on.
+    Interrupted,
+}
+
+impl RunStatus {
+    pub fn code(self) -> &'static str {
+        match self {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Self> {
+        [RunStatus::Succeeded, RunStatus::Failed, RunStatus::Interrupted]
+            .into_iter()
+            .find(|t| t.code() == code)
+    }
+}
+
+/// A run as accepted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewReportRun {
+    /// UUIDv7, also the name of the run's output directory.
+    pub id: String,
+    pub requested_at: DateTime<Utc>,
+    pub requested_by: String,
+    pub request_id: String,
+    pub trigger: RunTrigger,
+    /// `monthly` or `quarterly` for scheduled runs.
+    pub schedule: Option<String>,
+    /// 1, then one more for each retry of a scheduled period.
+    pub attempt: i64,
+    pub idempotency_key: Option<String>,
+    /// SHA-256 of the parameters: what an idempotency key is bound to.
+    pub fingerprint: String,
+    pub period_label: String,
+    pub as_of: DateTime<Utc>,
+    pub parameters: serde_json::Value,
+    pub out_dir: String,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunOutcome {
+    pub finished_at: DateTime<Utc>,
+    pub status: RunStatus,
+    /// The report's manifest, when it succeeded.
+    pub manifest: Option<serde_json::Value>,
+    pub error: Option<String>,
+}
+
+/// A run and, once it has ended, its outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportRunRecord {
+    pub run: NewReportRun,
+    pub outcome: Option<RunOutcome>,
+}
+
+/// What recording a run did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recorded {
+    /// The run is new.
+    New(ReportRunRecord),
+    /// The idempotency key was used before with the same parameters: the earlier run.
+    Replayed(ReportRunRecord),
+}
+
+macro_rules! dispatch {
+    ($store:expr, $f:ident ( $($arg:expr),* )) => {
+        match &$store.backend {
+            Backend::Sqlite { writer, readers } => backend_sqlite::runs_sql::$f(writer, readers $(, $arg)*).await,
+            Backend::Postgres(p) => backend_pg::runs_sql::$f(p, p $(, $arg)*).await,
+        }
+    };
+}
+
+impl Store {
+    /// Records an accepted run. With an idempotency key used before: the earlier run when the
+    /// parameters are the same, [`crate::StoreError::IdempotencyMismatch`] otherwise. A
+    /// scheduled (schedule, period, attempt) recorded twice is
+    /// [`crate::StoreError::AlreadyExists`].
+    pub async fn record_report_run(&self, run: &NewReportRun) -> Result<Recorded> {
+        dispatch!(self, record(run))
+    }
+
+    /// Records how a run ended (once: a second outcome is refused by the database).
+    pub async fn finish_report_run(&self, id: &str, outcome: &RunOutcome) -> Result<()> {
+        dispatch!(self, finish(id, outcome))
+    }
+
+    pub async fn get_report_run(&self, id: &str) -> Result<Option<ReportRunRecord>> {
+        dispatch!(self, get(id))
+    }
+
+    /// Runs, newest first.
+    pub async fn list_report_runs(&self, page: &PageRequest) -> Result<Page<ReportRunRecord>> {
+        let after = match page.token.as_deref() {
+            None | Some("") => None,
+            Some(t) => Some(crate::kinds::decode_token(t)?),
+        };
+        let size = page.size.clamp(1, 500);
+        dispatch!(self, list(after, size))
+    }
+
+    /// Every run of a schedule (`monthly` or `quarterly`), oldest first.
+    pub async fn scheduled_report_runs(&self, schedule: &str) -> Result<Vec<ReportRunRecord>> {
+        dispatch!(self, scheduled(schedule))
+    }
+
+    /// Runs that have no outcome yet.
+    pub async fn unfinished_report_runs(&self) -> Result<Vec<ReportRunRecord>> {
+        dispatch!(self, unfinished())
+    }
+}

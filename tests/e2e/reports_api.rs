@@ -1,0 +1,421 @@
+//! The ReportService over gRPC and the periodic reports of `serve`: runs recorded once,
+//! outputs streamed with their checksums, only published outputs reachable, scheduled periods
+//! reported once and caught up after a stop.
+
+use std::time::Duration;
+
+use chrono::{NaiveDate, Utc};
+use observatory_analytics::{
+    CsvStyle, Period, ReportManifest,
+    report::Scope,
+    runs::{Runner, Schedule, ScheduleConfig, last_closed},
+};
+use observatory_proto::v1 as pb;
+use observatory_server::seed::{SeedOptions, seed};
+use observatory_store::report_runs::{NewReportRun, RunOutcome, RunStatus, RunTrigger};
+use sha2::Digest;
+
+use crate::helpers::{Backend, TestApp, fresh_database, spawn_app, start_app, violated_fields};
+use crate::on_both_backends;
+
+on_both_backends!(
+    reports_run_over_grpc_and_stream_their_published_outputs,
+    scheduled_reports_cover_each_closed_period_once_and_catch_up_after_a_stop,
+);
+
+async fn seed_registry(app: &TestApp, patients: u32) {
+    seed(
+        &app.store,
+        &SeedOptions {
+            patients,
+            seed: 5,
+            until: NaiveDate::from_ymd_opt(2026, 10, 31).expect("date"),
+            concurrency: 16,
+        },
+    )
+    .await
+    .expect("seed");
+}
+
+fn q3(key: &str) -> pb::RunReportRequest {
+    pb::RunReportRequest {
+        period: "2026-Q3".into(),
+        idempotency_key: key.into(),
+        ..Default::default()
+    }
+}
+
+/// Polls a run until it has ended.
+async fn wait_for_end(app: &mut TestApp, run_id: &str) -> pb::ReportRun {
+    for _ in 0..600 {
+        let run = app
+            .reports
+            .get_report_run(pb::GetReportRunRequest {
+                run_id: run_id.to_owned(),
+            })
+            .await
+            .expect("get run")
+            .into_inner();
+        let status = pb::ReportRunStatus::try_from(run.status).expect("known status");
+        if !matches!(status, pb::ReportRunStatus::Queued | pb::ReportRunStatus::Running) {
+            return run;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("report run {run_id} did not end within two minutes");
+}
+
+async fn download(app: &mut TestApp, run_id: &str, file: &str) -> Result<(Vec<u8>, u64, String), tonic::Status> {
+    let mut stream = app
+        .reports
+        .download_report_file(pb::DownloadReportFileRequest {
+            run_id: run_id.to_owned(),
+            file: file.to_owned(),
+        })
+        .await?
+        .into_inner();
+    let (mut bytes, mut size, mut sha) = (Vec::new(), 0, String::new());
+    while let Some(chunk) = stream.message().await? {
+        if chunk.offset == 0 {
+            size = chunk.size_bytes;
+            sha = chunk.sha256.clone();
+        }
+        assert_eq!(chunk.offset, bytes.len() as u64, "chunks arrive in order");
+        assert!(chunk.data.len() <= 64 * 1024);
+        bytes.extend_from_slice(&chunk.data);
+    }
+    Ok((bytes, size, sha))
+}
+
+async fn list_runs(app: &mut TestApp) -> Vec<pb::ReportRun> {
+    app.reports
+        .list_report_runs(pb::ListReportRunsRequest::default())
+        .await
+        .expect("list runs")
+        .into_inner()
+        .runs
+}
+
+async fn reports_run_over_grpc_and_stream_their_published_outputs(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    seed_registry(&app, 150).await;
+
+    // Invalid requests name their field and record nothing.
+    let future = prost_types::Timestamp {
+        seconds: Utc::now().timestamp() + 3600,
+        nanos: 0,
+    };
+    let cases: Vec<(pb::RunReportRequest, &str)> = vec![
+        (pb::RunReportRequest::default(), "period"),
+        (
+            pb::RunReportRequest {
+                period: "2026-Q5".into(),
+                ..Default::default()
+            },
+            "period",
+        ),
+        (
+            pb::RunReportRequest {
+                as_of: Some(future),
+                ..q3("")
+            },
+            "as_of",
+        ),
+        (
+            pb::RunReportRequest {
+                suppression_threshold: 5000,
+                ..q3("")
+            },
+            "suppression_threshold",
+        ),
+        (
+            pb::RunReportRequest {
+                filiere: "NOPE".into(),
+                ..q3("")
+            },
+            "filiere",
+        ),
+        (
+            pb::RunReportRequest {
+                period: String::new(),
+                range: Some(pb::DateRange {
+                    from: "2026-09-30".into(),
+                    to: "2026-07-01".into(),
+                }),
+                ..Default::default()
+            },
+            "range.to",
+        ),
+        (
+            pb::RunReportRequest {
+                range: Some(pb::DateRange {
+                    from: "2026-07-01".into(),
+                    to: "2026-09-30".into(),
+                }),
+                ..q3("")
+            },
+            "range",
+        ),
+    ];
+    for (request, field) in cases {
+        let status = app.reports.run_report(request).await.expect_err("invalid request");
+        assert_eq!(violated_fields(&status), vec![field.to_owned()], "{status:?}");
+    }
+    assert!(list_runs(&mut app).await.is_empty(), "rejected requests recorded a run");
+
+    // A run, replayed with its key, is one run; the key with other parameters is refused.
+    let run = app.reports.run_report(q3("q3-first")).await.expect("run").into_inner();
+    assert_eq!(run.trigger, pb::ReportRunTrigger::Request as i32);
+    assert_eq!(
+        (run.period.as_str(), run.period_from.as_str()),
+        ("2026-Q3", "2026-07-01")
+    );
+    assert_eq!(run.suppression_threshold, 10);
+    let replay = app
+        .reports
+        .run_report(q3("q3-first"))
+        .await
+        .expect("replay")
+        .into_inner();
+    assert_eq!(replay.run_id, run.run_id);
+    let status = app
+        .reports
+        .run_report(pb::RunReportRequest {
+            suppression_threshold: 20,
+            ..q3("q3-first")
+        })
+        .await
+        .expect_err("key reused");
+    assert_eq!(violated_fields(&status), vec!["idempotency_key".to_owned()]);
+
+    let ended = wait_for_end(&mut app, &run.run_id).await;
+    assert_eq!(ended.status, pb::ReportRunStatus::Succeeded as i32, "{}", ended.error);
+    assert!(ended.finished_at.is_some());
+    let manifest = ended.manifest.expect("manifest of a succeeded run");
+    assert_eq!(manifest.snapshot_hash.len(), 64);
+    let listed = list_runs(&mut app).await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].run_id, run.run_id);
+
+    // Every output streams whole, with the manifest's checksum, equal to the file written.
+    let run_dir = app.dir.path().join("reports").join(&run.run_id);
+    for output in &manifest.outputs {
+        let (bytes, size, sha) = download(&mut app, &run.run_id, &output.file).await.expect("download");
+        assert_eq!(sha, output.sha256);
+        assert_eq!(
+            hex::encode(sha2::Sha256::digest(&bytes)),
+            output.sha256,
+            "{}",
+            output.file
+        );
+        assert_eq!(size, bytes.len() as u64);
+        assert_eq!(
+            bytes,
+            std::fs::read(run_dir.join(&output.file)).expect("output on disk")
+        );
+    }
+    assert!(manifest.outputs.iter().any(|o| o.file == "report.html"));
+    let (bytes, ..) = download(&mut app, &run.run_id, "manifest.json")
+        .await
+        .expect("manifest");
+    let json: serde_json::Value = serde_json::from_slice(&bytes).expect("manifest is JSON");
+    assert_eq!(json["snapshot_hash"], manifest.snapshot_hash.as_str());
+    assert_eq!(json["period"], "2026-Q3");
+
+    // Only published outputs: never the patient-level snapshot, never a path.
+    for file in ["snapshot/episodes.parquet", "../observatory.key", "tables", ""] {
+        let status = download(&mut app, &run.run_id, file).await.expect_err(file);
+        assert_eq!(violated_fields(&status), vec!["file".to_owned()], "{file}");
+    }
+    let status = app
+        .reports
+        .get_report_run(pb::GetReportRunRequest {
+            run_id: uuid::Uuid::now_v7().to_string(),
+        })
+        .await
+        .expect_err("unknown run");
+    assert_eq!(status.code(), tonic::Code::NotFound);
+    let status = app
+        .reports
+        .get_report_run(pb::GetReportRunRequest { run_id: "x".into() })
+        .await
+        .expect_err("bad id");
+    assert_eq!(violated_fields(&status), vec!["run_id".to_owned()]);
+
+    // A file altered on disk after the run is refused at the end of its stream.
+    let csv = run_dir.join("tables/activity.csv");
+    let mut altered = std::fs::read(&csv).expect("csv");
+    altered.extend_from_slice(b"forged,row\n");
+    std::fs::write(&csv, altered).expect("alter");
+    let status = download(&mut app, &run.run_id, "tables/activity.csv")
+        .await
+        .expect_err("altered output");
+    assert_eq!(status.code(), tonic::Code::DataLoss, "{status:?}");
+
+    // A second run with other parameters is another run, listed newest first.
+    let french = app
+        .reports
+        .run_report(pb::RunReportRequest {
+            french_csv: true,
+            filiere: "MHEMO".into(),
+            ..q3("q3-french")
+        })
+        .await
+        .expect("second run")
+        .into_inner();
+    let ended = wait_for_end(&mut app, &french.run_id).await;
+    assert_eq!(ended.status, pb::ReportRunStatus::Succeeded as i32, "{}", ended.error);
+    assert_eq!((ended.filiere.as_str(), ended.french_csv), ("MHEMO", true));
+    let (bytes, ..) = download(&mut app, &french.run_id, "tables/activity.csv")
+        .await
+        .expect("download");
+    assert!(bytes.starts_with("\u{feff}".as_bytes()), "French CSV starts with a BOM");
+    let listed: Vec<String> = list_runs(&mut app).await.into_iter().map(|r| r.run_id).collect();
+    assert_eq!(listed, vec![french.run_id.clone(), run.run_id.clone()]);
+    let page = app
+        .reports
+        .list_report_runs(pb::ListReportRunsRequest {
+            page: Some(pb::PageRequest {
+                page_size: 1,
+                page_token: String::new(),
+            }),
+        })
+        .await
+        .expect("page")
+        .into_inner();
+    assert_eq!(page.runs.len(), 1);
+    let rest = app
+        .reports
+        .list_report_runs(pb::ListReportRunsRequest {
+            page: Some(pb::PageRequest {
+                page_size: 1,
+                page_token: page.next_page_token,
+            }),
+        })
+        .await
+        .expect("second page")
+        .into_inner();
+    assert_eq!(rest.runs[0].run_id, run.run_id);
+    assert!(rest.next_page_token.is_empty());
+    app.stop().await;
+}
+
+async fn scheduled_reports_cover_each_closed_period_once_and_catch_up_after_a_stop(backend: Backend) {
+    let (url, dir) = fresh_database(backend).await;
+    let app = start_app(url, dir, &[]).await;
+    seed_registry(&app, 60).await;
+    let now = Utc::now();
+    let last = last_closed(Schedule::Monthly, now);
+    let before = Schedule::Monthly.period_of(last.from.pred_opt().expect("date"));
+    let oldest = Schedule::Monthly.period_of(before.from.pred_opt().expect("date"));
+
+    // History: the schedule reported `oldest`; a run was going on when the server stopped.
+    let record = |period: Period, trigger: RunTrigger, attempt: i64| NewReportRun {
+        id: uuid::Uuid::now_v7().to_string(),
+        requested_at: now,
+        requested_by: "schedule".into(),
+        request_id: uuid::Uuid::now_v7().to_string(),
+        trigger,
+        schedule: (trigger == RunTrigger::Schedule).then(|| "monthly".to_owned()),
+        attempt,
+        idempotency_key: None,
+        fingerprint: "0".repeat(64),
+        period_label: period.label(),
+        as_of: now,
+        parameters: serde_json::json!({
+            "period_from": period.from, "period_to": period.to, "as_of": null, "threshold": 10,
+            "csv": "Standard", "scope": {"filiere": null, "cohort": null}
+        }),
+        out_dir: "/nonexistent".into(),
+    };
+    let done = record(oldest, RunTrigger::Schedule, 1);
+    app.store.record_report_run(&done).await.expect("record");
+    app.store
+        .finish_report_run(
+            &done.id,
+            &RunOutcome {
+                finished_at: now,
+                status: RunStatus::Succeeded,
+                manifest: Some(
+                    serde_json::to_value(ReportManifest {
+                        period: oldest.label(),
+                        period_from: oldest.from,
+                        period_to: oldest.to,
+                        as_of: now,
+                        snapshot_hash: "0".repeat(64),
+                        code_version: "0.1.0".into(),
+                        suppression_threshold: 10,
+                        csv_style: CsvStyle::Standard,
+                        scope: Scope::default(),
+                        suppression: Default::default(),
+                        outputs: Vec::new(),
+                    })
+                    .expect("manifest"),
+                ),
+                error: None,
+            },
+        )
+        .await
+        .expect("finish");
+    let cut_short = record(before, RunTrigger::Request, 1);
+    app.store.record_report_run(&cut_short).await.expect("record");
+    let (url, dir) = app.stop().await;
+
+    // Start with the monthly schedule: the run cut short is interrupted, and the two closed
+    // months after `oldest` are reported, once each.
+    let mut app = start_app(url, dir, &[("OBSERVATORY_REPORT_SCHEDULE", "monthly")]).await;
+    let mut scheduled = Vec::new();
+    for _ in 0..600 {
+        scheduled = list_runs(&mut app)
+            .await
+            .into_iter()
+            .filter(|r| r.trigger == pb::ReportRunTrigger::Schedule as i32 && r.run_id != done.id)
+            .collect();
+        if scheduled.len() == 2
+            && scheduled
+                .iter()
+                .all(|r| r.status == pb::ReportRunStatus::Succeeded as i32)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut periods: Vec<String> = scheduled.iter().map(|r| r.period.clone()).collect();
+    periods.sort();
+    assert_eq!(periods, vec![before.label(), last.label()], "{scheduled:#?}");
+    assert!(
+        scheduled
+            .iter()
+            .all(|r| r.status == pb::ReportRunStatus::Succeeded as i32 && r.schedule == "monthly"),
+        "{scheduled:#?}"
+    );
+    let interrupted = app
+        .reports
+        .get_report_run(pb::GetReportRunRequest {
+            run_id: cut_short.id.clone(),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(interrupted.status, pb::ReportRunStatus::Interrupted as i32);
+    assert!(!interrupted.error.is_empty());
+
+    // Nothing more is due, now or after a restart.
+    let runner = Runner::new(app.store.clone(), app.dir.path().join("reports"));
+    let config = ScheduleConfig {
+        schedule: Schedule::Monthly,
+        threshold: 10,
+        csv: CsvStyle::Standard,
+    };
+    assert!(runner.catch_up(&config, Utc::now()).await.expect("check").is_empty());
+    let (url, dir) = app.stop().await;
+    let mut app = start_app(url, dir, &[("OBSERVATORY_REPORT_SCHEDULE", "monthly")]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let scheduled = list_runs(&mut app)
+        .await
+        .into_iter()
+        .filter(|r| r.trigger == pb::ReportRunTrigger::Schedule as i32)
+        .count();
+    assert_eq!(scheduled, 3, "a restart reported a period again");
+    app.stop().await;
+}
