@@ -13,6 +13,14 @@ pub const DEFINITIONS: &[(&str, &str)] = &[
         "Patients whose first administration falls in the period (new initiations) and patients on treatment at any time during the period (started by its end, not ended before its start), by pathway, drug, ORPHA code, centre and region of the centre. A patient counts once per cell.",
     ),
     (
+        "access_routes",
+        "Patients on treatment during the period by drug, under a derogatory pathway (AAC, AAP, CPC, off-label, direct access, ATU, RTU) or under common law, and the share of each route for the drug.",
+    ),
+    (
+        "requests",
+        "Per-patient authorisations (AAC and nominative ATU), read from their history as known at the cutoff: requests submitted in the period, and grants, renewals and refusals decided in it, by pathway and drug.",
+    ),
+    (
         "timeliness",
         "Days from request to decision (episodes decided in the period) and from decision to first administration (first administrations in the period): number of episodes, median and quartiles (linear interpolation), by pathway and drug.",
     ),
@@ -25,8 +33,20 @@ pub const DEFINITIONS: &[(&str, &str)] = &[
         "Per-patient authorisations in force at the end of the period (granted, renewed, renewal pending) whose validity ends within 30, 60 or 90 days after it; windows are cumulative.",
     ),
     (
+        "expiring_frameworks",
+        "Frameworks (AAP, CPC, cohort ATU...) in force at the end of the period whose validity ends within 30, 60 or 90 days after it (cumulative windows), with the patients on treatment at the end of the period in the cohorts each frames.",
+    ),
+    (
+        "overdue_follow_ups",
+        "Per centre, episodes on treatment at the end of the period in a cohort with a follow-up schedule, and those whose last visit (or first administration, with no visit yet) is older than the schedule plus 30 days of grace.",
+    ),
+    (
         "persistence",
         "Kaplan-Meier probability of still being on treatment 6, 12 and 24 months after the first administration, per cohort, with 95% confidence intervals from Greenwood's variance on the log(-log) scale, numbers still at risk and the median time on treatment. Stops, switches and deaths are events; a stop for transition to common law is not. Transfers, losses to follow-up and ongoing episodes are censored at their end or at the end of the period.",
+    ),
+    (
+        "switches",
+        "Changes of treatment in the period: episodes declared as following an earlier one (dated by their first administration, or their request before it), classified as a change of drug, of pathway, of both, or a transition to common law; and episodes stopped in the period for a transition to common law with no following episode. Patients count once per cell.",
     ),
     (
         "equity_regions",
@@ -42,7 +62,15 @@ pub const DEFINITIONS: &[(&str, &str)] = &[
     ),
     (
         "safety",
-        "Adverse events with onset in the period, all and serious, by drug and MedDRA system organ class; exposure is the time on treatment inside the period, in patient-years; rates per 100 patient-years with exact (Garwood) Poisson 95% confidence intervals.",
+        "Adverse events with onset in the period, all and serious, by drug and MedDRA system organ class; exposure is the time on treatment inside the period, in patient-years; rates per 100 patient-years with exact (Garwood) Poisson 95% confidence intervals. Events with no code count as UNCODED.",
+    ),
+    (
+        "safety_pt",
+        "The safety table by MedDRA preferred term within its system organ class, with the same exposure, rates and intervals.",
+    ),
+    (
+        "completeness",
+        "Data quality per centre, over the episodes on treatment during the period: how many have each key item recorded (patient sex, month of birth and region; ORPHA code; decision date where the pathway needs one; an efficacy assessment at one visit at least; a known outcome for every adverse event, among episodes with one), and the percentage. Late follow-up per centre is the overdue_follow_ups table.",
     ),
 ];
 

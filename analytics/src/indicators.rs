@@ -192,14 +192,34 @@ pub fn expiring_authorisations(authorisations: LazyFrame, period: &Period) -> Po
         .sorted_by(EXPIRING_DIMENSIONS))
 }
 
-/// Dimensions of the safety table.
+/// Dimensions of the safety table by system organ class.
 pub const SAFETY_DIMENSIONS: &[&str] = &["drug_atc", "meddra_soc_code"];
 
+/// Dimensions of the safety table by preferred term (within its system organ class).
+pub const SAFETY_PT_DIMENSIONS: &[&str] = &["drug_atc", "meddra_soc_code", "meddra_pt_code"];
+
+/// The MedDRA level safety is reported at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeddraLevel {
+    SystemOrganClass,
+    PreferredTerm,
+}
+
+impl MeddraLevel {
+    pub fn dimensions(self) -> &'static [&'static str] {
+        match self {
+            MeddraLevel::SystemOrganClass => SAFETY_DIMENSIONS,
+            MeddraLevel::PreferredTerm => SAFETY_PT_DIMENSIONS,
+        }
+    }
+}
+
 /// Safety: adverse events with onset in the period, all and serious, by drug and MedDRA system
-/// organ class, with the drug's exposure in patient-years during the period (time on treatment
-/// inside the period, up to the end of each episode or of the period). Rates and confidence
-/// intervals are added by [`with_poisson_rates`].
-pub fn safety(episodes: LazyFrame, adverse_events: LazyFrame, period: &Period) -> LazyFrame {
+/// organ class (or preferred term), with the drug's exposure in patient-years during the period
+/// (time on treatment inside the period, up to the end of each episode or of the period). Rates
+/// and confidence intervals are added by [`with_poisson_rates`]. Events with no code are
+/// counted under `UNCODED`.
+pub fn safety(episodes: LazyFrame, adverse_events: LazyFrame, period: &Period, level: MeddraLevel) -> LazyFrame {
     let (from, to) = period.epoch_days();
     let first = day("first_administration_date");
     let start = when(first.clone().gt(lit(from)))
@@ -226,8 +246,11 @@ pub fn safety(episodes: LazyFrame, adverse_events: LazyFrame, period: &Period) -
             [col("episode_key")],
             JoinArgs::new(JoinType::Inner),
         )
-        .with_column(col("meddra_soc_code").fill_null(lit("UNCODED")))
-        .group_by([col("drug_atc"), col("meddra_soc_code")])
+        .with_columns([
+            col("meddra_soc_code").fill_null(lit("UNCODED")),
+            col("meddra_pt_code").fill_null(lit("UNCODED")),
+        ])
+        .group_by(keys(level.dimensions()))
         .agg([
             len().cast(DataType::Int64).alias("adverse_events"),
             col("serious")
@@ -243,7 +266,7 @@ pub fn safety(episodes: LazyFrame, adverse_events: LazyFrame, period: &Period) -
             JoinArgs::new(JoinType::Left),
         )
         .with_column(col("patient_years").fill_null(lit(0.0)))
-        .sorted_by(SAFETY_DIMENSIONS)
+        .sorted_by(level.dimensions())
 }
 
 /// Adds, for each count column, its rate per 100 patient-years and exact Poisson 95% confidence
@@ -712,6 +735,279 @@ pub fn requests(authorisation_events: LazyFrame, episodes: LazyFrame, period: &P
         .sorted_by(REQUEST_DIMENSIONS))
 }
 
+/// Episodes on treatment at the end of the period: started by then, not ended by then.
+fn on_treatment_at_end(period: &Period) -> Expr {
+    let (_, to) = period.epoch_days();
+    let first = day("first_administration_date");
+    let end = day("end_date");
+    first
+        .clone()
+        .is_not_null()
+        .and(first.lt_eq(lit(to)))
+        .and(end.clone().is_null().or(end.gt(lit(to))))
+}
+
+/// Dimensions of the framework expiry table.
+pub const EXPIRING_FRAMEWORK_DIMENSIONS: &[&str] = &["window", "pathway", "drug_atc", "framework_id", "valid_to"];
+
+/// Frameworks near the end of their validity: frameworks in force at the end of the period
+/// (granted, renewed, or with a renewal under review) whose validity ends within 30, 60 or 90
+/// days after it (cumulative windows), with the patients on treatment at the end of the period
+/// in the cohorts they frame: the patients whose access must be secured before the date.
+pub fn expiring_frameworks(
+    frameworks: LazyFrame,
+    cohorts: LazyFrame,
+    episodes: LazyFrame,
+    period: &Period,
+) -> PolarsResult<LazyFrame> {
+    let (_, end) = period.epoch_days();
+    let valid_to = day("valid_to");
+    let in_force = col("status")
+        .is_in(
+            lit(Series::new(
+                "in_force".into(),
+                ["GRANTED", "RENEWAL_SUBMITTED", "RENEWED"],
+            ))
+            .implode(false),
+            false,
+        )
+        .and(valid_to.clone().gt(lit(end)));
+    let patients = episodes
+        .filter(on_treatment_at_end(period))
+        .join(
+            cohorts.select([col("cohort_id"), col("framework_id")]),
+            [col("cohort_id")],
+            [col("cohort_id")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .filter(col("framework_id").is_not_null())
+        .group_by([col("framework_id")])
+        .agg([col("patient_key")
+            .n_unique()
+            .cast(DataType::Int64)
+            .alias("patients_on_treatment")]);
+    let windows: Vec<LazyFrame> = [30, 60, 90]
+        .into_iter()
+        .map(|days| {
+            frameworks
+                .clone()
+                .filter(in_force.clone().and(valid_to.clone().lt_eq(lit(end + days))))
+                .select([
+                    lit(format!("<={days}d")).alias("window"),
+                    col("pathway"),
+                    col("drug_atc"),
+                    col("framework_id"),
+                    col("valid_to"),
+                ])
+        })
+        .collect();
+    Ok(concat(windows, UnionArgs::default())?
+        .join(
+            patients,
+            [col("framework_id")],
+            [col("framework_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_column(col("patients_on_treatment").fill_null(lit(0i64)))
+        .sorted_by(EXPIRING_FRAMEWORK_DIMENSIONS))
+}
+
+/// Dimensions of the switches table.
+pub const SWITCH_DIMENSIONS: &[&str] = &["change", "from_pathway", "from_drug_atc", "to_pathway", "to_drug_atc"];
+
+/// Switches and transitions to common law in the period: an episode declared as following an
+/// earlier one (dated by its first administration, or its request before that), classified as
+/// a change of `drug`, of `pathway`, of `drug_and_pathway`, or a `transition_to_common_law`
+/// when it continues under common law; and episodes stopped in the period for a transition to
+/// common law with no following episode declared (the same drug, now under common law).
+/// Patients are counted once per cell.
+pub fn switches(episodes: LazyFrame, period: &Period) -> PolarsResult<LazyFrame> {
+    let previous = episodes.clone().select([
+        col("episode_key").alias("previous_episode_key"),
+        col("pathway").alias("from_pathway"),
+        col("drug_atc").alias("from_drug_atc"),
+    ]);
+    let followed = episodes
+        .clone()
+        .filter(col("previous_episode_key").is_not_null())
+        .filter(within(
+            day("first_administration_date").fill_null(day("request_date")),
+            period,
+        ))
+        .join(
+            previous,
+            [col("previous_episode_key")],
+            [col("previous_episode_key")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .select([
+            col("patient_key"),
+            col("from_pathway"),
+            col("from_drug_atc"),
+            col("pathway").alias("to_pathway"),
+            col("drug_atc").alias("to_drug_atc"),
+        ]);
+    let successors = episodes
+        .clone()
+        .filter(col("previous_episode_key").is_not_null())
+        .select([
+            col("previous_episode_key").alias("episode_key"),
+            lit(true).alias("has_successor"),
+        ]);
+    let to_common_law = episodes
+        .filter(
+            col("stop_reason")
+                .eq(lit("COMMON_LAW"))
+                .and(within(day("end_date"), period)),
+        )
+        .join(
+            successors,
+            [col("episode_key")],
+            [col("episode_key")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .filter(col("has_successor").is_null())
+        .select([
+            col("patient_key"),
+            col("pathway").alias("from_pathway"),
+            col("drug_atc").alias("from_drug_atc"),
+            lit("COMMON_LAW").alias("to_pathway"),
+            col("drug_atc").alias("to_drug_atc"),
+        ]);
+    let change = when(
+        col("to_pathway")
+            .eq(lit("COMMON_LAW"))
+            .and(col("from_pathway").neq(lit("COMMON_LAW"))),
+    )
+    .then(lit("transition_to_common_law"))
+    .when(
+        col("to_drug_atc")
+            .neq(col("from_drug_atc"))
+            .and(col("to_pathway").neq(col("from_pathway"))),
+    )
+    .then(lit("drug_and_pathway"))
+    .when(col("to_drug_atc").neq(col("from_drug_atc")))
+    .then(lit("drug"))
+    .when(col("to_pathway").neq(col("from_pathway")))
+    .then(lit("pathway"))
+    .otherwise(lit("renewed_episode"));
+    Ok(concat([followed, to_common_law], UnionArgs::default())?
+        .with_column(change.alias("change"))
+        .group_by(keys(SWITCH_DIMENSIONS))
+        .agg([col("patient_key").n_unique().cast(DataType::Int64).alias("patients")])
+        .sorted_by(SWITCH_DIMENSIONS))
+}
+
+/// Dimensions of the data completeness table.
+pub const COMPLETENESS_DIMENSIONS: &[&str] = &["centre_finess", "field"];
+
+/// Data completeness per centre, over the episodes on treatment during the period: how many
+/// have each key item recorded. `patient_sex`, `patient_birth_month`, `patient_region`: the
+/// patient's sex (not UNKNOWN), month of birth and region of residence; `orpha_code`: the
+/// indication's ORPHA code; `decision_date`: the decision date of episodes whose pathway needs
+/// one (AAC, AAP, ATU); `follow_up_efficacy`: an efficacy assessment at one visit at least by
+/// the end of the period; `adverse_event_outcome`: among episodes with an adverse event by the
+/// end of the period, all of them with a known outcome. Late follow-up per centre is the
+/// `overdue_follow_ups` table.
+pub fn completeness(
+    episodes: LazyFrame,
+    patients: LazyFrame,
+    follow_ups: LazyFrame,
+    adverse_events: LazyFrame,
+    period: &Period,
+) -> PolarsResult<LazyFrame> {
+    let (_, to) = period.epoch_days();
+    let assessed = follow_ups
+        .filter(day("visit_date").lt_eq(lit(to)).and(col("efficacy").is_not_null()))
+        .select([col("episode_key"), lit(true).alias("efficacy_assessed")])
+        .unique(None, UniqueKeepStrategy::First);
+    let outcomes = adverse_events
+        .filter(day("onset_date").lt_eq(lit(to)))
+        .group_by([col("episode_key")])
+        .agg([col("outcome")
+            .is_not_null()
+            .and(col("outcome").neq(lit("UNKNOWN")))
+            .all(true)
+            .alias("outcomes_known")]);
+    let needs_decision = col("pathway").is_in(
+        lit(Series::new(
+            "decided".into(),
+            ["AAC", "AAP_PRE", "AAP_POST", "ATU_NOMINATIVE", "ATU_COHORT"],
+        ))
+        .implode(false),
+        false,
+    );
+    let base = episodes
+        .filter(on_treatment(period))
+        .join(
+            patients.select([
+                col("patient_key"),
+                col("sex"),
+                col("birth_year_month"),
+                col("region_code"),
+            ]),
+            [col("patient_key")],
+            [col("patient_key")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .join(
+            assessed,
+            [col("episode_key")],
+            [col("episode_key")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .join(
+            outcomes,
+            [col("episode_key")],
+            [col("episode_key")],
+            JoinArgs::new(JoinType::Left),
+        );
+    // (field, which episodes it applies to, whether it is complete)
+    let items: [(&str, Expr, Expr); 7] = [
+        (
+            "patient_sex",
+            lit(true),
+            col("sex").is_not_null().and(col("sex").neq(lit("UNKNOWN"))),
+        ),
+        ("patient_birth_month", lit(true), col("birth_year_month").is_not_null()),
+        ("patient_region", lit(true), col("region_code").is_not_null()),
+        ("orpha_code", lit(true), col("orpha_code").is_not_null()),
+        ("decision_date", needs_decision, col("decision_date").is_not_null()),
+        (
+            "follow_up_efficacy",
+            lit(true),
+            col("efficacy_assessed").fill_null(lit(false)),
+        ),
+        (
+            "adverse_event_outcome",
+            col("outcomes_known").is_not_null(),
+            col("outcomes_known").fill_null(lit(false)),
+        ),
+    ];
+    let parts: Vec<LazyFrame> = items
+        .into_iter()
+        .map(|(field, applies, complete)| {
+            base.clone().filter(applies).select([
+                col("centre_finess"),
+                lit(field).alias("field"),
+                complete.alias("complete"),
+            ])
+        })
+        .collect();
+    Ok(concat(parts, UnionArgs::default())?
+        .group_by(keys(COMPLETENESS_DIMENSIONS))
+        .agg([
+            len().cast(DataType::Int64).alias("episodes"),
+            col("complete").cast(DataType::Int64).sum().alias("complete"),
+        ])
+        .with_column(
+            (col("complete").cast(DataType::Float64) * lit(100.0) / col("episodes").cast(DataType::Float64))
+                .round(1, RoundMode::HalfToEven)
+                .alias("complete_percent"),
+        )
+        .sorted_by(COMPLETENESS_DIMENSIONS))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -861,12 +1157,24 @@ mod tests {
             Series::new("episode_key".into(), ["e1", "e1", "e2"]).into(),
             dates("onset_date", vec![d("2026-07-10"), d("2026-05-01"), d("2026-09-15")]),
             Series::new("meddra_soc_code".into(), ["10018065", "10018065", "10018065"]).into(),
+            Series::new("meddra_pt_code".into(), [Some("10019211"), None, Some("10019211")]).into(),
             Series::new("serious".into(), [true, false, false]).into(),
         ])
         .unwrap()
         .lazy();
         let q3 = Period::parse("2026-Q3").unwrap();
-        let out = safety(episodes, events, &q3).collect().unwrap();
+        let by_pt = safety(episodes.clone(), events.clone(), &q3, MeddraLevel::PreferredTerm)
+            .collect()
+            .unwrap();
+        // The May event is outside Q3: both Q3 events share one PT.
+        assert_eq!(by_pt.height(), 1);
+        assert_eq!(
+            by_pt.column("meddra_pt_code").unwrap().str().unwrap().get(0),
+            Some("10019211")
+        );
+        let out = safety(episodes, events, &q3, MeddraLevel::SystemOrganClass)
+            .collect()
+            .unwrap();
         assert_eq!(out.height(), 1);
         assert_eq!(out.column("adverse_events").unwrap().i64().unwrap().get(0), Some(2));
         assert_eq!(
@@ -1206,5 +1514,262 @@ mod tests {
         assert_eq!(out.column("median_days").unwrap().f64().unwrap().get(row), Some(15.5));
         assert_eq!(out.column("q1_days").unwrap().f64().unwrap().get(row), Some(13.25));
         assert_eq!(out.column("q3_days").unwrap().f64().unwrap().get(row), Some(17.75));
+    }
+
+    fn rows(out: &DataFrame, columns: &[&str]) -> Vec<Vec<String>> {
+        (0..out.height())
+            .map(|i| {
+                columns
+                    .iter()
+                    .map(|c| out.column(c).unwrap().get(i).unwrap().str_value().to_string())
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn frameworks_near_their_end_come_with_the_patients_they_frame() {
+        // Q3 ends 2026-09-30: F1 ends in 20 days, F2 in 75 days, F3 in 200 days, F4 has ended,
+        // F5 is suspended.
+        let frameworks = DataFrame::new_infer_height(vec![
+            Series::new("framework_id".into(), ["F1", "F2", "F3", "F4", "F5"]).into(),
+            Series::new("pathway".into(), ["AAP_PRE", "CPC", "AAP_POST", "CPC", "AAP_PRE"]).into(),
+            Series::new("drug_atc".into(), ["B02BX07"; 5]).into(),
+            Series::new("status".into(), ["GRANTED", "RENEWED", "GRANTED", "ENDED", "SUSPENDED"]).into(),
+            dates(
+                "valid_to",
+                vec![
+                    d("2026-10-20"),
+                    d("2026-12-14"),
+                    d("2027-04-18"),
+                    d("2026-10-01"),
+                    d("2026-10-10"),
+                ],
+            ),
+        ])
+        .unwrap()
+        .lazy();
+        let cohorts = df!("cohort_id" => ["C1", "C2"], "framework_id" => ["F1", "F2"])
+            .unwrap()
+            .lazy();
+        // Two patients on treatment at the end of Q3 under F1 (one with two episodes), one who
+        // stopped in August; none under F2.
+        let episodes = DataFrame::new_infer_height(vec![
+            Series::new("patient_key".into(), ["p1", "p1", "p2", "p3"]).into(),
+            Series::new("cohort_id".into(), ["C1", "C1", "C1", "C1"]).into(),
+            dates(
+                "first_administration_date",
+                vec![d("2026-01-01"), d("2026-05-01"), d("2026-09-30"), d("2026-02-01")],
+            ),
+            dates("end_date", vec![None, None, None, d("2026-08-01")]),
+        ])
+        .unwrap()
+        .lazy();
+        let out = expiring_frameworks(frameworks, cohorts, episodes, &Period::parse("2026-Q3").unwrap())
+            .unwrap()
+            .collect()
+            .unwrap();
+        assert_eq!(
+            rows(&out, &["window", "framework_id", "patients_on_treatment"]),
+            vec![
+                vec!["<=30d", "F1", "2"],
+                vec!["<=60d", "F1", "2"],
+                vec!["<=90d", "F1", "2"],
+                vec!["<=90d", "F2", "0"],
+            ]
+        );
+    }
+
+    #[test]
+    fn switches_classify_the_change_and_find_transitions_to_common_law() {
+        // p1: AAC drug A -> CPC drug B in Q3 (drug and pathway); p2: AAP drug A -> common law
+        // drug A in Q3; p3: stopped for common law in Q3 with no episode after; p4: a switch in
+        // Q2 (outside); p5: drug change within CPC in Q3.
+        let episodes = DataFrame::new_infer_height(vec![
+            Series::new(
+                "episode_key".into(),
+                ["a1", "a2", "b1", "b2", "c1", "d1", "d2", "e1", "e2"],
+            )
+            .into(),
+            Series::new(
+                "patient_key".into(),
+                ["p1", "p1", "p2", "p2", "p3", "p4", "p4", "p5", "p5"],
+            )
+            .into(),
+            Series::new(
+                "pathway".into(),
+                [
+                    "AAC",
+                    "CPC",
+                    "AAP_POST",
+                    "COMMON_LAW",
+                    "AAP_POST",
+                    "AAC",
+                    "AAC",
+                    "CPC",
+                    "CPC",
+                ],
+            )
+            .into(),
+            Series::new("drug_atc".into(), ["A", "B", "A", "A", "A", "A", "B", "A", "B"]).into(),
+            Series::new(
+                "previous_episode_key".into(),
+                [
+                    None,
+                    Some("a1"),
+                    None,
+                    Some("b1"),
+                    None,
+                    None,
+                    Some("d1"),
+                    None,
+                    Some("e1"),
+                ],
+            )
+            .into(),
+            Series::new(
+                "stop_reason".into(),
+                [
+                    Some("SWITCH"),
+                    None,
+                    Some("COMMON_LAW"),
+                    None,
+                    Some("COMMON_LAW"),
+                    Some("SWITCH"),
+                    None,
+                    Some("SWITCH"),
+                    None,
+                ],
+            )
+            .into(),
+            dates(
+                "request_date",
+                vec![
+                    d("2026-01-01"),
+                    d("2026-07-01"),
+                    d("2026-01-01"),
+                    d("2026-08-01"),
+                    d("2026-01-01"),
+                    d("2026-01-01"),
+                    d("2026-05-01"),
+                    d("2026-01-01"),
+                    d("2026-09-01"),
+                ],
+            ),
+            dates(
+                "first_administration_date",
+                vec![
+                    d("2026-01-10"),
+                    d("2026-07-15"),
+                    d("2026-01-10"),
+                    d("2026-08-05"),
+                    d("2026-01-10"),
+                    d("2026-01-10"),
+                    d("2026-05-10"),
+                    d("2026-01-10"),
+                    None,
+                ],
+            ),
+            dates(
+                "end_date",
+                vec![
+                    d("2026-07-14"),
+                    None,
+                    d("2026-08-04"),
+                    None,
+                    d("2026-09-01"),
+                    d("2026-05-09"),
+                    None,
+                    d("2026-08-31"),
+                    None,
+                ],
+            ),
+        ])
+        .unwrap()
+        .lazy();
+        let out = switches(episodes, &Period::parse("2026-Q3").unwrap())
+            .unwrap()
+            .collect()
+            .unwrap();
+        assert_eq!(
+            rows(
+                &out,
+                &[
+                    "change",
+                    "from_pathway",
+                    "from_drug_atc",
+                    "to_pathway",
+                    "to_drug_atc",
+                    "patients"
+                ]
+            ),
+            vec![
+                vec!["drug", "CPC", "A", "CPC", "B", "1"],
+                vec!["drug_and_pathway", "AAC", "A", "CPC", "B", "1"],
+                vec!["transition_to_common_law", "AAP_POST", "A", "COMMON_LAW", "A", "2"],
+            ]
+        );
+    }
+
+    #[test]
+    fn completeness_counts_recorded_items_per_centre() {
+        // Two AAC episodes at one centre on treatment in Q3: e1 complete, e2 with an unknown
+        // sex, no decision date, no efficacy assessed, and an adverse event of unknown outcome.
+        let episodes = DataFrame::new_infer_height(vec![
+            Series::new("episode_key".into(), ["e1", "e2"]).into(),
+            Series::new("patient_key".into(), ["p1", "p2"]).into(),
+            Series::new("centre_finess".into(), ["750100125", "750100125"]).into(),
+            Series::new("pathway".into(), ["AAC", "AAC"]).into(),
+            Series::new("orpha_code".into(), ["98878", "98878"]).into(),
+            dates("decision_date", vec![d("2026-01-05"), None]),
+            dates("first_administration_date", vec![d("2026-01-10"), d("2026-02-10")]),
+            dates("end_date", vec![None, None]),
+        ])
+        .unwrap()
+        .lazy();
+        let patients = DataFrame::new_infer_height(vec![
+            Series::new("patient_key".into(), ["p1", "p2"]).into(),
+            Series::new("sex".into(), ["FEMALE", "UNKNOWN"]).into(),
+            Series::new("birth_year_month".into(), [Some("2010-01"), Some("2012-03")]).into(),
+            Series::new("region_code".into(), [Some("11"), None]).into(),
+        ])
+        .unwrap()
+        .lazy();
+        let follow_ups = DataFrame::new_infer_height(vec![
+            Series::new("episode_key".into(), ["e1", "e2"]).into(),
+            dates("visit_date", vec![d("2026-08-01"), d("2026-08-01")]),
+            Series::new("efficacy".into(), [Some("STABLE"), None]).into(),
+        ])
+        .unwrap()
+        .lazy();
+        let events = DataFrame::new_infer_height(vec![
+            Series::new("episode_key".into(), ["e1", "e2"]).into(),
+            dates("onset_date", vec![d("2026-08-01"), d("2026-08-02")]),
+            Series::new("outcome".into(), [Some("RECOVERED"), Some("UNKNOWN")]).into(),
+        ])
+        .unwrap()
+        .lazy();
+        let out = completeness(
+            episodes,
+            patients,
+            follow_ups,
+            events,
+            &Period::parse("2026-Q3").unwrap(),
+        )
+        .unwrap()
+        .collect()
+        .unwrap();
+        assert_eq!(
+            rows(&out, &["field", "episodes", "complete", "complete_percent"]),
+            vec![
+                vec!["adverse_event_outcome", "2", "1", "50.0"],
+                vec!["decision_date", "2", "1", "50.0"],
+                vec!["follow_up_efficacy", "2", "1", "50.0"],
+                vec!["orpha_code", "2", "2", "100.0"],
+                vec!["patient_birth_month", "2", "2", "100.0"],
+                vec!["patient_region", "2", "1", "50.0"],
+                vec!["patient_sex", "2", "1", "50.0"],
+            ]
+        );
     }
 }

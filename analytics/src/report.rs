@@ -188,6 +188,14 @@ const TABLES: &[(&str, TableSpec<'static>)] = &[
         },
     ),
     (
+        "expiring_frameworks",
+        TableSpec {
+            dimensions: indicators::EXPIRING_FRAMEWORK_DIMENSIONS,
+            counts: &["patients_on_treatment"],
+            dependents: &[],
+        },
+    ),
+    (
         "overdue_follow_ups",
         TableSpec {
             dimensions: indicators::OVERDUE_DIMENSIONS,
@@ -206,6 +214,14 @@ const TABLES: &[(&str, TableSpec<'static>)] = &[
                 ("ci_high", "at_risk"),
                 ("median_months", "episodes"),
             ],
+        },
+    ),
+    (
+        "switches",
+        TableSpec {
+            dimensions: indicators::SWITCH_DIMENSIONS,
+            counts: &["patients"],
+            dependents: &[],
         },
     ),
     (
@@ -237,17 +253,36 @@ const TABLES: &[(&str, TableSpec<'static>)] = &[
         TableSpec {
             dimensions: indicators::SAFETY_DIMENSIONS,
             counts: &["adverse_events", "serious_adverse_events"],
-            dependents: &[
-                ("patient_years", "adverse_events"),
-                ("adverse_events_rate", "adverse_events"),
-                ("adverse_events_ci_low", "adverse_events"),
-                ("adverse_events_ci_high", "adverse_events"),
-                ("serious_adverse_events_rate", "serious_adverse_events"),
-                ("serious_adverse_events_ci_low", "serious_adverse_events"),
-                ("serious_adverse_events_ci_high", "serious_adverse_events"),
-            ],
+            dependents: SAFETY_DEPENDENTS,
         },
     ),
+    (
+        "safety_pt",
+        TableSpec {
+            dimensions: indicators::SAFETY_PT_DIMENSIONS,
+            counts: &["adverse_events", "serious_adverse_events"],
+            dependents: SAFETY_DEPENDENTS,
+        },
+    ),
+    (
+        "completeness",
+        TableSpec {
+            dimensions: indicators::COMPLETENESS_DIMENSIONS,
+            counts: &["episodes", "complete"],
+            dependents: &[("complete_percent", "complete")],
+        },
+    ),
+];
+
+/// Values of the safety tables computed over their counts.
+const SAFETY_DEPENDENTS: &[(&str, &str)] = &[
+    ("patient_years", "adverse_events"),
+    ("adverse_events_rate", "adverse_events"),
+    ("adverse_events_ci_low", "adverse_events"),
+    ("adverse_events_ci_high", "adverse_events"),
+    ("serious_adverse_events_rate", "serious_adverse_events"),
+    ("serious_adverse_events_ci_low", "serious_adverse_events"),
+    ("serious_adverse_events_ci_high", "serious_adverse_events"),
 ];
 
 /// Months at which persistence on treatment is reported.
@@ -255,6 +290,8 @@ const PERSISTENCE_HORIZONS: [u32; 3] = [6, 12, 24];
 
 /// The snapshot's tables restricted to the report's scope.
 struct Scoped {
+    /// Cohorts in scope.
+    cohorts: LazyFrame,
     episodes: LazyFrame,
     authorisations: LazyFrame,
     adverse_events: LazyFrame,
@@ -268,6 +305,7 @@ fn scoped(snapshot: &Snapshot, scope: &Scope) -> PolarsResult<Scoped> {
     let adverse_events = snapshot.scan("adverse_events")?;
     if scope.filiere.is_none() && scope.cohort.is_none() {
         return Ok(Scoped {
+            cohorts: snapshot.scan("cohorts")?,
             episodes,
             authorisations,
             adverse_events,
@@ -282,6 +320,7 @@ fn scoped(snapshot: &Snapshot, scope: &Scope) -> PolarsResult<Scoped> {
         cohorts = cohorts.filter(col("cohort_id").eq(lit(c.as_str())));
     }
     let ids = cohorts
+        .clone()
         .select([col("cohort_id")])
         .collect()?
         .column("cohort_id")?
@@ -296,6 +335,7 @@ fn scoped(snapshot: &Snapshot, scope: &Scope) -> PolarsResult<Scoped> {
         .as_materialized_series()
         .clone();
     Ok(Scoped {
+        cohorts,
         authorisations: authorisations.filter(col("episode_key").is_in(lit(keys.clone()).implode(false), false)),
         adverse_events: adverse_events.filter(col("episode_key").is_in(lit(keys.clone()).implode(false), false)),
         episodes,
@@ -306,6 +346,7 @@ fn scoped(snapshot: &Snapshot, scope: &Scope) -> PolarsResult<Scoped> {
 /// Computes one table, before suppression.
 fn compute(name: &str, snapshot: &Snapshot, period: &Period, scope: &Scope) -> PolarsResult<DataFrame> {
     let Scoped {
+        cohorts,
         episodes,
         authorisations,
         adverse_events,
@@ -323,6 +364,34 @@ fn compute(name: &str, snapshot: &Snapshot, period: &Period, scope: &Scope) -> P
             indicators::requests(events, episodes, period)?.collect()
         }
         "timeliness" => indicators::timeliness(episodes, period)?.collect(),
+        "expiring_frameworks" => {
+            let frameworks = snapshot.scan("frameworks")?;
+            let frameworks = match &scope_keys {
+                // Restricted: the frameworks of the cohorts in scope only.
+                Some(_) => {
+                    let framed = cohorts
+                        .clone()
+                        .select([col("framework_id")])
+                        .filter(col("framework_id").is_not_null())
+                        .collect()?
+                        .column("framework_id")?
+                        .as_materialized_series()
+                        .clone();
+                    frameworks.filter(col("framework_id").is_in(lit(framed).implode(false), false))
+                }
+                None => frameworks,
+            };
+            indicators::expiring_frameworks(frameworks, cohorts, episodes, period)?.collect()
+        }
+        "switches" => indicators::switches(episodes, period)?.collect(),
+        "completeness" => indicators::completeness(
+            episodes,
+            snapshot.scan("patients")?,
+            snapshot.scan("follow_ups")?,
+            adverse_events,
+            period,
+        )?
+        .collect(),
         "discontinuations" => indicators::discontinuations(episodes, period).collect(),
         "expiring_authorisations" => indicators::expiring_authorisations(authorisations, period)?.collect(),
         "overdue_follow_ups" => indicators::overdue_follow_ups(
@@ -347,8 +416,13 @@ fn compute(name: &str, snapshot: &Snapshot, period: &Period, scope: &Scope) -> P
             indicators::treated_by_centre_type(episodes, snapshot.scan("centres")?, period).collect()
         }
         "equity_age_sex" => indicators::treated_by_age_sex(episodes, snapshot.scan("patients")?, period).collect(),
-        "safety" => {
-            let counts = indicators::safety(episodes, adverse_events, period).collect()?;
+        "safety" | "safety_pt" => {
+            let level = if name == "safety" {
+                indicators::MeddraLevel::SystemOrganClass
+            } else {
+                indicators::MeddraLevel::PreferredTerm
+            };
+            let counts = indicators::safety(episodes, adverse_events, period, level).collect()?;
             indicators::with_poisson_rates(counts, &["adverse_events", "serious_adverse_events"], "patient_years")
         }
         other => Err(PolarsError::ComputeError(format!("unknown table {other}").into())),
@@ -463,4 +537,18 @@ fn write_parquet(df: &mut DataFrame, dir: &Path, name: &str) -> Result<OutputFil
     let file = format!("{name}.parquet");
     ParquetWriter::new(create(&dir.join(&file))?).finish(df)?;
     output(dir, file, df.height())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_published_table_is_defined_in_the_methods_section_once() {
+        for (name, _) in TABLES {
+            let n = crate::html::DEFINITIONS.iter().filter(|(t, _)| t == name).count();
+            assert_eq!(n, 1, "table {name} has {n} definitions");
+        }
+        assert_eq!(crate::html::DEFINITIONS.len(), TABLES.len());
+    }
 }

@@ -107,7 +107,7 @@ pub enum RunError {
     Report(#[from] ReportError),
     #[error("stored report run could not be read: {0}")]
     Corrupt(String),
-    #[error("cannot create the reports directory {0}: {1}")]
+    #[error("report directory {0}: {1}")]
     Io(PathBuf, #[source] std::io::Error),
 }
 
@@ -232,6 +232,18 @@ impl Runner {
         observe: impl Fn(Stage<'_>) + Send + Sync + 'static,
     ) -> Result<(String, ReportManifest), RunError> {
         let out = std::path::absolute(&out).map_err(|e| RunError::Io(out.clone(), e))?;
+        // Never over an earlier report: its recorded run would point at overwritten files.
+        if let Ok(mut entries) = std::fs::read_dir(&out)
+            && entries.next().is_some()
+        {
+            return Err(RunError::Io(
+                out,
+                std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "holds files already: give a new or empty directory",
+                ),
+            ));
+        }
         let run = self.new_run(&request, out);
         let id = run.id.clone();
         self.inner.store.record_report_run(&run).await?;

@@ -126,6 +126,41 @@ async fn a_report_matches_sql_is_reproducible_and_never_publishes_small_counts(b
     .await;
     assert_eq!(submitted.to_string(), sql_submitted[0]);
 
+    // Switches and transitions to common law: the same (patient, from, to) cells as in SQL.
+    let switches = csv(&dir.path().join("raw/tables/switches.csv"));
+    let switch_col = |name: &str| switches[0].iter().position(|h| h == name).expect("column");
+    let switched: i64 = switches[1..]
+        .iter()
+        .map(|r| r[switch_col("patients")].parse::<i64>().expect("number"))
+        .sum();
+    let to_common_law: i64 = switches[1..]
+        .iter()
+        .filter(|r| r[switch_col("change")] == "transition_to_common_law")
+        .map(|r| r[switch_col("patients")].parse::<i64>().expect("number"))
+        .sum();
+    let sql_switched = text_rows(
+        &url,
+        "SELECT CAST(COUNT(*) AS TEXT) FROM ( \
+           SELECT n.patient_id, o.pathway AS fp, o.drug_atc AS fd, n.pathway AS tp, n.drug_atc AS td \
+           FROM episode_versions n JOIN episode_versions o ON o.id = n.previous_episode_id AND o.superseded_at IS NULL \
+           JOIN patient_versions p ON p.id = n.patient_id AND p.superseded_at IS NULL \
+           WHERE n.superseded_at IS NULL AND NOT p.objects_to_reuse \
+           AND COALESCE(n.first_administration_date, n.request_date) BETWEEN '2026-07-01' AND '2026-09-30' \
+           UNION \
+           SELECT e.patient_id, e.pathway, e.drug_atc, 'COMMON_LAW', e.drug_atc \
+           FROM episode_versions e JOIN patient_versions p ON p.id = e.patient_id AND p.superseded_at IS NULL \
+           WHERE e.superseded_at IS NULL AND NOT p.objects_to_reuse AND e.stop_reason = 'COMMON_LAW' \
+           AND e.end_date BETWEEN '2026-07-01' AND '2026-09-30' \
+           AND NOT EXISTS (SELECT 1 FROM episode_versions s WHERE s.superseded_at IS NULL AND s.previous_episode_id = e.id) \
+         ) cells",
+    )
+    .await;
+    assert_eq!(switched.to_string(), sql_switched[0]);
+    assert!(
+        to_common_law > 0,
+        "the seeded registry has transitions to common law in the period"
+    );
+
     // Patients who objected to reuse are not in the snapshot.
     let kept = text_rows(
         &url,

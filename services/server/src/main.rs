@@ -40,7 +40,7 @@ enum Commands {
         /// Cutoff: records as the registry knew them at this instant (RFC 3339; default: now).
         #[arg(long)]
         as_of: Option<chrono::DateTime<chrono::Utc>>,
-        /// Output directory (default: reports/<period>).
+        /// Output directory, new or empty (default: <reports_dir>/<period>_<cutoff>).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Counts below this are published as "<threshold".
@@ -165,7 +165,11 @@ async fn main() -> anyhow::Result<()> {
             if as_of.date_naive() <= period.to {
                 tracing::warn!(%as_of, period = %period, "the period is not over at the cutoff: figures are provisional");
             }
-            let out = out.unwrap_or_else(|| PathBuf::from("reports").join(period.label()));
+            let out = out.unwrap_or_else(|| {
+                config
+                    .reports_dir
+                    .join(format!("{}_{}", period.label(), as_of.format("%Y%m%dT%H%M%SZ")))
+            });
             let csv = if french_csv {
                 CsvStyle::French
             } else {
