@@ -167,16 +167,7 @@ pub const EXPIRING_DIMENSIONS: &[&str] = &["pathway", "window"];
 pub fn expiring_authorisations(authorisations: LazyFrame, period: &Period) -> PolarsResult<LazyFrame> {
     let (_, end) = period.epoch_days();
     let valid_to = day("valid_to");
-    let in_force = col("status")
-        .is_in(
-            lit(Series::new(
-                "in_force".into(),
-                ["GRANTED", "RENEWAL_SUBMITTED", "RENEWED"],
-            ))
-            .implode(false),
-            false,
-        )
-        .and(valid_to.clone().gt(lit(end)));
+    let in_force = in_force_after(end);
     let windows: Vec<LazyFrame> = [30, 60, 90]
         .into_iter()
         .map(|days| {
@@ -190,6 +181,21 @@ pub fn expiring_authorisations(authorisations: LazyFrame, period: &Period) -> Po
         .group_by(keys(EXPIRING_DIMENSIONS))
         .agg([len().cast(DataType::Int64).alias("authorisations")])
         .sorted_by(EXPIRING_DIMENSIONS))
+}
+
+/// Authorisations or frameworks in force after day `end`: granted, renewed or with a renewal
+/// under review, and valid beyond it.
+fn in_force_after(end: i32) -> Expr {
+    col("status")
+        .is_in(
+            lit(Series::new(
+                "in_force".into(),
+                ["GRANTED", "RENEWAL_SUBMITTED", "RENEWED"],
+            ))
+            .implode(false),
+            false,
+        )
+        .and(day("valid_to").gt(lit(end)))
 }
 
 /// Dimensions of the safety table by system organ class.
@@ -762,16 +768,7 @@ pub fn expiring_frameworks(
 ) -> PolarsResult<LazyFrame> {
     let (_, end) = period.epoch_days();
     let valid_to = day("valid_to");
-    let in_force = col("status")
-        .is_in(
-            lit(Series::new(
-                "in_force".into(),
-                ["GRANTED", "RENEWAL_SUBMITTED", "RENEWED"],
-            ))
-            .implode(false),
-            false,
-        )
-        .and(valid_to.clone().gt(lit(end)));
+    let in_force = in_force_after(end);
     let patients = episodes
         .filter(on_treatment_at_end(period))
         .join(
