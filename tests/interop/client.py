@@ -1,10 +1,13 @@
 """Interoperability check: a client generated from proto/ by Python grpcio-tools drives a
-running observatory through an AAC journey and reads every version back.
+running observatory through an AAC journey, reads every version back, then runs a report and
+streams one of its outputs, as a partner system would.
 
 Usage: client.py HOST:PORT GENERATED_DIR
 """
 
+import hashlib
 import sys
+import time
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -13,12 +16,21 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 target, generated = sys.argv[1], sys.argv[2]
 sys.path.insert(0, generated)
 
-from observatory.v1 import common_pb2, reference_pb2, reference_pb2_grpc, registry_pb2, registry_pb2_grpc  # noqa: E402
+from observatory.v1 import (  # noqa: E402
+    common_pb2,
+    reference_pb2,
+    reference_pb2_grpc,
+    registry_pb2,
+    registry_pb2_grpc,
+    reports_pb2,
+    reports_pb2_grpc,
+)
 
 channel = grpc.insecure_channel(target)
 grpc.channel_ready_future(channel).result(timeout=30)
 reference = reference_pb2_grpc.ReferenceServiceStub(channel)
 registry = registry_pb2_grpc.RegistryServiceStub(channel)
+reports = reports_pb2_grpc.ReportServiceStub(channel)
 
 
 def check(condition, what):
@@ -92,6 +104,27 @@ check(len(auth_versions) == 4 and all(v.authorisation.meta.recorded_by for v in 
 try:
     registry.GetEpisode(registry_pb2.GetRequest(id="not-an-id"))
     check(False, "a malformed id is refused")
+except grpc.RpcError as e:
+    check(e.code() == grpc.StatusCode.INVALID_ARGUMENT, f"INVALID_ARGUMENT, got {e.code()}")
+
+# A report of the year, followed to its end, and one output streamed and checked.
+run = reports.RunReport(reports_pb2.RunReportRequest(period="2026", idempotency_key="py-report-2026"))
+for _ in range(600):
+    run = reports.GetReportRun(reports_pb2.GetReportRunRequest(run_id=run.run_id))
+    if run.status not in (reports_pb2.REPORT_RUN_STATUS_QUEUED, reports_pb2.REPORT_RUN_STATUS_RUNNING):
+        break
+    time.sleep(0.2)
+check(run.status == reports_pb2.REPORT_RUN_STATUS_SUCCEEDED, f"report run succeeded: {run.error}")
+output = next(o for o in run.manifest.outputs if o.file == "tables/activity.csv")
+chunks = list(reports.DownloadReportFile(reports_pb2.DownloadReportFileRequest(run_id=run.run_id, file=output.file)))
+data = b"".join(c.data for c in chunks)
+check(chunks[0].sha256 == output.sha256 and chunks[0].size_bytes == len(data), "download header")
+check(hashlib.sha256(data).hexdigest() == output.sha256, "downloaded bytes match the manifest")
+# One patient in the registry: the report publishes no count below 10.
+check(b"<10" in data and b",1," not in data, "small counts are masked")
+try:
+    list(reports.DownloadReportFile(reports_pb2.DownloadReportFileRequest(run_id=run.run_id, file="snapshot/patients.parquet")))
+    check(False, "the snapshot cannot be downloaded")
 except grpc.RpcError as e:
     check(e.code() == grpc.StatusCode.INVALID_ARGUMENT, f"INVALID_ARGUMENT, got {e.code()}")
 
