@@ -181,14 +181,11 @@ impl Runner {
         self.inner.progress.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn new_run(&self, request: &RunRequest, out_dir: PathBuf) -> NewReportRun {
+    /// A new run writing into `out_dir`, by default `reports_dir/<run id>`.
+    fn new_run(&self, request: &RunRequest, out_dir: Option<PathBuf>) -> NewReportRun {
         let now = Utc::now();
         let id = uuid::Uuid::now_v7().to_string();
-        let out_dir = if out_dir.as_os_str().is_empty() {
-            self.inner.reports_dir.join(&id)
-        } else {
-            out_dir
-        };
+        let out_dir = out_dir.unwrap_or_else(|| self.inner.reports_dir.join(&id));
         NewReportRun {
             requested_at: now,
             requested_by: request.requested_by.clone(),
@@ -211,7 +208,7 @@ impl Runner {
     pub async fn submit(&self, request: RunRequest) -> Result<(RunView, bool), RunError> {
         std::fs::create_dir_all(&self.inner.reports_dir)
             .map_err(|e| RunError::Io(self.inner.reports_dir.clone(), e))?;
-        let run = self.new_run(&request, PathBuf::new());
+        let run = self.new_run(&request, None);
         match self.inner.store.record_report_run(&run).await? {
             Recorded::Replayed(record) => Ok((self.view(record), true)),
             Recorded::New(record) => {
@@ -244,14 +241,11 @@ impl Runner {
                 ),
             ));
         }
-        let run = self.new_run(&request, out);
+        let run = self.new_run(&request, Some(out));
         let id = run.id.clone();
         self.inner.store.record_report_run(&run).await?;
         self.lock().insert(id.clone(), RunState::Queued);
-        match self.execute(run, observe).await {
-            Ok(manifest) => Ok((id, manifest)),
-            Err(e) => Err(e),
-        }
+        self.execute(run, observe).await.map(|manifest| (id, manifest))
     }
 
     /// Executes a recorded run, then records its outcome.
