@@ -16,13 +16,18 @@ fn day(name: &str) -> Expr {
 /// its start.
 fn on_treatment(period: &Period) -> Expr {
     let (from, to) = period.epoch_days();
+    started_by_and_not_ended_before(to, from)
+}
+
+/// Episodes with a first administration on or before day `to` and no end before day `since`.
+fn started_by_and_not_ended_before(to: i32, since: i32) -> Expr {
     let first = day("first_administration_date");
     let end = day("end_date");
     first
         .clone()
         .is_not_null()
         .and(first.lt_eq(lit(to)))
-        .and(end.clone().is_null().or(end.gt_eq(lit(from))))
+        .and(end.clone().is_null().or(end.gt_eq(lit(since))))
 }
 
 /// Column expressions of a list of dimensions, to group by.
@@ -646,19 +651,12 @@ pub fn overdue_follow_ups(
 ) -> LazyFrame {
     let (_, to) = period.epoch_days();
     let first = day("first_administration_date");
-    let end = day("end_date");
     let last_visits = follow_ups
         .filter(day("visit_date").lt_eq(lit(to)))
         .group_by([col("episode_key")])
         .agg([day("visit_date").max().alias("last_visit")]);
     episodes
-        .filter(
-            first
-                .clone()
-                .is_not_null()
-                .and(first.clone().lt_eq(lit(to)))
-                .and(end.clone().is_null().or(end.gt(lit(to)))),
-        )
+        .filter(on_treatment_at_end(period))
         .join(
             cohorts.select([col("cohort_id"), col("follow_up_months")]),
             [col("cohort_id")],
@@ -744,13 +742,7 @@ pub fn requests(authorisation_events: LazyFrame, episodes: LazyFrame, period: &P
 /// Episodes on treatment at the end of the period: started by then, not ended by then.
 fn on_treatment_at_end(period: &Period) -> Expr {
     let (_, to) = period.epoch_days();
-    let first = day("first_administration_date");
-    let end = day("end_date");
-    first
-        .clone()
-        .is_not_null()
-        .and(first.lt_eq(lit(to)))
-        .and(end.clone().is_null().or(end.gt(lit(to))))
+    started_by_and_not_ended_before(to, to + 1)
 }
 
 /// Dimensions of the framework expiry table.
