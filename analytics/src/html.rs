@@ -248,6 +248,8 @@ pub struct Header {
     pub as_of: String,
     pub snapshot_hash: String,
     pub threshold: u32,
+    /// Masked counts that totals known from elsewhere would give away (see the suppression module).
+    pub exposed_by_totals: u64,
     pub code_version: String,
 }
 
@@ -300,13 +302,29 @@ figure{{margin:1em 0}}figcaption{{font-size:12px;color:#555}}dt{{font-weight:bol
     let _ = write!(
         out,
         "<dt>Small counts</dt><dd>Every count below {t} is published as &lt;{t}, never as its value or 0. \
-         Complementary suppression then masks further cells until, along every dimension of every table, \
-         each line holds no masked cell or at least two, so that no masked cell can be recovered by \
-         subtraction from a margin or a total. Values computed over a masked count (medians, survival \
-         estimates, rates and their intervals) are shown as suppressed.</dd>\
+         Further counts, of {t} or more, are masked as suppressed until no masked count can be worked out \
+         by a reader who also knows every row, column and grand total of each table (every total over \
+         one dimension with the others fixed, and the total of the table) that adds up two or more cells \
+         and is not itself below {t}; the safety table is read as the totals of the safety table by \
+         preferred term. No such total is left with a single masked count under it, and every masked \
+         count can still take two values or more consistent with those totals and with what its mark \
+         states (0 to {t1} for &lt;{t}, {t} or more for suppressed), as checked by linear programming. \
+         Values computed over a masked count (medians, survival estimates, rates and their intervals) \
+         are shown as suppressed.{exposed}</dd>\
          <dt>Data</dt><dd>Records as the registry knew them at the cutoff. Patients who objected to the \
          reuse of their data are excluded with all their records.</dd></dl></body></html>",
-        t = header.threshold
+        t = header.threshold,
+        t1 = header.threshold.saturating_sub(1),
+        exposed = if header.exposed_by_totals > 0 {
+            format!(
+                " {} masked counts could still be worked out from such totals, were they known from elsewhere, \
+                 whatever else were masked (every count under them is masked already): the manifest lists them \
+                 per table (exposed_by_totals).",
+                header.exposed_by_totals
+            )
+        } else {
+            String::new()
+        }
     );
     out
 }
@@ -328,6 +346,7 @@ mod tests {
             as_of: "2026-11-01T00:00:00Z".into(),
             snapshot_hash: "abc".into(),
             threshold: 10,
+            exposed_by_totals: 0,
             code_version: "0.1.0".into(),
         };
         let html = render(

@@ -21,7 +21,7 @@ use crate::{
     indicators,
     period::Period,
     snapshot::{self, Snapshot, SnapshotError},
-    suppress::{SuppressionSummary, TableSpec, suppress},
+    suppress::{SuppressionSummary, TableSpec, Within, suppress, suppress_linked},
 };
 
 /// How CSV files are written.
@@ -134,13 +134,14 @@ pub async fn run_observed(
 }
 
 /// The published tables of a report, in output order: (name, spec).
-const TABLES: &[(&str, TableSpec<'static>)] = &[
+pub const TABLES: &[(&str, TableSpec<'static>)] = &[
     (
         "activity",
         TableSpec {
             dimensions: indicators::ACTIVITY_DIMENSIONS,
             counts: &["new_initiations", "active_patients"],
             dependents: &[],
+            within: None,
         },
     ),
     (
@@ -149,6 +150,7 @@ const TABLES: &[(&str, TableSpec<'static>)] = &[
             dimensions: indicators::ACCESS_ROUTE_DIMENSIONS,
             counts: &["treated_patients"],
             dependents: &[("share_percent", "treated_patients")],
+            within: None,
         },
     ),
     (
@@ -157,6 +159,7 @@ const TABLES: &[(&str, TableSpec<'static>)] = &[
             dimensions: indicators::REQUEST_DIMENSIONS,
             counts: &["requests"],
             dependents: &[],
+            within: None,
         },
     ),
     (
@@ -169,6 +172,7 @@ const TABLES: &[(&str, TableSpec<'static>)] = &[
                 ("q1_days", "episodes"),
                 ("q3_days", "episodes"),
             ],
+            within: None,
         },
     ),
     (
@@ -177,6 +181,7 @@ const TABLES: &[(&str, TableSpec<'static>)] = &[
             dimensions: indicators::DISCONTINUATION_DIMENSIONS,
             counts: &["episodes"],
             dependents: &[],
+            within: None,
         },
     ),
     (
@@ -185,6 +190,7 @@ const TABLES: &[(&str, TableSpec<'static>)] = &[
             dimensions: indicators::EXPIRING_DIMENSIONS,
             counts: &["authorisations"],
             dependents: &[],
+            within: None,
         },
     ),
     (
@@ -193,6 +199,7 @@ const TABLES: &[(&str, TableSpec<'static>)] = &[
             dimensions: indicators::EXPIRING_FRAMEWORK_DIMENSIONS,
             counts: &["patients_on_treatment"],
             dependents: &[],
+            within: None,
         },
     ),
     (
@@ -201,6 +208,7 @@ const TABLES: &[(&str, TableSpec<'static>)] = &[
             dimensions: indicators::OVERDUE_DIMENSIONS,
             counts: &["episodes_followed", "overdue"],
             dependents: &[("overdue_percent", "overdue")],
+            within: None,
         },
     ),
     (
@@ -214,6 +222,7 @@ const TABLES: &[(&str, TableSpec<'static>)] = &[
                 ("ci_high", "at_risk"),
                 ("median_months", "episodes"),
             ],
+            within: None,
         },
     ),
     (
@@ -222,6 +231,7 @@ const TABLES: &[(&str, TableSpec<'static>)] = &[
             dimensions: indicators::SWITCH_DIMENSIONS,
             counts: &["patients"],
             dependents: &[],
+            within: None,
         },
     ),
     (
@@ -230,6 +240,7 @@ const TABLES: &[(&str, TableSpec<'static>)] = &[
             dimensions: &["region_code"],
             counts: &["treated_patients"],
             dependents: &[("population", "treated_patients"), ("per_million", "treated_patients")],
+            within: None,
         },
     ),
     (
@@ -238,6 +249,7 @@ const TABLES: &[(&str, TableSpec<'static>)] = &[
             dimensions: &["centre_type"],
             counts: &["treated_patients"],
             dependents: &[("share_percent", "treated_patients")],
+            within: None,
         },
     ),
     (
@@ -246,6 +258,7 @@ const TABLES: &[(&str, TableSpec<'static>)] = &[
             dimensions: &["sex", "age_band"],
             counts: &["treated_patients"],
             dependents: &[],
+            within: None,
         },
     ),
     (
@@ -254,6 +267,7 @@ const TABLES: &[(&str, TableSpec<'static>)] = &[
             dimensions: indicators::SAFETY_DIMENSIONS,
             counts: &["adverse_events", "serious_adverse_events"],
             dependents: SAFETY_DEPENDENTS,
+            within: None,
         },
     ),
     (
@@ -262,6 +276,10 @@ const TABLES: &[(&str, TableSpec<'static>)] = &[
             dimensions: indicators::SAFETY_PT_DIMENSIONS,
             counts: &["adverse_events", "serious_adverse_events"],
             dependents: SAFETY_DEPENDENTS,
+            within: Some(Within {
+                table: "safety",
+                dimension: "meddra_pt_code",
+            }),
         },
     ),
     (
@@ -270,6 +288,7 @@ const TABLES: &[(&str, TableSpec<'static>)] = &[
             dimensions: indicators::COMPLETENESS_DIMENSIONS,
             counts: &["episodes", "complete"],
             dependents: &[("complete_percent", "complete")],
+            within: None,
         },
     ),
 ];
@@ -429,6 +448,40 @@ fn compute(name: &str, snapshot: &Snapshot, period: &Period, scope: &Scope) -> P
     }
 }
 
+/// Suppresses every computed table (in [`TABLES`] order), each table protected together with
+/// the tables holding its totals.
+fn protect_all(computed: &[DataFrame], threshold: u32) -> PolarsResult<Vec<(DataFrame, SuppressionSummary)>> {
+    let position = |name: &str| TABLES.iter().position(|(n, _)| *n == name);
+    let mut out: Vec<Option<(DataFrame, SuppressionSummary)>> = vec![None; TABLES.len()];
+    // Tables holding another's totals are published with it.
+    let parents: Vec<usize> = TABLES
+        .iter()
+        .filter_map(|(_, spec)| spec.within.and_then(|w| position(w.table)))
+        .collect();
+    for (i, (name, spec)) in TABLES.iter().enumerate() {
+        if parents.contains(&i) {
+            continue;
+        }
+        let span = tracing::info_span!("report.suppress", table = *name);
+        let _entered = span.enter();
+        match spec.within {
+            Some(within) => {
+                let p = position(within.table).ok_or_else(|| {
+                    PolarsError::ComputeError(format!("{name}: no table {} to hold its totals", within.table).into())
+                })?;
+                let mut both = suppress_linked((&computed[i], spec), &[(&computed[p], &TABLES[p].1)], threshold)?;
+                out[p] = both.pop();
+                out[i] = both.pop();
+            }
+            None => out[i] = Some(suppress(&computed[i], spec, threshold)?),
+        }
+    }
+    out.into_iter()
+        .zip(TABLES)
+        .map(|(t, (name, _))| t.ok_or_else(|| PolarsError::ComputeError(format!("{name}: not published").into())))
+        .collect()
+}
+
 /// Computes, suppresses and writes every table of the report from an opened snapshot.
 pub fn report(snapshot: &Snapshot, options: &ReportOptions) -> Result<ReportManifest, ReportError> {
     report_observed(snapshot, options, &|_| {})
@@ -444,8 +497,8 @@ fn report_observed(
     let period = &options.period;
     let mut suppression = BTreeMap::new();
     let mut outputs = Vec::new();
-    let mut published_tables = Vec::new();
-    for (index, (name, spec)) in TABLES.iter().enumerate() {
+    let mut computed = Vec::with_capacity(TABLES.len());
+    for (index, (name, _)) in TABLES.iter().enumerate() {
         observe(Stage::Table {
             name,
             index: index + 1,
@@ -454,17 +507,21 @@ fn report_observed(
         let span = tracing::info_span!("report.table", table = *name);
         let _entered = span.enter();
         let started = std::time::Instant::now();
-        let computed = compute(name, snapshot, period, &options.scope)?;
+        let table = compute(name, snapshot, period, &options.scope)?;
         tracing::debug!(
-            rows = computed.height(),
+            rows = table.height(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "computed"
         );
-        let (mut published, summary) = suppress(&computed, spec, options.threshold)?;
+        computed.push(table);
+    }
+    let published = protect_all(&computed, options.threshold)?;
+    let mut published_tables = Vec::with_capacity(TABLES.len());
+    for ((name, _), (mut table, summary)) in TABLES.iter().zip(published) {
         suppression.insert((*name).to_owned(), summary);
-        outputs.push(write_csv(&mut published, &tables_dir, name, options.csv)?);
-        outputs.push(write_parquet(&mut published, &tables_dir, name)?);
-        published_tables.push(((*name).to_owned(), published));
+        outputs.push(write_csv(&mut table, &tables_dir, name, options.csv)?);
+        outputs.push(write_parquet(&mut table, &tables_dir, name)?);
+        published_tables.push(((*name).to_owned(), table));
     }
     let header = crate::html::Header {
         title: format!("Treatment access observatory report, {}", period.label()),
@@ -472,6 +529,7 @@ fn report_observed(
         as_of: snapshot.manifest.as_of.to_rfc3339(),
         snapshot_hash: snapshot.manifest.content_hash.clone(),
         threshold: options.threshold,
+        exposed_by_totals: suppression.values().map(|s| s.exposed_by_totals).sum(),
         code_version: env!("CARGO_PKG_VERSION").to_owned(),
     };
     let xlsx_path = options.out.join("report.xlsx");

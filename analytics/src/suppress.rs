@@ -1,19 +1,43 @@
 //! Small-cell suppression of published tables.
 //!
-//! Primary suppression masks every count below the threshold, shown as `<threshold` (never 0).
-//! Complementary suppression then makes sure no masked count can be recovered by subtraction:
-//! along every dimension, each line of the table (the cells that differ only in that dimension,
-//! whose sum a margin elsewhere would give) holds either no masked cell or at least two; when a
-//! line holds exactly one, its smallest published cell is masked too, and the pass repeats until
-//! nothing changes. Values derived from a count (a median over the episodes counted) are masked
-//! with it.
+//! **What a reader is assumed to know.** Besides every published cell, a reader may know any
+//! total of two or more cells of a table over one or more of its dimensions (row, column and
+//! grand totals, and every intermediate margin of a table of more dimensions), from this report
+//! or from elsewhere, unless that total is itself below the threshold: a small total is masked
+//! wherever it is published, like a small cell. Totals that this report publishes as another
+//! table (the safety table is the safety-by-preferred-term table summed over preferred terms)
+//! are known exactly as published, masked cells included. Each count is a whole number, 0 or
+//! more; a reader knows that a cell shown `<10` lies between 0 and 9 (1 and 9 where rows exist
+//! only for counts of 1 or more), and that a cell shown `suppressed` is 10 or more.
+//!
+//! **Primary suppression** masks every count below the threshold, shown as `<threshold` (never
+//! its value, never 0).
+//!
+//! **Complementary suppression** masks published cells of 10 or more, shown as `suppressed`,
+//! until no masked cell can be worked out, by subtraction or by bounds:
+//! 1. no known total is left with exactly one masked cell under it (subtraction);
+//! 2. every masked cell can take at least two values consistent with everything above: for each,
+//!    a change that keeps every known total and every bound is sought by linear programming over
+//!    the masked cells and unknown totals linked to it. A cell for which none exists (two masked
+//!    cells of 9 under a total of 18; a masked 0 beside a masked 10 under a total of 10) takes a
+//!    further published cell from a total it is linked through, and both steps repeat until
+//!    nothing changes. The search is over real values (the linear relaxation); for the tables
+//!    published here (two-dimensional margins) its answers hold for whole numbers too.
+//!
+//! Values derived from a count (a median over the episodes counted, a rate over its events)
+//! are masked with it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
+use microlp::{ComparisonOp, OptimizationDirection, Problem, Variable};
 use polars::prelude::*;
 
 /// Default threshold: counts below 10 are masked.
 pub const DEFAULT_THRESHOLD: u32 = 10;
+
+/// How a published count masked to protect another cell (its value at the threshold or more) is
+/// shown, and how a value derived from a masked count is shown.
+pub const SUPPRESSED: &str = "suppressed";
 
 /// How a table is published.
 #[derive(Debug, Clone, Copy)]
@@ -24,108 +48,624 @@ pub struct TableSpec<'a> {
     pub counts: &'a [&'a str],
     /// (value column, count column it is computed over): masked when the count is.
     pub dependents: &'a [(&'a str, &'a str)],
+    /// Another published table holding this table's totals over one of its dimensions (same
+    /// count columns): both are protected together.
+    pub within: Option<Within<'a>>,
+}
+
+/// A published table whose cells are this table's totals over `dimension`.
+#[derive(Debug, Clone, Copy)]
+pub struct Within<'a> {
+    pub table: &'a str,
+    pub dimension: &'a str,
 }
 
 /// What suppression did to a table.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SuppressionSummary {
+    /// Counts below the threshold.
     pub primary: u64,
+    /// Counts of the threshold or more masked to protect others.
     pub complementary: u64,
+    /// Small counts that totals known outside the report would still give away whatever this
+    /// table masked: 0 in a sound publication.
+    #[serde(default)]
+    pub exposed_by_totals: u64,
 }
 
-/// Masks, for one count column, which cells must not be published.
-pub fn mask(values: &[i64], lines_by_dimension: &[Vec<Vec<usize>>], threshold: u32) -> (Vec<bool>, SuppressionSummary) {
+/// How one cell is published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// Its value.
+    Shown,
+    /// `<threshold`: below the threshold.
+    Small,
+    /// `suppressed`: the threshold or more, masked to protect another cell.
+    Protecting,
+}
+
+/// The cells a reader may know of, and the totals that link them.
+#[derive(Debug, Clone, Default)]
+pub struct Lattice {
+    /// Value of each cell.
+    pub values: Vec<i64>,
+    /// Whether the cell is published (a table row) or only a total a reader may know.
+    pub published: Vec<bool>,
+    /// Each relation: (total cell, cells it adds up).
+    pub relations: Vec<(usize, Vec<usize>)>,
+}
+
+impl Lattice {
+    fn add(&mut self, value: i64, published: bool) -> usize {
+        self.values.push(value);
+        self.published.push(published);
+        self.values.len() - 1
+    }
+}
+
+/// Decides which cells are masked. Unpublished cells are known when not small and are never
+/// masked to protect others. Returns the marks and, for published cells, whether one remains
+/// exposed by known totals.
+pub fn protect(lattice: &Lattice, threshold: u32) -> (Vec<Mark>, Vec<bool>) {
     let t = i64::from(threshold);
-    let mut masked: Vec<bool> = values.iter().map(|v| *v < t).collect();
-    let mut summary = SuppressionSummary {
-        primary: masked.iter().filter(|m| **m).count() as u64,
-        complementary: 0,
-    };
+    let n = lattice.values.len();
+    let mut marks: Vec<Mark> = lattice
+        .values
+        .iter()
+        .map(|v| if *v < t { Mark::Small } else { Mark::Shown })
+        .collect();
+    let mut exposed = vec![false; n];
+    // cell -> relations it takes part in (as total or as term).
+    let mut memberships: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (r, (total, terms)) in lattice.relations.iter().enumerate() {
+        memberships[*total].push(r);
+        for &c in terms {
+            memberships[c].push(r);
+        }
+    }
+    if threshold < 2 {
+        // `<1` can only be 0: nothing to protect.
+        return (marks, exposed);
+    }
+    // Cells that known totals pin even were every published cell masked: nothing masked can
+    // protect them, so none is masked for them.
+    let everything: Vec<Mark> = marks
+        .iter()
+        .zip(&lattice.published)
+        .map(|(m, p)| if *p && *m == Mark::Shown { Mark::Protecting } else { *m })
+        .collect();
+    let mut useless = vec![false; n];
+    for cell in pinned_cells(lattice, &everything, t, &vec![false; n])
+        .into_iter()
+        .flatten()
+    {
+        useless[cell] = true;
+        exposed[cell] = marks[cell] != Mark::Shown;
+    }
     loop {
+        subtraction_pass(lattice, &mut marks, &useless);
         let mut changed = false;
-        for lines in lines_by_dimension {
-            for line in lines {
-                if line.len() < 2 {
+        // A further cell for each pinned one, but one per relation and round: it often frees the
+        // relation's other cells.
+        let mut touched = vec![false; lattice.relations.len()];
+        for group in pinned_cells(lattice, &marks, t, &useless) {
+            for cell in group {
+                if exposed[cell] || memberships[cell].iter().any(|&r| touched[r]) {
                     continue;
                 }
-                let hidden = line.iter().filter(|&&i| masked[i]).count();
-                if hidden == 1 {
-                    // Mask the smallest published cell of the line (first in table order on ties).
-                    if let Some(&i) = line.iter().filter(|&&i| !masked[i]).min_by_key(|&&i| (values[i], i)) {
-                        masked[i] = true;
-                        summary.complementary += 1;
+                match nearest_protector(lattice, &marks, &useless, &memberships, cell) {
+                    Some(p) => {
+                        marks[p] = Mark::Protecting;
+                        for &r in &memberships[p] {
+                            touched[r] = true;
+                        }
                         changed = true;
                     }
+                    None => exposed[cell] = true,
                 }
             }
         }
         if !changed {
-            return (masked, summary);
+            return (marks, exposed);
         }
     }
 }
 
-/// Groups row indices into lines: for each dimension, the rows sharing all other dimensions.
-pub fn lines(df: &DataFrame, dimensions: &[&str]) -> PolarsResult<Vec<Vec<Vec<usize>>>> {
-    let keys: Vec<Vec<String>> = dimensions
+fn members(relation: &(usize, Vec<usize>)) -> impl Iterator<Item = usize> + '_ {
+    std::iter::once(relation.0).chain(relation.1.iter().copied())
+}
+
+/// The published, shown cell of a relation that protects at least cost: the smallest (first in
+/// order on ties) of those that can protect at all (`useless`: pinned by known totals whatever
+/// is masked), or of any when `any` (subtraction by a reader who knows only some totals).
+fn cheapest(
+    lattice: &Lattice,
+    marks: &[Mark],
+    useless: &[bool],
+    any: bool,
+    relation: &(usize, Vec<usize>),
+) -> Option<usize> {
+    members(relation)
+        .filter(|&c| lattice.published[c] && marks[c] == Mark::Shown && (any || !useless[c]))
+        .min_by_key(|&c| (useless[c], lattice.values[c], c))
+}
+
+/// Step 1: a known total with exactly one masked published cell under it gives that cell away;
+/// mask a second one, until no total does.
+fn subtraction_pass(lattice: &Lattice, marks: &mut [Mark], useless: &[bool]) {
+    loop {
+        let mut changed = false;
+        for relation in &lattice.relations {
+            let mut hidden = members(relation).filter(|&c| marks[c] != Mark::Shown);
+            let (Some(lone), None) = (hidden.next(), hidden.next()) else {
+                continue;
+            };
+            if !lattice.published[lone] {
+                // An unpublished small total worked out from known ones: not a cell of ours, and
+                // the bounds step sees what it implies for ours.
+                continue;
+            }
+            if let Some(p) = cheapest(lattice, marks, useless, true, relation) {
+                marks[p] = Mark::Protecting;
+                changed = true;
+            }
+        }
+        if !changed {
+            return;
+        }
+    }
+}
+
+/// The published shown cell to mask for a pinned cell: from the first relation, going outwards
+/// from the cell through masked cells, that has one.
+fn nearest_protector(
+    lattice: &Lattice,
+    marks: &[Mark],
+    useless: &[bool],
+    memberships: &[Vec<usize>],
+    cell: usize,
+) -> Option<usize> {
+    let mut seen_cells = vec![false; lattice.values.len()];
+    let mut seen_relations = vec![false; lattice.relations.len()];
+    let mut queue = std::collections::VecDeque::from([cell]);
+    seen_cells[cell] = true;
+    while let Some(c) = queue.pop_front() {
+        for &r in &memberships[c] {
+            if std::mem::replace(&mut seen_relations[r], true) {
+                continue;
+            }
+            let relation = &lattice.relations[r];
+            if let Some(p) = cheapest(lattice, marks, useless, false, relation) {
+                return Some(p);
+            }
+            for m in members(relation) {
+                if marks[m] != Mark::Shown && !std::mem::replace(&mut seen_cells[m], true) {
+                    queue.push_back(m);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Largest change sought along a direction (directions are scale-free; this bounds the search).
+const STEP_BOUND: f64 = 1.0e4;
+/// Smallest component of a solved direction taken as a change.
+const MOVES: f64 = 1.0e-6;
+
+/// Step 2: masked published cells that cannot change value while every known total and every
+/// bound holds, by group of linked cells.
+fn pinned_cells(lattice: &Lattice, marks: &[Mark], t: i64, known_pinned: &[bool]) -> Vec<Vec<usize>> {
+    let n = lattice.values.len();
+    let hidden: Vec<bool> = marks.iter().map(|m| *m != Mark::Shown).collect();
+    // Relations over masked cells only: sum of changes of the terms = change of the total.
+    let constraints: Vec<Vec<(usize, f64)>> = lattice
+        .relations
         .iter()
-        .map(|d| {
+        .filter(|rel| members(rel).any(|c| hidden[c]))
+        .map(|(total, terms)| {
+            let mut row: Vec<(usize, f64)> = terms.iter().filter(|&&c| hidden[c]).map(|&c| (c, 1.0)).collect();
+            if hidden[*total] {
+                row.push((*total, -1.0));
+            }
+            row
+        })
+        .collect();
+    // Components of masked cells linked by relations.
+    let mut parent: Vec<usize> = (0..n).collect();
+    fn find(parent: &mut [usize], mut x: usize) -> usize {
+        while parent[x] != x {
+            parent[x] = parent[parent[x]];
+            x = parent[x];
+        }
+        x
+    }
+    for row in &constraints {
+        for w in row.windows(2) {
+            let (a, b) = (find(&mut parent, w[0].0), find(&mut parent, w[1].0));
+            if a != b {
+                parent[a.max(b)] = a.min(b);
+            }
+        }
+    }
+    let mut components: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for c in (0..n).filter(|&c| hidden[c]) {
+        let root = find(&mut parent, c);
+        components.entry(root).or_default().push(c);
+    }
+    let mut rows_of: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, row) in constraints.iter().enumerate() {
+        if let Some(&(c, _)) = row.first() {
+            let root = find(&mut parent, c);
+            rows_of.entry(root).or_default().push(i);
+        }
+    }
+    let mut pinned = Vec::new();
+    for (root, cells) in components {
+        if !cells.iter().any(|&c| lattice.published[c]) {
+            continue;
+        }
+        let rows: Vec<&Vec<(usize, f64)>> = rows_of
+            .get(&root)
+            .map(|r| r.iter().map(|&i| &constraints[i]).collect())
+            .unwrap_or_default();
+        let group = pinned_in_component(lattice, marks, t, known_pinned, &cells, &rows);
+        if !group.is_empty() {
+            pinned.push(group);
+        }
+    }
+    pinned
+}
+
+/// Which way a masked cell may move within its bounds: (up, down).
+fn freedom(value: i64, mark: Mark, t: i64) -> (bool, bool) {
+    match mark {
+        // Between 0 and t-1; a reader of a table whose rows exist only for counts of 1 or more
+        // may know it is 1 or more: the tighter bound is assumed.
+        Mark::Small => (value < t - 1, value > value.min(1)),
+        Mark::Protecting => (true, value > t),
+        Mark::Shown => (false, false),
+    }
+}
+
+fn pinned_in_component(
+    lattice: &Lattice,
+    marks: &[Mark],
+    t: i64,
+    known_pinned: &[bool],
+    cells: &[usize],
+    rows: &[&Vec<(usize, f64)>],
+) -> Vec<usize> {
+    let index: HashMap<usize, usize> = cells.iter().enumerate().map(|(i, &c)| (c, i)).collect();
+    let free: Vec<(bool, bool)> = cells.iter().map(|&c| freedom(lattice.values[c], marks[c], t)).collect();
+    // Unpublished totals need no protection; cells already known to be pinned need no new proof.
+    let mut certified: Vec<bool> = cells
+        .iter()
+        .map(|&c| !lattice.published[c] || known_pinned[c])
+        .collect();
+    // Solves for a direction of change; `want` gives, for some cells, the sign sought (the
+    // number of them moving that way is maximised), `force` one cell's required sign.
+    let solve = |want: &[(usize, f64)], force: Option<(usize, f64)>| -> Option<Vec<f64>> {
+        let mut problem = Problem::new(OptimizationDirection::Maximize);
+        let vars: Vec<Variable> = free
+            .iter()
+            .enumerate()
+            .map(|(i, &(up, down))| {
+                let mut lo = if down { -STEP_BOUND } else { 0.0 };
+                let mut hi = if up { STEP_BOUND } else { 0.0 };
+                if let Some((f, sign)) = force
+                    && f == i
+                {
+                    if sign > 0.0 {
+                        lo = 1.0;
+                    } else {
+                        hi = -1.0;
+                    }
+                }
+                problem.add_var(0.0, (lo, hi))
+            })
+            .collect();
+        for row in rows {
+            let expr: Vec<(Variable, f64)> = row.iter().map(|&(c, k)| (vars[index[&c]], k)).collect();
+            problem.add_constraint(expr.as_slice(), ComparisonOp::Eq, 0.0);
+        }
+        for &(i, sign) in want {
+            let s = problem.add_var(1.0, (0.0, 1.0));
+            // s <= sign * d
+            problem.add_constraint([(s, 1.0), (vars[i], -sign)].as_slice(), ComparisonOp::Le, 0.0);
+        }
+        let solution = problem.solve().ok()?.into_solution().ok()?;
+        Some(vars.iter().map(|v| solution.var_value(*v)).collect())
+    };
+    let certify = |d: &[f64], certified: &mut Vec<bool>| {
+        for (i, x) in d.iter().enumerate() {
+            if x.abs() > MOVES {
+                certified[i] = true;
+            }
+        }
+    };
+    // Many cells at once: first each one in the direction its bounds allow (up when both),
+    // then the remaining ones down.
+    for pass in 0..2 {
+        let want: Vec<(usize, f64)> = (0..cells.len())
+            .filter(|&i| !certified[i])
+            .filter_map(|i| match (free[i], pass) {
+                ((true, _), 0) => Some((i, 1.0)),
+                ((false, true), 0) => Some((i, -1.0)),
+                ((true, true), 1) => Some((i, -1.0)),
+                _ => None,
+            })
+            .collect();
+        if want.is_empty() {
+            continue;
+        }
+        if let Some(d) = solve(&want, None) {
+            certify(&d, &mut certified);
+        }
+    }
+    // Then one by one.
+    for i in 0..cells.len() {
+        if certified[i] {
+            continue;
+        }
+        for (allowed, sign) in [(free[i].0, 1.0), (free[i].1, -1.0)] {
+            if certified[i] || !allowed {
+                continue;
+            }
+            if let Some(d) = solve(&[], Some((i, sign))) {
+                certify(&d, &mut certified);
+            }
+        }
+    }
+    cells
+        .iter()
+        .zip(&certified)
+        .filter(|(_, ok)| !**ok)
+        .map(|(&c, _)| c)
+        .collect()
+}
+
+/// Dimension values of a table as interned codes, one vector per dimension.
+fn codes(df: &DataFrame, dimensions: &[&str], dictionary: &mut [HashMap<String, u32>]) -> PolarsResult<Vec<Vec<u32>>> {
+    dimensions
+        .iter()
+        .zip(dictionary.iter_mut())
+        .map(|(d, dict)| {
             let c = df.column(d)?.cast(&DataType::String)?;
             let s = c.str()?.clone();
-            Ok((0..df.height()).map(|i| s.get(i).unwrap_or("").to_owned()).collect())
+            Ok((0..df.height())
+                .map(|i| {
+                    let v = s.get(i).unwrap_or("");
+                    let next = dict.len() as u32;
+                    *dict.entry(v.to_owned()).or_insert(next)
+                })
+                .collect())
         })
-        .collect::<PolarsResult<_>>()?;
-    Ok((0..dimensions.len())
-        .map(|free| {
-            let mut groups: BTreeMap<Vec<&str>, Vec<usize>> = BTreeMap::new();
-            for row in 0..df.height() {
-                let key: Vec<&str> = keys
-                    .iter()
-                    .enumerate()
-                    .filter(|(d, _)| *d != free)
-                    .map(|(_, values)| values[row].as_str())
-                    .collect();
-                groups.entry(key).or_default().push(row);
+        .collect()
+}
+
+/// Builds the cells a reader may know of for one count column: the table's rows, its line
+/// totals (every dimension but one fixed) and grand total, and the rows of `linked` tables
+/// (their dimensions a subset of the table's, their counts its totals) with their own line
+/// totals. Returns the lattice and, per table (the table first), the lattice cell of each row.
+fn build_lattice(
+    table: (&DataFrame, &TableSpec<'_>),
+    linked: &[(&DataFrame, &TableSpec<'_>)],
+    count: &str,
+) -> PolarsResult<(Lattice, Vec<Vec<usize>>)> {
+    let (df, spec) = table;
+    let dims = spec.dimensions;
+    let n = dims.len();
+    let mut dictionary: Vec<HashMap<String, u32>> = vec![HashMap::new(); n];
+    let keys = codes(df, dims, &mut dictionary)?;
+    let values = count_values(df, count)?;
+    let full: u32 = (1u32 << n) - 1;
+    // Levels (bitmask of the dimensions kept) whose totals a reader may know.
+    let lines_of = |level: u32| {
+        (0..n)
+            .filter(move |d| level & (1 << d) != 0)
+            .map(move |d| level & !(1 << d))
+    };
+    let mut wanted: std::collections::BTreeSet<u32> = std::iter::once(0).chain(lines_of(full)).collect();
+    let mut linked_levels = Vec::with_capacity(linked.len());
+    for (_, linked_spec) in linked {
+        let mut level = 0u32;
+        for d in linked_spec.dimensions {
+            let Some(p) = dims.iter().position(|x| x == d) else {
+                return Err(PolarsError::ComputeError(
+                    format!("linked table dimension {d} is not one of {dims:?}").into(),
+                ));
+            };
+            level |= 1 << p;
+        }
+        wanted.insert(level);
+        wanted.extend(lines_of(level));
+        linked_levels.push(level);
+    }
+    wanted.remove(&full);
+    let key_at = |row: usize, level: u32| -> Vec<u32> {
+        (0..n).filter(|d| level & (1 << d) != 0).map(|d| keys[d][row]).collect()
+    };
+    let mut out = Lattice::default();
+    let mut levels: BTreeMap<u32, HashMap<Vec<u32>, usize>> = BTreeMap::new();
+    let mut rows_to_cells = vec![Vec::with_capacity(df.height())];
+    let mut finest = HashMap::with_capacity(df.height());
+    for (row, value) in values.iter().enumerate() {
+        let cell = out.add(*value, true);
+        rows_to_cells[0].push(cell);
+        finest.insert(key_at(row, full), cell);
+    }
+    levels.insert(full, finest);
+    // Coarser levels, finest first, in a fixed order. A total is the cells it covers, whatever
+    // level it is seen at: one row of the table, or a total already met at a finer level.
+    let mut by_cover: HashMap<Vec<usize>, usize> = HashMap::new();
+    let mut order: Vec<u32> = wanted.iter().copied().collect();
+    order.sort_by_key(|l| (std::cmp::Reverse(l.count_ones()), *l));
+    for &level in &order {
+        let mut sums: BTreeMap<Vec<u32>, (i64, Vec<usize>)> = BTreeMap::new();
+        for (row, value) in values.iter().enumerate() {
+            let entry = sums.entry(key_at(row, level)).or_insert((0, Vec::new()));
+            entry.0 += value;
+            entry.1.push(row);
+        }
+        let mut cells = HashMap::with_capacity(sums.len());
+        for (key, (sum, covered)) in sums {
+            let cell = if let [row] = covered.as_slice() {
+                rows_to_cells[0][*row]
+            } else {
+                *by_cover.entry(covered).or_insert_with(|| out.add(sum, false))
+            };
+            cells.insert(key, cell);
+        }
+        levels.insert(level, cells);
+    }
+    // Published totals: their rows are those cells.
+    for ((linked_df, linked_spec), level) in linked.iter().zip(&linked_levels) {
+        let positions: Vec<usize> = linked_spec
+            .dimensions
+            .iter()
+            .map(|d| dims.iter().position(|x| x == d).unwrap_or(0))
+            .collect();
+        let mut linked_dict: Vec<HashMap<String, u32>> = positions.iter().map(|&p| dictionary[p].clone()).collect();
+        let linked_keys = codes(linked_df, linked_spec.dimensions, &mut linked_dict)?;
+        let linked_values = count_values(linked_df, count)?;
+        let mut key_order: Vec<usize> = (0..positions.len()).collect();
+        key_order.sort_by_key(|&i| positions[i]);
+        let mut cells = Vec::with_capacity(linked_df.height());
+        for (row, value) in linked_values.iter().enumerate() {
+            let key: Vec<u32> = key_order.iter().map(|&i| linked_keys[i][row]).collect();
+            match levels.get(level).and_then(|l| l.get(&key)) {
+                Some(&cell) if out.values[cell] == *value => {
+                    out.published[cell] = true;
+                    cells.push(cell);
+                }
+                found => {
+                    return Err(PolarsError::ComputeError(
+                        format!(
+                            "{count}: a published total ({value}) is not the sum of the cells it covers ({:?})",
+                            found.map(|&c| out.values[c])
+                        )
+                        .into(),
+                    ));
+                }
             }
-            groups.into_values().collect()
-        })
-        .collect())
+        }
+        rows_to_cells.push(cells);
+    }
+    // Relations: each total is the sum of the cells one dimension finer under it, at each finer
+    // level a reader may know of (the table's rows when there is none).
+    for &level in &order {
+        let finer: Vec<u32> = (0..n)
+            .filter(|d| level & (1 << d) == 0)
+            .map(|d| level | (1 << d))
+            .filter(|l| *l == full || wanted.contains(l))
+            .collect();
+        let finer = if finer.is_empty() { vec![full] } else { finer };
+        for f in finer {
+            let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+            let mut rows: Vec<(&Vec<u32>, &usize)> = levels[&f].iter().collect();
+            rows.sort();
+            for (key, cell) in rows {
+                let coarse: Vec<u32> = (0..n)
+                    .filter(|d| f & (1 << d) != 0)
+                    .zip(key)
+                    .filter(|(d, _)| level & (1 << d) != 0)
+                    .map(|(_, k)| *k)
+                    .collect();
+                if let Some(&total) = levels[&level].get(&coarse) {
+                    groups.entry(total).or_default().push(*cell);
+                }
+            }
+            // A total over one cell is that cell: nothing to relate.
+            out.relations
+                .extend(groups.into_iter().filter(|(total, terms)| terms.as_slice() != [*total]));
+        }
+    }
+    Ok((out, rows_to_cells))
+}
+
+fn count_values(df: &DataFrame, count: &str) -> PolarsResult<Vec<i64>> {
+    let column = df.column(count)?.cast(&DataType::Int64)?;
+    let ca = column.i64()?;
+    Ok((0..ca.len()).map(|i| ca.get(i).unwrap_or(0)).collect())
 }
 
 /// Publishes a table: dimensions unchanged, counts and their dependent values as text, masked
-/// ones shown as `<threshold`.
+/// ones shown as `<threshold` or `suppressed`.
 pub fn suppress(df: &DataFrame, spec: &TableSpec<'_>, threshold: u32) -> PolarsResult<(DataFrame, SuppressionSummary)> {
-    let lines = lines(df, spec.dimensions)?;
-    let hidden_text = format!("<{threshold}");
+    let mut out = suppress_linked((df, spec), &[], threshold)?;
+    Ok(out.remove(0))
+}
+
+/// Publishes a table together with the tables holding its totals (`linked`), protected as one:
+/// the table first, then each linked table.
+pub fn suppress_linked(
+    table: (&DataFrame, &TableSpec<'_>),
+    linked: &[(&DataFrame, &TableSpec<'_>)],
+    threshold: u32,
+) -> PolarsResult<Vec<(DataFrame, SuppressionSummary)>> {
+    let all: Vec<(&DataFrame, &TableSpec<'_>)> = std::iter::once(table).chain(linked.iter().copied()).collect();
+    let mut marks_by_table: Vec<BTreeMap<&str, Vec<Mark>>> = vec![BTreeMap::new(); all.len()];
+    let mut summaries = vec![SuppressionSummary::default(); all.len()];
+    for count in table.1.counts {
+        let (lattice, rows_to_cells) = build_lattice(table, linked, count)?;
+        let (marks, exposed) = protect(&lattice, threshold);
+        for (t, cells) in rows_to_cells.iter().enumerate() {
+            let summary = &mut summaries[t];
+            for &c in cells {
+                match marks[c] {
+                    Mark::Small => summary.primary += 1,
+                    Mark::Protecting => summary.complementary += 1,
+                    Mark::Shown => {}
+                }
+                if exposed[c] {
+                    summary.exposed_by_totals += 1;
+                }
+            }
+            marks_by_table[t].insert(count, cells.iter().map(|&c| marks[c]).collect());
+        }
+    }
+    all.iter()
+        .zip(marks_by_table)
+        .zip(summaries)
+        .map(|(((df, spec), marks), summary)| Ok((publish(df, spec, &marks, threshold)?, summary)))
+        .collect()
+}
+
+fn publish(
+    df: &DataFrame,
+    spec: &TableSpec<'_>,
+    marks: &BTreeMap<&str, Vec<Mark>>,
+    threshold: u32,
+) -> PolarsResult<DataFrame> {
+    let small = format!("<{threshold}");
     let mut columns: Vec<Column> = Vec::new();
     for d in spec.dimensions {
         columns.push(df.column(d)?.cast(&DataType::String)?);
     }
-    let mut total = SuppressionSummary::default();
-    let mut masks: BTreeMap<&str, Vec<bool>> = BTreeMap::new();
+    let unmasked = vec![Mark::Shown; df.height()];
     for count in spec.counts {
-        let column = df.column(count)?.cast(&DataType::Int64)?;
-        let ca = column.i64()?;
-        let values: Vec<i64> = (0..ca.len()).map(|i| ca.get(i).unwrap_or(0)).collect();
-        let (masked, summary) = mask(&values, &lines, threshold);
-        total.primary += summary.primary;
-        total.complementary += summary.complementary;
+        let values = count_values(df, count)?;
+        let marks = marks.get(count).unwrap_or(&unmasked);
         let text: Vec<String> = values
             .iter()
-            .zip(&masked)
-            .map(|(v, m)| if *m { hidden_text.clone() } else { v.to_string() })
+            .zip(marks)
+            .map(|(v, m)| match m {
+                Mark::Shown => v.to_string(),
+                Mark::Small => small.clone(),
+                Mark::Protecting => SUPPRESSED.to_owned(),
+            })
             .collect();
         columns.push(Series::new((*count).into(), text).into());
-        masks.insert(count, masked);
     }
     for (value, count) in spec.dependents {
-        let masked = masks.get(count).cloned().unwrap_or_else(|| vec![false; df.height()]);
+        let marks = marks.get(count).unwrap_or(&unmasked);
         let values = df.column(value)?.cast(&DataType::Float64)?;
         let values = values.f64()?;
         let text: Vec<Option<String>> = (0..df.height())
             .map(|i| {
-                if masked[i] {
-                    Some("suppressed".to_owned())
+                if marks[i] != Mark::Shown {
+                    Some(SUPPRESSED.to_owned())
                 } else {
                     values.get(i).map(format_number)
                 }
@@ -133,7 +673,7 @@ pub fn suppress(df: &DataFrame, spec: &TableSpec<'_>, threshold: u32) -> PolarsR
             .collect();
         columns.push(Series::new((*value).into(), text).into());
     }
-    Ok((DataFrame::new_infer_height(columns)?, total))
+    DataFrame::new_infer_height(columns)
 }
 
 /// Numbers as analysts expect them in a CSV: integers without a fraction, otherwise 2 decimals.
@@ -154,94 +694,368 @@ mod tests {
         (0..ca.len()).map(|i| ca.get(i).unwrap_or("").to_owned()).collect()
     }
 
-    /// Tries every subtraction an adversary could make from published line totals: a line with
-    /// exactly one masked cell gives that cell away.
-    fn recoverable(masked: &[bool], lines: &[Vec<Vec<usize>>]) -> Vec<usize> {
+    /// What a reader may assert about a set of rows: their sum lies in [low, high].
+    struct Known {
+        rows: Vec<usize>,
+        low: f64,
+        high: f64,
+    }
+
+    /// A reader's attack, written independently of the suppression code: the least and greatest
+    /// value of the sum of `target` rows over every table consistent with what is published
+    /// (shown values; `<t` between `floor` (0, or 1 where rows exist only for counts of 1 or
+    /// more) and t-1; `suppressed` t or more) and with `known` sums.
+    fn range(shown: &[String], t: i64, floor: f64, known: &[Known], target: &[usize]) -> (f64, f64) {
+        let solve = |direction| {
+            let mut problem = Problem::new(direction);
+            let vars: Vec<Option<Variable>> = shown
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    let objective = if target.contains(&i) { 1.0 } else { 0.0 };
+                    if s.starts_with('<') {
+                        Some(problem.add_var(objective, (floor, (t - 1) as f64)))
+                    } else if s == SUPPRESSED {
+                        Some(problem.add_var(objective, (t as f64, f64::INFINITY)))
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            let constant = |rows: &[usize]| -> f64 {
+                rows.iter()
+                    .filter(|&&r| vars[r].is_none())
+                    .map(|&r| shown[r].parse::<f64>().unwrap())
+                    .sum()
+            };
+            for k in known {
+                let expr: Vec<(Variable, f64)> = k.rows.iter().filter_map(|&r| vars[r].map(|v| (v, 1.0))).collect();
+                if expr.is_empty() {
+                    continue;
+                }
+                let c = constant(&k.rows);
+                if k.low == k.high {
+                    problem.add_constraint(expr.as_slice(), ComparisonOp::Eq, k.low - c);
+                } else {
+                    problem.add_constraint(expr.as_slice(), ComparisonOp::Ge, k.low - c);
+                    problem.add_constraint(expr.as_slice(), ComparisonOp::Le, k.high - c);
+                }
+            }
+            let solution = problem.solve().expect("the published table is consistent");
+            solution.into_solution().expect("solved").objective() + constant(target)
+        };
+        (
+            solve(OptimizationDirection::Minimize),
+            solve(OptimizationDirection::Maximize),
+        )
+    }
+
+    /// Line totals (every dimension but one fixed) and the grand total of the true values,
+    /// known to a reader when they add up two cells or more and are not small.
+    fn known_totals(keys: &[Vec<String>], truth: &[i64], t: i64) -> Vec<Known> {
+        let n = keys.first().map_or(0, Vec::len);
         let mut out = Vec::new();
-        for by_dim in lines {
-            for line in by_dim {
-                let hidden: Vec<usize> = line.iter().copied().filter(|&i| masked[i]).collect();
-                if line.len() >= 2 && hidden.len() == 1 {
-                    out.push(hidden[0]);
+        let full = (1u32 << n) - 1;
+        let lines = (0..n).map(|d| full & !(1 << d));
+        for subset in std::iter::once(0).chain(lines) {
+            let mut groups: BTreeMap<Vec<&str>, Vec<usize>> = BTreeMap::new();
+            for (row, key) in keys.iter().enumerate() {
+                let k: Vec<&str> = (0..n)
+                    .filter(|d| subset & (1 << d) != 0)
+                    .map(|d| key[d].as_str())
+                    .collect();
+                groups.entry(k).or_default().push(row);
+            }
+            for rows in groups.into_values().filter(|rows| rows.len() >= 2) {
+                let total: i64 = rows.iter().map(|&r| truth[r]).sum();
+                if total >= t {
+                    out.push(Known {
+                        rows,
+                        low: total as f64,
+                        high: total as f64,
+                    });
                 }
             }
         }
         out
     }
 
+    /// Masked rows whose value a reader can narrow to a single one.
+    fn recovered(shown: &[String], t: i64, floor: f64, known: &[Known]) -> Vec<(usize, f64, f64)> {
+        (0..shown.len())
+            .filter(|&i| shown[i].starts_with('<') || shown[i] == SUPPRESSED)
+            .filter_map(|i| {
+                let (low, high) = range(shown, t, floor, known, &[i]);
+                (high - low < 1.0 - 1e-6).then_some((i, low, high))
+            })
+            .collect()
+    }
+
+    /// How many of the recovered cells are small counts.
+    fn small(shown: &[String], found: &[(usize, f64, f64)]) -> u64 {
+        found.iter().filter(|f| shown[f.0].starts_with('<')).count() as u64
+    }
+
+    fn table(columns: &[(&str, Vec<&str>)], n: &[i64]) -> DataFrame {
+        let mut cols: Vec<Column> = columns
+            .iter()
+            .map(|(name, v)| Series::new((*name).into(), v.clone()).into())
+            .collect();
+        cols.push(Series::new("n".into(), n.to_vec()).into());
+        DataFrame::new_infer_height(cols).unwrap()
+    }
+
+    fn keys_of(df: &DataFrame, dims: &[&str]) -> Vec<Vec<String>> {
+        let cols: Vec<Vec<String>> = dims.iter().map(|d| texts(df, d)).collect();
+        (0..df.height())
+            .map(|r| cols.iter().map(|c| c[r].clone()).collect())
+            .collect()
+    }
+
     #[test]
-    fn a_lone_small_cell_takes_a_partner_in_every_line() {
+    fn a_lone_small_cell_takes_partners_and_nothing_is_recoverable() {
         // 2 x 3 table: region x pathway.
-        let df = df!(
-            "region" => ["11", "11", "11", "84", "84", "84"],
-            "pathway" => ["AAC", "CPC", "OFF_LABEL", "AAC", "CPC", "OFF_LABEL"],
-            "n" => [3i64, 40, 25, 30, 12, 50],
-        )
-        .unwrap();
+        let df = table(
+            &[
+                ("region", vec!["11", "11", "11", "84", "84", "84"]),
+                ("pathway", vec!["AAC", "CPC", "OFF_LABEL", "AAC", "CPC", "OFF_LABEL"]),
+            ],
+            &[3, 40, 25, 30, 12, 50],
+        );
         let spec = TableSpec {
             dimensions: &["region", "pathway"],
             counts: &["n"],
             dependents: &[],
+            within: None,
         };
         let (published, summary) = suppress(&df, &spec, 10).unwrap();
         let shown = texts(&published, "n");
         assert_eq!(summary.primary, 1);
-        assert!(summary.complementary >= 2, "{summary:?}");
+        assert!(summary.complementary >= 3, "{summary:?}");
         assert_eq!(shown[0], "<10");
         assert!(!shown.iter().any(|s| s == "0" || s == "3"));
-        // Row 11 and column AAC each need a second masked cell, and each new one may need
-        // partners of its own: the pass repeats until every line is safe.
-        let l = lines(&df, spec.dimensions).unwrap();
-        let masked: Vec<bool> = shown.iter().map(|s| s.starts_with('<')).collect();
-        assert!(recoverable(&masked, &l).is_empty());
+        let truth = [3, 40, 25, 30, 12, 50];
+        let known = known_totals(&keys_of(&df, spec.dimensions), &truth, 10);
+        assert_eq!(recovered(&shown, 10, 0.0, &known), vec![]);
     }
 
     #[test]
-    fn no_masked_cell_is_recoverable_in_generated_tables() {
-        // Deterministic pseudo-random 3-dimensional tables with many small counts.
-        let mut state = 42u64;
-        let mut next = || {
+    fn two_masked_cells_pinned_by_their_bounds_take_a_third() {
+        // 9 + 9 under a known total: each must be 9 if only the two are masked.
+        let df = table(&[("region", vec!["11", "24", "84"])], &[9, 9, 40]);
+        let spec = TableSpec {
+            dimensions: &["region"],
+            counts: &["n"],
+            dependents: &[],
+            within: None,
+        };
+        let (published, summary) = suppress(&df, &spec, 10).unwrap();
+        let shown = texts(&published, "n");
+        assert_eq!(shown, vec!["<10", "<10", SUPPRESSED]);
+        assert_eq!(
+            summary,
+            SuppressionSummary {
+                primary: 2,
+                complementary: 1,
+                exposed_by_totals: 0
+            }
+        );
+        // By enumeration: every masked cell can still take several values.
+        let mut values: [std::collections::BTreeSet<i64>; 3] = Default::default();
+        for a in 0..10 {
+            for b in 0..10 {
+                let c = 58 - a - b;
+                if c >= 10 {
+                    values[0].insert(a);
+                    values[1].insert(b);
+                    values[2].insert(c);
+                }
+            }
+        }
+        assert!(values.iter().all(|v| v.len() >= 2), "{values:?}");
+        // And 1 + 1 beside 30: a reader who knows rows exist only for counts of 1 or more
+        // would pin both.
+        let df = table(&[("region", vec!["11", "24", "84"])], &[1, 1, 30]);
+        let (published, _) = suppress(&df, &spec, 10).unwrap();
+        assert_eq!(texts(&published, "n"), vec!["<10", "<10", SUPPRESSED]);
+    }
+
+    #[test]
+    fn a_cell_at_the_threshold_does_not_protect_a_zero_beside_it() {
+        // In centre A, 0 and 10 under a row total of 10: masking only the 10 with the 0 pins
+        // both (0 + x = 10 with x at least 10); a third cell in the row frees them.
+        let df = df!(
+            "centre" => ["A", "A", "A", "B", "B", "B"],
+            "drug" => ["D1", "D2", "D3", "D1", "D2", "D3"],
+            "new" => [0i64, 10, 15, 25, 31, 40],
+        )
+        .unwrap();
+        let spec = TableSpec {
+            dimensions: &["centre", "drug"],
+            counts: &["new"],
+            dependents: &[],
+            within: None,
+        };
+        let (published, summary) = suppress(&df, &spec, 10).unwrap();
+        let shown = texts(&published, "new");
+        assert_eq!(shown[0], "<10");
+        assert_eq!(summary.exposed_by_totals, 0);
+        let truth = [0, 10, 15, 25, 31, 40];
+        let known = known_totals(&keys_of(&df, spec.dimensions), &truth, 10);
+        assert_eq!(recovered(&shown, 10, 0.0, &known), vec![], "{shown:?}");
+
+        // With two drugs only, nothing published can free them: a reader who knows centre A's
+        // total of 10 from elsewhere knows both. Reported, never silently published as safe.
+        let df = df!(
+            "centre" => ["A", "A", "B", "B"],
+            "drug" => ["D1", "D2", "D1", "D2"],
+            "new" => [0i64, 10, 25, 31],
+        )
+        .unwrap();
+        let (published, summary) = suppress(&df, &spec, 10).unwrap();
+        let shown = texts(&published, "new");
+        assert!(shown.iter().all(|s| s.starts_with('<') || s == SUPPRESSED), "{shown:?}");
+        let known = known_totals(&keys_of(&df, spec.dimensions), &[0, 10, 25, 31], 10);
+        let found = recovered(&shown, 10, 0.0, &known);
+        assert_eq!(found.iter().map(|f| f.0).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+        // Of which one small count: the one the summary reports.
+        assert_eq!(small(&shown, &found), 1);
+        assert_eq!(summary.exposed_by_totals, 1);
+    }
+
+    /// Deterministic pseudo-random numbers.
+    fn generator(seed: u64) -> impl FnMut() -> i64 {
+        let mut state = seed;
+        move || {
             state = state
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             (state >> 33) as i64
-        };
-        for _ in 0..50 {
-            let (mut a, mut b, mut c, mut n) = (vec![], vec![], vec![], vec![]);
-            for i in 0..4 {
-                for j in 0..3 {
-                    for k in 0..3 {
-                        if next() % 5 == 0 {
-                            continue; // sparse: some cells do not exist
+        }
+    }
+
+    #[test]
+    fn no_masked_cell_is_recoverable_in_generated_tables() {
+        let mut next = generator(42);
+        for shape in [[5usize, 4, 1], [3, 3, 3], [4, 2, 3]] {
+            for _ in 0..25 {
+                let (mut a, mut b, mut c, mut n) = (vec![], vec![], vec![], vec![]);
+                for i in 0..shape[0] {
+                    for j in 0..shape[1] {
+                        for k in 0..shape[2] {
+                            if next() % 5 == 0 {
+                                continue; // sparse: some cells do not exist
+                            }
+                            a.push(format!("a{i}"));
+                            b.push(format!("b{j}"));
+                            c.push(format!("c{k}"));
+                            n.push(1 + next() % 29); // rows exist for counts of 1 or more
                         }
-                        a.push(format!("a{i}"));
-                        b.push(format!("b{j}"));
-                        c.push(format!("c{k}"));
-                        n.push(next() % 40);
                     }
                 }
-            }
-            let df = df!("a" => a, "b" => b, "c" => c, "n" => n.clone()).unwrap();
-            let spec = TableSpec {
-                dimensions: &["a", "b", "c"],
-                counts: &["n"],
-                dependents: &[],
-            };
-            let (published, _) = suppress(&df, &spec, 10).unwrap();
-            let shown = texts(&published, "n");
-            let masked: Vec<bool> = shown.iter().map(|s| s == "<10").collect();
-            for (i, s) in shown.iter().enumerate() {
-                if n[i] < 10 {
-                    assert_eq!(s, "<10", "a small count is published");
-                } else if !masked[i] {
-                    assert_eq!(s, &n[i].to_string());
+                let df = df!("a" => a, "b" => b, "c" => c, "n" => n.clone()).unwrap();
+                let spec = TableSpec {
+                    dimensions: &["a", "b", "c"],
+                    counts: &["n"],
+                    dependents: &[],
+                    within: None,
+                };
+                let (published, summary) = suppress(&df, &spec, 10).unwrap();
+                let shown = texts(&published, "n");
+                for (i, s) in shown.iter().enumerate() {
+                    if n[i] < 10 {
+                        assert_eq!(s, "<10", "a small count is published");
+                    } else {
+                        assert!(s == &n[i].to_string() || s == SUPPRESSED, "{s} for {}", n[i]);
+                    }
                 }
+                let known = known_totals(&keys_of(&df, spec.dimensions), &n, 10);
+                let found = recovered(&shown, 10, 1.0, &known);
+                // A small count can only stay exposed when totals known elsewhere pin it whatever
+                // is masked: the summary says so.
+                assert_eq!(
+                    small(&shown, &found),
+                    summary.exposed_by_totals,
+                    "recovered {found:?} from {shown:?} (truth {n:?})"
+                );
             }
-            let l = lines(&df, spec.dimensions).unwrap();
-            assert!(
-                recoverable(&masked, &l).is_empty(),
-                "a masked cell can be recovered by subtraction"
-            );
+        }
+    }
+
+    #[test]
+    fn a_table_and_the_table_of_its_totals_are_protected_together() {
+        // Safety by PT within safety by SOC: drug A's S2 (30 events) is masked to protect its S1
+        // (5) under A's total; its published PT rows (12 + 18) would then give it away.
+        let soc = df!(
+            "drug" => ["A", "A", "B", "B", "C", "C"],
+            "soc" => ["S1", "S2", "S1", "S2", "S1", "S2"],
+            "n" => [5i64, 30, 40, 22, 35, 50],
+        )
+        .unwrap();
+        let pt = df!(
+            "drug" => ["A", "A", "A", "A", "B", "B", "B", "B", "C", "C", "C", "C"],
+            "soc" => ["S1", "S1", "S2", "S2", "S1", "S1", "S2", "S2", "S1", "S1", "S2", "S2"],
+            "pt" => ["P1", "P2", "P3", "P4", "P1", "P2", "P3", "P4", "P1", "P2", "P3", "P4"],
+            "n" => [2i64, 3, 12, 18, 15, 25, 10, 12, 20, 15, 24, 26],
+        )
+        .unwrap();
+        let soc_spec = TableSpec {
+            dimensions: &["drug", "soc"],
+            counts: &["n"],
+            dependents: &[],
+            within: None,
+        };
+        let pt_spec = TableSpec {
+            dimensions: &["drug", "soc", "pt"],
+            counts: &["n"],
+            dependents: &[],
+            within: Some(Within {
+                table: "soc",
+                dimension: "pt",
+            }),
+        };
+        let out = suppress_linked((&pt, &pt_spec), &[(&soc, &soc_spec)], 10).unwrap();
+        let pt_shown = texts(&out[0].0, "n");
+        let soc_shown = texts(&out[1].0, "n");
+        assert_eq!(soc_shown[0], "<10");
+        assert_ne!(soc_shown[1], "30", "A's S2 would give S1 away under A's total of 35");
+        assert!(
+            pt_shown[2..4].iter().any(|s| s == SUPPRESSED),
+            "A's S2 masked, its PT rows would give it away: {pt_shown:?}"
+        );
+        // The reader's attack over both: the PT rows, with the SOC rows as published sums of
+        // them and every total of the PT table that is not small.
+        assert_eq!(out[0].1.exposed_by_totals + out[1].1.exposed_by_totals, 0);
+        let truth = [2i64, 3, 12, 18, 15, 25, 10, 12, 20, 15, 24, 26];
+        let mut known = known_totals(&keys_of(&pt, pt_spec.dimensions), &truth, 10);
+        // The (drug, soc) totals are not known from elsewhere: they are the SOC table.
+        let soc_groups: Vec<Vec<usize>> = (0..6).map(|g| vec![2 * g, 2 * g + 1]).collect();
+        known.retain(|k| !soc_groups.contains(&k.rows));
+        for (rows, s) in soc_groups.iter().zip(&soc_shown) {
+            let (low, high) = match s.as_str() {
+                "<10" => (0.0, 9.0),
+                SUPPRESSED => (10.0, f64::INFINITY),
+                v => (v.parse().unwrap(), v.parse().unwrap()),
+            };
+            known.push(Known {
+                rows: rows.clone(),
+                low,
+                high,
+            });
+        }
+        assert_eq!(
+            recovered(&pt_shown, 10, 0.0, &known),
+            vec![],
+            "{pt_shown:?} {soc_shown:?}"
+        );
+        for (rows, s) in soc_groups.iter().zip(&soc_shown) {
+            if s.starts_with('<') || s == SUPPRESSED {
+                let (low, high) = range(&pt_shown, 10, 0.0, &known, rows);
+                assert!(
+                    high - low >= 1.0,
+                    "SOC total {rows:?} pinned to {low}: {pt_shown:?} {soc_shown:?}"
+                );
+            }
         }
     }
 
@@ -253,9 +1067,10 @@ mod tests {
             dimensions: &["pathway"],
             counts: &["episodes"],
             dependents: &[("median_days", "episodes")],
+            within: None,
         };
         let (published, _) = suppress(&df, &spec, 10).unwrap();
         let medians = texts(&published, "median_days");
-        assert_eq!(medians, vec!["suppressed", "20.50", "suppressed"]);
+        assert_eq!(medians, vec![SUPPRESSED, "20.50", SUPPRESSED]);
     }
 }

@@ -60,6 +60,11 @@ def durations(report: Path) -> pd.DataFrame:
     return frame.merge(cohorts, on="cohort_id", how="left")
 
 
+def is_masked(value: str) -> bool:
+    """A small count (`<10`) or a masked one (`suppressed`)."""
+    return value in MASKED or value.startswith("<")
+
+
 def published(report: Path):
     with open(report / "tables/persistence.csv", newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
@@ -67,7 +72,7 @@ def published(report: Path):
 
 def close(published_value: str, reference: float, what: str, errors: list) -> bool:
     """Compares one published value; returns whether it was compared."""
-    if published_value in MASKED or published_value.startswith("<"):
+    if is_masked(published_value):
         return False
     if published_value == "":
         if not math.isfinite(reference):
@@ -102,10 +107,10 @@ def check_persistence(report: Path) -> None:
         # Months to days rounded half away from zero (24 months = 730.5 days -> 731).
         horizon = math.floor(months * DAYS_PER_MONTH + 0.5)
         what = f"{cohort} at {months} months"
-        if not row["episodes"].startswith("<"):
+        if not is_masked(row["episodes"]):
             if int(row["episodes"]) != len(group):
                 errors.append(f"{what}: {row['episodes']} episodes published, {len(group)} in the snapshot")
-        if not row["at_risk"].startswith("<"):
+        if not is_masked(row["at_risk"]):
             compared["at_risk"] += 1
             at_risk = int((group["days"] >= horizon).sum())
             if int(row["at_risk"]) != at_risk:

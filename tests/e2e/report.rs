@@ -6,7 +6,7 @@ use std::path::Path;
 use chrono::{NaiveDate, Utc};
 use observatory_analytics::{
     CsvStyle, Period, ReportOptions,
-    report::{Scope, report, run},
+    report::{Scope, TABLES, report, run},
     snapshot::Snapshot,
 };
 use observatory_server::seed::{SeedOptions, seed};
@@ -186,7 +186,8 @@ async fn a_report_matches_sql_is_reproducible_and_never_publishes_small_counts(b
         );
     }
 
-    // Published with the default threshold: no count below 10 appears, masked ones read "<10".
+    // Published with the default threshold: no count below 10 appears; masked ones read "<10",
+    // or "suppressed" for counts of 10 or more masked to protect them.
     let published = run(&store, &options("published", 10)).await.expect("report");
     for output in published.outputs.iter().filter(|o| o.file.ends_with(".csv")) {
         let rows = csv(&dir.path().join("published").join(&output.file));
@@ -209,10 +210,67 @@ async fn a_report_matches_sql_is_reproducible_and_never_publishes_small_counts(b
             for &c in &counts {
                 let cell = &row[c];
                 assert!(
-                    cell == "<10" || cell.parse::<i64>().is_ok_and(|n| n >= 10),
+                    cell == "<10" || cell == "suppressed" || cell.parse::<i64>().is_ok_and(|n| n >= 10),
                     "{} publishes {cell}",
                     output.file
                 );
+            }
+        }
+    }
+
+    // A reader who knows every line total (all dimensions but one fixed) of two cells or more
+    // that is not small tries to recover a masked count by subtraction: no such line holds
+    // exactly one masked count. Lines of `safety_pt` over preferred terms add up to the
+    // `safety` cells, masked or not.
+    for (name, spec) in TABLES {
+        let truth = csv(&dir.path().join(format!("raw/tables/{name}.csv")));
+        let shown = csv(&dir.path().join(format!("published/tables/{name}.csv")));
+        assert_eq!(truth.len(), shown.len(), "{name}: same rows");
+        let column = |header: &[String], c: &str| header.iter().position(|h| h == c).expect("column");
+        for count in spec.counts {
+            let c = column(&shown[0], count);
+            for free in spec.dimensions {
+                let fixed: Vec<usize> = spec
+                    .dimensions
+                    .iter()
+                    .filter(|d| *d != free)
+                    .map(|d| column(&shown[0], d))
+                    .collect();
+                let mut lines: std::collections::BTreeMap<Vec<&str>, Vec<usize>> = Default::default();
+                for (row, cells) in shown.iter().enumerate().skip(1) {
+                    lines
+                        .entry(fixed.iter().map(|&f| cells[f].as_str()).collect())
+                        .or_default()
+                        .push(row);
+                }
+                let linked = spec.within.filter(|w| w.dimension == *free);
+                for (key, rows) in lines {
+                    let masked = rows.iter().filter(|&&r| shown[r][c].parse::<i64>().is_err()).count();
+                    let total: i64 = rows.iter().map(|&r| truth[r][c].parse::<i64>().expect("number")).sum();
+                    let total_masked = match linked {
+                        // The total is a published cell of the linked table.
+                        Some(w) => {
+                            let parent = csv(&dir.path().join(format!("published/tables/{}.csv", w.table)));
+                            let pc = column(&parent[0], count);
+                            let cols: Vec<usize> = spec
+                                .dimensions
+                                .iter()
+                                .filter(|d| *d != free)
+                                .map(|d| column(&parent[0], d))
+                                .collect();
+                            let row = parent[1..]
+                                .iter()
+                                .find(|p| cols.iter().zip(&key).all(|(&i, k)| p[i] == *k))
+                                .expect("the linked table holds the line's total");
+                            row[pc].parse::<i64>().is_err()
+                        }
+                        None => rows.len() < 2 || total < 10,
+                    };
+                    assert!(
+                        masked != 1 || total_masked,
+                        "{name}.{count}: the line {key:?} over {free} gives its one masked count away"
+                    );
+                }
             }
         }
     }
