@@ -123,8 +123,13 @@ pub fn protect(lattice: &Lattice, threshold: u32) -> (Vec<Mark>, Vec<bool>) {
             memberships[c].push(r);
         }
     }
-    if threshold < 2 {
-        // `<1` can only be 0: nothing to protect.
+    if threshold < 2
+        || !marks
+            .iter()
+            .zip(&lattice.published)
+            .any(|(m, p)| *p && *m == Mark::Small)
+    {
+        // Nothing small is published (`<1` can only be 0): nothing to protect.
         return (marks, exposed);
     }
     // Cells that known totals pin even were every published cell masked: nothing masked can
