@@ -1,10 +1,12 @@
 //! Small-cell suppression of published tables.
 //!
-//! **What a reader is assumed to know.** Besides every published cell, a reader may know any
-//! total of two or more cells of a table over one or more of its dimensions (row, column and
-//! grand totals, and every intermediate margin of a table of more dimensions), from this report
-//! or from elsewhere, unless that total is itself below the threshold: a small total is masked
-//! wherever it is published, like a small cell. Totals that this report publishes as another
+//! **What a reader is assumed to know.** Besides every published cell, a reader may know each
+//! line total of a table (every dimension fixed but one: row and column totals of a
+//! two-dimensional table) and its grand total, from this report or from elsewhere, when it adds
+//! up two cells or more and is not itself below the threshold: a small total is masked wherever
+//! it is published, like a small cell. Intermediate margins of a table of three dimensions or
+//! more (totals over two of them) are not assumed known: protecting against all of them would
+//! mask most of such a table. Totals that this report publishes as another
 //! table (the safety table is the safety-by-preferred-term table summed over preferred terms)
 //! are known exactly as published, masked cells included. Each count is a whole number, 0 or
 //! more; a reader knows that a cell shown `<10` lies between 0 and 9 (1 and 9 where rows exist
@@ -140,20 +142,23 @@ pub fn protect(lattice: &Lattice, threshold: u32) -> (Vec<Mark>, Vec<bool>) {
         .map(|(m, p)| if *p && *m == Mark::Shown { Mark::Protecting } else { *m })
         .collect();
     let mut useless = vec![false; n];
-    for cell in pinned_cells(lattice, &everything, t, &vec![false; n])
+    for cell in pinned_cells(lattice, &everything, t, &vec![false; n], &mut vec![false; n])
         .into_iter()
         .flatten()
     {
         useless[cell] = true;
         exposed[cell] = marks[cell] != Mark::Shown;
     }
+    // Cells shown able to move so far. Masking a further cell only frees a variable of the
+    // search, so a cell that could move still can: each round re-examines only the others.
+    let mut movable = vec![false; n];
     loop {
         subtraction_pass(lattice, &mut marks, &useless);
         let mut changed = false;
         // A further cell for each pinned one, but one per relation and round: it often frees the
         // relation's other cells.
         let mut touched = vec![false; lattice.relations.len()];
-        for group in pinned_cells(lattice, &marks, t, &useless) {
+        for group in pinned_cells(lattice, &marks, t, &useless, &mut movable) {
             for cell in group {
                 if exposed[cell] || memberships[cell].iter().any(|&r| touched[r]) {
                     continue;
@@ -259,8 +264,15 @@ const STEP_BOUND: f64 = 1.0e4;
 const MOVES: f64 = 1.0e-6;
 
 /// Step 2: masked published cells that cannot change value while every known total and every
-/// bound holds, by group of linked cells.
-fn pinned_cells(lattice: &Lattice, marks: &[Mark], t: i64, known_pinned: &[bool]) -> Vec<Vec<usize>> {
+/// bound holds, by group of linked cells. Cells `known_pinned` or already `movable` are not
+/// examined again; those found able to move are added to `movable`.
+fn pinned_cells(
+    lattice: &Lattice,
+    marks: &[Mark],
+    t: i64,
+    known_pinned: &[bool],
+    movable: &mut [bool],
+) -> Vec<Vec<usize>> {
     let n = lattice.values.len();
     let hidden: Vec<bool> = marks.iter().map(|m| *m != Mark::Shown).collect();
     // Relations over masked cells only: sum of changes of the terms = change of the total.
@@ -307,14 +319,17 @@ fn pinned_cells(lattice: &Lattice, marks: &[Mark], t: i64, known_pinned: &[bool]
     }
     let mut pinned = Vec::new();
     for (root, cells) in components {
-        if !cells.iter().any(|&c| lattice.published[c]) {
+        if !cells
+            .iter()
+            .any(|&c| lattice.published[c] && !known_pinned[c] && !movable[c])
+        {
             continue;
         }
         let rows: Vec<&Vec<(usize, f64)>> = rows_of
             .get(&root)
             .map(|r| r.iter().map(|&i| &constraints[i]).collect())
             .unwrap_or_default();
-        let group = pinned_in_component(lattice, marks, t, known_pinned, &cells, &rows);
+        let group = pinned_in_component(lattice, marks, t, known_pinned, movable, &cells, &rows);
         if !group.is_empty() {
             pinned.push(group);
         }
@@ -338,15 +353,17 @@ fn pinned_in_component(
     marks: &[Mark],
     t: i64,
     known_pinned: &[bool],
+    movable: &mut [bool],
     cells: &[usize],
     rows: &[&Vec<(usize, f64)>],
 ) -> Vec<usize> {
     let index: HashMap<usize, usize> = cells.iter().enumerate().map(|(i, &c)| (c, i)).collect();
     let free: Vec<(bool, bool)> = cells.iter().map(|&c| freedom(lattice.values[c], marks[c], t)).collect();
-    // Unpublished totals need no protection; cells already known to be pinned need no new proof.
+    // Unpublished totals need no protection; cells already known to be pinned, or shown able to
+    // move, need no new proof.
     let mut certified: Vec<bool> = cells
         .iter()
-        .map(|&c| !lattice.published[c] || known_pinned[c])
+        .map(|&c| !lattice.published[c] || known_pinned[c] || movable[c])
         .collect();
     // Solves for a direction of change; `want` gives, for some cells, the sign sought (the
     // number of them moving that way is maximised), `force` one cell's required sign.
@@ -422,12 +439,15 @@ fn pinned_in_component(
             }
         }
     }
-    cells
-        .iter()
-        .zip(&certified)
-        .filter(|(_, ok)| !**ok)
-        .map(|(&c, _)| c)
-        .collect()
+    let mut pinned = Vec::new();
+    for (&c, ok) in cells.iter().zip(&certified) {
+        if !ok {
+            pinned.push(c);
+        } else if lattice.published[c] && !known_pinned[c] {
+            movable[c] = true;
+        }
+    }
+    pinned
 }
 
 /// Dimension values of a table as interned codes, one vector per dimension.
