@@ -4,14 +4,60 @@
 
 use std::collections::HashMap;
 
+use observatory_domain::access::Role;
 use observatory_proto::v1::{
     self as pb, reference_service_client::ReferenceServiceClient, registry_service_client::RegistryServiceClient,
     report_service_client::ReportServiceClient,
 };
-use observatory_server::{Application, Config};
+use observatory_server::{
+    Application, Config,
+    access::{TokenRequest, create_token},
+};
 use observatory_store::{Store, StoreOptions};
 use tokio::sync::oneshot;
-use tonic::transport::Channel;
+use tonic::{metadata::MetadataValue, service::interceptor::InterceptedService, transport::Channel};
+
+/// Adds `authorization: Bearer <token>` to every call.
+#[derive(Clone)]
+pub struct Bearer(MetadataValue<tonic::metadata::Ascii>);
+
+impl Bearer {
+    pub fn new(secret: &str) -> Self {
+        Bearer(format!("Bearer {secret}").parse().expect("token as metadata"))
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        req.metadata_mut().insert("authorization", self.0.clone());
+        Ok(req)
+    }
+}
+
+/// A channel whose calls carry a token.
+pub type Authed = InterceptedService<Channel, Bearer>;
+
+/// The centre (FINESS) the test prescriber works at, and the filières of the test tokens.
+pub const TEST_CENTRE: &str = "750100125";
+pub const TEST_FILIERES: &[&str] = &["MHEMO", "FILNEMUS"];
+
+/// Creates a token for `role` with the test scope, straight in the database.
+pub async fn token_for(store: &Store, role: Role) -> String {
+    let (centres, filieres) = match role {
+        Role::Prescriber => (vec![TEST_CENTRE.to_owned()], vec![]),
+        Role::DataManager | Role::Analyst | Role::Partner => {
+            (vec![], TEST_FILIERES.iter().map(|f| f.to_string()).collect())
+        }
+        Role::Admin => (vec![], vec![]),
+    };
+    let request = TokenRequest {
+        role,
+        centres,
+        filieres,
+        expires_at: None,
+    };
+    create_token(store, &request, "test").await.expect("create token").1
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -20,9 +66,15 @@ pub enum Backend {
 }
 
 pub struct TestApp {
-    pub registry: RegistryServiceClient<Channel>,
-    pub reference: ReferenceServiceClient<Channel>,
-    pub reports: ReportServiceClient<Channel>,
+    /// As a prescriber at [`TEST_CENTRE`].
+    pub registry: RegistryServiceClient<Authed>,
+    /// As a data manager of [`TEST_FILIERES`]: cohorts and corrections.
+    pub manager: RegistryServiceClient<Authed>,
+    /// As an admin.
+    pub reference: ReferenceServiceClient<Authed>,
+    /// As an analyst of [`TEST_FILIERES`].
+    pub reports: ReportServiceClient<Authed>,
+    /// Without credentials.
     pub channel: Channel,
     pub database_url: String,
     /// A second handle on the same database, to look at what was stored.
@@ -73,6 +125,7 @@ pub async fn start_app(database_url: String, dir: tempfile::TempDir, extra: &[(&
     let mut env = HashMap::from([
         ("OBSERVATORY_DATABASE_URL".to_string(), database_url.clone()),
         ("OBSERVATORY_LISTEN".to_string(), "127.0.0.1:0".to_string()),
+        ("OBSERVATORY_ALLOW_PLAINTEXT".to_string(), "true".to_string()),
         (
             "OBSERVATORY_PSEUDONYM_KEY_FILE".to_string(),
             dir.path().join("observatory.key").display().to_string(),
@@ -98,10 +151,12 @@ pub async fn start_app(database_url: String, dir: tempfile::TempDir, extra: &[(&
     let store = Store::connect(&StoreOptions::new(&database_url))
         .await
         .expect("second store handle");
+    let as_role = async |role| InterceptedService::new(channel.clone(), Bearer::new(&token_for(&store, role).await));
     TestApp {
-        registry: RegistryServiceClient::new(channel.clone()),
-        reference: ReferenceServiceClient::new(channel.clone()),
-        reports: ReportServiceClient::new(channel.clone()),
+        registry: RegistryServiceClient::new(as_role(Role::Prescriber).await),
+        manager: RegistryServiceClient::new(as_role(Role::DataManager).await),
+        reference: ReferenceServiceClient::new(as_role(Role::Admin).await),
+        reports: ReportServiceClient::new(as_role(Role::Analyst).await),
         channel,
         database_url,
         store,
@@ -144,7 +199,7 @@ impl TestApp {
 
     /// Declares a centre, a prescriber there, and returns (FINESS, RPPS).
     pub async fn centre_and_prescriber(&mut self) -> (String, String) {
-        let finess = "750100125".to_string();
+        let finess = TEST_CENTRE.to_string();
         self.reference
             .create_centre(pb::CreateCentreRequest {
                 idempotency_key: "centre-1".into(),
@@ -170,7 +225,7 @@ impl TestApp {
     }
 
     pub async fn aac_cohort(&mut self) -> pb::Cohort {
-        self.registry
+        self.manager
             .create_cohort(pb::CreateCohortRequest {
                 idempotency_key: "cohort-aac".into(),
                 name: "Concizumab AAC, haemophilia with inhibitors".into(),

@@ -1,6 +1,7 @@
 //! Black-box end-to-end tests through the real gRPC interface. Every scenario runs on SQLite,
 //! and on PostgreSQL when `OBSERVATORY_TEST_POSTGRES_URL` is set (CI sets it).
 
+mod access;
 mod helpers;
 mod registry;
 mod report;

@@ -256,7 +256,8 @@ async fn an_aac_journey_is_recorded_and_every_version_can_be_read_back(backend: 
     for h in &history {
         if let Some(pb::history_entry::Record::Episode(e)) = &h.record {
             let m = e.meta.as_ref().unwrap();
-            assert_eq!(m.recorded_by, "anonymous");
+            // The prescriber's token, by role and public id: nothing that names a person.
+            assert!(m.recorded_by.starts_with("prescriber:"), "{}", m.recorded_by);
             assert!(!m.request_id.is_empty());
             assert!(m.recorded_at.is_some());
         }
@@ -518,7 +519,7 @@ async fn invalid_requests_name_the_field_and_store_nothing(backend: Backend) {
 
     // Other messages: off-label needs a justification; bad codes in cohorts and centres.
     let err = app
-        .registry
+        .manager
         .create_cohort(pb::CreateCohortRequest {
             idempotency_key: "c".into(),
             name: "Rituximab off-label".into(),
@@ -777,11 +778,21 @@ async fn shipped_reference_data_is_served(backend: Backend) {
         ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
         server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
     };
-    let mut reflection = ServerReflectionClient::new(app.channel.clone());
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
     };
+    // Reflection describes the API to any authenticated caller, and to no one else.
+    let err = ServerReflectionClient::new(app.channel.clone())
+        .server_reflection_info(tokio_stream::iter(vec![request.clone()]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let token = crate::helpers::token_for(&app.store, observatory_domain::access::Role::Analyst).await;
+    let mut reflection = ServerReflectionClient::new(tonic::service::interceptor::InterceptedService::new(
+        app.channel.clone(),
+        crate::helpers::Bearer::new(&token),
+    ));
     let mut stream = reflection
         .server_reflection_info(tokio_stream::iter(vec![request]))
         .await
@@ -844,7 +855,7 @@ async fn a_switch_links_the_new_episode_to_the_previous_one(backend: Backend) {
         .unwrap();
     // Switch to an off-label cohort of another drug.
     let off_label = app
-        .registry
+        .manager
         .create_cohort(pb::CreateCohortRequest {
             idempotency_key: "cohort-off".into(),
             name: "Emicizumab off-label, von Willebrand".into(),
@@ -1045,7 +1056,7 @@ async fn closed_cohorts_and_framework_lifecycles_gate_new_episodes(backend: Back
         .into_inner();
     let framework_id = framework.meta.as_ref().unwrap().id.clone();
     let cohort = app
-        .registry
+        .manager
         .create_cohort(pb::CreateCohortRequest {
             idempotency_key: "cpc".into(),
             name: "Rituximab CPC".into(),
@@ -1173,7 +1184,7 @@ async fn closed_cohorts_and_framework_lifecycles_gate_new_episodes(backend: Back
         expected_version: version,
         transition: t as i32,
     };
-    app.registry
+    app.manager
         .transition_cohort(close(1, pb::CohortTransition::Close))
         .await
         .unwrap();
@@ -1184,12 +1195,12 @@ async fn closed_cohorts_and_framework_lifecycles_gate_new_episodes(backend: Back
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     let err = app
-        .registry
+        .manager
         .transition_cohort(close(2, pb::CohortTransition::Close))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
-    app.registry
+    app.manager
         .transition_cohort(close(2, pb::CohortTransition::Reopen))
         .await
         .unwrap();

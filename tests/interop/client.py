@@ -3,9 +3,11 @@ running observatory through an AAC journey, reads every version back, then runs 
 streams one of its outputs, as a partner system would.
 
 Usage: client.py HOST:PORT GENERATED_DIR
+with the tokens of each role in OBSERVATORY_TOKEN_{ADMIN,DATA_MANAGER,PRESCRIBER,ANALYST}.
 """
 
 import hashlib
+import os
 import sys
 import time
 
@@ -28,9 +30,37 @@ from observatory.v1 import (  # noqa: E402
 
 channel = grpc.insecure_channel(target)
 grpc.channel_ready_future(channel).result(timeout=30)
-reference = reference_pb2_grpc.ReferenceServiceStub(channel)
-registry = registry_pb2_grpc.RegistryServiceStub(channel)
-reports = reports_pb2_grpc.ReportServiceStub(channel)
+
+
+class Bearer(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+             grpc.StreamStreamClientInterceptor):
+    """Adds `authorization: Bearer <token>` to every call."""
+
+    def __init__(self, token):
+        self.header = ("authorization", f"Bearer {token}")
+
+    def _with_token(self, details):
+        metadata = list(details.metadata or []) + [self.header]
+        return details._replace(metadata=metadata)
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._with_token(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._with_token(details), request)
+
+    def intercept_stream_stream(self, continuation, details, requests):
+        return continuation(self._with_token(details), requests)
+
+
+def as_role(role):
+    return grpc.intercept_channel(channel, Bearer(os.environ[f"OBSERVATORY_TOKEN_{role}"]))
+
+
+reference = reference_pb2_grpc.ReferenceServiceStub(as_role("ADMIN"))
+manager = registry_pb2_grpc.RegistryServiceStub(as_role("DATA_MANAGER"))
+registry = registry_pb2_grpc.RegistryServiceStub(as_role("PRESCRIBER"))
+reports = reports_pb2_grpc.ReportServiceStub(as_role("ANALYST"))
 
 
 def check(condition, what):
@@ -38,11 +68,21 @@ def check(condition, what):
         raise SystemExit(f"interop check failed: {what}")
 
 
-# Health and reflection answer.
+# Health answers without a token; everything else needs one.
 health = health_pb2_grpc.HealthStub(channel).Check(
     health_pb2.HealthCheckRequest(service="observatory.v1.RegistryService"))
 check(health.status == health_pb2.HealthCheckResponse.SERVING, "health is SERVING")
-responses = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+try:
+    registry_pb2_grpc.RegistryServiceStub(channel).ListCohorts(registry_pb2.ListCohortsRequest())
+    check(False, "a call without a token is refused")
+except grpc.RpcError as e:
+    check(e.code() == grpc.StatusCode.UNAUTHENTICATED, f"a call without a token: {e.code()}")
+try:
+    manager.RegisterPatient(registry_pb2.RegisterPatientRequest())
+    check(False, "a data manager may not register patients")
+except grpc.RpcError as e:
+    check(e.code() == grpc.StatusCode.PERMISSION_DENIED, f"a call outside the role: {e.code()}")
+responses = reflection_pb2_grpc.ServerReflectionStub(as_role("ANALYST")).ServerReflectionInfo(
     iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
 services = [s.name for r in responses for s in r.list_services_response.service]
 check("observatory.v1.RegistryService" in services, f"reflection lists the registry: {services}")
@@ -52,7 +92,7 @@ reference.CreateCentre(reference_pb2.CreateCentreRequest(
     type=reference_pb2.CENTRE_TYPE_CRMR_COORDINATING, region_code="11", filiere="MHEMO"))
 reference.CreatePrescriber(reference_pb2.CreatePrescriberRequest(
     idempotency_key="py-prescriber", rpps="10000000017", specialty="haematology", centre_finess="750100125"))
-cohort = registry.CreateCohort(registry_pb2.CreateCohortRequest(
+cohort = manager.CreateCohort(registry_pb2.CreateCohortRequest(
     idempotency_key="py-cohort", name="Concizumab AAC", filiere="MHEMO", pathway=common_pb2.PATHWAY_AAC,
     drug_atc="B02BX07", orpha_codes=["98878"], follow_up_months=3))
 patient = registry.RegisterPatient(registry_pb2.RegisterPatientRequest(

@@ -4,6 +4,7 @@
 //! Architecture invariant: this crate depends on nothing else in the workspace and does no IO.
 //! The clock comes in as a `today` argument, reference lists are embedded at compile time.
 
+pub mod access;
 pub mod codes;
 pub mod corrections;
 pub mod error;

@@ -5,6 +5,7 @@
 //! hold no business rule, which live in `observatory-domain` (registry rules) and
 //! `observatory-analytics` (reports and their runs).
 
+pub mod access;
 pub mod convert;
 pub mod error;
 mod reference;
@@ -13,7 +14,7 @@ mod reports;
 
 use std::sync::Arc;
 
-use observatory_domain::pseudonym::PseudonymKey;
+use observatory_domain::{access::Principal, pseudonym::PseudonymKey};
 use observatory_store::{Store, WriteContext};
 use tonic::Request;
 
@@ -54,13 +55,20 @@ impl ApiState {
     }
 }
 
-/// Principal recorded as the author of writes until callers authenticate.
-pub const ANONYMOUS: &str = "anonymous";
+/// The caller of a request, as the authentication layer found it.
+pub fn principal<T>(req: &Request<T>) -> Result<&Principal, tonic::Status> {
+    // The layer refuses every call to these services that carries no valid token, so a missing
+    // principal means the service was mounted without it: refused rather than written anonymously.
+    req.extensions()
+        .get::<Principal>()
+        .ok_or_else(|| tonic::Status::unauthenticated("no authenticated principal"))
+}
 
 /// Who calls and under which request id: `x-request-id` when the caller sends a usable one
 /// (8 to 64 hexadecimal digits and dashes, such as a UUID: nothing a name could be written
 /// in, since the id is stored with every version), a fresh UUIDv7 otherwise.
-pub fn write_context<T>(req: &Request<T>, idempotency_key: Option<String>) -> WriteContext {
+pub fn write_context<T>(req: &Request<T>, idempotency_key: Option<String>) -> Result<WriteContext, tonic::Status> {
+    let actor = principal(req)?.actor();
     let request_id = req
         .metadata()
         .get("x-request-id")
@@ -68,9 +76,9 @@ pub fn write_context<T>(req: &Request<T>, idempotency_key: Option<String>) -> Wr
         .filter(|s| (8..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    WriteContext {
-        actor: ANONYMOUS.to_owned(),
+    Ok(WriteContext {
+        actor,
         request_id,
         idempotency_key,
-    }
+    })
 }

@@ -47,7 +47,7 @@ impl ReferenceService for ReferenceApi {
             region,
             filiere,
         };
-        let ctx = write_context(&req, Some(key));
+        let ctx = write_context(&req, Some(key))?;
         self.state
             .write(Command::CreateCentre(centre), ctx, |r| match r {
                 Record::Centre(x) => Some(c::centre(x)),
@@ -108,7 +108,7 @@ impl ReferenceService for ReferenceApi {
             specialty,
             centre_finess,
         };
-        let ctx = write_context(&req, Some(key));
+        let ctx = write_context(&req, Some(key))?;
         self.state
             .write(Command::CreatePrescriber(prescriber), ctx, |r| match r {
                 Record::Prescriber(x) => Some(c::prescriber(x)),
@@ -241,7 +241,7 @@ impl ReferenceService for ReferenceApi {
         self.state
             .write(
                 Command::CreateFramework(framework),
-                write_context(&req, Some(key)),
+                write_context(&req, Some(key))?,
                 |r| match r {
                     Record::Framework(x) => Some(c::framework(x)),
                     _ => None,
@@ -313,7 +313,7 @@ impl ReferenceService for ReferenceApi {
             transition,
         };
         self.state
-            .write(cmd, write_context(&req, None), |r| match r {
+            .write(cmd, write_context(&req, None)?, |r| match r {
                 Record::Framework(x) => Some(c::framework(x)),
                 _ => None,
             })

@@ -97,7 +97,7 @@ impl RegistryService for RegistryApi {
             follow_up_months,
         });
         self.state
-            .write(cmd, write_context(&req, Some(key)), |r| match r {
+            .write(cmd, write_context(&req, Some(key))?, |r| match r {
                 Record::Cohort(x) => Some(c::cohort(x)),
                 _ => None,
             })
@@ -219,7 +219,7 @@ impl RegistryService for RegistryApi {
         self.state
             .write(
                 Command::RegisterPatient(patient),
-                write_context(&req, Some(key)),
+                write_context(&req, Some(key))?,
                 |r| match r {
                     Record::Patient(x) => Some(c::patient(x)),
                     _ => None,
@@ -305,7 +305,7 @@ impl RegistryService for RegistryApi {
         let w = self
             .state
             .store
-            .execute(Command::DeclareEpisode(declaration), write_context(&req, Some(key)))
+            .execute(Command::DeclareEpisode(declaration), write_context(&req, Some(key))?)
             .await
             .map_err(error::store)?;
         let mut out = pb::DeclareEpisodeResponse::default();
@@ -447,7 +447,7 @@ impl RegistryService for RegistryApi {
             transition,
         };
         self.state
-            .write(cmd, write_context(&req, None), |r| match r {
+            .write(cmd, write_context(&req, None)?, |r| match r {
                 Record::Episode(x) => Some(c::episode(x)),
                 _ => None,
             })
@@ -518,7 +518,7 @@ impl RegistryService for RegistryApi {
             transition,
         };
         self.state
-            .write(cmd, write_context(&req, None), |r| match r {
+            .write(cmd, write_context(&req, None)?, |r| match r {
                 Record::Authorisation(x) => Some(c::authorisation(x)),
                 _ => None,
             })
@@ -572,7 +572,7 @@ impl RegistryService for RegistryApi {
         self.state
             .write(
                 Command::RecordFollowUp(f),
-                write_context(&req, Some(key)),
+                write_context(&req, Some(key))?,
                 |r| match r {
                     Record::FollowUp(x) => Some(c::follow_up(x)),
                     _ => None,
@@ -620,7 +620,7 @@ impl RegistryService for RegistryApi {
         self.state
             .write(
                 Command::RecordAdverseEvent(ae),
-                write_context(&req, Some(key)),
+                write_context(&req, Some(key))?,
                 |r| match r {
                     Record::AdverseEvent(x) => Some(c::adverse_event(x)),
                     _ => None,
@@ -710,7 +710,7 @@ impl RegistryService for RegistryApi {
             transition,
         };
         self.state
-            .write(cmd, write_context(&req, None), |r| match r {
+            .write(cmd, write_context(&req, None)?, |r| match r {
                 Record::Cohort(x) => Some(c::cohort(x)),
                 _ => None,
             })
@@ -746,7 +746,7 @@ impl RegistryService for RegistryApi {
             reason,
         };
         self.state
-            .write(cmd, write_context(&req, None), |r| match r {
+            .write(cmd, write_context(&req, None)?, |r| match r {
                 Record::Patient(x) => Some(c::patient(x)),
                 _ => None,
             })
@@ -799,7 +799,7 @@ impl RegistryService for RegistryApi {
             reason,
         };
         self.state
-            .write(cmd, write_context(&req, None), |r| match r {
+            .write(cmd, write_context(&req, None)?, |r| match r {
                 Record::AdverseEvent(x) => Some(c::adverse_event(x)),
                 _ => None,
             })

@@ -212,7 +212,7 @@ impl ReportService for ReportApi {
             ),
         };
         let parameters = parameters(r)?;
-        let ctx = write_context(&req, key.clone());
+        let ctx = write_context(&req, key.clone())?;
         let request = RunRequest {
             parameters,
             trigger: RunTrigger::Request,

@@ -61,6 +61,13 @@ pub struct Config {
     pub report_threshold: u32,
     /// Scheduled reports write French CSV (';' separator and byte-order mark).
     pub report_french_csv: bool,
+    /// Serve gRPC without TLS: only behind a proxy that terminates TLS. Without TLS and without
+    /// this, `serve` refuses to start (`serve --dev` excepted).
+    pub allow_plaintext: bool,
+    /// Development mode (`serve --dev`): loopback only, no TLS, a one-time admin token printed
+    /// at start. Never read from a file or the environment.
+    #[serde(skip)]
+    pub dev: bool,
     /// Hex key given directly (environment only, `OBSERVATORY_PSEUDONYM_KEY`): wins over the file.
     #[serde(skip)]
     pub pseudonym_key_hex: Option<String>,
@@ -78,6 +85,8 @@ impl std::fmt::Debug for Config {
             .field("report_schedule", &self.report_schedule)
             .field("report_threshold", &self.report_threshold)
             .field("report_french_csv", &self.report_french_csv)
+            .field("allow_plaintext", &self.allow_plaintext)
+            .field("dev", &self.dev)
             .field(
                 "pseudonym_key_hex",
                 &self.pseudonym_key_hex.as_ref().map(|_| "<redacted>"),
@@ -98,6 +107,8 @@ impl Default for Config {
             report_schedule: ReportSchedule::Off,
             report_threshold: observatory_analytics::suppress::DEFAULT_THRESHOLD,
             report_french_csv: false,
+            allow_plaintext: false,
+            dev: false,
             pseudonym_key_hex: None,
         }
     }
@@ -162,6 +173,13 @@ impl Config {
                 "true" | "1" => true,
                 "false" | "0" => false,
                 _ => bail!("OBSERVATORY_REPORT_FRENCH_CSV must be true or false"),
+            };
+        }
+        if let Some(v) = env.get("OBSERVATORY_ALLOW_PLAINTEXT") {
+            config.allow_plaintext = match v.as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => bail!("OBSERVATORY_ALLOW_PLAINTEXT must be true or false"),
             };
         }
         if !(1..=1000).contains(&config.report_threshold) {

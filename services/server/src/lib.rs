@@ -2,6 +2,7 @@
 //! server with health and reflection, and graceful shutdown. `main.rs` only parses the command
 //! line, installs logging and calls in here, so tests run the very same server on port 0.
 
+pub mod access;
 pub mod config;
 pub mod seed;
 
@@ -47,18 +48,40 @@ pub struct Application {
     runner: Runner,
     schedule: Option<ScheduleConfig>,
     addr: SocketAddr,
+    dev_admin_token: Option<String>,
 }
 
 impl Application {
     /// Opens the store, loads the pseudonymisation key and binds the listener (port 0 picks a
     /// free port: see [`Application::local_addr`]).
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        if !config.dev && !config.allow_plaintext {
+            anyhow::bail!(
+                "refusing to serve without TLS: behind a proxy that terminates TLS set allow_plaintext = true \
+                 (OBSERVATORY_ALLOW_PLAINTEXT=true); on this machine only, run `observatory serve --dev`"
+            );
+        }
         let key = config.pseudonym_key()?;
         let store = open_store(config).await?;
         let listener = TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
+        if config.dev && !addr.ip().is_loopback() {
+            anyhow::bail!("development mode listens on a loopback address only, not {addr}");
+        }
+        let dev_admin_token = if config.dev {
+            let request = access::TokenRequest {
+                role: observatory_domain::access::Role::Admin,
+                centres: Vec::new(),
+                filieres: Vec::new(),
+                expires_at: Some(chrono::Utc::now() + chrono::Duration::hours(24)),
+            };
+            let (_, secret) = access::create_token(&store, &request, "development-mode").await?;
+            Some(secret)
+        } else {
+            None
+        };
         let runner = Runner::new(store.clone(), config.reports_dir.clone());
         let interrupted = runner.recover().await.context("cannot read the report runs")?;
         if interrupted > 0 {
@@ -85,11 +108,17 @@ impl Application {
             runner,
             schedule,
             addr,
+            dev_admin_token,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Development mode: the admin token created at start (valid 24 hours), to be shown once.
+    pub fn dev_admin_token(&self) -> Option<&str> {
+        self.dev_admin_token.as_deref()
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, lets calls in flight finish and
@@ -101,6 +130,7 @@ impl Application {
             runner,
             schedule,
             addr,
+            dev_admin_token: _,
         } = self;
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter
@@ -142,7 +172,11 @@ impl Application {
         tonic::transport::Server::builder()
             // One span per call, named by its method only: request bodies (which may hold
             // identity fields) are never recorded.
-            .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
+            .trace_fn(
+                |request| tracing::info_span!("grpc", method = %request.uri().path(), role = tracing::field::Empty),
+            )
+            // Every call but health checks authenticated, and its role checked, here.
+            .layer(observatory_grpc::access::AuthLayer::new(state.store.clone()))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

@@ -23,7 +23,17 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Commands {
     /// Migrate the database, load reference data and serve gRPC until ctrl-c or SIGTERM.
-    Serve,
+    Serve {
+        /// Development mode: loopback only, no TLS, and a one-time admin token (valid 24
+        /// hours) printed at start.
+        #[arg(long)]
+        dev: bool,
+    },
+    /// Create, list and revoke the bearer tokens callers present.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Apply pending migrations and load the shipped reference data, then exit.
     Migrate,
     /// Snapshot the registry as of a cutoff and write the observatory report of a period.
@@ -73,6 +83,37 @@ enum Commands {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token and print its secret, once: only its hash is kept.
+    Create {
+        /// prescriber, data_manager, analyst, partner or admin.
+        #[arg(long, value_parser = parse_role)]
+        role: observatory_domain::access::Role,
+        /// A centre (FINESS) the token is bound to; repeat for several.
+        #[arg(long = "centre")]
+        centres: Vec<String>,
+        /// A filière (e.g. MHEMO) the token is bound to; repeat for several.
+        #[arg(long = "filiere")]
+        filieres: Vec<String>,
+        /// When the token stops working: 90d, a date (YYYY-MM-DD), an RFC 3339 instant, or never.
+        #[arg(long, default_value = "90d")]
+        expires: String,
+    },
+    /// List every token: id, role, scope, expiry and state (never a secret).
+    List,
+    /// Revoke a token by its id; calls with it are refused from then on.
+    Revoke {
+        /// The token's id, as `token list` shows it.
+        id: String,
+    },
+}
+
+fn parse_role(raw: &str) -> Result<observatory_domain::access::Role, String> {
+    observatory_domain::access::Role::from_code(raw)
+        .ok_or_else(|| "expected prescriber, data_manager, analyst, partner or admin".to_owned())
+}
+
 /// Principal recorded as the requester of report runs started on the command line.
 const COMMAND_LINE_PRINCIPAL: &str = "command-line";
 
@@ -99,9 +140,50 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref(), &env)?;
     init_logging(&config.log_format);
     match cli.command {
-        Commands::Serve => {
+        Commands::Serve { dev } => {
+            let config = Config { dev, ..config };
             let app = Application::build(&config).await?;
+            if let Some(token) = app.dev_admin_token() {
+                // On stdout, never in the logs: shown once, kept nowhere but as a hash.
+                println!("development mode: admin token, valid 24 hours, shown once:\n{token}");
+            }
             app.run_until(shutdown_signal()).await
+        }
+        Commands::Token { command } => {
+            use observatory_server::access;
+            let store = open_store(&config).await?;
+            let now = chrono::Utc::now();
+            let result = match command {
+                TokenCommand::Create {
+                    role,
+                    centres,
+                    filieres,
+                    expires,
+                } => {
+                    let request = access::TokenRequest {
+                        role,
+                        centres,
+                        filieres,
+                        expires_at: access::parse_expiry(&expires, now)?,
+                    };
+                    access::create_token(&store, &request, access::COMMAND_LINE_ACTOR)
+                        .await
+                        .map(|(token, secret)| {
+                            eprintln!("token {} created; its secret is shown once:", token.id);
+                            println!("{secret}");
+                        })
+                }
+                TokenCommand::List => store.list_tokens().await.map_err(Into::into).map(|tokens| {
+                    for line in access::token_lines(&tokens, now) {
+                        println!("{line}");
+                    }
+                }),
+                TokenCommand::Revoke { id } => access::revoke_token(&store, &id, access::COMMAND_LINE_ACTOR)
+                    .await
+                    .map(|()| eprintln!("token {id} revoked")),
+            };
+            store.close().await;
+            result
         }
         Commands::Seed {
             patients,

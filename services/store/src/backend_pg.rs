@@ -17,6 +17,10 @@ pub(crate) mod shared;
 #[path = "runs_sql.rs"]
 pub(crate) mod runs_sql;
 
+#[allow(clippy::duplicate_mod)]
+#[path = "tokens_sql.rs"]
+pub(crate) mod tokens_sql;
+
 pub(crate) async fn connect(options: &StoreOptions) -> Result<sqlx::PgPool> {
     Ok(PgPoolOptions::new()
         .max_connections(options.max_connections.max(2))

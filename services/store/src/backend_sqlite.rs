@@ -20,6 +20,10 @@ pub(crate) mod shared;
 #[path = "runs_sql.rs"]
 pub(crate) mod runs_sql;
 
+#[allow(clippy::duplicate_mod)]
+#[path = "tokens_sql.rs"]
+pub(crate) mod tokens_sql;
+
 /// Opens the writer (creating the file and switching it to WAL) then the readers.
 pub(crate) async fn connect(options: &StoreOptions) -> Result<(sqlx::SqlitePool, sqlx::SqlitePool)> {
     let base = SqliteConnectOptions::from_str(&options.url)?

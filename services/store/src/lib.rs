@@ -12,6 +12,7 @@ mod backend_pg;
 mod backend_sqlite;
 mod kinds;
 pub mod report_runs;
+pub mod tokens;
 
 use std::{fmt, sync::Arc, time::Duration};
 

@@ -1,0 +1,277 @@
+//! Authentication and access rules, in one place for every RPC.
+//!
+//! A tower layer in front of all services reads the bearer token of each call, finds the
+//! principal it stands for, and checks the role against [`RULES`], the table of every RPC of
+//! the observatory. A call answers UNAUTHENTICATED without a valid token (health excepted) and
+//! PERMISSION_DENIED when the role may not make it; an RPC missing from the table is refused to
+//! everyone, so a new RPC cannot be reached before it has a rule. Handlers find the principal
+//! in the request extensions.
+//!
+//! Tokens are opaque: `obs_` and 64 hexadecimal digits of randomness. Only their SHA-256 is
+//! stored, so a stolen database gives no usable token.
+
+use std::{
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use chrono::Utc;
+use observatory_domain::access::{Principal, Role};
+use observatory_store::Store;
+use sha2::{Digest, Sha256};
+use tonic::Status;
+
+use Role::{Admin, Analyst, DataManager, Partner, Prescriber};
+
+/// Prefix of every token: lets secret scanners and people recognise one.
+pub const TOKEN_PREFIX: &str = "obs_";
+
+const CLINICAL_READERS: &[Role] = &[Prescriber, DataManager, Partner];
+const CLINICAL_WRITERS: &[Role] = &[Prescriber, Partner];
+const CORRECTORS: &[Role] = &[Prescriber, DataManager, Partner];
+const EVERYONE: &[Role] = &[Prescriber, DataManager, Analyst, Partner, Admin];
+const REPORTERS: &[Role] = &[Analyst, DataManager];
+
+/// Every RPC of the observatory and the roles that may call it. Reference data is readable by
+/// every role; reference writes are the admin's; clinical records are read and written by
+/// prescribers, partner systems and data managers, never by analysts or admins; reports are
+/// run and read by analysts and data managers.
+pub const RULES: &[(&str, &[Role])] = &[
+    ("/observatory.v1.ReferenceService/CreateCentre", &[Admin]),
+    ("/observatory.v1.ReferenceService/GetCentre", EVERYONE),
+    ("/observatory.v1.ReferenceService/ListCentres", EVERYONE),
+    ("/observatory.v1.ReferenceService/CreatePrescriber", &[Admin]),
+    ("/observatory.v1.ReferenceService/GetPrescriber", EVERYONE),
+    ("/observatory.v1.ReferenceService/ListDrugs", EVERYONE),
+    ("/observatory.v1.ReferenceService/ListDiseases", EVERYONE),
+    ("/observatory.v1.ReferenceService/CreateFramework", &[Admin]),
+    ("/observatory.v1.ReferenceService/GetFramework", EVERYONE),
+    ("/observatory.v1.ReferenceService/TransitionFramework", &[Admin]),
+    ("/observatory.v1.ReferenceService/ListFrameworks", EVERYONE),
+    // Cohorts organise a filière's follow-up: set up by its data managers, read by all who
+    // work on it.
+    ("/observatory.v1.RegistryService/CreateCohort", &[DataManager]),
+    (
+        "/observatory.v1.RegistryService/GetCohort",
+        &[Prescriber, DataManager, Analyst, Partner],
+    ),
+    (
+        "/observatory.v1.RegistryService/ListCohorts",
+        &[Prescriber, DataManager, Analyst, Partner],
+    ),
+    ("/observatory.v1.RegistryService/TransitionCohort", &[DataManager]),
+    ("/observatory.v1.RegistryService/RegisterPatient", CLINICAL_WRITERS),
+    ("/observatory.v1.RegistryService/GetPatient", CLINICAL_READERS),
+    ("/observatory.v1.RegistryService/UpdatePatient", CORRECTORS),
+    ("/observatory.v1.RegistryService/DeclareEpisode", CLINICAL_WRITERS),
+    ("/observatory.v1.RegistryService/GetEpisode", CLINICAL_READERS),
+    ("/observatory.v1.RegistryService/ListEpisodes", CLINICAL_READERS),
+    ("/observatory.v1.RegistryService/TransitionEpisode", CORRECTORS),
+    ("/observatory.v1.RegistryService/GetAuthorisation", CLINICAL_READERS),
+    ("/observatory.v1.RegistryService/TransitionAuthorisation", CORRECTORS),
+    ("/observatory.v1.RegistryService/RecordFollowUp", CLINICAL_WRITERS),
+    ("/observatory.v1.RegistryService/RecordAdverseEvent", CLINICAL_WRITERS),
+    ("/observatory.v1.RegistryService/GetFollowUp", CLINICAL_READERS),
+    ("/observatory.v1.RegistryService/ListFollowUps", CLINICAL_READERS),
+    ("/observatory.v1.RegistryService/ListAdverseEvents", CLINICAL_READERS),
+    ("/observatory.v1.RegistryService/GetAdverseEvent", CLINICAL_READERS),
+    ("/observatory.v1.RegistryService/UpdateAdverseEvent", CORRECTORS),
+    ("/observatory.v1.RegistryService/GetHistory", CLINICAL_READERS),
+    ("/observatory.v1.ReportService/RunReport", REPORTERS),
+    ("/observatory.v1.ReportService/GetReportRun", REPORTERS),
+    ("/observatory.v1.ReportService/ListReportRuns", REPORTERS),
+    ("/observatory.v1.ReportService/DownloadReportFile", REPORTERS),
+];
+
+/// Services open to every caller, token or not: health checks, so that load balancers and
+/// orchestrators need no secret.
+const OPEN: &[&str] = &["/grpc.health.v1.Health/"];
+
+/// Services open to every authenticated caller: reflection, which describes the API only.
+const ANY_ROLE: &[&str] = &[
+    "/grpc.reflection.v1.ServerReflection/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+];
+
+/// Roles that may call `path`; `None` for a path with no rule.
+pub fn roles_for(path: &str) -> Option<&'static [Role]> {
+    if ANY_ROLE.iter().any(|p| path.starts_with(p)) {
+        return Some(EVERYONE);
+    }
+    RULES.iter().find(|(p, _)| *p == path).map(|(_, roles)| *roles)
+}
+
+/// A new token secret: `obs_` and 32 random bytes in hexadecimal.
+pub fn new_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    format!("{TOKEN_PREFIX}{}", hex::encode(bytes))
+}
+
+/// What is stored of a secret.
+pub fn secret_sha256(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// The bearer secret of a call, if it sent one in the expected shape.
+fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, secret) = value.split_once(' ')?;
+    let secret = secret.trim();
+    (scheme.eq_ignore_ascii_case("bearer")
+        && secret.starts_with(TOKEN_PREFIX)
+        && secret.len() == TOKEN_PREFIX.len() + 64
+        && secret[TOKEN_PREFIX.len()..].bytes().all(|b| b.is_ascii_hexdigit()))
+    .then_some(secret)
+}
+
+/// Decides whether a call to `path` with `headers` may proceed, and as whom (`None`: an open
+/// service, no principal needed).
+pub async fn authorize(store: &Store, path: &str, headers: &http::HeaderMap) -> Result<Option<Principal>, Status> {
+    if OPEN.iter().any(|p| path.starts_with(p)) {
+        return Ok(None);
+    }
+    let Some(secret) = bearer(headers) else {
+        return Err(Status::unauthenticated(
+            "missing or malformed bearer token (authorization: Bearer obs_...)",
+        ));
+    };
+    let record = store.token_by_secret_hash(&secret_sha256(secret)).await.map_err(|e| {
+        tracing::error!(error = %e, "cannot look up a token");
+        Status::unavailable("cannot check credentials now; retry later")
+    })?;
+    // One answer for unknown, expired and revoked tokens: nothing to probe.
+    let Some(principal) = record.and_then(|r| r.principal_at(Utc::now())) else {
+        return Err(Status::unauthenticated("invalid, expired or revoked token"));
+    };
+    let Some(roles) = roles_for(path) else {
+        return Err(Status::permission_denied(format!("{path} has no access rule")));
+    };
+    if !roles.contains(&principal.role) {
+        return Err(Status::permission_denied(format!(
+            "the {} role may not call {path}",
+            principal.role
+        )));
+    }
+    Ok(Some(principal))
+}
+
+/// Puts [`authorize`] in front of every service.
+#[derive(Debug, Clone)]
+pub struct AuthLayer {
+    store: Store,
+}
+
+impl AuthLayer {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+}
+
+impl<S> tower::Layer<S> for AuthLayer {
+    type Service = Auth<S>;
+
+    fn layer(&self, inner: S) -> Auth<S> {
+        Auth {
+            inner,
+            store: self.store.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Auth<S> {
+    inner: S,
+    store: Store,
+}
+
+type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+impl<S, B> tower::Service<http::Request<B>> for Auth<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        // The service polled ready is the one that must serve the call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let store = self.store.clone();
+        Box::pin(async move {
+            match authorize(&store, req.uri().path(), req.headers()).await {
+                Ok(principal) => {
+                    if let Some(principal) = principal {
+                        tracing::Span::current().record("role", principal.role.code());
+                        req.extensions_mut().insert(principal);
+                    }
+                    inner.call(req).await
+                }
+                Err(status) => Ok(status.into_http()),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rpc_of_the_api_has_a_rule() {
+        use prost::Message;
+        let set = prost_types::FileDescriptorSet::decode(observatory_proto::FILE_DESCRIPTOR_SET).unwrap();
+        let mut paths = Vec::new();
+        for file in &set.file {
+            for service in &file.service {
+                for method in &service.method {
+                    paths.push(format!("/{}.{}/{}", file.package(), service.name(), method.name()));
+                }
+            }
+        }
+        assert!(paths.len() >= RULES.len(), "{paths:?}");
+        for path in &paths {
+            assert!(roles_for(path).is_some(), "{path} has no access rule");
+        }
+        for (rule, _) in RULES {
+            assert!(paths.contains(&rule.to_string()), "rule for {rule}, which is no RPC");
+        }
+    }
+
+    #[test]
+    fn analysts_and_admins_never_reach_a_patient_level_record() {
+        for (path, roles) in RULES {
+            if path.starts_with("/observatory.v1.RegistryService/") && !path.contains("Cohort") {
+                assert!(!roles.contains(&Analyst), "{path}");
+                assert!(!roles.contains(&Admin), "{path}");
+            }
+        }
+    }
+
+    #[test]
+    fn only_well_formed_bearer_tokens_are_read() {
+        let secret = new_secret();
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::AUTHORIZATION, format!("Bearer {secret}").parse().unwrap());
+        assert_eq!(bearer(&headers), Some(secret.as_str()));
+        for bad in [
+            "Basic abc",
+            "Bearer",
+            "Bearer obs_123",
+            "bearer token",
+            &format!("Token {secret}"),
+        ] {
+            headers.insert(http::header::AUTHORIZATION, bad.parse().unwrap());
+            assert_eq!(bearer(&headers), None, "{bad}");
+        }
+        assert_ne!(new_secret(), secret);
+        assert_eq!(secret_sha256(&secret).len(), 64);
+    }
+}

@@ -1,0 +1,145 @@
+//! Access tokens from the command line (`observatory token create | list | revoke`) and the
+//! development mode's one-time admin token.
+
+use anyhow::Context;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use observatory_domain::{
+    access::{Role, Scope},
+    codes::{Filiere, Finess},
+};
+use observatory_grpc::access::{new_secret, secret_sha256};
+use observatory_store::{
+    Store,
+    tokens::{NewToken, Revocation, TokenRecord},
+};
+
+/// Who creates and revokes tokens from the command line: whoever can open the database.
+pub const COMMAND_LINE_ACTOR: &str = "command-line";
+
+/// When a token stops working: `90d` (days from now), `2027-01-31` (start of that day, UTC),
+/// an RFC 3339 instant, or `never`.
+pub fn parse_expiry(raw: &str, now: DateTime<Utc>) -> anyhow::Result<Option<DateTime<Utc>>> {
+    if raw == "never" {
+        return Ok(None);
+    }
+    if let Some(days) = raw.strip_suffix('d') {
+        let days: i64 = days
+            .parse()
+            .ok()
+            .filter(|d| (1..=3660).contains(d))
+            .context("--expires in days must be 1d to 3660d")?;
+        return Ok(Some(now + Duration::days(days)));
+    }
+    let at = match NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        Ok(day) => day.and_hms_opt(0, 0, 0).map(|t| t.and_utc()),
+        Err(_) => DateTime::parse_from_rfc3339(raw).ok().map(|t| t.with_timezone(&Utc)),
+    }
+    .context("--expires is 90d, a date (YYYY-MM-DD), an RFC 3339 instant, or never")?;
+    anyhow::ensure!(at > now, "--expires must be in the future");
+    Ok(Some(at))
+}
+
+/// What `token create` asks for.
+#[derive(Debug, Clone)]
+pub struct TokenRequest {
+    pub role: Role,
+    pub centres: Vec<String>,
+    pub filieres: Vec<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Creates a token; returns its record and its secret, which is stored nowhere.
+pub async fn create_token(
+    store: &Store,
+    request: &TokenRequest,
+    created_by: &str,
+) -> anyhow::Result<(NewToken, String)> {
+    let centres = request
+        .centres
+        .iter()
+        .map(|c| Finess::parse(c).map_err(|e| anyhow::anyhow!("--centre {c}: {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let filieres = request
+        .filieres
+        .iter()
+        .map(|f| Filiere::parse(f).map_err(|e| anyhow::anyhow!("--filiere {f}: {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let scope = Scope::new(request.role, centres, filieres)?;
+    let secret = new_secret();
+    let token = NewToken {
+        id: uuid::Uuid::now_v7().to_string(),
+        secret_sha256: secret_sha256(&secret),
+        role: request.role,
+        scope,
+        created_at: Utc::now(),
+        created_by: created_by.to_owned(),
+        expires_at: request.expires_at,
+    };
+    store.create_token(&token).await.context("cannot store the token")?;
+    Ok((token, secret))
+}
+
+/// Revokes a token by id.
+pub async fn revoke_token(store: &Store, id: &str, revoked_by: &str) -> anyhow::Result<()> {
+    let revocation = Revocation {
+        revoked_at: Utc::now(),
+        revoked_by: revoked_by.to_owned(),
+    };
+    store
+        .revoke_token(id, &revocation)
+        .await
+        .with_context(|| format!("cannot revoke token {id}"))
+}
+
+/// One line per token for `token list`: id, role, scope, created, expiry, state (never the
+/// secret, which is not kept).
+pub fn token_lines(tokens: &[TokenRecord], now: DateTime<Utc>) -> Vec<String> {
+    let mut lines = vec!["id\trole\tcentres\tfilieres\tcreated_at\texpires_at\tstate".to_owned()];
+    for record in tokens {
+        let t = &record.token;
+        let join = |items: Vec<&str>| {
+            if items.is_empty() {
+                "-".to_owned()
+            } else {
+                items.join(",")
+            }
+        };
+        let state = match (&record.revocation, t.expires_at) {
+            (Some(r), _) => format!("revoked {}", r.revoked_at.to_rfc3339()),
+            (None, Some(e)) if e <= now => "expired".to_owned(),
+            _ => "active".to_owned(),
+        };
+        lines.push(format!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            t.id,
+            t.role,
+            join(t.scope.centres().iter().map(|c| c.as_str()).collect()),
+            join(t.scope.filieres().iter().map(|f| f.as_str()).collect()),
+            t.created_at.to_rfc3339(),
+            t.expires_at.map_or("never".to_owned(), |e| e.to_rfc3339()),
+            state
+        ));
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiries_read_as_days_dates_instants_or_never() {
+        let now = DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(parse_expiry("never", now).unwrap(), None);
+        assert_eq!(parse_expiry("30d", now).unwrap(), Some(now + Duration::days(30)));
+        assert_eq!(
+            parse_expiry("2027-01-31", now).unwrap().unwrap().to_rfc3339(),
+            "2027-01-31T00:00:00+00:00"
+        );
+        assert!(parse_expiry("2026-11-23T09:00:00Z", now).is_err(), "in the past");
+        assert!(parse_expiry("0d", now).is_err());
+        assert!(parse_expiry("soon", now).is_err());
+    }
+}

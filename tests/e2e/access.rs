@@ -1,0 +1,165 @@
+//! Authentication and role rules, tried on every RPC of the API: with no token, an unknown,
+//! expired or revoked token, and a token of each role.
+
+use chrono::{Duration, Utc};
+use observatory_domain::access::Role;
+use observatory_grpc::access::RULES;
+use observatory_server::access::{TokenRequest, create_token, revoke_token};
+use tonic::{Code, transport::Channel};
+
+use crate::helpers::{Backend, TEST_CENTRE, TEST_FILIERES, spawn_app, token_for};
+use crate::on_both_backends;
+
+/// Every RPC of the observatory's services, by path, from the compiled descriptors.
+fn every_rpc() -> Vec<String> {
+    use prost::Message;
+    let set = prost_types::FileDescriptorSet::decode(observatory_proto::FILE_DESCRIPTOR_SET).expect("descriptors");
+    set.file
+        .iter()
+        .flat_map(|file| {
+            file.service.iter().flat_map(move |service| {
+                service
+                    .method
+                    .iter()
+                    .map(move |method| format!("/{}.{}/{}", file.package(), service.name(), method.name()))
+            })
+        })
+        .collect()
+}
+
+/// Calls `path` with an empty request (valid protobuf for every message), with `token` if
+/// any, and gives back the status code (Ok when it succeeded).
+async fn call(channel: &Channel, path: &str, token: Option<&str>) -> Code {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.expect("channel ready");
+    let mut request = tonic::Request::new(());
+    if let Some(token) = token {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().expect("metadata"));
+    }
+    let codec = tonic_prost::ProstCodec::<(), ()>::default();
+    let path = http::uri::PathAndQuery::try_from(path.to_owned()).expect("path");
+    match grpc.unary(request, path, codec).await {
+        Ok(_) => Code::Ok,
+        Err(status) => status.code(),
+    }
+}
+
+async fn every_rpc_answers_each_role_as_its_rule_says(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let paths = every_rpc();
+    assert_eq!(paths.len(), RULES.len(), "one rule per RPC");
+    let mut tokens = Vec::new();
+    for role in Role::ALL {
+        tokens.push((role, token_for(&app.store, role).await));
+    }
+    for path in &paths {
+        let allowed = RULES
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, roles)| *roles)
+            .unwrap_or_else(|| panic!("{path} has no rule"));
+        assert_eq!(
+            call(&app.channel, path, None).await,
+            Code::Unauthenticated,
+            "{path} without a token"
+        );
+        for (role, token) in &tokens {
+            let code = call(&app.channel, path, Some(token)).await;
+            if allowed.contains(role) {
+                // Past the access check: the empty request itself is what it answers about.
+                assert!(
+                    !matches!(code, Code::Unauthenticated | Code::PermissionDenied),
+                    "{path} as {role}: {code:?}"
+                );
+            } else {
+                assert_eq!(code, Code::PermissionDenied, "{path} as {role}");
+            }
+        }
+    }
+    // Health needs no token.
+    assert_eq!(call(&app.channel, "/grpc.health.v1.Health/Check", None).await, Code::Ok);
+    app.stop().await;
+}
+
+async fn unknown_expired_and_revoked_tokens_are_refused(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let path = "/observatory.v1.ReferenceService/ListDrugs";
+    let unknown = observatory_grpc::access::new_secret();
+    assert_eq!(call(&app.channel, path, Some(&unknown)).await, Code::Unauthenticated);
+    assert_eq!(
+        call(&app.channel, path, Some("not-a-token")).await,
+        Code::Unauthenticated
+    );
+
+    // Expired: stored with an expiry already past (the command line refuses to create one).
+    let expiring = TokenRequest {
+        role: Role::Prescriber,
+        centres: vec![TEST_CENTRE.to_owned()],
+        filieres: vec![],
+        expires_at: Some(Utc::now() + Duration::milliseconds(300)),
+    };
+    let (_, secret) = create_token(&app.store, &expiring, "test").await.unwrap();
+    assert_eq!(call(&app.channel, path, Some(&secret)).await, Code::Ok);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(call(&app.channel, path, Some(&secret)).await, Code::Unauthenticated);
+
+    // Revoked: refused from the next call on; a second revocation is an error.
+    let analyst = TokenRequest {
+        role: Role::Analyst,
+        centres: vec![],
+        filieres: TEST_FILIERES.iter().map(|f| f.to_string()).collect(),
+        expires_at: None,
+    };
+    let (token, secret) = create_token(&app.store, &analyst, "test").await.unwrap();
+    assert_eq!(call(&app.channel, path, Some(&secret)).await, Code::Ok);
+    revoke_token(&app.store, &token.id, "test").await.unwrap();
+    assert_eq!(call(&app.channel, path, Some(&secret)).await, Code::Unauthenticated);
+    assert!(revoke_token(&app.store, &token.id, "test").await.is_err());
+    assert!(revoke_token(&app.store, "no-such-token", "test").await.is_err());
+
+    // Only hashes are stored; the list says which tokens are live.
+    let listed = app.store.list_tokens().await.unwrap();
+    assert!(
+        listed
+            .iter()
+            .all(|t| t.token.secret_sha256 != secret && t.token.secret_sha256.len() == 64)
+    );
+    let states = observatory_server::access::token_lines(&listed, Utc::now()).join("\n");
+    assert!(states.contains(&format!("{}\tanalyst", token.id)), "{states}");
+    assert!(states.contains("revoked"), "{states}");
+    assert!(states.contains("expired"), "{states}");
+    assert!(!states.contains(&secret), "{states}");
+    app.stop().await;
+}
+
+async fn writes_are_recorded_under_the_token_that_made_them(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    app.centre_and_prescriber().await;
+    let cohort = app.aac_cohort().await;
+    let cohort_id = cohort.meta.expect("meta").id;
+    let actors = crate::helpers::text_rows(
+        &app.database_url,
+        "SELECT DISTINCT recorded_by FROM cohort_versions UNION SELECT DISTINCT recorded_by FROM centre_versions",
+    )
+    .await;
+    let tokens = app.store.list_tokens().await.unwrap();
+    let id_of = |role: Role| {
+        tokens
+            .iter()
+            .find(|t| t.token.role == role)
+            .map(|t| format!("{role}:{}", t.token.id))
+            .unwrap()
+    };
+    assert!(actors.contains(&id_of(Role::DataManager)), "{actors:?} ({cohort_id})");
+    assert!(actors.contains(&id_of(Role::Admin)), "{actors:?}");
+    assert!(!actors.iter().any(|a| a == "anonymous"), "{actors:?}");
+    app.stop().await;
+}
+
+on_both_backends!(
+    every_rpc_answers_each_role_as_its_rule_says,
+    unknown_expired_and_revoked_tokens_are_refused,
+    writes_are_recorded_under_the_token_that_made_them,
+);
