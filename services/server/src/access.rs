@@ -71,7 +71,8 @@ pub async fn create_token(
         secret_sha256: secret_sha256(&secret),
         role: request.role,
         scope,
-        created_at: Utc::now(),
+        // Microseconds, as both databases keep them.
+        created_at: chrono::SubsecRound::trunc_subsecs(Utc::now(), 6),
         created_by: created_by.to_owned(),
         expires_at: request.expires_at,
     };

@@ -8,6 +8,20 @@
 //!
 //! Architecture invariant: only this crate (and later the analytics extract step) runs SQL.
 
+/// Calls `module::f(writer, reader, args...)` of the store's backend: modules of SQL compiled
+/// once per backend (`runs_sql`, `tokens_sql`) take the pool to write to and the pool to read
+/// from (the same one on PostgreSQL; SQLite's single writer and its readers).
+macro_rules! dispatch {
+    ($store:expr, $module:ident :: $f:ident ( $($arg:expr),* )) => {
+        match &$store.backend {
+            $crate::Backend::Sqlite { writer, readers } => {
+                $crate::backend_sqlite::$module::$f(writer, readers $(, $arg)*).await
+            }
+            $crate::Backend::Postgres(p) => $crate::backend_pg::$module::$f(p, p $(, $arg)*).await,
+        }
+    };
+}
+
 mod backend_pg;
 mod backend_sqlite;
 mod kinds;

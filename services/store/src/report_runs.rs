@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{Backend, Page, PageRequest, Result, Store, backend_pg, backend_sqlite};
+use crate::{Page, PageRequest, Result, Store};
 
 /// What started a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,31 +109,22 @@ pub enum Recorded {
     Replayed(ReportRunRecord),
 }
 
-macro_rules! dispatch {
-    ($store:expr, $f:ident ( $($arg:expr),* )) => {
-        match &$store.backend {
-            Backend::Sqlite { writer, readers } => backend_sqlite::runs_sql::$f(writer, readers $(, $arg)*).await,
-            Backend::Postgres(p) => backend_pg::runs_sql::$f(p, p $(, $arg)*).await,
-        }
-    };
-}
-
 impl Store {
     /// Records an accepted run. With an idempotency key used before: the earlier run when the
     /// parameters are the same, [`crate::StoreError::IdempotencyMismatch`] otherwise. A
     /// scheduled (schedule, period, attempt) recorded twice is
     /// [`crate::StoreError::AlreadyExists`].
     pub async fn record_report_run(&self, run: &NewReportRun) -> Result<Recorded> {
-        dispatch!(self, record(run))
+        dispatch!(self, runs_sql::record(run))
     }
 
     /// Records how a run ended (once: a second outcome is refused by the database).
     pub async fn finish_report_run(&self, id: &str, outcome: &RunOutcome) -> Result<()> {
-        dispatch!(self, finish(id, outcome))
+        dispatch!(self, runs_sql::finish(id, outcome))
     }
 
     pub async fn get_report_run(&self, id: &str) -> Result<Option<ReportRunRecord>> {
-        dispatch!(self, get(id))
+        dispatch!(self, runs_sql::get(id))
     }
 
     /// Runs, newest first.
@@ -143,16 +134,16 @@ impl Store {
             Some(t) => Some(crate::kinds::decode_token(t)?),
         };
         let size = page.size.clamp(1, 500);
-        dispatch!(self, list(after, size))
+        dispatch!(self, runs_sql::list(after, size))
     }
 
     /// Every run of a schedule (`monthly` or `quarterly`), oldest first.
     pub async fn scheduled_report_runs(&self, schedule: &str) -> Result<Vec<ReportRunRecord>> {
-        dispatch!(self, scheduled(schedule))
+        dispatch!(self, runs_sql::scheduled(schedule))
     }
 
     /// Runs that have no outcome yet.
     pub async fn unfinished_report_runs(&self) -> Result<Vec<ReportRunRecord>> {
-        dispatch!(self, unfinished())
+        dispatch!(self, runs_sql::unfinished())
     }
 }

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use observatory_domain::access::{Principal, Role, Scope};
 
-use crate::{Backend, Result, Store, backend_pg, backend_sqlite};
+use crate::{Result, Store};
 
 /// A token as created.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,34 +46,25 @@ impl TokenRecord {
     }
 }
 
-macro_rules! dispatch {
-    ($store:expr, $f:ident ( $($arg:expr),* )) => {
-        match &$store.backend {
-            Backend::Sqlite { writer, readers } => backend_sqlite::tokens_sql::$f(writer, readers $(, $arg)*).await,
-            Backend::Postgres(p) => backend_pg::tokens_sql::$f(p, p $(, $arg)*).await,
-        }
-    };
-}
-
 impl Store {
     /// Stores a new token.
     pub async fn create_token(&self, token: &NewToken) -> Result<()> {
-        dispatch!(self, create(token))
+        dispatch!(self, tokens_sql::create(token))
     }
 
     /// The token whose secret hashes to `secret_sha256`, revoked or expired ones included.
     pub async fn token_by_secret_hash(&self, secret_sha256: &str) -> Result<Option<TokenRecord>> {
-        dispatch!(self, by_secret_hash(secret_sha256))
+        dispatch!(self, tokens_sql::by_secret_hash(secret_sha256))
     }
 
     /// Every token, oldest first.
     pub async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
-        dispatch!(self, list())
+        dispatch!(self, tokens_sql::list())
     }
 
     /// Revokes a token: [`crate::StoreError::NotFound`] when there is none of that id,
     /// [`crate::StoreError::AlreadyExists`] when it was revoked before.
     pub async fn revoke_token(&self, id: &str, revocation: &Revocation) -> Result<()> {
-        dispatch!(self, revoke(id, revocation))
+        dispatch!(self, tokens_sql::revoke(id, revocation))
     }
 }

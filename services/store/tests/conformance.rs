@@ -82,6 +82,7 @@ on_both_backends!(
     one_idempotency_key_writes_once_even_when_raced,
     a_command_failing_after_its_first_write_leaves_nothing_and_spares_its_group,
     report_runs_and_their_outcomes_are_written_once,
+    tokens_are_kept_as_hashes_and_revoked_by_a_row_of_their_own,
 );
 
 /// Runs raw SQL on the database behind `db`, as an operator with a SQL console would.
@@ -402,4 +403,67 @@ async fn report_runs_and_their_outcomes_are_written_once(db: Db) {
         );
     }
     assert_eq!(db.store.get_report_run(&first.id).await.expect("get"), Some(got));
+}
+
+async fn tokens_are_kept_as_hashes_and_revoked_by_a_row_of_their_own(db: Db) {
+    use observatory_domain::access::{Role, Scope};
+    use observatory_store::tokens::{NewToken, Revocation};
+    // Microseconds: what PostgreSQL keeps of an instant.
+    let now = chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6);
+    let token = NewToken {
+        id: "0193-token".into(),
+        secret_sha256: "ab".repeat(32),
+        role: Role::Prescriber,
+        scope: Scope::new(Role::Prescriber, vec![finess(1), finess(2)], vec![]).expect("scope"),
+        created_at: now,
+        created_by: "conformance".into(),
+        expires_at: Some(now + chrono::Duration::days(1)),
+    };
+    db.store.create_token(&token).await.expect("create");
+    assert!(
+        db.store.create_token(&token).await.is_err(),
+        "one token per id and hash"
+    );
+    let found = db
+        .store
+        .token_by_secret_hash(&"ab".repeat(32))
+        .await
+        .expect("read")
+        .expect("found");
+    assert_eq!(found.token, token);
+    assert_eq!(found.principal_at(now).map(|p| p.role), Some(Role::Prescriber));
+    assert_eq!(found.principal_at(now + chrono::Duration::days(2)), None, "expired");
+    assert!(
+        db.store
+            .token_by_secret_hash(&"cd".repeat(32))
+            .await
+            .expect("read")
+            .is_none()
+    );
+    let revocation = Revocation {
+        revoked_at: now,
+        revoked_by: "conformance".into(),
+    };
+    db.store.revoke_token(&token.id, &revocation).await.expect("revoke");
+    assert!(matches!(
+        db.store.revoke_token(&token.id, &revocation).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        db.store.revoke_token("missing", &revocation).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let listed = db.store.list_tokens().await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].principal_at(now), None, "revoked");
+    for sql in [
+        "UPDATE access_tokens SET role = 'admin'",
+        "DELETE FROM access_tokens",
+        "DELETE FROM access_token_revocations",
+        "UPDATE access_token_revocations SET revoked_by = 'someone else'",
+    ] {
+        let outcome = raw(&db, sql).await;
+        assert!(matches!(outcome, Err(_) | Ok(0)), "{sql} changed a token: {outcome:?}");
+    }
+    assert_eq!(db.store.list_tokens().await.expect("list"), listed);
 }
