@@ -2,7 +2,7 @@
 //! development mode's one-time admin token.
 
 use anyhow::Context;
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Duration, NaiveDate, SubsecRound, Utc};
 use observatory_domain::{
     access::{Role, Scope},
     codes::{Filiere, Finess},
@@ -72,9 +72,9 @@ pub async fn create_token(
         role: request.role,
         scope,
         // Microseconds, as both databases keep them.
-        created_at: chrono::SubsecRound::trunc_subsecs(Utc::now(), 6),
+        created_at: Utc::now().trunc_subsecs(6),
         created_by: created_by.to_owned(),
-        expires_at: request.expires_at,
+        expires_at: request.expires_at.map(|e| e.trunc_subsecs(6)),
     };
     store.create_token(&token).await.context("cannot store the token")?;
     Ok((token, secret))
