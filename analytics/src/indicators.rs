@@ -1117,14 +1117,7 @@ mod tests {
             .unwrap()
             .collect()
             .unwrap();
-        let counts: Vec<(String, i64)> = (0..out.height())
-            .map(|i| {
-                (
-                    out.column("window").unwrap().str().unwrap().get(i).unwrap().to_owned(),
-                    out.column("authorisations").unwrap().i64().unwrap().get(i).unwrap(),
-                )
-            })
-            .collect();
+        let counts = text_counts(&out, "window", "authorisations");
         assert_eq!(
             counts,
             vec![("<=30d".into(), 1), ("<=60d".into(), 2), ("<=90d".into(), 3)]
@@ -1463,14 +1456,7 @@ mod tests {
             .unwrap()
             .collect()
             .unwrap();
-        let steps: Vec<(String, i64)> = (0..out.height())
-            .map(|i| {
-                (
-                    out.column("step").unwrap().str().unwrap().get(i).unwrap().to_owned(),
-                    out.column("requests").unwrap().i64().unwrap().get(i).unwrap(),
-                )
-            })
-            .collect();
+        let steps = text_counts(&out, "step", "requests");
         assert_eq!(
             steps,
             vec![("granted".into(), 1), ("refused".into(), 1), ("submitted".into(), 1)]
@@ -1503,6 +1489,17 @@ mod tests {
         assert_eq!(out.column("median_days").unwrap().f64().unwrap().get(row), Some(15.5));
         assert_eq!(out.column("q1_days").unwrap().f64().unwrap().get(row), Some(13.25));
         assert_eq!(out.column("q3_days").unwrap().f64().unwrap().get(row), Some(17.75));
+    }
+
+    /// (text, count) of each row, from a text column and a count column.
+    fn text_counts(out: &DataFrame, text: &str, count: &str) -> Vec<(String, i64)> {
+        let (text, count) = (
+            out.column(text).unwrap().str().unwrap(),
+            out.column(count).unwrap().i64().unwrap(),
+        );
+        (0..out.height())
+            .map(|i| (text.get(i).unwrap().to_owned(), count.get(i).unwrap()))
+            .collect()
     }
 
     fn rows(out: &DataFrame, columns: &[&str]) -> Vec<Vec<String>> {

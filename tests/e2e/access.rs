@@ -93,16 +93,17 @@ async fn unknown_expired_and_revoked_tokens_are_refused(backend: Backend) {
         Code::Unauthenticated
     );
 
-    // Expired: stored with an expiry already past (the command line refuses to create one).
+    // Expired: a token that expires two seconds after it is made (the command line refuses an
+    // expiry in the past), tried before and after.
     let expiring = TokenRequest {
         role: Role::Prescriber,
         centres: vec![TEST_CENTRE.to_owned()],
         filieres: vec![],
-        expires_at: Some(Utc::now() + Duration::milliseconds(300)),
+        expires_at: Some(Utc::now() + Duration::seconds(2)),
     };
     let (_, secret) = create_token(&app.store, &expiring, "test").await.unwrap();
     assert_eq!(call(&app.channel, path, Some(&secret)).await, Code::Ok);
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     assert_eq!(call(&app.channel, path, Some(&secret)).await, Code::Unauthenticated);
 
     // Revoked: refused from the next call on; a second revocation is an error.

@@ -42,8 +42,10 @@ impl Role {
         }
     }
 
+    /// Reads a role by its code (`data-manager` too, as people type it).
     pub fn from_code(code: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| r.code() == code.replace('-', "_"))
+        let code = code.replace('-', "_");
+        Role::ALL.into_iter().find(|r| r.code() == code)
     }
 }
 
@@ -80,9 +82,9 @@ pub struct Scope {
 
 impl Scope {
     pub fn new(role: Role, mut centres: Vec<Finess>, mut filieres: Vec<Filiere>) -> Result<Scope, ScopeError> {
-        centres.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        centres.sort();
         centres.dedup();
-        filieres.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        filieres.sort();
         filieres.dedup();
         match role {
             Role::Prescriber if centres.is_empty() => return Err(ScopeError::PrescriberWithoutCentre),
