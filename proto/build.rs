@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "observatory/v1/reference.proto",
         "observatory/v1/registry.proto",
         "observatory/v1/reports.proto",
+        "observatory/v1/audit.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={file}");

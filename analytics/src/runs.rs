@@ -147,6 +147,11 @@ impl Runner {
         }
     }
 
+    /// The registry the runs read and are recorded in.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
     pub fn reports_dir(&self) -> &std::path::Path {
         &self.inner.reports_dir
     }

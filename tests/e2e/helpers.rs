@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use observatory_domain::access::Role;
 use observatory_proto::v1::{
-    self as pb, reference_service_client::ReferenceServiceClient, registry_service_client::RegistryServiceClient,
-    report_service_client::ReportServiceClient,
+    self as pb, audit_service_client::AuditServiceClient, reference_service_client::ReferenceServiceClient,
+    registry_service_client::RegistryServiceClient, report_service_client::ReportServiceClient,
 };
 use observatory_server::{
     Application, Config,
@@ -74,6 +74,8 @@ pub struct TestApp {
     pub reference: ReferenceServiceClient<Authed>,
     /// As an analyst of [`TEST_FILIERES`].
     pub reports: ReportServiceClient<Authed>,
+    /// As an admin.
+    pub audit: AuditServiceClient<Authed>,
     /// Without credentials.
     pub channel: Channel,
     pub database_url: String,
@@ -157,6 +159,7 @@ pub async fn start_app(database_url: String, dir: tempfile::TempDir, extra: &[(&
         manager: RegistryServiceClient::new(as_role(Role::DataManager).await),
         reference: ReferenceServiceClient::new(as_role(Role::Admin).await),
         reports: ReportServiceClient::new(as_role(Role::Analyst).await),
+        audit: AuditServiceClient::new(as_role(Role::Admin).await),
         channel,
         database_url,
         store,

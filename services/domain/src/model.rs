@@ -263,6 +263,20 @@ coded_enum!(
     }
 );
 
+impl RecordKind {
+    /// Records about one patient: reading them is a patient-level access, audited as such.
+    pub fn is_patient_level(self) -> bool {
+        matches!(
+            self,
+            RecordKind::Patient
+                | RecordKind::Episode
+                | RecordKind::Authorisation
+                | RecordKind::FollowUp
+                | RecordKind::AdverseEvent
+        )
+    }
+}
+
 /// Identifier minted by the registry: a lowercase hyphenated UUID (v7, so ids sort by creation).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

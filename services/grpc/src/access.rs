@@ -81,6 +81,9 @@ pub const RULES: &[(&str, &[Role])] = &[
     ("/observatory.v1.ReportService/GetReportRun", REPORTERS),
     ("/observatory.v1.ReportService/ListReportRuns", REPORTERS),
     ("/observatory.v1.ReportService/DownloadReportFile", REPORTERS),
+    // The trail names who did what to which record: the admin's, like the tokens it names.
+    ("/observatory.v1.AuditService/ExportAudit", &[Admin]),
+    ("/observatory.v1.AuditService/VerifyAudit", &[Admin]),
 ];
 
 /// Services open to every caller, token or not: health checks, so that load balancers and

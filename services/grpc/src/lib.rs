@@ -6,6 +6,7 @@
 //! `observatory-analytics` (reports and their runs).
 
 pub mod access;
+mod audit;
 pub mod convert;
 pub mod error;
 mod reference;
@@ -18,6 +19,7 @@ use observatory_domain::{access::Principal, pseudonym::PseudonymKey};
 use observatory_store::{Store, WriteContext};
 use tonic::Request;
 
+pub use audit::AuditApi;
 pub use reference::ReferenceApi;
 pub use registry::RegistryApi;
 pub use reports::ReportApi;
@@ -66,7 +68,8 @@ pub fn principal<T>(req: &Request<T>) -> Result<&Principal, tonic::Status> {
 
 /// Who calls and under which request id: `x-request-id` when the caller sends a usable one
 /// (8 to 64 hexadecimal digits and dashes, such as a UUID: nothing a name could be written
-/// in, since the id is stored with every version), a fresh UUIDv7 otherwise.
+/// in, since the id is stored with every version), a fresh UUIDv7 otherwise; and the trace id of
+/// a W3C `traceparent` it sent.
 pub fn write_context<T>(req: &Request<T>, idempotency_key: Option<String>) -> Result<WriteContext, tonic::Status> {
     let actor = principal(req)?.actor();
     let request_id = req
@@ -76,9 +79,68 @@ pub fn write_context<T>(req: &Request<T>, idempotency_key: Option<String>) -> Re
         .filter(|s| (8..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let trace_id = req
+        .metadata()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(trace_id_of)
+        .unwrap_or_default();
     Ok(WriteContext {
         actor,
         request_id,
+        trace_id,
         idempotency_key,
     })
+}
+
+/// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), if well formed and
+/// not all zeros.
+fn trace_id_of(traceparent: &str) -> Option<String> {
+    let mut parts = traceparent.trim().split('-');
+    let (version, trace, parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    (hex(version, 2)
+        && version != "ff"
+        && hex(trace, 32)
+        && trace.bytes().any(|b| b != b'0')
+        && hex(parent, 16)
+        && hex(flags, 2))
+    .then(|| trace.to_owned())
+}
+
+/// Records a patient-level read (or an export) in the audit trail before it is answered:
+/// UNAVAILABLE, and nothing disclosed, when the event cannot be recorded.
+pub async fn audit_read<T>(
+    state: &ApiState,
+    req: &Request<T>,
+    action: &str,
+    targets: Vec<observatory_store::audit::AuditTarget>,
+) -> Result<(), tonic::Status> {
+    let ctx = write_context(req, None)?;
+    let entry = observatory_store::audit::AuditEntry::new(&ctx, action, targets);
+    state.store.record_access(entry).await.map_err(error::store)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::trace_id_of;
+
+    #[test]
+    fn trace_ids_come_from_well_formed_traceparents_only() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert_eq!(
+            trace_id_of(&format!("00-{id}-00f067aa0ba902b7-01")).as_deref(),
+            Some(id)
+        );
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e47-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(trace_id_of(bad), None, "{bad}");
+        }
+    }
 }

@@ -13,7 +13,8 @@ use observatory_store::{CohortFilter, Command, EpisodeFilter, NewCohort, Record,
 use tonic::{Request, Response, Status};
 
 use crate::convert::{self as c, all_some, enum_in, enum_in_opt};
-use crate::{ApiState, error, write_context};
+use crate::{ApiState, audit_read, error, write_context};
+use observatory_store::audit::AuditTarget;
 
 /// Wire names of cohort transitions (`COHORT_TRANSITION_CLOSE`...), for `enum_in!`.
 #[derive(Debug, Clone, Copy)]
@@ -42,10 +43,41 @@ impl RegistryApi {
         Self { state }
     }
 
-    async fn get<T: Stored, P>(&self, raw_id: &str, out: fn(&Versioned<T>) -> P) -> Result<Response<P>, Status> {
-        let id = c::id(raw_id).map_err(|e| error::invalid_field("id", e.reason, &e.description))?;
+    /// Reads one record; a patient-level one is recorded in the audit trail as `action`.
+    async fn get<T: Stored, P>(
+        &self,
+        req: &Request<pb::GetRequest>,
+        action: &str,
+        out: fn(&Versioned<T>) -> P,
+    ) -> Result<Response<P>, Status> {
+        let id = c::id(&req.get_ref().id).map_err(|e| error::invalid_field("id", e.reason, &e.description))?;
         let x = self.state.store.require::<T>(id.as_str()).await.map_err(error::store)?;
+        if T::KIND.is_patient_level() {
+            audit_read(&self.state, req, action, vec![AuditTarget::read(T::KIND, &x)]).await?;
+        }
         Ok(Response::new(out(&x)))
+    }
+
+    /// The follow-ups or adverse events of an episode, recorded in the audit trail as `action`.
+    async fn list_by_episode<T: Stored>(
+        &self,
+        req: &Request<pb::ListByEpisodeRequest>,
+        action: &str,
+    ) -> Result<observatory_store::Page<Versioned<T>>, Status> {
+        let (episode, page) = by_episode(req.get_ref())?;
+        let store = &self.state.store;
+        store
+            .require::<m::Episode>(episode.as_str())
+            .await
+            .map_err(error::store)?;
+        let p = store
+            .list_by_episode::<T>(&episode, &page)
+            .await
+            .map_err(error::store)?;
+        let mut targets = vec![AuditTarget::object(m::RecordKind::Episode.code(), episode.as_str())];
+        targets.extend(p.items.iter().map(|x| AuditTarget::read(T::KIND, x)));
+        audit_read(&self.state, req, action, targets).await?;
+        Ok(p)
     }
 }
 
@@ -105,7 +137,7 @@ impl RegistryService for RegistryApi {
     }
 
     async fn get_cohort(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::Cohort>, Status> {
-        self.get::<m::Cohort, _>(&req.get_ref().id, c::cohort).await
+        self.get::<m::Cohort, _>(&req, "GetCohort", c::cohort).await
     }
 
     async fn list_cohorts(
@@ -229,7 +261,7 @@ impl RegistryService for RegistryApi {
     }
 
     async fn get_patient(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::Patient>, Status> {
-        self.get::<m::Patient, _>(&req.get_ref().id, c::patient).await
+        self.get::<m::Patient, _>(&req, "GetPatient", c::patient).await
     }
 
     async fn declare_episode(
@@ -323,7 +355,7 @@ impl RegistryService for RegistryApi {
     }
 
     async fn get_episode(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::Episode>, Status> {
-        self.get::<m::Episode, _>(&req.get_ref().id, c::episode).await
+        self.get::<m::Episode, _>(&req, "GetEpisode", c::episode).await
     }
 
     async fn list_episodes(
@@ -382,6 +414,13 @@ impl RegistryService for RegistryApi {
             .list_episodes(&filter, &page)
             .await
             .map_err(error::store)?;
+        let mut targets: Vec<AuditTarget> = filter
+            .patient_id
+            .iter()
+            .map(|id| AuditTarget::object(m::RecordKind::Patient.code(), id.as_str()))
+            .collect();
+        targets.extend(p.items.iter().map(|x| AuditTarget::read(m::RecordKind::Episode, x)));
+        audit_read(&self.state, &req, "ListEpisodes", targets).await?;
         Ok(Response::new(pb::ListEpisodesResponse {
             episodes: p.items.iter().map(c::episode).collect(),
             next_page_token: p.next_page_token.unwrap_or_default(),
@@ -455,7 +494,7 @@ impl RegistryService for RegistryApi {
     }
 
     async fn get_authorisation(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::Authorisation>, Status> {
-        self.get::<m::Authorisation, _>(&req.get_ref().id, c::authorisation)
+        self.get::<m::Authorisation, _>(&req, "GetAuthorisation", c::authorisation)
             .await
     }
 
@@ -630,25 +669,14 @@ impl RegistryService for RegistryApi {
     }
 
     async fn get_follow_up(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::FollowUp>, Status> {
-        self.get::<m::FollowUp, _>(&req.get_ref().id, c::follow_up).await
+        self.get::<m::FollowUp, _>(&req, "GetFollowUp", c::follow_up).await
     }
 
     async fn list_follow_ups(
         &self,
         req: Request<pb::ListByEpisodeRequest>,
     ) -> Result<Response<pb::ListFollowUpsResponse>, Status> {
-        let (episode, page) = by_episode(req.get_ref())?;
-        self.state
-            .store
-            .require::<m::Episode>(episode.as_str())
-            .await
-            .map_err(error::store)?;
-        let p = self
-            .state
-            .store
-            .list_by_episode::<m::FollowUp>(&episode, &page)
-            .await
-            .map_err(error::store)?;
+        let p = self.list_by_episode::<m::FollowUp>(&req, "ListFollowUps").await?;
         Ok(Response::new(pb::ListFollowUpsResponse {
             follow_ups: p.items.iter().map(c::follow_up).collect(),
             next_page_token: p.next_page_token.unwrap_or_default(),
@@ -659,18 +687,9 @@ impl RegistryService for RegistryApi {
         &self,
         req: Request<pb::ListByEpisodeRequest>,
     ) -> Result<Response<pb::ListAdverseEventsResponse>, Status> {
-        let (episode, page) = by_episode(req.get_ref())?;
-        self.state
-            .store
-            .require::<m::Episode>(episode.as_str())
-            .await
-            .map_err(error::store)?;
         let p = self
-            .state
-            .store
-            .list_by_episode::<m::AdverseEvent>(&episode, &page)
-            .await
-            .map_err(error::store)?;
+            .list_by_episode::<m::AdverseEvent>(&req, "ListAdverseEvents")
+            .await?;
         Ok(Response::new(pb::ListAdverseEventsResponse {
             adverse_events: p.items.iter().map(c::adverse_event).collect(),
             next_page_token: p.next_page_token.unwrap_or_default(),
@@ -678,7 +697,7 @@ impl RegistryService for RegistryApi {
     }
 
     async fn get_adverse_event(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::AdverseEvent>, Status> {
-        self.get::<m::AdverseEvent, _>(&req.get_ref().id, c::adverse_event)
+        self.get::<m::AdverseEvent, _>(&req, "GetAdverseEvent", c::adverse_event)
             .await
     }
 
@@ -819,6 +838,10 @@ impl RegistryService for RegistryApi {
         }
         .map_err(|e| field_err("id", e))?;
         let versions = self.state.store.history(kind, &id).await.map_err(error::store)?;
+        if kind.is_patient_level() {
+            let targets = versions.iter().map(observatory_store::Record::audit_target).collect();
+            audit_read(&self.state, &req, "GetHistory", targets).await?;
+        }
         Ok(Response::new(pb::GetHistoryResponse {
             versions: versions.iter().map(c::history_entry).collect(),
         }))

@@ -11,6 +11,7 @@ use observatory_analytics::{
 };
 use observatory_domain::{CodeError, Violations};
 use observatory_proto::v1::{self as pb, report_service_server::ReportService};
+use observatory_store::audit::{AuditEntry, AuditTarget};
 use observatory_store::report_runs::{RunStatus, RunTrigger};
 use sha2::Digest;
 use tokio::io::AsyncReadExt;
@@ -279,6 +280,17 @@ impl ReportService for ReportApi {
                 }
             }
         };
+        // An export: recorded, with the digest of what is sent, before the first byte goes.
+        let ctx = write_context(&req, None)?;
+        let target = AuditTarget {
+            after: Some(expected.clone()),
+            ..AuditTarget::object("REPORT_FILE", format!("{}/{}", view.record.run.id, r.file))
+        };
+        self.runner
+            .store()
+            .record_access(AuditEntry::new(&ctx, "DownloadReportFile", vec![target]))
+            .await
+            .map_err(error::store)?;
         let path = PathBuf::from(&view.record.run.out_dir).join(&r.file);
         let mut file = tokio::fs::File::open(&path).await.map_err(|e| {
             tracing::error!(path = %path.display(), error = %e, "report output missing");

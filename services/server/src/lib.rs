@@ -3,6 +3,7 @@
 //! line, installs logging and calls in here, so tests run the very same server on port 0.
 
 pub mod access;
+pub mod audit;
 pub mod config;
 pub mod seed;
 
@@ -13,10 +14,10 @@ use observatory_analytics::{
     CsvStyle,
     runs::{Runner, ScheduleConfig},
 };
-use observatory_grpc::{ApiState, ReferenceApi, RegistryApi, ReportApi};
+use observatory_grpc::{ApiState, AuditApi, ReferenceApi, RegistryApi, ReportApi};
 use observatory_proto::v1::{
-    reference_service_server::ReferenceServiceServer, registry_service_server::RegistryServiceServer,
-    report_service_server::ReportServiceServer,
+    audit_service_server::AuditServiceServer, reference_service_server::ReferenceServiceServer,
+    registry_service_server::RegistryServiceServer, report_service_server::ReportServiceServer,
 };
 use observatory_store::{Store, StoreOptions};
 use tokio::net::TcpListener;
@@ -140,6 +141,7 @@ impl Application {
             .set_serving::<ReferenceServiceServer<ReferenceApi>>()
             .await;
         health_reporter.set_serving::<ReportServiceServer<ReportApi>>().await;
+        health_reporter.set_serving::<AuditServiceServer<AuditApi>>().await;
         // Both reflection versions: grpcurl and recent clients speak v1, older tools v1alpha.
         let reflection = || {
             tonic_reflection::server::Builder::configure()
@@ -157,6 +159,9 @@ impl Application {
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let reports = ReportServiceServer::new(ReportApi::new(runner.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let audit = AuditServiceServer::new(AuditApi::new(state.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         // Periodic reports: checked at start (catching up missed periods), then hourly.
@@ -183,6 +188,7 @@ impl Application {
             .add_service(registry)
             .add_service(reference)
             .add_service(reports)
+            .add_service(audit)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
             .await
             .context("gRPC server failed")?;

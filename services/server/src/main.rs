@@ -34,6 +34,11 @@ enum Commands {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Verify or export the audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Apply pending migrations and load the shipped reference data, then exit.
     Migrate,
     /// Snapshot the registry as of a cutoff and write the observatory report of a period.
@@ -106,6 +111,26 @@ enum TokenCommand {
     Revoke {
         /// The token's id, as `token list` shows it.
         id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Walk the whole hash chain: exit 0 when intact, 1 naming the first broken link.
+    Verify {
+        /// SEQ:HASH printed by an earlier verification, kept outside the database: that event
+        /// must still be there (catches the removal of the newest events).
+        #[arg(long, value_parser = observatory_server::audit::parse_anchor)]
+        anchor: Option<observatory_store::audit::Anchor>,
+    },
+    /// Print the events of a period as JSON lines, oldest first.
+    Export {
+        /// First day (YYYY-MM-DD, UTC) or instant (RFC 3339) of the period.
+        #[arg(long)]
+        from: String,
+        /// Last day included (YYYY-MM-DD, UTC), or the instant (RFC 3339) the period ends before.
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -312,6 +337,34 @@ async fn main() -> anyhow::Result<()> {
                 elapsed_s = started.elapsed().as_secs_f64(),
                 "report written"
             );
+            Ok(())
+        }
+        Commands::Audit { command } => {
+            use observatory_server::audit;
+            let store = open_store(&config).await?;
+            let result: anyhow::Result<bool> = match command {
+                AuditCommand::Verify { anchor } => {
+                    store.verify_audit(anchor.as_ref()).await.map_err(Into::into).map(|v| {
+                        let (intact, text) = audit::verification_report(&v);
+                        println!("{text}");
+                        intact
+                    })
+                }
+                AuditCommand::Export { from, to } => {
+                    async {
+                        let (from, to) = (audit::parse_bound(&from, false)?, audit::parse_bound(&to, true)?);
+                        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                        let n = audit::export(&store, from, to, &mut out).await?;
+                        eprintln!("{n} events exported");
+                        Ok(true)
+                    }
+                    .await
+                }
+            };
+            store.close().await;
+            if !result? {
+                std::process::exit(1);
+            }
             Ok(())
         }
         Commands::Migrate => {

@@ -365,6 +365,7 @@ fn ctx(n: u64) -> WriteContext {
     WriteContext {
         actor: "seed".into(),
         request_id: format!("seed-{n}"),
+        trace_id: String::new(),
         idempotency_key: None,
     }
 }

@@ -27,6 +27,7 @@ fn ctx(key: Option<String>) -> WriteContext {
     WriteContext {
         actor: "bench".into(),
         request_id: "bench".into(),
+        trace_id: String::new(),
         idempotency_key: key,
     }
 }

@@ -6,6 +6,8 @@ use sqlx::postgres::PgPoolOptions;
 use crate::{Result, StoreOptions};
 
 pub(crate) type Db = sqlx::Postgres;
+// Audit appenders on different connections (the writer, tokens, report runs) take turns.
+pub(crate) const LOCK_AUDIT_CHAIN: Option<&str> = Some("SELECT pg_advisory_xact_lock(7301)");
 pub(crate) const BEGIN: &str = "BEGIN";
 
 // The same source compiled once per backend, with `Db` and `BEGIN` from this module.
@@ -20,6 +22,10 @@ pub(crate) mod runs_sql;
 #[allow(clippy::duplicate_mod)]
 #[path = "tokens_sql.rs"]
 pub(crate) mod tokens_sql;
+
+#[allow(clippy::duplicate_mod)]
+#[path = "audit_sql.rs"]
+pub(crate) mod audit_sql;
 
 pub(crate) async fn connect(options: &StoreOptions) -> Result<sqlx::PgPool> {
     Ok(PgPoolOptions::new()

@@ -9,6 +9,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use crate::{Result, StoreOptions};
 
 pub(crate) type Db = sqlx::Sqlite;
+// The single writer connection already keeps audit appenders in line.
+pub(crate) const LOCK_AUDIT_CHAIN: Option<&str> = None;
 pub(crate) const BEGIN: &str = "BEGIN IMMEDIATE";
 
 // The same source compiled once per backend, with `Db` and `BEGIN` from this module.
@@ -23,6 +25,10 @@ pub(crate) mod runs_sql;
 #[allow(clippy::duplicate_mod)]
 #[path = "tokens_sql.rs"]
 pub(crate) mod tokens_sql;
+
+#[allow(clippy::duplicate_mod)]
+#[path = "audit_sql.rs"]
+pub(crate) mod audit_sql;
 
 /// Opens the writer (creating the file and switching it to WAL) then the readers.
 pub(crate) async fn connect(options: &StoreOptions) -> Result<(sqlx::SqlitePool, sqlx::SqlitePool)> {

@@ -4,7 +4,9 @@
 //! Writes are [`Command`]s handed to a single writer task that commits them in groups (one
 //! transaction, one fsync, for every command waiting); one rejected command leaves its
 //! neighbours untouched, and a caller is answered only once its group has committed. Reads go
-//! straight to the pool.
+//! straight to the pool. Every write, and every patient-level read the API reports with
+//! [`Store::record_access`], appends an event to the hash-chained audit trail ([`audit`]) in
+//! the same transaction.
 //!
 //! Architecture invariant: only this crate (and later the analytics extract step) runs SQL.
 
@@ -22,6 +24,7 @@ macro_rules! dispatch {
     };
 }
 
+pub mod audit;
 mod backend_pg;
 mod backend_sqlite;
 mod kinds;
@@ -90,6 +93,21 @@ impl Record {
             Record::Authorisation(v) => &v.meta,
             Record::FollowUp(v) => &v.meta,
             Record::AdverseEvent(v) => &v.meta,
+        }
+    }
+
+    /// The version as an audit target, with the digest of its content.
+    pub fn audit_target(&self) -> audit::AuditTarget {
+        match self {
+            Record::Centre(v) => audit::AuditTarget::read(RecordKind::Centre, v),
+            Record::Prescriber(v) => audit::AuditTarget::read(RecordKind::Prescriber, v),
+            Record::Framework(v) => audit::AuditTarget::read(RecordKind::Framework, v),
+            Record::Cohort(v) => audit::AuditTarget::read(RecordKind::Cohort, v),
+            Record::Patient(v) => audit::AuditTarget::read(RecordKind::Patient, v),
+            Record::Episode(v) => audit::AuditTarget::read(RecordKind::Episode, v),
+            Record::Authorisation(v) => audit::AuditTarget::read(RecordKind::Authorisation, v),
+            Record::FollowUp(v) => audit::AuditTarget::read(RecordKind::FollowUp, v),
+            Record::AdverseEvent(v) => audit::AuditTarget::read(RecordKind::AdverseEvent, v),
         }
     }
 
@@ -200,8 +218,11 @@ impl Command {
 /// Who is writing and under which request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteContext {
+    /// `role:token-id` for a token holder, the name of a local process otherwise.
     pub actor: String,
     pub request_id: String,
+    /// W3C trace id of the call (32 hexadecimal digits), empty when it carried none.
+    pub trace_id: String,
     /// Client idempotency key of a create call.
     pub idempotency_key: Option<String>,
 }
@@ -336,9 +357,16 @@ impl StoreOptions {
     }
 }
 
+/// What the writer task is handed: a command, or the audit event of a read. Jobs move through
+/// a channel by value once each; boxing the larger variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Work {
+    Command { command: Command, ctx: WriteContext },
+    Access(audit::AuditEntry),
+}
+
 pub(crate) struct Job {
-    pub command: Command,
-    pub ctx: WriteContext,
+    pub work: Work,
     pub reply: oneshot::Sender<Result<Written>>,
 }
 
@@ -412,7 +440,10 @@ impl Store {
     pub async fn execute(&self, command: Command, ctx: WriteContext) -> Result<Written> {
         let (reply, rx) = oneshot::channel();
         self.writer
-            .send(Job { command, ctx, reply })
+            .send(Job {
+                work: Work::Command { command, ctx },
+                reply,
+            })
             .await
             .map_err(|_| StoreError::ShuttingDown)?;
         rx.await.map_err(|_| StoreError::ShuttingDown)?

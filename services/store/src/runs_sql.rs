@@ -4,7 +4,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, types::Json};
 
-use super::Db;
+use super::{Db, audit_sql};
+use crate::audit::{AuditEntry, AuditTarget};
 use crate::report_runs::{NewReportRun, Recorded, ReportRunRecord, RunOutcome, RunStatus, RunTrigger};
 use crate::{Page, Result, StoreError};
 
@@ -79,32 +80,44 @@ fn records(rows: Vec<RunRow>) -> Result<Vec<ReportRunRecord>> {
 }
 
 pub async fn record(write: &Pool, _read: &Pool, run: &NewReportRun) -> Result<Recorded> {
-    let inserted = sqlx::query(
-        "INSERT INTO report_runs (id, requested_at, requested_by, request_id, trigger, schedule, attempt, \
-         idempotency_key, fingerprint, period_label, as_of, parameters, out_dir) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-    )
-    .bind(&run.id)
-    .bind(run.requested_at)
-    .bind(&run.requested_by)
-    .bind(&run.request_id)
-    .bind(run.trigger.code())
-    .bind(&run.schedule)
-    .bind(run.attempt)
-    .bind(&run.idempotency_key)
-    .bind(&run.fingerprint)
-    .bind(&run.period_label)
-    .bind(run.as_of)
-    .bind(Json(&run.parameters))
-    .bind(&run.out_dir)
-    .execute(write)
+    let entry = AuditEntry {
+        request_id: run.request_id.clone(),
+        ..AuditEntry::local(
+            &run.requested_by,
+            "RunReport",
+            AuditTarget::object("REPORT_RUN", &run.id),
+        )
+    };
+    let inserted = audit_sql::in_transaction(write, entry, async |conn| {
+        sqlx::query(
+            "INSERT INTO report_runs (id, requested_at, requested_by, request_id, trigger, schedule, attempt, \
+             idempotency_key, fingerprint, period_label, as_of, parameters, out_dir) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(&run.id)
+        .bind(run.requested_at)
+        .bind(&run.requested_by)
+        .bind(&run.request_id)
+        .bind(run.trigger.code())
+        .bind(&run.schedule)
+        .bind(run.attempt)
+        .bind(&run.idempotency_key)
+        .bind(&run.fingerprint)
+        .bind(&run.period_label)
+        .bind(run.as_of)
+        .bind(Json(&run.parameters))
+        .bind(&run.out_dir)
+        .execute(conn)
+        .await?;
+        Ok(())
+    })
     .await;
     match inserted {
-        Ok(_) => Ok(Recorded::New(ReportRunRecord {
+        Ok(()) => Ok(Recorded::New(ReportRunRecord {
             run: run.clone(),
             outcome: None,
         })),
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+        Err(StoreError::Database(e)) if matches!(&*e, sqlx::Error::Database(d) if d.is_unique_violation()) => {
             if let Some(key) = &run.idempotency_key {
                 let mut q = QueryBuilder::<Db>::new(SELECT);
                 q.push(" WHERE r.idempotency_key = ").push_bind(key.clone());
@@ -127,22 +140,32 @@ pub async fn record(write: &Pool, _read: &Pool, run: &NewReportRun) -> Result<Re
                 run.attempt
             )))
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e),
     }
 }
 
+/// Actor of the outcomes of report runs: the runner of the observatory.
+const RUNNER: &str = "report-runner";
+
 pub async fn finish(write: &Pool, _read: &Pool, id: &str, outcome: &RunOutcome) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO report_run_outcomes (run_id, finished_at, status, manifest, error) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(id)
-    .bind(outcome.finished_at)
-    .bind(outcome.status.code())
-    .bind(outcome.manifest.as_ref().map(Json))
-    .bind(&outcome.error)
-    .execute(write)
-    .await?;
-    Ok(())
+    let entry = AuditEntry {
+        reason: outcome.status.code().to_owned(),
+        ..AuditEntry::local(RUNNER, "FinishReportRun", AuditTarget::object("REPORT_RUN", id))
+    };
+    audit_sql::in_transaction(write, entry, async |conn| {
+        sqlx::query(
+            "INSERT INTO report_run_outcomes (run_id, finished_at, status, manifest, error) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(outcome.finished_at)
+        .bind(outcome.status.code())
+        .bind(outcome.manifest.as_ref().map(Json))
+        .bind(&outcome.error)
+        .execute(conn)
+        .await?;
+        Ok(())
+    })
+    .await
 }
 
 pub async fn get(_write: &Pool, read: &Pool, id: &str) -> Result<Option<ReportRunRecord>> {

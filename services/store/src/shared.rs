@@ -20,9 +20,10 @@ use sqlx::{QueryBuilder, types::Json};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use super::{BEGIN, Db};
+use super::{BEGIN, Db, audit_sql};
+use crate::audit::{self, AuditEntry, AuditTarget};
 use crate::kinds::{self, Filter, ListQuery, Stored, Val};
-use crate::{Command, Job, Meta, Page, Record, Result, StoreError, Versioned, WriteContext, Written, today};
+use crate::{Command, Job, Meta, Page, Record, Result, StoreError, Versioned, Work, WriteContext, Written, today};
 
 type Pool = sqlx::Pool<Db>;
 type Tx<'c> = sqlx::Transaction<'c, Db>;
@@ -122,12 +123,26 @@ async fn attempt(pool: &Pool, batch: &[Job], pending: &[usize]) -> Attempt {
         Err(e) => return Attempt::Failed(std::sync::Arc::new(e)),
     };
     let mut outcomes = Vec::with_capacity(pending.len());
+    let mut events = Vec::with_capacity(pending.len());
     for &index in pending {
-        let job = &batch[index];
         let now = Utc::now().trunc_subsecs(6);
+        let (command, ctx) = match &batch[index].work {
+            Work::Command { command, ctx } => (command, ctx),
+            Work::Access(entry) => {
+                events.push((entry.clone(), now));
+                outcomes.push(Ok(Written {
+                    records: Vec::new(),
+                    replayed: false,
+                }));
+                continue;
+            }
+        };
         let mut wrote = false;
-        match apply(&mut tx, &job.command, &job.ctx, now, &mut wrote).await {
-            Ok(written) => outcomes.push(Ok(written)),
+        match apply(&mut tx, command, ctx, now, &mut wrote).await {
+            Ok((written, event)) => {
+                events.push((event, now));
+                outcomes.push(Ok(written));
+            }
             Err(e) if !wrote && !matches!(e, StoreError::Database(_)) => outcomes.push(Err(e)),
             Err(error) => {
                 if let Err(e) = tx.rollback().await {
@@ -137,6 +152,10 @@ async fn attempt(pool: &Pool, batch: &[Job], pending: &[usize]) -> Attempt {
             }
         }
     }
+    // The group's audit events go in with it: the writes and their trail commit together.
+    if let Err(e) = audit_sql::append(&mut tx, &events).await {
+        return Attempt::Failed(std::sync::Arc::new(e));
+    }
     match tx.commit().await {
         Ok(()) => Attempt::Committed(outcomes),
         Err(e) => Attempt::Failed(std::sync::Arc::new(e)),
@@ -144,13 +163,14 @@ async fn attempt(pool: &Pool, batch: &[Job], pending: &[usize]) -> Attempt {
 }
 
 /// Applies one command, honouring its idempotency key; `wrote` tells whether it wrote anything.
+/// Returns what was written and the audit entry of the action.
 async fn apply(
     tx: &mut Tx<'_>,
     command: &Command,
     ctx: &WriteContext,
     now: DateTime<Utc>,
     wrote: &mut bool,
-) -> Result<Written> {
+) -> Result<(Written, AuditEntry)> {
     let scope = command.name();
     let fingerprint = command.fingerprint();
     if let Some(key) = &ctx.idempotency_key {
@@ -170,10 +190,16 @@ async fn apply(
             for (kind, id, version) in refs {
                 records.push(version_of(tx, kind, &id, version).await?);
             }
-            return Ok(Written {
-                records,
-                replayed: true,
-            });
+            // A replay discloses the versions again: recorded as a read of them.
+            let mut entry = AuditEntry::new(ctx, scope, records.iter().map(Record::audit_target).collect());
+            entry.reason = "replay of an earlier call with the same idempotency key".to_owned();
+            return Ok((
+                Written {
+                    records,
+                    replayed: true,
+                },
+                entry,
+            ));
         }
     }
     let mut w = Writer {
@@ -182,8 +208,11 @@ async fn apply(
         now,
         today: today(now),
         wrote,
+        targets: Vec::new(),
     };
     let records = w.dispatch(command).await?;
+    let mut entry = AuditEntry::new(ctx, scope, std::mem::take(&mut w.targets));
+    entry.reason = records.first().map(|r| r.meta().reason.clone()).unwrap_or_default();
     if let Some(key) = &ctx.idempotency_key {
         let refs: Vec<VersionRef> = records
             .iter()
@@ -200,10 +229,13 @@ async fn apply(
         .execute(&mut **w.tx)
         .await?;
     }
-    Ok(Written {
-        records,
-        replayed: false,
-    })
+    Ok((
+        Written {
+            records,
+            replayed: false,
+        },
+        entry,
+    ))
 }
 
 struct Writer<'a, 'c> {
@@ -213,6 +245,8 @@ struct Writer<'a, 'c> {
     today: chrono::NaiveDate,
     /// Set by the first write: from then on a failure poisons the transaction.
     wrote: &'a mut bool,
+    /// Every version written, with digests before and after, for the audit event.
+    targets: Vec<AuditTarget>,
 }
 
 impl Writer<'_, '_> {
@@ -560,6 +594,13 @@ impl Writer<'_, '_> {
             .await?;
         let meta = self.meta(id, 1, reason);
         insert_row(self.tx, &meta, record).await?;
+        self.targets.push(AuditTarget {
+            kind: T::KIND.code().to_owned(),
+            id: meta.id.clone(),
+            version: Some(1),
+            before: None,
+            after: Some(audit::digest(record)),
+        });
         Ok(Versioned {
             meta,
             record: record.clone(),
@@ -593,6 +634,13 @@ impl Writer<'_, '_> {
         }
         let meta = self.meta(current.meta.id.clone(), current.meta.version + 1, reason);
         insert_row(self.tx, &meta, &next).await?;
+        self.targets.push(AuditTarget {
+            kind: T::KIND.code().to_owned(),
+            id: meta.id.clone(),
+            version: Some(meta.version),
+            before: Some(audit::digest(&current.record)),
+            after: Some(audit::digest(&next)),
+        });
         Ok(Versioned { meta, record: next })
     }
 }
@@ -809,6 +857,7 @@ pub async fn load_reference(pool: &Pool) -> Result<()> {
     let ctx = WriteContext {
         actor: "reference-data".into(),
         request_id: "observatory-migrate".into(),
+        trace_id: String::new(),
         idempotency_key: None,
     };
     let source = reference::source_of(reference::FRAMEWORKS_CSV);
@@ -819,6 +868,7 @@ pub async fn load_reference(pool: &Pool) -> Result<()> {
         now,
         today: today(now),
         wrote: &mut wrote,
+        targets: Vec::new(),
     };
     for f in reference::FRAMEWORKS.iter() {
         if w.exists(f.id).await? {
@@ -831,6 +881,11 @@ pub async fn load_reference(pool: &Pool) -> Result<()> {
             "shipped reference data (services/domain/reference/frameworks.csv)",
         )
         .await?;
+    }
+    let targets = std::mem::take(&mut w.targets);
+    if !targets.is_empty() {
+        let entry = AuditEntry::new(&ctx, "LoadReferenceData", targets);
+        audit_sql::append(&mut tx, &[(entry, now)]).await?;
     }
     tx.commit().await?;
     Ok(())

@@ -7,7 +7,8 @@ use observatory_domain::{
 };
 use sqlx::types::Json;
 
-use super::Db;
+use super::{Db, audit_sql};
+use crate::audit::{AuditEntry, AuditTarget};
 use crate::tokens::{NewToken, Revocation, TokenRecord};
 use crate::{Result, StoreError};
 
@@ -74,21 +75,29 @@ impl TokenRow {
 pub async fn create(write: &Pool, _read: &Pool, token: &NewToken) -> Result<()> {
     let centres: Vec<&str> = token.scope.centres().iter().map(|c| c.as_str()).collect();
     let filieres: Vec<&str> = token.scope.filieres().iter().map(|f| f.as_str()).collect();
-    sqlx::query(
-        "INSERT INTO access_tokens (id, secret_sha256, role, centres, filieres, created_at, created_by, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(&token.id)
-    .bind(&token.secret_sha256)
-    .bind(token.role.code())
-    .bind(Json(centres))
-    .bind(Json(filieres))
-    .bind(token.created_at)
-    .bind(&token.created_by)
-    .bind(token.expires_at)
-    .execute(write)
-    .await?;
-    Ok(())
+    let entry = AuditEntry::local(
+        &token.created_by,
+        "CreateToken",
+        AuditTarget::object("ACCESS_TOKEN", &token.id),
+    );
+    audit_sql::in_transaction(write, entry, async |conn| {
+        sqlx::query(
+            "INSERT INTO access_tokens (id, secret_sha256, role, centres, filieres, created_at, created_by, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&token.id)
+        .bind(&token.secret_sha256)
+        .bind(token.role.code())
+        .bind(Json(centres))
+        .bind(Json(filieres))
+        .bind(token.created_at)
+        .bind(&token.created_by)
+        .bind(token.expires_at)
+        .execute(conn)
+        .await?;
+        Ok(())
+    })
+    .await
 }
 
 pub async fn by_secret_hash(_write: &Pool, read: &Pool, secret_sha256: &str) -> Result<Option<TokenRecord>> {
@@ -112,24 +121,32 @@ pub async fn list(_write: &Pool, read: &Pool) -> Result<Vec<TokenRecord>> {
 }
 
 pub async fn revoke(write: &Pool, _read: &Pool, id: &str, revocation: &Revocation) -> Result<()> {
-    let inserted = sqlx::query(
-        "INSERT INTO access_token_revocations (token_id, revoked_at, revoked_by) \
-         SELECT id, $2, $3 FROM access_tokens WHERE id = $1",
-    )
-    .bind(id)
-    .bind(revocation.revoked_at)
-    .bind(&revocation.revoked_by)
-    .execute(write)
-    .await;
-    match inserted {
-        Ok(done) if done.rows_affected() == 1 => Ok(()),
-        Ok(_) => Err(StoreError::NotFound {
-            kind: "ACCESS_TOKEN",
-            id: id.to_owned(),
-        }),
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            Err(StoreError::AlreadyExists(format!("token {id} is already revoked")))
+    let entry = AuditEntry::local(
+        &revocation.revoked_by,
+        "RevokeToken",
+        AuditTarget::object("ACCESS_TOKEN", id),
+    );
+    audit_sql::in_transaction(write, entry, async |conn| {
+        let inserted = sqlx::query(
+            "INSERT INTO access_token_revocations (token_id, revoked_at, revoked_by) \
+             SELECT id, $2, $3 FROM access_tokens WHERE id = $1",
+        )
+        .bind(id)
+        .bind(revocation.revoked_at)
+        .bind(&revocation.revoked_by)
+        .execute(conn)
+        .await;
+        match inserted {
+            Ok(done) if done.rows_affected() == 1 => Ok(()),
+            Ok(_) => Err(StoreError::NotFound {
+                kind: "ACCESS_TOKEN",
+                id: id.to_owned(),
+            }),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(StoreError::AlreadyExists(format!("token {id} is already revoked")))
+            }
+            Err(e) => Err(e.into()),
         }
-        Err(e) => Err(e.into()),
-    }
+    })
+    .await
 }

@@ -1,6 +1,6 @@
 //! Behaviour every backend must share, run on SQLite always and on PostgreSQL when
 //! `OBSERVATORY_TEST_POSTGRES_URL` is set: append-only storage, group commit with isolated
-//! commands, idempotency.
+//! commands, idempotency, tokens, and the hash-chained audit trail.
 
 use observatory_domain::{
     codes::{Filiere, Finess, RegionCode, luhn_check_digit},
@@ -53,6 +53,7 @@ fn ctx(key: Option<&str>) -> WriteContext {
     WriteContext {
         actor: "conformance".into(),
         request_id: "req".into(),
+        trace_id: String::new(),
         idempotency_key: key.map(str::to_owned),
     }
 }
@@ -83,10 +84,14 @@ on_both_backends!(
     a_command_failing_after_its_first_write_leaves_nothing_and_spares_its_group,
     report_runs_and_their_outcomes_are_written_once,
     tokens_are_kept_as_hashes_and_revoked_by_a_row_of_their_own,
+    every_write_and_access_is_chained_in_the_audit_trail,
+    concurrent_appenders_keep_one_unbroken_chain,
+    tampering_with_the_audit_trail_is_caught,
 );
 
 /// Runs raw SQL on the database behind `db`, as an operator with a SQL console would.
-async fn raw(db: &Db, sql: &'static str) -> Result<u64, sqlx::Error> {
+async fn raw(db: &Db, sql: &str) -> Result<u64, sqlx::Error> {
+    let sql = sqlx::AssertSqlSafe(sql.to_owned());
     if db.url.starts_with("sqlite:") {
         let pool = sqlx::SqlitePool::connect(&db.url).await?;
         let r = sqlx::query(sql).execute(&pool).await.map(|r| r.rows_affected());
@@ -466,4 +471,388 @@ async fn tokens_are_kept_as_hashes_and_revoked_by_a_row_of_their_own(db: Db) {
         assert!(matches!(outcome, Err(_) | Ok(0)), "{sql} changed a token: {outcome:?}");
     }
     assert_eq!(db.store.list_tokens().await.expect("list"), listed);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit trail
+
+use observatory_store::audit::{self, Anchor, AuditEntry, AuditEvent, AuditTarget, GENESIS};
+
+/// Every event, in chain order.
+async fn trail(db: &Db) -> Vec<AuditEvent> {
+    let (from, to) = (
+        chrono::DateTime::UNIX_EPOCH,
+        chrono::Utc::now() + chrono::Duration::days(1),
+    );
+    db.store.audit_events(from, to, 0, 100_000).await.expect("trail")
+}
+
+fn access(actor: &str, id: &str) -> AuditEntry {
+    AuditEntry {
+        actor: actor.into(),
+        action: "GetPatient".into(),
+        targets: vec![AuditTarget::object("PATIENT", id)],
+        request_id: "req-read".into(),
+        trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+        reason: String::new(),
+    }
+}
+
+#[test]
+fn event_hashes_cover_every_field_and_the_link() {
+    let mut event = AuditEvent {
+        seq: 1,
+        recorded_at: chrono::DateTime::parse_from_rfc3339("2026-11-23T10:00:00.123456Z")
+            .expect("instant")
+            .to_utc(),
+        actor: "prescriber:0192".into(),
+        role: "prescriber".into(),
+        action: "GetPatient".into(),
+        targets: r#"[{"kind":"PATIENT","id":"p1"}]"#.into(),
+        request_id: "r".into(),
+        trace_id: String::new(),
+        reason: String::new(),
+        prev_hash: GENESIS.into(),
+        hash: String::new(),
+    };
+    let hash = event.expected_hash();
+    let changes: [fn(&mut AuditEvent); 10] = [
+        |e| e.seq = 2,
+        |e| e.recorded_at += chrono::Duration::microseconds(1),
+        |e| e.actor.push('x'),
+        |e| e.role.push('x'),
+        |e| e.action.push('x'),
+        |e| e.targets = r#"[{"kind":"PATIENT","id":"p2"}]"#.into(),
+        |e| e.request_id.push('x'),
+        |e| e.trace_id.push('x'),
+        |e| e.reason.push('x'),
+        |e| e.prev_hash = "1".repeat(64),
+    ];
+    for (i, change) in changes.iter().enumerate() {
+        let mut changed = event.clone();
+        change(&mut changed);
+        assert_ne!(changed.expected_hash(), hash, "field {i} is not covered by the hash");
+    }
+    event.hash = hash;
+    assert_eq!(event.expected_hash(), event.hash, "the hash does not cover itself");
+    assert_eq!(audit::role_of("analyst:0192"), "analyst");
+    assert_eq!(audit::role_of("command-line"), "system");
+}
+
+#[test]
+fn anchors_parse_strictly() {
+    let hash = "ab".repeat(32);
+    let anchor: Anchor = format!("12:{}", hash.to_uppercase()).parse().expect("anchor");
+    assert_eq!((anchor.seq, anchor.hash), (12, hash.clone()));
+    for bad in [
+        "12".to_owned(),
+        "x:ab".into(),
+        format!("0:{hash}"),
+        format!("-1:{hash}"),
+        "3:zz".into(),
+    ] {
+        assert!(bad.parse::<Anchor>().is_err(), "{bad}");
+    }
+}
+
+async fn every_write_and_access_is_chained_in_the_audit_trail(db: Db) {
+    use observatory_domain::access::{Role, Scope};
+    use observatory_store::tokens::{NewToken, Revocation};
+    // A fresh database holds the loading of the shipped frameworks, one event.
+    let loaded = trail(&db).await;
+    assert_eq!(loaded.len(), 1, "{loaded:?}");
+    assert_eq!(
+        (loaded[0].action.as_str(), loaded[0].role.as_str()),
+        ("LoadReferenceData", "system")
+    );
+    assert_eq!(loaded[0].prev_hash, GENESIS);
+    // Migrating again loads nothing and records nothing.
+    db.store.migrate().await.expect("migrate again");
+
+    let written = db
+        .store
+        .execute(Command::CreateCentre(centre(1)), ctx(Some("key-1")))
+        .await
+        .expect("create");
+    // Refused: nothing done, nothing recorded.
+    assert!(
+        db.store
+            .execute(Command::CreateCentre(centre(1)), ctx(None))
+            .await
+            .is_err()
+    );
+    let replayed = db
+        .store
+        .execute(Command::CreateCentre(centre(1)), ctx(Some("key-1")))
+        .await
+        .expect("replay");
+    assert!(replayed.replayed);
+    db.store
+        .record_access(access("prescriber:t1", "p1"))
+        .await
+        .expect("access");
+    let now = chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6);
+    let token = NewToken {
+        id: "0193-audited".into(),
+        secret_sha256: "ef".repeat(32),
+        role: Role::Admin,
+        scope: Scope::new(Role::Admin, vec![], vec![]).expect("scope"),
+        created_at: now,
+        created_by: "command-line".into(),
+        expires_at: None,
+    };
+    db.store.create_token(&token).await.expect("token");
+    let revocation = Revocation {
+        revoked_at: now,
+        revoked_by: "command-line".into(),
+    };
+    db.store.revoke_token(&token.id, &revocation).await.expect("revoke");
+    // Refused: nothing recorded.
+    assert!(db.store.revoke_token(&token.id, &revocation).await.is_err());
+    let run = report_run(None, "audited", None);
+    db.store.record_report_run(&run).await.expect("run");
+    let outcome = RunOutcome {
+        finished_at: now,
+        status: RunStatus::Failed,
+        manifest: None,
+        error: Some("x".into()),
+    };
+    db.store.finish_report_run(&run.id, &outcome).await.expect("finish");
+
+    let events = trail(&db).await;
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "LoadReferenceData",
+            "CreateCentre",
+            "CreateCentre",
+            "GetPatient",
+            "CreateToken",
+            "RevokeToken",
+            "RunReport",
+            "FinishReportRun"
+        ]
+    );
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.seq, i as i64 + 1);
+        assert_eq!(e.hash, e.expected_hash(), "event {}", e.seq);
+        let prev = if i == 0 { GENESIS } else { events[i - 1].hash.as_str() };
+        assert_eq!(e.prev_hash, prev, "event {}", e.seq);
+    }
+    // The write: who, under which request, and the digest of what was written.
+    let create = &events[1];
+    assert_eq!(
+        (create.actor.as_str(), create.role.as_str(), create.request_id.as_str()),
+        ("conformance", "system", "req")
+    );
+    let meta = written.records[0].meta();
+    let targets = create.parsed_targets().expect("targets");
+    assert_eq!(
+        targets,
+        [AuditTarget {
+            kind: "CENTRE".into(),
+            id: meta.id.clone(),
+            version: Some(1),
+            before: None,
+            after: Some(audit::digest(&centre(1))),
+        }]
+    );
+    // The replay discloses the same version again, and says so.
+    assert_eq!(events[2].parsed_targets().expect("targets"), targets);
+    assert!(events[2].reason.contains("replay"), "{}", events[2].reason);
+    // The read: the caller's role and trace.
+    assert_eq!((events[3].role.as_str(), events[3].trace_id.len()), ("prescriber", 32));
+    assert_eq!(
+        events[4].parsed_targets().expect("targets"),
+        [AuditTarget::object("ACCESS_TOKEN", "0193-audited")]
+    );
+    assert_eq!(events[7].reason, "failed");
+
+    let verified = db.store.verify_audit(None).await.expect("verify");
+    assert_eq!(verified.broken, None);
+    assert_eq!(verified.events, 8);
+    assert_eq!(verified.head, Some((8, events[7].hash.clone())));
+    // A period selects by time.
+    let later = db
+        .store
+        .audit_events(now + chrono::Duration::days(1), now + chrono::Duration::days(2), 0, 100)
+        .await
+        .expect("period");
+    assert!(later.is_empty());
+    let paged = db
+        .store
+        .audit_events(chrono::DateTime::UNIX_EPOCH, now + chrono::Duration::days(1), 3, 2)
+        .await
+        .expect("page");
+    assert_eq!(paged.iter().map(|e| e.seq).collect::<Vec<_>>(), [4, 5]);
+}
+
+async fn concurrent_appenders_keep_one_unbroken_chain(db: Db) {
+    use observatory_domain::access::{Role, Scope};
+    use observatory_store::tokens::NewToken;
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..60u32 {
+        let store = db.store.clone();
+        tasks.spawn(async move {
+            match n % 3 {
+                0 => store
+                    .execute(Command::CreateCentre(centre(100 + n)), ctx(None))
+                    .await
+                    .map(drop),
+                1 => store.record_access(access("partner:t", &n.to_string())).await,
+                // Tokens are written outside the group-commit writer, on connections of their own.
+                _ => {
+                    let now = chrono::Utc::now();
+                    store
+                        .create_token(&NewToken {
+                            id: format!("token-{n}"),
+                            secret_sha256: format!("{n:064}"),
+                            role: Role::Admin,
+                            scope: Scope::new(Role::Admin, vec![], vec![]).expect("scope"),
+                            created_at: now,
+                            created_by: "conformance".into(),
+                            expires_at: None,
+                        })
+                        .await
+                }
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("task").expect("append");
+    }
+    let verified = db.store.verify_audit(None).await.expect("verify");
+    assert_eq!(verified.broken, None);
+    assert_eq!(verified.events, 61, "one event per action, and the reference loading");
+}
+
+/// A fresh database of the same backend as `db`, with a short trail: the reference loading,
+/// three centres and two reads (6 events).
+async fn fresh_trail(db: &Db) -> Db {
+    let backend = if db.url.starts_with("sqlite:") {
+        Backend::Sqlite
+    } else {
+        Backend::Postgres
+    };
+    let fresh = open(backend).await.expect("the same backend again");
+    for n in 1..=3 {
+        fresh
+            .store
+            .execute(Command::CreateCentre(centre(n)), ctx(None))
+            .await
+            .expect("create");
+    }
+    for id in ["p1", "p2"] {
+        fresh
+            .store
+            .record_access(access("prescriber:t", id))
+            .await
+            .expect("read");
+    }
+    assert_eq!(fresh.store.verify_audit(None).await.expect("verify").events, 6);
+    fresh
+}
+
+/// What an operator with full rights on the database could do first: switch the triggers off.
+async fn disable_audit_triggers(db: &Db) {
+    let statements: &[&'static str] = if db.url.starts_with("sqlite:") {
+        &[
+            "DROP TRIGGER audit_events_no_update",
+            "DROP TRIGGER audit_events_no_delete",
+        ]
+    } else {
+        &["ALTER TABLE audit_events DISABLE TRIGGER USER"]
+    };
+    for sql in statements {
+        raw(db, sql).await.expect("disable triggers");
+    }
+}
+
+async fn broken_at(db: &Db, anchor: Option<&Anchor>) -> Option<(i64, String)> {
+    let v = db.store.verify_audit(anchor).await.expect("verify");
+    v.broken.map(|b| (b.seq, b.problem))
+}
+
+async fn tampering_with_the_audit_trail_is_caught(db: Db) {
+    // The triggers refuse every change.
+    let db = fresh_trail(&db).await;
+    let truncate = if db.url.starts_with("sqlite:") {
+        "DELETE FROM audit_events WHERE true"
+    } else {
+        "TRUNCATE audit_events"
+    };
+    for sql in [
+        "UPDATE audit_events SET actor = 'someone else' WHERE seq = 3",
+        "DELETE FROM audit_events WHERE seq = 6",
+        truncate,
+    ] {
+        let outcome = raw(&db, sql).await;
+        assert!(
+            matches!(outcome, Err(_) | Ok(0)),
+            "{sql} changed the trail: {outcome:?}"
+        );
+    }
+    assert_eq!(broken_at(&db, None).await, None);
+
+    // With the triggers off, an edited field...
+    let edited = fresh_trail(&db).await;
+    disable_audit_triggers(&edited).await;
+    raw(&edited, "UPDATE audit_events SET actor = 'someone else' WHERE seq = 3")
+        .await
+        .expect("edit");
+    let (seq, problem) = broken_at(&edited, None).await.expect("caught");
+    assert_eq!(seq, 3, "{problem}");
+    assert!(problem.contains("altered"), "{problem}");
+
+    // ...an event edited and rehashed to fit, which the next one no longer links to...
+    let rehashed = fresh_trail(&db).await;
+    disable_audit_triggers(&rehashed).await;
+    let mut third = trail(&rehashed).await.swap_remove(2);
+    third.actor = "someone else".into();
+    let hash = third.expected_hash();
+    raw(
+        &rehashed,
+        &format!("UPDATE audit_events SET actor = 'someone else', hash = '{hash}' WHERE seq = 3"),
+    )
+    .await
+    .expect("rehash");
+    let (seq, problem) = broken_at(&rehashed, None).await.expect("caught");
+    assert_eq!(seq, 4, "{problem}");
+    assert!(problem.contains("does not link to event 3"), "{problem}");
+
+    // ...a removed event, in the middle or first...
+    for (sql, missing) in [
+        ("DELETE FROM audit_events WHERE seq = 4", 4),
+        ("DELETE FROM audit_events WHERE seq = 1", 1),
+    ] {
+        let removed = fresh_trail(&db).await;
+        disable_audit_triggers(&removed).await;
+        raw(&removed, sql).await.expect("delete");
+        let (seq, problem) = broken_at(&removed, None).await.expect("caught");
+        assert_eq!(seq, missing, "{problem}");
+        assert!(problem.contains("missing"), "{problem}");
+    }
+
+    // ...and the newest events removed, which leaves no gap: caught against an anchor kept
+    // outside the database.
+    let cut = fresh_trail(&db).await;
+    let head = cut.store.verify_audit(None).await.expect("verify").head.expect("head");
+    let anchor = Anchor {
+        seq: head.0,
+        hash: head.1,
+    };
+    assert_eq!(broken_at(&cut, Some(&anchor)).await, None);
+    disable_audit_triggers(&cut).await;
+    raw(&cut, "DELETE FROM audit_events WHERE seq = 6")
+        .await
+        .expect("delete");
+    assert_eq!(
+        broken_at(&cut, None).await,
+        None,
+        "without an anchor the chain is merely shorter"
+    );
+    let (seq, problem) = broken_at(&cut, Some(&anchor)).await.expect("caught");
+    assert_eq!(seq, 6, "{problem}");
+    assert!(problem.contains("anchored event 6 is gone"), "{problem}");
 }

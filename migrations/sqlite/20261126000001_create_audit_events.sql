@@ -1,0 +1,32 @@
+-- The audit trail: one event per write and per patient-level read or export, hash-chained.
+--
+-- seq numbers the events 1, 2, 3... with no gap; hash is the SHA-256 of the event's fields and
+-- of prev_hash, the hash of the event before it (64 zeros for the first). Changing or removing
+-- an event breaks the chain at that point, which `observatory audit verify` reports. The table
+-- is append-only (triggers below); the chain catches what the triggers cannot stop (someone
+-- with write access to the file dropping them first).
+--
+-- targets is the JSON array of the records the action touched, written and hashed as stored:
+-- kind, id, version, and the SHA-256 of the record before and after the action.
+-- No identity field is ever stored here: actors are role:token-id, targets are record ids.
+
+CREATE TABLE audit_events (
+    seq          INTEGER PRIMARY KEY CHECK (seq >= 1),
+    recorded_at  TEXT NOT NULL,
+    actor        TEXT NOT NULL,
+    role         TEXT NOT NULL,
+    action       TEXT NOT NULL,
+    targets      TEXT NOT NULL CHECK (json_valid(targets)),
+    request_id   TEXT NOT NULL,
+    trace_id     TEXT NOT NULL,
+    reason       TEXT NOT NULL,
+    prev_hash    TEXT NOT NULL CHECK (length(prev_hash) = 64),
+    hash         TEXT NOT NULL UNIQUE CHECK (length(hash) = 64)
+) STRICT;
+
+CREATE INDEX audit_events_recorded_at ON audit_events (recorded_at);
+
+CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
+CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;

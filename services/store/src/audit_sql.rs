@@ -1,0 +1,103 @@
+//! SQL of the audit trail, compiled once per backend like `shared.rs`.
+
+use chrono::{DateTime, Utc};
+use sqlx::QueryBuilder;
+
+use super::{Db, LOCK_AUDIT_CHAIN};
+use crate::Result;
+use crate::audit::{AuditEntry, AuditEvent, GENESIS};
+
+type Pool = sqlx::Pool<Db>;
+type Conn = <Db as sqlx::Database>::Connection;
+
+const COLUMNS: &str = "seq, recorded_at, actor, role, action, targets, request_id, trace_id, reason, prev_hash, hash";
+
+/// Appends events, in order, after the current head of the chain. Call inside the transaction
+/// of what they record. On PostgreSQL an advisory lock held to the end of the transaction keeps
+/// concurrent appenders in line; SQLite has a single writer already.
+pub(crate) async fn append(conn: &mut Conn, entries: &[(AuditEntry, DateTime<Utc>)]) -> sqlx::Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    if let Some(lock) = LOCK_AUDIT_CHAIN {
+        sqlx::query(lock).execute(&mut *conn).await?;
+    }
+    let head: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    let (mut seq, mut prev) = head.unwrap_or_else(|| (0, GENESIS.to_owned()));
+    let events: Vec<AuditEvent> = entries
+        .iter()
+        .map(|(entry, at)| {
+            seq += 1;
+            let event = entry.chain(seq, *at, &prev);
+            prev.clone_from(&event.hash);
+            event
+        })
+        .collect();
+    // 11 parameters an event: 256 events a statement stays far below either database's limit.
+    for chunk in events.chunks(256) {
+        let mut q = QueryBuilder::<Db>::new(format!("INSERT INTO audit_events ({COLUMNS}) "));
+        q.push_values(chunk, |mut b, e| {
+            b.push_bind(e.seq)
+                .push_bind(e.recorded_at)
+                .push_bind(e.actor.clone())
+                .push_bind(e.role.clone())
+                .push_bind(e.action.clone())
+                .push_bind(e.targets.clone())
+                .push_bind(e.request_id.clone())
+                .push_bind(e.trace_id.clone())
+                .push_bind(e.reason.clone())
+                .push_bind(e.prev_hash.clone())
+                .push_bind(e.hash.clone());
+        });
+        q.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Appends one event in a transaction of its own, with the write it records (`write` runs
+/// first, in the same transaction).
+pub(crate) async fn in_transaction<T>(
+    pool: &Pool,
+    entry: AuditEntry,
+    write: impl AsyncFnOnce(&mut Conn) -> Result<T>,
+) -> Result<T> {
+    let mut tx = pool.begin().await?;
+    let out = write(&mut *tx).await?;
+    append(&mut tx, &[(entry, chrono::SubsecRound::trunc_subsecs(Utc::now(), 6))]).await?;
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// Events after `after_seq`, in chain order.
+pub async fn after(_write: &Pool, read: &Pool, after_seq: i64, limit: i64) -> Result<Vec<AuditEvent>> {
+    Ok(sqlx::query_as::<_, AuditEvent>(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
+    )))
+    .bind(after_seq)
+    .bind(limit)
+    .fetch_all(read)
+    .await?)
+}
+
+/// Events recorded in `[from, to)` after `after_seq`, in chain order.
+pub async fn between(
+    _write: &Pool,
+    read: &Pool,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    after_seq: i64,
+    limit: i64,
+) -> Result<Vec<AuditEvent>> {
+    Ok(sqlx::query_as::<_, AuditEvent>(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM audit_events WHERE recorded_at >= $1 AND recorded_at < $2 AND seq > $3 \
+         ORDER BY seq LIMIT $4"
+    )))
+    .bind(from)
+    .bind(to)
+    .bind(after_seq)
+    .bind(limit)
+    .fetch_all(read)
+    .await?)
+}
