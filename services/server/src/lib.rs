@@ -173,6 +173,7 @@ impl Application {
                 let _ = stopped.changed().await;
             }));
         }
+        log_audit_head(&state.store).await;
         tracing::info!(%addr, store = ?state.store, "observatory serving gRPC");
         tonic::transport::Server::builder()
             // One span per call, named by its method only: request bodies (which may hold
@@ -195,8 +196,19 @@ impl Application {
         let _ = stop_schedule.send(true);
         drop(stopped);
         tracing::info!("observatory stopped accepting calls; closing the database");
+        log_audit_head(&state.store).await;
         state.store.close().await;
         Ok(())
+    }
+}
+
+/// Logs the head of the audit trail: logs shipped off the host keep it as an anchor for
+/// `observatory audit verify --anchor`, which catches the removal of the newest events.
+async fn log_audit_head(store: &Store) {
+    match store.audit_head().await {
+        Ok(Some(head)) => tracing::info!(anchor = %format!("{}:{}", head.seq, head.hash), "audit trail head"),
+        Ok(None) => tracing::info!("audit trail empty"),
+        Err(e) => tracing::warn!(error = %e, "cannot read the audit trail head"),
     }
 }
 

@@ -236,6 +236,12 @@ impl Store {
         rx.await.map_err(|_| StoreError::ShuttingDown)?.map(drop)
     }
 
+    /// The newest event's seq and hash, without walking the chain: what the server logs at start
+    /// and stop, so that log collectors keep anchors outside the database.
+    pub async fn audit_head(&self) -> Result<Option<Anchor>> {
+        Ok(dispatch!(self, audit_sql::head())?.map(|(seq, hash)| Anchor { seq, hash }))
+    }
+
     /// Up to `limit` events after `after_seq`, recorded in `[from, to)`, in chain order.
     pub async fn audit_events(
         &self,

@@ -70,6 +70,15 @@ pub(crate) async fn in_transaction<T>(
     Ok(out)
 }
 
+/// The newest event's seq and hash.
+pub async fn head(_write: &Pool, read: &Pool) -> Result<Option<(i64, String)>> {
+    Ok(
+        sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(read)
+            .await?,
+    )
+}
+
 /// Events after `after_seq`, in chain order.
 pub async fn after(_write: &Pool, read: &Pool, after_seq: i64, limit: i64) -> Result<Vec<AuditEvent>> {
     Ok(sqlx::query_as::<_, AuditEvent>(sqlx::AssertSqlSafe(format!(

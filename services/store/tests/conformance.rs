@@ -673,6 +673,13 @@ async fn every_write_and_access_is_chained_in_the_audit_trail(db: Db) {
     assert_eq!(verified.broken, None);
     assert_eq!(verified.events, 8);
     assert_eq!(verified.head, Some((8, events[7].hash.clone())));
+    assert_eq!(
+        db.store.audit_head().await.expect("head"),
+        Some(Anchor {
+            seq: 8,
+            hash: events[7].hash.clone()
+        })
+    );
     // A period selects by time.
     let later = db
         .store
