@@ -3,11 +3,11 @@
 use chrono::{DateTime, Utc};
 use observatory_domain::Violations;
 use observatory_proto::v1::{self as pb, audit_service_server::AuditService};
-use observatory_store::audit::{Anchor, AuditEntry, AuditEvent, AuditTarget};
+use observatory_store::audit::{Anchor, AuditEvent, AuditTarget};
 use tonic::{Request, Response, Status};
 
 use crate::convert::{self as c, all_some};
-use crate::{ApiState, error, write_context};
+use crate::{ApiState, audit_read, error};
 
 #[derive(Debug, Clone)]
 pub struct AuditApi {
@@ -20,22 +20,13 @@ impl AuditApi {
     }
 }
 
-fn instant(v: &mut Violations, field: &str, t: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
+fn required_instant(v: &mut Violations, field: &str, t: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
     match t {
         None => {
             v.push(field, "REQUIRED", "is required");
             None
         }
-        Some(t) => match u32::try_from(t.nanos)
-            .ok()
-            .and_then(|n| DateTime::from_timestamp(t.seconds, n))
-        {
-            Some(t) => Some(t),
-            None => {
-                v.push(field, "BAD_FORMAT", "is not a valid timestamp");
-                None
-            }
-        },
+        Some(t) => v.check(field, c::instant(t)),
     }
 }
 
@@ -76,8 +67,8 @@ impl AuditService for AuditApi {
         let r = req.get_ref();
         let mut v = Violations::new();
         let page = c::page(&mut v, r.page.as_ref());
-        let from = instant(&mut v, "from", r.from.as_ref());
-        let to = instant(&mut v, "to", r.to.as_ref());
+        let from = required_instant(&mut v, "from", r.from.as_ref());
+        let to = required_instant(&mut v, "to", r.to.as_ref());
         if let (Some(f), Some(t)) = (from, to)
             && t <= f
         {
@@ -95,20 +86,13 @@ impl AuditService for AuditApi {
         };
         all_some!(v; from, to, after);
         // Reading the trail is itself an access to record.
-        let ctx = write_context(&req, None)?;
-        let period = AuditTarget::object(
-            "AUDIT_PERIOD",
-            format!(
-                "{}/{}",
-                from.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                to.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-            ),
-        );
-        self.state
-            .store
-            .record_access(AuditEntry::new(&ctx, "ExportAudit", vec![period]))
-            .await
-            .map_err(error::store)?;
+        audit_read(
+            &self.state.store,
+            &req,
+            "ExportAudit",
+            vec![AuditTarget::period(from, to)],
+        )
+        .await?;
         let size = i64::from(page.size);
         let events = self
             .state

@@ -275,6 +275,14 @@ pub fn measures(v: &mut Violations, raw: &[pb::Measure]) -> Vec<m::Measure> {
     out
 }
 
+/// A protobuf timestamp as an instant: BAD_FORMAT when out of range.
+pub fn instant(t: &prost_types::Timestamp) -> Result<chrono::DateTime<chrono::Utc>, CodeError> {
+    u32::try_from(t.nanos)
+        .ok()
+        .and_then(|n| chrono::DateTime::from_timestamp(t.seconds, n))
+        .ok_or_else(|| CodeError::new("BAD_FORMAT", "is not a valid timestamp"))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Out
 

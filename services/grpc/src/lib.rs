@@ -111,14 +111,14 @@ fn trace_id_of(traceparent: &str) -> Option<String> {
 /// Records a patient-level read (or an export) in the audit trail before it is answered:
 /// UNAVAILABLE, and nothing disclosed, when the event cannot be recorded.
 pub async fn audit_read<T>(
-    state: &ApiState,
+    store: &Store,
     req: &Request<T>,
     action: &str,
     targets: Vec<observatory_store::audit::AuditTarget>,
 ) -> Result<(), tonic::Status> {
     let ctx = write_context(req, None)?;
     let entry = observatory_store::audit::AuditEntry::new(&ctx, action, targets);
-    state.store.record_access(entry).await.map_err(error::store)
+    store.record_access(entry).await.map_err(error::store)
 }
 
 #[cfg(test)]

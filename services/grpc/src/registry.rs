@@ -53,7 +53,7 @@ impl RegistryApi {
         let id = c::id(&req.get_ref().id).map_err(|e| error::invalid_field("id", e.reason, &e.description))?;
         let x = self.state.store.require::<T>(id.as_str()).await.map_err(error::store)?;
         if T::KIND.is_patient_level() {
-            audit_read(&self.state, req, action, vec![AuditTarget::read(T::KIND, &x)]).await?;
+            audit_read(&self.state.store, req, action, vec![AuditTarget::read(T::KIND, &x)]).await?;
         }
         Ok(Response::new(out(&x)))
     }
@@ -76,7 +76,7 @@ impl RegistryApi {
             .map_err(error::store)?;
         let mut targets = vec![AuditTarget::object(m::RecordKind::Episode.code(), episode.as_str())];
         targets.extend(p.items.iter().map(|x| AuditTarget::read(T::KIND, x)));
-        audit_read(&self.state, req, action, targets).await?;
+        audit_read(&self.state.store, req, action, targets).await?;
         Ok(p)
     }
 }
@@ -420,7 +420,7 @@ impl RegistryService for RegistryApi {
             .map(|id| AuditTarget::object(m::RecordKind::Patient.code(), id.as_str()))
             .collect();
         targets.extend(p.items.iter().map(|x| AuditTarget::read(m::RecordKind::Episode, x)));
-        audit_read(&self.state, &req, "ListEpisodes", targets).await?;
+        audit_read(&self.state.store, &req, "ListEpisodes", targets).await?;
         Ok(Response::new(pb::ListEpisodesResponse {
             episodes: p.items.iter().map(c::episode).collect(),
             next_page_token: p.next_page_token.unwrap_or_default(),
@@ -840,7 +840,7 @@ impl RegistryService for RegistryApi {
         let versions = self.state.store.history(kind, &id).await.map_err(error::store)?;
         if kind.is_patient_level() {
             let targets = versions.iter().map(observatory_store::Record::audit_target).collect();
-            audit_read(&self.state, &req, "GetHistory", targets).await?;
+            audit_read(&self.state.store, &req, "GetHistory", targets).await?;
         }
         Ok(Response::new(pb::GetHistoryResponse {
             versions: versions.iter().map(c::history_entry).collect(),

@@ -11,14 +11,14 @@ use observatory_analytics::{
 };
 use observatory_domain::{CodeError, Violations};
 use observatory_proto::v1::{self as pb, report_service_server::ReportService};
-use observatory_store::audit::{AuditEntry, AuditTarget};
+use observatory_store::audit::AuditTarget;
 use observatory_store::report_runs::{RunStatus, RunTrigger};
 use sha2::Digest;
 use tokio::io::AsyncReadExt;
 use tonic::{Request, Response, Status};
 
 use crate::convert::{self as c, all_some};
-use crate::{error, write_context};
+use crate::{audit_read, error, write_context};
 
 /// Largest chunk of a streamed file.
 pub const CHUNK_BYTES: usize = 64 * 1024;
@@ -92,8 +92,8 @@ fn parameters(r: &pb::RunReportRequest) -> Result<RunParameters, Status> {
     };
     let as_of = match &r.as_of {
         None => Some(None),
-        Some(t) => match chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(u32::MAX)) {
-            Some(t) if t > Utc::now() => {
+        Some(t) => match c::instant(t) {
+            Ok(t) if t > Utc::now() => {
                 v.push(
                     "as_of",
                     "OUT_OF_RANGE",
@@ -101,9 +101,9 @@ fn parameters(r: &pb::RunReportRequest) -> Result<RunParameters, Status> {
                 );
                 None
             }
-            Some(t) => Some(Some(t)),
-            None => {
-                v.push("as_of", "BAD_FORMAT", "is not a valid timestamp");
+            Ok(t) => Some(Some(t)),
+            Err(e) => {
+                v.push("as_of", e.reason, e.description);
                 None
             }
         },
@@ -281,16 +281,11 @@ impl ReportService for ReportApi {
             }
         };
         // An export: recorded, with the digest of what is sent, before the first byte goes.
-        let ctx = write_context(&req, None)?;
         let target = AuditTarget {
             after: Some(expected.clone()),
             ..AuditTarget::object("REPORT_FILE", format!("{}/{}", view.record.run.id, r.file))
         };
-        self.runner
-            .store()
-            .record_access(AuditEntry::new(&ctx, "DownloadReportFile", vec![target]))
-            .await
-            .map_err(error::store)?;
+        audit_read(self.runner.store(), &req, "DownloadReportFile", vec![target]).await?;
         let path = PathBuf::from(&view.record.run.out_dir).join(&r.file);
         let mut file = tokio::fs::File::open(&path).await.map_err(|e| {
             tracing::error!(path = %path.display(), error = %e, "report output missing");

@@ -6,7 +6,7 @@ use anyhow::Context;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use observatory_store::{
     Store,
-    audit::{Anchor, AuditEntry, AuditTarget, Verification},
+    audit::{Anchor, AuditEntry, AuditTarget, Verification, rfc3339_micros},
 };
 use serde::Serialize;
 
@@ -80,16 +80,11 @@ pub async fn export(
     out: &mut impl Write,
 ) -> anyhow::Result<u64> {
     anyhow::ensure!(to > from, "--to must be after --from");
-    let period = format!(
-        "{}/{}",
-        from.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        to.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-    );
     store
         .record_access(AuditEntry::local(
             COMMAND_LINE_ACTOR,
             "ExportAudit",
-            AuditTarget::object("AUDIT_PERIOD", period),
+            AuditTarget::period(from, to),
         ))
         .await?;
     let mut after = 0;
@@ -99,7 +94,7 @@ pub async fn export(
         for e in &events {
             let line = ExportedEvent {
                 seq: e.seq,
-                recorded_at: e.recorded_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                recorded_at: rfc3339_micros(e.recorded_at),
                 actor: &e.actor,
                 role: &e.role,
                 action: &e.action,

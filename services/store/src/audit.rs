@@ -49,6 +49,14 @@ impl AuditTarget {
         }
     }
 
+    /// A period of the trail itself, `from/to` in RFC 3339 (an export of the trail).
+    pub fn period(from: DateTime<Utc>, to: DateTime<Utc>) -> Self {
+        Self::object(
+            "AUDIT_PERIOD",
+            format!("{}/{}", rfc3339_micros(from), rfc3339_micros(to)),
+        )
+    }
+
     /// A version as read: its digest is the `after` digest of the write that produced it.
     pub fn read<T: Serialize>(kind: RecordKind, v: &Versioned<T>) -> Self {
         Self {
@@ -59,6 +67,12 @@ impl AuditTarget {
             after: Some(digest(&v.record)),
         }
     }
+}
+
+/// An instant as the trail writes it: RFC 3339 in UTC, to the microsecond (what both databases
+/// keep).
+pub fn rfc3339_micros(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
 /// SHA-256 (hex) of a record's canonical JSON.
@@ -154,7 +168,7 @@ impl AuditEvent {
     pub fn expected_hash(&self) -> String {
         let fields = serde_json::json!([
             self.seq,
-            self.recorded_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+            rfc3339_micros(self.recorded_at),
             self.actor,
             self.role,
             self.action,
@@ -267,11 +281,10 @@ impl Store {
             })
         };
         loop {
-            let after = prev.as_ref().map_or(0, |(s, _)| *s);
-            let batch = dispatch!(self, audit_sql::after(after, VERIFY_BATCH))?;
+            let batch = dispatch!(self, audit_sql::after(last_seq(&prev), VERIFY_BATCH))?;
             let n = batch.len();
             for event in batch {
-                let expected_seq = after_of(&prev) + 1;
+                let expected_seq = last_seq(&prev) + 1;
                 let expected_prev = prev.as_ref().map_or(GENESIS, |(_, h)| h.as_str());
                 if event.seq != expected_seq {
                     let problem = format!(
@@ -311,7 +324,7 @@ impl Store {
         if let Some(a) = anchor
             && !anchor_seen
         {
-            let last = after_of(&prev);
+            let last = last_seq(&prev);
             let problem = format!(
                 "the anchored event {} is gone: the trail ends at event {last}, so its newest events were removed",
                 a.seq
@@ -326,6 +339,7 @@ impl Store {
     }
 }
 
-fn after_of(prev: &Option<(i64, String)>) -> i64 {
+/// Seq of the last event checked, 0 before the first.
+fn last_seq(prev: &Option<(i64, String)>) -> i64 {
     prev.as_ref().map_or(0, |(s, _)| *s)
 }

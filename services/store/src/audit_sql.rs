@@ -10,6 +10,8 @@ use crate::audit::{AuditEntry, AuditEvent, GENESIS};
 type Pool = sqlx::Pool<Db>;
 type Conn = <Db as sqlx::Database>::Connection;
 
+const HEAD: &str = "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1";
+
 const COLUMNS: &str = "seq, recorded_at, actor, role, action, targets, request_id, trace_id, reason, prev_hash, hash";
 
 /// Appends events, in order, after the current head of the chain. Call inside the transaction
@@ -22,9 +24,7 @@ pub(crate) async fn append(conn: &mut Conn, entries: &[(AuditEntry, DateTime<Utc
     if let Some(lock) = LOCK_AUDIT_CHAIN {
         sqlx::query(lock).execute(&mut *conn).await?;
     }
-    let head: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut *conn)
-        .await?;
+    let head: Option<(i64, String)> = sqlx::query_as(HEAD).fetch_optional(&mut *conn).await?;
     let (mut seq, mut prev) = head.unwrap_or_else(|| (0, GENESIS.to_owned()));
     let events: Vec<AuditEvent> = entries
         .iter()
