@@ -187,11 +187,24 @@ impl Runner {
     }
 
     /// A new run writing into `out_dir`, by default `reports_dir/<run id>`.
-    fn new_run(&self, request: &RunRequest, out_dir: Option<PathBuf>) -> NewReportRun {
+    async fn new_run(&self, request: &RunRequest, out_dir: Option<PathBuf>) -> Result<NewReportRun, RunError> {
+        // The filière the run belongs to, for access: the one asked for, else that of the
+        // cohort asked for (an unknown cohort: none, and the report is empty).
+        let scope = &request.parameters.scope;
+        let filiere = match (&scope.filiere, &scope.cohort) {
+            (Some(f), _) => Some(f.clone()),
+            (None, Some(cohort)) => self
+                .inner
+                .store
+                .get::<observatory_domain::model::Cohort>(cohort)
+                .await?
+                .map(|c| c.record.filiere.to_string()),
+            (None, None) => None,
+        };
         let now = Utc::now();
         let id = uuid::Uuid::now_v7().to_string();
         let out_dir = out_dir.unwrap_or_else(|| self.inner.reports_dir.join(&id));
-        NewReportRun {
+        Ok(NewReportRun {
             requested_at: now,
             requested_by: request.requested_by.clone(),
             request_id: request.request_id.clone(),
@@ -202,10 +215,11 @@ impl Runner {
             fingerprint: request.parameters.fingerprint(),
             period_label: request.parameters.period().label(),
             as_of: request.parameters.as_of.unwrap_or(now),
+            filiere,
             parameters: serde_json::to_value(&request.parameters).unwrap_or_default(),
             out_dir: out_dir.to_string_lossy().into_owned(),
             id,
-        }
+        })
     }
 
     /// Records a run and starts it in the background (after the runs before it). With an
@@ -213,7 +227,7 @@ impl Runner {
     pub async fn submit(&self, request: RunRequest) -> Result<(RunView, bool), RunError> {
         std::fs::create_dir_all(&self.inner.reports_dir)
             .map_err(|e| RunError::Io(self.inner.reports_dir.clone(), e))?;
-        let run = self.new_run(&request, None);
+        let run = self.new_run(&request, None).await?;
         match self.inner.store.record_report_run(&run).await? {
             Recorded::Replayed(record) => Ok((self.view(record), true)),
             Recorded::New(record) => {
@@ -246,7 +260,7 @@ impl Runner {
                 ),
             ));
         }
-        let run = self.new_run(&request, Some(out));
+        let run = self.new_run(&request, Some(out)).await?;
         let id = run.id.clone();
         self.inner.store.record_report_run(&run).await?;
         self.lock().insert(id.clone(), RunState::Queued);
@@ -348,9 +362,13 @@ impl Runner {
         Ok(self.inner.store.get_report_run(id).await?.map(|r| self.view(r)))
     }
 
-    /// Runs, newest first.
-    pub async fn list(&self, page: &PageRequest) -> Result<Page<RunView>, RunError> {
-        let page = self.inner.store.list_report_runs(page).await?;
+    /// Runs, newest first: every run, or (`within` some filières) those limited to one of them.
+    pub async fn list(
+        &self,
+        within: Option<&[observatory_domain::codes::Filiere]>,
+        page: &PageRequest,
+    ) -> Result<Page<RunView>, RunError> {
+        let page = self.inner.store.list_report_runs(within, page).await?;
         Ok(Page {
             items: page.items.into_iter().map(|r| self.view(r)).collect(),
             next_page_token: page.next_page_token,

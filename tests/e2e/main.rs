@@ -7,6 +7,7 @@ mod helpers;
 mod registry;
 mod report;
 mod reports_api;
+mod scopes;
 mod seed;
 
 /// Runs a scenario `async fn name(backend)` once per backend, as `name::sqlite` and

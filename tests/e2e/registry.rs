@@ -206,7 +206,8 @@ async fn an_aac_journey_is_recorded_and_every_version_can_be_read_back(backend: 
         })
         .await
         .unwrap_err();
-    assert_eq!(unknown.code(), Code::NotFound);
+    // Unknown and out of scope are one answer: ids cannot be probed across centres.
+    assert_eq!(unknown.code(), Code::PermissionDenied);
 
     let stopped = app
         .registry
@@ -899,6 +900,9 @@ async fn corrections_keep_their_reason_in_history(backend: Backend) {
     let (_, rpps) = app.centre_and_prescriber().await;
     let cohort_id = app.aac_cohort().await.meta.unwrap().id;
     let patient_id = app.patient(40).await.meta.unwrap().id;
+    // The patient belongs to the prescriber's centre through an episode there.
+    let declaration = app.aac_declaration(&patient_id, &cohort_id, &rpps, "episode-40");
+    app.registry.declare_episode(declaration).await.expect("declare");
 
     let update = |version: i64, reason: &str| pb::UpdatePatientRequest {
         id: patient_id.clone(),

@@ -12,7 +12,7 @@ use observatory_analytics::{
 };
 use observatory_proto::v1 as pb;
 use observatory_server::seed::{SeedOptions, seed};
-use observatory_store::report_runs::{NewReportRun, RunOutcome, RunStatus, RunTrigger};
+use observatory_store::report_runs::{NewReportRun, ReportRunRecord, RunOutcome, RunStatus, RunTrigger};
 use sha2::Digest;
 
 use crate::helpers::{Backend, TestApp, fresh_database, spawn_app, start_app, violated_fields};
@@ -37,9 +37,11 @@ async fn seed_registry(app: &TestApp, patients: u32) {
     .expect("seed");
 }
 
+/// A report of the third quarter of 2026 for the FILNEMUS filière.
 fn q3(key: &str) -> pb::RunReportRequest {
     pb::RunReportRequest {
         period: "2026-Q3".into(),
+        filiere: "FILNEMUS".into(),
         idempotency_key: key.into(),
         ..Default::default()
     }
@@ -94,6 +96,12 @@ async fn list_runs(app: &mut TestApp) -> Vec<pb::ReportRun> {
         .expect("list runs")
         .into_inner()
         .runs
+}
+
+/// Every run recorded, whatever its filière, newest first.
+async fn every_run(app: &TestApp) -> Vec<ReportRunRecord> {
+    let page = observatory_store::PageRequest { size: 500, token: None };
+    app.store.list_report_runs(None, &page).await.expect("list runs").items
 }
 
 async fn reports_run_over_grpc_and_stream_their_published_outputs(backend: Backend) {
@@ -234,7 +242,8 @@ async fn reports_run_over_grpc_and_stream_their_published_outputs(backend: Backe
         })
         .await
         .expect_err("unknown run");
-    assert_eq!(status.code(), tonic::Code::NotFound);
+    // Unknown and out of scope are one answer.
+    assert_eq!(status.code(), tonic::Code::PermissionDenied);
     let status = app
         .reports
         .get_report_run(pb::GetReportRunRequest { run_id: "x".into() })
@@ -322,6 +331,7 @@ async fn scheduled_reports_cover_each_closed_period_once_and_catch_up_after_a_st
         fingerprint: "0".repeat(64),
         period_label: period.label(),
         as_of: now,
+        filiere: None,
         parameters: serde_json::json!({
             "period_from": period.from, "period_to": period.to, "as_of": null, "threshold": 10,
             "csv": "Standard", "scope": {"filiere": null, "cohort": null}
@@ -364,41 +374,42 @@ async fn scheduled_reports_cover_each_closed_period_once_and_catch_up_after_a_st
     // Start with the monthly schedule: the run cut short is interrupted, and the two closed
     // months after `oldest` are reported, once each.
     let mut app = start_app(url, dir, &[("OBSERVATORY_REPORT_SCHEDULE", "monthly")]).await;
+    // Scheduled runs cover every filière: no analyst's token shows them, the store does.
+    let succeeded = |r: &ReportRunRecord| r.outcome.as_ref().is_some_and(|o| o.status == RunStatus::Succeeded);
     let mut scheduled = Vec::new();
     for _ in 0..600 {
-        scheduled = list_runs(&mut app)
+        scheduled = every_run(&app)
             .await
             .into_iter()
-            .filter(|r| r.trigger == pb::ReportRunTrigger::Schedule as i32 && r.run_id != done.id)
+            .filter(|r| r.run.trigger == RunTrigger::Schedule && r.run.id != done.id)
             .collect();
-        if scheduled.len() == 2
-            && scheduled
-                .iter()
-                .all(|r| r.status == pb::ReportRunStatus::Succeeded as i32)
-        {
+        if scheduled.len() == 2 && scheduled.iter().all(succeeded) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let mut periods: Vec<String> = scheduled.iter().map(|r| r.period.clone()).collect();
+    let mut periods: Vec<String> = scheduled.iter().map(|r| r.run.period_label.clone()).collect();
     periods.sort();
     assert_eq!(periods, vec![before.label(), last.label()], "{scheduled:#?}");
     assert!(
         scheduled
             .iter()
-            .all(|r| r.status == pb::ReportRunStatus::Succeeded as i32 && r.schedule == "monthly"),
+            .all(|r| succeeded(r) && r.run.schedule.as_deref() == Some("monthly") && r.run.filiere.is_none()),
         "{scheduled:#?}"
     );
+    assert!(
+        list_runs(&mut app).await.is_empty(),
+        "runs over every filière shown to an analyst"
+    );
     let interrupted = app
-        .reports
-        .get_report_run(pb::GetReportRunRequest {
-            run_id: cut_short.id.clone(),
-        })
+        .store
+        .get_report_run(&cut_short.id)
         .await
         .expect("get")
-        .into_inner();
-    assert_eq!(interrupted.status, pb::ReportRunStatus::Interrupted as i32);
-    assert!(!interrupted.error.is_empty());
+        .and_then(|r| r.outcome)
+        .expect("outcome recorded");
+    assert_eq!(interrupted.status, RunStatus::Interrupted);
+    assert!(interrupted.error.is_some_and(|e| !e.is_empty()));
 
     // Nothing more is due, now or after a restart.
     let runner = Runner::new(app.store.clone(), app.dir.path().join("reports"));
@@ -409,12 +420,12 @@ async fn scheduled_reports_cover_each_closed_period_once_and_catch_up_after_a_st
     };
     assert!(runner.catch_up(&config, Utc::now()).await.expect("check").is_empty());
     let (url, dir) = app.stop().await;
-    let mut app = start_app(url, dir, &[("OBSERVATORY_REPORT_SCHEDULE", "monthly")]).await;
+    let app = start_app(url, dir, &[("OBSERVATORY_REPORT_SCHEDULE", "monthly")]).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let scheduled = list_runs(&mut app)
+    let scheduled = every_run(&app)
         .await
         .into_iter()
-        .filter(|r| r.trigger == pb::ReportRunTrigger::Schedule as i32)
+        .filter(|r| r.run.trigger == RunTrigger::Schedule)
         .count();
     assert_eq!(scheduled, 3, "a restart reported a period again");
     app.stop().await;

@@ -140,6 +140,18 @@ auth_versions = registry.GetHistory(registry_pb2.GetHistoryRequest(
     kind=registry_pb2.RECORD_KIND_AUTHORISATION, id=auth_id)).versions
 check(len(auth_versions) == 4 and all(v.authorisation.meta.recorded_by for v in auth_versions), "authorisation history")
 
+# A prescriber at another centre reaches none of it: refused as if it did not exist, and
+# listed nothing.
+elsewhere = registry_pb2_grpc.RegistryServiceStub(as_role("ELSEWHERE"))
+for read in (lambda: elsewhere.GetEpisode(registry_pb2.GetRequest(id=episode_id)),
+             lambda: elsewhere.GetPatient(registry_pb2.GetRequest(id=patient.meta.id))):
+    try:
+        read()
+        check(False, "a prescriber elsewhere reads the episode")
+    except grpc.RpcError as e:
+        check(e.code() == grpc.StatusCode.PERMISSION_DENIED, f"PERMISSION_DENIED, got {e.code()}")
+check(not elsewhere.ListEpisodes(registry_pb2.ListEpisodesRequest()).episodes, "nothing listed elsewhere")
+
 # A bad request names its field.
 try:
     registry.GetEpisode(registry_pb2.GetRequest(id="not-an-id"))

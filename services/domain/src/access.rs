@@ -1,9 +1,12 @@
-//! Who calls: roles, the principal a bearer token stands for, and the scope it is bound to.
+//! Who calls: roles, the principal a bearer token stands for, the scope it is bound to, and
+//! whether a record is within that scope.
 //!
 //! The rules saying which role may call which RPC live in one table in the gRPC crate; what a
-//! principal is bound to (centres, filières) is decided here, without IO.
+//! principal is bound to (centres, filières), and what it may therefore reach, is decided here,
+//! without IO: the store finds where a record belongs (its [`Reach`]), these rules say whether a
+//! scope covers it.
 
-use std::fmt;
+use std::{collections::BTreeSet, fmt};
 
 use crate::codes::{Filiere, Finess};
 
@@ -105,6 +108,66 @@ impl Scope {
     pub fn filieres(&self) -> &[Filiere] {
         &self.filieres
     }
+
+    /// Whether a record that belongs where `reach` says is within this scope: one of its
+    /// centres is a centre of the scope, or one of its filières a filière of the scope. A
+    /// record that belongs nowhere (or does not exist) is within no scope.
+    pub fn covers(&self, reach: &Reach) -> bool {
+        self.centres.iter().any(|c| reach.centres.contains(c))
+            || self.filieres.iter().any(|f| reach.filieres.contains(f))
+    }
+
+    /// Whether the cohort catalogue entries of `filiere` may be read. A cohort names a drug,
+    /// an indication and a framework, not a patient: callers bound to centres (prescribers,
+    /// partner systems of a hospital) read every cohort, since a centre may treat patients of
+    /// any filière; callers bound to filières only read those of their filières.
+    pub fn reads_cohorts_of(&self, filiere: &Filiere) -> bool {
+        !self.centres.is_empty() || self.filieres.contains(filiere)
+    }
+
+    /// The filières whose cohorts a list may show: `None` for every filière (a scope with
+    /// centres), the scope's filières otherwise. Mirrors [`Scope::reads_cohorts_of`].
+    pub fn cohort_filieres(&self) -> Option<&[Filiere]> {
+        self.centres.is_empty().then_some(self.filieres.as_slice())
+    }
+}
+
+/// Where a record belongs, as far as access goes.
+///
+/// - An episode belongs to its centre and to the filière of its cohort.
+/// - A patient belongs to the centres and filières of all its episodes (a patient registered
+///   without an episode yet belongs nowhere).
+/// - Authorisations, follow-ups and adverse events belong where their episode does.
+/// - A cohort belongs to its filière, and so does a report run limited to a filière (a run over
+///   every filière belongs to none).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reach {
+    pub centres: BTreeSet<Finess>,
+    pub filieres: BTreeSet<Filiere>,
+}
+
+impl Reach {
+    /// Where one episode, or a new one, belongs.
+    pub fn episode(centre: Finess, cohort_filiere: Filiere) -> Reach {
+        Reach {
+            centres: BTreeSet::from([centre]),
+            filieres: BTreeSet::from([cohort_filiere]),
+        }
+    }
+
+    /// Where a filière-level object (a cohort, a report run) belongs.
+    pub fn filiere(filiere: Filiere) -> Reach {
+        Reach {
+            centres: BTreeSet::new(),
+            filieres: BTreeSet::from([filiere]),
+        }
+    }
+
+    /// Adds where another record belongs (a patient's reach is that of all its episodes).
+    pub fn extend(&mut self, other: Reach) {
+        self.centres.extend(other.centres);
+        self.filieres.extend(other.filieres);
+    }
 }
 
 /// The caller of an RPC, as its token says.
@@ -167,6 +230,40 @@ mod tests {
             Scope::new(Role::Admin, vec![finess()], vec![]),
             Err(ScopeError::AdminBound)
         );
+    }
+
+    #[test]
+    fn a_scope_covers_what_belongs_to_one_of_its_centres_or_filieres() {
+        let other_centre = Finess::parse("690781810").unwrap();
+        let other_filiere = Filiere::parse("FILNEMUS").unwrap();
+        let prescriber = Scope::new(Role::Prescriber, vec![finess()], vec![]).unwrap();
+        let manager = Scope::new(Role::DataManager, vec![], vec![filiere()]).unwrap();
+        let partner = Scope::new(Role::Partner, vec![other_centre.clone()], vec![filiere()]).unwrap();
+
+        let here = Reach::episode(finess(), other_filiere.clone());
+        let elsewhere_same_filiere = Reach::episode(other_centre.clone(), filiere());
+        let elsewhere = Reach::episode(Finess::parse("130783236").unwrap(), other_filiere.clone());
+        assert!(prescriber.covers(&here));
+        assert!(!prescriber.covers(&elsewhere_same_filiere));
+        assert!(!manager.covers(&here));
+        assert!(manager.covers(&elsewhere_same_filiere));
+        assert!(partner.covers(&elsewhere_same_filiere));
+        assert!(!partner.covers(&here));
+        for scope in [&prescriber, &manager, &partner] {
+            assert!(!scope.covers(&elsewhere));
+            assert!(!scope.covers(&Reach::default()), "nowhere is within no scope");
+        }
+
+        // A patient seen at two centres is reached from either.
+        let mut patient = here.clone();
+        patient.extend(elsewhere_same_filiere);
+        assert!(prescriber.covers(&patient) && manager.covers(&patient));
+
+        assert!(prescriber.reads_cohorts_of(&other_filiere));
+        assert!(manager.reads_cohorts_of(&filiere()) && !manager.reads_cohorts_of(&other_filiere));
+        assert_eq!(prescriber.cohort_filieres(), None);
+        assert_eq!(manager.cohort_filieres(), Some(&[filiere()][..]));
+        assert_eq!(partner.cohort_filieres(), None);
     }
 
     #[test]

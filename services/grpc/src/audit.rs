@@ -7,7 +7,8 @@ use observatory_store::audit::{Anchor, AuditEvent, AuditTarget};
 use tonic::{Request, Response, Status};
 
 use crate::convert::{self as c, all_some};
-use crate::{ApiState, audit_read, error};
+use crate::guard::{Target, admit};
+use crate::{ApiState, error};
 
 #[derive(Debug, Clone)]
 pub struct AuditApi {
@@ -86,13 +87,15 @@ impl AuditService for AuditApi {
         };
         all_some!(v; from, to, after);
         // Reading the trail is itself an access to record.
-        audit_read(
-            &self.state.store,
-            &req,
-            "ExportAudit",
-            vec![AuditTarget::period(from, to)],
-        )
-        .await?;
+        admit(&self.state.store, &req, Target::Unbound)
+            .await?
+            .audit_read(
+                &self.state.store,
+                &req,
+                "ExportAudit",
+                vec![AuditTarget::period(from, to)],
+            )
+            .await?;
         let size = i64::from(page.size);
         let events = self
             .state

@@ -9,13 +9,14 @@ pub mod access;
 mod audit;
 pub mod convert;
 pub mod error;
+pub mod guard;
 mod reference;
 mod registry;
 mod reports;
 
 use std::sync::Arc;
 
-use observatory_domain::{access::Principal, pseudonym::PseudonymKey};
+use observatory_domain::pseudonym::PseudonymKey;
 use observatory_store::{Store, WriteContext};
 use tonic::Request;
 
@@ -57,21 +58,11 @@ impl ApiState {
     }
 }
 
-/// The caller of a request, as the authentication layer found it.
-pub fn principal<T>(req: &Request<T>) -> Result<&Principal, tonic::Status> {
-    // The layer refuses every call to these services that carries no valid token, so a missing
-    // principal means the service was mounted without it: refused rather than written anonymously.
-    req.extensions()
-        .get::<Principal>()
-        .ok_or_else(|| tonic::Status::unauthenticated("no authenticated principal"))
-}
-
-/// Who calls and under which request id: `x-request-id` when the caller sends a usable one
+/// The request id and trace id of a call: `x-request-id` when the caller sends a usable one
 /// (8 to 64 hexadecimal digits and dashes, such as a UUID: nothing a name could be written
 /// in, since the id is stored with every version), a fresh UUIDv7 otherwise; and the trace id of
-/// a W3C `traceparent` it sent.
-pub fn write_context<T>(req: &Request<T>, idempotency_key: Option<String>) -> Result<WriteContext, tonic::Status> {
-    let actor = principal(req)?.actor();
+/// a W3C `traceparent` it sent (empty without one).
+pub(crate) fn request_ids<T>(req: &Request<T>) -> (String, String) {
     let request_id = req
         .metadata()
         .get("x-request-id")
@@ -85,12 +76,7 @@ pub fn write_context<T>(req: &Request<T>, idempotency_key: Option<String>) -> Re
         .and_then(|v| v.to_str().ok())
         .and_then(trace_id_of)
         .unwrap_or_default();
-    Ok(WriteContext {
-        actor,
-        request_id,
-        trace_id,
-        idempotency_key,
-    })
+    (request_id, trace_id)
 }
 
 /// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), if well formed and
@@ -106,19 +92,6 @@ fn trace_id_of(traceparent: &str) -> Option<String> {
         && hex(parent, 16)
         && hex(flags, 2))
     .then(|| trace.to_owned())
-}
-
-/// Records a patient-level read (or an export) in the audit trail before it is answered:
-/// UNAVAILABLE, and nothing disclosed, when the event cannot be recorded.
-pub async fn audit_read<T>(
-    store: &Store,
-    req: &Request<T>,
-    action: &str,
-    targets: Vec<observatory_store::audit::AuditTarget>,
-) -> Result<(), tonic::Status> {
-    let ctx = write_context(req, None)?;
-    let entry = observatory_store::audit::AuditEntry::new(&ctx, action, targets);
-    store.record_access(entry).await.map_err(error::store)
 }
 
 #[cfg(test)]

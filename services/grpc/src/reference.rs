@@ -12,7 +12,8 @@ use observatory_store::{CentreFilter, Command, FrameworkFilter, Record};
 use tonic::{Request, Response, Status};
 
 use crate::convert::{self as c, all_some, enum_in, enum_in_opt};
-use crate::{ApiState, error, write_context};
+use crate::guard::{Target, admit};
+use crate::{ApiState, error};
 
 #[derive(Debug, Clone)]
 pub struct ReferenceApi {
@@ -47,7 +48,9 @@ impl ReferenceService for ReferenceApi {
             region,
             filiere,
         };
-        let ctx = write_context(&req, Some(key))?;
+        let ctx = admit(&self.state.store, &req, Target::Unbound)
+            .await?
+            .context(&req, Some(key));
         self.state
             .write(Command::CreateCentre(centre), ctx, |r| match r {
                 Record::Centre(x) => Some(c::centre(x)),
@@ -108,7 +111,9 @@ impl ReferenceService for ReferenceApi {
             specialty,
             centre_finess,
         };
-        let ctx = write_context(&req, Some(key))?;
+        let ctx = admit(&self.state.store, &req, Target::Unbound)
+            .await?
+            .context(&req, Some(key));
         self.state
             .write(Command::CreatePrescriber(prescriber), ctx, |r| match r {
                 Record::Prescriber(x) => Some(c::prescriber(x)),
@@ -238,15 +243,14 @@ impl ReferenceService for ReferenceApi {
             suspended_from: None,
             suspended_on: None,
         };
+        let ctx = admit(&self.state.store, &req, Target::Unbound)
+            .await?
+            .context(&req, Some(key));
         self.state
-            .write(
-                Command::CreateFramework(framework),
-                write_context(&req, Some(key))?,
-                |r| match r {
-                    Record::Framework(x) => Some(c::framework(x)),
-                    _ => None,
-                },
-            )
+            .write(Command::CreateFramework(framework), ctx, |r| match r {
+                Record::Framework(x) => Some(c::framework(x)),
+                _ => None,
+            })
             .await
     }
 
@@ -312,8 +316,11 @@ impl ReferenceService for ReferenceApi {
             expected_version: expected,
             transition,
         };
+        let ctx = admit(&self.state.store, &req, Target::Unbound)
+            .await?
+            .context(&req, None);
         self.state
-            .write(cmd, write_context(&req, None)?, |r| match r {
+            .write(cmd, ctx, |r| match r {
                 Record::Framework(x) => Some(c::framework(x)),
                 _ => None,
             })

@@ -13,7 +13,8 @@ use observatory_store::{CohortFilter, Command, EpisodeFilter, NewCohort, Record,
 use tonic::{Request, Response, Status};
 
 use crate::convert::{self as c, all_some, enum_in, enum_in_opt};
-use crate::{ApiState, audit_read, error, write_context};
+use crate::guard::{Target, admit};
+use crate::{ApiState, error};
 use observatory_store::audit::AuditTarget;
 
 /// Wire names of cohort transitions (`COHORT_TRANSITION_CLOSE`...), for `enum_in!`.
@@ -51,9 +52,16 @@ impl RegistryApi {
         out: fn(&Versioned<T>) -> P,
     ) -> Result<Response<P>, Status> {
         let id = c::id(&req.get_ref().id).map_err(|e| error::invalid_field("id", e.reason, &e.description))?;
+        let target = match T::KIND {
+            m::RecordKind::Cohort => Target::CohortEntry(&id),
+            kind => Target::Record(kind, &id),
+        };
+        let admitted = admit(&self.state.store, req, target).await?;
         let x = self.state.store.require::<T>(id.as_str()).await.map_err(error::store)?;
         if T::KIND.is_patient_level() {
-            audit_read(&self.state.store, req, action, vec![AuditTarget::read(T::KIND, &x)]).await?;
+            admitted
+                .audit_read(&self.state.store, req, action, vec![AuditTarget::read(T::KIND, &x)])
+                .await?;
         }
         Ok(Response::new(out(&x)))
     }
@@ -66,6 +74,7 @@ impl RegistryApi {
     ) -> Result<observatory_store::Page<Versioned<T>>, Status> {
         let (episode, page) = by_episode(req.get_ref())?;
         let store = &self.state.store;
+        let admitted = admit(store, req, Target::Record(m::RecordKind::Episode, &episode)).await?;
         store
             .require::<m::Episode>(episode.as_str())
             .await
@@ -76,7 +85,7 @@ impl RegistryApi {
             .map_err(error::store)?;
         let mut targets = vec![AuditTarget::object(m::RecordKind::Episode.code(), episode.as_str())];
         targets.extend(p.items.iter().map(|x| AuditTarget::read(T::KIND, x)));
-        audit_read(&self.state.store, req, action, targets).await?;
+        admitted.audit_read(store, req, action, targets).await?;
         Ok(p)
     }
 }
@@ -119,6 +128,9 @@ impl RegistryService for RegistryApi {
             }
         };
         all_some!(v; key, name, filiere, pathway, drug_atc, orpha_codes, framework_id, follow_up_months);
+        let ctx = admit(&self.state.store, &req, Target::NewCohort(&filiere))
+            .await?
+            .context(&req, Some(key));
         let cmd = Command::CreateCohort(NewCohort {
             name,
             filiere,
@@ -129,7 +141,7 @@ impl RegistryService for RegistryApi {
             follow_up_months,
         });
         self.state
-            .write(cmd, write_context(&req, Some(key))?, |r| match r {
+            .write(cmd, ctx, |r| match r {
                 Record::Cohort(x) => Some(c::cohort(x)),
                 _ => None,
             })
@@ -155,10 +167,11 @@ impl RegistryService for RegistryApi {
             filiere: v.check("filiere", c::optional(&r.filiere, c::filiere)).flatten(),
         };
         v.into_result().map_err(error::domain)?;
+        let admitted = admit(&self.state.store, &req, Target::List).await?;
         let p = self
             .state
             .store
-            .list_cohorts(&filter, &page)
+            .list_cohorts(&filter, Some(admitted.within()), &page)
             .await
             .map_err(error::store)?;
         Ok(Response::new(pb::ListCohortsResponse {
@@ -239,6 +252,9 @@ impl RegistryService for RegistryApi {
         let region = v.check("region_code", c::optional(&r.region_code, c::region));
         let diagnoses = Some(c::diagnoses(&mut v, &r.diagnoses));
         all_some!(v; key, pseudonym, sex, birth_year_month, region, diagnoses);
+        let ctx = admit(&self.state.store, &req, Target::Unbound)
+            .await?
+            .context(&req, Some(key));
         let patient = m::Patient {
             pseudonym,
             sex,
@@ -249,14 +265,10 @@ impl RegistryService for RegistryApi {
             diagnoses,
         };
         self.state
-            .write(
-                Command::RegisterPatient(patient),
-                write_context(&req, Some(key))?,
-                |r| match r {
-                    Record::Patient(x) => Some(c::patient(x)),
-                    _ => None,
-                },
-            )
+            .write(Command::RegisterPatient(patient), ctx, |r| match r {
+                Record::Patient(x) => Some(c::patient(x)),
+                _ => None,
+            })
             .await
     }
 
@@ -319,6 +331,13 @@ impl RegistryService for RegistryApi {
             }
         };
         all_some!(v; key, patient_id, cohort_id, pathway, indication, prescriber, centre_finess, request_date, authorisation, previous_episode);
+        let target = Target::NewEpisode {
+            centre: centre_finess.as_ref(),
+            prescriber: &prescriber,
+            cohort: &cohort_id,
+            previous: previous_episode.as_ref().map(|(id, _)| id),
+        };
+        let ctx = admit(&self.state.store, &req, target).await?.context(&req, Some(key));
         let declaration = EpisodeDeclaration {
             patient_id,
             cohort_id,
@@ -337,7 +356,7 @@ impl RegistryService for RegistryApi {
         let w = self
             .state
             .store
-            .execute(Command::DeclareEpisode(declaration), write_context(&req, Some(key))?)
+            .execute(Command::DeclareEpisode(declaration), ctx)
             .await
             .map_err(error::store)?;
         let mut out = pb::DeclareEpisodeResponse::default();
@@ -408,10 +427,11 @@ impl RegistryService for RegistryApi {
             request_to: to,
         };
         v.into_result().map_err(error::domain)?;
+        let admitted = admit(&self.state.store, &req, Target::List).await?;
         let p = self
             .state
             .store
-            .list_episodes(&filter, &page)
+            .list_episodes(&filter, Some(admitted.within()), &page)
             .await
             .map_err(error::store)?;
         let mut targets: Vec<AuditTarget> = filter
@@ -420,7 +440,9 @@ impl RegistryService for RegistryApi {
             .map(|id| AuditTarget::object(m::RecordKind::Patient.code(), id.as_str()))
             .collect();
         targets.extend(p.items.iter().map(|x| AuditTarget::read(m::RecordKind::Episode, x)));
-        audit_read(&self.state.store, &req, "ListEpisodes", targets).await?;
+        admitted
+            .audit_read(&self.state.store, &req, "ListEpisodes", targets)
+            .await?;
         Ok(Response::new(pb::ListEpisodesResponse {
             episodes: p.items.iter().map(c::episode).collect(),
             next_page_token: p.next_page_token.unwrap_or_default(),
@@ -480,13 +502,16 @@ impl RegistryService for RegistryApi {
                 .map(|date| ET::Deceased { date }),
         };
         all_some!(v; id, expected, transition);
+        let ctx = admit(&self.state.store, &req, Target::Record(m::RecordKind::Episode, &id))
+            .await?
+            .context(&req, None);
         let cmd = Command::TransitionEpisode {
             id,
             expected_version: expected,
             transition,
         };
         self.state
-            .write(cmd, write_context(&req, None)?, |r| match r {
+            .write(cmd, ctx, |r| match r {
                 Record::Episode(x) => Some(c::episode(x)),
                 _ => None,
             })
@@ -551,13 +576,20 @@ impl RegistryService for RegistryApi {
             }
         };
         all_some!(v; id, expected, transition);
+        let ctx = admit(
+            &self.state.store,
+            &req,
+            Target::Record(m::RecordKind::Authorisation, &id),
+        )
+        .await?
+        .context(&req, None);
         let cmd = Command::TransitionAuthorisation {
             id,
             expected_version: expected,
             transition,
         };
         self.state
-            .write(cmd, write_context(&req, None)?, |r| match r {
+            .write(cmd, ctx, |r| match r {
                 Record::Authorisation(x) => Some(c::authorisation(x)),
                 _ => None,
             })
@@ -600,6 +632,13 @@ impl RegistryService for RegistryApi {
             None
         };
         all_some!(v; key, episode_id, visit_date, efficacy, adherence, measures, weight_kg);
+        let ctx = admit(
+            &self.state.store,
+            &req,
+            Target::Record(m::RecordKind::Episode, &episode_id),
+        )
+        .await?
+        .context(&req, Some(key));
         let f = m::FollowUp {
             episode_id,
             visit_date,
@@ -609,14 +648,10 @@ impl RegistryService for RegistryApi {
             adherence,
         };
         self.state
-            .write(
-                Command::RecordFollowUp(f),
-                write_context(&req, Some(key))?,
-                |r| match r {
-                    Record::FollowUp(x) => Some(c::follow_up(x)),
-                    _ => None,
-                },
-            )
+            .write(Command::RecordFollowUp(f), ctx, |r| match r {
+                Record::FollowUp(x) => Some(c::follow_up(x)),
+                _ => None,
+            })
             .await
     }
 
@@ -645,6 +680,13 @@ impl RegistryService for RegistryApi {
             v.push("pv_declaration_date", "REQUIRED", "is required with pv_reference");
         }
         all_some!(v; key, episode_id, onset_date, meddra_pt, meddra_soc, outcome, causality, pv_declaration_date, pv_reference);
+        let ctx = admit(
+            &self.state.store,
+            &req,
+            Target::Record(m::RecordKind::Episode, &episode_id),
+        )
+        .await?
+        .context(&req, Some(key));
         let ae = m::AdverseEvent {
             episode_id,
             onset_date,
@@ -657,14 +699,10 @@ impl RegistryService for RegistryApi {
             pv_reference,
         };
         self.state
-            .write(
-                Command::RecordAdverseEvent(ae),
-                write_context(&req, Some(key))?,
-                |r| match r {
-                    Record::AdverseEvent(x) => Some(c::adverse_event(x)),
-                    _ => None,
-                },
-            )
+            .write(Command::RecordAdverseEvent(ae), ctx, |r| match r {
+                Record::AdverseEvent(x) => Some(c::adverse_event(x)),
+                _ => None,
+            })
             .await
     }
 
@@ -723,13 +761,16 @@ impl RegistryService for RegistryApi {
             CohortTransitionCode::Close => CohortTransition::Close,
             CohortTransitionCode::Reopen => CohortTransition::Reopen,
         };
+        let ctx = admit(&self.state.store, &req, Target::Record(m::RecordKind::Cohort, &id))
+            .await?
+            .context(&req, None);
         let cmd = Command::TransitionCohort {
             id,
             expected_version: expected,
             transition,
         };
         self.state
-            .write(cmd, write_context(&req, None)?, |r| match r {
+            .write(cmd, ctx, |r| match r {
                 Record::Cohort(x) => Some(c::cohort(x)),
                 _ => None,
             })
@@ -752,6 +793,9 @@ impl RegistryService for RegistryApi {
         );
         let diagnoses = Some(r.diagnoses.as_ref().map(|d| c::diagnoses(&mut v, &d.diagnoses)));
         all_some!(v; id, expected, reason, region, vital_status, diagnoses);
+        let ctx = admit(&self.state.store, &req, Target::Record(m::RecordKind::Patient, &id))
+            .await?
+            .context(&req, None);
         let update = PatientUpdate {
             region,
             vital_status,
@@ -765,7 +809,7 @@ impl RegistryService for RegistryApi {
             reason,
         };
         self.state
-            .write(cmd, write_context(&req, None)?, |r| match r {
+            .write(cmd, ctx, |r| match r {
                 Record::Patient(x) => Some(c::patient(x)),
                 _ => None,
             })
@@ -805,6 +849,13 @@ impl RegistryService for RegistryApi {
             _ => None,
         };
         all_some!(v; id, expected, reason, outcome, causality, pv_declaration);
+        let ctx = admit(
+            &self.state.store,
+            &req,
+            Target::Record(m::RecordKind::AdverseEvent, &id),
+        )
+        .await?
+        .context(&req, None);
         let update = AdverseEventUpdate {
             serious: r.serious,
             outcome,
@@ -818,7 +869,7 @@ impl RegistryService for RegistryApi {
             reason,
         };
         self.state
-            .write(cmd, write_context(&req, None)?, |r| match r {
+            .write(cmd, ctx, |r| match r {
                 Record::AdverseEvent(x) => Some(c::adverse_event(x)),
                 _ => None,
             })
@@ -831,16 +882,32 @@ impl RegistryService for RegistryApi {
     ) -> Result<Response<pb::GetHistoryResponse>, Status> {
         let r = req.get_ref();
         let kind = enum_in!(r.kind, pb::RecordKind, "RECORD_KIND_", m::RecordKind).map_err(|e| field_err("kind", e))?;
-        let id = match kind {
-            m::RecordKind::Centre => c::finess(&r.id).map(String::from),
-            m::RecordKind::Prescriber => c::rpps(&r.id).map(String::from),
-            _ => c::id(&r.id).map(|x: RecordId| String::from(x)),
-        }
-        .map_err(|e| field_err("id", e))?;
-        let versions = self.state.store.history(kind, &id).await.map_err(error::store)?;
+        let store = &self.state.store;
+        let (id, admitted) = match kind {
+            m::RecordKind::Centre | m::RecordKind::Prescriber | m::RecordKind::Framework => {
+                let id = match kind {
+                    m::RecordKind::Centre => c::finess(&r.id).map(String::from),
+                    m::RecordKind::Prescriber => c::rpps(&r.id).map(String::from),
+                    _ => c::id(&r.id).map(String::from),
+                }
+                .map_err(|e| field_err("id", e))?;
+                (id, admit(store, &req, Target::Unbound).await?)
+            }
+            m::RecordKind::Cohort => {
+                let id = c::id(&r.id).map_err(|e| field_err("id", e))?;
+                let admitted = admit(store, &req, Target::CohortEntry(&id)).await?;
+                (id.into(), admitted)
+            }
+            _ => {
+                let id = c::id(&r.id).map_err(|e| field_err("id", e))?;
+                let admitted = admit(store, &req, Target::Record(kind, &id)).await?;
+                (id.into(), admitted)
+            }
+        };
+        let versions = store.history(kind, &id).await.map_err(error::store)?;
         if kind.is_patient_level() {
             let targets = versions.iter().map(observatory_store::Record::audit_target).collect();
-            audit_read(&self.state.store, &req, "GetHistory", targets).await?;
+            admitted.audit_read(store, &req, "GetHistory", targets).await?;
         }
         Ok(Response::new(pb::GetHistoryResponse {
             versions: versions.iter().map(c::history_entry).collect(),

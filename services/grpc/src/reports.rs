@@ -9,7 +9,7 @@ use observatory_analytics::{
     runs::{RunError, RunParameters, RunRequest, RunState, RunView, Runner},
     suppress::DEFAULT_THRESHOLD,
 };
-use observatory_domain::{CodeError, Violations};
+use observatory_domain::{CodeError, Violations, codes::Filiere, model::RecordId};
 use observatory_proto::v1::{self as pb, report_service_server::ReportService};
 use observatory_store::audit::AuditTarget;
 use observatory_store::report_runs::{RunStatus, RunTrigger};
@@ -18,7 +18,8 @@ use tokio::io::AsyncReadExt;
 use tonic::{Request, Response, Status};
 
 use crate::convert::{self as c, all_some};
-use crate::{audit_read, error, write_context};
+use crate::error;
+use crate::guard::{Admitted, Target, admit};
 
 /// Largest chunk of a streamed file.
 pub const CHUNK_BYTES: usize = 64 * 1024;
@@ -36,13 +37,17 @@ impl ReportApi {
         Self { runner }
     }
 
-    async fn view(&self, raw_id: &str) -> Result<RunView, Status> {
+    /// A run the caller may see: one limited to a filière of its token. A run that does not
+    /// exist is answered as one out of scope.
+    async fn view<T>(&self, req: &Request<T>, raw_id: &str) -> Result<(RunView, Admitted), Status> {
         let id = c::id(raw_id).map_err(|e| error::invalid_field("run_id", e.reason, &e.description))?;
-        self.runner
-            .get(id.as_str())
-            .await
-            .map_err(run_error)?
-            .ok_or_else(|| Status::not_found(format!("report run {id} not found")))
+        let view = self.runner.get(id.as_str()).await.map_err(run_error)?;
+        let filiere = view.as_ref().and_then(|v| v.record.run.filiere.as_deref());
+        let admitted = admit(self.runner.store(), req, Target::Run(filiere)).await?;
+        match view {
+            Some(view) => Ok((view, admitted)),
+            None => Err(Status::internal("a report run admitted without being found")),
+        }
     }
 }
 
@@ -56,8 +61,15 @@ fn run_error(e: RunError) -> Status {
     }
 }
 
-/// The request's parameters, every invalid field named.
-fn parameters(r: &pb::RunReportRequest) -> Result<RunParameters, Status> {
+/// What a run request asks for: its parameters, every invalid field named, and the filière and
+/// cohort it names (for the scope check).
+struct Asked {
+    parameters: RunParameters,
+    filiere: Option<Filiere>,
+    cohort: Option<RecordId>,
+}
+
+fn parameters(r: &pb::RunReportRequest) -> Result<Asked, Status> {
     let mut v = Violations::new();
     let period = match (c::opt_str(&r.period), r.range.as_ref()) {
         (Some(_), Some(range)) if !(range.from.is_empty() && range.to.is_empty()) => {
@@ -123,7 +135,7 @@ fn parameters(r: &pb::RunReportRequest) -> Result<RunParameters, Status> {
         }
     };
     all_some!(v; period, as_of, filiere, cohort, threshold);
-    Ok(RunParameters {
+    let parameters = RunParameters {
         period_from: period.from,
         period_to: period.to,
         as_of,
@@ -134,9 +146,14 @@ fn parameters(r: &pb::RunReportRequest) -> Result<RunParameters, Status> {
             CsvStyle::Standard
         },
         scope: Scope {
-            filiere: filiere.map(String::from),
-            cohort: cohort.map(String::from),
+            filiere: filiere.clone().map(String::from),
+            cohort: cohort.clone().map(String::from),
         },
+    };
+    Ok(Asked {
+        parameters,
+        filiere,
+        cohort,
     })
 }
 
@@ -212,8 +229,19 @@ impl ReportService for ReportApi {
                 c::idempotency_key(k).map_err(|e| error::invalid_field("idempotency_key", e.reason, &e.description))?,
             ),
         };
-        let parameters = parameters(r)?;
-        let ctx = write_context(&req, key.clone())?;
+        let Asked {
+            mut parameters,
+            filiere,
+            cohort,
+        } = parameters(r)?;
+        let target = Target::NewRun {
+            filiere: filiere.as_ref(),
+            cohort: cohort.as_ref(),
+        };
+        let admitted = admit(self.runner.store(), &req, target).await?;
+        // Limited to the caller's filière when it asked for none (its only one).
+        parameters.scope.filiere = admitted.run_filiere().map(|f| f.as_str().to_owned());
+        let ctx = admitted.context(&req, key.clone());
         let request = RunRequest {
             parameters,
             trigger: RunTrigger::Request,
@@ -228,7 +256,7 @@ impl ReportService for ReportApi {
     }
 
     async fn get_report_run(&self, req: Request<pb::GetReportRunRequest>) -> Result<Response<pb::ReportRun>, Status> {
-        let view = self.view(&req.get_ref().run_id).await?;
+        let (view, _) = self.view(&req, &req.get_ref().run_id).await?;
         Ok(Response::new(run_out(&view)?))
     }
 
@@ -241,7 +269,9 @@ impl ReportService for ReportApi {
         if !v.is_empty() {
             return Err(error::invalid(&v));
         }
-        let page = self.runner.list(&page).await.map_err(run_error)?;
+        let admitted = admit(self.runner.store(), &req, Target::List).await?;
+        let within = admitted.within().filieres();
+        let page = self.runner.list(Some(within), &page).await.map_err(run_error)?;
         Ok(Response::new(pb::ListReportRunsResponse {
             runs: page.items.iter().map(run_out).collect::<Result<_, _>>()?,
             next_page_token: page.next_page_token.unwrap_or_default(),
@@ -255,7 +285,7 @@ impl ReportService for ReportApi {
         req: Request<pb::DownloadReportFileRequest>,
     ) -> Result<Response<Self::DownloadReportFileStream>, Status> {
         let r = req.get_ref();
-        let view = self.view(&r.run_id).await?;
+        let (view, admitted) = self.view(&req, &r.run_id).await?;
         let Some(manifest) = view.manifest().map_err(run_error)? else {
             return Err(Status::failed_precondition(format!(
                 "report run {} has not succeeded: it has no outputs",
@@ -285,7 +315,9 @@ impl ReportService for ReportApi {
             after: Some(expected.clone()),
             ..AuditTarget::object("REPORT_FILE", format!("{}/{}", view.record.run.id, r.file))
         };
-        audit_read(self.runner.store(), &req, "DownloadReportFile", vec![target]).await?;
+        admitted
+            .audit_read(self.runner.store(), &req, "DownloadReportFile", vec![target])
+            .await?;
         let path = PathBuf::from(&view.record.run.out_dir).join(&r.file);
         let mut file = tokio::fs::File::open(&path).await.map_err(|e| {
             tracing::error!(path = %path.display(), error = %e, "report output missing");

@@ -3,6 +3,7 @@
 
 use base64::Engine;
 use chrono::NaiveDate;
+use observatory_domain::access::Scope;
 use observatory_domain::model::{
     AdverseEvent, Authorisation, Centre, Cohort, Episode, FollowUp, Framework, Patient, Prescriber, RecordKind,
 };
@@ -216,6 +217,14 @@ pub enum Filter {
     Eq(String),
     DateFrom(NaiveDate),
     DateTo(NaiveDate),
+    /// The column is one of these (none: no row).
+    In(Vec<String>),
+    /// Episodes at one of these centres or in a cohort of one of these filières: those a
+    /// scope covers (see `observatory_domain::access::Scope::covers`).
+    EpisodesWithin {
+        centres: Vec<String>,
+        filieres: Vec<String>,
+    },
 }
 
 impl ListQuery {
@@ -235,6 +244,22 @@ impl ListQuery {
         if let Some(v) = value {
             self.filters.push((column, Filter::Eq(v)));
         }
+    }
+
+    /// Only the cohorts whose catalogue entries `scope` may read.
+    pub fn cohorts_within(&mut self, scope: &Scope) {
+        if let Some(filieres) = scope.cohort_filieres() {
+            let filieres = filieres.iter().map(|f| f.as_str().to_owned()).collect();
+            self.filters.push(("filiere", Filter::In(filieres)));
+        }
+    }
+
+    /// Only the episodes `scope` covers.
+    pub fn episodes_within(&mut self, scope: &Scope) {
+        let centres = scope.centres().iter().map(|c| c.as_str().to_owned()).collect();
+        let filieres = scope.filieres().iter().map(|f| f.as_str().to_owned()).collect();
+        self.filters
+            .push(("centre_finess", Filter::EpisodesWithin { centres, filieres }));
     }
 
     pub fn date_between(&mut self, column: &'static str, from: Option<NaiveDate>, to: Option<NaiveDate>) {

@@ -36,6 +36,7 @@ use std::{fmt, sync::Arc, time::Duration};
 use chrono::{DateTime, NaiveDate, Utc};
 use observatory_domain::{
     DomainError,
+    access::{Reach, Scope},
     codes::{Atc, Filiere, Finess, OrphaCode, RegionCode},
     corrections::{AdverseEventUpdate, CohortTransition, FrameworkTransition, PatientUpdate},
     lifecycle::{AuthorisationTransition, EpisodeDeclaration, EpisodeTransition},
@@ -487,8 +488,18 @@ impl Store {
         self.list(q).await
     }
 
-    pub async fn list_cohorts(&self, f: &CohortFilter, page: &PageRequest) -> Result<Page<Versioned<Cohort>>> {
+    /// Cohorts matching `f`: all of them, or (`within` a scope) those whose catalogue entries
+    /// the scope may read.
+    pub async fn list_cohorts(
+        &self,
+        f: &CohortFilter,
+        within: Option<&Scope>,
+        page: &PageRequest,
+    ) -> Result<Page<Versioned<Cohort>>> {
         let mut q = kinds::ListQuery::new(page)?;
+        if let Some(scope) = within {
+            q.cohorts_within(scope);
+        }
         q.eq("pathway", f.pathway.map(|p| p.code().to_owned()));
         q.eq("drug_atc", f.drug_atc.as_ref().map(|r| r.as_str().to_owned()));
         q.eq("filiere", f.filiere.as_ref().map(|r| r.as_str().to_owned()));
@@ -511,8 +522,17 @@ impl Store {
         }
     }
 
-    pub async fn list_episodes(&self, f: &EpisodeFilter, page: &PageRequest) -> Result<Page<Versioned<Episode>>> {
+    /// Episodes matching `f`: all of them, or (`within` a scope) those the scope covers.
+    pub async fn list_episodes(
+        &self,
+        f: &EpisodeFilter,
+        within: Option<&Scope>,
+        page: &PageRequest,
+    ) -> Result<Page<Versioned<Episode>>> {
         let mut q = kinds::ListQuery::new(page)?;
+        if let Some(scope) = within {
+            q.episodes_within(scope);
+        }
         q.eq("cohort_id", f.cohort_id.as_ref().map(|r| r.as_str().to_owned()));
         q.eq("patient_id", f.patient_id.as_ref().map(|r| r.as_str().to_owned()));
         q.eq("centre_finess", f.centre.as_ref().map(|r| r.as_str().to_owned()));
@@ -578,6 +598,15 @@ impl Store {
             if (n as i64) < limit {
                 return Ok(total);
             }
+        }
+    }
+
+    /// Where a record belongs, for access checks (see [`Reach`]): nothing for a record that
+    /// does not exist, so that a scoped caller cannot tell it from one out of scope.
+    pub async fn reach(&self, kind: RecordKind, id: &str) -> Result<Reach> {
+        match &self.backend {
+            Backend::Sqlite { readers: p, .. } => backend_sqlite::shared::reach(p, kind, id).await,
+            Backend::Postgres(p) => backend_pg::shared::reach(p, kind, id).await,
         }
     }
 

@@ -3,6 +3,7 @@
 //! parameters and manifest are JSON the analytics crate defines.
 
 use chrono::{DateTime, Utc};
+use observatory_domain::codes::Filiere;
 use serde::{Deserialize, Serialize};
 
 use crate::{Page, PageRequest, Result, Store};
@@ -79,6 +80,8 @@ pub struct NewReportRun {
     pub fingerprint: String,
     pub period_label: String,
     pub as_of: DateTime<Utc>,
+    /// The filière the run is limited to (`None`: every filière): to whom it may be shown.
+    pub filiere: Option<String>,
     pub parameters: serde_json::Value,
     pub out_dir: String,
 }
@@ -127,14 +130,20 @@ impl Store {
         dispatch!(self, runs_sql::get(id))
     }
 
-    /// Runs, newest first.
-    pub async fn list_report_runs(&self, page: &PageRequest) -> Result<Page<ReportRunRecord>> {
+    /// Runs, newest first: every run, or (`within` some filières) only the runs limited to
+    /// one of them.
+    pub async fn list_report_runs(
+        &self,
+        within: Option<&[Filiere]>,
+        page: &PageRequest,
+    ) -> Result<Page<ReportRunRecord>> {
         let after = match page.token.as_deref() {
             None | Some("") => None,
             Some(t) => Some(crate::kinds::decode_token(t)?),
         };
         let size = page.size.clamp(1, 500);
-        dispatch!(self, runs_sql::list(after, size))
+        let within: Option<Vec<String>> = within.map(|fs| fs.iter().map(|f| f.as_str().to_owned()).collect());
+        dispatch!(self, runs_sql::list(within, after, size))
     }
 
     /// Every run of a schedule (`monthly` or `quarterly`), oldest first.

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, types::Json};
 
-use super::{Db, audit_sql};
+use super::{Db, audit_sql, shared::push_in};
 use crate::audit::{AuditEntry, AuditTarget};
 use crate::report_runs::{NewReportRun, Recorded, ReportRunRecord, RunOutcome, RunStatus, RunTrigger};
 use crate::{Page, Result, StoreError};
@@ -12,7 +12,7 @@ use crate::{Page, Result, StoreError};
 type Pool = sqlx::Pool<Db>;
 
 const SELECT: &str = "SELECT r.id, r.requested_at, r.requested_by, r.request_id, r.trigger, r.schedule, r.attempt, \
-     r.idempotency_key, r.fingerprint, r.period_label, r.as_of, r.parameters, r.out_dir, \
+     r.idempotency_key, r.fingerprint, r.period_label, r.as_of, r.filiere, r.parameters, r.out_dir, \
      o.finished_at, o.status, o.manifest, o.error \
      FROM report_runs r LEFT JOIN report_run_outcomes o ON o.run_id = r.id";
 
@@ -29,6 +29,7 @@ struct RunRow {
     fingerprint: String,
     period_label: String,
     as_of: DateTime<Utc>,
+    filiere: Option<String>,
     parameters: Json<serde_json::Value>,
     out_dir: String,
     finished_at: Option<DateTime<Utc>>,
@@ -67,6 +68,7 @@ impl RunRow {
                 fingerprint: self.fingerprint,
                 period_label: self.period_label,
                 as_of: self.as_of,
+                filiere: self.filiere,
                 parameters: self.parameters.0,
                 out_dir: self.out_dir,
             },
@@ -91,8 +93,8 @@ pub async fn record(write: &Pool, _read: &Pool, run: &NewReportRun) -> Result<Re
     let inserted = audit_sql::in_transaction(write, entry, async |conn| {
         sqlx::query(
             "INSERT INTO report_runs (id, requested_at, requested_by, request_id, trigger, schedule, attempt, \
-             idempotency_key, fingerprint, period_label, as_of, parameters, out_dir) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             idempotency_key, fingerprint, period_label, as_of, filiere, parameters, out_dir) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&run.id)
         .bind(run.requested_at)
@@ -105,6 +107,7 @@ pub async fn record(write: &Pool, _read: &Pool, run: &NewReportRun) -> Result<Re
         .bind(&run.fingerprint)
         .bind(&run.period_label)
         .bind(run.as_of)
+        .bind(&run.filiere)
         .bind(Json(&run.parameters))
         .bind(&run.out_dir)
         .execute(conn)
@@ -178,10 +181,20 @@ pub async fn get(_write: &Pool, read: &Pool, id: &str) -> Result<Option<ReportRu
         .transpose()
 }
 
-pub async fn list(_write: &Pool, read: &Pool, after: Option<String>, size: u32) -> Result<Page<ReportRunRecord>> {
+pub async fn list(
+    _write: &Pool,
+    read: &Pool,
+    within: Option<Vec<String>>,
+    after: Option<String>,
+    size: u32,
+) -> Result<Page<ReportRunRecord>> {
     let mut q = QueryBuilder::<Db>::new(SELECT);
+    q.push(" WHERE 1 = 1");
+    if let Some(filieres) = within {
+        push_in(q.push(" AND "), "r.filiere", filieres);
+    }
     if let Some(after) = after {
-        q.push(" WHERE r.id < ").push_bind(after);
+        q.push(" AND r.id < ").push_bind(after);
     }
     // One more than asked tells whether another page follows.
     q.push(" ORDER BY r.id DESC LIMIT ").push_bind(i64::from(size) + 1);

@@ -7,7 +7,8 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use observatory_domain::{
     DomainError, Violations,
-    codes::{Atc, OrphaCode},
+    access::Reach,
+    codes::{Atc, Filiere, Finess, OrphaCode},
     corrections,
     lifecycle::{self, EpisodeTransition},
     model::{
@@ -768,11 +769,16 @@ pub async fn list<T: Stored>(pool: &Pool, lq: ListQuery) -> Result<Page<Versione
         "SELECT {META_COLUMNS} FROM {table} WHERE superseded_at IS NULL"
     ));
     for (column, filter) in lq.filters {
-        q.push(" AND ").push(column);
         match filter {
-            Filter::Eq(v) => q.push(" = ").push_bind(v),
-            Filter::DateFrom(d) => q.push(" >= ").push_bind(d),
-            Filter::DateTo(d) => q.push(" <= ").push_bind(d),
+            Filter::Eq(v) => q.push(" AND ").push(column).push(" = ").push_bind(v),
+            Filter::DateFrom(d) => q.push(" AND ").push(column).push(" >= ").push_bind(d),
+            Filter::DateTo(d) => q.push(" AND ").push(column).push(" <= ").push_bind(d),
+            Filter::In(values) => push_in(q.push(" AND "), column, values),
+            Filter::EpisodesWithin { centres, filieres } => {
+                push_in(q.push(" AND ("), column, centres);
+                q.push(" OR cohort_id IN (SELECT id FROM cohort_versions WHERE superseded_at IS NULL AND ");
+                push_in(&mut q, "filiere", filieres).push("))")
+            }
         };
     }
     if let Some(after) = lq.after {
@@ -788,6 +794,76 @@ pub async fn list<T: Stored>(pool: &Pool, lq: ListQuery) -> Result<Page<Versione
         None
     };
     Ok(Page { items, next_page_token })
+}
+
+/// `column IN (values...)`, or a condition no row meets when there are no values.
+pub(crate) fn push_in<'q>(
+    q: &'q mut QueryBuilder<Db>,
+    column: &'static str,
+    values: Vec<String>,
+) -> &'q mut QueryBuilder<Db> {
+    if values.is_empty() {
+        return q.push("1 = 0");
+    }
+    q.push(column).push(" IN (");
+    let mut list = q.separated(", ");
+    for v in values {
+        list.push_bind(v);
+    }
+    q.push(")")
+}
+
+/// Where a record belongs (see `observatory_domain::access::Reach`): its cohort's filière for
+/// a cohort; the centres and cohort filières of the episodes it is or hangs from for
+/// patient-level records. Nothing for reference data (every role reads it) or for a record
+/// that does not exist.
+pub async fn reach(pool: &Pool, kind: RecordKind, id: &str) -> Result<Reach> {
+    let corrupt = |what: String| StoreError::Corrupt {
+        kind: kind.code(),
+        id: id.to_owned(),
+        source: std::sync::Arc::new(<serde_json::Error as serde::de::Error>::custom(what)),
+    };
+    let filiere = |f: String| Filiere::parse(&f).map_err(|_| corrupt(format!("stored filière {f:?} is malformed")));
+    if kind == RecordKind::Cohort {
+        let row: Option<String> =
+            sqlx::query_scalar("SELECT filiere FROM cohort_versions WHERE id = $1 AND superseded_at IS NULL")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+        return row
+            .map(filiere)
+            .transpose()
+            .map(|f| f.map(Reach::filiere).unwrap_or_default());
+    }
+    let episode = match kind {
+        RecordKind::Patient => "e.patient_id = $1",
+        RecordKind::Episode => "e.id = $1",
+        RecordKind::Authorisation => {
+            "e.id = (SELECT episode_id FROM authorisation_versions WHERE id = $1 AND superseded_at IS NULL)"
+        }
+        RecordKind::FollowUp => {
+            "e.id = (SELECT episode_id FROM follow_up_versions WHERE id = $1 AND superseded_at IS NULL)"
+        }
+        RecordKind::AdverseEvent => {
+            "e.id = (SELECT episode_id FROM adverse_event_versions WHERE id = $1 AND superseded_at IS NULL)"
+        }
+        RecordKind::Centre | RecordKind::Prescriber | RecordKind::Framework | RecordKind::Cohort => {
+            return Ok(Reach::default());
+        }
+    };
+    let mut q = QueryBuilder::<Db>::new(
+        "SELECT DISTINCT e.centre_finess, c.filiere FROM episode_versions e \
+         JOIN cohort_versions c ON c.id = e.cohort_id AND c.superseded_at IS NULL \
+         WHERE e.superseded_at IS NULL AND ",
+    );
+    q.push(episode);
+    let rows: Vec<(String, String)> = q.build_query_as().bind(id).fetch_all(pool).await?;
+    let mut reach = Reach::default();
+    for (centre, f) in rows {
+        let centre = Finess::parse(&centre).map_err(|_| corrupt(format!("stored FINESS {centre:?} is malformed")))?;
+        reach.extend(Reach::episode(centre, filiere(f)?));
+    }
+    Ok(reach)
 }
 
 /// Versions recorded at or before `as_of` in (id, version) order, `limit` at a time after the

@@ -342,6 +342,7 @@ fn report_run(key: Option<&str>, fingerprint: &str, schedule: Option<(&str, i64)
         fingerprint: fingerprint.into(),
         period_label: "2026-Q3".into(),
         as_of: now,
+        filiere: None,
         parameters: serde_json::json!({"period": "2026-Q3"}),
         out_dir: "/reports/x".into(),
     }

@@ -1,0 +1,257 @@
+//! Scopes: whether what a call touches lies within the centres and filières of its caller.
+//!
+//! The role rules ([`crate::access::RULES`]) say which RPCs a role may call; this module says
+//! on which records, and is the only place that decides it. A handler names what its call
+//! touches (a [`Target`]) and gets back an [`Admitted`] call: the only way to a write context,
+//! an audited read or a scoped list. A handler therefore cannot write or disclose anything
+//! before the check, and the table-driven access test tries every RPC in and out of scope.
+//!
+//! A record out of scope and a record that does not exist get the same answer
+//! (PERMISSION_DENIED), so that ids cannot be probed across centres.
+
+use observatory_domain::{
+    access::{Principal, Reach, Scope},
+    codes::{Filiere, Finess, Rpps},
+    model::{Cohort, Prescriber, RecordId, RecordKind},
+};
+use observatory_store::{Store, WriteContext, audit::AuditEntry, audit::AuditTarget};
+use tonic::{Request, Status};
+
+use crate::error;
+
+/// What a call touches.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    /// Bound to no centre or filière: reference data, the audit trail, a new patient (who
+    /// belongs where its episodes will be). The role rule suffices.
+    Unbound,
+    /// A list: the store keeps only the rows within the caller's scope ([`Admitted::within`]).
+    List,
+    /// A cohort's catalogue entry, to read (see [`Scope::reads_cohorts_of`]).
+    CohortEntry(&'a RecordId),
+    /// An existing record to read or change: a cohort, or a patient-level record.
+    Record(RecordKind, &'a RecordId),
+    /// A new cohort of a filière.
+    NewCohort(&'a Filiere),
+    /// A new episode in a cohort, at a centre (by default the prescriber's), possibly
+    /// replacing an earlier episode. The patient need not be within scope yet: a patient
+    /// joins a centre when a prescriber there declares an episode for them.
+    NewEpisode {
+        centre: Option<&'a Finess>,
+        prescriber: &'a Rpps,
+        cohort: &'a RecordId,
+        previous: Option<&'a RecordId>,
+    },
+    /// A report run, limited to a filière (`None`: a run over every filière).
+    Run(Option<&'a str>),
+    /// A new report run, asked for a filière and/or a cohort.
+    NewRun {
+        filiere: Option<&'a Filiere>,
+        cohort: Option<&'a RecordId>,
+    },
+}
+
+/// A call whose caller may touch its target.
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    principal: Principal,
+    run_filiere: Option<Filiere>,
+}
+
+/// The caller of a request, as the authentication layer found it.
+pub fn principal<T>(req: &Request<T>) -> Result<&Principal, Status> {
+    // The layer refuses every call to these services that carries no valid token, so a missing
+    // principal means the service was mounted without it: refused rather than served anonymously.
+    req.extensions()
+        .get::<Principal>()
+        .ok_or_else(|| Status::unauthenticated("no authenticated principal"))
+}
+
+fn denied(principal: &Principal, what: &str) -> Status {
+    tracing::info!(role = %principal.role, token_id = %principal.token_id, what, "out-of-scope call refused");
+    Status::permission_denied(what.to_owned())
+}
+
+/// Checks that the caller of `req` may touch `target`.
+pub async fn admit<T>(store: &Store, req: &Request<T>, target: Target<'_>) -> Result<Admitted, Status> {
+    let principal = principal(req)?.clone();
+    let scope = &principal.scope;
+    let mut run_filiere = None;
+    let covered = |reach: &Reach| scope.covers(reach);
+    match target {
+        Target::Unbound | Target::List => {}
+        Target::CohortEntry(id) => {
+            let reach = store
+                .reach(RecordKind::Cohort, id.as_str())
+                .await
+                .map_err(error::store)?;
+            if !reach.filieres.iter().any(|f| scope.reads_cohorts_of(f)) {
+                return Err(denied(
+                    &principal,
+                    &format!("cohort {id} is not in a filière of this token, or does not exist"),
+                ));
+            }
+        }
+        Target::Record(kind, id) => {
+            let reach = store.reach(kind, id.as_str()).await.map_err(error::store)?;
+            if !covered(&reach) {
+                return Err(denied(
+                    &principal,
+                    &format!(
+                        "{} {id} is not within the centres and filières of this token, or does not exist",
+                        kind.code().to_lowercase().replace('_', " ")
+                    ),
+                ));
+            }
+        }
+        Target::NewCohort(filiere) => {
+            if !covered(&Reach::filiere(filiere.clone())) {
+                return Err(denied(
+                    &principal,
+                    &format!("filiere: {filiere} is not a filière of this token"),
+                ));
+            }
+        }
+        Target::NewEpisode {
+            centre,
+            prescriber,
+            cohort,
+            previous,
+        } => {
+            let centre = match centre {
+                Some(c) => c.clone(),
+                None => {
+                    store
+                        .require::<Prescriber>(prescriber.as_str())
+                        .await
+                        .map_err(error::store)?
+                        .record
+                        .centre_finess
+                }
+            };
+            let mut reach = store
+                .reach(RecordKind::Cohort, cohort.as_str())
+                .await
+                .map_err(error::store)?;
+            reach.centres.insert(centre.clone());
+            if !covered(&reach) {
+                return Err(denied(
+                    &principal,
+                    &format!(
+                        "centre_finess: an episode at {centre} in this cohort is outside the centres and filières of this token"
+                    ),
+                ));
+            }
+            if let Some(previous) = previous {
+                let reach = store
+                    .reach(RecordKind::Episode, previous.as_str())
+                    .await
+                    .map_err(error::store)?;
+                if !covered(&reach) {
+                    return Err(denied(
+                        &principal,
+                        &format!(
+                            "previous_episode_id: episode {previous} is not within the centres and filières of this token, or does not exist"
+                        ),
+                    ));
+                }
+            }
+        }
+        Target::Run(filiere) => {
+            let within = filiere.is_some_and(|f| scope.filieres().iter().any(|s| s.as_str() == f));
+            if !within {
+                return Err(denied(
+                    &principal,
+                    "this report run is not limited to a filière of this token, or does not exist",
+                ));
+            }
+        }
+        Target::NewRun { filiere, cohort } => {
+            let cohort_filiere = match cohort {
+                None => None,
+                Some(id) => {
+                    let c = store.get::<Cohort>(id.as_str()).await.map_err(error::store)?;
+                    let Some(c) = c.filter(|c| scope.filieres().contains(&c.record.filiere)) else {
+                        return Err(denied(
+                            &principal,
+                            &format!("cohort_id: cohort {id} is not in a filière of this token, or does not exist"),
+                        ));
+                    };
+                    Some(c.record.filiere)
+                }
+            };
+            let resolved = match (filiere, cohort_filiere) {
+                (Some(f), Some(c)) if *f != c => {
+                    return Err(error::invalid_field(
+                        "cohort_id",
+                        "CONFLICT",
+                        &format!("belongs to filière {c}, not to {f}"),
+                    ));
+                }
+                (Some(f), _) => f.clone(),
+                (None, Some(c)) => c,
+                (None, None) => match scope.filieres() {
+                    [only] => only.clone(),
+                    many => {
+                        let names: Vec<&str> = many.iter().map(Filiere::as_str).collect();
+                        return Err(denied(
+                            &principal,
+                            &format!(
+                                "filiere: name one of this token's filières ({}); reports over every filière are run by the schedule or on the command line",
+                                names.join(", ")
+                            ),
+                        ));
+                    }
+                },
+            };
+            if !scope.filieres().contains(&resolved) {
+                return Err(denied(
+                    &principal,
+                    &format!("filiere: {resolved} is not a filière of this token"),
+                ));
+            }
+            run_filiere = Some(resolved);
+        }
+    }
+    Ok(Admitted { principal, run_filiere })
+}
+
+impl Admitted {
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// The scope lists are restricted to.
+    pub fn within(&self) -> &Scope {
+        &self.principal.scope
+    }
+
+    /// For a new report run: the filière it is limited to.
+    pub fn run_filiere(&self) -> Option<&Filiere> {
+        self.run_filiere.as_ref()
+    }
+
+    /// Who writes, under which request and trace ids (see [`crate::request_ids`]).
+    pub fn context<T>(&self, req: &Request<T>, idempotency_key: Option<String>) -> WriteContext {
+        let (request_id, trace_id) = crate::request_ids(req);
+        WriteContext {
+            actor: self.principal.actor(),
+            request_id,
+            trace_id,
+            idempotency_key,
+        }
+    }
+
+    /// Records a patient-level read (or an export) in the audit trail before it is answered:
+    /// UNAVAILABLE, and nothing disclosed, when the event cannot be recorded.
+    pub async fn audit_read<T>(
+        &self,
+        store: &Store,
+        req: &Request<T>,
+        action: &str,
+        targets: Vec<AuditTarget>,
+    ) -> Result<(), Status> {
+        let entry = AuditEntry::new(&self.context(req, None), action, targets);
+        store.record_access(entry).await.map_err(error::store)
+    }
+}
