@@ -7,7 +7,7 @@ use observatory_grpc::access::RULES;
 use observatory_server::access::{TokenRequest, create_token, revoke_token};
 use tonic::{Code, transport::Channel};
 
-use crate::helpers::{Backend, TEST_CENTRE, TEST_FILIERES, spawn_app, token_for};
+use crate::helpers::{Backend, TEST_CENTRE, TEST_FILIERES, fresh_database, spawn_app, start_app, token_for};
 use crate::on_both_backends;
 
 /// Every RPC of the observatory's services, by path, from the compiled descriptors.
@@ -160,7 +160,48 @@ async fn writes_are_recorded_under_the_token_that_made_them(backend: Backend) {
 }
 
 on_both_backends!(
+    each_token_has_its_own_rate_and_health_checks_none,
     every_rpc_answers_each_role_as_its_rule_says,
     unknown_expired_and_revoked_tokens_are_refused,
     writes_are_recorded_under_the_token_that_made_them,
 );
+
+async fn each_token_has_its_own_rate_and_health_checks_none(backend: Backend) {
+    let (url, dir) = fresh_database(backend).await;
+    let limits = [
+        ("OBSERVATORY_RATE_LIMIT_PER_SECOND", "2"),
+        ("OBSERVATORY_RATE_LIMIT_BURST", "3"),
+    ];
+    let app = start_app(url, dir, &limits).await;
+    let path = "/observatory.v1.ReferenceService/ListDrugs";
+    let first = token_for(&app.store, Role::Analyst).await;
+    let second = token_for(&app.store, Role::Analyst).await;
+    for _ in 0..3 {
+        assert_eq!(call(&app.channel, path, Some(&first)).await, Code::Ok);
+    }
+    // The burst is used up: refused, with when to retry, and nothing else of the call done.
+    let mut client = observatory_proto::v1::reference_service_client::ReferenceServiceClient::new(
+        tonic::service::interceptor::InterceptedService::new(app.channel.clone(), crate::helpers::Bearer::new(&first)),
+    );
+    let status = client
+        .list_drugs(observatory_proto::v1::ListDrugsRequest::default())
+        .await
+        .expect_err("rate exceeded");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    let retry = tonic_types::StatusExt::get_details_retry_info(&status)
+        .and_then(|r| r.retry_delay)
+        .expect("retry info");
+    assert!(
+        retry > std::time::Duration::ZERO && retry <= std::time::Duration::from_millis(500),
+        "{retry:?}"
+    );
+    // Another token has its own bucket; health checks have none.
+    assert_eq!(call(&app.channel, path, Some(&second)).await, Code::Ok);
+    for _ in 0..10 {
+        assert_eq!(call(&app.channel, "/grpc.health.v1.Health/Check", None).await, Code::Ok);
+    }
+    // The bucket refills at its rate.
+    tokio::time::sleep(retry + std::time::Duration::from_millis(50)).await;
+    assert_eq!(call(&app.channel, path, Some(&first)).await, Code::Ok);
+    app.stop().await;
+}

@@ -7,6 +7,7 @@
 
 pub mod access;
 mod audit;
+pub mod bounds;
 pub mod convert;
 pub mod error;
 pub mod guard;

@@ -64,6 +64,13 @@ pub struct Config {
     /// Serve gRPC without TLS: only behind a proxy that terminates TLS. Without TLS and without
     /// this, `serve` refuses to start (`serve --dev` excepted).
     pub allow_plaintext: bool,
+    /// Seconds an RPC may take before it is answered DEADLINE_EXCEEDED (ten times that for
+    /// `VerifyAudit`).
+    pub request_timeout_seconds: u64,
+    /// Calls per second one token may sustain; beyond, RESOURCE_EXHAUSTED.
+    pub rate_limit_per_second: u32,
+    /// Calls one token may make at once after a pause.
+    pub rate_limit_burst: u32,
     /// Development mode (`serve --dev`): loopback only, no TLS, a one-time admin token printed
     /// at start. Never read from a file or the environment.
     #[serde(skip)]
@@ -86,6 +93,9 @@ impl std::fmt::Debug for Config {
             .field("report_threshold", &self.report_threshold)
             .field("report_french_csv", &self.report_french_csv)
             .field("allow_plaintext", &self.allow_plaintext)
+            .field("request_timeout_seconds", &self.request_timeout_seconds)
+            .field("rate_limit_per_second", &self.rate_limit_per_second)
+            .field("rate_limit_burst", &self.rate_limit_burst)
             .field("dev", &self.dev)
             .field(
                 "pseudonym_key_hex",
@@ -108,6 +118,9 @@ impl Default for Config {
             report_threshold: observatory_analytics::suppress::DEFAULT_THRESHOLD,
             report_french_csv: false,
             allow_plaintext: false,
+            request_timeout_seconds: 30,
+            rate_limit_per_second: 200,
+            rate_limit_burst: 400,
             dev: false,
             pseudonym_key_hex: None,
         }
@@ -182,10 +195,45 @@ impl Config {
                 _ => bail!("OBSERVATORY_ALLOW_PLAINTEXT must be true or false"),
             };
         }
+        let number = |key: &str| -> anyhow::Result<Option<u64>> {
+            env.get(key)
+                .map(|v| {
+                    v.parse::<u64>()
+                        .with_context(|| format!("{key} must be a whole number"))
+                })
+                .transpose()
+        };
+        if let Some(n) = number("OBSERVATORY_REQUEST_TIMEOUT_SECONDS")? {
+            config.request_timeout_seconds = n;
+        }
+        if let Some(n) = number("OBSERVATORY_RATE_LIMIT_PER_SECOND")? {
+            config.rate_limit_per_second = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        if let Some(n) = number("OBSERVATORY_RATE_LIMIT_BURST")? {
+            config.rate_limit_burst = u32::try_from(n).unwrap_or(u32::MAX);
+        }
         if !(1..=1000).contains(&config.report_threshold) {
             bail!("report_threshold must be a number from 1 to 1000");
         }
+        if !(1..=3600).contains(&config.request_timeout_seconds) {
+            bail!("request_timeout_seconds must be a number from 1 to 3600");
+        }
+        if !(1..=1_000_000).contains(&config.rate_limit_per_second) {
+            bail!("rate_limit_per_second must be a number from 1 to 1000000");
+        }
+        if !(1..=1_000_000).contains(&config.rate_limit_burst) {
+            bail!("rate_limit_burst must be a number from 1 to 1000000");
+        }
         Ok(config)
+    }
+
+    /// Deadlines and rate limits of calls.
+    pub fn limits(&self) -> observatory_grpc::bounds::Limits {
+        observatory_grpc::bounds::Limits {
+            request_timeout: std::time::Duration::from_secs(self.request_timeout_seconds),
+            per_second: f64::from(self.rate_limit_per_second),
+            burst: self.rate_limit_burst,
+        }
     }
 
     /// The pseudonymisation key: from `OBSERVATORY_PSEUDONYM_KEY`, else from the key file,
@@ -247,6 +295,17 @@ mod tests {
         assert!(Config::load(None, &env).is_err());
         let env = HashMap::from([("OBSERVATORY_REPORT_THRESHOLD".to_string(), "0".to_string())]);
         assert!(Config::load(None, &env).is_err());
+        for (key, bad) in [
+            ("OBSERVATORY_REQUEST_TIMEOUT_SECONDS", "0"),
+            ("OBSERVATORY_REQUEST_TIMEOUT_SECONDS", "30s"),
+            ("OBSERVATORY_RATE_LIMIT_PER_SECOND", "0"),
+            ("OBSERVATORY_RATE_LIMIT_BURST", "-1"),
+        ] {
+            let env = HashMap::from([(key.to_string(), bad.to_string())]);
+            assert!(Config::load(None, &env).is_err(), "{key}={bad}");
+        }
+        let env = HashMap::from([("OBSERVATORY_RATE_LIMIT_BURST".to_string(), "5".to_string())]);
+        assert_eq!(Config::load(None, &env).unwrap().limits().burst, 5);
         std::fs::write(&file, "report_schedule = \"quarterly\"\n").unwrap();
         let c = Config::load(Some(&file), &HashMap::new()).unwrap();
         assert_eq!(c.report_schedule, ReportSchedule::Quarterly);

@@ -50,6 +50,7 @@ pub struct Application {
     schedule: Option<ScheduleConfig>,
     addr: SocketAddr,
     dev_admin_token: Option<String>,
+    limits: observatory_grpc::bounds::Limits,
 }
 
 impl Application {
@@ -110,6 +111,7 @@ impl Application {
             schedule,
             addr,
             dev_admin_token,
+            limits: config.limits(),
         })
     }
 
@@ -132,6 +134,7 @@ impl Application {
             schedule,
             addr,
             dev_admin_token: _,
+            limits,
         } = self;
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter
@@ -183,6 +186,8 @@ impl Application {
             )
             // Every call but health checks authenticated, and its role checked, here.
             .layer(observatory_grpc::access::AuthLayer::new(state.store.clone()))
+            // Then each call's deadline, and its token's rate.
+            .layer(observatory_grpc::bounds::BoundsLayer::new(limits))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
