@@ -96,6 +96,7 @@ async fn unknown_expired_and_revoked_tokens_are_refused(backend: Backend) {
     // Expired: a token that expires two seconds after it is made (the command line refuses an
     // expiry in the past), tried before and after.
     let expiring = TokenRequest {
+        client_subject: None,
         role: Role::Prescriber,
         centres: vec![TEST_CENTRE.to_owned()],
         filieres: vec![],
@@ -108,6 +109,7 @@ async fn unknown_expired_and_revoked_tokens_are_refused(backend: Backend) {
 
     // Revoked: refused from the next call on; a second revocation is an error.
     let analyst = TokenRequest {
+        client_subject: None,
         role: Role::Analyst,
         centres: vec![],
         filieres: TEST_FILIERES.iter().map(|f| f.to_string()).collect(),

@@ -51,6 +51,7 @@ pub async fn token_for(store: &Store, role: Role) -> String {
         Role::Admin => (vec![], vec![]),
     };
     let request = TokenRequest {
+        client_subject: None,
         role,
         centres,
         filieres,
@@ -78,6 +79,8 @@ pub struct TestApp {
     pub audit: AuditServiceClient<Authed>,
     /// Without credentials.
     pub channel: Channel,
+    /// Where the server listens.
+    pub addr: std::net::SocketAddr,
     pub database_url: String,
     /// A second handle on the same database, to look at what was stored.
     pub store: Store,
@@ -145,11 +148,10 @@ pub async fn start_app(database_url: String, dir: tempfile::TempDir, extra: &[(&
     let server = tokio::spawn(app.run_until(async move {
         let _ = rx.await;
     }));
+    // Connected at the first call: a server configured for TLS has no plain-text channel.
     let channel = Channel::from_shared(format!("http://{addr}"))
         .expect("endpoint")
-        .connect()
-        .await
-        .expect("connect to the server");
+        .connect_lazy();
     let store = Store::connect(&StoreOptions::new(&database_url))
         .await
         .expect("second store handle");
@@ -161,6 +163,7 @@ pub async fn start_app(database_url: String, dir: tempfile::TempDir, extra: &[(&
         reports: ReportServiceClient::new(as_role(Role::Analyst).await),
         audit: AuditServiceClient::new(as_role(Role::Admin).await),
         channel,
+        addr,
         database_url,
         store,
 

@@ -507,6 +507,7 @@ async fn every_rpc_serves_each_role_its_own_side_only(backend: Backend) {
 
     let caller = async |who: &'static str, role: Role, centres: &[&str], filieres: &[&str], side: Option<Which>| {
         let request = TokenRequest {
+            client_subject: None,
             role,
             centres: centres.iter().map(|c| c.to_string()).collect(),
             filieres: filieres.iter().map(|f| f.to_string()).collect(),

@@ -8,7 +8,10 @@
 //! in the request extensions.
 //!
 //! Tokens are opaque: `obs_` and 64 hexadecimal digits of randomness. Only their SHA-256 is
-//! stored, so a stolen database gives no usable token.
+//! stored, so a stolen database gives no usable token. Under mutual TLS, a token may instead be
+//! held as a client certificate: a call with no bearer token, over a connection whose client
+//! certificate (already verified against the configured client CA by TLS) has a subject bound
+//! to a live token, acts as that token.
 
 use std::{
     pin::Pin,
@@ -20,6 +23,8 @@ use observatory_domain::access::{Principal, Role};
 use observatory_store::Store;
 use sha2::{Digest, Sha256};
 use tonic::Status;
+use tonic::transport::CertificateDer;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 use Role::{Admin, Analyst, DataManager, Partner, Prescriber};
 
@@ -127,24 +132,68 @@ fn bearer(headers: &http::HeaderMap) -> Option<&str> {
     .then_some(secret)
 }
 
-/// Decides whether a call to `path` with `headers` may proceed, and as whom (`None`: an open
+/// The subject of a DER certificate, as its relative distinguished names in order
+/// (`CN=registry.example, O=Partner`): what `token create --client-cert` binds and what a
+/// client certificate is looked up by.
+pub fn certificate_subject(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let subject = cert.subject().to_string();
+    (!subject.is_empty()).then_some(subject)
+}
+
+/// The subject of the first certificate of a PEM text.
+pub fn pem_certificate_subject(pem: &[u8]) -> Option<String> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem).ok()?;
+    (pem.label == "CERTIFICATE")
+        .then(|| certificate_subject(&pem.contents))
+        .flatten()
+}
+
+/// Decides whether a call to `path` with `headers`, over a connection whose verified client
+/// certificate chain is `peer_certs` (leaf first), may proceed, and as whom (`None`: an open
 /// service, no principal needed).
-pub async fn authorize(store: &Store, path: &str, headers: &http::HeaderMap) -> Result<Option<Principal>, Status> {
+pub async fn authorize(
+    store: &Store,
+    path: &str,
+    headers: &http::HeaderMap,
+    peer_certs: Option<&[CertificateDer<'static>]>,
+) -> Result<Option<Principal>, Status> {
     if OPEN.iter().any(|p| path.starts_with(p)) {
         return Ok(None);
     }
-    let Some(secret) = bearer(headers) else {
-        return Err(Status::unauthenticated(
-            "missing or malformed bearer token (authorization: Bearer obs_...)",
-        ));
-    };
-    let record = store.token_by_secret_hash(&secret_sha256(secret)).await.map_err(|e| {
+    let unavailable = |e: observatory_store::StoreError| {
         tracing::error!(error = %e, "cannot look up a token");
         Status::unavailable("cannot check credentials now; retry later")
-    })?;
-    // One answer for unknown, expired and revoked tokens: nothing to probe.
-    let Some(principal) = record.and_then(|r| r.principal_at(Utc::now())) else {
-        return Err(Status::unauthenticated("invalid, expired or revoked token"));
+    };
+    let now = Utc::now();
+    let principal = match (bearer(headers), peer_certs.and_then(|c| c.first())) {
+        (Some(secret), _) => {
+            let record = store
+                .token_by_secret_hash(&secret_sha256(secret))
+                .await
+                .map_err(unavailable)?;
+            // One answer for unknown, expired and revoked tokens: nothing to probe.
+            record
+                .and_then(|r| r.principal_at(now))
+                .ok_or_else(|| Status::unauthenticated("invalid, expired or revoked token"))?
+        }
+        (None, Some(leaf)) => {
+            let Some(subject) = certificate_subject(leaf) else {
+                return Err(Status::unauthenticated(
+                    "the client certificate has no readable subject",
+                ));
+            };
+            let records = store.tokens_by_client_subject(&subject).await.map_err(unavailable)?;
+            records
+                .iter()
+                .find_map(|r| r.principal_at(now))
+                .ok_or_else(|| Status::unauthenticated("the client certificate is bound to no live token"))?
+        }
+        (None, None) => {
+            return Err(Status::unauthenticated(
+                "missing or malformed bearer token (authorization: Bearer obs_...), and no client certificate",
+            ));
+        }
     };
     let Some(roles) = roles_for(path) else {
         return Err(Status::permission_denied(format!("{path} has no access rule")));
@@ -209,7 +258,18 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let store = self.store.clone();
         Box::pin(async move {
-            match authorize(&store, req.uri().path(), req.headers()).await {
+            let peer_certs = req
+                .extensions()
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(TlsConnectInfo::peer_certs);
+            match authorize(
+                &store,
+                req.uri().path(),
+                req.headers(),
+                peer_certs.as_deref().map(Vec::as_slice),
+            )
+            .await
+            {
                 Ok(principal) => {
                     if let Some(principal) = principal {
                         tracing::Span::current().record("role", principal.role.code());

@@ -46,9 +46,19 @@ pub struct TokenRequest {
     pub centres: Vec<String>,
     pub filieres: Vec<String>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// Held as a client certificate of this subject (see [`client_certificate_subject`]).
+    pub client_subject: Option<String>,
 }
 
-/// Creates a token; returns its record and its secret, which is stored nowhere.
+/// The subject of the first certificate of a PEM file, as client certificates are matched.
+pub fn client_certificate_subject(path: &std::path::Path) -> anyhow::Result<String> {
+    let pem = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    observatory_grpc::access::pem_certificate_subject(&pem)
+        .with_context(|| format!("{} holds no PEM certificate with a readable subject", path.display()))
+}
+
+/// Creates a token; returns its record and its secret, which is stored nowhere (for a token
+/// held as a client certificate, a secret nobody is given).
 pub async fn create_token(
     store: &Store,
     request: &TokenRequest,
@@ -75,6 +85,7 @@ pub async fn create_token(
         created_at: Utc::now().trunc_subsecs(6),
         created_by: created_by.to_owned(),
         expires_at: request.expires_at.map(|e| e.trunc_subsecs(6)),
+        client_subject: request.client_subject.clone(),
     };
     store.create_token(&token).await.context("cannot store the token")?;
     Ok((token, secret))
@@ -92,10 +103,11 @@ pub async fn revoke_token(store: &Store, id: &str, revoked_by: &str) -> anyhow::
         .with_context(|| format!("cannot revoke token {id}"))
 }
 
-/// One line per token for `token list`: id, role, scope, created, expiry, state (never the
-/// secret, which is not kept).
+/// One line per token for `token list`: id, role, scope, created, expiry, state, and the
+/// client certificate subject of a token held as a certificate (never the secret, which is
+/// not kept).
 pub fn token_lines(tokens: &[TokenRecord], now: DateTime<Utc>) -> Vec<String> {
-    let mut lines = vec!["id\trole\tcentres\tfilieres\tcreated_at\texpires_at\tstate".to_owned()];
+    let mut lines = vec!["id\trole\tcentres\tfilieres\tcreated_at\texpires_at\tstate\tclient_certificate".to_owned()];
     for record in tokens {
         let t = &record.token;
         let join = |items: Vec<&str>| {
@@ -111,14 +123,15 @@ pub fn token_lines(tokens: &[TokenRecord], now: DateTime<Utc>) -> Vec<String> {
             _ => "active".to_owned(),
         };
         lines.push(format!(
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             t.id,
             t.role,
             join(t.scope.centres().iter().map(|c| c.as_str()).collect()),
             join(t.scope.filieres().iter().map(|f| f.as_str()).collect()),
             t.created_at.to_rfc3339(),
             t.expires_at.map_or("never".to_owned(), |e| e.to_rfc3339()),
-            state
+            state,
+            t.client_subject.as_deref().unwrap_or("-"),
         ));
     }
     lines

@@ -64,6 +64,15 @@ pub struct Config {
     /// Serve gRPC without TLS: only behind a proxy that terminates TLS. Without TLS and without
     /// this, `serve` refuses to start (`serve --dev` excepted).
     pub allow_plaintext: bool,
+    /// TLS: the server's certificate chain and private key (PEM files). Both, or neither.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// Mutual TLS: the CA (PEM) whose client certificates are accepted; a certificate's subject
+    /// bound to a token (`token create --client-cert`) acts as that token.
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// With a client CA: refuse connections without a client certificate (otherwise bearer
+    /// tokens remain accepted beside certificates).
+    pub tls_client_auth_required: bool,
     /// Seconds an RPC may take before it is answered DEADLINE_EXCEEDED (ten times that for
     /// `VerifyAudit`).
     pub request_timeout_seconds: u64,
@@ -78,6 +87,12 @@ pub struct Config {
     /// Hex key given directly (environment only, `OBSERVATORY_PSEUDONYM_KEY`): wins over the file.
     #[serde(skip)]
     pub pseudonym_key_hex: Option<String>,
+    /// TLS certificate chain and key given directly as PEM (environment only,
+    /// `OBSERVATORY_TLS_CERT`, `OBSERVATORY_TLS_KEY`): win over the files.
+    #[serde(skip)]
+    pub tls_cert_pem: Option<String>,
+    #[serde(skip)]
+    pub tls_key_pem: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -93,6 +108,12 @@ impl std::fmt::Debug for Config {
             .field("report_threshold", &self.report_threshold)
             .field("report_french_csv", &self.report_french_csv)
             .field("allow_plaintext", &self.allow_plaintext)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_key_file", &self.tls_key_file)
+            .field("tls_client_ca_file", &self.tls_client_ca_file)
+            .field("tls_client_auth_required", &self.tls_client_auth_required)
+            .field("tls_cert_pem", &self.tls_cert_pem.as_ref().map(|_| "<given>"))
+            .field("tls_key_pem", &self.tls_key_pem.as_ref().map(|_| "<redacted>"))
             .field("request_timeout_seconds", &self.request_timeout_seconds)
             .field("rate_limit_per_second", &self.rate_limit_per_second)
             .field("rate_limit_burst", &self.rate_limit_burst)
@@ -118,11 +139,17 @@ impl Default for Config {
             report_threshold: observatory_analytics::suppress::DEFAULT_THRESHOLD,
             report_french_csv: false,
             allow_plaintext: false,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
+            tls_client_auth_required: false,
             request_timeout_seconds: 30,
             rate_limit_per_second: 200,
             rate_limit_burst: 400,
             dev: false,
             pseudonym_key_hex: None,
+            tls_cert_pem: None,
+            tls_key_pem: None,
         }
     }
 }
@@ -195,6 +222,28 @@ impl Config {
                 _ => bail!("OBSERVATORY_ALLOW_PLAINTEXT must be true or false"),
             };
         }
+        for (key, field) in [
+            ("OBSERVATORY_TLS_CERT_FILE", &mut config.tls_cert_file),
+            ("OBSERVATORY_TLS_KEY_FILE", &mut config.tls_key_file),
+            ("OBSERVATORY_TLS_CLIENT_CA_FILE", &mut config.tls_client_ca_file),
+        ] {
+            if let Some(v) = env.get(key) {
+                *field = Some(PathBuf::from(v));
+            }
+        }
+        if let Some(v) = env.get("OBSERVATORY_TLS_CERT") {
+            config.tls_cert_pem = Some(v.clone());
+        }
+        if let Some(v) = env.get("OBSERVATORY_TLS_KEY") {
+            config.tls_key_pem = Some(v.clone());
+        }
+        if let Some(v) = env.get("OBSERVATORY_TLS_CLIENT_AUTH_REQUIRED") {
+            config.tls_client_auth_required = match v.as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => bail!("OBSERVATORY_TLS_CLIENT_AUTH_REQUIRED must be true or false"),
+            };
+        }
         let number = |key: &str| -> anyhow::Result<Option<u64>> {
             env.get(key)
                 .map(|v| {
@@ -225,6 +274,49 @@ impl Config {
             bail!("rate_limit_burst must be a number from 1 to 1000000");
         }
         Ok(config)
+    }
+
+    /// The TLS configuration of the server, when a certificate and key are given (from the
+    /// environment, else from files); an error when only one of them is, or one cannot be read.
+    pub fn tls(&self) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+        let read = |pem: &Option<String>, file: &Option<PathBuf>, what: &str| -> anyhow::Result<Option<String>> {
+            match (pem, file) {
+                (Some(pem), _) => Ok(Some(pem.clone())),
+                (None, Some(path)) => std::fs::read_to_string(path)
+                    .map(Some)
+                    .with_context(|| format!("cannot read the TLS {what} file {}", path.display())),
+                (None, None) => Ok(None),
+            }
+        };
+        let cert = read(&self.tls_cert_pem, &self.tls_cert_file, "certificate")?;
+        let key = read(&self.tls_key_pem, &self.tls_key_file, "key")?;
+        let (cert, key) = match (cert, key) {
+            (Some(cert), Some(key)) => (cert, key),
+            (None, None) => {
+                if self.tls_client_ca_file.is_some() {
+                    bail!("tls_client_ca_file needs TLS: give tls_cert_file and tls_key_file too");
+                }
+                return Ok(None);
+            }
+            _ => bail!("TLS needs both a certificate and its key (tls_cert_file and tls_key_file)"),
+        };
+        anyhow::ensure!(
+            cert.contains("-----BEGIN CERTIFICATE-----"),
+            "the TLS certificate is not PEM (-----BEGIN CERTIFICATE-----)"
+        );
+        anyhow::ensure!(key.contains("PRIVATE KEY-----"), "the TLS key is not a PEM private key");
+        let mut tls =
+            tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(cert, key));
+        if let Some(path) = &self.tls_client_ca_file {
+            let ca = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the TLS client CA file {}", path.display()))?;
+            tls = tls
+                .client_ca_root(tonic::transport::Certificate::from_pem(ca))
+                .client_auth_optional(!self.tls_client_auth_required);
+        } else if self.tls_client_auth_required {
+            bail!("tls_client_auth_required needs tls_client_ca_file");
+        }
+        Ok(Some(tls))
     }
 
     /// Deadlines and rate limits of calls.
@@ -309,6 +401,54 @@ mod tests {
         std::fs::write(&file, "report_schedule = \"quarterly\"\n").unwrap();
         let c = Config::load(Some(&file), &HashMap::new()).unwrap();
         assert_eq!(c.report_schedule, ReportSchedule::Quarterly);
+    }
+
+    #[test]
+    fn tls_needs_a_certificate_and_its_key_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\n").unwrap();
+        let with = |pairs: &[(&str, &std::path::Path)]| Config {
+            tls_cert_file: pairs.iter().find(|(k, _)| *k == "cert").map(|(_, p)| p.to_path_buf()),
+            tls_key_file: pairs.iter().find(|(k, _)| *k == "key").map(|(_, p)| p.to_path_buf()),
+            tls_client_ca_file: pairs.iter().find(|(k, _)| *k == "ca").map(|(_, p)| p.to_path_buf()),
+            ..Config::default()
+        };
+        assert!(with(&[]).tls().unwrap().is_none(), "no TLS configured");
+        assert!(with(&[("cert", &cert), ("key", &key)]).tls().unwrap().is_some());
+        assert!(with(&[("cert", &cert)]).tls().is_err(), "a certificate without its key");
+        assert!(with(&[("key", &key)]).tls().is_err(), "a key without its certificate");
+        assert!(with(&[("ca", &cert)]).tls().is_err(), "a client CA without TLS");
+        let missing = dir.path().join("missing.pem");
+        assert!(with(&[("cert", &missing), ("key", &key)]).tls().is_err());
+        assert!(
+            with(&[("cert", &key), ("key", &key)]).tls().is_err(),
+            "a key given as the certificate"
+        );
+        let required = Config {
+            tls_client_auth_required: true,
+            ..with(&[("cert", &cert), ("key", &key)])
+        };
+        assert!(
+            required.tls().is_err(),
+            "client certificates required without a client CA"
+        );
+        // Given in the environment, the PEM texts win over the files, and are never printed.
+        let env = HashMap::from([
+            (
+                "OBSERVATORY_TLS_CERT".to_string(),
+                "-----BEGIN CERTIFICATE-----\n".to_string(),
+            ),
+            (
+                "OBSERVATORY_TLS_KEY".to_string(),
+                "-----BEGIN PRIVATE KEY-----\nsecret".to_string(),
+            ),
+        ]);
+        let c = Config::load(None, &env).unwrap();
+        assert!(c.tls().unwrap().is_some());
+        assert!(!format!("{c:?}").contains("secret"));
     }
 
     #[test]

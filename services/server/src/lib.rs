@@ -51,15 +51,25 @@ pub struct Application {
     addr: SocketAddr,
     dev_admin_token: Option<String>,
     limits: observatory_grpc::bounds::Limits,
+    tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 impl Application {
     /// Opens the store, loads the pseudonymisation key and binds the listener (port 0 picks a
     /// free port: see [`Application::local_addr`]).
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        if !config.dev && !config.allow_plaintext {
+        // Development mode serves loopback only, in plain text.
+        let tls = if config.dev { None } else { config.tls()? };
+        if let Some(tls) = &tls {
+            // Unreadable certificates and keys stop the start here, not at the first call.
+            tonic::transport::Server::builder()
+                .tls_config(tls.clone())
+                .context("invalid TLS certificate or key")?;
+        }
+        if tls.is_none() && !config.dev && !config.allow_plaintext {
             anyhow::bail!(
-                "refusing to serve without TLS: behind a proxy that terminates TLS set allow_plaintext = true \
+                "refusing to serve without TLS: give tls_cert_file and tls_key_file (OBSERVATORY_TLS_CERT_FILE, \
+                 OBSERVATORY_TLS_KEY_FILE); behind a proxy that terminates TLS set allow_plaintext = true \
                  (OBSERVATORY_ALLOW_PLAINTEXT=true); on this machine only, run `observatory serve --dev`"
             );
         }
@@ -74,6 +84,7 @@ impl Application {
         }
         let dev_admin_token = if config.dev {
             let request = access::TokenRequest {
+                client_subject: None,
                 role: observatory_domain::access::Role::Admin,
                 centres: Vec::new(),
                 filieres: Vec::new(),
@@ -112,6 +123,7 @@ impl Application {
             addr,
             dev_admin_token,
             limits: config.limits(),
+            tls,
         })
     }
 
@@ -135,6 +147,7 @@ impl Application {
             addr,
             dev_admin_token: _,
             limits,
+            tls,
         } = self;
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter
@@ -177,8 +190,12 @@ impl Application {
             }));
         }
         log_audit_head(&state.store).await;
-        tracing::info!(%addr, store = ?state.store, "observatory serving gRPC");
-        tonic::transport::Server::builder()
+        tracing::info!(%addr, store = ?state.store, tls = tls.is_some(), "observatory serving gRPC");
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            server = server.tls_config(tls).context("invalid TLS configuration")?;
+        }
+        server
             // One span per call, named by its method only: request bodies (which may hold
             // identity fields) are never recorded.
             .trace_fn(

@@ -104,6 +104,11 @@ enum TokenCommand {
         /// When the token stops working: 90d, a date (YYYY-MM-DD), an RFC 3339 instant, or never.
         #[arg(long, default_value = "90d")]
         expires: String,
+        /// Hold the token as this client certificate (PEM) instead of a secret: under mutual
+        /// TLS, calls over a connection presenting a certificate with the same subject act as
+        /// the token. No secret is printed.
+        #[arg(long, value_name = "PEM_FILE")]
+        client_cert: Option<std::path::PathBuf>,
     },
     /// List every token: id, role, scope, expiry and state (never a secret).
     List,
@@ -184,18 +189,30 @@ async fn main() -> anyhow::Result<()> {
                     centres,
                     filieres,
                     expires,
+                    client_cert,
                 } => {
+                    let client_subject = client_cert
+                        .as_deref()
+                        .map(access::client_certificate_subject)
+                        .transpose()?;
                     let request = access::TokenRequest {
                         role,
                         centres,
                         filieres,
                         expires_at: access::parse_expiry(&expires, now)?,
+                        client_subject,
                     };
                     access::create_token(&store, &request, access::COMMAND_LINE_ACTOR)
                         .await
-                        .map(|(token, secret)| {
-                            eprintln!("token {} created; its secret is shown once:", token.id);
-                            println!("{secret}");
+                        .map(|(token, secret)| match &token.client_subject {
+                            Some(subject) => {
+                                eprintln!("token {} created, held as the client certificate {subject}", token.id);
+                                println!("{}", token.id);
+                            }
+                            None => {
+                                eprintln!("token {} created; its secret is shown once:", token.id);
+                                println!("{secret}");
+                            }
                         })
                 }
                 TokenCommand::List => store.list_tokens().await.map_err(Into::into).map(|tokens| {

@@ -18,6 +18,9 @@ pub struct NewToken {
     pub created_at: DateTime<Utc>,
     pub created_by: String,
     pub expires_at: Option<DateTime<Utc>>,
+    /// For a token held as a client certificate: the certificate's subject, as
+    /// `observatory_grpc::access::certificate_subject` renders it.
+    pub client_subject: Option<String>,
 }
 
 /// A revocation: when and by whom.
@@ -55,6 +58,11 @@ impl Store {
     /// The token whose secret hashes to `secret_sha256`, revoked or expired ones included.
     pub async fn token_by_secret_hash(&self, secret_sha256: &str) -> Result<Option<TokenRecord>> {
         dispatch!(self, tokens_sql::by_secret_hash(secret_sha256))
+    }
+
+    /// The tokens bound to a client certificate subject, newest first.
+    pub async fn tokens_by_client_subject(&self, subject: &str) -> Result<Vec<TokenRecord>> {
+        dispatch!(self, tokens_sql::by_client_subject(subject))
     }
 
     /// Every token, oldest first.

@@ -15,7 +15,7 @@ use crate::{Result, StoreError};
 type Pool = sqlx::Pool<Db>;
 
 const SELECT: &str = "SELECT t.id, t.secret_sha256, t.role, t.centres, t.filieres, t.created_at, t.created_by, \
-     t.expires_at, r.revoked_at, r.revoked_by \
+     t.expires_at, t.client_subject, r.revoked_at, r.revoked_by \
      FROM access_tokens t LEFT JOIN access_token_revocations r ON r.token_id = t.id";
 
 #[derive(sqlx::FromRow)]
@@ -28,6 +28,7 @@ struct TokenRow {
     created_at: DateTime<Utc>,
     created_by: String,
     expires_at: Option<DateTime<Utc>>,
+    client_subject: Option<String>,
     revoked_at: Option<DateTime<Utc>>,
     revoked_by: Option<String>,
 }
@@ -66,6 +67,7 @@ impl TokenRow {
                 created_at: self.created_at,
                 created_by: self.created_by,
                 expires_at: self.expires_at,
+                client_subject: self.client_subject,
             },
             revocation,
         })
@@ -82,8 +84,8 @@ pub async fn create(write: &Pool, _read: &Pool, token: &NewToken) -> Result<()> 
     );
     audit_sql::in_transaction(write, entry, async |conn| {
         sqlx::query(
-            "INSERT INTO access_tokens (id, secret_sha256, role, centres, filieres, created_at, created_by, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO access_tokens (id, secret_sha256, role, centres, filieres, created_at, created_by, expires_at, \
+             client_subject) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&token.id)
         .bind(&token.secret_sha256)
@@ -93,6 +95,7 @@ pub async fn create(write: &Pool, _read: &Pool, token: &NewToken) -> Result<()> 
         .bind(token.created_at)
         .bind(&token.created_by)
         .bind(token.expires_at)
+        .bind(&token.client_subject)
         .execute(conn)
         .await?;
         Ok(())
@@ -108,6 +111,17 @@ pub async fn by_secret_hash(_write: &Pool, read: &Pool, secret_sha256: &str) -> 
         .await?
         .map(TokenRow::into_record)
         .transpose()
+}
+
+pub async fn by_client_subject(_write: &Pool, read: &Pool, subject: &str) -> Result<Vec<TokenRecord>> {
+    let sql = format!("{SELECT} WHERE t.client_subject = $1 ORDER BY t.created_at DESC, t.id DESC");
+    sqlx::query_as::<_, TokenRow>(sqlx::AssertSqlSafe(sql))
+        .bind(subject)
+        .fetch_all(read)
+        .await?
+        .into_iter()
+        .map(TokenRow::into_record)
+        .collect()
 }
 
 pub async fn list(_write: &Pool, read: &Pool) -> Result<Vec<TokenRecord>> {

@@ -424,6 +424,7 @@ async fn tokens_are_kept_as_hashes_and_revoked_by_a_row_of_their_own(db: Db) {
         created_at: now,
         created_by: "conformance".into(),
         expires_at: Some(now + chrono::Duration::days(1)),
+        client_subject: None,
     };
     db.store.create_token(&token).await.expect("create");
     assert!(
@@ -438,6 +439,29 @@ async fn tokens_are_kept_as_hashes_and_revoked_by_a_row_of_their_own(db: Db) {
         .expect("found");
     assert_eq!(found.token, token);
     assert_eq!(found.principal_at(now).map(|p| p.role), Some(Role::Prescriber));
+    // A token held as a client certificate is found by the certificate's subject.
+    let held = NewToken {
+        id: "0193-certificate".into(),
+        secret_sha256: "9a".repeat(32),
+        role: Role::Partner,
+        scope: Scope::new(Role::Partner, vec![finess(3)], vec![]).expect("scope"),
+        client_subject: Some("CN=registry.example, O=Partner".into()),
+        ..token.clone()
+    };
+    db.store.create_token(&held).await.expect("create");
+    let by_subject = db
+        .store
+        .tokens_by_client_subject("CN=registry.example, O=Partner")
+        .await
+        .expect("read");
+    assert_eq!(by_subject.iter().map(|t| &t.token).collect::<Vec<_>>(), vec![&held]);
+    assert!(
+        db.store
+            .tokens_by_client_subject("CN=other")
+            .await
+            .expect("read")
+            .is_empty()
+    );
     assert_eq!(found.principal_at(now + chrono::Duration::days(2)), None, "expired");
     assert!(
         db.store
@@ -460,8 +484,11 @@ async fn tokens_are_kept_as_hashes_and_revoked_by_a_row_of_their_own(db: Db) {
         Err(StoreError::NotFound { .. })
     ));
     let listed = db.store.list_tokens().await.expect("list");
-    assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].principal_at(now), None, "revoked");
+    // Same creation instant: listed by id.
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].token, held);
+    assert_eq!(listed[1].token, token);
+    assert_eq!(listed[1].principal_at(now), None, "revoked");
     for sql in [
         "UPDATE access_tokens SET role = 'admin'",
         "DELETE FROM access_tokens",
@@ -601,6 +628,7 @@ async fn every_write_and_access_is_chained_in_the_audit_trail(db: Db) {
         created_at: now,
         created_by: "command-line".into(),
         expires_at: None,
+        client_subject: None,
     };
     db.store.create_token(&token).await.expect("token");
     let revocation = Revocation {
@@ -721,6 +749,7 @@ async fn concurrent_appenders_keep_one_unbroken_chain(db: Db) {
                             created_at: now,
                             created_by: "conformance".into(),
                             expires_at: None,
+                            client_subject: None,
                         })
                         .await
                 }

@@ -1,0 +1,158 @@
+//! Transport security: the server's certificate, and mutual TLS where a client certificate
+//! bound to a token (`token create --client-cert`) stands for that token.
+
+use observatory_domain::access::Role;
+use observatory_proto::v1::{self as pb, reference_service_client::ReferenceServiceClient};
+use observatory_server::access::{TokenRequest, create_token, revoke_token};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
+use tonic::Code;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+use crate::helpers::{Backend, Bearer, TEST_CENTRE, fresh_database, start_app, token_for};
+use crate::on_both_backends;
+
+on_both_backends!(tls_serves_token_holders_and_client_certificates_bound_to_tokens);
+
+/// A certificate authority of the test.
+fn authority(name: &str) -> CertifiedIssuer<'static, KeyPair> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("CA")
+}
+
+/// A certificate and its key (PEM) issued by `ca`: for the server (`localhost`) or a client
+/// (`common_name`, organisation `Partner`).
+fn issue(ca: &CertifiedIssuer<'static, KeyPair>, server: bool, common_name: &str) -> (String, String) {
+    let names = if server { vec!["localhost".to_owned()] } else { vec![] };
+    let mut params = CertificateParams::new(names).expect("params");
+    params.distinguished_name.push(DnType::CommonName, common_name);
+    params.distinguished_name.push(DnType::OrganizationName, "Partner");
+    params.extended_key_usages = vec![if server {
+        ExtendedKeyUsagePurpose::ServerAuth
+    } else {
+        ExtendedKeyUsagePurpose::ClientAuth
+    }];
+    let key = KeyPair::generate().expect("key");
+    let cert = params.signed_by(&key, ca).expect("certificate");
+    (cert.pem(), key.serialize_pem())
+}
+
+async fn tls_channel(
+    port: u16,
+    ca_pem: &str,
+    identity: Option<(&str, &str)>,
+) -> Result<Channel, tonic::transport::Error> {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca_pem))
+        .domain_name("localhost");
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    Channel::from_shared(format!("https://localhost:{port}"))
+        .expect("endpoint")
+        .tls_config(tls)?
+        .connect()
+        .await
+}
+
+async fn list_centres(channel: Channel, bearer: Option<&str>) -> Code {
+    let request = pb::ListCentresRequest::default();
+    let answer = match bearer {
+        Some(secret) => {
+            let mut client = ReferenceServiceClient::new(tonic::service::interceptor::InterceptedService::new(
+                channel,
+                Bearer::new(secret),
+            ));
+            client.list_centres(request).await.map(drop)
+        }
+        None => ReferenceServiceClient::new(channel)
+            .list_centres(request)
+            .await
+            .map(drop),
+    };
+    answer.err().map_or(Code::Ok, |s| s.code())
+}
+
+async fn tls_serves_token_holders_and_client_certificates_bound_to_tokens(backend: Backend) {
+    let (url, dir) = fresh_database(backend).await;
+    let ca = authority("Observatory test CA");
+    let (server_cert, server_key) = issue(&ca, true, "observatory");
+    let (client_cert, client_key) = issue(&ca, false, "registry.example");
+    let (other_cert, other_key) = issue(&ca, false, "unbound.example");
+    let stranger_ca = authority("Another CA");
+    let (stranger_cert, stranger_key) = issue(&stranger_ca, false, "registry.example");
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write PEM");
+        path.display().to_string()
+    };
+    let cert_file = write("server.pem", &server_cert);
+    let key_file = write("server.key", &server_key);
+    let ca_file = write("clients-ca.pem", &ca.pem());
+    let client_file = write("client.pem", &client_cert);
+    let env = [
+        ("OBSERVATORY_ALLOW_PLAINTEXT", "false"),
+        ("OBSERVATORY_TLS_CERT_FILE", cert_file.as_str()),
+        ("OBSERVATORY_TLS_KEY_FILE", key_file.as_str()),
+        ("OBSERVATORY_TLS_CLIENT_CA_FILE", ca_file.as_str()),
+    ];
+    let app = start_app(url, dir, &env).await;
+    let port = app.addr.port();
+
+    // A partner system's token held as its client certificate, bound by the certificate's
+    // subject as the command line reads it from the PEM file.
+    let subject =
+        observatory_server::access::client_certificate_subject(std::path::Path::new(&client_file)).expect("subject");
+    assert_eq!(subject, "CN=registry.example, O=Partner");
+    let request = TokenRequest {
+        role: Role::Partner,
+        centres: vec![TEST_CENTRE.to_owned()],
+        filieres: vec![],
+        expires_at: None,
+        client_subject: Some(subject),
+    };
+    let (held, _) = create_token(&app.store, &request, "test").await.expect("token");
+
+    let with_certificate = tls_channel(port, &ca.pem(), Some((&client_cert, &client_key)))
+        .await
+        .expect("mutual TLS");
+    assert_eq!(list_centres(with_certificate.clone(), None).await, Code::Ok);
+    // The principal is the token's: a partner may not create a centre.
+    let denied = ReferenceServiceClient::new(with_certificate.clone())
+        .create_centre(pb::CreateCentreRequest::default())
+        .await
+        .expect_err("a partner creating a centre");
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+
+    // TLS without a client certificate: bearer tokens work, nothing else does.
+    let server_only = tls_channel(port, &ca.pem(), None).await.expect("TLS");
+    assert_eq!(list_centres(server_only.clone(), None).await, Code::Unauthenticated);
+    let admin = token_for(&app.store, Role::Admin).await;
+    assert_eq!(list_centres(server_only, Some(&admin)).await, Code::Ok);
+
+    // A certificate of the right CA bound to no token authenticates nobody.
+    let unbound = tls_channel(port, &ca.pem(), Some((&other_cert, &other_key)))
+        .await
+        .expect("mutual TLS");
+    assert_eq!(list_centres(unbound, None).await, Code::Unauthenticated);
+
+    // A certificate of another CA, with the same subject, is refused by the handshake.
+    let stranger = match tls_channel(port, &ca.pem(), Some((&stranger_cert, &stranger_key))).await {
+        Ok(channel) => list_centres(channel, None).await,
+        Err(_) => Code::Unavailable,
+    };
+    assert_ne!(stranger, Code::Ok);
+
+    // Plain text is not served.
+    assert_ne!(list_centres(app.channel.clone(), Some(&admin)).await, Code::Ok);
+
+    // Revoking the token ends what the certificate may do.
+    revoke_token(&app.store, &held.id, "test").await.expect("revoke");
+    assert_eq!(list_centres(with_certificate, None).await, Code::Unauthenticated);
+    app.stop().await;
+}
