@@ -4,6 +4,7 @@
 mod access;
 mod audit;
 mod helpers;
+mod redaction;
 mod registry;
 mod report;
 mod reports_api;
