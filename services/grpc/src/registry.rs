@@ -44,6 +44,18 @@ impl RegistryApi {
         Self { state }
     }
 
+    /// The context of a write on `target`, once the caller is admitted to it.
+    async fn write_context<T>(
+        &self,
+        req: &Request<T>,
+        target: Target<'_>,
+        idempotency_key: Option<String>,
+    ) -> Result<observatory_store::WriteContext, Status> {
+        Ok(admit(&self.state.store, req, target)
+            .await?
+            .context(req, idempotency_key))
+    }
+
     /// Reads one record; a patient-level one is recorded in the audit trail as `action`.
     async fn get<T: Stored, P>(
         &self,
@@ -128,9 +140,7 @@ impl RegistryService for RegistryApi {
             }
         };
         all_some!(v; key, name, filiere, pathway, drug_atc, orpha_codes, framework_id, follow_up_months);
-        let ctx = admit(&self.state.store, &req, Target::NewCohort(&filiere))
-            .await?
-            .context(&req, Some(key));
+        let ctx = self.write_context(&req, Target::NewCohort(&filiere), Some(key)).await?;
         let cmd = Command::CreateCohort(NewCohort {
             name,
             filiere,
@@ -252,9 +262,7 @@ impl RegistryService for RegistryApi {
         let region = v.check("region_code", c::optional(&r.region_code, c::region));
         let diagnoses = Some(c::diagnoses(&mut v, &r.diagnoses));
         all_some!(v; key, pseudonym, sex, birth_year_month, region, diagnoses);
-        let ctx = admit(&self.state.store, &req, Target::Unbound)
-            .await?
-            .context(&req, Some(key));
+        let ctx = self.write_context(&req, Target::Unbound, Some(key)).await?;
         let patient = m::Patient {
             pseudonym,
             sex,
@@ -337,7 +345,7 @@ impl RegistryService for RegistryApi {
             cohort: &cohort_id,
             previous: previous_episode.as_ref().map(|(id, _)| id),
         };
-        let ctx = admit(&self.state.store, &req, target).await?.context(&req, Some(key));
+        let ctx = self.write_context(&req, target, Some(key)).await?;
         let declaration = EpisodeDeclaration {
             patient_id,
             cohort_id,
@@ -502,9 +510,9 @@ impl RegistryService for RegistryApi {
                 .map(|date| ET::Deceased { date }),
         };
         all_some!(v; id, expected, transition);
-        let ctx = admit(&self.state.store, &req, Target::Record(m::RecordKind::Episode, &id))
-            .await?
-            .context(&req, None);
+        let ctx = self
+            .write_context(&req, Target::Record(m::RecordKind::Episode, &id), None)
+            .await?;
         let cmd = Command::TransitionEpisode {
             id,
             expected_version: expected,
@@ -576,13 +584,9 @@ impl RegistryService for RegistryApi {
             }
         };
         all_some!(v; id, expected, transition);
-        let ctx = admit(
-            &self.state.store,
-            &req,
-            Target::Record(m::RecordKind::Authorisation, &id),
-        )
-        .await?
-        .context(&req, None);
+        let ctx = self
+            .write_context(&req, Target::Record(m::RecordKind::Authorisation, &id), None)
+            .await?;
         let cmd = Command::TransitionAuthorisation {
             id,
             expected_version: expected,
@@ -632,13 +636,9 @@ impl RegistryService for RegistryApi {
             None
         };
         all_some!(v; key, episode_id, visit_date, efficacy, adherence, measures, weight_kg);
-        let ctx = admit(
-            &self.state.store,
-            &req,
-            Target::Record(m::RecordKind::Episode, &episode_id),
-        )
-        .await?
-        .context(&req, Some(key));
+        let ctx = self
+            .write_context(&req, Target::Record(m::RecordKind::Episode, &episode_id), Some(key))
+            .await?;
         let f = m::FollowUp {
             episode_id,
             visit_date,
@@ -680,13 +680,9 @@ impl RegistryService for RegistryApi {
             v.push("pv_declaration_date", "REQUIRED", "is required with pv_reference");
         }
         all_some!(v; key, episode_id, onset_date, meddra_pt, meddra_soc, outcome, causality, pv_declaration_date, pv_reference);
-        let ctx = admit(
-            &self.state.store,
-            &req,
-            Target::Record(m::RecordKind::Episode, &episode_id),
-        )
-        .await?
-        .context(&req, Some(key));
+        let ctx = self
+            .write_context(&req, Target::Record(m::RecordKind::Episode, &episode_id), Some(key))
+            .await?;
         let ae = m::AdverseEvent {
             episode_id,
             onset_date,
@@ -761,9 +757,9 @@ impl RegistryService for RegistryApi {
             CohortTransitionCode::Close => CohortTransition::Close,
             CohortTransitionCode::Reopen => CohortTransition::Reopen,
         };
-        let ctx = admit(&self.state.store, &req, Target::Record(m::RecordKind::Cohort, &id))
-            .await?
-            .context(&req, None);
+        let ctx = self
+            .write_context(&req, Target::Record(m::RecordKind::Cohort, &id), None)
+            .await?;
         let cmd = Command::TransitionCohort {
             id,
             expected_version: expected,
@@ -793,9 +789,9 @@ impl RegistryService for RegistryApi {
         );
         let diagnoses = Some(r.diagnoses.as_ref().map(|d| c::diagnoses(&mut v, &d.diagnoses)));
         all_some!(v; id, expected, reason, region, vital_status, diagnoses);
-        let ctx = admit(&self.state.store, &req, Target::Record(m::RecordKind::Patient, &id))
-            .await?
-            .context(&req, None);
+        let ctx = self
+            .write_context(&req, Target::Record(m::RecordKind::Patient, &id), None)
+            .await?;
         let update = PatientUpdate {
             region,
             vital_status,
@@ -849,13 +845,9 @@ impl RegistryService for RegistryApi {
             _ => None,
         };
         all_some!(v; id, expected, reason, outcome, causality, pv_declaration);
-        let ctx = admit(
-            &self.state.store,
-            &req,
-            Target::Record(m::RecordKind::AdverseEvent, &id),
-        )
-        .await?
-        .context(&req, None);
+        let ctx = self
+            .write_context(&req, Target::Record(m::RecordKind::AdverseEvent, &id), None)
+            .await?;
         let update = AdverseEventUpdate {
             serious: r.serious,
             outcome,
