@@ -20,6 +20,7 @@ use crate::helpers::{Backend, Bearer, TEST_CENTRE, TestApp, rpps, spawn_app};
 use crate::on_both_backends;
 
 on_both_backends!(
+    a_patient_joins_another_centre_by_transfer_only,
     every_rpc_serves_each_role_its_own_side_only,
     the_store_lists_and_reaches_as_the_scope_rule_says,
 );
@@ -480,8 +481,10 @@ fn listed(method: &str, body: &Bytes, a: &Side, b: &Side) -> (bool, bool) {
     (shows(a), shows(b))
 }
 
-async fn every_rpc_serves_each_role_its_own_side_only(backend: Backend) {
-    let mut app = spawn_app(backend).await;
+/// Centre A (the test centre, MHEMO) and centre B (FILNEMUS), each with a prescriber and a
+/// side of records; gives the sides and a registry client as B's prescriber (A's is
+/// `app.registry`).
+async fn two_sides(app: &mut TestApp) -> (Side, Side, RegistryServiceClient<InterceptedService<Channel, Bearer>>) {
     let (_, rpps_a) = app.centre_and_prescriber().await;
     app.reference
         .create_centre(pb::CreateCentreRequest {
@@ -504,6 +507,81 @@ async fn every_rpc_serves_each_role_its_own_side_only(backend: Backend) {
         })
         .await
         .expect("prescriber B");
+    let request = TokenRequest {
+        client_subject: None,
+        role: Role::Prescriber,
+        centres: vec![CENTRE_B.to_owned()],
+        filieres: vec![],
+        expires_at: None,
+    };
+    let secret_b = create_token(&app.store, &request, "test").await.expect("token").1;
+    let mut writer_b = RegistryServiceClient::new(InterceptedService::new(app.channel.clone(), Bearer::new(&secret_b)));
+    let mut writer_a = app.registry.clone();
+    let a = build_side(app, &mut writer_a, TEST_CENTRE, rpps_a, "MHEMO").await;
+    let b = build_side(app, &mut writer_b, CENTRE_B, rpps_b, "FILNEMUS").await;
+    (a, b, writer_b)
+}
+
+/// A patient followed at centre B joins centre A only when B transfers an episode there; until
+/// then, A's prescriber cannot declare an episode for them, nor learn anything of them.
+async fn a_patient_joins_another_centre_by_transfer_only(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (a, b, mut prescriber_b) = two_sides(&mut app).await;
+    let early = app.aac_declaration(&b.patient, &a.cohort, &a.rpps, "join-early");
+    let after_transfer = app.aac_declaration(&b.patient, &a.cohort, &a.rpps, "join-after-transfer");
+    let unknown_patient = app.aac_declaration("01939a2c-0000-7000-8000-000000000000", &a.cohort, &a.rpps, "join-none");
+    let refused = app
+        .registry
+        .declare_episode(early)
+        .await
+        .expect_err("a patient of another centre");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(!refused.message().contains(&b.episode), "{refused:?}");
+    let unknown = app
+        .registry
+        .declare_episode(unknown_patient)
+        .await
+        .expect_err("an unknown patient");
+    assert!(
+        matches!(unknown.code(), Code::NotFound | Code::PermissionDenied),
+        "{unknown:?}"
+    );
+
+    // B transfers its episode to A: A's prescriber may now declare the patient's next episode,
+    // and then reads the patient.
+    let episode = prescriber_b
+        .get_episode(pb::GetRequest { id: b.episode.clone() })
+        .await
+        .expect("episode")
+        .into_inner();
+    prescriber_b
+        .transition_episode(pb::TransitionEpisodeRequest {
+            id: b.episode.clone(),
+            expected_version: episode.meta.expect("meta").version,
+            transition: Some(te::Transition::Transfer(te::Transfer {
+                date: "2026-07-01".into(),
+                to_centre_finess: TEST_CENTRE.into(),
+            })),
+        })
+        .await
+        .expect("transfer");
+    let joined = app
+        .registry
+        .declare_episode(after_transfer)
+        .await
+        .expect("declared after the transfer")
+        .into_inner();
+    assert_eq!(joined.episode.expect("episode").centre_finess, TEST_CENTRE);
+    app.registry
+        .get_patient(pb::GetRequest { id: b.patient.clone() })
+        .await
+        .expect("the patient is now followed at A");
+    app.stop().await;
+}
+
+async fn every_rpc_serves_each_role_its_own_side_only(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (a, b, _) = two_sides(&mut app).await;
 
     let caller = async |who: &'static str, role: Role, centres: &[&str], filieres: &[&str], side: Option<Which>| {
         let request = TokenRequest {
@@ -538,14 +616,6 @@ async fn every_rpc_serves_each_role_its_own_side_only(backend: Backend) {
         caller("partner of FILNEMUS", Role::Partner, &[], &["FILNEMUS"], Some(Which::B)).await,
         caller("admin", Role::Admin, &[], &[], None).await,
     ];
-
-    let mut writer_b = RegistryServiceClient::new(InterceptedService::new(
-        app.channel.clone(),
-        Bearer::new(&callers[1].secret),
-    ));
-    let mut writer_a = app.registry.clone();
-    let a = build_side(&mut app, &mut writer_a, TEST_CENTRE, rpps_a, "MHEMO").await;
-    let b = build_side(&mut app, &mut writer_b, CENTRE_B, rpps_b, "FILNEMUS").await;
 
     let paths: Vec<&str> = RULES.iter().map(|(p, _)| *p).collect();
     // Out-of-scope calls first: none may store anything, nor leave an audit event.

@@ -28,10 +28,21 @@ fn authority(name: &str) -> CertifiedIssuer<'static, KeyPair> {
 /// A certificate and its key (PEM) issued by `ca`: for the server (`localhost`) or a client
 /// (`common_name`, organisation `Partner`).
 fn issue(ca: &CertifiedIssuer<'static, KeyPair>, server: bool, common_name: &str) -> (String, String) {
+    issue_as(ca, server, common_name, Some("Partner"))
+}
+
+fn issue_as(
+    ca: &CertifiedIssuer<'static, KeyPair>,
+    server: bool,
+    common_name: &str,
+    organisation: Option<&str>,
+) -> (String, String) {
     let names = if server { vec!["localhost".to_owned()] } else { vec![] };
     let mut params = CertificateParams::new(names).expect("params");
     params.distinguished_name.push(DnType::CommonName, common_name);
-    params.distinguished_name.push(DnType::OrganizationName, "Partner");
+    if let Some(organisation) = organisation {
+        params.distinguished_name.push(DnType::OrganizationName, organisation);
+    }
     params.extended_key_usages = vec![if server {
         ExtendedKeyUsagePurpose::ServerAuth
     } else {
@@ -84,6 +95,8 @@ async fn tls_serves_token_holders_and_client_certificates_bound_to_tokens(backen
     let (server_cert, server_key) = issue(&ca, true, "observatory");
     let (client_cert, client_key) = issue(&ca, false, "registry.example");
     let (other_cert, other_key) = issue(&ca, false, "unbound.example");
+    // A certificate of the same CA whose one attribute reads like the bound subject.
+    let (lookalike_cert, lookalike_key) = issue_as(&ca, false, "registry.example, O=Partner", None);
     let stranger_ca = authority("Another CA");
     let (stranger_cert, stranger_key) = issue(&stranger_ca, false, "registry.example");
     let write = |name: &str, text: &str| {
@@ -140,6 +153,35 @@ async fn tls_serves_token_holders_and_client_certificates_bound_to_tokens(backen
         .await
         .expect("mutual TLS");
     assert_eq!(list_centres(unbound, None).await, Code::Unauthenticated);
+
+    let lookalike = tls_channel(port, &ca.pem(), Some((&lookalike_cert, &lookalike_key)))
+        .await
+        .expect("mutual TLS");
+    assert_eq!(list_centres(lookalike, None).await, Code::Unauthenticated);
+
+    // A bearer token, when sent, wins over the certificate; a malformed one is refused, not
+    // passed over for the certificate.
+    let as_admin = ReferenceServiceClient::new(tonic::service::interceptor::InterceptedService::new(
+        with_certificate.clone(),
+        Bearer::new(&admin),
+    ))
+    .create_centre(pb::CreateCentreRequest::default())
+    .await
+    .expect_err("an empty centre");
+    assert_eq!(
+        as_admin.code(),
+        Code::InvalidArgument,
+        "the admin's rights, not the partner's"
+    );
+    let mut malformed = tonic::Request::new(pb::ListCentresRequest::default());
+    malformed
+        .metadata_mut()
+        .insert("authorization", "Bearer not-a-token".parse().expect("metadata"));
+    let status = ReferenceServiceClient::new(with_certificate.clone())
+        .list_centres(malformed)
+        .await
+        .expect_err("malformed credentials");
+    assert_eq!(status.code(), Code::Unauthenticated);
 
     // A certificate of another CA, with the same subject, is refused by the handshake.
     let stranger = match tls_channel(port, &ca.pem(), Some((&stranger_cert, &stranger_key))).await {

@@ -134,11 +134,42 @@ fn bearer(headers: &http::HeaderMap) -> Option<&str> {
 
 /// The subject of a DER certificate, as its relative distinguished names in order
 /// (`CN=registry.example, O=Partner`): what `token create --client-cert` binds and what a
-/// client certificate is looked up by.
+/// client certificate is looked up by. Values are escaped as in RFC 4514 (`,` `+` `"` `\`
+/// `<` `>` `;` `=`, and leading `#` or spaces, trailing spaces), so that no value can pass for
+/// several attributes. `None` when the certificate cannot be read or an attribute is not text.
 pub fn certificate_subject(der: &[u8]) -> Option<String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let subject = cert.subject().to_string();
-    (!subject.is_empty()).then_some(subject)
+    let registry = x509_parser::objects::oid_registry();
+    let mut rdns = Vec::new();
+    for rdn in cert.subject().iter() {
+        let mut attributes = Vec::new();
+        for attribute in rdn.iter() {
+            let name = x509_parser::objects::oid2abbrev(attribute.attr_type(), registry)
+                .map(str::to_owned)
+                .unwrap_or_else(|_| attribute.attr_type().to_id_string());
+            attributes.push(format!("{name}={}", escape_rdn_value(attribute.as_str().ok()?)));
+        }
+        rdns.push(attributes.join("+"));
+    }
+    (!rdns.is_empty()).then(|| rdns.join(", "))
+}
+
+/// A distinguished name's attribute value, escaped as RFC 4514 says.
+fn escape_rdn_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        let edge_space = c == ' ' && (i == 0 || i == last);
+        if matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=') || edge_space || (i == 0 && c == '#') {
+            out.push('\\');
+            out.push(c);
+        } else if c.is_control() {
+            out.push_str(&format!("\\{:02X}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The subject of the first certificate of a PEM text.
@@ -166,6 +197,12 @@ pub async fn authorize(
         Status::unavailable("cannot check credentials now; retry later")
     };
     let now = Utc::now();
+    // A credential sent in the wrong shape is refused, never passed over for another one.
+    if headers.contains_key(http::header::AUTHORIZATION) && bearer(headers).is_none() {
+        return Err(Status::unauthenticated(
+            "malformed authorization header: send authorization: Bearer obs_...",
+        ));
+    }
     let principal = match (bearer(headers), peer_certs.and_then(|c| c.first())) {
         (Some(secret), _) => {
             let record = store
@@ -316,6 +353,16 @@ mod tests {
                 assert!(!roles.contains(&Admin), "{path}");
             }
         }
+    }
+
+    #[test]
+    fn subject_values_are_escaped_so_none_passes_for_several_attributes() {
+        assert_eq!(escape_rdn_value("registry.example"), "registry.example");
+        assert_eq!(escape_rdn_value("a, O=Partner"), "a\\, O\\=Partner");
+        assert_eq!(escape_rdn_value(" #x+y "), "\\ #x\\+y\\ ");
+        assert_eq!(escape_rdn_value("#x"), "\\#x");
+        assert_eq!(escape_rdn_value("a\nb"), "a\\0Ab");
+        assert_eq!(certificate_subject(b"not a certificate"), None);
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! Bounds on every call: a deadline per RPC, and a rate per principal.
 //!
 //! - **Deadlines**: each RPC gets at most its deadline (the configured request timeout; ten
-//!   times that for `VerifyAudit`, which walks the whole trail) to produce its answer, then
-//!   DEADLINE_EXCEEDED. A caller's shorter `grpc-timeout` ends the call sooner (answered
+//!   times that for `VerifyAudit`, which walks the whole trail) to produce its answer (for a
+//!   streamed download, the start of the stream), then DEADLINE_EXCEEDED. The token lookup
+//!   before it is not counted. A caller's shorter `grpc-timeout` ends the call sooner (answered
 //!   CANCELLED by the transport). A write that reached the group-commit writer before the
 //!   deadline still commits: retry with the same idempotency key to learn its outcome.
 //! - **Rates**: each token has a bucket of `burst` calls refilled at `per_second` calls per
 //!   second; a call finding it empty is RESOURCE_EXHAUSTED, with a `google.rpc.RetryInfo`
-//!   saying when to try again. Health checks carry no token and are not limited.
+//!   saying when to try again. Health checks carry no token and are not limited; calls
+//!   refused for want of a valid token are not counted against any bucket.
 //!
 //! The layer sits behind authentication, which puts the caller's principal in the request.
 
@@ -39,8 +41,8 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             request_timeout: Duration::from_secs(30),
-            per_second: 50.0,
-            burst: 200,
+            per_second: 200.0,
+            burst: 400,
         }
     }
 }

@@ -12,9 +12,9 @@
 use observatory_domain::{
     access::{Principal, Reach, Scope},
     codes::{Filiere, Finess, Rpps},
-    model::{Cohort, Prescriber, RecordId, RecordKind},
+    model::{Cohort, EpisodeStatus, Prescriber, RecordId, RecordKind},
 };
-use observatory_store::{Store, WriteContext, audit::AuditEntry, audit::AuditTarget};
+use observatory_store::{EpisodeFilter, PageRequest, Store, WriteContext, audit::AuditEntry, audit::AuditTarget};
 use tonic::{Request, Status};
 
 use crate::error;
@@ -33,10 +33,12 @@ pub enum Target<'a> {
     Record(RecordKind, &'a RecordId),
     /// A new cohort of a filière.
     NewCohort(&'a Filiere),
-    /// A new episode in a cohort, at a centre (by default the prescriber's), possibly
-    /// replacing an earlier episode. The patient need not be within scope yet: a patient
-    /// joins a centre when a prescriber there declares an episode for them.
+    /// A new episode for a patient in a cohort, at a centre (by default the prescriber's),
+    /// possibly replacing an earlier episode. The patient must be within scope already, or
+    /// belong nowhere yet (registered, no episode), or have an episode transferred to one of
+    /// the caller's centres: that is how a patient joins another centre.
     NewEpisode {
+        patient: &'a RecordId,
         centre: Option<&'a Finess>,
         prescriber: &'a Rpps,
         cohort: &'a RecordId,
@@ -70,6 +72,25 @@ pub fn principal<T>(req: &Request<T>) -> Result<&Principal, Status> {
 fn denied(principal: &Principal, what: &str) -> Status {
     tracing::info!(role = %principal.role, token_id = %principal.token_id, what, "out-of-scope call refused");
     Status::permission_denied(what.to_owned())
+}
+
+/// The centres a patient's episodes were transferred to.
+async fn transferred_to(store: &Store, patient: &RecordId) -> Result<Vec<Finess>, Status> {
+    let filter = EpisodeFilter {
+        patient_id: Some(patient.clone()),
+        status: Some(EpisodeStatus::Transferred),
+        ..EpisodeFilter::default()
+    };
+    let mut centres = Vec::new();
+    let mut page = PageRequest { size: 500, token: None };
+    loop {
+        let episodes = store.list_episodes(&filter, None, &page).await.map_err(error::store)?;
+        centres.extend(episodes.items.into_iter().filter_map(|e| e.record.transferred_to));
+        match episodes.next_page_token {
+            Some(token) => page.token = Some(token),
+            None => return Ok(centres),
+        }
+    }
 }
 
 /// Checks that the caller of `req` may touch `target`.
@@ -113,11 +134,28 @@ pub async fn admit<T>(store: &Store, req: &Request<T>, target: Target<'_>) -> Re
             }
         }
         Target::NewEpisode {
+            patient,
             centre,
             prescriber,
             cohort,
             previous,
         } => {
+            let mut reach = store
+                .reach(RecordKind::Patient, patient.as_str())
+                .await
+                .map_err(error::store)?;
+            if !reach.centres.is_empty() && !covered(&reach) {
+                reach.centres.extend(transferred_to(store, patient).await?);
+                if !covered(&reach) {
+                    return Err(denied(
+                        &principal,
+                        &format!(
+                            "patient_id: patient {patient} is not within the centres and filières of this token, or does not exist; \
+                             a patient followed elsewhere joins a centre of this token when an episode is transferred there"
+                        ),
+                    ));
+                }
+            }
             let centre = match centre {
                 Some(c) => c.clone(),
                 None => {

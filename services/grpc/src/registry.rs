@@ -340,6 +340,7 @@ impl RegistryService for RegistryApi {
         };
         all_some!(v; key, patient_id, cohort_id, pathway, indication, prescriber, centre_finess, request_date, authorisation, previous_episode);
         let target = Target::NewEpisode {
+            patient: &patient_id,
             centre: centre_finess.as_ref(),
             prescriber: &prescriber,
             cohort: &cohort_id,
