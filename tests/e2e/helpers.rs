@@ -3,6 +3,7 @@
 //! that build valid requests.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use observatory_domain::access::Role;
 use observatory_proto::v1::{
@@ -330,4 +331,83 @@ pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
         .get_details_bad_request()
         .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
         .unwrap_or_default()
+}
+
+/// Every formatted tracing event of the test process.
+#[derive(Clone, Default)]
+pub struct Captured(pub Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+}
+
+/// What the test process emits: its logs at debug level, its spans (in memory, exported as each
+/// ends) and its metrics (exported on `meter_provider.force_flush()`).
+pub struct Telemetry {
+    pub logs: Captured,
+    pub spans: opentelemetry_sdk::trace::InMemorySpanExporter,
+    pub metrics: opentelemetry_sdk::metrics::InMemoryMetricExporter,
+    pub meter_provider: opentelemetry_sdk::metrics::SdkMeterProvider,
+    _tracer_provider: opentelemetry_sdk::trace::SdkTracerProvider,
+}
+
+/// Installs, once for the process, a subscriber capturing logs and spans and a global meter
+/// provider capturing metrics, as `observatory serve` does with its exporters. Servers started
+/// afterwards report to them.
+pub fn telemetry() -> &'static Telemetry {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
+    static TELEMETRY: OnceLock<Telemetry> = OnceLock::new();
+    TELEMETRY.get_or_init(|| {
+        observatory_server::telemetry::install_propagator();
+        let spans = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+        let tracer_provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_simple_exporter(spans.clone())
+            .build();
+        let metrics = opentelemetry_sdk::metrics::InMemoryMetricExporter::default();
+        let meter_provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+            .with_periodic_exporter(metrics.clone())
+            .build();
+        opentelemetry::global::set_meter_provider(meter_provider.clone());
+        let logs = Captured::default();
+        let writer = logs.clone();
+        tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(move || writer.clone())
+                    .with_filter(EnvFilter::new(
+                        "debug,h2=info,hyper=info,hyper_util=info,tower=info,rustls=info",
+                    )),
+            )
+            .with(
+                tracing_opentelemetry::layer()
+                    .with_tracer(tracer_provider.tracer(observatory_server::telemetry::SCOPE))
+                    .with_filter(EnvFilter::new("info")),
+            )
+            .try_init()
+            .expect("no other subscriber in this test process");
+        Telemetry {
+            logs,
+            spans,
+            metrics,
+            meter_provider,
+            _tracer_provider: tracer_provider,
+        }
+    })
 }

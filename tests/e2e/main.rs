@@ -10,6 +10,7 @@ mod report;
 mod reports_api;
 mod scopes;
 mod seed;
+mod telemetry;
 mod tls;
 
 /// Runs a scenario `async fn name(backend)` once per backend, as `name::sqlite` and

@@ -4,51 +4,14 @@
 //! and revoked tokens; neither an identity field, a pseudonym, an IdMR, a token secret nor the
 //! pseudonymisation key may appear in the logs or in an error message.
 
-use std::sync::{Arc, Mutex, OnceLock};
-
 use observatory_domain::access::Role;
 use observatory_proto::v1::{self as pb, registry_service_client::RegistryServiceClient};
 use tonic::service::interceptor::InterceptedService;
 
-use crate::helpers::{Backend, Bearer, spawn_app, token_for};
+use crate::helpers::{Backend, Bearer, spawn_app, telemetry, token_for};
 use crate::on_both_backends;
 
 on_both_backends!(logs_and_errors_hold_no_identity_pseudonym_or_secret);
-
-/// Every formatted tracing event of the test process.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Installs the capturing subscriber once for the process, and gives the capture.
-fn logs() -> &'static Captured {
-    static LOGS: OnceLock<Captured> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(
-                "debug,h2=info,hyper=info,hyper_util=info,tower=info,rustls=info",
-            ))
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .try_init()
-            .expect("no other subscriber in this test process");
-        captured
-    })
-}
 
 fn identity_registration(key: &str, last: &str, first: &str, birth: &str) -> pb::RegisterPatientRequest {
     pb::RegisterPatientRequest {
@@ -65,7 +28,7 @@ fn identity_registration(key: &str, last: &str, first: &str, birth: &str) -> pb:
 }
 
 async fn logs_and_errors_hold_no_identity_pseudonym_or_secret(backend: Backend) {
-    let captured = logs();
+    let captured = &telemetry().logs;
     let app = spawn_app(backend).await;
     let key_hex = std::fs::read_to_string(app.dir.path().join("observatory.key")).expect("key file");
     let secret = token_for(&app.store, Role::Prescriber).await;
@@ -154,10 +117,10 @@ async fn logs_and_errors_hold_no_identity_pseudonym_or_secret(backend: Backend) 
     assert_eq!(stored_pseudonyms.len(), 2, "{stored_pseudonyms:?}");
     app.stop().await;
 
-    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    let logs = captured.text();
     // The capture works: the session's calls are there, by method only.
     assert!(
-        logs.contains("/observatory.v1.RegistryService/RegisterPatient"),
+        logs.contains("observatory.v1.RegistryService/RegisterPatient"),
         "nothing captured"
     );
     let mut forbidden = vec![

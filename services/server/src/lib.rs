@@ -6,6 +6,7 @@ pub mod access;
 pub mod audit;
 pub mod config;
 pub mod seed;
+pub mod telemetry;
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
@@ -196,11 +197,11 @@ impl Application {
             server = server.tls_config(tls).context("invalid TLS configuration")?;
         }
         server
-            // One span per call, named by its method only: request bodies (which may hold
-            // identity fields) are never recorded.
-            .trace_fn(
-                |request| tracing::info_span!("grpc", method = %request.uri().path(), role = tracing::field::Empty),
-            )
+            // One span per call, named by its method only, continuing the caller's trace: request
+            // bodies (which may hold identity fields) are never recorded.
+            .trace_fn(telemetry::rpc_span)
+            // Every call counted and timed by method and status code, refused ones included.
+            .layer(telemetry::RpcLayer::new())
             // Every call but health checks authenticated, and its role checked, here.
             .layer(observatory_grpc::access::AuthLayer::new(state.store.clone()))
             // Then each call's deadline, and its token's rate.

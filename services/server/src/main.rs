@@ -3,8 +3,7 @@
 use std::{collections::HashMap, path::PathBuf};
 
 use clap::{Parser, Subcommand};
-use observatory_server::{Application, Config, config::LogFormat, open_store, shutdown_signal};
-use tracing_subscriber::EnvFilter;
+use observatory_server::{Application, Config, open_store, shutdown_signal, telemetry};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -147,28 +146,22 @@ fn parse_role(raw: &str) -> Result<observatory_domain::access::Role, String> {
 /// Principal recorded as the requester of report runs started on the command line.
 const COMMAND_LINE_PRINCIPAL: &str = "command-line";
 
-fn init_logging(format: &LogFormat) {
-    let filter = EnvFilter::try_from_env("OBSERVATORY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colours only on a terminal: files and log collectors get plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // OBSERVATORY_* configure the observatory; OTEL_* the OpenTelemetry export, read again by
+    // the exporters themselves.
     let env: HashMap<String, String> = std::env::vars()
-        .filter(|(k, _)| k.starts_with("OBSERVATORY_"))
+        .filter(|(k, _)| k.starts_with("OBSERVATORY_") || k.starts_with("OTEL_"))
         .collect();
     let config = Config::load(cli.config.as_deref(), &env)?;
-    init_logging(&config.log_format);
+    let telemetry = telemetry::init(&config.log_format, &env)?;
+    let result = run(cli, config).await;
+    telemetry.shutdown();
+    result
+}
+
+async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     match cli.command {
         Commands::Serve { dev } => {
             let config = Config { dev, ..config };
