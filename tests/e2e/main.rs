@@ -3,6 +3,7 @@
 
 mod access;
 mod audit;
+mod health;
 mod helpers;
 mod redaction;
 mod registry;

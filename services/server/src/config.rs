@@ -76,6 +76,9 @@ pub struct Config {
     /// Seconds an RPC may take before it is answered DEADLINE_EXCEEDED (ten times that for
     /// `VerifyAudit`).
     pub request_timeout_seconds: u64,
+    /// Seconds between two readiness checks (database answering, migrations applied), which
+    /// set gRPC health to SERVING or NOT_SERVING.
+    pub health_check_seconds: u64,
     /// Calls per second one token may sustain; beyond, RESOURCE_EXHAUSTED.
     pub rate_limit_per_second: u32,
     /// Calls one token may make at once after a pause.
@@ -115,6 +118,7 @@ impl std::fmt::Debug for Config {
             .field("tls_cert_pem", &self.tls_cert_pem.as_ref().map(|_| "<given>"))
             .field("tls_key_pem", &self.tls_key_pem.as_ref().map(|_| "<redacted>"))
             .field("request_timeout_seconds", &self.request_timeout_seconds)
+            .field("health_check_seconds", &self.health_check_seconds)
             .field("rate_limit_per_second", &self.rate_limit_per_second)
             .field("rate_limit_burst", &self.rate_limit_burst)
             .field("dev", &self.dev)
@@ -144,6 +148,7 @@ impl Default for Config {
             tls_client_ca_file: None,
             tls_client_auth_required: false,
             request_timeout_seconds: 30,
+            health_check_seconds: 5,
             rate_limit_per_second: 200,
             rate_limit_burst: 400,
             dev: false,
@@ -255,6 +260,9 @@ impl Config {
         if let Some(n) = number("OBSERVATORY_REQUEST_TIMEOUT_SECONDS")? {
             config.request_timeout_seconds = n;
         }
+        if let Some(n) = number("OBSERVATORY_HEALTH_CHECK_SECONDS")? {
+            config.health_check_seconds = n;
+        }
         if let Some(n) = number("OBSERVATORY_RATE_LIMIT_PER_SECOND")? {
             config.rate_limit_per_second = u32::try_from(n).unwrap_or(u32::MAX);
         }
@@ -266,6 +274,9 @@ impl Config {
         }
         if !(1..=3600).contains(&config.request_timeout_seconds) {
             bail!("request_timeout_seconds must be a number from 1 to 3600");
+        }
+        if !(1..=300).contains(&config.health_check_seconds) {
+            bail!("health_check_seconds must be a number from 1 to 300");
         }
         if !(1..=1_000_000).contains(&config.rate_limit_per_second) {
             bail!("rate_limit_per_second must be a number from 1 to 1000000");

@@ -53,6 +53,48 @@ pub struct Application {
     dev_admin_token: Option<String>,
     limits: observatory_grpc::bounds::Limits,
     tls: Option<tonic::transport::ServerTlsConfig>,
+    health_check: std::time::Duration,
+}
+
+/// Sets the gRPC health of the whole server ("") and of each service.
+async fn set_health(reporter: &tonic_health::server::HealthReporter, serving: bool) {
+    use tonic::server::NamedService;
+    use tonic_health::ServingStatus;
+    let status = if serving {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    for name in [
+        "",
+        <RegistryServiceServer<RegistryApi> as NamedService>::NAME,
+        <ReferenceServiceServer<ReferenceApi> as NamedService>::NAME,
+        <ReportServiceServer<ReportApi> as NamedService>::NAME,
+        <AuditServiceServer<AuditApi> as NamedService>::NAME,
+    ] {
+        reporter.set_service_status(name, status).await;
+    }
+}
+
+/// Checks readiness every `every`: NOT_SERVING while the database does not answer or lacks a
+/// migration of this binary, SERVING again as soon as it is back. Changes are logged.
+async fn watch_readiness(store: Store, reporter: tonic_health::server::HealthReporter, every: std::time::Duration) {
+    let mut serving = true;
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let ready = store.readiness(every.min(std::time::Duration::from_secs(5))).await;
+        match (&ready, serving) {
+            (Err(why), true) => tracing::warn!(reason = %why, "not ready: health is NOT_SERVING"),
+            (Ok(()), false) => tracing::info!("ready again: health is SERVING"),
+            _ => {}
+        }
+        if ready.is_ok() != serving {
+            serving = ready.is_ok();
+            set_health(&reporter, serving).await;
+        }
+    }
 }
 
 impl Application {
@@ -125,6 +167,7 @@ impl Application {
             dev_admin_token,
             limits: config.limits(),
             tls,
+            health_check: std::time::Duration::from_secs(config.health_check_seconds),
         })
     }
 
@@ -149,16 +192,10 @@ impl Application {
             dev_admin_token: _,
             limits,
             tls,
+            health_check,
         } = self;
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
-        health_reporter
-            .set_serving::<RegistryServiceServer<RegistryApi>>()
-            .await;
-        health_reporter
-            .set_serving::<ReferenceServiceServer<ReferenceApi>>()
-            .await;
-        health_reporter.set_serving::<ReportServiceServer<ReportApi>>().await;
-        health_reporter.set_serving::<AuditServiceServer<AuditApi>>().await;
+        set_health(&health_reporter, true).await;
         // Both reflection versions: grpcurl and recent clients speak v1, older tools v1alpha.
         let reflection = || {
             tonic_reflection::server::Builder::configure()
@@ -183,6 +220,17 @@ impl Application {
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         // Periodic reports: checked at start (catching up missed periods), then hourly.
         let (stop_schedule, stopped) = tokio::sync::watch::channel(false);
+        // Readiness: checked now and every `health_check`, reported by gRPC health.
+        {
+            let store = state.store.clone();
+            let mut stopped = stopped.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = watch_readiness(store, health_reporter, health_check) => {}
+                    _ = stopped.changed() => {}
+                }
+            });
+        }
         if let Some(schedule) = schedule {
             tracing::info!(schedule = schedule.schedule.code(), reports_dir = %runner.reports_dir().display(), "periodic reports on");
             let mut stopped = stopped.clone();

@@ -628,6 +628,39 @@ impl Store {
         }
     }
 
+    /// Whether the registry can serve: the database answers within `within`, and every
+    /// migration this binary carries has been applied to it. `Err` says why not, for the log.
+    pub async fn readiness(&self, within: Duration) -> std::result::Result<(), String> {
+        const APPLIED: &str = "SELECT version FROM _sqlx_migrations WHERE success";
+        let (expected, applied): (Vec<i64>, _) = match &self.backend {
+            Backend::Sqlite { readers: p, .. } => (
+                sqlx::migrate!("../../migrations/sqlite")
+                    .iter()
+                    .map(|m| m.version)
+                    .collect(),
+                tokio::time::timeout(within, sqlx::query_scalar::<_, i64>(APPLIED).fetch_all(p)).await,
+            ),
+            Backend::Postgres(p) => (
+                sqlx::migrate!("../../migrations/postgres")
+                    .iter()
+                    .map(|m| m.version)
+                    .collect(),
+                tokio::time::timeout(within, sqlx::query_scalar::<_, i64>(APPLIED).fetch_all(p)).await,
+            ),
+        };
+        let applied = match applied {
+            Err(_) => return Err(format!("the database did not answer within {} ms", within.as_millis())),
+            Ok(Err(e)) => return Err(format!("the database cannot be read: {e}")),
+            Ok(Ok(applied)) => applied,
+        };
+        let missing: Vec<i64> = expected.into_iter().filter(|v| !applied.contains(v)).collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("migrations not applied to the database: {missing:?}"))
+        }
+    }
+
     /// Checks that the database answers (for readiness).
     pub async fn ping(&self) -> Result<()> {
         match &self.backend {
