@@ -356,33 +356,111 @@ impl Captured {
     }
 }
 
-/// What the test process emits: its logs at debug level, its spans (in memory, exported as each
-/// ends) and its metrics (exported on `meter_provider.force_flush()`).
+/// What the test process emits: its logs at debug level; its spans, in memory (exported as each
+/// ends) and over OTLP to a receiver on loopback (batched: see [`Telemetry::flush`]); its
+/// metrics, likewise.
 pub struct Telemetry {
     pub logs: Captured,
     pub spans: opentelemetry_sdk::trace::InMemorySpanExporter,
     pub metrics: opentelemetry_sdk::metrics::InMemoryMetricExporter,
     pub meter_provider: opentelemetry_sdk::metrics::SdkMeterProvider,
-    _tracer_provider: opentelemetry_sdk::trace::SdkTracerProvider,
+    pub tracer_provider: opentelemetry_sdk::trace::SdkTracerProvider,
+    /// What the loopback OTLP receiver was sent.
+    pub received: Received,
+}
+
+impl Telemetry {
+    /// Exports every pending span and metric, over OTLP too.
+    pub fn flush(&self) {
+        self.tracer_provider.force_flush().expect("flush spans");
+        self.meter_provider.force_flush().expect("flush metrics");
+    }
+}
+
+/// Requests an OTLP receiver got.
+#[derive(Clone, Default)]
+pub struct Received {
+    pub traces: Arc<Mutex<Vec<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest>>>,
+    pub metrics: Arc<Mutex<Vec<opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest>>>,
+}
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService for Received {
+    async fn export(
+        &self,
+        request: tonic::Request<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest>,
+    ) -> Result<
+        tonic::Response<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse>,
+        tonic::Status,
+    > {
+        self.traces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(request.into_inner());
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsService for Received {
+    async fn export(
+        &self,
+        request: tonic::Request<opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest>,
+    ) -> Result<
+        tonic::Response<opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse>,
+        tonic::Status,
+    > {
+        self.metrics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(request.into_inner());
+        Ok(tonic::Response::new(Default::default()))
+    }
 }
 
 /// Installs, once for the process, a subscriber capturing logs and spans and a global meter
-/// provider capturing metrics, as `observatory serve` does with its exporters. Servers started
-/// afterwards report to them.
+/// provider capturing metrics, with the exporters `observatory serve` sets up (pointed at an
+/// OTLP receiver on loopback) beside in-memory ones. The receiver and the exporters' channels
+/// run on a runtime of their own, which outlives every test. Servers started afterwards report
+/// to them.
 pub fn telemetry() -> &'static Telemetry {
     use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_proto::tonic::collector::{
+        metrics::v1::metrics_service_server::MetricsServiceServer, trace::v1::trace_service_server::TraceServiceServer,
+    };
     use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
     static TELEMETRY: OnceLock<Telemetry> = OnceLock::new();
     TELEMETRY.get_or_init(|| {
         observatory_server::telemetry::install_propagator();
         let spans = opentelemetry_sdk::trace::InMemorySpanExporter::default();
-        let tracer_provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-            .with_simple_exporter(spans.clone())
-            .build();
         let metrics = opentelemetry_sdk::metrics::InMemoryMetricExporter::default();
-        let meter_provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
-            .with_periodic_exporter(metrics.clone())
-            .build();
+        let received = Received::default();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (spans_out, metrics_out, receiver) = (spans.clone(), metrics.clone(), received.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("telemetry runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                let addr = listener.local_addr().expect("address");
+                tokio::spawn(
+                    tonic::transport::Server::builder()
+                        .add_service(TraceServiceServer::new(receiver.clone()))
+                        .add_service(MetricsServiceServer::new(receiver))
+                        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+                );
+                let (tracer, meter) =
+                    observatory_server::telemetry::otlp_exporters(Some(&format!("http://{addr}"))).expect("exporters");
+                let tracer_provider = tracer.with_simple_exporter(spans_out).build();
+                let meter_provider = meter.with_periodic_exporter(metrics_out).build();
+                tx.send((tracer_provider, meter_provider)).expect("hand over");
+                std::future::pending::<()>().await;
+            });
+        });
+        let (tracer_provider, meter_provider) = rx.recv().expect("telemetry set up");
         opentelemetry::global::set_meter_provider(meter_provider.clone());
         let logs = Captured::default();
         let writer = logs.clone();
@@ -407,7 +485,8 @@ pub fn telemetry() -> &'static Telemetry {
             spans,
             metrics,
             meter_provider,
-            _tracer_provider: tracer_provider,
+            tracer_provider,
+            received,
         }
     })
 }

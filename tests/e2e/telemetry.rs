@@ -1,6 +1,7 @@
-//! OpenTelemetry, through in-memory exporters: a call carrying a W3C `traceparent` yields one
-//! server span in the caller's trace, named by its method, with its role and status code and no
-//! identifier; a short load shows in the metrics as calls and durations by method and code.
+//! OpenTelemetry, through in-memory exporters and an OTLP receiver on loopback: a call carrying a
+//! W3C `traceparent` yields one server span in the caller's trace, named by its method, with its
+//! role and status code and no identifier, exported over OTLP; a short load shows in the metrics
+//! as calls and durations by method and code.
 
 use observatory_domain::access::Role;
 use observatory_proto::v1::{self as pb, reference_service_client::ReferenceServiceClient};
@@ -131,6 +132,29 @@ async fn a_call_continues_its_callers_trace_and_is_counted_by_method_and_code(ba
         }
     }
 
+    // The same span reached the OTLP receiver on loopback, through the exporter `serve` sets
+    // up, with the trace id the caller sent.
+    t.flush();
+    let exported: Vec<(String, String)> = t
+        .received
+        .traces
+        .lock()
+        .expect("received")
+        .iter()
+        .flat_map(|request| request.resource_spans.iter())
+        .flat_map(|r| r.scope_spans.iter())
+        .flat_map(|s| s.spans.iter())
+        .map(|span| (hex::encode(&span.trace_id), span.name.clone()))
+        .collect();
+    assert!(
+        exported.contains(&(
+            trace_id.clone(),
+            "observatory.v1.ReferenceService/ListCentres".to_owned()
+        )),
+        "not received over OTLP: {} spans",
+        exported.len()
+    );
+
     // A short load: five calls answered NOT_FOUND, one refused. Counts only grow, and other
     // tests may call the same methods meanwhile: at least what this test did.
     let method = "/observatory.v1.ReferenceService/GetPrescriber";
@@ -159,5 +183,24 @@ async fn a_call_continues_its_callers_trace_and_is_counted_by_method_and_code(ba
             "PERMISSION_DENIED"
         ) >= 1
     );
+    // Metrics reached the receiver too.
+    t.flush();
+    let names: Vec<String> = t
+        .received
+        .metrics
+        .lock()
+        .expect("received")
+        .iter()
+        .flat_map(|request| request.resource_metrics.iter())
+        .flat_map(|r| r.scope_metrics.iter())
+        .flat_map(|s| s.metrics.iter())
+        .map(|m| m.name.clone())
+        .collect();
+    for metric in ["rpc.server.calls", "rpc.server.duration"] {
+        assert!(
+            names.iter().any(|n| n == metric),
+            "{metric} not received over OTLP: {names:?}"
+        );
+    }
     app.stop().await;
 }

@@ -84,23 +84,9 @@ pub fn init(format: &LogFormat, env: &HashMap<String, String>) -> anyhow::Result
     };
     let mut telemetry = Telemetry::default();
     let traces = if otlp_configured(env) {
-        let resource = Resource::builder().build();
-        let spans = opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .build()
-            .context("cannot set up the OTLP trace exporter")?;
-        let tracer_provider = SdkTracerProvider::builder()
-            .with_batch_exporter(spans)
-            .with_resource(resource.clone())
-            .build();
-        let metrics = opentelemetry_otlp::MetricExporter::builder()
-            .with_tonic()
-            .build()
-            .context("cannot set up the OTLP metric exporter")?;
-        let meter_provider = SdkMeterProvider::builder()
-            .with_periodic_exporter(metrics)
-            .with_resource(resource)
-            .build();
+        let (tracer_provider, meter_provider) = otlp_exporters(None)?;
+        let tracer_provider = tracer_provider.build();
+        let meter_provider = meter_provider.build();
         global::set_meter_provider(meter_provider.clone());
         let layer = tracing_opentelemetry::layer()
             .with_tracer(tracer_provider.tracer(SCOPE))
@@ -117,6 +103,36 @@ pub fn init(format: &LogFormat, env: &HashMap<String, String>) -> anyhow::Result
         .try_init()
         .context("cannot install the log subscriber")?;
     Ok(telemetry)
+}
+
+/// Trace and meter providers exporting over OTLP/gRPC, to `endpoint` or else where the
+/// `OTEL_EXPORTER_OTLP_*` variables say, with the resource `OTEL_SERVICE_NAME` and
+/// `OTEL_RESOURCE_ATTRIBUTES` describe. Builders, so that tests may add exporters of their own.
+/// Call inside the Tokio runtime that is to carry the exports.
+pub fn otlp_exporters(
+    endpoint: Option<&str>,
+) -> anyhow::Result<(
+    opentelemetry_sdk::trace::TracerProviderBuilder,
+    opentelemetry_sdk::metrics::MeterProviderBuilder,
+)> {
+    use opentelemetry_otlp::WithExportConfig;
+    let resource = Resource::builder().build();
+    let mut spans = opentelemetry_otlp::SpanExporter::builder().with_tonic();
+    let mut metrics = opentelemetry_otlp::MetricExporter::builder().with_tonic();
+    if let Some(endpoint) = endpoint {
+        spans = spans.with_endpoint(endpoint);
+        metrics = metrics.with_endpoint(endpoint);
+    }
+    let spans = spans.build().context("cannot set up the OTLP trace exporter")?;
+    let metrics = metrics.build().context("cannot set up the OTLP metric exporter")?;
+    Ok((
+        SdkTracerProvider::builder()
+            .with_batch_exporter(spans)
+            .with_resource(resource.clone()),
+        SdkMeterProvider::builder()
+            .with_periodic_exporter(metrics)
+            .with_resource(resource),
+    ))
 }
 
 impl Telemetry {
