@@ -161,6 +161,24 @@ async fn main() -> anyhow::Result<()> {
     result
 }
 
+/// Prints lines on stdout; a reader that stops early (`| head`, `| grep -q`) ends the output
+/// quietly instead of failing the command.
+fn print_lines(lines: &[String]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        match writeln!(out, "{line}") {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    match out.flush() {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     match cli.command {
         Commands::Serve { dev } => {
@@ -208,11 +226,10 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                             }
                         })
                 }
-                TokenCommand::List => store.list_tokens().await.map_err(Into::into).map(|tokens| {
-                    for line in access::token_lines(&tokens, now) {
-                        println!("{line}");
-                    }
-                }),
+                TokenCommand::List => match store.list_tokens().await {
+                    Ok(tokens) => print_lines(&access::token_lines(&tokens, now)),
+                    Err(e) => Err(e.into()),
+                },
                 TokenCommand::Revoke { id } => access::revoke_token(&store, &id, access::COMMAND_LINE_ACTOR)
                     .await
                     .map(|()| eprintln!("token {id} revoked")),
