@@ -121,9 +121,11 @@ pub async fn run_observed(
         .instrument(tracing::info_span!("report.snapshot", as_of = %options.as_of))
         .await?;
     tracing::info!(rows = ?manifest.rows, hash = %manifest.content_hash, "snapshot written");
-    // Indicators are CPU work: keep them off the async workers.
+    // Indicators are CPU work: keep them off the async workers, in the run's span.
     let options = options.clone();
+    let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
         let snapshot = Snapshot::open(&dir)?;
         let manifest = report_observed(&snapshot, &options, &observe);
         observe(Stage::Done);

@@ -233,7 +233,8 @@ impl Runner {
             Recorded::New(record) => {
                 self.lock().insert(run.id.clone(), RunState::Queued);
                 let runner = self.clone();
-                tokio::spawn(async move { runner.execute(run, |_| {}).await });
+                let span = run_span(&run);
+                tokio::spawn(async move { runner.execute(run, span, |_| {}).await });
                 Ok((self.view(record), false))
             }
         }
@@ -264,18 +265,22 @@ impl Runner {
         let id = run.id.clone();
         self.inner.store.record_report_run(&run).await?;
         self.lock().insert(id.clone(), RunState::Queued);
-        self.execute(run, observe).await.map(|manifest| (id, manifest))
+        let span = run_span(&run);
+        self.execute(run, span, observe).await.map(|manifest| (id, manifest))
     }
 
-    /// Executes a recorded run, then records its outcome.
+    /// Executes a recorded run in `span`, then records its outcome.
     async fn execute(
         &self,
         run: NewReportRun,
+        span: tracing::Span,
         observe: impl Fn(Stage<'_>) + Send + Sync + 'static,
     ) -> Result<ReportManifest, RunError> {
-        let span = tracing::info_span!("report.run", run_id = %run.id, period = %run.period_label, trigger = run.trigger.code());
+        // Once the runs before it are done.
+        let mut started = None;
         let result = async {
             let _slot = self.inner.slot.acquire().await;
+            started = Some(std::time::Instant::now());
             let parameters: RunParameters =
                 serde_json::from_value(run.parameters.clone()).map_err(|e| RunError::Corrupt(e.to_string()))?;
             let options = ReportOptions {
@@ -311,7 +316,7 @@ impl Runner {
             tracing::info!("report run started");
             let store = self.inner.store.clone();
             // Its own task: a panic in the job fails the run instead of leaving it running.
-            let job = tokio::spawn(async move { report::run_observed(&store, &options, tell).await });
+            let job = tokio::spawn(async move { report::run_observed(&store, &options, tell).await }.in_current_span());
             match job.await {
                 Ok(result) => result.map_err(RunError::from),
                 Err(e) => Err(RunError::Corrupt(format!("the report job stopped: {e}"))),
@@ -338,6 +343,8 @@ impl Runner {
             Ok(m) => tracing::info!(snapshot = %m.snapshot_hash, outputs = m.outputs.len(), "report run succeeded"),
             Err(e) => tracing::error!(error = %error_chain(e), "report run failed"),
         }
+        let took = started.map(|s| s.elapsed()).unwrap_or_default();
+        record_run(run.trigger, outcome.status, took, result.as_ref().ok());
         if let Err(e) = self.inner.store.finish_report_run(&run.id, &outcome).await {
             tracing::error!(error = %e, "cannot record the end of a report run: it will show as interrupted after a restart");
         }
@@ -431,6 +438,49 @@ impl Runner {
                 () = &mut shutdown => return,
                 () = tokio::time::sleep(SCHEDULE_CHECK_INTERVAL) => {}
             }
+        }
+    }
+}
+
+/// The span of a run: a trace of its own (a run outlives the call that asked for it), linked to
+/// the span that started it (a `RunReport` call, the schedule, the command line).
+fn run_span(run: &NewReportRun) -> tracing::Span {
+    let span = tracing::info_span!(
+        parent: None,
+        "report.run",
+        run_id = %run.id,
+        period = %run.period_label,
+        trigger = run.trigger.code()
+    );
+    span.follows_from(tracing::Span::current());
+    span
+}
+
+/// Records a run's duration by outcome and trigger, and the rows of each published table.
+/// Instruments come from the global meter provider at each run: runs are rare.
+fn record_run(trigger: RunTrigger, status: RunStatus, took: Duration, manifest: Option<&ReportManifest>) {
+    use opentelemetry::KeyValue;
+    let meter = opentelemetry::global::meter("observatory");
+    meter
+        .f64_histogram("observatory.report.duration")
+        .with_unit("s")
+        .with_description("time a report run took, from its start (once the runs before it ended) to its outcome, by trigger and status")
+        .build()
+        .record(
+            took.as_secs_f64(),
+            &[
+                KeyValue::new("trigger", trigger.code()),
+                KeyValue::new("status", status.code()),
+            ],
+        );
+    let rows = meter
+        .u64_histogram("observatory.report.rows")
+        .with_unit("{row}")
+        .with_description("rows of each table a report run published")
+        .build();
+    for output in manifest.map(|m| m.outputs.as_slice()).unwrap_or_default() {
+        if let Some(table) = output.file.strip_prefix("tables/").and_then(|f| f.strip_suffix(".csv")) {
+            rows.record(output.rows, &[KeyValue::new("table", table.to_owned())]);
         }
     }
 }

@@ -424,11 +424,11 @@ impl opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server:
 /// run on a runtime of their own, which outlives every test. Servers started afterwards report
 /// to them.
 pub fn telemetry() -> &'static Telemetry {
-    use opentelemetry::trace::TracerProvider as _;
+    use observatory_server::config::LogFormat;
     use opentelemetry_proto::tonic::collector::{
         metrics::v1::metrics_service_server::MetricsServiceServer, trace::v1::trace_service_server::TraceServiceServer,
     };
-    use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
+    use tracing_subscriber::{EnvFilter, util::SubscriberInitExt};
     static TELEMETRY: OnceLock<Telemetry> = OnceLock::new();
     TELEMETRY.get_or_init(|| {
         observatory_server::telemetry::install_propagator();
@@ -464,22 +464,16 @@ pub fn telemetry() -> &'static Telemetry {
         opentelemetry::global::set_meter_provider(meter_provider.clone());
         let logs = Captured::default();
         let writer = logs.clone();
-        tracing_subscriber::registry()
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_ansi(false)
-                    .with_writer(move || writer.clone())
-                    .with_filter(EnvFilter::new(
-                        "debug,h2=info,hyper=info,hyper_util=info,tower=info,rustls=info",
-                    )),
-            )
-            .with(
-                tracing_opentelemetry::layer()
-                    .with_tracer(tracer_provider.tracer(observatory_server::telemetry::SCOPE))
-                    .with_filter(EnvFilter::new("info")),
-            )
-            .try_init()
-            .expect("no other subscriber in this test process");
+        // The subscriber `observatory serve` installs, logs captured at debug level.
+        observatory_server::telemetry::subscriber(
+            &LogFormat::Text,
+            move || writer.clone(),
+            false,
+            EnvFilter::new("debug,h2=info,hyper=info,hyper_util=info,tower=info,rustls=info"),
+            &tracer_provider,
+        )
+        .try_init()
+        .expect("no other subscriber in this test process");
         Telemetry {
             logs,
             spans,

@@ -23,7 +23,7 @@ on_both_backends!(
     scheduled_reports_cover_each_closed_period_once_and_catch_up_after_a_stop,
 );
 
-async fn seed_registry(app: &TestApp, patients: u32) {
+pub(crate) async fn seed_registry(app: &TestApp, patients: u32) {
     seed(
         &app.store,
         &SeedOptions {
@@ -38,7 +38,7 @@ async fn seed_registry(app: &TestApp, patients: u32) {
 }
 
 /// A report of the third quarter of 2026 for the FILNEMUS filière.
-fn q3(key: &str) -> pb::RunReportRequest {
+pub(crate) fn q3(key: &str) -> pb::RunReportRequest {
     pb::RunReportRequest {
         period: "2026-Q3".into(),
         filiere: "FILNEMUS".into(),
@@ -48,7 +48,7 @@ fn q3(key: &str) -> pb::RunReportRequest {
 }
 
 /// Polls a run until it has ended.
-async fn wait_for_end(app: &mut TestApp, run_id: &str) -> pb::ReportRun {
+pub(crate) async fn wait_for_end(app: &mut TestApp, run_id: &str) -> pb::ReportRun {
     for _ in 0..600 {
         let run = app
             .reports
@@ -67,7 +67,11 @@ async fn wait_for_end(app: &mut TestApp, run_id: &str) -> pb::ReportRun {
     panic!("report run {run_id} did not end within two minutes");
 }
 
-async fn download(app: &mut TestApp, run_id: &str, file: &str) -> Result<(Vec<u8>, u64, String), tonic::Status> {
+pub(crate) async fn download(
+    app: &mut TestApp,
+    run_id: &str,
+    file: &str,
+) -> Result<(Vec<u8>, u64, String), tonic::Status> {
     let mut stream = app
         .reports
         .download_report_file(pb::DownloadReportFileRequest {

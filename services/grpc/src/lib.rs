@@ -59,10 +59,15 @@ impl ApiState {
     }
 }
 
+/// The trace id of a call's span, put in the request's extensions by the server's telemetry
+/// layer: what the audit trail records, so that trail, logs and traces meet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallTraceId(pub String);
+
 /// The request id and trace id of a call: `x-request-id` when the caller sends a usable one
 /// (8 to 64 hexadecimal digits and dashes, such as a UUID: nothing a name could be written
 /// in, since the id is stored with every version), a fresh UUIDv7 otherwise; and the trace id of
-/// a W3C `traceparent` it sent (empty without one).
+/// its span ([`CallTraceId`]), else of a W3C `traceparent` it sent, else empty.
 pub(crate) fn request_ids<T>(req: &Request<T>) -> (String, String) {
     let request_id = req
         .metadata()
@@ -71,12 +76,15 @@ pub(crate) fn request_ids<T>(req: &Request<T>) -> (String, String) {
         .filter(|s| (8..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let trace_id = req
-        .metadata()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(trace_id_of)
-        .unwrap_or_default();
+    let trace_id = match req.extensions().get::<CallTraceId>() {
+        Some(CallTraceId(id)) => id.clone(),
+        None => req
+            .metadata()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(trace_id_of)
+            .unwrap_or_default(),
+    };
     (request_id, trace_id)
 }
 

@@ -14,9 +14,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use observatory_domain::model::RecordKind;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokio::sync::oneshot;
+use tracing::Instrument;
 
-use crate::{Job, Result, Store, StoreError, Versioned, Work, WriteContext};
+use crate::{Result, Store, StoreError, Versioned, Work, WriteContext};
 
 /// `prev_hash` of the first event.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -239,15 +239,8 @@ impl Store {
     /// Records a read or export; returns once the event has committed, so nothing is disclosed
     /// that the trail does not show.
     pub async fn record_access(&self, entry: AuditEntry) -> Result<()> {
-        let (reply, rx) = oneshot::channel();
-        self.writer
-            .send(Job {
-                work: Work::Access(entry),
-                reply,
-            })
-            .await
-            .map_err(|_| StoreError::ShuttingDown)?;
-        rx.await.map_err(|_| StoreError::ShuttingDown)?.map(drop)
+        let span = tracing::info_span!("store.record_access", action = %entry.action);
+        self.submit(Work::Access(entry)).instrument(span).await.map(drop)
     }
 
     /// The newest event's seq and hash, without walking the chain: what the server logs at start

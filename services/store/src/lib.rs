@@ -15,7 +15,7 @@
 /// from (the same one on PostgreSQL; SQLite's single writer and its readers).
 macro_rules! dispatch {
     ($store:expr, $module:ident :: $f:ident ( $($arg:expr),* )) => {
-        match &$store.backend {
+        match &*$store.backend {
             $crate::Backend::Sqlite { writer, readers } => {
                 $crate::backend_sqlite::$module::$f(writer, readers $(, $arg)*).await
             }
@@ -24,10 +24,28 @@ macro_rules! dispatch {
     };
 }
 
+/// Calls `module::f(conn, args...)` of the store's backend on a connection from the read pool,
+/// the wait for it recorded (see [`metrics`]).
+macro_rules! read {
+    ($store:expr, $module:ident :: $f:ident $(::<$t:ty>)? ( $($arg:expr),* )) => {
+        match &*$store.backend {
+            $crate::Backend::Sqlite { readers, .. } => {
+                let mut conn = $store.metrics.acquire(readers, $crate::metrics::SQLITE_READERS).await?;
+                $crate::backend_sqlite::$module::$f$(::<$t>)?(&mut conn $(, $arg)*).await
+            }
+            $crate::Backend::Postgres(p) => {
+                let mut conn = $store.metrics.acquire(p, $crate::metrics::POSTGRES).await?;
+                $crate::backend_pg::$module::$f$(::<$t>)?(&mut conn $(, $arg)*).await
+            }
+        }
+    };
+}
+
 pub mod audit;
 mod backend_pg;
 mod backend_sqlite;
 mod kinds;
+mod metrics;
 pub mod report_runs;
 pub mod tokens;
 
@@ -47,6 +65,7 @@ use observatory_domain::{
 };
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 pub use kinds::Stored;
 
@@ -369,6 +388,8 @@ pub(crate) enum Work {
 pub(crate) struct Job {
     pub work: Work,
     pub reply: oneshot::Sender<Result<Written>>,
+    /// The caller's span: the group that commits the job links to it.
+    pub span: tracing::Span,
 }
 
 #[derive(Clone)]
@@ -384,13 +405,14 @@ enum Backend {
 /// Handle on the registry: cheap to clone, shared by every request.
 #[derive(Clone)]
 pub struct Store {
-    backend: Backend,
+    backend: Arc<Backend>,
     writer: mpsc::Sender<Job>,
+    metrics: metrics::StoreMetrics,
 }
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self.backend {
+        f.write_str(match *self.backend {
             Backend::Sqlite { .. } => "Store(sqlite)",
             Backend::Postgres(_) => "Store(postgres)",
         })
@@ -411,21 +433,34 @@ impl Store {
         let max_batch = options.max_batch.max(1);
         let backend = if options.url.starts_with("sqlite:") {
             let (readers, writer) = backend_sqlite::connect(options).await?;
-            tokio::spawn(backend_sqlite::shared::run_writer(writer.clone(), rx, max_batch));
-            Backend::Sqlite { readers, writer }
+            Arc::new(Backend::Sqlite { readers, writer })
         } else if options.url.starts_with("postgres://") || options.url.starts_with("postgresql://") {
-            let pool = backend_pg::connect(options).await?;
-            tokio::spawn(backend_pg::shared::run_writer(pool.clone(), rx, max_batch));
-            Backend::Postgres(pool)
+            Arc::new(Backend::Postgres(backend_pg::connect(options).await?))
         } else {
             return Err(StoreError::BadUrl(redact_url(&options.url)));
         };
-        Ok(Store { backend, writer: tx })
+        let metrics = metrics::StoreMetrics::new(&backend);
+        match &*backend {
+            Backend::Sqlite { writer, .. } => {
+                let writer =
+                    backend_sqlite::shared::GroupWriter::new(writer.clone(), metrics::SQLITE_WRITER, metrics.clone());
+                tokio::spawn(writer.run(rx, max_batch));
+            }
+            Backend::Postgres(pool) => {
+                let writer = backend_pg::shared::GroupWriter::new(pool.clone(), metrics::POSTGRES, metrics.clone());
+                tokio::spawn(writer.run(rx, max_batch));
+            }
+        }
+        Ok(Store {
+            backend,
+            writer: tx,
+            metrics,
+        })
     }
 
     /// Applies pending migrations and loads the shipped reference data (idempotent).
     pub async fn migrate(&self) -> Result<()> {
-        match &self.backend {
+        match &*self.backend {
             Backend::Sqlite { writer, .. } => {
                 sqlx::migrate!("../../migrations/sqlite").run(writer).await?;
                 backend_sqlite::shared::load_reference(writer).await
@@ -439,11 +474,19 @@ impl Store {
 
     /// Hands a command to the group-commit writer and waits for its commit.
     pub async fn execute(&self, command: Command, ctx: WriteContext) -> Result<Written> {
+        let span = tracing::info_span!("store.execute", command = command.name());
+        self.submit(Work::Command { command, ctx }).instrument(span).await
+    }
+
+    /// Hands work to the writer and waits for the commit of its group, in the current span (the
+    /// group's span links to it).
+    pub(crate) async fn submit(&self, work: Work) -> Result<Written> {
         let (reply, rx) = oneshot::channel();
         self.writer
             .send(Job {
-                work: Work::Command { command, ctx },
+                work,
                 reply,
+                span: tracing::Span::current(),
             })
             .await
             .map_err(|_| StoreError::ShuttingDown)?;
@@ -452,10 +495,9 @@ impl Store {
 
     /// Current version of a record, `None` when absent.
     pub async fn get<T: Stored>(&self, id: &str) -> Result<Option<Versioned<T>>> {
-        match &self.backend {
-            Backend::Sqlite { readers: p, .. } => backend_sqlite::shared::get_current::<T>(p, id).await,
-            Backend::Postgres(p) => backend_pg::shared::get_current::<T>(p, id).await,
-        }
+        async { read!(self, shared::get_current::<T>(id)) }
+            .instrument(tracing::info_span!("store.get", kind = T::KIND.code()))
+            .await
     }
 
     /// Current version of a record, NOT_FOUND when absent.
@@ -468,10 +510,9 @@ impl Store {
 
     /// Every version of a record, oldest first; NOT_FOUND when it has none.
     pub async fn history(&self, kind: RecordKind, id: &str) -> Result<Vec<Record>> {
-        let versions = match &self.backend {
-            Backend::Sqlite { readers: p, .. } => backend_sqlite::shared::history(p, kind, id).await?,
-            Backend::Postgres(p) => backend_pg::shared::history(p, kind, id).await?,
-        };
+        let versions = async { read!(self, shared::history(kind, id)) }
+            .instrument(tracing::info_span!("store.history", kind = kind.code()))
+            .await?;
         if versions.is_empty() {
             return Err(StoreError::NotFound {
                 kind: kind.code(),
@@ -574,6 +615,29 @@ impl Store {
         as_of: DateTime<Utc>,
         current_only: bool,
         batch: u32,
+        sink: impl FnMut(Vec<Versioned<T>>) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Result<u64> {
+        let span = tracing::info_span!(
+            "store.scan",
+            kind = T::KIND.code(),
+            current_only,
+            rows = tracing::field::Empty
+        );
+        let scanned = self
+            .scan_batches(as_of, current_only, batch, sink)
+            .instrument(span.clone())
+            .await;
+        if let Ok(rows) = &scanned {
+            span.record("rows", rows);
+        }
+        scanned
+    }
+
+    async fn scan_batches<T: Stored>(
+        &self,
+        as_of: DateTime<Utc>,
+        current_only: bool,
+        batch: u32,
         mut sink: impl FnMut(Vec<Versioned<T>>) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>,
     ) -> Result<u64> {
         let limit = i64::from(batch.max(1));
@@ -581,14 +645,10 @@ impl Store {
         let mut total = 0u64;
         loop {
             let cursor = after.as_ref().map(|(id, v)| (id.as_str(), *v));
-            let rows = match &self.backend {
-                Backend::Sqlite { readers: p, .. } => {
-                    backend_sqlite::shared::versions_recorded_by::<T>(p, as_of, current_only, cursor, limit).await?
-                }
-                Backend::Postgres(p) => {
-                    backend_pg::shared::versions_recorded_by::<T>(p, as_of, current_only, cursor, limit).await?
-                }
-            };
+            let rows = read!(
+                self,
+                shared::versions_recorded_by::<T>(as_of, current_only, cursor, limit)
+            )?;
             let n = rows.len();
             total += n as u64;
             after = rows.last().map(|v| (v.meta.id.clone(), v.meta.version));
@@ -604,10 +664,9 @@ impl Store {
     /// Where a record belongs, for access checks (see [`Reach`]): nothing for a record that
     /// does not exist, so that a scoped caller cannot tell it from one out of scope.
     pub async fn reach(&self, kind: RecordKind, id: &str) -> Result<Reach> {
-        match &self.backend {
-            Backend::Sqlite { readers: p, .. } => backend_sqlite::shared::reach(p, kind, id).await,
-            Backend::Postgres(p) => backend_pg::shared::reach(p, kind, id).await,
-        }
+        async { read!(self, shared::reach(kind, id)) }
+            .instrument(tracing::info_span!("store.reach", kind = kind.code()))
+            .await
     }
 
     /// Current versions of the follow-ups or adverse events of one episode.
@@ -622,17 +681,16 @@ impl Store {
     }
 
     async fn list<T: Stored>(&self, q: kinds::ListQuery) -> Result<Page<Versioned<T>>> {
-        match &self.backend {
-            Backend::Sqlite { readers: p, .. } => backend_sqlite::shared::list::<T>(p, q).await,
-            Backend::Postgres(p) => backend_pg::shared::list::<T>(p, q).await,
-        }
+        async { read!(self, shared::list::<T>(q)) }
+            .instrument(tracing::info_span!("store.list", kind = T::KIND.code()))
+            .await
     }
 
     /// Whether the registry can serve: the database answers within `within`, and every
     /// migration this binary carries has been applied to it. `Err` says why not, for the log.
     pub async fn readiness(&self, within: Duration) -> std::result::Result<(), String> {
         const APPLIED: &str = "SELECT version FROM _sqlx_migrations WHERE success";
-        let (expected, applied): (Vec<i64>, _) = match &self.backend {
+        let (expected, applied): (Vec<i64>, _) = match &*self.backend {
             Backend::Sqlite { readers: p, .. } => (
                 sqlx::migrate!("../../migrations/sqlite")
                     .iter()
@@ -663,7 +721,7 @@ impl Store {
 
     /// Checks that the database answers (for readiness).
     pub async fn ping(&self) -> Result<()> {
-        match &self.backend {
+        match &*self.backend {
             Backend::Sqlite { readers: p, .. } => sqlx::query("SELECT 1").execute(p).await.map(drop)?,
             Backend::Postgres(p) => sqlx::query("SELECT 1").execute(p).await.map(drop)?,
         }
@@ -672,7 +730,7 @@ impl Store {
 
     /// Closes the pools; the writer stops when the last handle is dropped.
     pub async fn close(&self) {
-        match &self.backend {
+        match &*self.backend {
             Backend::Sqlite { readers, writer } => {
                 readers.close().await;
                 writer.close().await;
@@ -684,7 +742,7 @@ impl Store {
     /// Runs a read-only SQL query returning one integer, for tests and diagnostics (table
     /// counts). Not exposed over the network.
     pub async fn scalar_i64(&self, sql: &'static str) -> Result<i64> {
-        Ok(match &self.backend {
+        Ok(match &*self.backend {
             Backend::Sqlite { readers: p, .. } => sqlx::query_scalar(sql).fetch_one(p).await?,
             Backend::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await?,
         })

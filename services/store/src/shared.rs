@@ -24,6 +24,7 @@ use tracing::Instrument;
 use super::{BEGIN, Db, audit_sql};
 use crate::audit::{self, AuditEntry, AuditTarget};
 use crate::kinds::{self, Filter, ListQuery, Stored, Val};
+use crate::metrics::StoreMetrics;
 use crate::{Command, Job, Meta, Page, Record, Result, StoreError, Versioned, Work, WriteContext, Written, today};
 
 type Pool = sqlx::Pool<Db>;
@@ -55,57 +56,131 @@ fn from_row<T>(row: MetaRow<T>) -> Versioned<T> {
 // ---------------------------------------------------------------------------------------------
 // Group commit
 
-/// Receives commands and commits them in groups: everything waiting when a transaction starts
-/// (up to `max_batch`) goes into it. Runs until every sender is dropped.
-pub async fn run_writer(pool: Pool, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
-    let mut batch = Vec::with_capacity(max_batch);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        commit_batch(&pool, &mut batch).await;
-    }
+/// The group-commit writer of one database: receives commands and commits them in groups.
+pub(crate) struct GroupWriter {
+    pool: Pool,
+    /// The pool's name, for the metrics.
+    pool_name: &'static str,
+    metrics: StoreMetrics,
 }
 
-/// Commits a group. Commands check everything they can before their first write, so a command
-/// refused by a rule leaves the transaction clean and the group goes on without it. A command
-/// that fails after writing, or on a database error, poisons the transaction: it is rolled back,
-/// that command answered with its error, and the rest of the group tried again. No savepoint is
-/// needed on the common path, which saves two round trips per command on PostgreSQL.
-async fn commit_batch(pool: &Pool, batch: &mut Vec<Job>) {
-    let size = batch.len();
-    let mut results: Vec<Option<Result<Written>>> = std::iter::repeat_with(|| None).take(size).collect();
-    let mut pending: Vec<usize> = (0..size).collect();
-    while !pending.is_empty() {
-        let span = tracing::debug_span!("store.commit_batch", size = pending.len());
-        match attempt(pool, batch, &pending).instrument(span).await {
-            Attempt::Committed(outcomes) => {
-                for (&i, outcome) in pending.iter().zip(outcomes) {
-                    results[i] = Some(outcome);
-                }
-                pending.clear();
-            }
-            Attempt::Poisoned { index, error } => {
-                tracing::debug!(error = %error, "a command poisoned its group; retrying the others");
-                results[index] = Some(Err(error));
-                pending.retain(|&i| i != index);
-            }
-            Attempt::Failed(error) => {
-                tracing::error!(error = %error, source = ?std::error::Error::source(&error), size, "group commit failed; the commands of the group are refused");
-                for &i in &pending {
-                    results[i] = Some(Err(StoreError::Database(error.clone())));
-                }
-                pending.clear();
-            }
+impl GroupWriter {
+    pub(crate) fn new(pool: Pool, pool_name: &'static str, metrics: StoreMetrics) -> Self {
+        Self {
+            pool,
+            pool_name,
+            metrics,
         }
     }
-    for (job, result) in batch.drain(..).zip(results) {
-        let result = result.unwrap_or(Err(StoreError::ShuttingDown));
-        let _ = job.reply.send(result);
+
+    /// Commits everything waiting when a transaction starts (at most `max_batch`) in that
+    /// transaction, until every sender is gone.
+    pub(crate) async fn run(self, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
+        let mut batch = Vec::with_capacity(max_batch);
+        while let Some(first) = rx.recv().await {
+            batch.push(first);
+            while batch.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.commit_batch(&mut batch).await;
+        }
+    }
+
+    /// Commits a group. Commands check everything they can before their first write, so a
+    /// command refused by a rule leaves the transaction clean and the group goes on without it.
+    /// A command that fails after writing, or on a database error, poisons the transaction: it
+    /// is rolled back, that command answered with its error, and the rest of the group tried
+    /// again. No savepoint is needed on the common path, which saves two round trips per command
+    /// on PostgreSQL.
+    async fn commit_batch(&self, batch: &mut Vec<Job>) {
+        let size = batch.len();
+        let mut results: Vec<Option<Result<Written>>> = std::iter::repeat_with(|| None).take(size).collect();
+        let mut pending: Vec<usize> = (0..size).collect();
+        while !pending.is_empty() {
+            // A trace of its own, linked to the span of every caller it serves.
+            let span = tracing::info_span!(parent: None, "store.commit_group", size = pending.len());
+            for &i in &pending {
+                span.follows_from(&batch[i].span);
+            }
+            match self.attempt(batch, &pending).instrument(span).await {
+                Attempt::Committed(outcomes) => {
+                    self.metrics.committed(pending.len(), &outcomes);
+                    for (&i, outcome) in pending.iter().zip(outcomes) {
+                        results[i] = Some(outcome);
+                    }
+                    pending.clear();
+                }
+                Attempt::Poisoned { index, error } => {
+                    tracing::debug!(error = %error, "a command poisoned its group; retrying the others");
+                    results[index] = Some(Err(error));
+                    pending.retain(|&i| i != index);
+                }
+                Attempt::Failed(error) => {
+                    tracing::error!(error = %error, source = ?std::error::Error::source(&error), size, "group commit failed; the commands of the group are refused");
+                    for &i in &pending {
+                        results[i] = Some(Err(StoreError::Database(error.clone())));
+                    }
+                    pending.clear();
+                }
+            }
+        }
+        for (job, result) in batch.drain(..).zip(results) {
+            let result = result.unwrap_or(Err(StoreError::ShuttingDown));
+            let _ = job.reply.send(result);
+        }
+    }
+
+    async fn attempt(&self, batch: &[Job], pending: &[usize]) -> Attempt {
+        let mut conn = match self.metrics.acquire(&self.pool, self.pool_name).await {
+            Ok(conn) => conn,
+            Err(e) => return Attempt::Failed(std::sync::Arc::new(e)),
+        };
+        let mut tx = match sqlx::Connection::begin_with(&mut *conn, BEGIN).await {
+            Ok(tx) => tx,
+            Err(e) => return Attempt::Failed(std::sync::Arc::new(e)),
+        };
+        let mut outcomes = Vec::with_capacity(pending.len());
+        let mut events = Vec::with_capacity(pending.len());
+        for &index in pending {
+            let now = Utc::now().trunc_subsecs(6);
+            let (command, ctx) = match &batch[index].work {
+                Work::Command { command, ctx } => (command, ctx),
+                Work::Access(entry) => {
+                    events.push((entry.clone(), now));
+                    outcomes.push(Ok(Written {
+                        records: Vec::new(),
+                        replayed: false,
+                    }));
+                    continue;
+                }
+            };
+            let mut wrote = false;
+            match apply(&mut tx, command, ctx, now, &mut wrote).await {
+                Ok((written, event)) => {
+                    events.push((event, now));
+                    outcomes.push(Ok(written));
+                }
+                Err(e) if !wrote && !matches!(e, StoreError::Database(_)) => outcomes.push(Err(e)),
+                Err(error) => {
+                    if let Err(e) = tx.rollback().await {
+                        tracing::warn!(error = %e, "rollback failed; the connection is discarded");
+                        conn.close_on_drop();
+                    }
+                    return Attempt::Poisoned { index, error };
+                }
+            }
+        }
+        // The group's audit events go in with it: the writes and their trail commit together.
+        if let Err(e) = audit_sql::append(&mut tx, &events).await {
+            return Attempt::Failed(std::sync::Arc::new(e));
+        }
+        match tx.commit().await {
+            Ok(()) => Attempt::Committed(outcomes),
+            Err(e) => Attempt::Failed(std::sync::Arc::new(e)),
+        }
     }
 }
 
@@ -116,51 +191,6 @@ enum Attempt {
     Poisoned { index: usize, error: StoreError },
     /// BEGIN or COMMIT failed.
     Failed(std::sync::Arc<sqlx::Error>),
-}
-
-async fn attempt(pool: &Pool, batch: &[Job], pending: &[usize]) -> Attempt {
-    let mut tx = match pool.begin_with(BEGIN).await {
-        Ok(tx) => tx,
-        Err(e) => return Attempt::Failed(std::sync::Arc::new(e)),
-    };
-    let mut outcomes = Vec::with_capacity(pending.len());
-    let mut events = Vec::with_capacity(pending.len());
-    for &index in pending {
-        let now = Utc::now().trunc_subsecs(6);
-        let (command, ctx) = match &batch[index].work {
-            Work::Command { command, ctx } => (command, ctx),
-            Work::Access(entry) => {
-                events.push((entry.clone(), now));
-                outcomes.push(Ok(Written {
-                    records: Vec::new(),
-                    replayed: false,
-                }));
-                continue;
-            }
-        };
-        let mut wrote = false;
-        match apply(&mut tx, command, ctx, now, &mut wrote).await {
-            Ok((written, event)) => {
-                events.push((event, now));
-                outcomes.push(Ok(written));
-            }
-            Err(e) if !wrote && !matches!(e, StoreError::Database(_)) => outcomes.push(Err(e)),
-            Err(error) => {
-                if let Err(e) = tx.rollback().await {
-                    tracing::warn!(error = %e, "rollback failed; the connection is discarded");
-                }
-                return Attempt::Poisoned { index, error };
-            }
-        }
-    }
-    // The group's audit events go in with it: the writes and their trail commit together.
-    if let Err(e) = audit_sql::append(&mut tx, &events).await {
-        return Attempt::Failed(std::sync::Arc::new(e));
-    }
-    match tx.commit().await {
-        Ok(()) => Attempt::Committed(outcomes),
-        Err(e) => Attempt::Failed(std::sync::Arc::new(e)),
-    }
 }
 
 /// Applies one command, honouring its idempotency key; `wrote` tells whether it wrote anything.
@@ -717,8 +747,8 @@ async fn fetch_current<'e, T: Stored>(
     Ok(row.map(from_row))
 }
 
-pub async fn get_current<T: Stored>(pool: &Pool, id: &str) -> Result<Option<Versioned<T>>> {
-    fetch_current::<T>(pool, id).await
+pub async fn get_current<T: Stored>(conn: &mut Conn, id: &str) -> Result<Option<Versioned<T>>> {
+    fetch_current::<T>(conn, id).await
 }
 
 async fn version_of(conn: &mut Conn, kind: RecordKind, id: &str, version: i64) -> Result<Record> {
@@ -742,28 +772,28 @@ async fn version_of(conn: &mut Conn, kind: RecordKind, id: &str, version: i64) -
     }
 }
 
-pub async fn history(pool: &Pool, kind: RecordKind, id: &str) -> Result<Vec<Record>> {
-    async fn all<T: Stored>(pool: &Pool, id: &str) -> Result<Vec<Record>> {
+pub async fn history(conn: &mut Conn, kind: RecordKind, id: &str) -> Result<Vec<Record>> {
+    async fn all<T: Stored>(conn: &mut Conn, id: &str) -> Result<Vec<Record>> {
         let table = kinds::table(T::KIND);
         let mut q = QueryBuilder::<Db>::new(format!("SELECT {META_COLUMNS} FROM {table} WHERE id = "));
         q.push_bind(id.to_owned()).push(" ORDER BY version");
-        let rows: Vec<MetaRow<T>> = q.build_query_as().fetch_all(pool).await?;
+        let rows: Vec<MetaRow<T>> = q.build_query_as().fetch_all(conn).await?;
         Ok(rows.into_iter().map(|r| T::into_record(from_row(r))).collect())
     }
     match kind {
-        RecordKind::Centre => all::<Centre>(pool, id).await,
-        RecordKind::Prescriber => all::<Prescriber>(pool, id).await,
-        RecordKind::Framework => all::<Framework>(pool, id).await,
-        RecordKind::Cohort => all::<Cohort>(pool, id).await,
-        RecordKind::Patient => all::<Patient>(pool, id).await,
-        RecordKind::Episode => all::<Episode>(pool, id).await,
-        RecordKind::Authorisation => all::<Authorisation>(pool, id).await,
-        RecordKind::FollowUp => all::<FollowUp>(pool, id).await,
-        RecordKind::AdverseEvent => all::<AdverseEvent>(pool, id).await,
+        RecordKind::Centre => all::<Centre>(conn, id).await,
+        RecordKind::Prescriber => all::<Prescriber>(conn, id).await,
+        RecordKind::Framework => all::<Framework>(conn, id).await,
+        RecordKind::Cohort => all::<Cohort>(conn, id).await,
+        RecordKind::Patient => all::<Patient>(conn, id).await,
+        RecordKind::Episode => all::<Episode>(conn, id).await,
+        RecordKind::Authorisation => all::<Authorisation>(conn, id).await,
+        RecordKind::FollowUp => all::<FollowUp>(conn, id).await,
+        RecordKind::AdverseEvent => all::<AdverseEvent>(conn, id).await,
     }
 }
 
-pub async fn list<T: Stored>(pool: &Pool, lq: ListQuery) -> Result<Page<Versioned<T>>> {
+pub async fn list<T: Stored>(conn: &mut Conn, lq: ListQuery) -> Result<Page<Versioned<T>>> {
     let table = kinds::table(T::KIND);
     let mut q = QueryBuilder::<Db>::new(format!(
         "SELECT {META_COLUMNS} FROM {table} WHERE superseded_at IS NULL"
@@ -785,7 +815,7 @@ pub async fn list<T: Stored>(pool: &Pool, lq: ListQuery) -> Result<Page<Versione
         q.push(" AND id > ").push_bind(after);
     }
     q.push(" ORDER BY id LIMIT ").push_bind(i64::from(lq.size) + 1);
-    let rows: Vec<MetaRow<T>> = q.build_query_as().fetch_all(pool).await?;
+    let rows: Vec<MetaRow<T>> = q.build_query_as().fetch_all(conn).await?;
     let mut items: Vec<Versioned<T>> = rows.into_iter().map(from_row).collect();
     let next_page_token = if items.len() > lq.size as usize {
         items.truncate(lq.size as usize);
@@ -817,7 +847,7 @@ pub(crate) fn push_in<'q>(
 /// a cohort; the centres and cohort filières of the episodes it is or hangs from for
 /// patient-level records. Nothing for reference data (every role reads it) or for a record
 /// that does not exist.
-pub async fn reach(pool: &Pool, kind: RecordKind, id: &str) -> Result<Reach> {
+pub async fn reach(conn: &mut Conn, kind: RecordKind, id: &str) -> Result<Reach> {
     let corrupt = |what: String| StoreError::Corrupt {
         kind: kind.code(),
         id: id.to_owned(),
@@ -828,7 +858,7 @@ pub async fn reach(pool: &Pool, kind: RecordKind, id: &str) -> Result<Reach> {
         let row: Option<String> =
             sqlx::query_scalar("SELECT filiere FROM cohort_versions WHERE id = $1 AND superseded_at IS NULL")
                 .bind(id)
-                .fetch_optional(pool)
+                .fetch_optional(conn)
                 .await?;
         return row
             .map(filiere)
@@ -857,7 +887,7 @@ pub async fn reach(pool: &Pool, kind: RecordKind, id: &str) -> Result<Reach> {
          WHERE e.superseded_at IS NULL AND ",
     );
     q.push(episode);
-    let rows: Vec<(String, String)> = q.build_query_as().bind(id).fetch_all(pool).await?;
+    let rows: Vec<(String, String)> = q.build_query_as().bind(id).fetch_all(conn).await?;
     let mut reach = Reach::default();
     for (centre, f) in rows {
         let centre = Finess::parse(&centre).map_err(|_| corrupt(format!("stored FINESS {centre:?} is malformed")))?;
@@ -870,7 +900,7 @@ pub async fn reach(pool: &Pool, kind: RecordKind, id: &str) -> Result<Reach> {
 /// version `after`: only those still current at `as_of` (not superseded by then) when
 /// `current_only`, every one otherwise.
 pub async fn versions_recorded_by<T: Stored>(
-    pool: &Pool,
+    conn: &mut Conn,
     as_of: DateTime<Utc>,
     current_only: bool,
     after: Option<(&str, i64)>,
@@ -894,7 +924,7 @@ pub async fn versions_recorded_by<T: Stored>(
             .push("))");
     }
     q.push(" ORDER BY id, version LIMIT ").push_bind(limit);
-    let rows: Vec<MetaRow<T>> = q.build_query_as().fetch_all(pool).await?;
+    let rows: Vec<MetaRow<T>> = q.build_query_as().fetch_all(conn).await?;
     Ok(rows.into_iter().map(from_row).collect())
 }
 

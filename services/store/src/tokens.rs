@@ -4,6 +4,8 @@
 use chrono::{DateTime, Utc};
 use observatory_domain::access::{Principal, Role, Scope};
 
+use tracing::Instrument;
+
 use crate::{Result, Store};
 
 /// A token as created.
@@ -57,12 +59,16 @@ impl Store {
 
     /// The token whose secret hashes to `secret_sha256`, revoked or expired ones included.
     pub async fn token_by_secret_hash(&self, secret_sha256: &str) -> Result<Option<TokenRecord>> {
-        dispatch!(self, tokens_sql::by_secret_hash(secret_sha256))
+        async { read!(self, tokens_sql::by_secret_hash(secret_sha256)) }
+            .instrument(tracing::info_span!("store.token_lookup"))
+            .await
     }
 
     /// The tokens bound to a client certificate subject, newest first.
     pub async fn tokens_by_client_subject(&self, subject: &str) -> Result<Vec<TokenRecord>> {
-        dispatch!(self, tokens_sql::by_client_subject(subject))
+        async { read!(self, tokens_sql::by_client_subject(subject)) }
+            .instrument(tracing::info_span!("store.token_lookup"))
+            .await
     }
 
     /// Every token, oldest first.

@@ -13,6 +13,7 @@ use crate::tokens::{NewToken, Revocation, TokenRecord};
 use crate::{Result, StoreError};
 
 type Pool = sqlx::Pool<Db>;
+type Conn = <Db as sqlx::Database>::Connection;
 
 const SELECT: &str = "SELECT t.id, t.secret_sha256, t.role, t.centres, t.filieres, t.created_at, t.created_by, \
      t.expires_at, t.client_subject, r.revoked_at, r.revoked_by \
@@ -103,21 +104,21 @@ pub async fn create(write: &Pool, _read: &Pool, token: &NewToken) -> Result<()> 
     .await
 }
 
-pub async fn by_secret_hash(_write: &Pool, read: &Pool, secret_sha256: &str) -> Result<Option<TokenRecord>> {
+pub async fn by_secret_hash(conn: &mut Conn, secret_sha256: &str) -> Result<Option<TokenRecord>> {
     let sql = format!("{SELECT} WHERE t.secret_sha256 = $1");
     sqlx::query_as::<_, TokenRow>(sqlx::AssertSqlSafe(sql))
         .bind(secret_sha256)
-        .fetch_optional(read)
+        .fetch_optional(conn)
         .await?
         .map(TokenRow::into_record)
         .transpose()
 }
 
-pub async fn by_client_subject(_write: &Pool, read: &Pool, subject: &str) -> Result<Vec<TokenRecord>> {
+pub async fn by_client_subject(conn: &mut Conn, subject: &str) -> Result<Vec<TokenRecord>> {
     let sql = format!("{SELECT} WHERE t.client_subject = $1 ORDER BY t.created_at DESC, t.id DESC");
     sqlx::query_as::<_, TokenRow>(sqlx::AssertSqlSafe(sql))
         .bind(subject)
-        .fetch_all(read)
+        .fetch_all(conn)
         .await?
         .into_iter()
         .map(TokenRow::into_record)
