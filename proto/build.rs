@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "observatory/v1/registry.proto",
         "observatory/v1/reports.proto",
         "observatory/v1/audit.proto",
+        "observatory/v1/exchange.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={file}");

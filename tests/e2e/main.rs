@@ -3,6 +3,7 @@
 
 mod access;
 mod audit;
+mod exchange;
 mod health;
 mod helpers;
 mod redaction;

@@ -119,7 +119,7 @@ fn points(t: &Telemetry, metric: &str) -> Vec<(HashMap<String, String>, f64)> {
 }
 
 /// The value of `metric`'s data point with every one of `wanted` attributes (0 when absent).
-fn metric_value(t: &Telemetry, metric: &str, wanted: &[(&str, &str)]) -> f64 {
+pub(crate) fn metric_value(t: &Telemetry, metric: &str, wanted: &[(&str, &str)]) -> f64 {
     points(t, metric)
         .into_iter()
         .filter(|(attributes, _)| {

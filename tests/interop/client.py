@@ -1,9 +1,10 @@
 """Interoperability check: a client generated from proto/ by Python grpcio-tools drives a
-running observatory through an AAC journey, reads every version back, then runs a report and
-streams one of its outputs, as a partner system would.
+running observatory through an AAC journey, reads every version back, imports records and reads
+the change feed as a partner system, then runs a report and streams one of its outputs.
 
 Usage: client.py HOST:PORT GENERATED_DIR
-with the tokens of each role in OBSERVATORY_TOKEN_{ADMIN,DATA_MANAGER,PRESCRIBER,ANALYST}.
+with the tokens of each role in
+OBSERVATORY_TOKEN_{ADMIN,DATA_MANAGER,PRESCRIBER,ANALYST,PARTNER,ELSEWHERE}.
 """
 
 import hashlib
@@ -20,6 +21,8 @@ sys.path.insert(0, generated)
 
 from observatory.v1 import (  # noqa: E402
     common_pb2,
+    exchange_pb2,
+    exchange_pb2_grpc,
     reference_pb2,
     reference_pb2_grpc,
     registry_pb2,
@@ -159,6 +162,38 @@ try:
 except grpc.RpcError as e:
     check(e.code() == grpc.StatusCode.INVALID_ARGUMENT, f"INVALID_ARGUMENT, got {e.code()}")
 
+# A partner system of the centre: an import over the bidirectional stream (one item refused,
+# with its field named from the item), a second import using the first one's ids, then the
+# change feed, in commit order, with the records of the centre.
+exchange = exchange_pb2_grpc.ExchangeServiceStub(as_role("PARTNER"))
+E = exchange_pb2
+results = list(exchange.Import(iter([
+    E.ImportItem(reference="ehr-17", register_patient=registry_pb2.RegisterPatientRequest(
+        idempotency_key="py-import-17", idmr="00000000000000000017", sex=registry_pb2.SEX_MALE,
+        birth_year_month="2015-02", region_code="11")),
+    E.ImportItem(reference="ehr-18", register_patient=registry_pb2.RegisterPatientRequest(
+        idempotency_key="py-import-18", idmr="00000000000000000018", sex=registry_pb2.SEX_MALE,
+        birth_year_month="2015-02", region_code="99")),
+])))
+check([(r.index, r.reference) for r in results] == [(0, "ehr-17"), (1, "ehr-18")], "import answers in order")
+check(results[0].WhichOneof("outcome") == "written", f"first item written: {results[0]}")
+check([v.field for v in results[1].error.violations] == ["register_patient.region_code"],
+      f"refused item names its field: {results[1]}")
+imported = results[0].written.patient.meta.id
+episodes = list(exchange.Import(iter([E.ImportItem(reference="ehr-17-aac", declare_episode=registry_pb2.DeclareEpisodeRequest(
+    idempotency_key="py-import-episode", patient_id=imported, cohort_id=cohort.meta.id,
+    pathway=common_pb2.PATHWAY_AAC, indication_orpha_code="98878", prescriber_rpps="10000000017",
+    request_date="2026-02-03", authorisation=registry_pb2.AuthorisationRequest(submitted_date="2026-02-03")))])))
+check(episodes[0].WhichOneof("outcome") == "written", f"imported episode written: {episodes[0]}")
+changes = list(exchange.WatchChanges(E.WatchChangesRequest()))
+positions = [c.position for c in changes]
+check(positions == sorted(set(positions)), "the feed is in commit order")
+fed = {getattr(c.record, c.record.WhichOneof("record")).meta.id for c in changes}
+for wanted in (patient.meta.id, episode_id, auth_id, imported, episodes[0].written.episode.meta.id):
+    check(wanted in fed, f"{wanted} in the partner's feed")
+later = list(exchange.WatchChanges(E.WatchChangesRequest(after_position=positions[-1])))
+check(later == [], "nothing after the last position")
+
 # A report of the year, followed to its end, and one output streamed and checked.
 run = reports.RunReport(reports_pb2.RunReportRequest(period="2026", idempotency_key="py-report-2026"))
 for _ in range(600):
@@ -172,7 +207,7 @@ chunks = list(reports.DownloadReportFile(reports_pb2.DownloadReportFileRequest(r
 data = b"".join(c.data for c in chunks)
 check(chunks[0].sha256 == output.sha256 and chunks[0].size_bytes == len(data), "download header")
 check(hashlib.sha256(data).hexdigest() == output.sha256, "downloaded bytes match the manifest")
-# One patient in the registry: the report publishes no count below 10.
+# Two patients in the registry: the report publishes no count below 10.
 check(b"<10" in data and b",1," not in data, "small counts are masked")
 try:
     list(reports.DownloadReportFile(reports_pb2.DownloadReportFileRequest(run_id=run.run_id, file="snapshot/patients.parquet")))

@@ -82,6 +82,10 @@ pub const RULES: &[(&str, &[Role])] = &[
     ("/observatory.v1.RegistryService/GetAdverseEvent", CLINICAL_READERS),
     ("/observatory.v1.RegistryService/UpdateAdverseEvent", CORRECTORS),
     ("/observatory.v1.RegistryService/GetHistory", CLINICAL_READERS),
+    // Exchange with partner systems: an import item needs, besides, the rule of its own
+    // RegistryService call; the feed shows the clinical records of the caller's scope.
+    ("/observatory.v1.ExchangeService/Import", CORRECTORS),
+    ("/observatory.v1.ExchangeService/WatchChanges", CLINICAL_READERS),
     ("/observatory.v1.ReportService/RunReport", REPORTERS),
     ("/observatory.v1.ReportService/GetReportRun", REPORTERS),
     ("/observatory.v1.ReportService/ListReportRuns", REPORTERS),

@@ -10,6 +10,7 @@ mod audit;
 pub mod bounds;
 pub mod convert;
 pub mod error;
+mod exchange;
 pub mod guard;
 mod reference;
 mod registry;
@@ -22,6 +23,7 @@ use observatory_store::{Store, WriteContext};
 use tonic::Request;
 
 pub use audit::AuditApi;
+pub use exchange::{ExchangeApi, IMPORT_WINDOW};
 pub use reference::ReferenceApi;
 pub use registry::RegistryApi;
 pub use reports::ReportApi;

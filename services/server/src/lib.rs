@@ -15,10 +15,11 @@ use observatory_analytics::{
     CsvStyle,
     runs::{Runner, ScheduleConfig},
 };
-use observatory_grpc::{ApiState, AuditApi, ReferenceApi, RegistryApi, ReportApi};
+use observatory_grpc::{ApiState, AuditApi, ExchangeApi, ReferenceApi, RegistryApi, ReportApi};
 use observatory_proto::v1::{
-    audit_service_server::AuditServiceServer, reference_service_server::ReferenceServiceServer,
-    registry_service_server::RegistryServiceServer, report_service_server::ReportServiceServer,
+    audit_service_server::AuditServiceServer, exchange_service_server::ExchangeServiceServer,
+    reference_service_server::ReferenceServiceServer, registry_service_server::RegistryServiceServer,
+    report_service_server::ReportServiceServer,
 };
 use observatory_store::{Store, StoreOptions};
 use tokio::net::TcpListener;
@@ -71,6 +72,7 @@ async fn set_health(reporter: &tonic_health::server::HealthReporter, serving: bo
         <ReferenceServiceServer<ReferenceApi> as NamedService>::NAME,
         <ReportServiceServer<ReportApi> as NamedService>::NAME,
         <AuditServiceServer<AuditApi> as NamedService>::NAME,
+        <ExchangeServiceServer<ExchangeApi> as NamedService>::NAME,
     ] {
         reporter.set_service_status(name, status).await;
     }
@@ -218,8 +220,17 @@ impl Application {
         let audit = AuditServiceServer::new(AuditApi::new(state.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        // True once shutdown begins: the schedule and readiness checks stop, and following change
+        // feeds end (a stream that never ends would hold up the graceful shutdown).
+        let (stopping, stopped) = tokio::sync::watch::channel(false);
+        let exchange = ExchangeServiceServer::new(ExchangeApi::new(state.clone(), stopped.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stopping.send(true);
+        };
         // Periodic reports: checked at start (catching up missed periods), then hourly.
-        let (stop_schedule, stopped) = tokio::sync::watch::channel(false);
         // Readiness: checked now and every `health_check`, reported by gRPC health.
         {
             let store = state.store.clone();
@@ -261,10 +272,10 @@ impl Application {
             .add_service(reference)
             .add_service(reports)
             .add_service(audit)
+            .add_service(exchange)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
             .await
             .context("gRPC server failed")?;
-        let _ = stop_schedule.send(true);
         drop(stopped);
         tracing::info!("observatory stopped accepting calls; closing the database");
         log_audit_head(&state.store).await;

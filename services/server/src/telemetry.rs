@@ -348,29 +348,6 @@ fn status_code(headers: &http::HeaderMap) -> Option<tonic::Code> {
         .map(tonic::Code::from_i32)
 }
 
-/// Name of a gRPC status code, as metrics label it.
-fn code_name(code: tonic::Code) -> &'static str {
-    match code {
-        tonic::Code::Ok => "OK",
-        tonic::Code::Cancelled => "CANCELLED",
-        tonic::Code::Unknown => "UNKNOWN",
-        tonic::Code::InvalidArgument => "INVALID_ARGUMENT",
-        tonic::Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        tonic::Code::NotFound => "NOT_FOUND",
-        tonic::Code::AlreadyExists => "ALREADY_EXISTS",
-        tonic::Code::PermissionDenied => "PERMISSION_DENIED",
-        tonic::Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        tonic::Code::FailedPrecondition => "FAILED_PRECONDITION",
-        tonic::Code::Aborted => "ABORTED",
-        tonic::Code::OutOfRange => "OUT_OF_RANGE",
-        tonic::Code::Unimplemented => "UNIMPLEMENTED",
-        tonic::Code::Internal => "INTERNAL",
-        tonic::Code::Unavailable => "UNAVAILABLE",
-        tonic::Code::DataLoss => "DATA_LOSS",
-        tonic::Code::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
-
 /// Whether a server span ending with `code` is an error, as the OpenTelemetry conventions for
 /// gRPC servers say: the server's faults, not the caller's.
 fn is_server_error(code: tonic::Code) -> bool {
@@ -456,7 +433,7 @@ impl CallEnd {
         }
         let attributes = [
             KeyValue::new("rpc.method", self.method),
-            KeyValue::new("rpc.grpc.status", code_name(code)),
+            KeyValue::new("rpc.grpc.status", observatory_grpc::error::code_name(code)),
         ];
         self.layer.calls.add(1, &attributes);
         self.layer
@@ -590,7 +567,10 @@ mod tests {
         let mut headers = http::HeaderMap::new();
         assert_eq!(status_code(&headers), None);
         headers.insert("grpc-status", "7".parse().unwrap());
-        assert_eq!(status_code(&headers).map(code_name), Some("PERMISSION_DENIED"));
+        assert_eq!(
+            status_code(&headers).map(observatory_grpc::error::code_name),
+            Some("PERMISSION_DENIED")
+        );
         assert!(!is_server_error(tonic::Code::PermissionDenied));
         assert!(is_server_error(tonic::Code::DataLoss));
     }

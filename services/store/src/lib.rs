@@ -49,7 +49,7 @@ mod metrics;
 pub mod report_runs;
 pub mod tokens;
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use observatory_domain::{
@@ -408,6 +408,15 @@ pub struct Store {
     backend: Arc<Backend>,
     writer: mpsc::Sender<Job>,
     metrics: metrics::StoreMetrics,
+    /// Signalled by the writer after each commit that added to the change feed.
+    changes: tokio::sync::watch::Receiver<u64>,
+}
+
+/// A version written to the registry, at its position in the change feed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub position: i64,
+    pub record: Record,
 }
 
 impl fmt::Debug for Store {
@@ -440,14 +449,20 @@ impl Store {
             return Err(StoreError::BadUrl(redact_url(&options.url)));
         };
         let metrics = metrics::StoreMetrics::new(&backend);
+        let (changed, changes) = tokio::sync::watch::channel(0);
         match &*backend {
             Backend::Sqlite { writer, .. } => {
-                let writer =
-                    backend_sqlite::shared::GroupWriter::new(writer.clone(), metrics::SQLITE_WRITER, metrics.clone());
+                let writer = backend_sqlite::shared::GroupWriter::new(
+                    writer.clone(),
+                    metrics::SQLITE_WRITER,
+                    metrics.clone(),
+                    changed,
+                );
                 tokio::spawn(writer.run(rx, max_batch));
             }
             Backend::Postgres(pool) => {
-                let writer = backend_pg::shared::GroupWriter::new(pool.clone(), metrics::POSTGRES, metrics.clone());
+                let writer =
+                    backend_pg::shared::GroupWriter::new(pool.clone(), metrics::POSTGRES, metrics.clone(), changed);
                 tokio::spawn(writer.run(rx, max_batch));
             }
         }
@@ -455,6 +470,7 @@ impl Store {
             backend,
             writer: tx,
             metrics,
+            changes,
         })
     }
 
@@ -664,9 +680,41 @@ impl Store {
     /// Where a record belongs, for access checks (see [`Reach`]): nothing for a record that
     /// does not exist, so that a scoped caller cannot tell it from one out of scope.
     pub async fn reach(&self, kind: RecordKind, id: &str) -> Result<Reach> {
-        async { read!(self, shared::reach(kind, id)) }
+        let ids = [id.to_owned()];
+        let mut reaches = async { read!(self, shared::reach_many(kind, &ids)) }
             .instrument(tracing::info_span!("store.reach", kind = kind.code()))
+            .await?;
+        Ok(reaches.remove(id).unwrap_or_default())
+    }
+
+    /// Where each of `ids`, records of one kind, belongs (see [`Store::reach`]); ids of records
+    /// that do not exist or belong nowhere are absent.
+    pub async fn reach_many(&self, kind: RecordKind, ids: &[String]) -> Result<HashMap<String, Reach>> {
+        async { read!(self, shared::reach_many(kind, ids)) }
+            .instrument(tracing::info_span!(
+                "store.reach",
+                kind = kind.code(),
+                records = ids.len()
+            ))
             .await
+    }
+
+    /// Up to `limit` changes of the registry after position `after`, in commit order: every
+    /// version written, of `kinds` (every kind when empty). Positions have no gaps.
+    pub async fn changes_after(&self, after: i64, kinds: &[RecordKind], limit: u32) -> Result<Vec<Change>> {
+        let rows = async { read!(self, shared::changes_after(after, kinds, i64::from(limit.max(1)))) }
+            .instrument(tracing::info_span!("store.changes", after))
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(position, record)| Change { position, record })
+            .collect())
+    }
+
+    /// A receiver whose value changes after each commit that added to the change feed (of this
+    /// process: writers of other processes on the same PostgreSQL database do not signal it).
+    pub fn watch_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.clone()
     }
 
     /// Current versions of the follow-ups or adverse events of one episode.

@@ -4,6 +4,8 @@
 //! The SQL here is portable between SQLite and PostgreSQL (`$n` placeholders, partial indexes,
 //! `ON CONFLICT DO NOTHING`); the few differences live in the including modules.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, SubsecRound, Utc};
 use observatory_domain::{
     DomainError, Violations,
@@ -21,7 +23,7 @@ use sqlx::{QueryBuilder, types::Json};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use super::{BEGIN, Db, audit_sql};
+use super::{BEGIN, Db, LOCK_AUDIT_CHAIN, audit_sql};
 use crate::audit::{self, AuditEntry, AuditTarget};
 use crate::kinds::{self, Filter, ListQuery, Stored, Val};
 use crate::metrics::StoreMetrics;
@@ -62,14 +64,22 @@ pub(crate) struct GroupWriter {
     /// The pool's name, for the metrics.
     pool_name: &'static str,
     metrics: StoreMetrics,
+    /// Bumped after each commit that added to the change feed.
+    changed: tokio::sync::watch::Sender<u64>,
 }
 
 impl GroupWriter {
-    pub(crate) fn new(pool: Pool, pool_name: &'static str, metrics: StoreMetrics) -> Self {
+    pub(crate) fn new(
+        pool: Pool,
+        pool_name: &'static str,
+        metrics: StoreMetrics,
+        changed: tokio::sync::watch::Sender<u64>,
+    ) -> Self {
         Self {
             pool,
             pool_name,
             metrics,
+            changed,
         }
     }
 
@@ -173,12 +183,27 @@ impl GroupWriter {
                 }
             }
         }
-        // The group's audit events go in with it: the writes and their trail commit together.
+        // The group's audit events and changes go in with it: the writes, their trail and the
+        // feed commit together.
         if let Err(e) = audit_sql::append(&mut tx, &events).await {
             return Attempt::Failed(std::sync::Arc::new(e));
         }
+        let changes: Vec<Record> = outcomes
+            .iter()
+            .flatten()
+            .filter(|w| !w.replayed)
+            .flat_map(|w| w.records.iter().cloned())
+            .collect();
+        if let Err(e) = append_changes(&mut tx, changes.iter().map(|r| (r.kind(), r.meta()))).await {
+            return Attempt::Failed(std::sync::Arc::new(e));
+        }
         match tx.commit().await {
-            Ok(()) => Attempt::Committed(outcomes),
+            Ok(()) => {
+                if !changes.is_empty() {
+                    self.changed.send_modify(|n| *n += 1);
+                }
+                Attempt::Committed(outcomes)
+            }
             Err(e) => Attempt::Failed(std::sync::Arc::new(e)),
         }
     }
@@ -843,58 +868,79 @@ pub(crate) fn push_in<'q>(
     q.push(")")
 }
 
-/// Where a record belongs (see `observatory_domain::access::Reach`): its cohort's filière for
-/// a cohort; the centres and cohort filières of the episodes it is or hangs from for
-/// patient-level records. Nothing for reference data (every role reads it) or for a record
-/// that does not exist.
-pub async fn reach(conn: &mut Conn, kind: RecordKind, id: &str) -> Result<Reach> {
-    let corrupt = |what: String| StoreError::Corrupt {
+/// Where records of one kind belong (see `observatory_domain::access::Reach`), by id: a
+/// cohort's filière for cohorts; the centres and cohort filières of the episodes a patient-level
+/// record is or hangs from. Nothing for reference data (every role reads it) or for a record
+/// that does not exist: such ids are absent from the map.
+pub async fn reach_many(conn: &mut Conn, kind: RecordKind, ids: &[String]) -> Result<HashMap<String, Reach>> {
+    let corrupt = |id: &str, what: String| StoreError::Corrupt {
         kind: kind.code(),
         id: id.to_owned(),
         source: std::sync::Arc::new(<serde_json::Error as serde::de::Error>::custom(what)),
     };
-    let filiere = |f: String| Filiere::parse(&f).map_err(|_| corrupt(format!("stored filière {f:?} is malformed")));
-    if kind == RecordKind::Cohort {
-        let row: Option<String> =
-            sqlx::query_scalar("SELECT filiere FROM cohort_versions WHERE id = $1 AND superseded_at IS NULL")
-                .bind(id)
-                .fetch_optional(conn)
-                .await?;
-        return row
-            .map(filiere)
-            .transpose()
-            .map(|f| f.map(Reach::filiere).unwrap_or_default());
+    let mut reaches: HashMap<String, Reach> = HashMap::new();
+    if ids.is_empty() {
+        return Ok(reaches);
     }
-    let episode = match kind {
-        RecordKind::Patient => "e.patient_id = $1",
-        RecordKind::Episode => "e.id = $1",
-        RecordKind::Authorisation => {
-            "e.id = (SELECT episode_id FROM authorisation_versions WHERE id = $1 AND superseded_at IS NULL)"
-        }
-        RecordKind::FollowUp => {
-            "e.id = (SELECT episode_id FROM follow_up_versions WHERE id = $1 AND superseded_at IS NULL)"
-        }
-        RecordKind::AdverseEvent => {
-            "e.id = (SELECT episode_id FROM adverse_event_versions WHERE id = $1 AND superseded_at IS NULL)"
-        }
-        RecordKind::Centre | RecordKind::Prescriber | RecordKind::Framework | RecordKind::Cohort => {
-            return Ok(Reach::default());
-        }
+    // (record id, centre, filière) rows: the centre is empty for a cohort.
+    let (select, key) = match kind {
+        RecordKind::Cohort => (
+            "SELECT c.id, '', c.filiere FROM cohort_versions c WHERE c.superseded_at IS NULL AND ",
+            "c.id",
+        ),
+        RecordKind::Patient => (EPISODE_REACH_OF_PATIENTS, "e.patient_id"),
+        RecordKind::Episode => (EPISODE_REACH_OF_EPISODES, "e.id"),
+        RecordKind::Authorisation => (
+            "SELECT x.id, e.centre_finess, c.filiere FROM authorisation_versions x \
+             JOIN episode_versions e ON e.id = x.episode_id AND e.superseded_at IS NULL \
+             JOIN cohort_versions c ON c.id = e.cohort_id AND c.superseded_at IS NULL \
+             WHERE x.superseded_at IS NULL AND ",
+            "x.id",
+        ),
+        RecordKind::FollowUp => (
+            "SELECT x.id, e.centre_finess, c.filiere FROM follow_up_versions x \
+             JOIN episode_versions e ON e.id = x.episode_id AND e.superseded_at IS NULL \
+             JOIN cohort_versions c ON c.id = e.cohort_id AND c.superseded_at IS NULL \
+             WHERE x.superseded_at IS NULL AND ",
+            "x.id",
+        ),
+        RecordKind::AdverseEvent => (
+            "SELECT x.id, e.centre_finess, c.filiere FROM adverse_event_versions x \
+             JOIN episode_versions e ON e.id = x.episode_id AND e.superseded_at IS NULL \
+             JOIN cohort_versions c ON c.id = e.cohort_id AND c.superseded_at IS NULL \
+             WHERE x.superseded_at IS NULL AND ",
+            "x.id",
+        ),
+        RecordKind::Centre | RecordKind::Prescriber | RecordKind::Framework => return Ok(reaches),
     };
-    let mut q = QueryBuilder::<Db>::new(
-        "SELECT DISTINCT e.centre_finess, c.filiere FROM episode_versions e \
-         JOIN cohort_versions c ON c.id = e.cohort_id AND c.superseded_at IS NULL \
-         WHERE e.superseded_at IS NULL AND ",
-    );
-    q.push(episode);
-    let rows: Vec<(String, String)> = q.build_query_as().bind(id).fetch_all(conn).await?;
-    let mut reach = Reach::default();
-    for (centre, f) in rows {
-        let centre = Finess::parse(&centre).map_err(|_| corrupt(format!("stored FINESS {centre:?} is malformed")))?;
-        reach.extend(Reach::episode(centre, filiere(f)?));
+    // 500 ids a statement stay far below either database's limit of parameters.
+    for chunk in ids.chunks(500) {
+        let mut q = QueryBuilder::<Db>::new(select);
+        push_in(&mut q, key, chunk.to_vec());
+        let rows: Vec<(String, String, String)> = q.build_query_as().fetch_all(&mut *conn).await?;
+        for (id, centre, filiere) in rows {
+            let filiere = Filiere::parse(&filiere)
+                .map_err(|_| corrupt(&id, format!("stored filière {filiere:?} is malformed")))?;
+            let reach = if kind == RecordKind::Cohort {
+                Reach::filiere(filiere)
+            } else {
+                let centre = Finess::parse(&centre)
+                    .map_err(|_| corrupt(&id, format!("stored FINESS {centre:?} is malformed")))?;
+                Reach::episode(centre, filiere)
+            };
+            reaches.entry(id).or_default().extend(reach);
+        }
     }
-    Ok(reach)
+    Ok(reaches)
 }
+
+const EPISODE_REACH_OF_PATIENTS: &str = "SELECT e.patient_id, e.centre_finess, c.filiere FROM episode_versions e \
+     JOIN cohort_versions c ON c.id = e.cohort_id AND c.superseded_at IS NULL \
+     WHERE e.superseded_at IS NULL AND ";
+
+const EPISODE_REACH_OF_EPISODES: &str = "SELECT e.id, e.centre_finess, c.filiere FROM episode_versions e \
+     JOIN cohort_versions c ON c.id = e.cohort_id AND c.superseded_at IS NULL \
+     WHERE e.superseded_at IS NULL AND ";
 
 /// Versions recorded at or before `as_of` in (id, version) order, `limit` at a time after the
 /// version `after`: only those still current at `as_of` (not superseded by then) when
@@ -926,6 +972,118 @@ pub async fn versions_recorded_by<T: Stored>(
     q.push(" ORDER BY id, version LIMIT ").push_bind(limit);
     let rows: Vec<MetaRow<T>> = q.build_query_as().fetch_all(conn).await?;
     Ok(rows.into_iter().map(from_row).collect())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Change feed
+
+/// Numbers the versions a transaction wrote after the feed's head, in the order given. Call in
+/// that transaction after the audit trail's append: on PostgreSQL the chain's advisory lock,
+/// held to the commit, keeps the positions in commit order across writers.
+pub(crate) async fn append_changes<'m>(
+    conn: &mut Conn,
+    versions: impl ExactSizeIterator<Item = (RecordKind, &'m Meta)>,
+) -> sqlx::Result<()> {
+    if versions.len() == 0 {
+        return Ok(());
+    }
+    if let Some(lock) = LOCK_AUDIT_CHAIN {
+        sqlx::query(lock).execute(&mut *conn).await?;
+    }
+    let head: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM changes")
+        .fetch_one(&mut *conn)
+        .await?;
+    let rows: Vec<(i64, RecordKind, &Meta)> = versions
+        .enumerate()
+        .map(|(i, (kind, meta))| (head.unwrap_or(0) + 1 + i as i64, kind, meta))
+        .collect();
+    // 5 parameters a row: 500 rows a statement stay far below either database's limit.
+    for chunk in rows.chunks(500) {
+        let mut q = QueryBuilder::<Db>::new("INSERT INTO changes (seq, kind, id, version, recorded_at) ");
+        q.push_values(chunk, |mut b, (seq, kind, meta)| {
+            b.push_bind(*seq)
+                .push_bind(kind.code())
+                .push_bind(meta.id.clone())
+                .push_bind(meta.version)
+                .push_bind(meta.recorded_at);
+        });
+        q.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Up to `limit` changes after position `after` (of `kinds`, or every kind when empty), in
+/// order, each with the version it points at.
+pub async fn changes_after(
+    conn: &mut Conn,
+    after: i64,
+    kinds: &[RecordKind],
+    limit: i64,
+) -> Result<Vec<(i64, Record)>> {
+    let mut q = QueryBuilder::<Db>::new("SELECT seq, kind FROM changes WHERE seq > ");
+    q.push_bind(after);
+    if !kinds.is_empty() {
+        push_in(
+            q.push(" AND "),
+            "kind",
+            kinds.iter().map(|k| k.code().to_owned()).collect(),
+        );
+    }
+    q.push(" ORDER BY seq LIMIT ").push_bind(limit);
+    let heads: Vec<(i64, String)> = q.build_query_as().fetch_all(&mut *conn).await?;
+    let Some(last) = heads.last().map(|(seq, _)| *seq) else {
+        return Ok(Vec::new());
+    };
+    let mut present: Vec<&str> = heads.iter().map(|(_, kind)| kind.as_str()).collect();
+    present.sort_unstable();
+    present.dedup();
+    // One query per kind present, over the same window of positions.
+    let mut changes = Vec::with_capacity(heads.len());
+    for code in present {
+        let kind = RecordKind::from_code(code).ok_or_else(|| StoreError::Corrupt {
+            kind: "CHANGE",
+            id: code.to_owned(),
+            source: std::sync::Arc::new(<serde_json::Error as serde::de::Error>::custom("unknown record kind")),
+        })?;
+        changes.extend(match kind {
+            RecordKind::Centre => changed::<Centre>(conn, after, last).await?,
+            RecordKind::Prescriber => changed::<Prescriber>(conn, after, last).await?,
+            RecordKind::Framework => changed::<Framework>(conn, after, last).await?,
+            RecordKind::Cohort => changed::<Cohort>(conn, after, last).await?,
+            RecordKind::Patient => changed::<Patient>(conn, after, last).await?,
+            RecordKind::Episode => changed::<Episode>(conn, after, last).await?,
+            RecordKind::Authorisation => changed::<Authorisation>(conn, after, last).await?,
+            RecordKind::FollowUp => changed::<FollowUp>(conn, after, last).await?,
+            RecordKind::AdverseEvent => changed::<AdverseEvent>(conn, after, last).await?,
+        });
+    }
+    changes.sort_unstable_by_key(|(seq, _)| *seq);
+    Ok(changes)
+}
+
+/// The versions of kind `T` at positions `(after, last]`.
+async fn changed<T: Stored>(conn: &mut Conn, after: i64, last: i64) -> Result<Vec<(i64, Record)>> {
+    let table = kinds::table(T::KIND);
+    let mut q = QueryBuilder::<Db>::new(format!(
+        "SELECT c.seq, v.id, v.version, v.recorded_at, v.recorded_by, v.reason, v.request_id, v.body \
+         FROM changes c JOIN {table} v ON v.id = c.id AND v.version = c.version WHERE c.kind = "
+    ));
+    q.push_bind(T::KIND.code())
+        .push(" AND c.seq > ")
+        .push_bind(after)
+        .push(" AND c.seq <= ")
+        .push_bind(last);
+    type Row<T> = (i64, String, i64, DateTime<Utc>, String, String, String, Json<T>);
+    let rows: Vec<Row<T>> = q.build_query_as().fetch_all(conn).await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(seq, id, version, recorded_at, recorded_by, reason, request_id, body)| {
+                let versioned = from_row((id, version, recorded_at, recorded_by, reason, request_id, body));
+                (seq, T::into_record(versioned))
+            },
+        )
+        .collect())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -990,8 +1148,20 @@ pub async fn load_reference(pool: &Pool) -> Result<()> {
     }
     let targets = std::mem::take(&mut w.targets);
     if !targets.is_empty() {
+        let written: Vec<Meta> = targets
+            .iter()
+            .map(|t| Meta {
+                id: t.id.clone(),
+                version: t.version.unwrap_or(1),
+                recorded_at: now,
+                recorded_by: ctx.actor.clone(),
+                reason: String::new(),
+                request_id: ctx.request_id.clone(),
+            })
+            .collect();
         let entry = AuditEntry::new(&ctx, "LoadReferenceData", targets);
         audit_sql::append(&mut tx, &[(entry, now)]).await?;
+        append_changes(&mut tx, written.iter().map(|m| (RecordKind::Framework, m))).await?;
     }
     tx.commit().await?;
     Ok(())

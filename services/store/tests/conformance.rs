@@ -87,6 +87,7 @@ on_both_backends!(
     every_write_and_access_is_chained_in_the_audit_trail,
     concurrent_appenders_keep_one_unbroken_chain,
     tampering_with_the_audit_trail_is_caught,
+    the_change_feed_numbers_every_version_written_in_commit_order,
 );
 
 /// Runs raw SQL on the database behind `db`, as an operator with a SQL console would.
@@ -892,4 +893,91 @@ async fn tampering_with_the_audit_trail_is_caught(db: Db) {
     let (seq, problem) = broken_at(&cut, Some(&anchor)).await.expect("caught");
     assert_eq!(seq, 6, "{problem}");
     assert!(problem.contains("anchored event 6 is gone"), "{problem}");
+}
+
+async fn the_change_feed_numbers_every_version_written_in_commit_order(db: Db) {
+    use observatory_domain::model::RecordKind;
+    use observatory_store::Record;
+    // The shipped frameworks, loaded at migration, open the feed.
+    let shipped = db.store.changes_after(0, &[], 1000).await.expect("changes");
+    assert!(!shipped.is_empty());
+    assert!(shipped.iter().all(|c| c.record.kind() == RecordKind::Framework));
+    let head = shipped.last().expect("a change").position;
+    assert_eq!(head, shipped.len() as i64, "positions start at 1 with no gap");
+    let mut watch = db.store.watch_changes();
+    watch.borrow_and_update();
+
+    // Concurrent writes, some refused and some replayed: one change per version written.
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..90u32 {
+        let store = db.store.clone();
+        // Every third a duplicate centre (refused), every fifth with a key raced by another.
+        let n = if i % 3 == 2 { i - 1 } else { i };
+        let key = (i % 5 == 0).then(|| format!("key-{}", i / 10));
+        tasks.spawn(async move {
+            store
+                .execute(Command::CreateCentre(centre(300 + n)), ctx(key.as_deref()))
+                .await
+        });
+    }
+    let mut written = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(w) = done.expect("task")
+            && !w.replayed
+        {
+            written.extend(w.records);
+        }
+    }
+    assert!(
+        watch.has_changed().expect("writer alive"),
+        "the writer signals new changes"
+    );
+    let mut feed = Vec::new();
+    let mut after = head;
+    loop {
+        // Small pages: resuming from a position misses nothing and repeats nothing.
+        let page = db.store.changes_after(after, &[], 7).await.expect("changes");
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        feed.extend(page);
+    }
+    let positions: Vec<i64> = feed.iter().map(|c| c.position).collect();
+    assert_eq!(
+        positions,
+        (head + 1..=head + written.len() as i64).collect::<Vec<_>>(),
+        "one position per version written, in order, with no gap"
+    );
+    let mut fed: Vec<Record> = feed.into_iter().map(|c| c.record).collect();
+    let key = |r: &Record| (r.meta().id.clone(), r.meta().version);
+    fed.sort_by_key(key);
+    written.sort_by_key(key);
+    assert_eq!(fed, written, "the feed holds exactly the versions written");
+    let recorded: Vec<_> = db
+        .store
+        .changes_after(head, &[], 1000)
+        .await
+        .expect("changes")
+        .iter()
+        .map(|c| c.record.meta().recorded_at)
+        .collect();
+    assert!(recorded.is_sorted(), "commit order follows the time of writing");
+    // A kind filter keeps the positions of the whole feed.
+    let centres = db
+        .store
+        .changes_after(0, &[RecordKind::Centre], 1000)
+        .await
+        .expect("changes");
+    assert_eq!(centres.len(), written.len());
+    assert_eq!(centres[0].position, head + 1);
+    assert!(
+        db.store
+            .changes_after(0, &[RecordKind::Patient], 10)
+            .await
+            .expect("changes")
+            .is_empty()
+    );
+    // The feed is append-only like the trail.
+    for sql in ["UPDATE changes SET version = 2", "DELETE FROM changes"] {
+        assert!(raw(&db, sql).await.is_err(), "{sql} must be refused");
+    }
 }

@@ -1,0 +1,519 @@
+//! `observatory.v1.ExchangeService`, for partner systems: bulk import of registry writes, and
+//! the feed of the registry's changes.
+//!
+//! An import applies each item through the very handler of the RegistryService call of the same
+//! name, as the caller: same validation, role rule, scope check, idempotency, audit event. Up to
+//! [`IMPORT_WINDOW`] items are in flight at once, so that they share commit groups; results go
+//! back in the order the items came.
+//!
+//! The feed reads the store's change positions in batches, keeps the changes the caller's scope
+//! covers (a whole batch's reaches looked up at once), records the patient-level ones it sends
+//! in the audit trail before sending them, and, when following, waits for the writer's signal
+//! of a new commit (or polls, for writers of other processes on the same database).
+
+use std::{collections::HashMap, collections::VecDeque, time::Duration};
+
+use observatory_domain::{
+    Violations,
+    access::{Principal, Reach, Scope},
+    model::RecordKind,
+};
+use observatory_proto::v1::{self as pb, exchange_service_server::ExchangeService, history_entry::Record as H};
+use observatory_store::{Change, Store, WriteContext, audit::AuditEntry};
+use opentelemetry::{
+    KeyValue,
+    metrics::{Counter, Histogram},
+};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
+
+use crate::convert::enum_in;
+use crate::guard::{Target, admit};
+use crate::registry::RegistryApi;
+use crate::{ApiState, CallTraceId, access, error};
+use observatory_proto::v1::registry_service_server::RegistryService;
+
+/// Import items applied at once: enough to fill the writer's commit groups.
+pub const IMPORT_WINDOW: usize = 64;
+/// Changes read from the store at a time.
+const FEED_BATCH: u32 = 500;
+/// How often a following feed looks for changes committed by other processes.
+const FEED_POLL: Duration = Duration::from_secs(1);
+/// Longest reference an import item may carry.
+const MAX_REFERENCE: usize = 100;
+
+#[derive(Clone)]
+pub struct ExchangeApi {
+    state: ApiState,
+    registry: RegistryApi,
+    metrics: Metrics,
+    /// Becomes true when the server stops: following feeds end, so that shutdown is not held
+    /// up by streams that never end by themselves.
+    stopping: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for ExchangeApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExchangeApi").finish_non_exhaustive()
+    }
+}
+
+/// Instruments of the exchange, from the global meter provider.
+#[derive(Clone)]
+struct Metrics {
+    items: Counter<u64>,
+    lag: Histogram<f64>,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let meter = opentelemetry::global::meter("observatory");
+        Self {
+            items: meter
+                .u64_counter("observatory.import.items")
+                .with_unit("{item}")
+                .with_description(
+                    "import items answered, by write and status code: their rate is the import throughput",
+                )
+                .build(),
+            lag: meter
+                .f64_histogram("observatory.changes.lag")
+                .with_unit("s")
+                .with_description("age of each change when the feed sends it: how far behind its reader is")
+                .build(),
+        }
+    }
+}
+
+impl ExchangeApi {
+    /// `stopping` turns true when the server begins to stop.
+    pub fn new(state: ApiState, stopping: watch::Receiver<bool>) -> Self {
+        Self {
+            registry: RegistryApi::new(state.clone()),
+            state,
+            metrics: Metrics::new(),
+            stopping,
+        }
+    }
+}
+
+/// Who imports: what each item's request carries of the import call.
+#[derive(Clone)]
+struct Caller {
+    principal: Principal,
+    trace: Option<CallTraceId>,
+    metadata: tonic::metadata::MetadataMap,
+}
+
+impl Caller {
+    fn of<T>(req: &Request<T>) -> Result<Self, Status> {
+        Ok(Self {
+            principal: crate::guard::principal(req)?.clone(),
+            trace: req.extensions().get::<CallTraceId>().cloned(),
+            metadata: req.metadata().clone(),
+        })
+    }
+
+    /// The request of an item's RegistryService call `rpc`, once the caller's role may make it.
+    fn request<T>(&self, rpc: &str, message: T) -> Result<Request<T>, Status> {
+        let path = format!("/observatory.v1.RegistryService/{rpc}");
+        if !access::roles_for(&path).is_some_and(|roles| roles.contains(&self.principal.role)) {
+            return Err(Status::permission_denied(format!(
+                "the {} role may not call {path}",
+                self.principal.role
+            )));
+        }
+        let mut req = Request::new(message);
+        *req.metadata_mut() = self.metadata.clone();
+        req.extensions_mut().insert(self.principal.clone());
+        if let Some(trace) = &self.trace {
+            req.extensions_mut().insert(trace.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// Field name of a write in an item: the root of its violations' paths, and its metric label.
+fn write_name(write: &pb::import_item::Write) -> &'static str {
+    use pb::import_item::Write as W;
+    match write {
+        W::RegisterPatient(_) => "register_patient",
+        W::UpdatePatient(_) => "update_patient",
+        W::DeclareEpisode(_) => "declare_episode",
+        W::TransitionEpisode(_) => "transition_episode",
+        W::TransitionAuthorisation(_) => "transition_authorisation",
+        W::RecordFollowUp(_) => "record_follow_up",
+        W::RecordAdverseEvent(_) => "record_adverse_event",
+        W::UpdateAdverseEvent(_) => "update_adverse_event",
+    }
+}
+
+/// A refused item: the status, its field violations rooted at `root`.
+fn import_error(status: &Status, root: &str) -> pb::ImportError {
+    use tonic_types::StatusExt;
+    let violations = status
+        .get_details_bad_request()
+        .map(|b| {
+            b.field_violations
+                .into_iter()
+                .map(|v| pb::FieldViolation {
+                    field: if root.is_empty() {
+                        v.field
+                    } else {
+                        format!("{root}.{}", v.field)
+                    },
+                    description: v.description,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    pb::ImportError {
+        code: status.code() as i32,
+        message: status.message().to_owned(),
+        violations,
+    }
+}
+
+impl ExchangeApi {
+    /// Reads items and answers them in order, [`IMPORT_WINDOW`] at most in flight, until the
+    /// caller's stream ends (or breaks: the items read are answered, then the error).
+    async fn run_import(
+        self,
+        caller: Caller,
+        mut items: Streaming<pb::ImportItem>,
+        tx: mpsc::Sender<Result<pb::ImportResult, Status>>,
+    ) {
+        type InFlight = (u64, String, tokio::task::JoinHandle<pb::ImportResult>);
+        let mut window: VecDeque<InFlight> = VecDeque::with_capacity(IMPORT_WINDOW);
+        let mut index = 0u64;
+        let mut reading = true;
+        let mut broken = None;
+        loop {
+            tokio::select! {
+                // Answers first: a caller waiting for a result before sending more is served.
+                biased;
+                done = async { (&mut window.front_mut().expect("checked non-empty").2).await }, if !window.is_empty() => {
+                    let (index, reference, _) = window.pop_front().expect("checked non-empty");
+                    let result = done.unwrap_or_else(|e| {
+                        tracing::error!(error = %e, "an import item stopped");
+                        pb::ImportResult {
+                            index,
+                            reference,
+                            outcome: Some(pb::import_result::Outcome::Error(import_error(
+                                &Status::internal("internal error; it has been logged"),
+                                "",
+                            ))),
+                        }
+                    });
+                    if tx.send(Ok(result)).await.is_err() {
+                        // The caller left: the writes in flight end by themselves, and an import
+                        // sent again with the same keys replays them.
+                        return;
+                    }
+                }
+                next = items.message(), if reading && window.len() < IMPORT_WINDOW => match next {
+                    Ok(Some(item)) => {
+                        let api = self.clone();
+                        let caller = caller.clone();
+                        let reference = item.reference.clone();
+                        let span = tracing::info_span!("import.item", index);
+                        let task = tokio::spawn(async move { api.import_item(&caller, index, item).await }.instrument(span));
+                        window.push_back((index, reference, task));
+                        index += 1;
+                    }
+                    Ok(None) => reading = false,
+                    Err(status) => {
+                        reading = false;
+                        broken = Some(status);
+                    }
+                },
+                else => break,
+            }
+        }
+        if let Some(status) = broken {
+            let _ = tx.send(Err(status)).await;
+        }
+    }
+
+    async fn import_item(&self, caller: &Caller, index: u64, item: pb::ImportItem) -> pb::ImportResult {
+        let pb::ImportItem { reference, write } = item;
+        let (root, outcome) = if reference.chars().count() > MAX_REFERENCE {
+            (
+                "",
+                Err(error::invalid_field(
+                    "reference",
+                    "TOO_LONG",
+                    &format!("must be at most {MAX_REFERENCE} characters"),
+                )),
+            )
+        } else if let Some(write) = write {
+            (write_name(&write), self.apply(caller, write).await)
+        } else {
+            let mut v = Violations::new();
+            v.push("write", "REQUIRED", "an item carries one write");
+            ("", Err(error::invalid(&v)))
+        };
+        let status = match &outcome {
+            Ok(_) => tonic::Code::Ok,
+            Err(s) => s.code(),
+        };
+        let item = if root.is_empty() { "none" } else { root };
+        self.metrics.items.add(
+            1,
+            &[
+                KeyValue::new("item", item),
+                KeyValue::new("rpc.grpc.status", error::code_name(status)),
+            ],
+        );
+        pb::ImportResult {
+            index,
+            reference,
+            outcome: Some(match outcome {
+                Ok(record) => pb::import_result::Outcome::Written(pb::HistoryEntry { record: Some(record) }),
+                Err(status) => pb::import_result::Outcome::Error(import_error(&status, root)),
+            }),
+        }
+    }
+
+    /// Applies one write through its RegistryService handler, as the caller.
+    async fn apply(&self, caller: &Caller, write: pb::import_item::Write) -> Result<H, Status> {
+        use pb::import_item::Write as W;
+        let r = &self.registry;
+        Ok(match write {
+            W::RegisterPatient(m) => H::Patient(
+                r.register_patient(caller.request("RegisterPatient", m)?)
+                    .await?
+                    .into_inner(),
+            ),
+            W::UpdatePatient(m) => H::Patient(
+                r.update_patient(caller.request("UpdatePatient", m)?)
+                    .await?
+                    .into_inner(),
+            ),
+            W::DeclareEpisode(m) => {
+                let declared = r
+                    .declare_episode(caller.request("DeclareEpisode", m)?)
+                    .await?
+                    .into_inner();
+                H::Episode(
+                    declared
+                        .episode
+                        .ok_or_else(|| Status::internal("a declaration answered no episode"))?,
+                )
+            }
+            W::TransitionEpisode(m) => H::Episode(
+                r.transition_episode(caller.request("TransitionEpisode", m)?)
+                    .await?
+                    .into_inner(),
+            ),
+            W::TransitionAuthorisation(m) => H::Authorisation(
+                r.transition_authorisation(caller.request("TransitionAuthorisation", m)?)
+                    .await?
+                    .into_inner(),
+            ),
+            W::RecordFollowUp(m) => H::FollowUp(
+                r.record_follow_up(caller.request("RecordFollowUp", m)?)
+                    .await?
+                    .into_inner(),
+            ),
+            W::RecordAdverseEvent(m) => H::AdverseEvent(
+                r.record_adverse_event(caller.request("RecordAdverseEvent", m)?)
+                    .await?
+                    .into_inner(),
+            ),
+            W::UpdateAdverseEvent(m) => H::AdverseEvent(
+                r.update_adverse_event(caller.request("UpdateAdverseEvent", m)?)
+                    .await?
+                    .into_inner(),
+            ),
+        })
+    }
+}
+
+/// What a following or catching-up feed needs.
+struct Feed {
+    store: Store,
+    scope: Scope,
+    kinds: Vec<RecordKind>,
+    follow: bool,
+    /// Who reads, for the audit events of what is sent.
+    ctx: WriteContext,
+    metrics: Metrics,
+    stopping: watch::Receiver<bool>,
+}
+
+impl Feed {
+    /// Sends the changes after `cursor` the scope covers, batch by batch; then, when following,
+    /// waits for more. Ends when caught up (not following), when the caller leaves, or when the
+    /// server stops.
+    async fn run(mut self, mut cursor: i64, tx: mpsc::Sender<Result<pb::Change, Status>>) {
+        let mut committed = self.store.watch_changes();
+        loop {
+            // Seen before reading: a commit from now on wakes the wait below.
+            committed.borrow_and_update();
+            let batch = match self.store.changes_after(cursor, &self.kinds, FEED_BATCH).await {
+                Ok(batch) => batch,
+                Err(e) => {
+                    let _ = tx.send(Err(error::store(e))).await;
+                    return;
+                }
+            };
+            let full = batch.len() == FEED_BATCH as usize;
+            if let Some(last) = batch.last() {
+                cursor = last.position;
+            }
+            let sent = match self.visible(batch).await {
+                Ok(visible) => self.send(visible, &tx).await,
+                Err(status) => {
+                    let _ = tx.send(Err(status)).await;
+                    return;
+                }
+            };
+            if !sent {
+                return;
+            }
+            if full {
+                continue;
+            }
+            if !self.follow {
+                return;
+            }
+            tokio::select! {
+                changed = committed.changed() => if changed.is_err() {
+                    let _ = tx.send(Err(Status::unavailable(format!(
+                        "the registry is shutting down; resume after position {cursor}"
+                    )))).await;
+                    return;
+                },
+                () = tokio::time::sleep(FEED_POLL) => {}
+                () = tx.closed() => return,
+                // A dropped sender also means the server is gone.
+                _ = async { self.stopping.wait_for(|stopping| *stopping).await.map(|_| ()) } => {
+                    let _ = tx.send(Err(Status::unavailable(format!(
+                        "the observatory is stopping; resume after position {cursor}"
+                    )))).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The changes the scope covers: reference data for every caller, cohorts of the filières it
+    /// reads, patient-level records where they belong now.
+    async fn visible(&self, batch: Vec<Change>) -> Result<Vec<Change>, Status> {
+        let mut ids: HashMap<RecordKind, Vec<String>> = HashMap::new();
+        for change in &batch {
+            let kind = change.record.kind();
+            if kind == RecordKind::Cohort || kind.is_patient_level() {
+                ids.entry(kind).or_default().push(change.record.meta().id.clone());
+            }
+        }
+        let mut reaches: HashMap<(RecordKind, String), Reach> = HashMap::new();
+        for (kind, mut ids) in ids {
+            ids.sort_unstable();
+            ids.dedup();
+            let found = self.store.reach_many(kind, &ids).await.map_err(error::store)?;
+            reaches.extend(found.into_iter().map(|(id, reach)| ((kind, id), reach)));
+        }
+        let scope = &self.scope;
+        Ok(batch
+            .into_iter()
+            .filter(|change| {
+                let kind = change.record.kind();
+                let reach = || reaches.get(&(kind, change.record.meta().id.clone()));
+                match kind {
+                    RecordKind::Centre | RecordKind::Prescriber | RecordKind::Framework => true,
+                    RecordKind::Cohort => reach().is_some_and(|r| r.filieres.iter().any(|f| scope.reads_cohorts_of(f))),
+                    _ => reach().is_some_and(|r| scope.covers(r)),
+                }
+            })
+            .collect())
+    }
+
+    /// Records the patient-level changes in the audit trail, then sends them all; false once
+    /// the caller has left (or the event could not be recorded, which ends the feed).
+    async fn send(&self, visible: Vec<Change>, tx: &mpsc::Sender<Result<pb::Change, Status>>) -> bool {
+        let targets: Vec<_> = visible
+            .iter()
+            .filter(|c| c.record.kind().is_patient_level())
+            .map(|c| c.record.audit_target())
+            .collect();
+        if !targets.is_empty()
+            && let Err(e) = self
+                .store
+                .record_access(AuditEntry::new(&self.ctx, "WatchChanges", targets))
+                .await
+        {
+            let _ = tx.send(Err(error::store(e))).await;
+            return false;
+        }
+        for change in visible {
+            let age = (chrono::Utc::now() - change.record.meta().recorded_at).as_seconds_f64();
+            self.metrics.lag.record(age.max(0.0), &[]);
+            let change = pb::Change {
+                position: change.position as u64,
+                record: Some(crate::convert::history_entry(&change.record)),
+            };
+            if tx.send(Ok(change)).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+#[tonic::async_trait]
+impl ExchangeService for ExchangeApi {
+    type ImportStream = ReceiverStream<Result<pb::ImportResult, Status>>;
+    type WatchChangesStream = ReceiverStream<Result<pb::Change, Status>>;
+
+    async fn import(&self, req: Request<Streaming<pb::ImportItem>>) -> Result<Response<Self::ImportStream>, Status> {
+        let caller = Caller::of(&req)?;
+        let items = req.into_inner();
+        let (tx, rx) = mpsc::channel(IMPORT_WINDOW);
+        tokio::spawn(self.clone().run_import(caller, items, tx).in_current_span());
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn watch_changes(
+        &self,
+        req: Request<pb::WatchChangesRequest>,
+    ) -> Result<Response<Self::WatchChangesStream>, Status> {
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let kinds: Vec<RecordKind> = r
+            .kinds
+            .iter()
+            .enumerate()
+            .filter_map(|(i, k)| {
+                v.check(
+                    &format!("kinds[{i}]"),
+                    enum_in!(*k, pb::RecordKind, "RECORD_KIND_", RecordKind),
+                )
+            })
+            .collect();
+        let after = i64::try_from(r.after_position).unwrap_or_else(|_| {
+            v.push("after_position", "OUT_OF_RANGE", "is past any position of the feed");
+            0
+        });
+        if !v.is_empty() {
+            return Err(error::invalid(&v));
+        }
+        let follow = r.follow;
+        let admitted = admit(&self.state.store, &req, Target::List).await?;
+        let feed = Feed {
+            store: self.state.store.clone(),
+            scope: admitted.within().clone(),
+            kinds,
+            follow,
+            ctx: admitted.context(&req, None),
+            metrics: self.metrics.clone(),
+            stopping: self.stopping.clone(),
+        };
+        let (tx, rx) = mpsc::channel(FEED_BATCH as usize);
+        tokio::spawn(feed.run(after, tx).in_current_span());
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}

@@ -1,0 +1,459 @@
+//! The ExchangeService for partner systems:
+//! - an import applies every item as its RegistryService call would (validation with field
+//!   paths rooted at the item, role rule of the item's call, scope, idempotency), answers in the
+//!   order sent, stores nothing of a refused item, replays without writing, and serves a caller
+//!   that waits for each result before sending the next item;
+//! - the change feed gives each scope its side of a two-centre registry in commit order,
+//!   resumes from a position, filters by kind, follows new commits, records what it discloses
+//!   in the audit trail, and ends when the server stops.
+
+use std::time::Duration;
+
+use observatory_domain::access::Role;
+use observatory_proto::v1::{
+    self as pb, exchange_service_client::ExchangeServiceClient, history_entry::Record as H, import_result::Outcome,
+};
+use observatory_server::access::{TokenRequest, create_token};
+use tonic::{Code, service::interceptor::InterceptedService, transport::Channel};
+
+use crate::helpers::{Backend, Bearer, TEST_CENTRE, TestApp, spawn_app, telemetry, violated_fields};
+use crate::on_both_backends;
+use crate::scopes::{CENTRE_B, follow_up_request, two_sides};
+
+on_both_backends!(
+    an_import_applies_each_item_as_its_call_would_and_answers_in_order,
+    the_feed_gives_each_scope_its_changes_in_commit_order_and_follows_new_ones,
+);
+
+type Exchange = ExchangeServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// An exchange client holding a new token of `role`, bound to `centres` and `filieres`.
+async fn exchange_as(app: &TestApp, role: Role, centres: &[&str], filieres: &[&str]) -> Exchange {
+    let request = TokenRequest {
+        client_subject: None,
+        role,
+        centres: centres.iter().map(|c| c.to_string()).collect(),
+        filieres: filieres.iter().map(|f| f.to_string()).collect(),
+        expires_at: None,
+    };
+    let secret = create_token(&app.store, &request, "test").await.expect("token").1;
+    ExchangeServiceClient::new(InterceptedService::new(app.channel.clone(), Bearer::new(&secret)))
+}
+
+fn register(n: u32) -> pb::RegisterPatientRequest {
+    pb::RegisterPatientRequest {
+        idempotency_key: format!("import-patient-{n}"),
+        subject: Some(pb::register_patient_request::Subject::Idmr(format!(
+            "{:020}",
+            50_000 + n
+        ))),
+        sex: pb::Sex::Female as i32,
+        birth_year_month: "2011-04".into(),
+        region_code: "11".into(),
+        objects_to_reuse: false,
+        diagnoses: vec![],
+    }
+}
+
+fn item(reference: &str, write: pb::import_item::Write) -> pb::ImportItem {
+    pb::ImportItem {
+        reference: reference.into(),
+        write: Some(write),
+    }
+}
+
+async fn import(client: &mut Exchange, items: Vec<pb::ImportItem>) -> Vec<pb::ImportResult> {
+    let mut results = client
+        .import(tokio_stream::iter(items))
+        .await
+        .expect("import")
+        .into_inner();
+    let mut all = Vec::new();
+    while let Some(result) = results.message().await.expect("result") {
+        all.push(result);
+    }
+    all
+}
+
+fn written(result: &pb::ImportResult) -> &H {
+    match &result.outcome {
+        Some(Outcome::Written(entry)) => entry.record.as_ref().expect("record"),
+        other => panic!("item {} ({}) not written: {other:?}", result.index, result.reference),
+    }
+}
+
+fn refused(result: &pb::ImportResult) -> &pb::ImportError {
+    match &result.outcome {
+        Some(Outcome::Error(e)) => e,
+        other => panic!("item {} ({}) not refused: {other:?}", result.index, result.reference),
+    }
+}
+
+fn id_of(record: &H) -> String {
+    let meta = match record {
+        H::Patient(p) => p.meta.as_ref(),
+        H::Episode(e) => e.meta.as_ref(),
+        H::FollowUp(f) => f.meta.as_ref(),
+        other => panic!("unexpected record {other:?}"),
+    };
+    meta.expect("meta").id.clone()
+}
+
+async fn count(app: &TestApp, sql: &'static str) -> i64 {
+    app.store.scalar_i64(sql).await.expect("count")
+}
+
+async fn an_import_applies_each_item_as_its_call_would_and_answers_in_order(backend: Backend) {
+    use pb::import_item::Write as W;
+    let t = telemetry();
+    let mut app = spawn_app(backend).await;
+    let (_, rpps) = app.centre_and_prescriber().await;
+    let cohort = app.aac_cohort().await.meta.expect("meta").id;
+    let mut partner = exchange_as(&app, Role::Partner, &[TEST_CENTRE], &[]).await;
+    let items_ok = |status: &str| {
+        crate::telemetry::metric_value(
+            t,
+            "observatory.import.items",
+            &[("item", "register_patient"), ("rpc.grpc.status", status)],
+        )
+    };
+    let (ok_before, invalid_before) = (items_ok("OK"), items_ok("INVALID_ARGUMENT"));
+
+    // 120 patients, three items refused among them, each for its own reason.
+    let mut items: Vec<pb::ImportItem> = (0..120)
+        .map(|n| item(&format!("row-{n}"), W::RegisterPatient(register(n))))
+        .collect();
+    items[7] = item(
+        "row-7",
+        W::RegisterPatient(pb::RegisterPatientRequest {
+            region_code: "99".into(),
+            ..register(7)
+        }),
+    );
+    items[8].write = None;
+    items[9].reference = "x".repeat(101);
+    let results = import(&mut partner, items.clone()).await;
+    assert_eq!(results.len(), 120);
+    for (i, result) in results.iter().enumerate() {
+        assert_eq!(result.index, i as u64, "answers in the order sent");
+        if i != 9 {
+            assert_eq!(result.reference, format!("row-{i}"));
+        }
+    }
+    let region = refused(&results[7]);
+    assert_eq!(region.code, Code::InvalidArgument as i32);
+    assert_eq!(
+        region.violations.iter().map(|v| v.field.as_str()).collect::<Vec<_>>(),
+        vec!["register_patient.region_code"],
+        "{region:?}"
+    );
+    assert_eq!(refused(&results[8]).violations[0].field, "write");
+    assert_eq!(refused(&results[9]).violations[0].field, "reference");
+    let patients: Vec<String> = results
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| ![7, 8, 9].contains(i))
+        .map(|(_, r)| id_of(written(r)))
+        .collect();
+    assert_eq!(patients.len(), 117);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM patient_versions").await, 117);
+    assert!(items_ok("OK") >= ok_before + 117.0);
+    assert!(items_ok("INVALID_ARGUMENT") >= invalid_before + 1.0);
+
+    // The same import again: the same records, nothing written, each replay audited as a read.
+    let audited = count(&app, "SELECT COUNT(*) FROM audit_events").await;
+    let again = import(&mut partner, items).await;
+    let replayed: Vec<String> = again
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| ![7, 8, 9].contains(i))
+        .map(|(_, r)| id_of(written(r)))
+        .collect();
+    assert_eq!(replayed, patients);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM patient_versions").await, 117);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_events").await, audited + 117);
+
+    // Their episodes, each needing its patient's id from the first import.
+    let episodes = import(
+        &mut partner,
+        patients
+            .iter()
+            .enumerate()
+            .map(|(n, patient)| {
+                item(
+                    &format!("episode-{n}"),
+                    W::DeclareEpisode(app.aac_declaration(patient, &cohort, &rpps, &format!("import-episode-{n}"))),
+                )
+            })
+            .collect(),
+    )
+    .await;
+    assert!(episodes.iter().all(|r| matches!(written(r), H::Episode(_))));
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM episode_versions").await, 117);
+
+    // Each item's own role rule: a data manager corrects, but does not register.
+    let mut manager = exchange_as(&app, Role::DataManager, &[], &["MHEMO"]).await;
+    let mixed = import(
+        &mut manager,
+        vec![
+            item("new", W::RegisterPatient(register(500))),
+            item(
+                "fix",
+                W::UpdatePatient(pb::UpdatePatientRequest {
+                    id: patients[0].clone(),
+                    expected_version: 1,
+                    reason: "region corrected from the hospital record".into(),
+                    region_code: Some("84".into()),
+                    ..Default::default()
+                }),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(refused(&mixed[0]).code, Code::PermissionDenied as i32);
+    assert!(matches!(written(&mixed[1]), H::Patient(p) if p.region_code == "84"));
+
+    // Out of its scope: a partner of another centre learns nothing and writes nothing.
+    let mut other = exchange_as(&app, Role::Partner, &[CENTRE_B], &[]).await;
+    let rows = app.row_count().await;
+    let foreign = import(
+        &mut other,
+        vec![item(
+            "foreign",
+            W::RecordFollowUp(follow_up_request(&id_of(written(&episodes[0])), "foreign-follow-up")),
+        )],
+    )
+    .await;
+    assert_eq!(refused(&foreign[0]).code, Code::PermissionDenied as i32);
+    assert_eq!(app.row_count().await, rows);
+
+    // A caller that waits for each result before sending the next item is served.
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let mut stepwise = partner
+        .import(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("import")
+        .into_inner();
+    tx.send(item("first", W::RegisterPatient(register(600))))
+        .await
+        .expect("send");
+    let first = tokio::time::timeout(Duration::from_secs(10), stepwise.message())
+        .await
+        .expect("answered before the next item")
+        .expect("result")
+        .expect("a result");
+    let patient = id_of(written(&first));
+    tx.send(item(
+        "second",
+        W::DeclareEpisode(app.aac_declaration(&patient, &cohort, &rpps, "stepwise-episode")),
+    ))
+    .await
+    .expect("send");
+    drop(tx);
+    let second = stepwise.message().await.expect("result").expect("a result");
+    assert_eq!((second.index, second.reference.as_str()), (1, "second"));
+    assert!(matches!(written(&second), H::Episode(_)));
+    assert!(stepwise.message().await.expect("end").is_none());
+
+    // Invalid items on the wire are refused by the call's own contract.
+    let status = partner
+        .import(tokio_stream::iter(vec![pb::ImportItem {
+            reference: String::new(),
+            write: Some(W::RegisterPatient(pb::RegisterPatientRequest::default())),
+        }]))
+        .await
+        .expect("import")
+        .into_inner()
+        .message()
+        .await
+        .expect("result")
+        .expect("a result");
+    assert!(
+        refused(&status)
+            .violations
+            .iter()
+            .any(|v| v.field == "register_patient.idempotency_key")
+    );
+    app.stop().await;
+}
+
+async fn the_feed_gives_each_scope_its_changes_in_commit_order_and_follows_new_ones(backend: Backend) {
+    let t = telemetry();
+    let mut app = spawn_app(backend).await;
+    let (a, b, mut prescriber_b) = two_sides(&mut app).await;
+    let feed = async |client: &mut Exchange, request: pb::WatchChangesRequest| -> Vec<pb::Change> {
+        let mut stream = client.watch_changes(request).await.expect("feed").into_inner();
+        let mut all = Vec::new();
+        while let Some(change) = stream.message().await.expect("change") {
+            all.push(change);
+        }
+        all
+    };
+    let ids = |changes: &[pb::Change]| -> Vec<String> {
+        changes
+            .iter()
+            .filter_map(|c| match c.record.as_ref()?.record.as_ref()? {
+                H::Cohort(x) => x.meta.clone(),
+                H::Patient(x) => x.meta.clone(),
+                H::Episode(x) => x.meta.clone(),
+                H::Authorisation(x) => x.meta.clone(),
+                H::FollowUp(x) => x.meta.clone(),
+                H::AdverseEvent(x) => x.meta.clone(),
+                H::Centre(x) => x.meta.clone(),
+                H::Prescriber(x) => x.meta.clone(),
+                H::Framework(x) => x.meta.clone(),
+            })
+            .map(|m| m.id)
+            .collect()
+    };
+    let patient_level = |s: &crate::scopes::Side| {
+        vec![
+            s.patient.clone(),
+            s.episode.clone(),
+            s.authorisation.clone(),
+            s.follow_up.clone(),
+            s.adverse_event.clone(),
+        ]
+    };
+
+    // Each caller catches up on its own side: positions increase, nothing of the other side.
+    let mut at_a = exchange_as(&app, Role::Prescriber, &[TEST_CENTRE], &[]).await;
+    let mut of_filnemus = exchange_as(&app, Role::Partner, &[], &["FILNEMUS"]).await;
+    let lag_before = crate::telemetry::metric_value(t, "observatory.changes.lag", &[]);
+    let seen_a = feed(&mut at_a, pb::WatchChangesRequest::default()).await;
+    let seen_b = feed(&mut of_filnemus, pb::WatchChangesRequest::default()).await;
+    for seen in [&seen_a, &seen_b] {
+        assert!(seen.windows(2).all(|w| w[0].position < w[1].position), "commit order");
+    }
+    let (ids_a, ids_b) = (ids(&seen_a), ids(&seen_b));
+    for id in patient_level(&a) {
+        assert!(ids_a.contains(&id) && !ids_b.contains(&id), "{id}");
+    }
+    for id in patient_level(&b) {
+        assert!(ids_b.contains(&id) && !ids_a.contains(&id), "{id}");
+    }
+    // A centre's prescriber reads every cohort; a filière's partner those of its filière.
+    assert!(ids_a.contains(&a.cohort) && ids_a.contains(&b.cohort));
+    assert!(ids_b.contains(&b.cohort) && !ids_b.contains(&a.cohort));
+    // Reference data reaches everyone.
+    assert!(ids_a.contains(&CENTRE_B.to_owned()) && ids_b.contains(&TEST_CENTRE.to_owned()));
+    assert!(crate::telemetry::metric_value(t, "observatory.changes.lag", &[]) >= lag_before + seen_a.len() as f64);
+
+    // What it disclosed is in the audit trail.
+    let events = app
+        .store
+        .audit_events(
+            chrono::Utc::now() - chrono::Duration::minutes(5),
+            chrono::Utc::now() + chrono::Duration::seconds(1),
+            0,
+            10_000,
+        )
+        .await
+        .expect("events");
+    let disclosed: String = events
+        .iter()
+        .filter(|e| e.action == "WatchChanges" && e.role == "prescriber")
+        .map(|e| e.targets.clone())
+        .collect();
+    for id in patient_level(&a) {
+        assert!(disclosed.contains(&id), "{id} sent without an audit event");
+    }
+
+    // Resuming after a position gives what came later, and kinds narrow it.
+    let middle = seen_a[seen_a.len() / 2].position;
+    let rest = feed(
+        &mut at_a,
+        pb::WatchChangesRequest {
+            after_position: middle,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        rest,
+        seen_a
+            .iter()
+            .filter(|c| c.position > middle)
+            .cloned()
+            .collect::<Vec<_>>()
+    );
+    let episodes = feed(
+        &mut at_a,
+        pb::WatchChangesRequest {
+            kinds: vec![pb::RecordKind::Episode as i32],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(!episodes.is_empty());
+    assert!(
+        episodes
+            .iter()
+            .all(|c| matches!(c.record.as_ref().and_then(|r| r.record.as_ref()), Some(H::Episode(_))))
+    );
+    let status = at_a
+        .watch_changes(pb::WatchChangesRequest {
+            kinds: vec![pb::RecordKind::Episode as i32, 0],
+            ..Default::default()
+        })
+        .await
+        .expect_err("an unspecified kind");
+    assert_eq!(violated_fields(&status), vec!["kinds[1]".to_owned()]);
+
+    // Following: a new follow-up at B reaches B's partner, not A's prescriber; one at A reaches A.
+    let last_a = seen_a.last().expect("changes").position;
+    let mut following = at_a
+        .watch_changes(pb::WatchChangesRequest {
+            after_position: last_a,
+            follow: true,
+            ..Default::default()
+        })
+        .await
+        .expect("follow")
+        .into_inner();
+    prescriber_b
+        .record_follow_up(follow_up_request(&b.episode, "followed-at-b"))
+        .await
+        .expect("follow-up at B");
+    let at_a_follow_up = app
+        .registry
+        .record_follow_up(follow_up_request(&a.episode, "followed-at-a"))
+        .await
+        .expect("follow-up at A")
+        .into_inner()
+        .meta
+        .expect("meta")
+        .id;
+    let next = tokio::time::timeout(Duration::from_secs(10), following.message())
+        .await
+        .expect("a new change within 10 s")
+        .expect("change")
+        .expect("open stream");
+    // Recording a follow-up also writes the episode's move to ONGOING, at A only.
+    let mut received = vec![next];
+    while !ids(&received).contains(&at_a_follow_up) {
+        let more = tokio::time::timeout(Duration::from_secs(10), following.message())
+            .await
+            .expect("the follow-up within 10 s")
+            .expect("change")
+            .expect("open stream");
+        received.push(more);
+    }
+    assert!(received.iter().all(|c| c.position > last_a));
+    assert!(!ids(&received).iter().any(|id| id == &b.episode), "{received:?}");
+
+    // Stopping the server ends a following feed (it would hold up the shutdown otherwise).
+    app.stop().await;
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match following.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return None,
+                Err(status) => return Some(status.code()),
+            }
+        }
+    })
+    .await
+    .expect("the feed ends when the server stops");
+    assert!(matches!(ended, None | Some(Code::Unavailable)), "{ended:?}");
+}
