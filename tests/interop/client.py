@@ -105,10 +105,12 @@ patient = registry.RegisterPatient(registry_pb2.RegisterPatientRequest(
     region_code="11"))
 check(patient.pseudonym_kind == registry_pb2.PSEUDONYM_KIND_HMAC, "identity becomes an HMAC pseudonym")
 
+# The declaration continues the caller's trace (W3C trace context in the metadata).
 declared = registry.DeclareEpisode(registry_pb2.DeclareEpisodeRequest(
     idempotency_key="py-episode", patient_id=patient.meta.id, cohort_id=cohort.meta.id,
     pathway=common_pb2.PATHWAY_AAC, indication_orpha_code="98878", prescriber_rpps="10000000017",
-    request_date="2026-01-12", authorisation=registry_pb2.AuthorisationRequest(submitted_date="2026-01-12")))
+    request_date="2026-01-12", authorisation=registry_pb2.AuthorisationRequest(submitted_date="2026-01-12")),
+    metadata=[("traceparent", f"00-{os.environ['OBSERVATORY_INTEROP_TRACE']}-00f067aa0ba902b7-01")])
 episode_id, auth_id = declared.episode.meta.id, declared.authorisation.meta.id
 
 T = registry_pb2.TransitionAuthorisationRequest

@@ -7,7 +7,7 @@
 //! (PostgreSQL too when OBSERVATORY_BENCH_POSTGRES_URL names a server where it may create
 //! databases; OBSERVATORY_BENCH_OPS and OBSERVATORY_BENCH_CLIENTS change the load.)
 
-use std::{str::FromStr, time::Instant};
+use std::time::Instant;
 
 use chrono::NaiveDate;
 use observatory_domain::{
@@ -146,65 +146,6 @@ async fn store_run(store: &Store, episode: &RecordId, run: usize, ops: usize, cl
 
 use observatory_domain::codes::MeasureCode;
 
-/// The baseline: the same number of bare single-row inserts, each its own transaction.
-async fn baseline_run(url: &str, run: usize, ops: usize, clients: usize) -> f64 {
-    macro_rules! go {
-        ($pool:expr) => {{
-            let pool = $pool;
-            let started = Instant::now();
-            let mut tasks = Vec::new();
-            for client in 0..clients {
-                let pool = pool.clone();
-                tasks.push(tokio::spawn(async move {
-                    for i in (client..ops).step_by(clients) {
-                        sqlx::query("INSERT INTO bench_rows (id, body) VALUES ($1, $2)")
-                            .bind(format!("r{run}-{i}"))
-                            .bind("{\"visit_date\":\"2025-02-01\",\"efficacy\":\"STABLE\"}")
-                            .execute(&pool)
-                            .await
-                            .expect("insert");
-                    }
-                }));
-            }
-            for t in tasks {
-                t.await.expect("client");
-            }
-            let rate = ops as f64 / started.elapsed().as_secs_f64();
-            pool.close().await;
-            rate
-        }};
-    }
-    if url.starts_with("sqlite:") {
-        let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
-            .expect("url")
-            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-            .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
-            .busy_timeout(std::time::Duration::from_secs(30));
-        // SQLite has one writer: one connection, every insert its own commit.
-        let pool = sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await
-            .expect("pool");
-        sqlx::query("CREATE TABLE IF NOT EXISTS bench_rows (id TEXT PRIMARY KEY, body TEXT NOT NULL)")
-            .execute(&pool)
-            .await
-            .expect("table");
-        go!(pool)
-    } else {
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(clients.min(64) as u32)
-            .connect(url)
-            .await
-            .expect("pool");
-        sqlx::query("CREATE TABLE IF NOT EXISTS bench_rows (id TEXT PRIMARY KEY, body TEXT NOT NULL)")
-            .execute(&pool)
-            .await
-            .expect("table");
-        go!(pool)
-    }
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -217,7 +158,7 @@ async fn bench(name: &str, url: String, ops: usize, clients: usize) {
     let (mut base, mut ours) = (Vec::new(), Vec::new());
     for run in 0..RUNS {
         // Alternate to spread any drift of the machine over both.
-        base.push(baseline_run(&url, run, ops, clients).await);
+        base.push(testing::bare_inserts(&url, run, ops, clients).await);
         ours.push(store_run(&store, &episode, run, ops, clients).await);
     }
     let (b, o) = (median(base.clone()), median(ours.clone()));

@@ -840,4 +840,70 @@ pub mod testing {
         let prefix = base.rsplit_once('/').map_or(base, |(prefix, _)| prefix);
         format!("{prefix}/{name}")
     }
+
+    /// The baseline of the write benchmarks: `ops` bare single-row inserts into a table of their
+    /// own (`bench_rows`) on the database of `url`, from `clients` concurrent callers, each
+    /// insert its own transaction with full durability (SQLite: WAL, `synchronous=FULL`, its one
+    /// writer connection; PostgreSQL: as configured, over up to 64 connections). Returns inserts
+    /// per second. Ids are made of `run` and the insert's number, so runs do not collide.
+    ///
+    /// # Panics
+    /// When the database refuses: a benchmark has nothing to measure then.
+    pub async fn bare_inserts(url: &str, run: usize, ops: usize, clients: usize) -> f64 {
+        macro_rules! go {
+            ($pool:expr) => {{
+                let pool = $pool;
+                let started = std::time::Instant::now();
+                let mut tasks = Vec::new();
+                for client in 0..clients {
+                    let pool = pool.clone();
+                    tasks.push(tokio::spawn(async move {
+                        for i in (client..ops).step_by(clients) {
+                            sqlx::query("INSERT INTO bench_rows (id, body) VALUES ($1, $2)")
+                                .bind(format!("r{run}-{i}"))
+                                .bind("{\"visit_date\":\"2025-02-01\",\"efficacy\":\"STABLE\"}")
+                                .execute(&pool)
+                                .await
+                                .expect("insert");
+                        }
+                    }));
+                }
+                for t in tasks {
+                    t.await.expect("client");
+                }
+                let rate = ops as f64 / started.elapsed().as_secs_f64();
+                pool.close().await;
+                rate
+            }};
+        }
+        if url.starts_with("sqlite:") {
+            let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(url)
+                .expect("url")
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
+                .busy_timeout(std::time::Duration::from_secs(30));
+            // SQLite has one writer: one connection, every insert its own commit.
+            let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(options)
+                .await
+                .expect("pool");
+            sqlx::query("CREATE TABLE IF NOT EXISTS bench_rows (id TEXT PRIMARY KEY, body TEXT NOT NULL)")
+                .execute(&pool)
+                .await
+                .expect("table");
+            go!(pool)
+        } else {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(clients.min(64) as u32)
+                .connect(url)
+                .await
+                .expect("pool");
+            sqlx::query("CREATE TABLE IF NOT EXISTS bench_rows (id TEXT PRIMARY KEY, body TEXT NOT NULL)")
+                .execute(&pool)
+                .await
+                .expect("table");
+            go!(pool)
+        }
+    }
 }
