@@ -1,6 +1,7 @@
 //! Import benchmark: patients registered through a running server, by one `Import` stream and by
 //! as many unary `RegisterPatient` calls from concurrent callers, against a baseline of bare
-//! single-row inserts on the same database in the same run (full durability everywhere).
+//! single-row inserts on the same database in the same run (full durability everywhere). The
+//! server runs as `serve` runs it, with its tracing subscriber (spans and trace ids, no export).
 //!
 //! cargo bench -p observatory-tests --bench import
 //! (PostgreSQL too when OBSERVATORY_BENCH_POSTGRES_URL names a server where it may create
@@ -167,6 +168,18 @@ async fn bench(name: &str, url: String, ops: usize, clients: usize) {
 }
 
 fn main() {
+    // The subscriber of `serve`, spans with trace ids and all, logs at warn only (to nowhere).
+    use tracing_subscriber::util::SubscriberInitExt;
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    observatory_server::telemetry::subscriber(
+        &observatory_server::config::LogFormat::Text,
+        std::io::sink,
+        false,
+        tracing_subscriber::EnvFilter::new("warn"),
+        &provider,
+    )
+    .try_init()
+    .expect("subscriber");
     let ops = env_usize("OBSERVATORY_BENCH_OPS", 2000);
     let clients = env_usize("OBSERVATORY_BENCH_CLIENTS", 64);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -175,16 +188,8 @@ fn main() {
         .expect("runtime");
     runtime.block_on(async {
         let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-        bench("sqlite", url, ops, clients).await;
-        if let Some(base) = std::env::var("OBSERVATORY_BENCH_POSTGRES_URL")
-            .ok()
-            .filter(|s| !s.is_empty())
-        {
-            let url = testing::fresh_postgres_database(&base).await;
-            bench("postgres", url, ops, clients).await;
-        } else {
-            println!("postgres   skipped: set OBSERVATORY_BENCH_POSTGRES_URL to measure it");
+        for (name, url) in testing::bench_databases(dir.path()).await {
+            bench(name, url, ops, clients).await;
         }
     });
 }

@@ -13,10 +13,9 @@ use observatory_domain::access::Role;
 use observatory_proto::v1::{
     self as pb, exchange_service_client::ExchangeServiceClient, history_entry::Record as H, import_result::Outcome,
 };
-use observatory_server::access::{TokenRequest, create_token};
 use tonic::{Code, service::interceptor::InterceptedService, transport::Channel};
 
-use crate::helpers::{Backend, Bearer, TEST_CENTRE, TestApp, spawn_app, telemetry, violated_fields};
+use crate::helpers::{Backend, Bearer, TEST_CENTRE, TestApp, scoped_token, spawn_app, telemetry, violated_fields};
 use crate::on_both_backends;
 use crate::scopes::{CENTRE_B, follow_up_request, two_sides};
 
@@ -29,14 +28,7 @@ type Exchange = ExchangeServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// An exchange client holding a new token of `role`, bound to `centres` and `filieres`.
 async fn exchange_as(app: &TestApp, role: Role, centres: &[&str], filieres: &[&str]) -> Exchange {
-    let request = TokenRequest {
-        client_subject: None,
-        role,
-        centres: centres.iter().map(|c| c.to_string()).collect(),
-        filieres: filieres.iter().map(|f| f.to_string()).collect(),
-        expires_at: None,
-    };
-    let secret = create_token(&app.store, &request, "test").await.expect("token").1;
+    let secret = scoped_token(&app.store, role, centres, filieres).await;
     ExchangeServiceClient::new(InterceptedService::new(app.channel.clone(), Bearer::new(&secret)))
 }
 
@@ -119,8 +111,9 @@ async fn an_import_applies_each_item_as_its_call_would_and_answers_in_order(back
     };
     let (ok_before, invalid_before) = (items_ok("OK"), items_ok("INVALID_ARGUMENT"));
 
-    // 120 patients, three items refused among them, each for its own reason.
-    let mut items: Vec<pb::ImportItem> = (0..120)
+    // 300 patients (more than are in flight at once), three items refused among them, each for
+    // its own reason.
+    let mut items: Vec<pb::ImportItem> = (0..300)
         .map(|n| item(&format!("row-{n}"), W::RegisterPatient(register(n))))
         .collect();
     items[7] = item(
@@ -133,7 +126,7 @@ async fn an_import_applies_each_item_as_its_call_would_and_answers_in_order(back
     items[8].write = None;
     items[9].reference = "x".repeat(101);
     let results = import(&mut partner, items.clone()).await;
-    assert_eq!(results.len(), 120);
+    assert_eq!(results.len(), 300);
     for (i, result) in results.iter().enumerate() {
         assert_eq!(result.index, i as u64, "answers in the order sent");
         if i != 9 {
@@ -155,9 +148,9 @@ async fn an_import_applies_each_item_as_its_call_would_and_answers_in_order(back
         .filter(|(i, _)| ![7, 8, 9].contains(i))
         .map(|(_, r)| id_of(written(r)))
         .collect();
-    assert_eq!(patients.len(), 117);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM patient_versions").await, 117);
-    assert!(items_ok("OK") >= ok_before + 117.0);
+    assert_eq!(patients.len(), 297);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM patient_versions").await, 297);
+    assert!(items_ok("OK") >= ok_before + 297.0);
     assert!(items_ok("INVALID_ARGUMENT") >= invalid_before + 1.0);
 
     // The same import again: the same records, nothing written, each replay audited as a read.
@@ -170,8 +163,8 @@ async fn an_import_applies_each_item_as_its_call_would_and_answers_in_order(back
         .map(|(_, r)| id_of(written(r)))
         .collect();
     assert_eq!(replayed, patients);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM patient_versions").await, 117);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_events").await, audited + 117);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM patient_versions").await, 297);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_events").await, audited + 297);
 
     // Their episodes, each needing its patient's id from the first import.
     let episodes = import(
@@ -189,7 +182,7 @@ async fn an_import_applies_each_item_as_its_call_would_and_answers_in_order(back
     )
     .await;
     assert!(episodes.iter().all(|r| matches!(written(r), H::Episode(_))));
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM episode_versions").await, 117);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM episode_versions").await, 297);
 
     // Each item's own role rule: a data manager corrects, but does not register.
     let mut manager = exchange_as(&app, Role::DataManager, &[], &["MHEMO"]).await;

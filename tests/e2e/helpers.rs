@@ -44,18 +44,20 @@ pub const TEST_FILIERES: &[&str] = &["MHEMO", "FILNEMUS"];
 
 /// Creates a token for `role` with the test scope, straight in the database.
 pub async fn token_for(store: &Store, role: Role) -> String {
-    let (centres, filieres) = match role {
-        Role::Prescriber => (vec![TEST_CENTRE.to_owned()], vec![]),
-        Role::DataManager | Role::Analyst | Role::Partner => {
-            (vec![], TEST_FILIERES.iter().map(|f| f.to_string()).collect())
-        }
-        Role::Admin => (vec![], vec![]),
-    };
+    match role {
+        Role::Prescriber => scoped_token(store, role, &[TEST_CENTRE], &[]).await,
+        Role::DataManager | Role::Analyst | Role::Partner => scoped_token(store, role, &[], TEST_FILIERES).await,
+        Role::Admin => scoped_token(store, role, &[], &[]).await,
+    }
+}
+
+/// Creates a token for `role` bound to `centres` and `filieres`, straight in the database.
+pub async fn scoped_token(store: &Store, role: Role, centres: &[&str], filieres: &[&str]) -> String {
     let request = TokenRequest {
         client_subject: None,
         role,
-        centres,
-        filieres,
+        centres: centres.iter().map(|c| c.to_string()).collect(),
+        filieres: filieres.iter().map(|f| f.to_string()).collect(),
         expires_at: None,
     };
     create_token(store, &request, "test").await.expect("create token").1

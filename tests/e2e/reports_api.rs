@@ -93,6 +93,14 @@ pub(crate) async fn download(
     Ok((bytes, size, sha))
 }
 
+/// Appends a forged row to the published activity table of run `run_id`, on disk.
+pub(crate) fn forge_activity_table(app: &TestApp, run_id: &str) {
+    let csv = app.dir.path().join("reports").join(run_id).join("tables/activity.csv");
+    let mut altered = std::fs::read(&csv).expect("csv");
+    altered.extend_from_slice(b"forged,row\n");
+    std::fs::write(&csv, altered).expect("alter");
+}
+
 async fn list_runs(app: &mut TestApp) -> Vec<pb::ReportRun> {
     app.reports
         .list_report_runs(pb::ListReportRunsRequest::default())
@@ -256,10 +264,7 @@ async fn reports_run_over_grpc_and_stream_their_published_outputs(backend: Backe
     assert_eq!(violated_fields(&status), vec!["run_id".to_owned()]);
 
     // A file altered on disk after the run is refused at the end of its stream.
-    let csv = run_dir.join("tables/activity.csv");
-    let mut altered = std::fs::read(&csv).expect("csv");
-    altered.extend_from_slice(b"forged,row\n");
-    std::fs::write(&csv, altered).expect("alter");
+    forge_activity_table(&app, &run.run_id);
     let status = download(&mut app, &run.run_id, "tables/activity.csv")
         .await
         .expect_err("altered output");

@@ -10,13 +10,12 @@ use observatory_proto::v1::{
     self as pb, registry_service_client::RegistryServiceClient, transition_authorisation_request as ta,
     transition_episode_request as te,
 };
-use observatory_server::access::{TokenRequest, create_token};
 use observatory_store::report_runs::{NewReportRun, RunTrigger};
 use prost::Message;
 use prost::bytes::{Buf, BufMut, Bytes};
 use tonic::{Code, Status, service::interceptor::InterceptedService, transport::Channel};
 
-use crate::helpers::{Backend, Bearer, TEST_CENTRE, TestApp, rpps, spawn_app};
+use crate::helpers::{Backend, Bearer, TEST_CENTRE, TestApp, rpps, scoped_token, spawn_app};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -512,14 +511,7 @@ pub(crate) async fn two_sides(
         })
         .await
         .expect("prescriber B");
-    let request = TokenRequest {
-        client_subject: None,
-        role: Role::Prescriber,
-        centres: vec![CENTRE_B.to_owned()],
-        filieres: vec![],
-        expires_at: None,
-    };
-    let secret_b = create_token(&app.store, &request, "test").await.expect("token").1;
+    let secret_b = scoped_token(&app.store, Role::Prescriber, &[CENTRE_B], &[]).await;
     let mut writer_b = RegistryServiceClient::new(InterceptedService::new(app.channel.clone(), Bearer::new(&secret_b)));
     let mut writer_a = app.registry.clone();
     let a = build_side(app, &mut writer_a, TEST_CENTRE, rpps_a, "MHEMO").await;
@@ -588,22 +580,14 @@ async fn every_rpc_serves_each_role_its_own_side_only(backend: Backend) {
     let mut app = spawn_app(backend).await;
     let (a, b, _) = two_sides(&mut app).await;
 
-    let caller = async |who: &'static str, role: Role, centres: &[&str], filieres: &[&str], side: Option<Which>| {
-        let request = TokenRequest {
-            client_subject: None,
-            role,
-            centres: centres.iter().map(|c| c.to_string()).collect(),
-            filieres: filieres.iter().map(|f| f.to_string()).collect(),
-            expires_at: None,
-        };
-        Caller {
+    let caller =
+        async |who: &'static str, role: Role, centres: &[&str], filieres: &[&str], side: Option<Which>| Caller {
             who,
             role,
-            secret: create_token(&app.store, &request, "test").await.expect("token").1,
+            secret: scoped_token(&app.store, role, centres, filieres).await,
             side,
             centre_bound: !centres.is_empty(),
-        }
-    };
+        };
     let callers = [
         caller("prescriber at A", Role::Prescriber, &[TEST_CENTRE], &[], Some(Which::A)).await,
         caller("prescriber at B", Role::Prescriber, &[CENTRE_B], &[], Some(Which::B)).await,

@@ -23,7 +23,7 @@ use tonic::{Code, service::interceptor::InterceptedService};
 
 use crate::helpers::{Backend, Bearer, Telemetry, rpps, spawn_app, telemetry, token_for};
 use crate::on_both_backends;
-use crate::reports_api::{download, q3, seed_registry, wait_for_end};
+use crate::reports_api::{download, forge_activity_table, q3, seed_registry, wait_for_end};
 
 on_both_backends!(
     a_call_continues_its_callers_trace_and_is_counted_by_method_and_code,
@@ -418,15 +418,7 @@ async fn a_report_run_is_traced_apart_linked_to_its_request_and_a_failed_stream_
     let method = "/observatory.v1.ReportService/DownloadReportFile";
     let data_loss = [("rpc.method", method), ("rpc.grpc.status", "DATA_LOSS")];
     let lost_before = metric_value(t, "rpc.server.calls", &data_loss);
-    let csv = app
-        .dir
-        .path()
-        .join("reports")
-        .join(&run.run_id)
-        .join("tables/activity.csv");
-    let mut altered = std::fs::read(&csv).expect("csv");
-    altered.extend_from_slice(b"forged,row\n");
-    std::fs::write(&csv, altered).expect("alter");
+    forge_activity_table(&app, &run.run_id);
     let status = download(&mut app, &run.run_id, "tables/activity.csv")
         .await
         .expect_err("altered output");

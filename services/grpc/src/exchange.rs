@@ -35,8 +35,9 @@ use crate::registry::RegistryApi;
 use crate::{ApiState, CallTraceId, access, error};
 use observatory_proto::v1::registry_service_server::RegistryService;
 
-/// Import items applied at once: enough to fill the writer's commit groups.
-pub const IMPORT_WINDOW: usize = 64;
+/// Import items applied at once: as many as one commit group of the writer takes (its
+/// `max_batch`), so that an import fills whole groups.
+pub const IMPORT_WINDOW: usize = 256;
 /// Changes read from the store at a time.
 const FEED_BATCH: u32 = 500;
 /// How often a following feed looks for changes committed by other processes.

@@ -188,16 +188,8 @@ fn main() {
         .expect("runtime");
     runtime.block_on(async {
         let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-        bench("sqlite", url, ops, clients).await;
-        if let Some(base) = std::env::var("OBSERVATORY_BENCH_POSTGRES_URL")
-            .ok()
-            .filter(|s| !s.is_empty())
-        {
-            let url = testing::fresh_postgres_database(&base).await;
-            bench("postgres", url, ops, clients).await;
-        } else {
-            println!("postgres   skipped: set OBSERVATORY_BENCH_POSTGRES_URL to measure it");
+        for (name, url) in testing::bench_databases(dir.path()).await {
+            bench(name, url, ops, clients).await;
         }
     });
 }

@@ -853,6 +853,10 @@ pub mod testing {
         macro_rules! go {
             ($pool:expr) => {{
                 let pool = $pool;
+                sqlx::query("CREATE TABLE IF NOT EXISTS bench_rows (id TEXT PRIMARY KEY, body TEXT NOT NULL)")
+                    .execute(&pool)
+                    .await
+                    .expect("table");
                 let started = std::time::Instant::now();
                 let mut tasks = Vec::new();
                 for client in 0..clients {
@@ -883,27 +887,32 @@ pub mod testing {
                 .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
                 .busy_timeout(std::time::Duration::from_secs(30));
             // SQLite has one writer: one connection, every insert its own commit.
-            let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            go!(sqlx::sqlite::SqlitePoolOptions::new()
                 .max_connections(1)
                 .connect_with(options)
                 .await
-                .expect("pool");
-            sqlx::query("CREATE TABLE IF NOT EXISTS bench_rows (id TEXT PRIMARY KEY, body TEXT NOT NULL)")
-                .execute(&pool)
-                .await
-                .expect("table");
-            go!(pool)
+                .expect("pool"))
         } else {
-            let pool = sqlx::postgres::PgPoolOptions::new()
+            go!(sqlx::postgres::PgPoolOptions::new()
                 .max_connections(clients.min(64) as u32)
                 .connect(url)
                 .await
-                .expect("pool");
-            sqlx::query("CREATE TABLE IF NOT EXISTS bench_rows (id TEXT PRIMARY KEY, body TEXT NOT NULL)")
-                .execute(&pool)
-                .await
-                .expect("table");
-            go!(pool)
+                .expect("pool"))
         }
+    }
+
+    /// The databases a benchmark measures: a SQLite file in `dir`, and a fresh database on the
+    /// PostgreSQL server named by `OBSERVATORY_BENCH_POSTGRES_URL` when it is set (said on
+    /// standard output when it is not): (name, url) pairs.
+    pub async fn bench_databases(dir: &std::path::Path) -> Vec<(&'static str, String)> {
+        let mut databases = vec![("sqlite", format!("sqlite://{}", dir.join("bench.db").display()))];
+        match std::env::var("OBSERVATORY_BENCH_POSTGRES_URL")
+            .ok()
+            .filter(|s| !s.is_empty())
+        {
+            Some(base) => databases.push(("postgres", fresh_postgres_database(&base).await)),
+            None => println!("postgres   skipped: set OBSERVATORY_BENCH_POSTGRES_URL to measure it"),
+        }
+        databases
     }
 }

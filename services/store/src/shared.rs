@@ -882,40 +882,38 @@ pub async fn reach_many(conn: &mut Conn, kind: RecordKind, ids: &[String]) -> Re
     if ids.is_empty() {
         return Ok(reaches);
     }
-    // (record id, centre, filière) rows: the centre is empty for a cohort.
+    // (record id, centre, filière) rows: the centre is empty for a cohort. A patient-level
+    // record reaches through its episode: the patient's episodes, the episode itself, or the
+    // episode an authorisation, follow-up or adverse event hangs from.
+    let of_episodes = |key: &str| {
+        format!(
+            "SELECT {key}, e.centre_finess, c.filiere FROM episode_versions e \
+             JOIN cohort_versions c ON c.id = e.cohort_id AND c.superseded_at IS NULL \
+             WHERE e.superseded_at IS NULL AND "
+        )
+    };
     let (select, key) = match kind {
         RecordKind::Cohort => (
-            "SELECT c.id, '', c.filiere FROM cohort_versions c WHERE c.superseded_at IS NULL AND ",
+            "SELECT c.id, '', c.filiere FROM cohort_versions c WHERE c.superseded_at IS NULL AND ".to_owned(),
             "c.id",
         ),
-        RecordKind::Patient => (EPISODE_REACH_OF_PATIENTS, "e.patient_id"),
-        RecordKind::Episode => (EPISODE_REACH_OF_EPISODES, "e.id"),
-        RecordKind::Authorisation => (
-            "SELECT x.id, e.centre_finess, c.filiere FROM authorisation_versions x \
-             JOIN episode_versions e ON e.id = x.episode_id AND e.superseded_at IS NULL \
-             JOIN cohort_versions c ON c.id = e.cohort_id AND c.superseded_at IS NULL \
-             WHERE x.superseded_at IS NULL AND ",
-            "x.id",
-        ),
-        RecordKind::FollowUp => (
-            "SELECT x.id, e.centre_finess, c.filiere FROM follow_up_versions x \
-             JOIN episode_versions e ON e.id = x.episode_id AND e.superseded_at IS NULL \
-             JOIN cohort_versions c ON c.id = e.cohort_id AND c.superseded_at IS NULL \
-             WHERE x.superseded_at IS NULL AND ",
-            "x.id",
-        ),
-        RecordKind::AdverseEvent => (
-            "SELECT x.id, e.centre_finess, c.filiere FROM adverse_event_versions x \
-             JOIN episode_versions e ON e.id = x.episode_id AND e.superseded_at IS NULL \
-             JOIN cohort_versions c ON c.id = e.cohort_id AND c.superseded_at IS NULL \
-             WHERE x.superseded_at IS NULL AND ",
+        RecordKind::Patient => (of_episodes("e.patient_id"), "e.patient_id"),
+        RecordKind::Episode => (of_episodes("e.id"), "e.id"),
+        RecordKind::Authorisation | RecordKind::FollowUp | RecordKind::AdverseEvent => (
+            format!(
+                "SELECT x.id, e.centre_finess, c.filiere FROM {} x \
+                 JOIN episode_versions e ON e.id = x.episode_id AND e.superseded_at IS NULL \
+                 JOIN cohort_versions c ON c.id = e.cohort_id AND c.superseded_at IS NULL \
+                 WHERE x.superseded_at IS NULL AND ",
+                kinds::table(kind)
+            ),
             "x.id",
         ),
         RecordKind::Centre | RecordKind::Prescriber | RecordKind::Framework => return Ok(reaches),
     };
     // 500 ids a statement stay far below either database's limit of parameters.
     for chunk in ids.chunks(500) {
-        let mut q = QueryBuilder::<Db>::new(select);
+        let mut q = QueryBuilder::<Db>::new(select.as_str());
         push_in(&mut q, key, chunk.to_vec());
         let rows: Vec<(String, String, String)> = q.build_query_as().fetch_all(&mut *conn).await?;
         for (id, centre, filiere) in rows {
@@ -933,14 +931,6 @@ pub async fn reach_many(conn: &mut Conn, kind: RecordKind, ids: &[String]) -> Re
     }
     Ok(reaches)
 }
-
-const EPISODE_REACH_OF_PATIENTS: &str = "SELECT e.patient_id, e.centre_finess, c.filiere FROM episode_versions e \
-     JOIN cohort_versions c ON c.id = e.cohort_id AND c.superseded_at IS NULL \
-     WHERE e.superseded_at IS NULL AND ";
-
-const EPISODE_REACH_OF_EPISODES: &str = "SELECT e.id, e.centre_finess, c.filiere FROM episode_versions e \
-     JOIN cohort_versions c ON c.id = e.cohort_id AND c.superseded_at IS NULL \
-     WHERE e.superseded_at IS NULL AND ";
 
 /// Versions recorded at or before `as_of` in (id, version) order, `limit` at a time after the
 /// version `after`: only those still current at `as_of` (not superseded by then) when
