@@ -83,28 +83,17 @@ async fn import_run(client: &mut ExchangeServiceClient<Authed>, run: usize, ops:
 
 /// `ops` patients through unary calls from `clients` concurrent callers; calls per second.
 async fn unary_run(client: &RegistryServiceClient<Authed>, run: usize, ops: usize, clients: usize) -> f64 {
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..clients {
+    let client = client.clone();
+    testing::per_second(ops, clients, move |n| {
         let mut client = client.clone();
-        tasks.push(tokio::spawn(async move {
-            for n in (c..ops).step_by(clients) {
-                client
-                    .register_patient(patient(run, n, "unary"))
-                    .await
-                    .expect("register");
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.expect("client");
-    }
-    ops as f64 / started.elapsed().as_secs_f64()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+        async move {
+            client
+                .register_patient(patient(run, n, "unary"))
+                .await
+                .expect("register");
+        }
+    })
+    .await
 }
 
 async fn bench(name: &str, url: String, ops: usize, clients: usize) {
@@ -152,7 +141,11 @@ async fn bench(name: &str, url: String, ops: usize, clients: usize) {
         imported.push(import_run(&mut exchange, run, ops).await);
         unary.push(unary_run(&registry, run, ops, clients).await);
     }
-    let (b, i, u) = (median(base.clone()), median(imported.clone()), median(unary.clone()));
+    let (b, i, u) = (
+        testing::median(base.clone()),
+        testing::median(imported.clone()),
+        testing::median(unary.clone()),
+    );
     println!(
         "{name:<10} ops/run={ops:<6} baseline bare insert ({clients} callers): {b:>7.0}/s   Import (one stream): {i:>7.0}/s   RegisterPatient ({clients} callers): {u:>7.0}/s   import/baseline {:.2}   import/unary {:.2}",
         i / b,

@@ -7,8 +7,6 @@
 //! (PostgreSQL too when OBSERVATORY_BENCH_POSTGRES_URL names a server where it may create
 //! databases; OBSERVATORY_BENCH_OPS and OBSERVATORY_BENCH_CLIENTS change the load.)
 
-use std::time::Instant;
-
 use chrono::NaiveDate;
 use observatory_domain::{
     codes::{Atc, Filiere, Finess, OrphaCode, RegionCode, Rpps, luhn_check_digit},
@@ -110,46 +108,34 @@ async fn episode(store: &Store) -> RecordId {
 
 /// `ops` follow-ups from `clients` concurrent callers; returns operations per second.
 async fn store_run(store: &Store, episode: &RecordId, run: usize, ops: usize, clients: usize) -> f64 {
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for client in 0..clients {
+    let (store, episode) = (store.clone(), episode.clone());
+    testing::per_second(ops, clients, move |i| {
         let (store, episode) = (store.clone(), episode.clone());
-        tasks.push(tokio::spawn(async move {
-            for i in (client..ops).step_by(clients) {
-                let visit = day("2025-02-01") + chrono::Days::new((i % 500) as u64);
-                let f = FollowUp {
-                    episode_id: episode.clone(),
-                    visit_date: visit,
-                    efficacy: EfficacyAssessment::Stable,
-                    measures: vec![Measure {
-                        code: MeasureCode::parse("ABR").expect("code"),
-                        value: 1.0,
-                    }],
-                    weight_kg: Some(40.0),
-                    adherence: Adherence::Good,
-                };
-                let w = store
-                    .execute(Command::RecordFollowUp(f), ctx(Some(format!("r{run}-{i}"))))
-                    .await;
-                assert!(
-                    matches!(w.as_ref().map(|w| &w.records[0]), Ok(Record::FollowUp(_))),
-                    "{w:?}"
-                );
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.expect("client");
-    }
-    ops as f64 / started.elapsed().as_secs_f64()
+        async move {
+            let f = FollowUp {
+                episode_id: episode,
+                visit_date: day("2025-02-01") + chrono::Days::new((i % 500) as u64),
+                efficacy: EfficacyAssessment::Stable,
+                measures: vec![Measure {
+                    code: MeasureCode::parse("ABR").expect("code"),
+                    value: 1.0,
+                }],
+                weight_kg: Some(40.0),
+                adherence: Adherence::Good,
+            };
+            let w = store
+                .execute(Command::RecordFollowUp(f), ctx(Some(format!("r{run}-{i}"))))
+                .await;
+            assert!(
+                matches!(w.as_ref().map(|w| &w.records[0]), Ok(Record::FollowUp(_))),
+                "{w:?}"
+            );
+        }
+    })
+    .await
 }
 
 use observatory_domain::codes::MeasureCode;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 async fn bench(name: &str, url: String, ops: usize, clients: usize) {
     let store = Store::connect(&StoreOptions::new(&url)).await.expect("connect");
@@ -161,7 +147,7 @@ async fn bench(name: &str, url: String, ops: usize, clients: usize) {
         base.push(testing::bare_inserts(&url, run, ops, clients).await);
         ours.push(store_run(&store, &episode, run, ops, clients).await);
     }
-    let (b, o) = (median(base.clone()), median(ours.clone()));
+    let (b, o) = (testing::median(base.clone()), testing::median(ours.clone()));
     println!(
         "{name:<10} clients={clients:<4} ops/run={ops:<6} baseline bare insert: {b:>9.0} ops/s   store RecordFollowUp: {o:>9.0} ops/s   ratio {:.2}",
         o / b

@@ -857,25 +857,19 @@ pub mod testing {
                     .execute(&pool)
                     .await
                     .expect("table");
-                let started = std::time::Instant::now();
-                let mut tasks = Vec::new();
-                for client in 0..clients {
-                    let pool = pool.clone();
-                    tasks.push(tokio::spawn(async move {
-                        for i in (client..ops).step_by(clients) {
-                            sqlx::query("INSERT INTO bench_rows (id, body) VALUES ($1, $2)")
-                                .bind(format!("r{run}-{i}"))
-                                .bind("{\"visit_date\":\"2025-02-01\",\"efficacy\":\"STABLE\"}")
-                                .execute(&pool)
-                                .await
-                                .expect("insert");
-                        }
-                    }));
-                }
-                for t in tasks {
-                    t.await.expect("client");
-                }
-                let rate = ops as f64 / started.elapsed().as_secs_f64();
+                let inserting = pool.clone();
+                let rate = per_second(ops, clients, move |i| {
+                    let pool = inserting.clone();
+                    async move {
+                        sqlx::query("INSERT INTO bench_rows (id, body) VALUES ($1, $2)")
+                            .bind(format!("r{run}-{i}"))
+                            .bind("{\"visit_date\":\"2025-02-01\",\"efficacy\":\"STABLE\"}")
+                            .execute(&pool)
+                            .await
+                            .expect("insert");
+                    }
+                })
+                .await;
                 pool.close().await;
                 rate
             }};
@@ -914,5 +908,37 @@ pub mod testing {
             None => println!("postgres   skipped: set OBSERVATORY_BENCH_POSTGRES_URL to measure it"),
         }
         databases
+    }
+
+    /// Runs `op(0)` to `op(ops - 1)` from `clients` concurrent callers (caller `c` runs `c`,
+    /// `c + clients`...) and returns operations per second.
+    ///
+    /// # Panics
+    /// When an operation panics.
+    pub async fn per_second<F, Fut>(ops: usize, clients: usize, op: F) -> f64
+    where
+        F: Fn(usize) -> Fut + Clone + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let started = std::time::Instant::now();
+        let mut tasks = Vec::with_capacity(clients);
+        for client in 0..clients.max(1) {
+            let op = op.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in (client..ops).step_by(clients.max(1)) {
+                    op(i).await;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("a benchmark caller failed");
+        }
+        ops as f64 / started.elapsed().as_secs_f64()
+    }
+
+    /// The median of a benchmark's runs.
+    pub fn median(mut runs: Vec<f64>) -> f64 {
+        runs.sort_by(f64::total_cmp);
+        runs[runs.len() / 2]
     }
 }
