@@ -338,16 +338,20 @@ impl Runner {
                 error: Some(error_chain(e)),
             },
         };
-        let _entered = span.enter();
-        match &result {
-            Ok(m) => tracing::info!(snapshot = %m.snapshot_hash, outputs = m.outputs.len(), "report run succeeded"),
-            Err(e) => tracing::error!(error = %error_chain(e), "report run failed"),
+        // In the run's span, never entered across an await (the task may move between threads).
+        async {
+            match &result {
+                Ok(m) => tracing::info!(snapshot = %m.snapshot_hash, outputs = m.outputs.len(), "report run succeeded"),
+                Err(e) => tracing::error!(error = %error_chain(e), "report run failed"),
+            }
+            let took = started.map(|s| s.elapsed()).unwrap_or_default();
+            record_run(run.trigger, outcome.status, took, result.as_ref().ok());
+            if let Err(e) = self.inner.store.finish_report_run(&run.id, &outcome).await {
+                tracing::error!(error = %e, "cannot record the end of a report run: it will show as interrupted after a restart");
+            }
         }
-        let took = started.map(|s| s.elapsed()).unwrap_or_default();
-        record_run(run.trigger, outcome.status, took, result.as_ref().ok());
-        if let Err(e) = self.inner.store.finish_report_run(&run.id, &outcome).await {
-            tracing::error!(error = %e, "cannot record the end of a report run: it will show as interrupted after a restart");
-        }
+        .instrument(span)
+        .await;
         self.lock().remove(&run.id);
         result
     }

@@ -16,6 +16,9 @@ CREATE TABLE changes (
     UNIQUE (kind, id, version)
 );
 
+-- A feed narrowed to some kinds reads them in order of position.
+CREATE INDEX changes_kind ON changes (kind, seq);
+
 CREATE TRIGGER changes_append_only BEFORE UPDATE OR DELETE ON changes
     FOR EACH ROW EXECUTE FUNCTION refuse_change();
 CREATE TRIGGER changes_no_truncate BEFORE TRUNCATE ON changes

@@ -16,6 +16,9 @@ CREATE TABLE changes (
     UNIQUE (kind, id, version)
 ) STRICT;
 
+-- A feed narrowed to some kinds reads them in order of position.
+CREATE INDEX changes_kind ON changes (kind, seq);
+
 CREATE TRIGGER changes_no_update BEFORE UPDATE ON changes
 BEGIN SELECT RAISE(ABORT, 'changes is append-only'); END;
 CREATE TRIGGER changes_no_delete BEFORE DELETE ON changes

@@ -13,6 +13,7 @@ use observatory_domain::access::Role;
 use observatory_proto::v1::{
     self as pb, exchange_service_client::ExchangeServiceClient, history_entry::Record as H, import_result::Outcome,
 };
+use observatory_server::access::{TokenRequest, create_token};
 use tonic::{Code, service::interceptor::InterceptedService, transport::Channel};
 
 use crate::helpers::{Backend, Bearer, TEST_CENTRE, TestApp, scoped_token, spawn_app, telemetry, violated_fields};
@@ -22,6 +23,7 @@ use crate::scopes::{CENTRE_B, follow_up_request, two_sides};
 on_both_backends!(
     an_import_applies_each_item_as_its_call_would_and_answers_in_order,
     the_feed_gives_each_scope_its_changes_in_commit_order_and_follows_new_ones,
+    open_streams_end_with_their_token_and_with_the_server_and_are_counted_per_token,
 );
 
 type Exchange = ExchangeServiceClient<InterceptedService<Channel, Bearer>>;
@@ -404,10 +406,14 @@ async fn the_feed_gives_each_scope_its_changes_in_commit_order_and_follows_new_o
         .await
         .expect("follow")
         .into_inner();
-    prescriber_b
+    let at_b_follow_up = prescriber_b
         .record_follow_up(follow_up_request(&b.episode, "followed-at-b"))
         .await
-        .expect("follow-up at B");
+        .expect("follow-up at B")
+        .into_inner()
+        .meta
+        .expect("meta")
+        .id;
     let at_a_follow_up = app
         .registry
         .record_follow_up(follow_up_request(&a.episode, "followed-at-a"))
@@ -422,7 +428,7 @@ async fn the_feed_gives_each_scope_its_changes_in_commit_order_and_follows_new_o
         .expect("a new change within 10 s")
         .expect("change")
         .expect("open stream");
-    // Recording a follow-up also writes the episode's move to ONGOING, at A only.
+    // A's follow-up, committed after B's, comes with nothing of B's before it.
     let mut received = vec![next];
     while !ids(&received).contains(&at_a_follow_up) {
         let more = tokio::time::timeout(Duration::from_secs(10), following.message())
@@ -433,10 +439,12 @@ async fn the_feed_gives_each_scope_its_changes_in_commit_order_and_follows_new_o
         received.push(more);
     }
     assert!(received.iter().all(|c| c.position > last_a));
-    assert!(!ids(&received).iter().any(|id| id == &b.episode), "{received:?}");
+    assert!(!ids(&received).contains(&at_b_follow_up), "{received:?}");
 
     // Stopping the server ends a following feed (it would hold up the shutdown otherwise).
-    app.stop().await;
+    tokio::time::timeout(Duration::from_secs(20), app.stop())
+        .await
+        .expect("the server stops with a feed open");
     let ended = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match following.message().await {
@@ -448,5 +456,120 @@ async fn the_feed_gives_each_scope_its_changes_in_commit_order_and_follows_new_o
     })
     .await
     .expect("the feed ends when the server stops");
+    assert!(matches!(ended, None | Some(Code::Unavailable)), "{ended:?}");
+}
+
+async fn open_streams_end_with_their_token_and_with_the_server_and_are_counted_per_token(backend: Backend) {
+    use observatory_grpc::exchange::{LIVENESS_CHECK, STREAMS_PER_TOKEN};
+    let app = spawn_app(backend).await;
+    let request = TokenRequest {
+        client_subject: None,
+        role: Role::Partner,
+        centres: vec![TEST_CENTRE.to_owned()],
+        filieres: vec![],
+        expires_at: None,
+    };
+    let (token, secret) = create_token(&app.store, &request, "test").await.expect("token");
+    let mut partner = ExchangeServiceClient::new(InterceptedService::new(app.channel.clone(), Bearer::new(&secret)));
+    let follow = pb::WatchChangesRequest {
+        follow: true,
+        ..Default::default()
+    };
+
+    // A token holds a bounded number of streams; one more is refused until one ends.
+    let mut feeds = Vec::new();
+    for _ in 0..STREAMS_PER_TOKEN {
+        feeds.push(partner.watch_changes(follow.clone()).await.expect("feed").into_inner());
+    }
+    let refused = partner
+        .watch_changes(follow.clone())
+        .await
+        .expect_err("one stream too many");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::ImportItem>(1);
+    let also_refused = partner
+        .import(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .map(|_| ())
+        .expect_err("an import counts too");
+    assert_eq!(also_refused.code(), Code::ResourceExhausted, "{also_refused:?}");
+    drop(tx);
+    drop(feeds.pop());
+    let mut freed = None;
+    for _ in 0..50 {
+        // The server learns that the caller left at its next wake-up (a poll, at the latest).
+        if let Ok(feed) = partner.watch_changes(follow.clone()).await {
+            freed = Some(feed.into_inner());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    feeds.push(freed.expect("a stream ended gives its place back"));
+
+    // Revoking the token ends its open streams, an import too.
+    drop(feeds.pop());
+    let mut importing = None;
+    for _ in 0..50 {
+        let (tx, rx) = tokio::sync::mpsc::channel::<pb::ImportItem>(1);
+        match partner.import(tokio_stream::wrappers::ReceiverStream::new(rx)).await {
+            Ok(import) => {
+                importing = Some((tx, import.into_inner()));
+                break;
+            }
+            Err(status) => assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (tx, mut importing) = importing.expect("an import once a feed ended");
+    observatory_server::access::revoke_token(&app.store, &token.id, "test")
+        .await
+        .expect("revoke");
+    tokio::time::sleep(LIVENESS_CHECK).await;
+    let ended_feed = tokio::time::timeout(LIVENESS_CHECK * 5, async {
+        loop {
+            match feeds[0].message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return Code::Ok,
+                Err(status) => return status.code(),
+            }
+        }
+    })
+    .await
+    .expect("the feed ends after its token is revoked");
+    assert_eq!(ended_feed, Code::Unauthenticated);
+    tx.send(item(
+        "after-revocation",
+        pb::import_item::Write::RegisterPatient(register(900)),
+    ))
+    .await
+    .expect("send");
+    let ended_import = tokio::time::timeout(LIVENESS_CHECK * 5, importing.message())
+        .await
+        .expect("the import ends after its token is revoked")
+        .expect_err("refused");
+    assert_eq!(ended_import.code(), Code::Unauthenticated, "{ended_import:?}");
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM patient_versions").await, 0);
+
+    // A stream open when the server stops ends, and does not hold the stop up.
+    let other = scoped_token(&app.store, Role::Partner, &[TEST_CENTRE], &[]).await;
+    let mut open = ExchangeServiceClient::new(InterceptedService::new(app.channel.clone(), Bearer::new(&other)))
+        .watch_changes(follow)
+        .await
+        .expect("feed")
+        .into_inner();
+    tokio::time::timeout(Duration::from_secs(20), app.stop())
+        .await
+        .expect("the server stops with a stream open");
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match open.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return None,
+                Err(status) => return Some(status.code()),
+            }
+        }
+    })
+    .await
+    .expect("the stream ends with the server");
     assert!(matches!(ended, None | Some(Code::Unavailable)), "{ended:?}");
 }

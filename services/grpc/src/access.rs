@@ -113,6 +113,26 @@ pub fn roles_for(path: &str) -> Option<&'static [Role]> {
     RULES.iter().find(|(p, _)| *p == path).map(|(_, roles)| *roles)
 }
 
+/// Whether `path` is a method the server serves (one with a rule, or an open one): what
+/// telemetry may name; any other path is `_OTHER`, so that made-up paths cannot multiply the
+/// names of spans and the labels of metrics.
+pub fn is_known_path(path: &str) -> bool {
+    OPEN.iter().any(|p| path.starts_with(p)) || roles_for(path).is_some()
+}
+
+/// Whether the token `principal` stands for is still live: streams that outlast a call check it
+/// as they go, so that a revocation or an expiry ends them too (UNAUTHENTICATED).
+pub async fn still_live(store: &Store, principal: &Principal) -> Result<(), Status> {
+    let record = store.token_by_id(&principal.token_id).await.map_err(|e| {
+        tracing::error!(error = %e, "cannot look up a token");
+        Status::unavailable("cannot check credentials now; retry later")
+    })?;
+    match record.and_then(|r| r.principal_at(Utc::now())) {
+        Some(_) => Ok(()),
+        None => Err(Status::unauthenticated("the token was revoked or has expired")),
+    }
+}
+
 /// A new token secret: `obs_` and 32 random bytes in hexadecimal.
 pub fn new_secret() -> String {
     let bytes: [u8; 32] = rand::random();

@@ -3,15 +3,23 @@
 //!
 //! An import applies each item through the very handler of the RegistryService call of the same
 //! name, as the caller: same validation, role rule, scope check, idempotency, audit event. Up to
-//! [`IMPORT_WINDOW`] items are in flight at once, so that they share commit groups; results go
-//! back in the order the items came.
+//! [`IMPORT_WINDOW`] items (and [`IMPORT_BYTES`] of them) are in flight at once, so that they
+//! fill commit groups; results go back in the order the items came.
 //!
 //! The feed reads the store's change positions in batches, keeps the changes the caller's scope
 //! covers (a whole batch's reaches looked up at once), records the patient-level ones it sends
 //! in the audit trail before sending them, and, when following, waits for the writer's signal
 //! of a new commit (or polls, for writers of other processes on the same database).
+//!
+//! Both outlast the call that opened them, so both check every [`LIVENESS_CHECK`] that the
+//! caller's token is still live, end when the server stops, and count against the
+//! [`STREAMS_PER_TOKEN`] a token may hold open at once.
 
-use std::{collections::HashMap, collections::VecDeque, time::Duration};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use observatory_domain::{
     Violations,
@@ -38,10 +46,19 @@ use observatory_proto::v1::registry_service_server::RegistryService;
 /// Import items applied at once: as many as one commit group of the writer takes (its
 /// `max_batch`), so that an import fills whole groups.
 pub const IMPORT_WINDOW: usize = 256;
+/// Bytes of import items (as encoded) in flight at once, at most (and one item more).
+pub const IMPORT_BYTES: usize = 64 * 1024 * 1024;
+/// Exchange streams one token may hold open at once; more are RESOURCE_EXHAUSTED.
+pub const STREAMS_PER_TOKEN: usize = 4;
+/// How often an open stream checks that its token is still live.
+pub const LIVENESS_CHECK: Duration = Duration::from_secs(2);
 /// Changes read from the store at a time.
 const FEED_BATCH: u32 = 500;
 /// How often a following feed looks for changes committed by other processes.
 const FEED_POLL: Duration = Duration::from_secs(1);
+/// How long a following feed lets commits gather after being woken by one, so that a busy
+/// writer wakes each feed into one read of several commits rather than one read each.
+const FEED_COALESCE: Duration = Duration::from_millis(50);
 /// Longest reference an import item may carry.
 const MAX_REFERENCE: usize = 100;
 
@@ -50,9 +67,51 @@ pub struct ExchangeApi {
     state: ApiState,
     registry: RegistryApi,
     metrics: Metrics,
-    /// Becomes true when the server stops: following feeds end, so that shutdown is not held
-    /// up by streams that never end by themselves.
+    /// Becomes true when the server stops: open streams end, so that shutdown is not held up
+    /// by streams that never end by themselves.
     stopping: watch::Receiver<bool>,
+    /// Streams open, by token id.
+    open: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// One of the streams a token holds open; given back when dropped (the stream's task ended).
+struct StreamSlot {
+    open: Arc<Mutex<HashMap<String, usize>>>,
+    token: String,
+}
+
+impl StreamSlot {
+    fn take(open: &Arc<Mutex<HashMap<String, usize>>>, principal: &Principal) -> Result<Self, Status> {
+        let mut held = open.lock().unwrap_or_else(|e| e.into_inner());
+        let count = held.entry(principal.token_id.clone()).or_default();
+        if *count >= STREAMS_PER_TOKEN {
+            return Err(Status::resource_exhausted(format!(
+                "this token already holds {STREAMS_PER_TOKEN} exchange streams open: end one first"
+            )));
+        }
+        *count += 1;
+        Ok(Self {
+            open: Arc::clone(open),
+            token: principal.token_id.clone(),
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut held = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = held.get_mut(&self.token) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.token);
+            }
+        }
+    }
+}
+
+/// Waits until `stopping` turns true (or its sender is gone: the server is gone too).
+async fn stopped(stopping: &mut watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stopping| *stopping).await.map(|_| ());
 }
 
 impl std::fmt::Debug for ExchangeApi {
@@ -96,6 +155,7 @@ impl ExchangeApi {
             state,
             metrics: Metrics::new(),
             stopping,
+            open: Arc::default(),
         }
     }
 }
@@ -110,10 +170,13 @@ struct Caller {
 
 impl Caller {
     fn of<T>(req: &Request<T>) -> Result<Self, Status> {
+        let mut metadata = req.metadata().clone();
+        // The items act as the principal found for the call: its credentials go no further.
+        metadata.remove("authorization");
         Ok(Self {
             principal: crate::guard::principal(req)?.clone(),
             trace: req.extensions().get::<CallTraceId>().cloned(),
-            metadata: req.metadata().clone(),
+            metadata,
         })
     }
 
@@ -178,25 +241,32 @@ fn import_error(status: &Status, root: &str) -> pb::ImportError {
 }
 
 impl ExchangeApi {
-    /// Reads items and answers them in order, [`IMPORT_WINDOW`] at most in flight, until the
-    /// caller's stream ends (or breaks: the items read are answered, then the error).
+    /// Reads items and answers them in order, [`IMPORT_WINDOW`] and [`IMPORT_BYTES`] at most in
+    /// flight, until the caller's stream ends. It ends sooner, once the items in flight are
+    /// answered, when the caller's stream breaks (its error), the token is no longer live
+    /// (UNAUTHENTICATED) or the server stops (UNAVAILABLE).
     async fn run_import(
         self,
         caller: Caller,
         mut items: Streaming<pb::ImportItem>,
         tx: mpsc::Sender<Result<pb::ImportResult, Status>>,
+        _slot: StreamSlot,
     ) {
-        type InFlight = (u64, String, tokio::task::JoinHandle<pb::ImportResult>);
+        type InFlight = (u64, String, usize, tokio::task::JoinHandle<pb::ImportResult>);
         let mut window: VecDeque<InFlight> = VecDeque::with_capacity(IMPORT_WINDOW);
+        let mut bytes = 0usize;
         let mut index = 0u64;
-        let mut reading = true;
-        let mut broken = None;
+        let mut ended: Option<Option<Status>> = None;
+        let mut checked = Instant::now();
+        let mut stopping = self.stopping.clone();
         loop {
+            let reading = ended.is_none() && window.len() < IMPORT_WINDOW && bytes < IMPORT_BYTES;
             tokio::select! {
                 // Answers first: a caller waiting for a result before sending more is served.
                 biased;
-                done = async { (&mut window.front_mut().expect("checked non-empty").2).await }, if !window.is_empty() => {
-                    let (index, reference, _) = window.pop_front().expect("checked non-empty");
+                done = async { (&mut window.front_mut().expect("checked non-empty").3).await }, if !window.is_empty() => {
+                    let (index, reference, size, _) = window.pop_front().expect("checked non-empty");
+                    bytes -= size;
                     let result = done.unwrap_or_else(|e| {
                         tracing::error!(error = %e, "an import item stopped");
                         pb::ImportResult {
@@ -214,26 +284,37 @@ impl ExchangeApi {
                         return;
                     }
                 }
-                next = items.message(), if reading && window.len() < IMPORT_WINDOW => match next {
+                () = stopped(&mut stopping), if ended.is_none() => {
+                    ended = Some(Some(Status::unavailable(format!(
+                        "the observatory is stopping: items from index {index} on were not read; send them again"
+                    ))));
+                }
+                next = items.message(), if reading => match next {
                     Ok(Some(item)) => {
+                        if checked.elapsed() >= LIVENESS_CHECK {
+                            checked = Instant::now();
+                            if let Err(status) = access::still_live(&self.state.store, &caller.principal).await {
+                                ended = Some(Some(status));
+                                continue;
+                            }
+                        }
+                        let size = prost::Message::encoded_len(&item);
                         let api = self.clone();
                         let caller = caller.clone();
                         let reference = item.reference.clone();
                         let span = tracing::info_span!("import.item", index);
                         let task = tokio::spawn(async move { api.import_item(&caller, index, item).await }.instrument(span));
-                        window.push_back((index, reference, task));
+                        window.push_back((index, reference, size, task));
+                        bytes += size;
                         index += 1;
                     }
-                    Ok(None) => reading = false,
-                    Err(status) => {
-                        reading = false;
-                        broken = Some(status);
-                    }
+                    Ok(None) => ended = Some(None),
+                    Err(status) => ended = Some(Some(status)),
                 },
                 else => break,
             }
         }
-        if let Some(status) = broken {
+        if let Some(Some(status)) = ended {
             let _ = tx.send(Err(status)).await;
         }
     }
@@ -336,6 +417,7 @@ impl ExchangeApi {
 /// What a following or catching-up feed needs.
 struct Feed {
     store: Store,
+    principal: Principal,
     scope: Scope,
     kinds: Vec<RecordKind>,
     follow: bool,
@@ -343,17 +425,29 @@ struct Feed {
     ctx: WriteContext,
     metrics: Metrics,
     stopping: watch::Receiver<bool>,
+    _slot: StreamSlot,
 }
 
 impl Feed {
     /// Sends the changes after `cursor` the scope covers, batch by batch; then, when following,
-    /// waits for more. Ends when caught up (not following), when the caller leaves, or when the
-    /// server stops.
+    /// waits for more. Ends when caught up (not following), when the caller leaves, when the
+    /// token is no longer live (UNAUTHENTICATED) or when the server stops (UNAVAILABLE, with the
+    /// position to resume after).
     async fn run(mut self, mut cursor: i64, tx: mpsc::Sender<Result<pb::Change, Status>>) {
         let mut committed = self.store.watch_changes();
+        let mut checked = Instant::now();
+        let stopping =
+            |cursor: i64| Status::unavailable(format!("the observatory is stopping; resume after position {cursor}"));
         loop {
             // Seen before reading: a commit from now on wakes the wait below.
             committed.borrow_and_update();
+            if checked.elapsed() >= LIVENESS_CHECK {
+                checked = Instant::now();
+                if let Err(status) = access::still_live(&self.store, &self.principal).await {
+                    let _ = tx.send(Err(status)).await;
+                    return;
+                }
+            }
             let batch = match self.store.changes_after(cursor, &self.kinds, FEED_BATCH).await {
                 Ok(batch) => batch,
                 Err(e) => {
@@ -362,18 +456,22 @@ impl Feed {
                 }
             };
             let full = batch.len() == FEED_BATCH as usize;
-            if let Some(last) = batch.last() {
-                cursor = last.position;
-            }
-            let sent = match self.visible(batch).await {
-                Ok(visible) => self.send(visible, &tx).await,
+            let read_to = batch.last().map_or(cursor, |c| c.position);
+            let visible = match self.visible(batch).await {
+                Ok(visible) => visible,
                 Err(status) => {
                     let _ = tx.send(Err(status)).await;
                     return;
                 }
             };
-            if !sent {
-                return;
+            match self.send(visible, &tx).await {
+                // Positions out of scope between those sent are passed all the same.
+                Sent::All => cursor = read_to,
+                Sent::CallerLeft => return,
+                Sent::Stopped { last_sent } => {
+                    let _ = tx.send(Err(stopping(last_sent.unwrap_or(cursor)))).await;
+                    return;
+                }
             }
             if full {
                 continue;
@@ -382,19 +480,17 @@ impl Feed {
                 return;
             }
             tokio::select! {
-                changed = committed.changed() => if changed.is_err() {
-                    let _ = tx.send(Err(Status::unavailable(format!(
-                        "the registry is shutting down; resume after position {cursor}"
-                    )))).await;
-                    return;
-                },
+                changed = committed.changed() => {
+                    if changed.is_err() {
+                        let _ = tx.send(Err(stopping(cursor))).await;
+                        return;
+                    }
+                    tokio::time::sleep(FEED_COALESCE).await;
+                }
                 () = tokio::time::sleep(FEED_POLL) => {}
                 () = tx.closed() => return,
-                // A dropped sender also means the server is gone.
-                _ = async { self.stopping.wait_for(|stopping| *stopping).await.map(|_| ()) } => {
-                    let _ = tx.send(Err(Status::unavailable(format!(
-                        "the observatory is stopping; resume after position {cursor}"
-                    )))).await;
+                () = stopped(&mut self.stopping) => {
+                    let _ = tx.send(Err(stopping(cursor))).await;
                     return;
                 }
             }
@@ -433,9 +529,9 @@ impl Feed {
             .collect())
     }
 
-    /// Records the patient-level changes in the audit trail, then sends them all; false once
-    /// the caller has left (or the event could not be recorded, which ends the feed).
-    async fn send(&self, visible: Vec<Change>, tx: &mpsc::Sender<Result<pb::Change, Status>>) -> bool {
+    /// Records the patient-level changes in the audit trail, then sends them in order, until
+    /// the caller leaves or the server stops.
+    async fn send(&mut self, visible: Vec<Change>, tx: &mpsc::Sender<Result<pb::Change, Status>>) -> Sent {
         let targets: Vec<_> = visible
             .iter()
             .filter(|c| c.record.kind().is_patient_level())
@@ -448,21 +544,39 @@ impl Feed {
                 .await
         {
             let _ = tx.send(Err(error::store(e))).await;
-            return false;
+            return Sent::CallerLeft;
         }
+        let mut last_sent = None;
         for change in visible {
             let age = (chrono::Utc::now() - change.record.meta().recorded_at).as_seconds_f64();
             self.metrics.lag.record(age.max(0.0), &[]);
+            let position = change.position;
             let change = pb::Change {
-                position: change.position as u64,
+                position: position as u64,
                 record: Some(crate::convert::history_entry(&change.record)),
             };
-            if tx.send(Ok(change)).await.is_err() {
-                return false;
+            // A caller that stops reading holds the send: the server's stop ends the wait.
+            tokio::select! {
+                sent = tx.send(Ok(change)) => if sent.is_err() {
+                    return Sent::CallerLeft;
+                },
+                () = stopped(&mut self.stopping) => return Sent::Stopped { last_sent },
             }
+            last_sent = Some(position);
         }
-        true
+        Sent::All
     }
+}
+
+/// How sending a batch ended.
+enum Sent {
+    All,
+    /// The caller went away (or the feed cannot go on and has said why).
+    CallerLeft,
+    /// The server is stopping; the last position sent, if any of the batch was.
+    Stopped {
+        last_sent: Option<i64>,
+    },
 }
 
 #[tonic::async_trait]
@@ -472,9 +586,10 @@ impl ExchangeService for ExchangeApi {
 
     async fn import(&self, req: Request<Streaming<pb::ImportItem>>) -> Result<Response<Self::ImportStream>, Status> {
         let caller = Caller::of(&req)?;
+        let slot = StreamSlot::take(&self.open, &caller.principal)?;
         let items = req.into_inner();
         let (tx, rx) = mpsc::channel(IMPORT_WINDOW);
-        tokio::spawn(self.clone().run_import(caller, items, tx).in_current_span());
+        tokio::spawn(self.clone().run_import(caller, items, tx, slot).in_current_span());
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
@@ -504,14 +619,17 @@ impl ExchangeService for ExchangeApi {
         }
         let follow = r.follow;
         let admitted = admit(&self.state.store, &req, Target::List).await?;
+        let slot = StreamSlot::take(&self.open, admitted.principal())?;
         let feed = Feed {
             store: self.state.store.clone(),
+            principal: admitted.principal().clone(),
             scope: admitted.within().clone(),
             kinds,
             follow,
             ctx: admitted.context(&req, None),
             metrics: self.metrics.clone(),
             stopping: self.stopping.clone(),
+            _slot: slot,
         };
         let (tx, rx) = mpsc::channel(FEED_BATCH as usize);
         tokio::spawn(feed.run(after, tx).in_current_span());

@@ -10,7 +10,7 @@ mod audit;
 pub mod bounds;
 pub mod convert;
 pub mod error;
-mod exchange;
+pub mod exchange;
 pub mod guard;
 mod reference;
 mod registry;

@@ -30,6 +30,9 @@ pub use config::Config;
 /// Largest request or response the server accepts (4 MiB).
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
+/// How long calls in flight may take to finish once the server is asked to stop.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Connects to the database named by the configuration and applies migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let mut options = StoreOptions::new(&config.database_url);
@@ -255,7 +258,7 @@ impl Application {
         if let Some(tls) = tls {
             server = server.tls_config(tls).context("invalid TLS configuration")?;
         }
-        server
+        let serving = server
             // One span per call, named by its method only, continuing the caller's trace: request
             // bodies (which may hold identity fields) are never recorded.
             .trace_fn(telemetry::rpc_span)
@@ -273,9 +276,20 @@ impl Application {
             .add_service(reports)
             .add_service(audit)
             .add_service(exchange)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-            .await
-            .context("gRPC server failed")?;
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+        // Calls in flight finish, but a client that holds a stream without reading cannot hold
+        // the stop up for longer than the grace period.
+        let mut grace = stopped.clone();
+        tokio::select! {
+            served = serving => served.context("gRPC server failed")?,
+            () = async {
+                let _ = grace.wait_for(|stopping| *stopping).await.map(|_| ());
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => tracing::warn!(
+                grace_seconds = SHUTDOWN_GRACE.as_secs(),
+                "calls still open after the grace period are cut off"
+            ),
+        }
         drop(stopped);
         tracing::info!("observatory stopped accepting calls; closing the database");
         log_audit_head(&state.store).await;

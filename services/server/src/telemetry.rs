@@ -92,7 +92,7 @@ pub fn init(format: &LogFormat, env: &HashMap<String, String>) -> anyhow::Result
         (tracer_provider.build(), Some(meter_provider.build()))
     } else {
         // Spans still get ids, for the logs and the audit trail; they are dropped when they end.
-        (SdkTracerProvider::builder().with_resource(resource()).build(), None)
+        (tracer_provider().build(), None)
     };
     if let Some(meter_provider) = &meter_provider {
         global::set_meter_provider(meter_provider.clone());
@@ -111,6 +111,17 @@ pub fn init(format: &LogFormat, env: &HashMap<String, String>) -> anyhow::Result
 /// The service's resource: `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`, read by the SDK.
 fn resource() -> Resource {
     Resource::builder().build()
+}
+
+/// Links a span may keep: a commit group links to each call it serves, up to the writer's
+/// largest group (the SDK's default keeps 128).
+const MAX_LINKS: u32 = 256;
+
+/// A tracer provider of the service's resource, without exporter yet.
+fn tracer_provider() -> opentelemetry_sdk::trace::TracerProviderBuilder {
+    SdkTracerProvider::builder()
+        .with_resource(resource())
+        .with_max_links_per_span(MAX_LINKS)
 }
 
 /// Trace and meter providers exporting over OTLP/gRPC, to `endpoint` or else where the
@@ -132,9 +143,7 @@ pub fn otlp_exporters(
     let spans = spans.build().context("cannot set up the OTLP trace exporter")?;
     let metrics = metrics.build().context("cannot set up the OTLP metric exporter")?;
     Ok((
-        SdkTracerProvider::builder()
-            .with_batch_exporter(spans)
-            .with_resource(resource()),
+        tracer_provider().with_batch_exporter(Redacting(spans)),
         SdkMeterProvider::builder()
             .with_periodic_exporter(metrics)
             .with_resource(resource()),
@@ -236,6 +245,45 @@ fn redact(value: &mut serde_json::Value) {
     }
 }
 
+/// Replaces the values of sensitive attributes.
+fn redact_attributes(attributes: &mut [KeyValue]) {
+    for kv in attributes.iter_mut().filter(|kv| is_sensitive(kv.key.as_str())) {
+        kv.value = opentelemetry::Value::from(REDACTED);
+    }
+}
+
+/// A span exporter that redacts sensitive span and event attributes before they leave the
+/// process: the second guard of the logs, for traces.
+#[derive(Debug)]
+pub struct Redacting<E>(pub E);
+
+impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanExporter for Redacting<E> {
+    async fn export(
+        &self,
+        mut batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        for span in &mut batch {
+            redact_attributes(&mut span.attributes);
+            for event in &mut span.events.events {
+                redact_attributes(&mut event.attributes);
+            }
+        }
+        self.0.export(batch).await
+    }
+
+    fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.0.set_resource(resource);
+    }
+}
+
 /// The JSON line of `tracing_subscriber`, with the trace and span ids of the event's span and
 /// sensitive fields redacted.
 struct TracedJson {
@@ -268,7 +316,7 @@ where
         };
         redact(&mut value);
         let dispatch = self.dispatch.get().and_then(tracing::dispatcher::WeakDispatch::upgrade);
-        if let (Some(object), Some(span), Some(dispatch)) = (value.as_object_mut(), ctx.lookup_current(), dispatch)
+        if let (Some(object), Some(span), Some(dispatch)) = (value.as_object_mut(), ctx.parent_span(), dispatch)
             && let Some(cx) = tracing_opentelemetry::get_otel_context(&span.id(), &dispatch)
         {
             let sc = cx.span().span_context().clone();
@@ -311,9 +359,9 @@ impl Extractor for Headers<'_> {
 /// with the `rpc.*` attributes; role, status code and trace id are recorded as the call goes. A
 /// caller's `traceparent` makes it the span's parent. Request bodies are never recorded.
 pub fn rpc_span<B>(request: &http::Request<B>) -> tracing::Span {
-    let path = request.uri().path();
+    let path = method_label(request.uri().path());
     let name = path.trim_start_matches('/');
-    let (service, method) = name.split_once('/').unwrap_or((name, ""));
+    let (service, method) = name.split_once('/').unwrap_or((name, name));
     let span = tracing::info_span!(
         "grpc",
         otel.name = %name,
@@ -331,6 +379,19 @@ pub fn rpc_span<B>(request: &http::Request<B>) -> tracing::Span {
     let _ = span.set_parent(parent);
     span
 }
+
+/// What spans and metrics call the method of `path`: the path itself for a method the server
+/// serves, `_OTHER` for any other, so that made-up paths cannot multiply names and labels.
+fn method_label(path: &str) -> &str {
+    if observatory_grpc::access::is_known_path(path) {
+        path
+    } else {
+        OTHER
+    }
+}
+
+/// The name of every method the server does not serve, in spans and metrics.
+const OTHER: &str = "_OTHER";
 
 /// The trace id of `span`, when it has one (an OpenTelemetry layer is installed).
 pub fn trace_id(span: &tracing::Span) -> Option<String> {
@@ -511,7 +572,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let layer = self.layer.clone();
-        let method = req.uri().path().to_owned();
+        let method = method_label(req.uri().path()).to_owned();
         let started = Instant::now();
         Box::pin(async move {
             // Polled inside the call's span (see `rpc_span`).
@@ -683,6 +744,40 @@ mod tests {
             "{out}"
         );
         assert!(!out.contains("Ysoline") && !out.contains("1234"), "{out}");
+    }
+
+    #[test]
+    fn exported_spans_and_events_carry_no_sensitive_value() {
+        let exported = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+        let provider = tracer_provider()
+            .with_simple_exporter(Redacting(exported.clone()))
+            .build();
+        let dispatch = subscriber(&LogFormat::Text, std::io::sink, false, EnvFilter::new("off"), &provider);
+        tracing::dispatcher::with_default(&dispatch, || {
+            let span = tracing::info_span!("store.get", last_name = "Plumqvarte", kind = "patient");
+            let _entered = span.enter();
+            tracing::info!(token = "obs_s3cr3t", attempt = 2, "looked up");
+        });
+        let spans = exported.get_finished_spans().expect("spans");
+        let text = format!("{spans:?}");
+        assert!(text.contains("patient") && text.contains("attempt"), "{text}");
+        assert!(!text.contains("Plumqvarte") && !text.contains("obs_s3cr3t"), "{text}");
+        assert!(text.contains(REDACTED), "{text}");
+    }
+
+    #[test]
+    fn methods_the_server_does_not_serve_are_one_label() {
+        assert_eq!(
+            method_label("/observatory.v1.RegistryService/GetPatient"),
+            "/observatory.v1.RegistryService/GetPatient"
+        );
+        assert_eq!(
+            method_label("/grpc.health.v1.Health/Check"),
+            "/grpc.health.v1.Health/Check"
+        );
+        for made_up in ["/observatory.v1.RegistryService/DropTables", "/x/y", "/", ""] {
+            assert_eq!(method_label(made_up), OTHER, "{made_up}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
 
-use super::{Db, LOCK_AUDIT_CHAIN};
+use super::{BEGIN, Db, LOCK_AUDIT_CHAIN};
 use crate::Result;
 use crate::audit::{AuditEntry, AuditEvent, GENESIS};
 
@@ -63,7 +63,7 @@ pub(crate) async fn in_transaction<T>(
     entry: AuditEntry,
     write: impl AsyncFnOnce(&mut Conn) -> Result<T>,
 ) -> Result<T> {
-    let mut tx = pool.begin().await?;
+    let mut tx = pool.begin_with(BEGIN).await?;
     let out = write(&mut *tx).await?;
     append(&mut tx, &[(entry, chrono::SubsecRound::trunc_subsecs(Utc::now(), 6))]).await?;
     tx.commit().await?;

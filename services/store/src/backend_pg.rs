@@ -8,7 +8,10 @@ use crate::{Result, StoreOptions};
 pub(crate) type Db = sqlx::Postgres;
 // Audit appenders on different connections (the writer, tokens, report runs) take turns.
 pub(crate) const LOCK_AUDIT_CHAIN: Option<&str> = Some("SELECT pg_advisory_xact_lock(7301)");
-pub(crate) const BEGIN: &str = "BEGIN";
+// Positions in the audit chain and the change feed are the head plus one, read under the
+// chain's lock: each transaction must see the commits made before it took the lock, which
+// READ COMMITTED guarantees whatever the server's default isolation.
+pub(crate) const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
 
 // The same source compiled once per backend, with `Db` and `BEGIN` from this module.
 #[allow(clippy::duplicate_mod)]

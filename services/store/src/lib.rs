@@ -364,6 +364,9 @@ pub struct StoreOptions {
     pub max_batch: usize,
     /// How long a SQLite connection waits on a lock before failing.
     pub busy_timeout: Duration,
+    /// Where the store's instruments report: `None` for the global meter provider (what the
+    /// binary installs), a meter of its own for a test that reads its metrics in isolation.
+    pub meter: Option<opentelemetry::metrics::Meter>,
 }
 
 impl StoreOptions {
@@ -373,6 +376,7 @@ impl StoreOptions {
             max_connections: 8,
             max_batch: 256,
             busy_timeout: Duration::from_secs(5),
+            meter: None,
         }
     }
 }
@@ -448,7 +452,11 @@ impl Store {
         } else {
             return Err(StoreError::BadUrl(redact_url(&options.url)));
         };
-        let metrics = metrics::StoreMetrics::new(&backend);
+        let meter = options
+            .meter
+            .clone()
+            .unwrap_or_else(|| opentelemetry::global::meter("observatory"));
+        let metrics = metrics::StoreMetrics::new(&meter, &backend);
         let (changed, changes) = tokio::sync::watch::channel(0);
         match &*backend {
             Backend::Sqlite { writer, .. } => {

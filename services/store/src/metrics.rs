@@ -1,6 +1,6 @@
-//! The store's instruments, taken from the global OpenTelemetry meter provider when the store
-//! connects (no-ops until the binary installs one): connection pools, the group-commit writer,
-//! and the episodes it records. Names follow the OpenTelemetry conventions for database
+//! The store's instruments, taken when the store connects from the meter its options name, by
+//! default the global OpenTelemetry meter provider's (no-ops until the binary installs one):
+//! connection pools, the group-commit writer, and the episodes it records. Names follow the OpenTelemetry conventions for database
 //! clients where there is one.
 
 use std::{
@@ -9,8 +9,8 @@ use std::{
 };
 
 use opentelemetry::{
-    KeyValue, global,
-    metrics::{Counter, Histogram, ObservableGauge},
+    KeyValue,
+    metrics::{Counter, Histogram, Meter, ObservableGauge},
 };
 use sqlx::pool::PoolConnection;
 
@@ -34,10 +34,9 @@ pub(crate) struct StoreMetrics {
 }
 
 impl StoreMetrics {
-    /// Instruments of a store over `backend`; the pool gauges stop reporting once every handle
-    /// on it is gone.
-    pub(crate) fn new(backend: &Arc<Backend>) -> Self {
-        let meter = global::meter("observatory");
+    /// Instruments of a store over `backend`, from `meter`; the pool gauges stop reporting once
+    /// every handle on it is gone.
+    pub(crate) fn new(meter: &Meter, backend: &Arc<Backend>) -> Self {
         let pools = |backend: &Backend| -> Vec<(&'static str, u32, u32, u32)> {
             // (name, size, idle, max)
             let stats = |name, size: u32, idle: usize, max: u32| (name, size, idle as u32, max);

@@ -64,6 +64,13 @@ impl Store {
             .await
     }
 
+    /// The token of public id `id`, revoked or expired ones included.
+    pub async fn token_by_id(&self, id: &str) -> Result<Option<TokenRecord>> {
+        async { read!(self, tokens_sql::by_id(id)) }
+            .instrument(tracing::info_span!("store.token_lookup"))
+            .await
+    }
+
     /// The tokens bound to a client certificate subject, newest first.
     pub async fn tokens_by_client_subject(&self, subject: &str) -> Result<Vec<TokenRecord>> {
         async { read!(self, tokens_sql::by_client_subject(subject)) }

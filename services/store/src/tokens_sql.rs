@@ -114,6 +114,16 @@ pub async fn by_secret_hash(conn: &mut Conn, secret_sha256: &str) -> Result<Opti
         .transpose()
 }
 
+pub async fn by_id(conn: &mut Conn, id: &str) -> Result<Option<TokenRecord>> {
+    let sql = format!("{SELECT} WHERE t.id = $1");
+    sqlx::query_as::<_, TokenRow>(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .map(TokenRow::into_record)
+        .transpose()
+}
+
 pub async fn by_client_subject(conn: &mut Conn, subject: &str) -> Result<Vec<TokenRecord>> {
     let sql = format!("{SELECT} WHERE t.client_subject = $1 ORDER BY t.created_at DESC, t.id DESC");
     sqlx::query_as::<_, TokenRow>(sqlx::AssertSqlSafe(sql))
