@@ -93,6 +93,18 @@ fn id_of(record: &H) -> String {
     meta.expect("meta").id.clone()
 }
 
+/// Reads a stream to its end: `None` when it ended cleanly, the code of the error it ended with
+/// otherwise.
+async fn end_of<T>(stream: &mut tonic::Streaming<T>) -> Option<Code> {
+    loop {
+        match stream.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => return None,
+            Err(status) => return Some(status.code()),
+        }
+    }
+}
+
 async fn count(app: &TestApp, sql: &'static str) -> i64 {
     app.store.scalar_i64(sql).await.expect("count")
 }
@@ -445,17 +457,9 @@ async fn the_feed_gives_each_scope_its_changes_in_commit_order_and_follows_new_o
     tokio::time::timeout(Duration::from_secs(20), app.stop())
         .await
         .expect("the server stops with a feed open");
-    let ended = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match following.message().await {
-                Ok(Some(_)) => continue,
-                Ok(None) => return None,
-                Err(status) => return Some(status.code()),
-            }
-        }
-    })
-    .await
-    .expect("the feed ends when the server stops");
+    let ended = tokio::time::timeout(Duration::from_secs(10), end_of(&mut following))
+        .await
+        .expect("the feed ends when the server stops");
     assert!(matches!(ended, None | Some(Code::Unavailable)), "{ended:?}");
 }
 
@@ -525,18 +529,10 @@ async fn open_streams_end_with_their_token_and_with_the_server_and_are_counted_p
         .await
         .expect("revoke");
     tokio::time::sleep(LIVENESS_CHECK).await;
-    let ended_feed = tokio::time::timeout(LIVENESS_CHECK * 5, async {
-        loop {
-            match feeds[0].message().await {
-                Ok(Some(_)) => continue,
-                Ok(None) => return Code::Ok,
-                Err(status) => return status.code(),
-            }
-        }
-    })
-    .await
-    .expect("the feed ends after its token is revoked");
-    assert_eq!(ended_feed, Code::Unauthenticated);
+    let ended_feed = tokio::time::timeout(LIVENESS_CHECK * 5, end_of(&mut feeds[0]))
+        .await
+        .expect("the feed ends after its token is revoked");
+    assert_eq!(ended_feed, Some(Code::Unauthenticated));
     tx.send(item(
         "after-revocation",
         pb::import_item::Write::RegisterPatient(register(900)),
@@ -560,16 +556,8 @@ async fn open_streams_end_with_their_token_and_with_the_server_and_are_counted_p
     tokio::time::timeout(Duration::from_secs(20), app.stop())
         .await
         .expect("the server stops with a stream open");
-    let ended = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match open.message().await {
-                Ok(Some(_)) => continue,
-                Ok(None) => return None,
-                Err(status) => return Some(status.code()),
-            }
-        }
-    })
-    .await
-    .expect("the stream ends with the server");
+    let ended = tokio::time::timeout(Duration::from_secs(10), end_of(&mut open))
+        .await
+        .expect("the stream ends with the server");
     assert!(matches!(ended, None | Some(Code::Unavailable)), "{ended:?}");
 }
