@@ -507,19 +507,19 @@ impl Feed {
                 ids.entry(kind).or_default().push(change.record.meta().id.clone());
             }
         }
-        let mut reaches: HashMap<(RecordKind, String), Reach> = HashMap::new();
+        let mut reaches: HashMap<RecordKind, HashMap<String, Reach>> = HashMap::new();
         for (kind, mut ids) in ids {
             ids.sort_unstable();
             ids.dedup();
             let found = self.store.reach_many(kind, &ids).await.map_err(error::store)?;
-            reaches.extend(found.into_iter().map(|(id, reach)| ((kind, id), reach)));
+            reaches.insert(kind, found);
         }
         let scope = &self.scope;
         Ok(batch
             .into_iter()
             .filter(|change| {
                 let kind = change.record.kind();
-                let reach = || reaches.get(&(kind, change.record.meta().id.clone()));
+                let reach = || reaches.get(&kind).and_then(|r| r.get(change.record.meta().id.as_str()));
                 match kind {
                     RecordKind::Centre | RecordKind::Prescriber | RecordKind::Framework => true,
                     RecordKind::Cohort => reach().is_some_and(|r| r.filieres.iter().any(|f| scope.reads_cohorts_of(f))),

@@ -188,18 +188,19 @@ impl GroupWriter {
         if let Err(e) = audit_sql::append(&mut tx, &events).await {
             return Attempt::Failed(std::sync::Arc::new(e));
         }
-        let changes: Vec<Record> = outcomes
+        let changes: Vec<(RecordKind, &Meta)> = outcomes
             .iter()
             .flatten()
             .filter(|w| !w.replayed)
-            .flat_map(|w| w.records.iter().cloned())
+            .flat_map(|w| w.records.iter().map(|r| (r.kind(), r.meta())))
             .collect();
-        if let Err(e) = append_changes(&mut tx, changes.iter().map(|r| (r.kind(), r.meta()))).await {
+        let changed = !changes.is_empty();
+        if let Err(e) = append_changes(&mut tx, changes.into_iter()).await {
             return Attempt::Failed(std::sync::Arc::new(e));
         }
         match tx.commit().await {
             Ok(()) => {
-                if !changes.is_empty() {
+                if changed {
                     self.changed.send_modify(|n| *n += 1);
                 }
                 Attempt::Committed(outcomes)
