@@ -21,9 +21,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("observatory_descriptor.bin"),
         prost::Message::encode_to_vec(&fds),
     )?;
+    // Type names, so the codec knows which message it decodes; the codec bounds the repeated
+    // fields of requests before decoding them (src/bounded.rs).
+    let mut config = tonic_prost_build::Config::new();
+    config.enable_type_names();
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        .compile_fds(fds)?;
+        .codec_path("crate::bounded::BoundedCodec")
+        .compile_fds_with_config(fds, config)?;
     Ok(())
 }

@@ -3,8 +3,10 @@
 //! Prost types stop at the gRPC boundary: only this crate and `observatory-grpc` (plus clients
 //! and tests) use them; the domain never derives prost.
 
-#![allow(clippy::all, missing_docs)]
+pub mod bounded;
 
+/// Generated: prost messages, tonic clients and servers.
+#[allow(clippy::all, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("observatory.v1");
 }

@@ -181,7 +181,7 @@ impl TestApp {
     pub async fn row_count(&self) -> i64 {
         self.store
             .scalar_i64(
-                "SELECT (SELECT COUNT(*) FROM records) + (SELECT COUNT(*) FROM idempotency_keys) \
+                "SELECT (SELECT COUNT(*) FROM records) + (SELECT COUNT(*) FROM principal_idempotency_keys) \
                  + (SELECT COUNT(*) FROM centre_versions) + (SELECT COUNT(*) FROM prescriber_versions) \
                  + (SELECT COUNT(*) FROM framework_versions) + (SELECT COUNT(*) FROM cohort_versions) \
                  + (SELECT COUNT(*) FROM patient_versions) + (SELECT COUNT(*) FROM episode_versions) \

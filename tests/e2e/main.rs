@@ -4,6 +4,7 @@
 mod access;
 mod audit;
 mod exchange;
+mod hardening;
 mod health;
 mod helpers;
 mod redaction;

@@ -13,10 +13,15 @@ pub struct FieldViolation {
     pub description: String,
 }
 
-/// Every field violation found in one request; validation collects them all rather than
-/// stopping at the first, so a client can fix its request in one go.
+/// Most violations one request reports; past them only a count is kept, so that a request
+/// with a million bad values costs the server no more than one with a hundred.
+pub const MAX_VIOLATIONS: usize = 100;
+
+/// The field violations found in one request; validation collects them rather than stopping at
+/// the first, so a client can fix its request in one go. The first [`MAX_VIOLATIONS`] are kept,
+/// then only how many more there were.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Violations(Vec<FieldViolation>);
+pub struct Violations(Vec<FieldViolation>, usize);
 
 impl Violations {
     pub fn new() -> Self {
@@ -24,11 +29,20 @@ impl Violations {
     }
 
     pub fn push(&mut self, field: impl Into<String>, reason: &'static str, description: impl Into<String>) {
+        if self.0.len() >= MAX_VIOLATIONS {
+            self.1 += 1;
+            return;
+        }
         self.0.push(FieldViolation {
             field: field.into(),
             reason,
             description: description.into(),
         });
+    }
+
+    /// Violations found past the first [`MAX_VIOLATIONS`], counted but not kept.
+    pub fn omitted(&self) -> usize {
+        self.1
     }
 
     /// Records the error of a parse under `field`, returning the value if it parsed.
@@ -69,6 +83,9 @@ impl fmt::Display for Violations {
             }
             first = false;
             write!(f, "{}: {}", v.field, v.description)?;
+        }
+        if self.1 > 0 {
+            write!(f, "; and {} more violations not listed", self.1)?;
         }
         Ok(())
     }
@@ -126,5 +143,23 @@ impl DomainError {
         let mut v = Violations::new();
         v.push(field, reason, description);
         DomainError::Invalid(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn violations_past_the_cap_are_counted_not_kept() {
+        let mut v = Violations::new();
+        for i in 0..MAX_VIOLATIONS + 1000 {
+            v.push(format!("axes[{i}]"), "BAD_VALUE", "is not a known axis");
+        }
+        assert_eq!(v.as_slice().len(), MAX_VIOLATIONS);
+        assert_eq!(v.omitted(), 1000);
+        assert_eq!(v.as_slice().last().map(|f| f.field.as_str()), Some("axes[99]"));
+        assert!(v.to_string().ends_with("; and 1000 more violations not listed"));
+        assert!(v.into_result().is_err());
     }
 }

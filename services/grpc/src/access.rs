@@ -125,7 +125,7 @@ pub fn is_known_path(path: &str) -> bool {
 pub async fn still_live(store: &Store, principal: &Principal) -> Result<(), Status> {
     let record = store.token_by_id(&principal.token_id).await.map_err(|e| {
         tracing::error!(error = %e, "cannot look up a token");
-        Status::unavailable("cannot check credentials now; retry later")
+        crate::error::unavailable("cannot check credentials now; retry later")
     })?;
     match record.and_then(|r| r.principal_at(Utc::now())) {
         Some(_) => Ok(()),
@@ -218,7 +218,7 @@ pub async fn authorize(
     }
     let unavailable = |e: observatory_store::StoreError| {
         tracing::error!(error = %e, "cannot look up a token");
-        Status::unavailable("cannot check credentials now; retry later")
+        crate::error::unavailable("cannot check credentials now; retry later")
     };
     let now = Utc::now();
     // A credential sent in the wrong shape is refused, never passed over for another one.

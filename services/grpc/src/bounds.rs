@@ -292,4 +292,109 @@ mod tests {
         assert_eq!(code(&slow), Code::DeadlineExceeded);
         assert!(started.elapsed() < Duration::from_secs(30));
     }
+
+    // The request codec (observatory_proto::bounded): repeated fields counted on the wire.
+
+    use observatory_proto::{bounded::schema, v1 as pb};
+    use prost::Message;
+
+    fn declaration_with_axes(axes: Vec<i32>) -> pb::DeclareEpisodeRequest {
+        pb::DeclareEpisodeRequest {
+            off_label: Some(pb::OffLabelJustification {
+                axes,
+                evidence_reference: "PMID 1".into(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn every_repeated_field_a_request_can_carry_has_a_maximum() {
+        assert_eq!(schema().unbounded_request_fields(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn repeated_fields_over_their_maximum_are_named_before_decoding() {
+        let s = schema();
+        let ok = declaration_with_axes(vec![1, 2, 3, 4]).encode_to_vec();
+        assert_eq!(s.check_request("observatory.v1.DeclareEpisodeRequest", &ok), Ok(()));
+        let huge = declaration_with_axes(vec![1; 1_000_000]).encode_to_vec();
+        let err = s
+            .check_request("observatory.v1.DeclareEpisodeRequest", &huge)
+            .unwrap_err();
+        assert_eq!((err.path.as_str(), err.max), ("off_label.axes", 4));
+        // Inside an import item, the path starts at the item.
+        let item = pb::ImportItem {
+            reference: "row 1".into(),
+            write: Some(pb::import_item::Write::DeclareEpisode(declaration_with_axes(vec![
+                2;
+                5
+            ]))),
+        }
+        .encode_to_vec();
+        let err = s.check_request("observatory.v1.ImportItem", &item).unwrap_err();
+        assert_eq!(err.path, "declare_episode.off_label.axes");
+        // Messages repeated: empty ones count too.
+        let patient = pb::RegisterPatientRequest {
+            diagnoses: vec![pb::Diagnosis::default(); 21],
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let err = s
+            .check_request("observatory.v1.RegisterPatientRequest", &patient)
+            .unwrap_err();
+        assert_eq!((err.path.as_str(), err.max), ("diagnoses", 20));
+        // Unpacked elements (one tag each) are counted like packed ones.
+        let unpacked: Vec<u8> = std::iter::repeat_n([0x10u8, 0x01], 10).flatten().collect();
+        assert_eq!(
+            pb::WatchChangesRequest::decode(unpacked.as_slice())
+                .unwrap()
+                .kinds
+                .len(),
+            10,
+            "the bytes are a valid request"
+        );
+        let err = s
+            .check_request("observatory.v1.WatchChangesRequest", &unpacked)
+            .unwrap_err();
+        assert_eq!(err.path, "kinds");
+        // Responses are not requests: not checked here.
+        let list = pb::ListEpisodesResponse {
+            episodes: vec![pb::Episode::default(); 600],
+            next_page_token: String::new(),
+        }
+        .encode_to_vec();
+        assert_eq!(s.check_request("observatory.v1.ListEpisodesResponse", &list), Ok(()));
+    }
+
+    #[test]
+    fn the_walker_never_panics_on_arbitrary_bytes() {
+        // A small deterministic generator: truncations and mutations of valid requests, and noise.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let valid = declaration_with_axes(vec![1, 2]).encode_to_vec();
+        let s = schema();
+        for round in 0..20_000 {
+            let mut bytes = valid.clone();
+            let len = (next() as usize) % (bytes.len() + 1);
+            bytes.truncate(len);
+            for _ in 0..(next() % 4) {
+                if !bytes.is_empty() {
+                    let at = (next() as usize) % bytes.len();
+                    bytes[at] = next() as u8;
+                }
+            }
+            if round % 3 == 0 {
+                bytes = (0..(next() % 64)).map(|_| next() as u8).collect();
+            }
+            for name in ["observatory.v1.DeclareEpisodeRequest", "observatory.v1.ImportItem"] {
+                let _ = s.check_request(name, &bytes);
+            }
+        }
+    }
 }

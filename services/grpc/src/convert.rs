@@ -186,6 +186,14 @@ pub fn off_label(
     if o.axes.is_empty() {
         v.push(format!("{field}.axes"), "REQUIRED", "needs at least one deviating axis");
     }
+    if o.axes.len() > m::OffLabelAxis::ALL.len() {
+        v.push(
+            format!("{field}.axes"),
+            "TOO_MANY",
+            format!("must hold at most {} axes, each once", m::OffLabelAxis::ALL.len()),
+        );
+        return None;
+    }
     for (i, raw) in o.axes.iter().enumerate() {
         let f = format!("{field}.axes[{i}]");
         if let Some(a) = v.check(&f, enum_in!(*raw, pb::OffLabelAxis, "OFF_LABEL_AXIS_", m::OffLabelAxis)) {

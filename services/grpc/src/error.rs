@@ -8,7 +8,7 @@ use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
 /// INVALID_ARGUMENT with a `google.rpc.BadRequest` naming every offending field.
 pub fn invalid(v: &Violations) -> Status {
-    let violations: Vec<FieldViolation> = v
+    let mut violations: Vec<FieldViolation> = v
         .as_slice()
         .iter()
         .map(|x| {
@@ -17,6 +17,11 @@ pub fn invalid(v: &Violations) -> Status {
             f
         })
         .collect();
+    if v.omitted() > 0 {
+        let mut f = FieldViolation::new("", format!("{} more violations not listed", v.omitted()));
+        f.reason = "TRUNCATED".to_owned();
+        violations.push(f);
+    }
     Status::with_error_details(
         Code::InvalidArgument,
         format!("invalid request: {v}"),
@@ -53,6 +58,12 @@ pub fn store(e: StoreError) -> Status {
             invalid_field("page.page_token", "BAD_FORMAT", "is not a token returned by this list")
         }
         StoreError::ShuttingDown => Status::unavailable("the registry is shutting down; retry on another instance"),
+        e @ StoreError::Unavailable(_) => {
+            tracing::warn!(error = %e, cause = ?std::error::Error::source(&e), "database unavailable");
+            unavailable(
+                "the registry's database is unavailable; nothing was stored: retry later (with the same idempotency key for a write)",
+            )
+        }
         e @ (StoreError::Database(_)
         | StoreError::Migrate(_)
         | StoreError::Corrupt { .. }
@@ -62,6 +73,18 @@ pub fn store(e: StoreError) -> Status {
             Status::internal("internal error; it has been logged")
         }
     }
+}
+
+/// How long a caller is told to wait before retrying a call refused for want of the database.
+pub const RETRY_AFTER_UNAVAILABLE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// UNAVAILABLE with a `google.rpc.RetryInfo` saying when to try again.
+pub fn unavailable(message: &str) -> Status {
+    Status::with_error_details(
+        Code::Unavailable,
+        message,
+        ErrorDetails::with_retry_info(Some(RETRY_AFTER_UNAVAILABLE)),
+    )
 }
 
 /// Name of a gRPC status code, as metrics label it (`OK`, `NOT_FOUND`...).

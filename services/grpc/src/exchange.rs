@@ -599,17 +599,26 @@ impl ExchangeService for ExchangeApi {
     ) -> Result<Response<Self::WatchChangesStream>, Status> {
         let r = req.get_ref();
         let mut v = Violations::new();
-        let kinds: Vec<RecordKind> = r
-            .kinds
-            .iter()
-            .enumerate()
-            .filter_map(|(i, k)| {
-                v.check(
+        // Each kind once, in the order first named: a list longer than the kinds there are is
+        // refused before anything is done with it.
+        let mut kinds: Vec<RecordKind> = Vec::new();
+        if r.kinds.len() > RecordKind::ALL.len() {
+            v.push(
+                "kinds",
+                "TOO_MANY",
+                format!("must hold at most {} kinds, each once", RecordKind::ALL.len()),
+            );
+        } else {
+            for (i, k) in r.kinds.iter().enumerate() {
+                if let Some(kind) = v.check(
                     &format!("kinds[{i}]"),
                     enum_in!(*k, pb::RecordKind, "RECORD_KIND_", RecordKind),
-                )
-            })
-            .collect();
+                ) && !kinds.contains(&kind)
+                {
+                    kinds.push(kind);
+                }
+            }
+        }
         let after = i64::try_from(r.after_position).unwrap_or_else(|_| {
             v.push("after_position", "OUT_OF_RANGE", "is past any position of the feed");
             0

@@ -30,11 +30,20 @@ pub const MAX_THRESHOLD: u32 = 1000;
 #[derive(Debug, Clone)]
 pub struct ReportApi {
     runner: Runner,
+    /// Lowest suppression threshold a caller may ask for: every report that leaves the server
+    /// over gRPC is suppressed at this threshold or above. Only the command line, run by
+    /// whoever holds the database, may go lower.
+    floor: u32,
 }
 
 impl ReportApi {
-    pub fn new(runner: Runner) -> Self {
-        Self { runner }
+    /// `floor`: the lowest suppression threshold a run request may ask for (see
+    /// `report_min_threshold` in the configuration), between 1 and [`MAX_THRESHOLD`].
+    pub fn new(runner: Runner, floor: u32) -> Self {
+        Self {
+            runner,
+            floor: floor.clamp(1, MAX_THRESHOLD),
+        }
     }
 
     /// A run the caller may see: one limited to a filière of its token. A run that does not
@@ -69,7 +78,30 @@ struct Asked {
     cohort: Option<RecordId>,
 }
 
-fn parameters(r: &pb::RunReportRequest) -> Result<Asked, Status> {
+/// The threshold a run request asks for: 0 means the default (10, or the floor when it is
+/// higher); below the floor or above [`MAX_THRESHOLD`] is refused.
+fn threshold(asked: u32, floor: u32) -> Result<u32, CodeError> {
+    match asked {
+        0 => Ok(DEFAULT_THRESHOLD.max(floor)),
+        t if t > MAX_THRESHOLD => Err(CodeError::new(
+            "OUT_OF_RANGE",
+            format!(
+                "must be at most {MAX_THRESHOLD} (0 for the default {})",
+                DEFAULT_THRESHOLD.max(floor)
+            ),
+        )),
+        t if t < floor => Err(CodeError::new(
+            "BELOW_FLOOR",
+            format!(
+                "must be at least {floor}, the lowest threshold this server publishes reports with (0 for the default {})",
+                DEFAULT_THRESHOLD.max(floor)
+            ),
+        )),
+        t => Ok(t),
+    }
+}
+
+fn parameters(r: &pb::RunReportRequest, floor: u32) -> Result<Asked, Status> {
     let mut v = Violations::new();
     let period = match (c::opt_str(&r.period), r.range.as_ref()) {
         (Some(_), Some(range)) if !(range.from.is_empty() && range.to.is_empty()) => {
@@ -122,18 +154,7 @@ fn parameters(r: &pb::RunReportRequest) -> Result<Asked, Status> {
     };
     let filiere = v.check("filiere", c::optional(&r.filiere, c::filiere));
     let cohort = v.check("cohort_id", c::optional(&r.cohort_id, c::id));
-    let threshold = match r.suppression_threshold {
-        0 => Some(DEFAULT_THRESHOLD),
-        t @ 1..=MAX_THRESHOLD => Some(t),
-        _ => {
-            v.push(
-                "suppression_threshold",
-                "OUT_OF_RANGE",
-                format!("must be between 1 and {MAX_THRESHOLD} (0 for the default {DEFAULT_THRESHOLD})"),
-            );
-            None
-        }
-    };
+    let threshold = v.check("suppression_threshold", threshold(r.suppression_threshold, floor));
     all_some!(v; period, as_of, filiere, cohort, threshold);
     let parameters = RunParameters {
         period_from: period.from,
@@ -233,7 +254,7 @@ impl ReportService for ReportApi {
             mut parameters,
             filiere,
             cohort,
-        } = parameters(r)?;
+        } = parameters(r, self.floor)?;
         let target = Target::NewRun {
             filiere: filiere.as_ref(),
             cohort: cohort.as_ref(),

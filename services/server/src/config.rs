@@ -50,6 +50,12 @@ pub struct Config {
     pub pseudonym_key_file: PathBuf,
     /// Database connections (SQLite: readers beside the single writer).
     pub max_connections: u32,
+    /// PostgreSQL: milliseconds a call waits for a database connection (connecting included)
+    /// before it is answered UNAVAILABLE.
+    pub database_acquire_timeout_ms: u64,
+    /// PostgreSQL: seconds a statement may run (`statement_timeout`) before it is cancelled and
+    /// its call answered UNAVAILABLE.
+    pub database_statement_timeout_seconds: u64,
     /// Log format: text or json.
     pub log_format: LogFormat,
     /// Directory under which report runs started by `serve` write their outputs (one
@@ -57,8 +63,11 @@ pub struct Config {
     pub reports_dir: PathBuf,
     /// Periodic reports run by `serve`: off, monthly or quarterly.
     pub report_schedule: ReportSchedule,
-    /// Suppression threshold of scheduled reports.
+    /// Suppression threshold of scheduled reports (at least `report_min_threshold`).
     pub report_threshold: u32,
+    /// Lowest suppression threshold of any report that leaves the server (a `RunReport` call,
+    /// the schedule); only `observatory report` on the command line may go lower.
+    pub report_min_threshold: u32,
     /// Scheduled reports write French CSV (';' separator and byte-order mark).
     pub report_french_csv: bool,
     /// Serve gRPC without TLS: only behind a proxy that terminates TLS. Without TLS and without
@@ -105,10 +114,16 @@ impl std::fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("pseudonym_key_file", &self.pseudonym_key_file)
             .field("max_connections", &self.max_connections)
+            .field("database_acquire_timeout_ms", &self.database_acquire_timeout_ms)
+            .field(
+                "database_statement_timeout_seconds",
+                &self.database_statement_timeout_seconds,
+            )
             .field("log_format", &self.log_format)
             .field("reports_dir", &self.reports_dir)
             .field("report_schedule", &self.report_schedule)
             .field("report_threshold", &self.report_threshold)
+            .field("report_min_threshold", &self.report_min_threshold)
             .field("report_french_csv", &self.report_french_csv)
             .field("allow_plaintext", &self.allow_plaintext)
             .field("tls_cert_file", &self.tls_cert_file)
@@ -137,10 +152,13 @@ impl Default for Config {
             listen: "127.0.0.1:50051".into(),
             pseudonym_key_file: PathBuf::from("observatory.key"),
             max_connections: 8,
+            database_acquire_timeout_ms: 1500,
+            database_statement_timeout_seconds: 20,
             log_format: LogFormat::Text,
             reports_dir: PathBuf::from("reports"),
             report_schedule: ReportSchedule::Off,
             report_threshold: observatory_analytics::suppress::DEFAULT_THRESHOLD,
+            report_min_threshold: observatory_analytics::suppress::DEFAULT_THRESHOLD,
             report_french_csv: false,
             allow_plaintext: false,
             tls_cert_file: None,
@@ -213,6 +231,11 @@ impl Config {
                 .parse()
                 .context("OBSERVATORY_REPORT_THRESHOLD must be a number from 1 to 1000")?;
         }
+        if let Some(v) = env.get("OBSERVATORY_REPORT_MIN_THRESHOLD") {
+            config.report_min_threshold = v
+                .parse()
+                .context("OBSERVATORY_REPORT_MIN_THRESHOLD must be a number from 1 to 1000")?;
+        }
         if let Some(v) = env.get("OBSERVATORY_REPORT_FRENCH_CSV") {
             config.report_french_csv = match v.as_str() {
                 "true" | "1" => true,
@@ -260,6 +283,12 @@ impl Config {
         if let Some(n) = number("OBSERVATORY_REQUEST_TIMEOUT_SECONDS")? {
             config.request_timeout_seconds = n;
         }
+        if let Some(n) = number("OBSERVATORY_DATABASE_ACQUIRE_TIMEOUT_MS")? {
+            config.database_acquire_timeout_ms = n;
+        }
+        if let Some(n) = number("OBSERVATORY_DATABASE_STATEMENT_TIMEOUT_SECONDS")? {
+            config.database_statement_timeout_seconds = n;
+        }
         if let Some(n) = number("OBSERVATORY_HEALTH_CHECK_SECONDS")? {
             config.health_check_seconds = n;
         }
@@ -272,8 +301,24 @@ impl Config {
         if !(1..=1000).contains(&config.report_threshold) {
             bail!("report_threshold must be a number from 1 to 1000");
         }
+        if !(1..=1000).contains(&config.report_min_threshold) {
+            bail!("report_min_threshold must be a number from 1 to 1000");
+        }
+        if config.report_threshold < config.report_min_threshold {
+            bail!(
+                "report_threshold ({}) is below report_min_threshold ({}): scheduled reports leave the server too",
+                config.report_threshold,
+                config.report_min_threshold
+            );
+        }
         if !(1..=3600).contains(&config.request_timeout_seconds) {
             bail!("request_timeout_seconds must be a number from 1 to 3600");
+        }
+        if !(100..=60_000).contains(&config.database_acquire_timeout_ms) {
+            bail!("database_acquire_timeout_ms must be a number from 100 to 60000");
+        }
+        if !(1..=3600).contains(&config.database_statement_timeout_seconds) {
+            bail!("database_statement_timeout_seconds must be a number from 1 to 3600");
         }
         if !(1..=300).contains(&config.health_check_seconds) {
             bail!("health_check_seconds must be a number from 1 to 300");
@@ -412,6 +457,31 @@ mod tests {
         std::fs::write(&file, "report_schedule = \"quarterly\"\n").unwrap();
         let c = Config::load(Some(&file), &HashMap::new()).unwrap();
         assert_eq!(c.report_schedule, ReportSchedule::Quarterly);
+    }
+
+    #[test]
+    fn scheduled_reports_are_never_suppressed_below_the_floor() {
+        let env = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let c = Config::load(None, &HashMap::new()).unwrap();
+        assert_eq!((c.report_threshold, c.report_min_threshold), (10, 10));
+        let low = Config::load(None, &env(&[("OBSERVATORY_REPORT_THRESHOLD", "5")]));
+        assert!(
+            low.unwrap_err().to_string().contains("below report_min_threshold (10)"),
+            "a schedule below the default floor"
+        );
+        let c = Config::load(
+            None,
+            &env(&[
+                ("OBSERVATORY_REPORT_THRESHOLD", "5"),
+                ("OBSERVATORY_REPORT_MIN_THRESHOLD", "5"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!((c.report_threshold, c.report_min_threshold), (5, 5));
+        assert!(Config::load(None, &env(&[("OBSERVATORY_REPORT_MIN_THRESHOLD", "11")])).is_err());
+        assert!(Config::load(None, &env(&[("OBSERVATORY_REPORT_MIN_THRESHOLD", "0")])).is_err());
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let mut options = StoreOptions::new(&config.database_url);
     options.max_connections = config.max_connections;
+    options.acquire_timeout = std::time::Duration::from_millis(config.database_acquire_timeout_ms);
+    options.statement_timeout = std::time::Duration::from_secs(config.database_statement_timeout_seconds);
     let store = Store::connect(&options).await.with_context(|| {
         format!(
             "cannot open database {}",
@@ -58,6 +60,7 @@ pub struct Application {
     limits: observatory_grpc::bounds::Limits,
     tls: Option<tonic::transport::ServerTlsConfig>,
     health_check: std::time::Duration,
+    report_min_threshold: u32,
 }
 
 /// Sets the gRPC health of the whole server ("") and of each service.
@@ -173,6 +176,7 @@ impl Application {
             limits: config.limits(),
             tls,
             health_check: std::time::Duration::from_secs(config.health_check_seconds),
+            report_min_threshold: config.report_min_threshold,
         })
     }
 
@@ -198,6 +202,7 @@ impl Application {
             limits,
             tls,
             health_check,
+            report_min_threshold,
         } = self;
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         set_health(&health_reporter, true).await;
@@ -217,7 +222,7 @@ impl Application {
         let reference = ReferenceServiceServer::new(ReferenceApi::new(state.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let reports = ReportServiceServer::new(ReportApi::new(runner.clone()))
+        let reports = ReportServiceServer::new(ReportApi::new(runner.clone(), report_min_threshold))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let audit = AuditServiceServer::new(AuditApi::new(state.clone()))
@@ -229,8 +234,13 @@ impl Application {
         let exchange = ExchangeServiceServer::new(ExchangeApi::new(state.clone(), stopped.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        // A stop first turns health NOT_SERVING, so that balancers send new calls elsewhere
+        // while the calls in flight finish.
+        let stopping_health = health_reporter.clone();
         let shutdown = async move {
             shutdown.await;
+            set_health(&stopping_health, false).await;
+            tracing::info!("stopping: health is NOT_SERVING");
             let _ = stopping.send(true);
         };
         // Periodic reports: checked at start (catching up missed periods), then hourly.

@@ -30,9 +30,18 @@ pub(crate) mod tokens_sql;
 #[path = "audit_sql.rs"]
 pub(crate) mod audit_sql;
 
+/// Opens the pool. A connection that cannot be had within `acquire_timeout` (the server down or
+/// refusing connections, the pool exhausted) and a statement running past `statement_timeout`
+/// fail fast, as UNAVAILABLE, rather than holding their call until its deadline.
 pub(crate) async fn connect(options: &StoreOptions) -> Result<sqlx::PgPool> {
+    use std::str::FromStr;
+    let connect = sqlx::postgres::PgConnectOptions::from_str(&options.url)?.options([(
+        "statement_timeout",
+        format!("{}ms", options.statement_timeout.as_millis()),
+    )]);
     Ok(PgPoolOptions::new()
         .max_connections(options.max_connections.max(2))
-        .connect(&options.url)
+        .acquire_timeout(options.acquire_timeout)
+        .connect_with(connect)
         .await?)
 }

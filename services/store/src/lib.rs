@@ -278,6 +278,10 @@ pub enum StoreError {
     ShuttingDown,
     #[error("database error")]
     Database(#[source] Arc<sqlx::Error>),
+    /// The database cannot take the call now: unreachable, refusing connections, a standby,
+    /// read-only or out of space, or too slow. Retrying later (or elsewhere) may succeed.
+    #[error("the database is unavailable")]
+    Unavailable(#[source] Arc<sqlx::Error>),
     #[error("database migration failed")]
     Migrate(#[source] Arc<sqlx::migrate::MigrateError>),
     #[error("stored record {kind} {id} could not be decoded")]
@@ -295,7 +299,53 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        StoreError::Database(Arc::new(e))
+        if is_unavailable(&e) {
+            StoreError::Unavailable(Arc::new(e))
+        } else {
+            StoreError::Database(Arc::new(e))
+        }
+    }
+}
+
+impl StoreError {
+    /// A database error shared by every command of a group, classified like any other.
+    pub(crate) fn of_shared(e: Arc<sqlx::Error>) -> StoreError {
+        if is_unavailable(&e) {
+            StoreError::Unavailable(e)
+        } else {
+            StoreError::Database(e)
+        }
+    }
+}
+
+/// Whether a database error is a fault of the database's availability (the call may succeed
+/// later) rather than of the request or of this program.
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => {
+            if let Some(pg) = d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                let code = pg.code();
+                // 08: connection exceptions; 53: insufficient resources (disk full, out of
+                // memory, too many connections); 57P01-03: shutting down or not accepting
+                // connections; 57014: cancelled by statement_timeout; 25006: read-only
+                // transaction (a standby after failover); 55P03: lock not available.
+                code.starts_with("08")
+                    || code.starts_with("53")
+                    || matches!(code, "57P01" | "57P02" | "57P03" | "57014" | "25006" | "55P03")
+            } else if d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // Primary result codes: BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN.
+                let primary = d.code().and_then(|c| c.parse::<i64>().ok()).map(|c| c & 0xff);
+                matches!(primary, Some(5 | 6 | 8 | 10 | 13 | 14))
+            } else {
+                false
+            }
+        }
+        _ => false,
     }
 }
 
@@ -364,6 +414,12 @@ pub struct StoreOptions {
     pub max_batch: usize,
     /// How long a SQLite connection waits on a lock before failing.
     pub busy_timeout: Duration,
+    /// PostgreSQL: how long a call waits for a connection (including connecting) before it is
+    /// answered UNAVAILABLE.
+    pub acquire_timeout: Duration,
+    /// PostgreSQL: the longest a statement may run (`statement_timeout`) before it is cancelled
+    /// and its call answered UNAVAILABLE.
+    pub statement_timeout: Duration,
     /// Where the store's instruments report: `None` for the global meter provider (what the
     /// binary installs), a meter of its own for a test that reads its metrics in isolation.
     pub meter: Option<opentelemetry::metrics::Meter>,
@@ -376,6 +432,8 @@ impl StoreOptions {
             max_connections: 8,
             max_batch: 256,
             busy_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_millis(1500),
+            statement_timeout: Duration::from_secs(20),
             meter: None,
         }
     }
@@ -414,7 +472,15 @@ pub struct Store {
     metrics: metrics::StoreMetrics,
     /// Signalled by the writer after each commit that added to the change feed.
     changes: tokio::sync::watch::Receiver<u64>,
+    /// When and why a write last failed for want of the database (read-only, full, gone),
+    /// cleared by the next write that commits: readiness reports it.
+    write_fault: Arc<std::sync::Mutex<Option<(std::time::Instant, String)>>>,
 }
+
+/// How long a write refused for want of the database keeps the store not ready, unless a later
+/// write commits: long enough for health checks to see it, short enough that readiness comes back
+/// by itself once the fault is gone (the next write then sets it again if not).
+pub const WRITE_FAULT_HOLD: Duration = Duration::from_secs(10);
 
 /// A version written to the registry, at its position in the change feed.
 #[derive(Debug, Clone, PartialEq)]
@@ -479,6 +545,7 @@ impl Store {
             writer: tx,
             metrics,
             changes,
+            write_fault: Arc::default(),
         })
     }
 
@@ -514,7 +581,15 @@ impl Store {
             })
             .await
             .map_err(|_| StoreError::ShuttingDown)?;
-        rx.await.map_err(|_| StoreError::ShuttingDown)?
+        let result = rx.await.map_err(|_| StoreError::ShuttingDown)?;
+        let mut fault = self.write_fault.lock().unwrap_or_else(|e| e.into_inner());
+        match &result {
+            Ok(_) => *fault = None,
+            Err(StoreError::Unavailable(e)) => *fault = Some((std::time::Instant::now(), e.to_string())),
+            Err(_) => {}
+        }
+        drop(fault);
+        result
     }
 
     /// Current version of a record, `None` when absent.
@@ -768,10 +843,30 @@ impl Store {
             Ok(Ok(applied)) => applied,
         };
         let missing: Vec<i64> = expected.into_iter().filter(|v| !applied.contains(v)).collect();
-        if missing.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("migrations not applied to the database: {missing:?}"))
+        if !missing.is_empty() {
+            return Err(format!("migrations not applied to the database: {missing:?}"));
+        }
+        if let Backend::Postgres(p) = &*self.backend {
+            // After a failover the old primary may come back as a standby: it answers reads and
+            // refuses every write.
+            let standby = tokio::time::timeout(
+                within,
+                sqlx::query_scalar::<_, bool>("SELECT pg_is_in_recovery()").fetch_one(p),
+            )
+            .await;
+            match standby {
+                Ok(Ok(false)) => {}
+                Ok(Ok(true)) => return Err("the database is a read-only standby".to_owned()),
+                Ok(Err(e)) => return Err(format!("the database cannot be read: {e}")),
+                Err(_) => return Err(format!("the database did not answer within {} ms", within.as_millis())),
+            }
+        }
+        let fault = self.write_fault.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match fault {
+            Some((at, why)) if at.elapsed() < WRITE_FAULT_HOLD => {
+                Err(format!("writes are refused by the database: {why}"))
+            }
+            _ => Ok(()),
         }
     }
 

@@ -12,9 +12,10 @@ use crate::{Page, Result, StoreError};
 type Pool = sqlx::Pool<Db>;
 
 const SELECT: &str = "SELECT r.id, r.requested_at, r.requested_by, r.request_id, r.trigger, r.schedule, r.attempt, \
-     r.idempotency_key, r.fingerprint, r.period_label, r.as_of, r.filiere, r.parameters, r.out_dir, \
+     k.key AS idempotency_key, r.fingerprint, r.period_label, r.as_of, r.filiere, r.parameters, r.out_dir, \
      o.finished_at, o.status, o.manifest, o.error \
-     FROM report_runs r LEFT JOIN report_run_outcomes o ON o.run_id = r.id";
+     FROM report_runs r LEFT JOIN report_run_outcomes o ON o.run_id = r.id \
+     LEFT JOIN report_run_keys k ON k.run_id = r.id";
 
 #[derive(sqlx::FromRow)]
 struct RunRow {
@@ -103,15 +104,24 @@ pub async fn record(write: &Pool, _read: &Pool, run: &NewReportRun) -> Result<Re
         .bind(run.trigger.code())
         .bind(&run.schedule)
         .bind(run.attempt)
-        .bind(&run.idempotency_key)
+        // The key is kept per principal in report_run_keys, not in this legacy column.
+        .bind(None::<String>)
         .bind(&run.fingerprint)
         .bind(&run.period_label)
         .bind(run.as_of)
         .bind(&run.filiere)
         .bind(Json(&run.parameters))
         .bind(&run.out_dir)
-        .execute(conn)
+        .execute(&mut *conn)
         .await?;
+        if let Some(key) = &run.idempotency_key {
+            sqlx::query("INSERT INTO report_run_keys (principal, key, run_id) VALUES ($1, $2, $3)")
+                .bind(&run.requested_by)
+                .bind(key)
+                .bind(&run.id)
+                .execute(&mut *conn)
+                .await?;
+        }
         Ok(())
     })
     .await;
@@ -123,7 +133,10 @@ pub async fn record(write: &Pool, _read: &Pool, run: &NewReportRun) -> Result<Re
         Err(StoreError::Database(e)) if matches!(&*e, sqlx::Error::Database(d) if d.is_unique_violation()) => {
             if let Some(key) = &run.idempotency_key {
                 let mut q = QueryBuilder::<Db>::new(SELECT);
-                q.push(" WHERE r.idempotency_key = ").push_bind(key.clone());
+                q.push(" WHERE k.principal = ")
+                    .push_bind(run.requested_by.clone())
+                    .push(" AND k.key = ")
+                    .push_bind(key.clone());
                 // Read from the writer: the run it collided with may have just been committed.
                 if let Some(row) = q.build_query_as::<RunRow>().fetch_optional(write).await? {
                     let earlier = row.into_record()?;

@@ -123,6 +123,18 @@ impl GroupWriter {
                     }
                     pending.clear();
                 }
+                Attempt::Poisoned {
+                    error: StoreError::Unavailable(error),
+                    ..
+                } => {
+                    // The database, not the command, failed: the whole group is refused at once,
+                    // fast, rather than retried command by command against it.
+                    tracing::warn!(error = %error, source = ?std::error::Error::source(&error), size, "the database is unavailable; the commands of the group are refused");
+                    for &i in &pending {
+                        results[i] = Some(Err(StoreError::Unavailable(error.clone())));
+                    }
+                    pending.clear();
+                }
                 Attempt::Poisoned { index, error } => {
                     tracing::debug!(error = %error, "a command poisoned its group; retrying the others");
                     results[index] = Some(Err(error));
@@ -131,7 +143,7 @@ impl GroupWriter {
                 Attempt::Failed(error) => {
                     tracing::error!(error = %error, source = ?std::error::Error::source(&error), size, "group commit failed; the commands of the group are refused");
                     for &i in &pending {
-                        results[i] = Some(Err(StoreError::Database(error.clone())));
+                        results[i] = Some(Err(crate::StoreError::of_shared(error.clone())));
                     }
                     pending.clear();
                 }
@@ -173,7 +185,9 @@ impl GroupWriter {
                     events.push((event, now));
                     outcomes.push(Ok(written));
                 }
-                Err(e) if !wrote && !matches!(e, StoreError::Database(_)) => outcomes.push(Err(e)),
+                Err(e) if !wrote && !matches!(e, StoreError::Database(_) | StoreError::Unavailable(_)) => {
+                    outcomes.push(Err(e))
+                }
                 Err(error) => {
                     if let Err(e) = tx.rollback().await {
                         tracing::warn!(error = %e, "rollback failed; the connection is discarded");
@@ -219,7 +233,9 @@ enum Attempt {
     Failed(std::sync::Arc<sqlx::Error>),
 }
 
-/// Applies one command, honouring its idempotency key; `wrote` tells whether it wrote anything.
+/// Applies one command, honouring its idempotency key, which belongs to the caller (`ctx.actor`):
+/// another caller's key of the same value is another key. `wrote` tells whether it wrote
+/// anything.
 /// Returns what was written and the audit entry of the action.
 async fn apply(
     tx: &mut Tx<'_>,
@@ -231,12 +247,15 @@ async fn apply(
     let scope = command.name();
     let fingerprint = command.fingerprint();
     if let Some(key) = &ctx.idempotency_key {
-        let found: Option<(String, Json<Vec<VersionRef>>)> =
-            sqlx::query_as("SELECT request_hash, result FROM idempotency_keys WHERE scope = $1 AND key = $2")
-                .bind(scope)
-                .bind(key)
-                .fetch_optional(&mut **tx)
-                .await?;
+        let found: Option<(String, Json<Vec<VersionRef>>)> = sqlx::query_as(
+            "SELECT request_hash, result FROM principal_idempotency_keys \
+                 WHERE principal = $1 AND scope = $2 AND key = $3",
+        )
+        .bind(&ctx.actor)
+        .bind(scope)
+        .bind(key)
+        .fetch_optional(&mut **tx)
+        .await?;
         if let Some((hash, Json(refs))) = found {
             if hash != fingerprint {
                 return Err(StoreError::IdempotencyMismatch {
@@ -276,8 +295,10 @@ async fn apply(
             .map(|r| (r.kind(), r.meta().id.clone(), r.meta().version))
             .collect();
         sqlx::query(
-            "INSERT INTO idempotency_keys (scope, key, request_hash, result, created_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO principal_idempotency_keys (principal, scope, key, request_hash, result, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
+        .bind(&ctx.actor)
         .bind(scope)
         .bind(key)
         .bind(&fingerprint)

@@ -89,6 +89,7 @@ on_both_backends!(
     tampering_with_the_audit_trail_is_caught,
     the_change_feed_numbers_every_version_written_in_commit_order,
     episodes_are_counted_by_pathway_once_each_and_pools_are_observed,
+    faults_of_the_database_are_unavailable_not_internal,
 );
 
 /// Runs raw SQL on the database behind `db`, as an operator with a SQL console would.
@@ -225,6 +226,37 @@ async fn one_idempotency_key_writes_once_even_when_raced(db: Db) {
         matches!(other, Err(StoreError::IdempotencyMismatch { .. })),
         "{other:?}"
     );
+
+    // The key belongs to its caller: another principal's "same-key" is another key. Its call
+    // with the first caller's payload is not answered with the first caller's record, and a
+    // new payload under that value is neither refused nor taken for a replay.
+    let stranger = |key: &str| WriteContext {
+        actor: "prescriber:another-token".into(),
+        ..ctx(Some(key))
+    };
+    let probe = db
+        .store
+        .execute(Command::CreateCentre(centre(7)), stranger("same-key"))
+        .await;
+    assert!(matches!(probe, Err(StoreError::AlreadyExists(_))), "{probe:?}");
+    let own = db
+        .store
+        .execute(Command::CreateCentre(centre(8)), stranger("same-key"))
+        .await
+        .expect("another caller's key does not block this one");
+    assert!(!own.replayed);
+    let replay = db
+        .store
+        .execute(Command::CreateCentre(centre(8)), stranger("same-key"))
+        .await
+        .expect("replay");
+    assert!(replay.replayed && replay.records == own.records);
+    let again = db
+        .store
+        .execute(Command::CreateCentre(centre(7)), ctx(Some("same-key")))
+        .await
+        .expect("the first caller's replay");
+    assert!(again.replayed && again.records == first);
 }
 
 async fn a_command_failing_after_its_first_write_leaves_nothing_and_spares_its_group(db: Db) {
@@ -1139,4 +1171,69 @@ async fn episodes_are_counted_by_pathway_once_each_and_pools_are_observed(db: Db
         "{pools:?}"
     );
     store.close().await;
+}
+
+async fn faults_of_the_database_are_unavailable_not_internal(db: Db) {
+    // A database that refuses writes (a read-only file or disk, a standby after failover).
+    let refused = if db.url.starts_with("sqlite:") {
+        use std::str::FromStr;
+        let options = sqlx::sqlite::SqliteConnectOptions::from_str(&db.url)
+            .expect("url")
+            .read_only(true);
+        let pool = sqlx::SqlitePool::connect_with(options)
+            .await
+            .expect("read-only connection");
+        let e = sqlx::query("CREATE TABLE refused (a INTEGER)")
+            .execute(&pool)
+            .await
+            .expect_err("a read-only database refuses writes");
+        pool.close().await;
+        e
+    } else {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connection");
+        sqlx::query("SET default_transaction_read_only = on")
+            .execute(&mut conn)
+            .await
+            .expect("read-only session");
+        let e = sqlx::query("CREATE TABLE refused (a INTEGER)")
+            .execute(&mut conn)
+            .await
+            .expect_err("a read-only session refuses writes");
+        conn.close().await.expect("close");
+        e
+    };
+    let classified = StoreError::from(refused);
+    assert!(matches!(classified, StoreError::Unavailable(_)), "{classified:?}");
+    // A rule of the database broken by a request stays a database error (INTERNAL), not a fault.
+    const UNIQUE: &str = "INSERT INTO records (kind, id, created_at) SELECT kind, id, created_at FROM records";
+    db.store
+        .execute(Command::CreateCentre(centre(1)), ctx(None))
+        .await
+        .expect("create");
+    let e = if db.url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(&db.url).await.expect("connect");
+        let e = sqlx::query(UNIQUE).execute(&pool).await.expect_err("duplicate ids");
+        pool.close().await;
+        e
+    } else {
+        let pool = sqlx::PgPool::connect(&db.url).await.expect("connect");
+        let e = sqlx::query(UNIQUE).execute(&pool).await.expect_err("duplicate ids");
+        pool.close().await;
+        e
+    };
+    assert!(matches!(StoreError::from(e), StoreError::Database(_)));
+
+    // A database that cannot be reached at all: refused fast, as unavailable.
+    let unreachable = if db.url.starts_with("sqlite:") {
+        "sqlite:///nonexistent-directory/observatory.db".to_owned()
+    } else {
+        "postgres://postgres@127.0.0.1:1/observatory".to_owned()
+    };
+    let started = std::time::Instant::now();
+    let mut options = StoreOptions::new(&unreachable);
+    options.acquire_timeout = std::time::Duration::from_millis(500);
+    let opened = Store::connect(&options).await;
+    assert!(matches!(opened, Err(StoreError::Unavailable(_))), "{opened:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
 }

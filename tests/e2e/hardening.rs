@@ -1,0 +1,457 @@
+//! What an attacker holding a valid token, or an operator during a fault, meets: disclosure
+//! control that a caller cannot switch off, idempotency keys that belong to their caller,
+//! requests whose cost is bounded by their size, registration that tells nothing of other
+//! scopes.
+
+use observatory_domain::access::Role;
+use observatory_proto::v1::{
+    self as pb, registry_service_client::RegistryServiceClient, report_service_client::ReportServiceClient,
+};
+use tonic::service::interceptor::InterceptedService;
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+
+use crate::helpers::{
+    Authed, Backend, Bearer, TestApp, fresh_database, postgres_url, scoped_token, spawn_app, start_app,
+};
+use crate::on_both_backends;
+use crate::reports_api::{download, q3, seed_registry, wait_for_end};
+
+on_both_backends!(
+    reports_leave_the_server_suppressed_at_the_floor_or_above,
+    idempotency_keys_belong_to_their_caller,
+    a_request_of_megabytes_of_repeated_values_is_refused_before_it_is_decoded,
+    health_turns_not_serving_as_a_stop_begins,
+);
+
+/// (field, reason) of each violation of an INVALID_ARGUMENT status.
+pub(crate) fn violations(status: &tonic::Status) -> Vec<(String, String)> {
+    use tonic_types::StatusExt;
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| (v.field, v.reason)).collect())
+        .unwrap_or_default()
+}
+
+async fn reports_leave_the_server_suppressed_at_the_floor_or_above(backend: Backend) {
+    // The default floor is 10: an analyst cannot ask for less.
+    let (url, dir) = fresh_database(backend).await;
+    let mut app = start_app(url, dir, &[]).await;
+    for asked in [1, 5, 9] {
+        let status = app
+            .reports
+            .run_report(pb::RunReportRequest {
+                suppression_threshold: asked,
+                ..q3("")
+            })
+            .await
+            .expect_err("below the floor");
+        assert_eq!(
+            violations(&status),
+            vec![("suppression_threshold".to_owned(), "BELOW_FLOOR".to_owned())],
+            "{asked}"
+        );
+        assert!(status.message().contains("at least 10"), "{}", status.message());
+    }
+    let listed = app
+        .reports
+        .list_report_runs(pb::ListReportRunsRequest::default())
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(listed.runs.is_empty(), "a refused request recorded a run");
+    drop(app);
+
+    // A deployment may set its own floor; a run at it publishes the threshold it used in its
+    // manifest and in the methods section of its HTML report.
+    let (url, dir) = fresh_database(backend).await;
+    let mut app = start_app(url, dir, &[("OBSERVATORY_REPORT_MIN_THRESHOLD", "5")]).await;
+    seed_registry(&app, 60).await;
+    let status = app
+        .reports
+        .run_report(pb::RunReportRequest {
+            suppression_threshold: 4,
+            ..q3("")
+        })
+        .await
+        .expect_err("below the configured floor");
+    assert_eq!(
+        violations(&status),
+        vec![("suppression_threshold".to_owned(), "BELOW_FLOOR".to_owned())]
+    );
+    let default = app
+        .reports
+        .run_report(q3("default"))
+        .await
+        .expect("default")
+        .into_inner();
+    assert_eq!(default.suppression_threshold, 10, "0 asks for the default");
+    let run = app
+        .reports
+        .run_report(pb::RunReportRequest {
+            suppression_threshold: 5,
+            ..q3("at-floor")
+        })
+        .await
+        .expect("at the floor")
+        .into_inner();
+    assert_eq!(run.suppression_threshold, 5);
+    let ended = wait_for_end(&mut app, &run.run_id).await;
+    assert_eq!(ended.status, pb::ReportRunStatus::Succeeded as i32, "{}", ended.error);
+    let (manifest, ..) = download(&mut app, &run.run_id, "manifest.json")
+        .await
+        .expect("manifest");
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest).expect("manifest is JSON");
+    assert_eq!(manifest["suppression_threshold"], 5);
+    let (html, ..) = download(&mut app, &run.run_id, "report.html").await.expect("html");
+    let html = String::from_utf8(html).expect("utf-8");
+    assert!(
+        html.contains("Counts below 5 are shown as &lt;5"),
+        "methods state the threshold"
+    );
+    wait_for_end(&mut app, &default.run_id).await;
+}
+
+/// A registry client acting with `secret`.
+pub(crate) fn registry_as(app: &TestApp, secret: &str) -> RegistryServiceClient<Authed> {
+    RegistryServiceClient::new(InterceptedService::new(app.channel.clone(), Bearer::new(secret)))
+}
+
+fn cohort(key: &str, filiere: &str) -> pb::CreateCohortRequest {
+    let (drug, orpha) = if filiere == "MHEMO" {
+        ("B02BX07", "98878")
+    } else {
+        ("M09AX10", "70")
+    };
+    pb::CreateCohortRequest {
+        idempotency_key: key.into(),
+        name: format!("{filiere} cohort under AAC"),
+        filiere: filiere.into(),
+        pathway: pb::Pathway::Aac as i32,
+        drug_atc: drug.into(),
+        orpha_codes: vec![orpha.into()],
+        framework_id: String::new(),
+        follow_up_months: 3,
+    }
+}
+
+async fn idempotency_keys_belong_to_their_caller(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mhemo = registry_as(
+        &app,
+        &scoped_token(&app.store, Role::DataManager, &[], &["MHEMO"]).await,
+    );
+    let filnemus = registry_as(
+        &app,
+        &scoped_token(&app.store, Role::DataManager, &[], &["FILNEMUS"]).await,
+    );
+    let first = mhemo
+        .clone()
+        .create_cohort(cohort("cohort-1", "MHEMO"))
+        .await
+        .expect("first caller")
+        .into_inner();
+    // Another caller's key of the same value is its own: neither squatted nor a mismatch.
+    let other = filnemus
+        .clone()
+        .create_cohort(cohort("cohort-1", "FILNEMUS"))
+        .await
+        .expect("a key another caller used is free for this one")
+        .into_inner();
+    let (first_id, other_id) = (
+        first.meta.as_ref().expect("meta").id.clone(),
+        other.meta.as_ref().expect("meta").id.clone(),
+    );
+    assert_ne!(first_id, other_id);
+    // Each replay answers its own caller's record.
+    let replay = mhemo
+        .clone()
+        .create_cohort(cohort("cohort-1", "MHEMO"))
+        .await
+        .expect("replay")
+        .into_inner();
+    assert_eq!(replay.meta.expect("meta").id, first_id);
+    let replay = filnemus
+        .clone()
+        .create_cohort(cohort("cohort-1", "FILNEMUS"))
+        .await
+        .expect("replay")
+        .into_inner();
+    assert_eq!(replay.meta.expect("meta").id, other_id);
+    // The same filière under a second token holds other keys again: keys follow the token, and
+    // its call is a new cohort, not the replay of the first token's.
+    let second_token = registry_as(
+        &app,
+        &scoped_token(&app.store, Role::DataManager, &[], &["MHEMO"]).await,
+    );
+    let third = second_token
+        .clone()
+        .create_cohort(cohort("cohort-1", "MHEMO"))
+        .await
+        .expect("a new cohort for another token")
+        .into_inner();
+    let third_id = third.meta.expect("meta").id;
+    assert!(third_id != first_id && third_id != other_id);
+
+    // Report runs too: an analyst replaying another analyst's key and parameters starts a run of
+    // its own, and does not learn of the other's.
+    let analyst =
+        |secret: String| ReportServiceClient::new(InterceptedService::new(app.channel.clone(), Bearer::new(&secret)));
+    let mut a = analyst(scoped_token(&app.store, Role::Analyst, &[], &["FILNEMUS"]).await);
+    let mut b = analyst(scoped_token(&app.store, Role::Analyst, &[], &["FILNEMUS"]).await);
+    let run_a = a.run_report(q3("q3")).await.expect("run a").into_inner();
+    let run_b = b.run_report(q3("q3")).await.expect("run b").into_inner();
+    assert_ne!(run_a.run_id, run_b.run_id);
+    let again = a.run_report(q3("q3")).await.expect("replay a").into_inner();
+    assert_eq!(again.run_id, run_a.run_id);
+    let status = b
+        .run_report(pb::RunReportRequest {
+            suppression_threshold: 20,
+            ..q3("q3")
+        })
+        .await
+        .expect_err("b's own key with other parameters");
+    assert_eq!(
+        violations(&status),
+        vec![("idempotency_key".to_owned(), "KEY_REUSED".to_owned())]
+    );
+}
+
+async fn a_request_of_megabytes_of_repeated_values_is_refused_before_it_is_decoded(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (_, rpps) = app.centre_and_prescriber().await;
+    let cohort = app.aac_cohort().await;
+    let patient = app.patient(1).await;
+    let before = app.row_count().await;
+    let mut declaration = app.aac_declaration(
+        &patient.meta.expect("meta").id,
+        &cohort.meta.expect("meta").id,
+        &rpps,
+        "episode-1",
+    );
+    // Close to the 4 MiB a message may take: a million packed axes, and then some.
+    declaration.off_label = Some(pb::OffLabelJustification {
+        axes: vec![1; 3_000_000],
+        evidence_reference: "PMID 1".into(),
+    });
+    let status = app
+        .registry
+        .declare_episode(declaration.clone())
+        .await
+        .expect_err("too many axes");
+    assert_eq!(
+        violations(&status),
+        vec![("off_label.axes".to_owned(), "TOO_MANY".to_owned())]
+    );
+    // One over the maximum is refused the same way; the handler's own rule says the same.
+    declaration.off_label = Some(pb::OffLabelJustification {
+        axes: vec![1, 2, 3, 4, 1],
+        evidence_reference: "PMID 1".into(),
+    });
+    let status = app
+        .registry
+        .declare_episode(declaration.clone())
+        .await
+        .expect_err("five axes");
+    assert_eq!(
+        violations(&status),
+        vec![("off_label.axes".to_owned(), "TOO_MANY".to_owned())]
+    );
+    // Within the maximum, every element is checked and named.
+    let mut patient = pb::RegisterPatientRequest {
+        idempotency_key: "many".into(),
+        subject: Some(pb::register_patient_request::Subject::Idmr("1".repeat(20))),
+        sex: pb::Sex::Male as i32,
+        birth_year_month: "2010-05".into(),
+        region_code: "11".into(),
+        objects_to_reuse: false,
+        diagnoses: vec![pb::Diagnosis::default(); 21],
+    };
+    let status = app
+        .registry
+        .register_patient(patient.clone())
+        .await
+        .expect_err("21 diagnoses");
+    assert_eq!(
+        violations(&status),
+        vec![("diagnoses".to_owned(), "TOO_MANY".to_owned())]
+    );
+    patient.diagnoses = vec![pb::Diagnosis::default(); 20];
+    let status = app
+        .registry
+        .register_patient(patient)
+        .await
+        .expect_err("20 empty diagnoses");
+    let listed = violations(&status);
+    let expected: Vec<(String, String)> = (0..20)
+        .flat_map(|i| {
+            [
+                (format!("diagnoses[{i}].orpha_code"), "REQUIRED".to_owned()),
+                (format!("diagnoses[{i}].status"), "REQUIRED".to_owned()),
+            ]
+        })
+        .collect();
+    assert_eq!(listed, expected);
+    // An empty request is refused as the caller's fault.
+    let status = app
+        .registry
+        .register_patient(pb::RegisterPatientRequest::default())
+        .await
+        .expect_err("empty");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert_eq!(app.row_count().await, before, "refused requests stored nothing");
+}
+
+/// The health of the whole server, once.
+async fn health_of(channel: &tonic::transport::Channel) -> Option<ServingStatus> {
+    HealthClient::new(channel.clone())
+        .check(HealthCheckRequest { service: String::new() })
+        .await
+        .ok()
+        .map(|r| r.into_inner().status())
+}
+
+async fn health_turns_not_serving_as_a_stop_begins(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut watch = HealthClient::new(app.channel.clone())
+        .watch(HealthCheckRequest { service: String::new() })
+        .await
+        .expect("watch health")
+        .into_inner();
+    let first = watch.message().await.expect("health").expect("a status");
+    assert_eq!(first.status(), ServingStatus::Serving);
+    // The stop waits for the open watch; the watch hears NOT_SERVING first.
+    let stopping = tokio::spawn(app.stop());
+    let next = tokio::time::timeout(std::time::Duration::from_secs(5), watch.message())
+        .await
+        .expect("health changes as soon as the stop begins")
+        .expect("health")
+        .expect("a status");
+    assert_eq!(next.status(), ServingStatus::NotServing);
+    drop(watch);
+    stopping.await.expect("stopped");
+}
+
+/// Whether a status carries a `google.rpc.RetryInfo`.
+fn retry_info(status: &tonic::Status) -> Option<std::time::Duration> {
+    use tonic_types::StatusExt;
+    status.get_details_retry_info().and_then(|r| r.retry_delay)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_fail_fast_while_postgres_refuses_connections_and_succeed_again_after() {
+    let Some(admin) = postgres_url() else {
+        eprintln!("OBSERVATORY_TEST_POSTGRES_URL is not set: PostgreSQL run not requested");
+        return;
+    };
+    let (url, dir) = fresh_database(Backend::Postgres).await;
+    let mut app = start_app(url.clone(), dir, &[("OBSERVATORY_HEALTH_CHECK_SECONDS", "1")]).await;
+    app.centre_and_prescriber().await;
+    let registration = |n: u32| pb::RegisterPatientRequest {
+        idempotency_key: format!("outage-{n}"),
+        subject: Some(pb::register_patient_request::Subject::Idmr(format!(
+            "{:020}",
+            50_000 + n
+        ))),
+        sex: pb::Sex::Female as i32,
+        birth_year_month: "2012-03".into(),
+        region_code: "11".into(),
+        objects_to_reuse: false,
+        diagnoses: Vec::new(),
+    };
+    let before = app.patient(1).await;
+    let rows = app.row_count().await;
+
+    // The database goes away under the server: every connection cut, new ones refused.
+    let name = url.rsplit('/').next().expect("database name").to_owned();
+    let sql = |s: String| {
+        let admin = admin.clone();
+        async move {
+            let pool = sqlx::PgPool::connect(&admin).await.expect("admin connection");
+            sqlx::query(sqlx::AssertSqlSafe(s))
+                .execute(&pool)
+                .await
+                .expect("statement");
+            pool.close().await;
+        }
+    };
+    sql(format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false")).await;
+    sql(format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    ))
+    .await;
+
+    // Writes and reads at once: each answered UNAVAILABLE, with when to retry, within 2 s.
+    let mut calls = tokio::task::JoinSet::new();
+    for n in 0..12u32 {
+        let mut registry = app.registry.clone();
+        let patient_id = before.meta.as_ref().expect("meta").id.clone();
+        let request = registration(n);
+        calls.spawn(async move {
+            let started = std::time::Instant::now();
+            let result = if n % 2 == 0 {
+                registry.register_patient(request).await.map(drop)
+            } else {
+                registry.get_patient(pb::GetRequest { id: patient_id }).await.map(drop)
+            };
+            (result, started.elapsed())
+        });
+    }
+    while let Some(joined) = calls.join_next().await {
+        let (result, elapsed) = joined.expect("call task");
+        let status = result.expect_err("no database, no answer");
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        assert!(
+            retry_info(&status).is_some(),
+            "UNAVAILABLE says when to retry: {status:?}"
+        );
+        assert!(
+            elapsed < std::time::Duration::from_secs(2),
+            "answered after {elapsed:?}"
+        );
+    }
+    let mut not_serving = false;
+    for _ in 0..40 {
+        if health_of(&app.channel).await == Some(ServingStatus::NotServing) {
+            not_serving = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(not_serving, "health turns NOT_SERVING during the outage");
+
+    // Back: health recovers by itself, and the refused writes, retried with their keys, are
+    // written once each.
+    sql(format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true")).await;
+    let mut serving = false;
+    for _ in 0..100 {
+        if health_of(&app.channel).await == Some(ServingStatus::Serving) {
+            serving = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(serving, "health comes back without a restart");
+    for n in (0..12u32).step_by(2) {
+        let first = app
+            .registry
+            .register_patient(registration(n))
+            .await
+            .expect("retried write");
+        let replay = app
+            .registry
+            .register_patient(registration(n))
+            .await
+            .expect("replayed write");
+        assert_eq!(first.into_inner().meta, replay.into_inner().meta);
+    }
+    assert_eq!(
+        app.store
+            .scalar_i64("SELECT COUNT(*) FROM patient_versions")
+            .await
+            .expect("count"),
+        7,
+        "the first patient and the six retried ones, once each"
+    );
+    assert!(app.row_count().await > rows);
+}
