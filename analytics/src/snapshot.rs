@@ -8,7 +8,7 @@
 //! the registry; within the snapshot the keys are consistent.
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     fs::File,
     io::Read,
     path::{Path, PathBuf},
@@ -160,6 +160,19 @@ pub async fn extract(store: &Store, as_of: DateTime<Utc>, dir: &Path) -> Result<
     let keyer = Keyer(rand::random());
     let mut rows = BTreeMap::new();
 
+    // One person enrolled by several scopes has several patient records: all are keyed as the
+    // first, the person's row is written once (the first record's), and the person is left out
+    // if any record objects.
+    let mut first_of: HashMap<String, String> = HashMap::new();
+    let mut objecting: HashSet<String> = HashSet::new();
+    for (id, first, objects) in store.people_enrolled_twice(as_of).await? {
+        if objects {
+            objecting.insert(first.clone());
+        }
+        first_of.insert(id, first);
+    }
+    let person = |id: &str| -> String { first_of.get(id).cloned().unwrap_or_else(|| id.to_owned()) };
+
     // Patients first: who objected decides what else is left out.
     let mut excluded: HashSet<String> = HashSet::new();
     let mut patients = TableWriter::new(
@@ -176,14 +189,18 @@ pub async fn extract(store: &Store, as_of: DateTime<Utc>, dir: &Path) -> Result<
     );
     store
         .scan_as_of::<Patient>(as_of, BATCH, |batch: Vec<Versioned<Patient>>| -> SinkResult {
-            let kept: Vec<&Versioned<Patient>> = batch.iter().filter(|p| !p.record.objects_to_reuse).collect();
-            for p in batch.iter().filter(|p| p.record.objects_to_reuse) {
+            let objects = |p: &Versioned<Patient>| p.record.objects_to_reuse || objecting.contains(&person(&p.meta.id));
+            let kept: Vec<&Versioned<Patient>> = batch
+                .iter()
+                .filter(|p| !objects(p) && person(&p.meta.id) == p.meta.id)
+                .collect();
+            for p in batch.iter().filter(|p| objects(p)) {
                 excluded.insert(p.meta.id.clone());
             }
             let df = DataFrame::new_infer_height(vec![
                 str_col(
                     "patient_key",
-                    kept.iter().map(|p| Some(keyer.key(&p.meta.id))).collect(),
+                    kept.iter().map(|p| Some(keyer.key(&person(&p.meta.id)))).collect(),
                 ),
                 str_col(
                     "sex",
@@ -401,7 +418,7 @@ pub async fn extract(store: &Store, as_of: DateTime<Utc>, dir: &Path) -> Result<
                     "episode_key",
                     kept.iter().map(|v| Some(keyer.key(&v.meta.id))).collect(),
                 ),
-                str_col("patient_key", e(&|r| Some(keyer.key(r.patient_id.as_str())))),
+                str_col("patient_key", e(&|r| Some(keyer.key(&person(r.patient_id.as_str()))))),
                 str_col("cohort_id", e(&|r| Some(r.cohort_id.to_string()))),
                 str_col("pathway", e(&|r| Some(r.pathway.code().to_owned()))),
                 str_col("drug_atc", e(&|r| Some(r.drug_atc.to_string()))),
@@ -641,7 +658,7 @@ pub async fn extract(store: &Store, as_of: DateTime<Utc>, dir: &Path) -> Result<
         rows,
         files,
         content_hash: hex::encode(all.finalize()),
-        excluded_patients: excluded.len() as u64,
+        excluded_patients: excluded.iter().map(|id| person(id)).collect::<HashSet<_>>().len() as u64,
     };
     let path = dir.join("manifest.json");
     let text = serde_json::to_vec_pretty(&manifest).map_err(|e| SnapshotError::Manifest(path.clone(), e))?;

@@ -119,8 +119,9 @@ async fn a_session_leaves_one_event_per_action_in_an_intact_chain(backend: Backe
         .await
         .expect("cohort");
 
-    // Refused calls leave nothing: bad input, an unknown record, a role without the right, a
-    // correction without a reason.
+    // Refused calls store nothing. Bad input and a correction without a reason ask nothing of
+    // the registry and leave no event; an unknown record (one answer with out of scope) and a
+    // role without the right are recorded as refused, with no target.
     let bad = app.registry.get_patient(get("not-an-id")).await.unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
     let missing = app
@@ -130,8 +131,10 @@ async fn a_session_leaves_one_event_per_action_in_an_intact_chain(backend: Backe
         .unwrap_err();
     // Unknown and out of scope are one answer.
     assert_eq!(missing.code(), Code::PermissionDenied);
+    expected.push(("GetPatient", "prescriber"));
     let denied = analyst_as_registry.get_patient(get(&pid)).await.unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
+    expected.push(("GetPatient", "analyst"));
     let no_reason = app
         .manager
         .update_patient(pb::UpdatePatientRequest {
@@ -185,7 +188,29 @@ async fn a_session_leaves_one_event_per_action_in_an_intact_chain(backend: Backe
     assert_eq!(events.first().map(|e| e.seq), Some(before + 1));
     let exports = events.iter().filter(|e| e.action == "ExportAudit").count();
     assert!(exports >= 1, "reading the trail is itself recorded");
-    let by_action: HashMap<&str, &pb::AuditEvent> = events.iter().map(|e| (e.action.as_str(), e)).collect();
+    // The first event of each action; the refusals come last.
+    let mut by_action: HashMap<&str, &pb::AuditEvent> = HashMap::new();
+    for e in &events {
+        by_action.entry(e.action.as_str()).or_insert(e);
+    }
+    let refusals: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| e.reason.starts_with("refused"))
+        .map(|e| (e.role.as_str(), e.reason.as_str()))
+        .collect();
+    assert_eq!(
+        refusals,
+        [
+            ("prescriber", "refused: PERMISSION_DENIED"),
+            ("analyst", "refused: PERMISSION_DENIED")
+        ]
+    );
+    assert!(
+        events
+            .iter()
+            .filter(|e| e.reason.starts_with("refused"))
+            .all(|e| e.targets.is_empty())
+    );
 
     // Who, under which request and trace, on which records.
     let declare = by_action["DeclareEpisode"];

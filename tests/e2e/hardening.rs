@@ -21,6 +21,7 @@ on_both_backends!(
     idempotency_keys_belong_to_their_caller,
     a_request_of_megabytes_of_repeated_values_is_refused_before_it_is_decoded,
     health_turns_not_serving_as_a_stop_begins,
+    registration_neither_confirms_nor_denies_another_scopes_patient,
 );
 
 /// (field, reason) of each violation of an INVALID_ARGUMENT status.
@@ -454,4 +455,147 @@ async fn calls_fail_fast_while_postgres_refuses_connections_and_succeed_again_af
         "the first patient and the six retried ones, once each"
     );
     assert!(app.row_count().await > rows);
+}
+
+fn by_idmr(key: &str, idmr: &str) -> pb::RegisterPatientRequest {
+    pb::RegisterPatientRequest {
+        idempotency_key: key.into(),
+        subject: Some(pb::register_patient_request::Subject::Idmr(idmr.into())),
+        sex: pb::Sex::Male as i32,
+        birth_year_month: "2010-05".into(),
+        region_code: "11".into(),
+        objects_to_reuse: false,
+        diagnoses: Vec::new(),
+    }
+}
+
+fn by_identity(key: &str, last_name: &str) -> pb::RegisterPatientRequest {
+    pb::RegisterPatientRequest {
+        subject: Some(pb::register_patient_request::Subject::Identity(pb::Identity {
+            last_name: last_name.into(),
+            first_name: "Camille".into(),
+            birth_date: "2010-05-17".into(),
+            sex: pb::Sex::Male as i32,
+        })),
+        ..by_idmr(key, "")
+    }
+}
+
+async fn registration_neither_confirms_nor_denies_another_scopes_patient(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut a = registry_as(
+        &app,
+        &scoped_token(&app.store, Role::Prescriber, &["750100125"], &[]).await,
+    );
+    let mut b = registry_as(
+        &app,
+        &scoped_token(&app.store, Role::Prescriber, &["690781810"], &[]).await,
+    );
+    let idmr = "12345678901234567890";
+    for (label, request) in [
+        ("idmr", by_idmr("p-1", idmr)),
+        ("identity", by_identity("p-2", "Martin")),
+    ] {
+        let at_a = a
+            .register_patient(request.clone())
+            .await
+            .expect("A registers")
+            .into_inner();
+        // B registering the same person gets what any fresh registration gets: a record of its
+        // own, version 1, recorded now by B. Even with A's key and payload.
+        let at_b = b
+            .register_patient(request.clone())
+            .await
+            .expect("B registers")
+            .into_inner();
+        let fresh = b
+            .register_patient(match label {
+                "idmr" => by_idmr("fresh-1", "98765432109876543210"),
+                _ => by_identity("fresh-2", "Bernard"),
+            })
+            .await
+            .expect("B registers someone new")
+            .into_inner();
+        let (ma, mb, mf) = (
+            at_a.meta.clone().expect("meta"),
+            at_b.meta.clone().expect("meta"),
+            fresh.meta.clone().expect("meta"),
+        );
+        assert_ne!(ma.id, mb.id, "{label}: B is not told A's record");
+        assert_eq!(
+            (mb.version, mb.reason.as_str()),
+            (mf.version, mf.reason.as_str()),
+            "{label}"
+        );
+        assert_eq!(mb.recorded_by, mf.recorded_by, "{label}");
+        let instant = |t: &Option<prost_types::Timestamp>| t.as_ref().map(|t| (t.seconds, t.nanos));
+        assert!(
+            instant(&mb.recorded_at) > instant(&ma.recorded_at),
+            "{label}: a record of now, not A's"
+        );
+        // Within a scope, a second registration is ALREADY_EXISTS, naming the scope's own record.
+        for (client, own, other) in [(&mut a, &ma.id, &mb.id), (&mut b, &mb.id, &ma.id)] {
+            let status = client
+                .register_patient(pb::RegisterPatientRequest {
+                    idempotency_key: format!("again-{label}"),
+                    ..request.clone()
+                })
+                .await
+                .expect_err("already registered here");
+            assert_eq!(status.code(), tonic::Code::AlreadyExists, "{status:?}");
+            assert!(status.message().contains(own.as_str()) && !status.message().contains(other.as_str()));
+            // And each reads only its own.
+            let denied = client
+                .get_patient(pb::GetRequest { id: other.clone() })
+                .await
+                .expect_err("the other scope's record");
+            assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+            let read = client
+                .get_patient(pb::GetRequest { id: own.clone() })
+                .await
+                .expect("its own record, before any episode");
+            assert_eq!(read.into_inner().meta.expect("meta").id, *own);
+        }
+    }
+    // The refused calls are in the audit trail: the second registrations and the reads denied.
+    let mut audit = app.audit.clone();
+    let events = audit
+        .export_audit(pb::ExportAuditRequest {
+            from: Some(observatory_grpc::convert::ts(
+                chrono::Utc::now() - chrono::Duration::hours(1),
+            )),
+            to: Some(observatory_grpc::convert::ts(
+                chrono::Utc::now() + chrono::Duration::seconds(1),
+            )),
+            page: Some(pb::PageRequest {
+                page_size: 500,
+                page_token: String::new(),
+            }),
+        })
+        .await
+        .expect("export")
+        .into_inner()
+        .events;
+    let refusals = |action: &str, reason: &str| {
+        events
+            .iter()
+            .filter(|e| e.action == action && e.reason == reason)
+            .count()
+    };
+    assert_eq!(refusals("RegisterPatient", "refused: ALREADY_EXISTS"), 4);
+    assert_eq!(refusals("GetPatient", "refused: PERMISSION_DENIED"), 4);
+
+    // Reports count the person once: six records, four people (two enrolled by both centres).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let snapshot = observatory_analytics::snapshot::extract(&app.store, chrono::Utc::now(), dir.path())
+        .await
+        .expect("snapshot");
+    assert_eq!(snapshot.rows.get("patients"), Some(&4));
+    assert_eq!(
+        app.store
+            .scalar_i64("SELECT COUNT(*) FROM patient_versions")
+            .await
+            .expect("count"),
+        6
+    );
 }

@@ -329,6 +329,7 @@ async fn a_report_matches_sql_is_reproducible_and_never_publishes_small_counts(b
                     request_id: "t".into(),
                     trace_id: String::new(),
                     idempotency_key: None,
+                    scope: None,
                 },
             )
             .await

@@ -607,8 +607,9 @@ async fn every_rpc_serves_each_role_its_own_side_only(backend: Backend) {
     ];
 
     let paths: Vec<&str> = RULES.iter().map(|(p, _)| *p).collect();
-    // Out-of-scope calls first: none may store anything, nor leave an audit event.
+    // Out-of-scope calls first: none may store anything; each leaves one event, its refusal.
     let before = (app.row_count().await, app.store.audit_head().await.expect("head"));
+    let mut refused = 0;
     let mut checked = 0;
     for pass in ["out of scope", "in scope"] {
         for c in &callers {
@@ -635,6 +636,7 @@ async fn every_rpc_serves_each_role_its_own_side_only(backend: Backend) {
                             Ok(_) => panic!("{context}: served, where PERMISSION_DENIED was due"),
                             Err(status) => assert_eq!(status.code(), Code::PermissionDenied, "{context}: {status:?}"),
                         }
+                        refused += 1;
                         continue;
                     }
                     match (kind, answer) {
@@ -664,8 +666,23 @@ async fn every_rpc_serves_each_role_its_own_side_only(backend: Backend) {
             }
         }
         if pass == "out of scope" {
-            let after = (app.row_count().await, app.store.audit_head().await.expect("head"));
-            assert_eq!(after, before, "an out-of-scope call stored or recorded something");
+            assert_eq!(app.row_count().await, before.0, "an out-of-scope call stored something");
+            let from = before.1.as_ref().map_or(0, |h| h.seq);
+            let events = app
+                .store
+                .audit_events(
+                    chrono::DateTime::UNIX_EPOCH,
+                    chrono::Utc::now() + chrono::Duration::hours(1),
+                    from,
+                    100_000,
+                )
+                .await
+                .expect("events");
+            assert_eq!(events.len(), refused, "one event per refused call");
+            for e in &events {
+                assert_eq!(e.reason, "refused: PERMISSION_DENIED", "{e:?}");
+                assert_eq!(e.parsed_targets().expect("targets"), [], "{e:?}");
+            }
         }
     }
     assert!(checked > paths.len() * callers.len(), "{checked} calls checked");

@@ -260,6 +260,23 @@ pub async fn authorize(
         return Err(Status::permission_denied(format!("{path} has no access rule")));
     };
     if !roles.contains(&principal.role) {
+        // Recorded, like every refusal of an authenticated caller: who tried what.
+        let trace_id = headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::trace_id_of)
+            .unwrap_or_default();
+        let entry = observatory_store::audit::AuditEntry {
+            actor: principal.actor(),
+            action: path.rsplit('/').next().unwrap_or_default().to_owned(),
+            targets: Vec::new(),
+            request_id: uuid::Uuid::now_v7().to_string(),
+            trace_id,
+            reason: "refused: PERMISSION_DENIED".to_owned(),
+        };
+        if let Err(e) = store.record_access(entry).await {
+            tracing::warn!(error = %e, "cannot record a refused call in the audit trail");
+        }
         return Err(Status::permission_denied(format!(
             "the {} role may not call {path}",
             principal.role
@@ -335,6 +352,8 @@ where
                     if let Some(principal) = principal {
                         tracing::Span::current().record("role", principal.role.code());
                         req.extensions_mut().insert(principal);
+                        let method = req.uri().path().rsplit('/').next().unwrap_or_default().to_owned();
+                        req.extensions_mut().insert(crate::CallMethod(method));
                     }
                     inner.call(req).await
                 }

@@ -93,8 +93,34 @@ async fn transferred_to(store: &Store, patient: &RecordId) -> Result<Vec<Finess>
     }
 }
 
-/// Checks that the caller of `req` may touch `target`.
+/// Checks that the caller of `req` may touch `target`. A refusal is recorded in the audit trail
+/// (the call, its caller, no target), so that probing for records out of scope leaves a trace.
 pub async fn admit<T>(store: &Store, req: &Request<T>, target: Target<'_>) -> Result<Admitted, Status> {
+    match check(store, req, target).await {
+        Err(status) if status.code() == tonic::Code::PermissionDenied => {
+            if let Ok(principal) = principal(req) {
+                let refused = Admitted {
+                    principal: principal.clone(),
+                    run_filiere: None,
+                };
+                let method = req
+                    .extensions()
+                    .get::<crate::CallMethod>()
+                    .map_or_else(|| "call".to_owned(), |m| m.0.clone());
+                let mut entry = AuditEntry::new(&refused.context(req, None), method, Vec::new());
+                entry.reason = "refused: PERMISSION_DENIED".to_owned();
+                // The refusal stands whether or not its event could be recorded.
+                if let Err(e) = store.record_access(entry).await {
+                    tracing::warn!(error = %e, "cannot record a refused call in the audit trail");
+                }
+            }
+            Err(status)
+        }
+        other => other,
+    }
+}
+
+async fn check<T>(store: &Store, req: &Request<T>, target: Target<'_>) -> Result<Admitted, Status> {
     let principal = principal(req)?.clone();
     let scope = &principal.scope;
     let mut run_filiere = None;
@@ -277,6 +303,7 @@ impl Admitted {
             request_id,
             trace_id,
             idempotency_key,
+            scope: Some(self.principal.scope.clone()),
         }
     }
 

@@ -66,6 +66,11 @@ impl ApiState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallTraceId(pub String);
 
+/// The name of the RPC a call is for (`RegisterPatient`), put in the request's extensions by
+/// the authentication layer: what the audit trail names a refused call by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallMethod(pub String);
+
 /// The request id and trace id of a call: `x-request-id` when the caller sends a usable one
 /// (8 to 64 hexadecimal digits and dashes, such as a UUID: nothing a name could be written
 /// in, since the id is stored with every version), a fresh UUIDv7 otherwise; and the trace id of

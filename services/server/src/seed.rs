@@ -367,6 +367,7 @@ fn ctx(n: u64) -> WriteContext {
         request_id: format!("seed-{n}"),
         trace_id: String::new(),
         idempotency_key: None,
+        scope: None,
     }
 }
 

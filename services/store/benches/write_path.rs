@@ -27,6 +27,7 @@ fn ctx(key: Option<String>) -> WriteContext {
         request_id: "bench".into(),
         trace_id: String::new(),
         idempotency_key: key,
+        scope: None,
     }
 }
 

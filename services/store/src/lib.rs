@@ -245,6 +245,10 @@ pub struct WriteContext {
     pub trace_id: String,
     /// Client idempotency key of a create call.
     pub idempotency_key: Option<String>,
+    /// The centres and filières of the caller's token, for the rules that depend on them (a
+    /// registration belongs to its caller's scope); `None` for a local process (`seed`, the
+    /// command line), which holds the whole registry.
+    pub scope: Option<observatory_domain::access::Scope>,
 }
 
 /// The versions a command wrote, the primary one first.
@@ -308,6 +312,26 @@ impl From<sqlx::Error> for StoreError {
 }
 
 impl StoreError {
+    /// The kind of refusal, as the audit trail records it (gRPC status names).
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::Domain(DomainError::Invalid(_)) => "INVALID_ARGUMENT",
+            StoreError::Domain(DomainError::Precondition(_) | DomainError::IllegalTransition { .. }) => {
+                "FAILED_PRECONDITION"
+            }
+            StoreError::NotFound { .. } => "NOT_FOUND",
+            StoreError::AlreadyExists(_) => "ALREADY_EXISTS",
+            StoreError::Stale { .. } => "ABORTED",
+            StoreError::IdempotencyMismatch { .. } | StoreError::BadPageToken => "INVALID_ARGUMENT",
+            StoreError::ShuttingDown | StoreError::Unavailable(_) => "UNAVAILABLE",
+            StoreError::Database(_)
+            | StoreError::Migrate(_)
+            | StoreError::Corrupt { .. }
+            | StoreError::BadUrl(_)
+            | StoreError::Sink(_) => "INTERNAL",
+        }
+    }
+
     /// A database error shared by every command of a group, classified like any other.
     pub(crate) fn of_shared(e: Arc<sqlx::Error>) -> StoreError {
         if is_unavailable(&e) {
@@ -696,6 +720,16 @@ impl Store {
         sink: impl FnMut(Vec<Versioned<T>>) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>,
     ) -> Result<u64> {
         self.scan(as_of, true, batch, sink).await
+    }
+
+    /// The patient records that stand for one person enrolled by several scopes (one pseudonym,
+    /// several records current at `as_of`): each record's id, the id of that person's first
+    /// record, and whether the record objects to the reuse of its data. Reports count such a
+    /// person once, under the first record, and leave the person out if any record objects.
+    pub async fn people_enrolled_twice(&self, as_of: DateTime<Utc>) -> Result<Vec<(String, String, bool)>> {
+        async { read!(self, shared::people_enrolled_twice(as_of)) }
+            .instrument(tracing::info_span!("store.scan", kind = "PATIENT"))
+            .await
     }
 
     /// Reads every version of kind `T` recorded at or before `as_of` (the whole history as it

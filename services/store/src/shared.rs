@@ -186,6 +186,10 @@ impl GroupWriter {
                     outcomes.push(Ok(written));
                 }
                 Err(e) if !wrote && !matches!(e, StoreError::Database(_) | StoreError::Unavailable(_)) => {
+                    // A refused write is recorded too: who tried what, and why it was refused.
+                    let mut entry = AuditEntry::new(ctx, command.name(), Vec::new());
+                    entry.reason = format!("refused: {}", e.code());
+                    events.push((entry, now));
                     outcomes.push(Err(e))
                 }
                 Err(error) => {
@@ -361,19 +365,7 @@ impl Writer<'_, '_> {
                 let v = self.insert_new(new_id(), &cohort, reason).await?;
                 Ok(vec![Record::Cohort(v)])
             }
-            Command::RegisterPatient(p) => {
-                let existing: Option<String> = sqlx::query_scalar(
-                    "SELECT id FROM patient_versions WHERE pseudonym = $1 AND superseded_at IS NULL",
-                )
-                .bind(&p.pseudonym.value)
-                .fetch_optional(&mut **self.tx)
-                .await?;
-                if let Some(id) = existing {
-                    return Err(StoreError::AlreadyExists(format!("patient already registered as {id}")));
-                }
-                let v = self.insert_new(new_id(), p, reason).await?;
-                Ok(vec![Record::Patient(v)])
-            }
+            Command::RegisterPatient(p) => self.register_patient(p, reason).await,
             Command::DeclareEpisode(d) => self.declare_episode(d, reason).await,
             Command::TransitionEpisode {
                 id,
@@ -662,6 +654,67 @@ impl Writer<'_, '_> {
         }
     }
 
+    /// A registration belongs to its caller's scope. A patient of that pseudonym already within
+    /// the scope is ALREADY_EXISTS (the caller reaches it anyway); one registered only elsewhere
+    /// is neither confirmed nor denied: this scope gets a record of its own, enrolled at its
+    /// centres or filières, as a fresh registration would. A local process (no scope) holds the
+    /// whole registry: any current record of the pseudonym is ALREADY_EXISTS.
+    async fn register_patient(&mut self, p: &Patient, reason: &str) -> Result<Vec<Record>> {
+        let existing: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM patient_versions WHERE pseudonym = $1 AND superseded_at IS NULL ORDER BY id",
+        )
+        .bind(&p.pseudonym.value)
+        .fetch_all(&mut **self.tx)
+        .await?;
+        let scope = self.ctx.scope.clone();
+        let known = match &scope {
+            None => existing.first().cloned(),
+            Some(_) if existing.is_empty() => None,
+            Some(scope) => {
+                let reaches = reach_many(self.tx, RecordKind::Patient, &existing).await?;
+                existing
+                    .iter()
+                    .find(|id| reaches.get(*id).is_some_and(|r| scope.covers(r)))
+                    .cloned()
+            }
+        };
+        if let Some(id) = known {
+            return Err(StoreError::AlreadyExists(format!("patient already registered as {id}")));
+        }
+        let v = self.insert_new(new_id(), p, reason).await?;
+        if let Some(scope) = &scope {
+            let rows = scope
+                .centres()
+                .iter()
+                .map(|c| (Some(c.as_str()), None))
+                .chain(scope.filieres().iter().map(|f| (None, Some(f.as_str()))));
+            let mut q = QueryBuilder::<Db>::new(
+                "INSERT INTO patient_enrolments (patient_id, pseudonym, centre_finess, filiere, recorded_at) ",
+            );
+            q.push_values(rows, |mut b, (centre, filiere): (Option<&str>, Option<&str>)| {
+                b.push_bind(v.meta.id.clone())
+                    .push_bind(p.pseudonym.value.clone())
+                    .push_bind(centre.map(str::to_owned))
+                    .push_bind(filiere.map(str::to_owned))
+                    .push_bind(self.now);
+            });
+            if !scope.centres().is_empty() || !scope.filieres().is_empty() {
+                match q.build().execute(&mut **self.tx).await {
+                    Ok(_) => {}
+                    // Another writer (a second server on the database) enrolled the same person in
+                    // this scope first: the same answer as if this writer had seen it.
+                    Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
+                        return Err(StoreError::AlreadyExists(
+                            "patient already registered in this scope by a concurrent call: read it again".to_owned(),
+                        ));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(vec![Record::Patient(v)])
+    }
+
     async fn insert_new<T: Stored + Clone>(&mut self, id: String, record: &T, reason: &str) -> Result<Versioned<T>> {
         *self.wrote = true;
         sqlx::query("INSERT INTO records (id, kind, created_at) VALUES ($1, $2, $3)")
@@ -937,21 +990,53 @@ pub async fn reach_many(conn: &mut Conn, kind: RecordKind, ids: &[String]) -> Re
     for chunk in ids.chunks(500) {
         let mut q = QueryBuilder::<Db>::new(select.as_str());
         push_in(&mut q, key, chunk.to_vec());
-        let rows: Vec<(String, String, String)> = q.build_query_as().fetch_all(&mut *conn).await?;
+        let mut rows: Vec<(String, String, String)> = q.build_query_as().fetch_all(&mut *conn).await?;
+        if kind == RecordKind::Patient {
+            // A patient also belongs where it was enrolled: a centre or a filière per row.
+            let mut q = QueryBuilder::<Db>::new(
+                "SELECT patient_id, COALESCE(centre_finess, ''), COALESCE(filiere, '') FROM patient_enrolments WHERE ",
+            );
+            push_in(&mut q, "patient_id", chunk.to_vec());
+            rows.extend(
+                q.build_query_as::<(String, String, String)>()
+                    .fetch_all(&mut *conn)
+                    .await?,
+            );
+        }
         for (id, centre, filiere) in rows {
-            let filiere = Filiere::parse(&filiere)
-                .map_err(|_| corrupt(&id, format!("stored filière {filiere:?} is malformed")))?;
-            let reach = if kind == RecordKind::Cohort {
-                Reach::filiere(filiere)
-            } else {
+            let entry = reaches.entry(id.clone()).or_default();
+            if !centre.is_empty() {
                 let centre = Finess::parse(&centre)
                     .map_err(|_| corrupt(&id, format!("stored FINESS {centre:?} is malformed")))?;
-                Reach::episode(centre, filiere)
-            };
-            reaches.entry(id).or_default().extend(reach);
+                entry.centres.insert(centre);
+            }
+            if !filiere.is_empty() {
+                let filiere = Filiere::parse(&filiere)
+                    .map_err(|_| corrupt(&id, format!("stored filière {filiere:?} is malformed")))?;
+                entry.filieres.insert(filiere);
+            }
         }
     }
     Ok(reaches)
+}
+
+/// (patient id, id of the person's first record, objects to reuse) of every patient record
+/// current at `as_of` whose pseudonym has several current records then: one person enrolled by
+/// several scopes. Few rows: a person registered once appears in none.
+pub async fn people_enrolled_twice(conn: &mut Conn, as_of: DateTime<Utc>) -> Result<Vec<(String, String, bool)>> {
+    let rows: Vec<(String, String, bool)> = sqlx::query_as(
+        "WITH current AS ( \
+             SELECT id, pseudonym, objects_to_reuse FROM patient_versions \
+             WHERE recorded_at <= $1 AND (superseded_at IS NULL OR superseded_at > $1)), \
+         shared AS ( \
+             SELECT pseudonym, MIN(id) AS first_id FROM current GROUP BY pseudonym HAVING COUNT(*) > 1) \
+         SELECT c.id, s.first_id, c.objects_to_reuse FROM current c JOIN shared s ON s.pseudonym = c.pseudonym \
+         ORDER BY c.id",
+    )
+    .bind(as_of)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows)
 }
 
 /// Versions recorded at or before `as_of` in (id, version) order, `limit` at a time after the
@@ -1135,6 +1220,7 @@ pub async fn load_reference(pool: &Pool) -> Result<()> {
         request_id: "observatory-migrate".into(),
         trace_id: String::new(),
         idempotency_key: None,
+        scope: None,
     };
     let source = reference::source_of(reference::FRAMEWORKS_CSV);
     let mut wrote = false;

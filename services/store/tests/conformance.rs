@@ -55,6 +55,7 @@ fn ctx(key: Option<&str>) -> WriteContext {
         request_id: "req".into(),
         trace_id: String::new(),
         idempotency_key: key.map(str::to_owned),
+        scope: None,
     }
 }
 
@@ -636,7 +637,7 @@ async fn every_write_and_access_is_chained_in_the_audit_trail(db: Db) {
         .execute(Command::CreateCentre(centre(1)), ctx(Some("key-1")))
         .await
         .expect("create");
-    // Refused: nothing done, nothing recorded.
+    // Refused: nothing done, and the attempt recorded as refused, with no target.
     assert!(
         db.store
             .execute(Command::CreateCentre(centre(1)), ctx(None))
@@ -690,6 +691,7 @@ async fn every_write_and_access_is_chained_in_the_audit_trail(db: Db) {
             "LoadReferenceData",
             "CreateCentre",
             "CreateCentre",
+            "CreateCentre",
             "GetPatient",
             "CreateToken",
             "RevokeToken",
@@ -721,26 +723,28 @@ async fn every_write_and_access_is_chained_in_the_audit_trail(db: Db) {
             after: Some(audit::digest(&centre(1))),
         }]
     );
+    assert_eq!(events[2].reason, "refused: ALREADY_EXISTS");
+    assert_eq!(events[2].parsed_targets().expect("targets"), []);
     // The replay discloses the same version again, and says so.
-    assert_eq!(events[2].parsed_targets().expect("targets"), targets);
-    assert!(events[2].reason.contains("replay"), "{}", events[2].reason);
+    assert_eq!(events[3].parsed_targets().expect("targets"), targets);
+    assert!(events[3].reason.contains("replay"), "{}", events[3].reason);
     // The read: the caller's role and trace.
-    assert_eq!((events[3].role.as_str(), events[3].trace_id.len()), ("prescriber", 32));
+    assert_eq!((events[4].role.as_str(), events[4].trace_id.len()), ("prescriber", 32));
     assert_eq!(
-        events[4].parsed_targets().expect("targets"),
+        events[5].parsed_targets().expect("targets"),
         [AuditTarget::object("ACCESS_TOKEN", "0193-audited")]
     );
-    assert_eq!(events[7].reason, "failed");
+    assert_eq!(events[8].reason, "failed");
 
     let verified = db.store.verify_audit(None).await.expect("verify");
     assert_eq!(verified.broken, None);
-    assert_eq!(verified.events, 8);
-    assert_eq!(verified.head, Some((8, events[7].hash.clone())));
+    assert_eq!(verified.events, 9);
+    assert_eq!(verified.head, Some((9, events[8].hash.clone())));
     assert_eq!(
         db.store.audit_head().await.expect("head"),
         Some(Anchor {
-            seq: 8,
-            hash: events[7].hash.clone()
+            seq: 9,
+            hash: events[8].hash.clone()
         })
     );
     // A period selects by time.
