@@ -109,6 +109,8 @@ pub enum RunError {
     Corrupt(String),
     #[error("report directory {0}: {1}")]
     Io(PathBuf, #[source] std::io::Error),
+    #[error("{0} report runs of this requester are waiting or running already: retry once one has ended")]
+    Busy(usize),
 }
 
 /// Starts, executes and follows report runs. Cheap to clone.
@@ -124,6 +126,10 @@ struct Inner {
     progress: Mutex<HashMap<String, RunState>>,
     /// One run at a time: a report takes both cores.
     slot: tokio::sync::Semaphore,
+    /// Runs asked for over gRPC that have not ended, per requester (`role:token-id`), and how many
+    /// one requester may have (`None`: unbounded).
+    waiting: Mutex<HashMap<String, usize>>,
+    per_requester: Option<usize>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -143,7 +149,41 @@ impl Runner {
                 reports_dir,
                 progress: Mutex::new(HashMap::new()),
                 slot: tokio::sync::Semaphore::new(1),
+                waiting: Mutex::new(HashMap::new()),
+                per_requester: None,
             }),
+        }
+    }
+
+    /// At most `n` runs asked for by one requester may wait or run at once; one more is
+    /// [`RunError::Busy`]. Call before the runner is shared.
+    pub fn bounded_per_requester(mut self, n: usize) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.per_requester = Some(n.max(1));
+        }
+        self
+    }
+
+    /// Counts a run of `requester` as waiting, unless it has `per_requester` already.
+    fn reserve(&self, requester: &str) -> Result<(), RunError> {
+        let mut waiting = self.inner.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        let n = waiting.entry(requester.to_owned()).or_default();
+        if let Some(max) = self.inner.per_requester
+            && *n >= max
+        {
+            return Err(RunError::Busy(max));
+        }
+        *n += 1;
+        Ok(())
+    }
+
+    fn release(&self, requester: &str) {
+        let mut waiting = self.inner.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = waiting.get_mut(requester) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                waiting.remove(requester);
+            }
         }
     }
 
@@ -227,14 +267,44 @@ impl Runner {
     pub async fn submit(&self, request: RunRequest) -> Result<(RunView, bool), RunError> {
         std::fs::create_dir_all(&self.inner.reports_dir)
             .map_err(|e| RunError::Io(self.inner.reports_dir.clone(), e))?;
-        let run = self.new_run(&request, None).await?;
-        match self.inner.store.record_report_run(&run).await? {
-            Recorded::Replayed(record) => Ok((self.view(record), true)),
-            Recorded::New(record) => {
+        let requester = request.requested_by.clone();
+        if let Err(busy) = self.reserve(&requester) {
+            // A replay is answered whatever the requester has waiting: it starts nothing.
+            if let Some(key) = &request.idempotency_key
+                && let Some(earlier) = self.inner.store.report_run_by_key(&requester, key).await?
+            {
+                return if earlier.run.fingerprint == request.parameters.fingerprint() {
+                    Ok((self.view(earlier), true))
+                } else {
+                    Err(RunError::Store(observatory_store::StoreError::IdempotencyMismatch {
+                        scope: "RunReport".to_owned(),
+                    }))
+                };
+            }
+            return Err(busy);
+        }
+        let recorded = async {
+            let run = self.new_run(&request, None).await?;
+            Ok::<_, RunError>((self.inner.store.record_report_run(&run).await?, run))
+        }
+        .await;
+        match recorded {
+            Err(e) => {
+                self.release(&requester);
+                Err(e)
+            }
+            Ok((Recorded::Replayed(record), _)) => {
+                self.release(&requester);
+                Ok((self.view(record), true))
+            }
+            Ok((Recorded::New(record), run)) => {
                 self.lock().insert(run.id.clone(), RunState::Queued);
                 let runner = self.clone();
                 let span = run_span(&run);
-                tokio::spawn(async move { runner.execute(run, span, |_| {}).await });
+                tokio::spawn(async move {
+                    let _ = runner.execute(run, span, |_| {}).await;
+                    runner.release(&requester);
+                });
                 Ok((self.view(record), false))
             }
         }

@@ -26,15 +26,15 @@ on_both_backends!(
     open_streams_end_with_their_token_and_with_the_server_and_are_counted_per_token,
 );
 
-type Exchange = ExchangeServiceClient<InterceptedService<Channel, Bearer>>;
+pub(crate) type Exchange = ExchangeServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// An exchange client holding a new token of `role`, bound to `centres` and `filieres`.
-async fn exchange_as(app: &TestApp, role: Role, centres: &[&str], filieres: &[&str]) -> Exchange {
+pub(crate) async fn exchange_as(app: &TestApp, role: Role, centres: &[&str], filieres: &[&str]) -> Exchange {
     let secret = scoped_token(&app.store, role, centres, filieres).await;
     ExchangeServiceClient::new(InterceptedService::new(app.channel.clone(), Bearer::new(&secret)))
 }
 
-fn register(n: u32) -> pb::RegisterPatientRequest {
+pub(crate) fn register(n: u32) -> pb::RegisterPatientRequest {
     pb::RegisterPatientRequest {
         idempotency_key: format!("import-patient-{n}"),
         subject: Some(pb::register_patient_request::Subject::Idmr(format!(
@@ -49,14 +49,14 @@ fn register(n: u32) -> pb::RegisterPatientRequest {
     }
 }
 
-fn item(reference: &str, write: pb::import_item::Write) -> pb::ImportItem {
+pub(crate) fn item(reference: &str, write: pb::import_item::Write) -> pb::ImportItem {
     pb::ImportItem {
         reference: reference.into(),
         write: Some(write),
     }
 }
 
-async fn import(client: &mut Exchange, items: Vec<pb::ImportItem>) -> Vec<pb::ImportResult> {
+pub(crate) async fn import(client: &mut Exchange, items: Vec<pb::ImportItem>) -> Vec<pb::ImportResult> {
     let mut results = client
         .import(tokio_stream::iter(items))
         .await

@@ -22,6 +22,7 @@ on_both_backends!(
     a_request_of_megabytes_of_repeated_values_is_refused_before_it_is_decoded,
     health_turns_not_serving_as_a_stop_begins,
     registration_neither_confirms_nor_denies_another_scopes_patient,
+    loads_beyond_a_call_are_bounded_per_address_and_per_token,
 );
 
 /// (field, reason) of each violation of an INVALID_ARGUMENT status.
@@ -598,4 +599,95 @@ async fn registration_neither_confirms_nor_denies_another_scopes_patient(backend
             .expect("count"),
         6
     );
+}
+
+async fn loads_beyond_a_call_are_bounded_per_address_and_per_token(backend: Backend) {
+    use std::time::{Duration, Instant};
+    let (url, dir) = fresh_database(backend).await;
+    let mut app = start_app(
+        url,
+        dir,
+        &[
+            ("OBSERVATORY_AUTH_FAILURE_BURST", "5"),
+            ("OBSERVATORY_AUTH_FAILURE_RATE_PER_SECOND", "1"),
+            ("OBSERVATORY_RATE_LIMIT_PER_SECOND", "20"),
+            ("OBSERVATORY_RATE_LIMIT_BURST", "20"),
+            ("OBSERVATORY_REPORT_RUNS_PER_TOKEN", "2"),
+        ],
+    )
+    .await;
+    seed_registry(&app, 60).await;
+
+    // Guessing tokens: past the address's burst, refused before any token is looked up.
+    let mut guesser = registry_as(&app, "obs_notatokenatall");
+    for _ in 0..5 {
+        let status = guesser
+            .get_patient(pb::GetRequest { id: "x".into() })
+            .await
+            .expect_err("unknown token");
+        assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    }
+    let status = guesser
+        .get_patient(pb::GetRequest { id: "x".into() })
+        .await
+        .expect_err("past the burst");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(retry_info(&status).is_some());
+    // After a second the address has one more try, no more.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let status = guesser
+        .get_patient(pb::GetRequest { id: "x".into() })
+        .await
+        .expect_err("one more");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    // An import's items count against its token's rate: 40 items at 20 a second, with a burst
+    // of 20 (the call itself takes one), take at least one second.
+    let mut partner = crate::exchange::exchange_as(&app, Role::Partner, &[crate::helpers::TEST_CENTRE], &[]).await;
+    let items: Vec<pb::ImportItem> = (0..40)
+        .map(|n| {
+            crate::exchange::item(
+                &format!("row {n}"),
+                pb::import_item::Write::RegisterPatient(crate::exchange::register(900 + n)),
+            )
+        })
+        .collect();
+    let started = Instant::now();
+    let results = crate::exchange::import(&mut partner, items).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(results.len(), 40);
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r.outcome, Some(pb::import_result::Outcome::Written(_)))),
+        "paced, not refused"
+    );
+
+    // Report runs: two per token may wait or run; a third is RESOURCE_EXHAUSTED, a replay is not.
+    let first = app.reports.run_report(q3("busy-1")).await.expect("first").into_inner();
+    let second = app.reports.run_report(q3("busy-2")).await.expect("second").into_inner();
+    let status = app.reports.run_report(q3("busy-3")).await.expect_err("a third");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(retry_info(&status).is_some());
+    let replay = app
+        .reports
+        .run_report(q3("busy-1"))
+        .await
+        .expect("a replay")
+        .into_inner();
+    assert_eq!(replay.run_id, first.run_id);
+    wait_for_end(&mut app, &first.run_id).await;
+    wait_for_end(&mut app, &second.run_id).await;
+    let third = app
+        .reports
+        .run_report(q3("busy-3"))
+        .await
+        .expect("room again")
+        .into_inner();
+    wait_for_end(&mut app, &third.run_id).await;
 }

@@ -142,6 +142,9 @@ pub async fn start_app(database_url: String, dir: tempfile::TempDir, extra: &[(&
             "OBSERVATORY_REPORTS_DIR".to_string(),
             dir.path().join("reports").display().to_string(),
         ),
+        // Tests call with bad credentials on purpose, all from loopback: the limit per address
+        // is tried by a test of its own.
+        ("OBSERVATORY_AUTH_FAILURE_BURST".to_string(), "1000000".to_string()),
     ]);
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let config = Config::load(None, &env).expect("config");

@@ -15,6 +15,7 @@
 
 use std::{
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
 };
 
@@ -25,6 +26,7 @@ use sha2::{Digest, Sha256};
 use tonic::Status;
 use tonic::transport::CertificateDer;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+use tonic_types::StatusExt;
 
 use Role::{Admin, Analyst, DataManager, Partner, Prescriber};
 
@@ -286,14 +288,29 @@ pub async fn authorize(
 }
 
 /// Puts [`authorize`] in front of every service.
+///
+/// Calls refused for want of valid credentials (unknown, expired or revoked tokens, malformed
+/// headers, unbound certificates) are counted per peer address: once an address has used up
+/// its burst of them (`Limits::failures_burst`, refilled at `failures_per_second`), its calls
+/// are RESOURCE_EXHAUSTED before any token is looked up, so guessing tokens costs the database
+/// nothing past the burst. Valid calls do not count.
 #[derive(Debug, Clone)]
 pub struct AuthLayer {
     store: Store,
+    failures: Arc<crate::bounds::RateLimiter>,
 }
 
 impl AuthLayer {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(store: Store, limits: crate::bounds::Limits) -> Self {
+        let failures = crate::bounds::Limits {
+            per_second: limits.failures_per_second,
+            burst: limits.failures_burst,
+            ..limits
+        };
+        Self {
+            store,
+            failures: Arc::new(crate::bounds::RateLimiter::new(failures)),
+        }
     }
 }
 
@@ -304,6 +321,7 @@ impl<S> tower::Layer<S> for AuthLayer {
         Auth {
             inner,
             store: self.store.clone(),
+            failures: self.failures.clone(),
         }
     }
 }
@@ -312,6 +330,20 @@ impl<S> tower::Layer<S> for AuthLayer {
 pub struct Auth<S> {
     inner: S,
     store: Store,
+    failures: Arc<crate::bounds::RateLimiter>,
+}
+
+/// The address a call comes from, as the transport saw it.
+fn peer_of<B>(req: &http::Request<B>) -> Option<std::net::IpAddr> {
+    req.extensions()
+        .get::<TcpConnectInfo>()
+        .and_then(TcpConnectInfo::remote_addr)
+        .or_else(|| {
+            req.extensions()
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(|i| i.get_ref().remote_addr())
+        })
+        .map(|a| a.ip())
 }
 
 type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
@@ -335,6 +367,23 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let store = self.store.clone();
+        let failures = self.failures.clone();
+        let peer = peer_of(&req).map(|ip| ip.to_string());
+        if let Some(wait) = peer
+            .as_deref()
+            .and_then(|p| failures.empty(p, tokio::time::Instant::now()))
+        {
+            tracing::warn!("calls with invalid credentials from one address past its limit");
+            let status = Status::with_error_details(
+                tonic::Code::ResourceExhausted,
+                format!(
+                    "too many calls with invalid credentials from this address; retry in {} ms",
+                    wait.as_millis().max(1)
+                ),
+                tonic_types::ErrorDetails::with_retry_info(Some(wait)),
+            );
+            return Box::pin(async move { Ok(status.into_http()) });
+        }
         Box::pin(async move {
             let peer_certs = req
                 .extensions()
@@ -357,7 +406,14 @@ where
                     }
                     inner.call(req).await
                 }
-                Err(status) => Ok(status.into_http()),
+                Err(status) => {
+                    if status.code() == tonic::Code::Unauthenticated
+                        && let Some(peer) = &peer
+                    {
+                        let _ = failures.take(peer, tokio::time::Instant::now());
+                    }
+                    Ok(status.into_http())
+                }
             }
         })
     }

@@ -35,6 +35,11 @@ pub struct Limits {
     pub per_second: f64,
     /// Calls a token may make at once after a pause.
     pub burst: u32,
+    /// Calls with invalid credentials one peer address may make per second, once its burst is
+    /// used up; beyond, its calls are refused before any token is looked up.
+    pub failures_per_second: f64,
+    /// Calls with invalid credentials one peer address may make at once.
+    pub failures_burst: u32,
 }
 
 impl Default for Limits {
@@ -43,6 +48,8 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(30),
             per_second: 200.0,
             burst: 400,
+            failures_per_second: 1.0,
+            failures_burst: 30,
         }
     }
 }
@@ -73,11 +80,35 @@ pub struct RateLimiter {
 const PRUNE_ABOVE: usize = 10_000;
 
 impl RateLimiter {
+    /// The limits it applies.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Takes one call from `key`'s bucket, waiting as long as the bucket needs to refill: how
+    /// the items of an import stream are paced at their token's rate.
+    pub async fn pace(&self, key: &str) {
+        while let Err(wait) = self.take(key, Instant::now()) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
     pub fn new(limits: Limits) -> Self {
         Self {
             limits,
             buckets: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether `key`'s bucket is empty now, without taking from it: how long until it holds a
+    /// call again.
+    pub fn empty(&self, key: &str, now: Instant) -> Option<Duration> {
+        let Limits { per_second, burst, .. } = self.limits;
+        let buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let b = buckets.get(key)?;
+        let tokens =
+            (b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * per_second).min(f64::from(burst.max(1)));
+        (tokens < 1.0).then(|| Duration::from_secs_f64((1.0 - tokens) / per_second.max(f64::MIN_POSITIVE)))
     }
 
     /// Takes one call from `key`'s bucket: `Ok`, or how long until one is available.
@@ -118,9 +149,12 @@ pub struct BoundsLayer {
 
 impl BoundsLayer {
     pub fn new(limits: Limits) -> Self {
-        Self {
-            limiter: Arc::new(RateLimiter::new(limits)),
-        }
+        Self::sharing(Arc::new(RateLimiter::new(limits)))
+    }
+
+    /// A layer applying `limiter`, shared with whatever else counts against a token's rate.
+    pub fn sharing(limiter: Arc<RateLimiter>) -> Self {
+        Self { limiter }
     }
 }
 
@@ -200,6 +234,7 @@ mod tests {
             request_timeout: Duration::from_secs(30),
             per_second,
             burst,
+            ..Limits::default()
         }
     }
 

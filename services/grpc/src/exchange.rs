@@ -298,6 +298,9 @@ impl ExchangeApi {
                                 continue;
                             }
                         }
+                        // Each item counts against the token's rate, as a call would: the import
+                        // is paced, not refused.
+                        self.state.limiter.pace(&caller.principal.token_id).await;
                         let size = prost::Message::encoded_len(&item);
                         let api = self.clone();
                         let caller = caller.clone();

@@ -33,6 +33,9 @@ pub use reports::ReportApi;
 pub struct ApiState {
     pub store: Store,
     pub pseudonym_key: Arc<PseudonymKey>,
+    /// Each token's rate, shared by the bounds layer and the import stream (whose items count
+    /// against it like calls).
+    pub limiter: Arc<bounds::RateLimiter>,
 }
 
 impl std::fmt::Debug for ApiState {

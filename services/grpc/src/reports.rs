@@ -16,6 +16,7 @@ use observatory_store::report_runs::{RunStatus, RunTrigger};
 use sha2::Digest;
 use tokio::io::AsyncReadExt;
 use tonic::{Request, Response, Status};
+use tonic_types::StatusExt;
 
 use crate::convert::{self as c, all_some};
 use crate::error;
@@ -63,6 +64,11 @@ impl ReportApi {
 fn run_error(e: RunError) -> Status {
     match e {
         RunError::Store(e) => error::store(e),
+        e @ RunError::Busy(_) => Status::with_error_details(
+            tonic::Code::ResourceExhausted,
+            e.to_string(),
+            tonic_types::ErrorDetails::with_retry_info(Some(std::time::Duration::from_secs(10))),
+        ),
         e @ (RunError::Report(_) | RunError::Corrupt(_) | RunError::Io(..)) => {
             tracing::error!(error = %e, "report run error");
             Status::internal("internal error; it has been logged")

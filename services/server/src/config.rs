@@ -92,6 +92,13 @@ pub struct Config {
     pub rate_limit_per_second: u32,
     /// Calls one token may make at once after a pause.
     pub rate_limit_burst: u32,
+    /// Calls with invalid credentials one peer address may make per second after its burst;
+    /// beyond, its calls are RESOURCE_EXHAUSTED before any token lookup.
+    pub auth_failure_rate_per_second: u32,
+    /// Calls with invalid credentials one peer address may make at once.
+    pub auth_failure_burst: u32,
+    /// Report runs one token may have waiting or running at once; beyond, RESOURCE_EXHAUSTED.
+    pub report_runs_per_token: u32,
     /// Development mode (`serve --dev`): loopback only, no TLS, a one-time admin token printed
     /// at start. Never read from a file or the environment.
     #[serde(skip)]
@@ -136,6 +143,9 @@ impl std::fmt::Debug for Config {
             .field("health_check_seconds", &self.health_check_seconds)
             .field("rate_limit_per_second", &self.rate_limit_per_second)
             .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("auth_failure_rate_per_second", &self.auth_failure_rate_per_second)
+            .field("auth_failure_burst", &self.auth_failure_burst)
+            .field("report_runs_per_token", &self.report_runs_per_token)
             .field("dev", &self.dev)
             .field(
                 "pseudonym_key_hex",
@@ -169,6 +179,9 @@ impl Default for Config {
             health_check_seconds: 5,
             rate_limit_per_second: 200,
             rate_limit_burst: 400,
+            auth_failure_rate_per_second: 1,
+            auth_failure_burst: 30,
+            report_runs_per_token: 4,
             dev: false,
             pseudonym_key_hex: None,
             tls_cert_pem: None,
@@ -298,6 +311,15 @@ impl Config {
         if let Some(n) = number("OBSERVATORY_RATE_LIMIT_BURST")? {
             config.rate_limit_burst = u32::try_from(n).unwrap_or(u32::MAX);
         }
+        if let Some(n) = number("OBSERVATORY_AUTH_FAILURE_RATE_PER_SECOND")? {
+            config.auth_failure_rate_per_second = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        if let Some(n) = number("OBSERVATORY_AUTH_FAILURE_BURST")? {
+            config.auth_failure_burst = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        if let Some(n) = number("OBSERVATORY_REPORT_RUNS_PER_TOKEN")? {
+            config.report_runs_per_token = u32::try_from(n).unwrap_or(u32::MAX);
+        }
         if !(1..=1000).contains(&config.report_threshold) {
             bail!("report_threshold must be a number from 1 to 1000");
         }
@@ -328,6 +350,15 @@ impl Config {
         }
         if !(1..=1_000_000).contains(&config.rate_limit_burst) {
             bail!("rate_limit_burst must be a number from 1 to 1000000");
+        }
+        if !(1..=1_000_000).contains(&config.auth_failure_rate_per_second) {
+            bail!("auth_failure_rate_per_second must be a number from 1 to 1000000");
+        }
+        if !(1..=1_000_000).contains(&config.auth_failure_burst) {
+            bail!("auth_failure_burst must be a number from 1 to 1000000");
+        }
+        if !(1..=1000).contains(&config.report_runs_per_token) {
+            bail!("report_runs_per_token must be a number from 1 to 1000");
         }
         Ok(config)
     }
@@ -381,6 +412,8 @@ impl Config {
             request_timeout: std::time::Duration::from_secs(self.request_timeout_seconds),
             per_second: f64::from(self.rate_limit_per_second),
             burst: self.rate_limit_burst,
+            failures_per_second: f64::from(self.auth_failure_rate_per_second),
+            failures_burst: self.auth_failure_burst,
         }
     }
 

@@ -146,7 +146,8 @@ impl Application {
         } else {
             None
         };
-        let runner = Runner::new(store.clone(), config.reports_dir.clone());
+        let runner = Runner::new(store.clone(), config.reports_dir.clone())
+            .bounded_per_requester(config.report_runs_per_token as usize);
         let interrupted = runner.recover().await.context("cannot read the report runs")?;
         if interrupted > 0 {
             tracing::warn!(
@@ -168,6 +169,7 @@ impl Application {
             state: ApiState {
                 store,
                 pseudonym_key: Arc::new(key),
+                limiter: Arc::new(observatory_grpc::bounds::RateLimiter::new(config.limits())),
             },
             runner,
             schedule,
@@ -275,9 +277,9 @@ impl Application {
             // Every call counted and timed by method and status code, refused ones included.
             .layer(telemetry::RpcLayer::new())
             // Every call but health checks authenticated, and its role checked, here.
-            .layer(observatory_grpc::access::AuthLayer::new(state.store.clone()))
+            .layer(observatory_grpc::access::AuthLayer::new(state.store.clone(), limits))
             // Then each call's deadline, and its token's rate.
-            .layer(observatory_grpc::bounds::BoundsLayer::new(limits))
+            .layer(observatory_grpc::bounds::BoundsLayer::sharing(state.limiter.clone()))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

@@ -126,6 +126,11 @@ impl Store {
         dispatch!(self, runs_sql::finish(id, outcome))
     }
 
+    /// The run `requested_by` asked for with idempotency key `key`, if any.
+    pub async fn report_run_by_key(&self, requested_by: &str, key: &str) -> Result<Option<ReportRunRecord>> {
+        dispatch!(self, runs_sql::by_key(requested_by, key))
+    }
+
     pub async fn get_report_run(&self, id: &str) -> Result<Option<ReportRunRecord>> {
         dispatch!(self, runs_sql::get(id))
     }

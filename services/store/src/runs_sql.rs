@@ -194,6 +194,21 @@ pub async fn get(_write: &Pool, read: &Pool, id: &str) -> Result<Option<ReportRu
         .transpose()
 }
 
+/// The run `principal` asked for with idempotency key `key`, read from the writer (it may have
+/// just been committed).
+pub async fn by_key(write: &Pool, _read: &Pool, principal: &str, key: &str) -> Result<Option<ReportRunRecord>> {
+    let mut q = QueryBuilder::<Db>::new(SELECT);
+    q.push(" WHERE k.principal = ")
+        .push_bind(principal.to_owned())
+        .push(" AND k.key = ")
+        .push_bind(key.to_owned());
+    q.build_query_as::<RunRow>()
+        .fetch_optional(write)
+        .await?
+        .map(RunRow::into_record)
+        .transpose()
+}
+
 pub async fn list(
     _write: &Pool,
     read: &Pool,
