@@ -23,6 +23,8 @@ on_both_backends!(
     health_turns_not_serving_as_a_stop_begins,
     registration_neither_confirms_nor_denies_another_scopes_patient,
     loads_beyond_a_call_are_bounded_per_address_and_per_token,
+    audit_events_past_retention_are_archived_and_the_rest_still_verifies,
+    a_restored_backup_verifies_its_trail_and_reports_the_same_tables,
 );
 
 /// (field, reason) of each violation of an INVALID_ARGUMENT status.
@@ -690,4 +692,196 @@ async fn loads_beyond_a_call_are_bounded_per_address_and_per_token(backend: Back
         .expect("room again")
         .into_inner();
     wait_for_end(&mut app, &third.run_id).await;
+}
+
+async fn audit_events_past_retention_are_archived_and_the_rest_still_verifies(backend: Backend) {
+    use observatory_server::audit::{archive, verify_archive};
+    use observatory_store::audit::AuditKey;
+    let mut app = spawn_app(backend).await;
+    app.centre_and_prescriber().await;
+    app.aac_cohort().await;
+    app.patient(1).await;
+    let key = AuditKey::from_hex(
+        &std::fs::read_to_string(app.dir.path().join("observatory-audit.key")).expect("the audit key file"),
+    )
+    .expect("key");
+    let head = app.store.audit_head().await.expect("head").expect("events");
+
+    // Everything recorded so far is archived, then removed; the file holds it whole.
+    let file = app.dir.path().join("audit-1.jsonl");
+    let first = archive(&app.store, chrono::Utc::now(), &file)
+        .await
+        .expect("archive")
+        .expect("events to archive");
+    assert_eq!((first.first_seq, first.last_seq), (1, head.seq));
+    assert_eq!(first.removed, head.seq as u64);
+    let bytes = std::fs::read(&file).expect("archive file");
+    let (from, to, last_hash, sha) = verify_archive(&bytes, Some(&key)).expect("the archive verifies");
+    assert_eq!(
+        (from, to, last_hash.as_str(), sha.as_str()),
+        (1, head.seq, head.hash.as_str(), first.file_sha256.as_str())
+    );
+    // What is left verifies from the archive on, over gRPC too (the server holds the key).
+    let v = app.store.verify_audit(None).await.expect("verify");
+    assert_eq!(v.broken, None);
+    assert_eq!(
+        v.versions_without_event, 0,
+        "versions written by archived events are the archive's"
+    );
+    let mut audit = app.audit.clone();
+    let answer = audit
+        .verify_audit(pb::VerifyAuditRequest::default())
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(answer.intact, "{answer:?}");
+    assert!(answer.keyed_events >= 1);
+
+    // An altered archive file does not verify.
+    let mut forged = bytes.clone();
+    let at = forged.windows(5).position(|w| w == b"admin").expect("an admin event");
+    forged[at] = b'A';
+    assert!(verify_archive(&forged, Some(&key)).is_err());
+
+    // More events, a second archive after the first; nothing else may be removed.
+    app.patient(2).await;
+    let second = archive(&app.store, chrono::Utc::now(), &app.dir.path().join("audit-2.jsonl"))
+        .await
+        .expect("archive")
+        .expect("new events");
+    assert_eq!(second.first_seq, first.last_seq + 1);
+    assert_eq!(app.store.verify_audit(None).await.expect("verify").broken, None);
+    app.patient(3).await;
+    let head = app.store.audit_head().await.expect("head").expect("events");
+    let sql = |s: String| {
+        let url = app.database_url.clone();
+        async move {
+            if url.starts_with("sqlite:") {
+                let pool = sqlx::SqlitePool::connect(&url).await.expect("connect");
+                let r = sqlx::query(sqlx::AssertSqlSafe(s))
+                    .execute(&pool)
+                    .await
+                    .map(|r| r.rows_affected());
+                pool.close().await;
+                r
+            } else {
+                let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+                let r = sqlx::query(sqlx::AssertSqlSafe(s))
+                    .execute(&pool)
+                    .await
+                    .map(|r| r.rows_affected());
+                pool.close().await;
+                r
+            }
+        }
+    };
+    assert!(
+        sql(format!("DELETE FROM audit_events WHERE seq = {}", head.seq))
+            .await
+            .is_err(),
+        "an event no archive covers cannot be removed"
+    );
+    // Someone without the key records a fake archive to excuse removing the newest events: the
+    // keyed verification catches it.
+    sql(format!(
+        "INSERT INTO audit_archives (last_seq, last_hash, last_recorded_at, first_seq, file_sha256, archived_at, archived_by) \
+         SELECT seq, hash, recorded_at, 1, '{}', recorded_at, 'someone' FROM audit_events WHERE seq = {}",
+        "0".repeat(64),
+        head.seq
+    ))
+    .await
+    .expect("a forged archive row");
+    sql(format!("DELETE FROM audit_events WHERE seq <= {}", head.seq))
+        .await
+        .expect("removal");
+    let broken = app
+        .store
+        .verify_audit(None)
+        .await
+        .expect("verify")
+        .broken
+        .expect("caught");
+    assert!(broken.problem.contains("without the key"), "{}", broken.problem);
+}
+
+/// Report tables of `store` for 2026-Q3 as the registry was known at `as_of`, by file name.
+async fn report_tables(
+    store: &observatory_store::Store,
+    as_of: chrono::DateTime<chrono::Utc>,
+    out: &std::path::Path,
+) -> std::collections::BTreeMap<String, Vec<u8>> {
+    use observatory_analytics::{CsvStyle, Period, ReportOptions, report::Scope};
+    let options = ReportOptions {
+        period: Period::parse("2026-Q3").expect("period"),
+        as_of,
+        out: out.to_owned(),
+        threshold: 10,
+        csv: CsvStyle::Standard,
+        scope: Scope::default(),
+    };
+    observatory_analytics::report::run(store, &options)
+        .await
+        .expect("report");
+    std::fs::read_dir(out.join("tables"))
+        .expect("tables")
+        .map(|e| {
+            let path = e.expect("entry").path();
+            (
+                path.file_name().expect("name").to_string_lossy().into_owned(),
+                std::fs::read(&path).expect("table"),
+            )
+        })
+        .collect()
+}
+
+async fn a_restored_backup_verifies_its_trail_and_reports_the_same_tables(backend: Backend) {
+    let app = spawn_app(backend).await;
+    seed_registry(&app, 120).await;
+    let as_of = chrono::Utc::now();
+    let restored_dir = tempfile::tempdir().expect("temp dir");
+    for key in ["observatory.key", "observatory-audit.key"] {
+        std::fs::copy(app.dir.path().join(key), restored_dir.path().join(key)).expect("keys kept apart");
+    }
+    let restored_url = match backend {
+        Backend::Sqlite => {
+            // The documented procedure: `observatory backup --out FILE`, then that file as the
+            // database.
+            let file = restored_dir.path().join("observatory.db");
+            app.store.backup(&file).await.expect("backup");
+            assert!(app.store.backup(&file).await.is_err(), "never over an existing file");
+            format!("sqlite://{}", file.display())
+        }
+        Backend::Postgres => {
+            // The documented procedure: pg_dump --format=custom, pg_restore into a new database.
+            let dump = restored_dir.path().join("observatory.dump");
+            let ran = std::process::Command::new("pg_dump")
+                .args(["--format=custom", "--file"])
+                .arg(&dump)
+                .arg(&app.database_url)
+                .status()
+                .expect("pg_dump");
+            assert!(ran.success());
+            let base = postgres_url().expect("postgres url");
+            let url = observatory_store::testing::fresh_postgres_database(&base).await;
+            let ran = std::process::Command::new("pg_restore")
+                .args(["--no-owner", "--exit-on-error", "--dbname", &url])
+                .arg(&dump)
+                .status()
+                .expect("pg_restore");
+            assert!(ran.success());
+            url
+        }
+    };
+    let restored = start_app(restored_url, restored_dir, &[]).await;
+    let v = restored.store.verify_audit(None).await.expect("verify");
+    assert_eq!(v.broken, None, "{v:?}");
+    assert!(
+        v.keyed > 0 && v.versions_checked > 0 && v.versions_without_event == 0,
+        "{v:?}"
+    );
+    let tables_dir = tempfile::tempdir().expect("temp dir");
+    let original = report_tables(&app.store, as_of, &tables_dir.path().join("original")).await;
+    let copy = report_tables(&restored.store, as_of, &tables_dir.path().join("restored")).await;
+    assert!(original.len() >= 10, "{:?}", original.keys());
+    assert_eq!(original, copy, "byte-identical report tables");
 }

@@ -139,6 +139,10 @@ pub async fn start_app(database_url: String, dir: tempfile::TempDir, extra: &[(&
             dir.path().join("observatory.key").display().to_string(),
         ),
         (
+            "OBSERVATORY_AUDIT_KEY_FILE".to_string(),
+            dir.path().join("observatory-audit.key").display().to_string(),
+        ),
+        (
             "OBSERVATORY_REPORTS_DIR".to_string(),
             dir.path().join("reports").display().to_string(),
         ),
@@ -158,9 +162,11 @@ pub async fn start_app(database_url: String, dir: tempfile::TempDir, extra: &[(&
     let channel = Channel::from_shared(format!("http://{addr}"))
         .expect("endpoint")
         .connect_lazy();
-    let store = Store::connect(&StoreOptions::new(&database_url))
-        .await
-        .expect("second store handle");
+    // With the server's audit key, so that what the tests write directly is chained like the
+    // server's own writes.
+    let mut options = StoreOptions::new(&database_url);
+    options.audit_key = Some(config.audit_key().expect("the server's audit key"));
+    let store = Store::connect(&options).await.expect("second store handle");
     let as_role = async |role| InterceptedService::new(channel.clone(), Bearer::new(&token_for(&store, role).await));
     TestApp {
         registry: RegistryServiceClient::new(as_role(Role::Prescriber).await),

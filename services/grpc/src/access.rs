@@ -115,6 +115,11 @@ pub fn roles_for(path: &str) -> Option<&'static [Role]> {
     RULES.iter().find(|(p, _)| *p == path).map(|(_, roles)| *roles)
 }
 
+/// `path` when the server serves it, `_OTHER` otherwise: what logs may name.
+pub fn known_or_other(path: &str) -> &str {
+    if is_known_path(path) { path } else { "_OTHER" }
+}
+
 /// Whether `path` is a method the server serves (one with a rule, or an open one): what
 /// telemetry may name; any other path is `_OTHER`, so that made-up paths cannot multiply the
 /// names of spans and the labels of metrics.

@@ -131,6 +131,13 @@ impl AuditService for AuditApi {
             .verify_audit(anchor.as_ref())
             .await
             .map_err(error::store)?;
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let (keyed_events, unkeyed_events, versions_checked, versions_without_event) = (
+            count(found.keyed),
+            count(found.unkeyed),
+            count(found.versions_checked),
+            count(found.versions_without_event),
+        );
         let (head_seq, head_hash) = found.head.unwrap_or_default();
         let (broken_seq, problem) = found.broken.map(|b| (b.seq, b.problem)).unwrap_or_default();
         Ok(Response::new(pb::VerifyAuditResponse {
@@ -140,6 +147,10 @@ impl AuditService for AuditApi {
             head_hash,
             broken_seq,
             problem,
+            keyed_events,
+            unkeyed_events,
+            versions_checked,
+            versions_without_event,
         }))
     }
 }

@@ -225,6 +225,66 @@ where
     }
 }
 
+/// Turns a panic while serving a call into INTERNAL for that call alone: the server, its other
+/// calls and the connection go on. The panic's message is logged, never sent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CatchPanicLayer;
+
+impl<S> tower::Layer<S> for CatchPanicLayer {
+    type Service = CatchPanic<S>;
+
+    fn layer(&self, inner: S) -> CatchPanic<S> {
+        CatchPanic { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CatchPanic<S> {
+    inner: S,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for CatchPanic<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        use futures_util::FutureExt;
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let path = req.uri().path().to_owned();
+        // Building the future may panic too.
+        let future = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.call(req)));
+        Box::pin(async move {
+            let outcome = match future {
+                Ok(future) => std::panic::AssertUnwindSafe(future).catch_unwind().await,
+                Err(panic) => Err(panic),
+            };
+            match outcome {
+                Ok(answer) => answer,
+                Err(panic) => {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    tracing::error!(method = %crate::access::known_or_other(&path), panic = %message, "a call panicked; answered INTERNAL");
+                    Ok(Status::internal("internal error; it has been logged").into_http())
+                }
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,6 +367,46 @@ mod tests {
                 Ok(http::Response::new(tonic::body::Body::empty()))
             })
         }
+    }
+
+    /// Panics on paths ending in `/Panic`, answers OK otherwise.
+    #[derive(Clone)]
+    struct Panicky;
+
+    impl tower::Service<http::Request<()>> for Panicky {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, req: http::Request<()>) -> Self::Future {
+            let panics = req.uri().path().ends_with("/Panic");
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                assert!(!panics, "a handler bug");
+                Ok(http::Response::new(tonic::body::Body::empty()))
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_a_handler_is_internal_for_that_call_only() {
+        use tower::{Layer, Service};
+        let mut service = CatchPanicLayer.layer(Panicky);
+        let code =
+            |r: &http::Response<tonic::body::Body>| Status::from_header_map(r.headers()).map_or(Code::Ok, |s| s.code());
+        let request = |path: &str| http::Request::builder().uri(path).body(()).unwrap();
+        let panicked = service.call(request("/x.S/Panic")).await.unwrap();
+        assert_eq!(code(&panicked), Code::Internal);
+        let status = Status::from_header_map(panicked.headers()).expect("status");
+        assert!(
+            !status.message().contains("handler bug"),
+            "the panic is logged, not sent"
+        );
+        // The service serves the next call as before.
+        let fine = service.call(request("/x.S/Fine")).await.unwrap();
+        assert_eq!(code(&fine), Code::Ok);
     }
 
     #[tokio::test]

@@ -48,6 +48,10 @@ pub struct Config {
     /// File holding the hex-encoded HMAC key of identity pseudonyms; created (mode 0600) on
     /// first start when absent.
     pub pseudonym_key_file: PathBuf,
+    /// File holding the hex-encoded HMAC key of the audit trail's MACs; created (mode 0600) on
+    /// first start when absent. Kept apart from the database: whoever can write the database
+    /// without it cannot rewrite the trail unnoticed.
+    pub audit_key_file: PathBuf,
     /// Database connections (SQLite: readers beside the single writer).
     pub max_connections: u32,
     /// PostgreSQL: milliseconds a call waits for a database connection (connecting included)
@@ -99,6 +103,9 @@ pub struct Config {
     pub auth_failure_burst: u32,
     /// Report runs one token may have waiting or running at once; beyond, RESOURCE_EXHAUSTED.
     pub report_runs_per_token: u32,
+    /// Days audit events are kept in the database before `audit archive` may move them to a
+    /// file (183: six rolling months, as health establishments keep access traces).
+    pub audit_retention_days: u32,
     /// Development mode (`serve --dev`): loopback only, no TLS, a one-time admin token printed
     /// at start. Never read from a file or the environment.
     #[serde(skip)]
@@ -106,6 +113,9 @@ pub struct Config {
     /// Hex key given directly (environment only, `OBSERVATORY_PSEUDONYM_KEY`): wins over the file.
     #[serde(skip)]
     pub pseudonym_key_hex: Option<String>,
+    /// Audit key given directly (environment only, `OBSERVATORY_AUDIT_KEY`): wins over the file.
+    #[serde(skip)]
+    pub audit_key_hex: Option<String>,
     /// TLS certificate chain and key given directly as PEM (environment only,
     /// `OBSERVATORY_TLS_CERT`, `OBSERVATORY_TLS_KEY`): win over the files.
     #[serde(skip)]
@@ -120,6 +130,8 @@ impl std::fmt::Debug for Config {
             .field("database_url", &observatory_store::redact_url(&self.database_url))
             .field("listen", &self.listen)
             .field("pseudonym_key_file", &self.pseudonym_key_file)
+            .field("audit_key_file", &self.audit_key_file)
+            .field("audit_key_hex", &self.audit_key_hex.as_ref().map(|_| "<redacted>"))
             .field("max_connections", &self.max_connections)
             .field("database_acquire_timeout_ms", &self.database_acquire_timeout_ms)
             .field(
@@ -146,6 +158,7 @@ impl std::fmt::Debug for Config {
             .field("auth_failure_rate_per_second", &self.auth_failure_rate_per_second)
             .field("auth_failure_burst", &self.auth_failure_burst)
             .field("report_runs_per_token", &self.report_runs_per_token)
+            .field("audit_retention_days", &self.audit_retention_days)
             .field("dev", &self.dev)
             .field(
                 "pseudonym_key_hex",
@@ -161,6 +174,7 @@ impl Default for Config {
             database_url: "sqlite://observatory.db".into(),
             listen: "127.0.0.1:50051".into(),
             pseudonym_key_file: PathBuf::from("observatory.key"),
+            audit_key_file: PathBuf::from("observatory-audit.key"),
             max_connections: 8,
             database_acquire_timeout_ms: 1500,
             database_statement_timeout_seconds: 20,
@@ -182,8 +196,10 @@ impl Default for Config {
             auth_failure_rate_per_second: 1,
             auth_failure_burst: 30,
             report_runs_per_token: 4,
+            audit_retention_days: 183,
             dev: false,
             pseudonym_key_hex: None,
+            audit_key_hex: None,
             tls_cert_pem: None,
             tls_key_pem: None,
         }
@@ -213,6 +229,12 @@ impl Config {
         }
         if let Some(v) = env.get("OBSERVATORY_PSEUDONYM_KEY") {
             config.pseudonym_key_hex = Some(v.clone());
+        }
+        if let Some(v) = env.get("OBSERVATORY_AUDIT_KEY_FILE") {
+            config.audit_key_file = PathBuf::from(v);
+        }
+        if let Some(v) = env.get("OBSERVATORY_AUDIT_KEY") {
+            config.audit_key_hex = Some(v.clone());
         }
         if let Some(v) = env.get("OBSERVATORY_MAX_CONNECTIONS") {
             config.max_connections = v
@@ -317,6 +339,9 @@ impl Config {
         if let Some(n) = number("OBSERVATORY_AUTH_FAILURE_BURST")? {
             config.auth_failure_burst = u32::try_from(n).unwrap_or(u32::MAX);
         }
+        if let Some(n) = number("OBSERVATORY_AUDIT_RETENTION_DAYS")? {
+            config.audit_retention_days = u32::try_from(n).unwrap_or(u32::MAX);
+        }
         if let Some(n) = number("OBSERVATORY_REPORT_RUNS_PER_TOKEN")? {
             config.report_runs_per_token = u32::try_from(n).unwrap_or(u32::MAX);
         }
@@ -356,6 +381,9 @@ impl Config {
         }
         if !(1..=1_000_000).contains(&config.auth_failure_burst) {
             bail!("auth_failure_burst must be a number from 1 to 1000000");
+        }
+        if !(30..=3650).contains(&config.audit_retention_days) {
+            bail!("audit_retention_days must be a number from 30 to 3650");
         }
         if !(1..=1000).contains(&config.report_runs_per_token) {
             bail!("report_runs_per_token must be a number from 1 to 1000");
@@ -420,31 +448,55 @@ impl Config {
     /// The pseudonymisation key: from `OBSERVATORY_PSEUDONYM_KEY`, else from the key file,
     /// which is created with a fresh random key (readable by its owner only) when absent.
     pub fn pseudonym_key(&self) -> anyhow::Result<PseudonymKey> {
-        if let Some(hex) = &self.pseudonym_key_hex {
-            return PseudonymKey::from_hex(hex).map_err(|e| anyhow::anyhow!("OBSERVATORY_PSEUDONYM_KEY: {e}"));
+        let bytes = key_bytes(
+            self.pseudonym_key_hex.as_deref(),
+            &self.pseudonym_key_file,
+            "OBSERVATORY_PSEUDONYM_KEY",
+            "pseudonymisation key",
+            "without it, identity-based registrations can no longer be matched",
+        )?;
+        PseudonymKey::new(bytes).map_err(|e| anyhow::anyhow!(e))
+    }
+
+    /// The audit key: from `OBSERVATORY_AUDIT_KEY`, else from the key file, which is created with
+    /// a fresh random key (readable by its owner only) when absent.
+    pub fn audit_key(&self) -> anyhow::Result<observatory_store::audit::AuditKey> {
+        let bytes = key_bytes(
+            self.audit_key_hex.as_deref(),
+            &self.audit_key_file,
+            "OBSERVATORY_AUDIT_KEY",
+            "audit key",
+            "without it, the audit trail's MACs can no longer be checked",
+        )?;
+        observatory_store::audit::AuditKey::new(bytes).map_err(|e| anyhow::anyhow!(e))
+    }
+}
+
+/// Key material: the hex text given in the environment, else the key file's, else a new random
+/// key written to the file (mode 0600) and announced in the logs.
+fn key_bytes(hex_given: Option<&str>, path: &Path, variable: &str, what: &str, why: &str) -> anyhow::Result<Vec<u8>> {
+    if let Some(text) = hex_given {
+        return hex::decode(text.trim()).map_err(|_| anyhow::anyhow!("{variable}: the {what} must be hex-encoded"));
+    }
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            hex::decode(text.trim()).map_err(|_| anyhow::anyhow!("{}: the {what} must be hex-encoded", path.display()))
         }
-        let path = &self.pseudonym_key_file;
-        match std::fs::read_to_string(path) {
-            Ok(text) => PseudonymKey::from_hex(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let bytes: [u8; 32] = rand::random();
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create_new(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let mut file = options
-                    .open(path)
-                    .with_context(|| format!("cannot create pseudonymisation key file {}", path.display()))?;
-                file.write_all(hex::encode(bytes).as_bytes())?;
-                file.sync_all()?;
-                tracing::warn!(
-                    path = %path.display(),
-                    "created a new pseudonymisation key: back it up apart from the database; without it, identity-based registrations can no longer be matched"
-                );
-                PseudonymKey::new(bytes.to_vec()).map_err(|e| anyhow::anyhow!(e))
-            }
-            Err(e) => Err(e).with_context(|| format!("cannot read pseudonymisation key file {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let bytes: [u8; 32] = rand::random();
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options
+                .open(path)
+                .with_context(|| format!("cannot create the {what} file {}", path.display()))?;
+            file.write_all(hex::encode(bytes).as_bytes())?;
+            file.sync_all()?;
+            tracing::warn!(path = %path.display(), "created a new {what}: back it up apart from the database; {why}");
+            Ok(bytes.to_vec())
         }
+        Err(e) => Err(e).with_context(|| format!("cannot read the {what} file {}", path.display())),
     }
 }
 

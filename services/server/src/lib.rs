@@ -37,6 +37,7 @@ pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let mut options = StoreOptions::new(&config.database_url);
     options.max_connections = config.max_connections;
+    options.audit_key = Some(config.audit_key()?);
     options.acquire_timeout = std::time::Duration::from_millis(config.database_acquire_timeout_ms);
     options.statement_timeout = std::time::Duration::from_secs(config.database_statement_timeout_seconds);
     let store = Store::connect(&options).await.with_context(|| {
@@ -280,6 +281,8 @@ impl Application {
             .layer(observatory_grpc::access::AuthLayer::new(state.store.clone(), limits))
             // Then each call's deadline, and its token's rate.
             .layer(observatory_grpc::bounds::BoundsLayer::sharing(state.limiter.clone()))
+            // A handler's panic is INTERNAL for its call alone.
+            .layer(observatory_grpc::bounds::CatchPanicLayer)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

@@ -40,6 +40,13 @@ enum Commands {
     },
     /// Apply pending migrations and load the shipped reference data, then exit.
     Migrate,
+    /// Write a consistent copy of the SQLite registry to a new file while it serves (PostgreSQL:
+    /// use pg_dump, see the README).
+    Backup {
+        /// The backup file to write (must not exist).
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
     /// Snapshot the registry as of a cutoff and write the observatory report of a period.
     Report {
         /// The period: 2026-Q3, 2026-09 or 2026 (or give --from and --to).
@@ -126,6 +133,25 @@ enum AuditCommand {
         /// must still be there (catches the removal of the newest events).
         #[arg(long, value_parser = observatory_server::audit::parse_anchor)]
         anchor: Option<observatory_store::audit::Anchor>,
+    },
+    /// Archive the events older than the retention period (`audit_retention_days`) to a new
+    /// file, then remove them from the database; later verification goes on from the archive.
+    Archive {
+        /// The archive file to write (must not exist). Keep it apart from the database.
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Archive the events recorded before this day (YYYY-MM-DD, UTC) or instant (RFC 3339)
+        /// instead: at least the retention period ago unless --force.
+        #[arg(long)]
+        before: Option<String>,
+        /// Allow --before later than the retention period.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check an archive file on its own: hashes, links and (with the audit key) MACs.
+    VerifyArchive {
+        /// The archive file.
+        file: std::path::PathBuf,
     },
     /// Print the events of a period as JSON lines, oldest first.
     Export {
@@ -377,6 +403,53 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                         intact
                     })
                 }
+                AuditCommand::Archive { out, before, force } => {
+                    async {
+                        let retention = chrono::Duration::days(i64::from(config.audit_retention_days));
+                        let oldest_allowed = chrono::Utc::now() - retention;
+                        let before = match before {
+                            Some(raw) => audit::parse_bound(&raw, false)?,
+                            None => oldest_allowed,
+                        };
+                        anyhow::ensure!(
+                            force || before <= oldest_allowed,
+                            "--before is within the retention period of {} days: events are kept that long (--force to archive them anyway)",
+                            config.audit_retention_days
+                        );
+                        match audit::archive(&store, before, &out).await? {
+                            None => println!("no event recorded before {before}: nothing archived"),
+                            Some(a) => println!(
+                                "events {} to {} archived to {} (SHA-256 {}) and removed ({} events)\nlast archived: {}:{}",
+                                a.first_seq,
+                                a.last_seq,
+                                out.display(),
+                                a.file_sha256,
+                                a.removed,
+                                a.last_seq,
+                                a.last_hash
+                            ),
+                        }
+                        Ok(true)
+                    }
+                    .await
+                }
+                AuditCommand::VerifyArchive { file } => {
+                    async {
+                        let bytes = std::fs::read(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+                        let key = config.audit_key()?;
+                        match audit::verify_archive(&bytes, Some(&key)) {
+                            Ok((first, last, hash, sha)) => {
+                                println!("archive intact: events {first} to {last}, last {last}:{hash}, file SHA-256 {sha}");
+                                Ok(true)
+                            }
+                            Err(e) => {
+                                println!("archive BROKEN: {e:#}");
+                                Ok(false)
+                            }
+                        }
+                    }
+                    .await
+                }
                 AuditCommand::Export { from, to } => {
                     async {
                         let (from, to) = (audit::parse_bound(&from, false)?, audit::parse_bound(&to, true)?);
@@ -392,6 +465,22 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             if !result? {
                 std::process::exit(1);
             }
+            Ok(())
+        }
+        Commands::Backup { out } => {
+            anyhow::ensure!(
+                config.database_url.starts_with("sqlite:"),
+                "a PostgreSQL registry is backed up with pg_dump: pg_dump --format=custom --file FILE DATABASE_URL \
+                 (README, Operations)"
+            );
+            let store = open_store(&config).await?;
+            let done = store.backup(&out).await;
+            store.close().await;
+            done?;
+            println!(
+                "registry backed up to {}; keep the pseudonymisation and audit keys apart from it",
+                out.display()
+            );
             Ok(())
         }
         Commands::Migrate => {

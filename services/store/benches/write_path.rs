@@ -139,7 +139,10 @@ async fn store_run(store: &Store, episode: &RecordId, run: usize, ops: usize, cl
 use observatory_domain::codes::MeasureCode;
 
 async fn bench(name: &str, url: String, ops: usize, clients: usize) {
-    let store = Store::connect(&StoreOptions::new(&url)).await.expect("connect");
+    // As `serve` runs it: the audit events keyed.
+    let mut options = StoreOptions::new(&url);
+    options.audit_key = Some(observatory_store::audit::AuditKey::new(vec![7; 32]).expect("key"));
+    let store = Store::connect(&options).await.expect("connect");
     store.migrate().await.expect("migrate");
     let episode = episode(&store).await;
     let (mut base, mut ours) = (Vec::new(), Vec::new());

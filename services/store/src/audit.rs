@@ -7,6 +7,13 @@
 //! through the same writer and answered once their event has committed. [`Store::verify_audit`]
 //! walks the chain and names the first broken link.
 //!
+//! **Keyed chain**: with an audit key (kept outside the database, like the pseudonymisation key),
+//! each event also carries `mac = HMAC-SHA256(key, hash)`. Whoever can write the database but
+//! does not hold the key can recompute hashes, not MACs: a rewritten, inserted or reordered event
+//! fails verification with the key. [`Store::verify_audit`] also checks every record version an
+//! event names against the digest the event recorded, and counts stored versions that no event
+//! names.
+//!
 //! No identity field is ever recorded: actors are `role:token-id` (or the name of a local
 //! process), targets are record ids, and record contents appear only as SHA-256 digests.
 
@@ -20,6 +27,40 @@ use crate::{Result, Store, StoreError, Versioned, Work, WriteContext};
 
 /// `prev_hash` of the first event.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The key of the audit trail's MACs: at least 32 bytes, kept outside the database. `Debug` is
+/// redacted.
+#[derive(Clone)]
+pub struct AuditKey(std::sync::Arc<Vec<u8>>);
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey(<redacted>)")
+    }
+}
+
+impl AuditKey {
+    pub fn new(bytes: Vec<u8>) -> std::result::Result<Self, &'static str> {
+        if bytes.len() < 32 {
+            return Err("the audit key must hold at least 32 bytes");
+        }
+        Ok(Self(std::sync::Arc::new(bytes)))
+    }
+
+    /// Decodes a hex-encoded key (the format of key files and environment variables).
+    pub fn from_hex(text: &str) -> std::result::Result<Self, &'static str> {
+        Self::new(hex::decode(text.trim()).map_err(|_| "the audit key must be hex-encoded")?)
+    }
+
+    /// HMAC-SHA256 (hex) of an event's hash, or of an anchor's `seq:hash`.
+    pub fn mac(&self, text: &str) -> String {
+        use hmac::{Hmac, Mac};
+        // HMAC takes keys of any length: new_from_slice cannot fail.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!("HMAC key"));
+        mac.update(text.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
 
 /// A record an action touched: its version, and digests of its content before and after.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,14 +180,15 @@ impl AuditEntry {
             reason: self.reason.clone(),
             prev_hash: prev_hash.to_owned(),
             hash: String::new(),
+            mac: None,
         };
         event.hash = event.expected_hash();
         event
     }
 }
 
-/// A stored event.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+/// A stored event (and a line of an archive file).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, Serialize, Deserialize)]
 pub struct AuditEvent {
     pub seq: i64,
     pub recorded_at: DateTime<Utc>,
@@ -160,6 +202,8 @@ pub struct AuditEvent {
     pub reason: String,
     pub prev_hash: String,
     pub hash: String,
+    /// HMAC-SHA256 of `hash` with the audit key; `None` for events written without a key.
+    pub mac: Option<String>,
 }
 
 impl AuditEvent {
@@ -203,9 +247,33 @@ pub struct BrokenLink {
 pub struct Verification {
     /// Events checked (up to the break, if any).
     pub events: u64,
+    /// Of those, events whose MAC was checked with the audit key; and events written without a
+    /// key before the first keyed one (a trail older than its key).
+    pub keyed: u64,
+    pub unkeyed: u64,
+    /// Record versions named by events whose content was checked against the digest recorded.
+    pub versions_checked: u64,
+    /// Record versions stored that no event names (written around the trail, or before it
+    /// existed); counted on a whole walk only.
+    pub versions_without_event: u64,
     /// The last event checked: its seq and hash, to keep outside the database as an anchor.
     pub head: Option<(i64, String)>,
     pub broken: Option<BrokenLink>,
+}
+
+/// Where the events left in the database begin: the last event of the newest archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchivePoint {
+    pub last_seq: i64,
+    pub last_hash: String,
+    pub last_recorded_at: DateTime<Utc>,
+    /// HMAC of [`archive_text`] with the audit key, when one was configured.
+    pub mac: Option<String>,
+}
+
+/// What an archive row's MAC is computed over.
+pub fn archive_text(last_seq: i64, last_hash: &str) -> String {
+    format!("archive:{last_seq}:{last_hash}")
 }
 
 /// A point of the chain recorded earlier (`seq:hash` from a previous verification), which
@@ -236,6 +304,55 @@ impl std::str::FromStr for Anchor {
 const VERIFY_BATCH: i64 = 1000;
 
 impl Store {
+    /// The newest archive of the trail's oldest events, if any.
+    pub async fn audit_archive_point(&self) -> Result<Option<ArchivePoint>> {
+        Ok(
+            dispatch!(self, audit_sql::archive_point())?.map(|(last_seq, last_hash, last_recorded_at, mac)| {
+                ArchivePoint {
+                    last_seq,
+                    last_hash,
+                    last_recorded_at,
+                    mac,
+                }
+            }),
+        )
+    }
+
+    /// Up to `limit` events after `after_seq`, in chain order.
+    pub async fn audit_events_after(&self, after_seq: i64, limit: i64) -> Result<Vec<AuditEvent>> {
+        dispatch!(self, audit_sql::after(after_seq, limit))
+    }
+
+    /// The newest event recorded before `cutoff`, if any.
+    pub async fn audit_last_before(&self, cutoff: DateTime<Utc>) -> Result<Option<i64>> {
+        dispatch!(self, audit_sql::last_before(cutoff))
+    }
+
+    /// Removes events `first_seq..=last.seq`, archived by `actor` to a file whose SHA-256 is
+    /// `file_sha256`, and records the archive (keyed with the audit key) and the archiving itself
+    /// in the trail, in one transaction. Returns how many events were removed.
+    pub async fn remove_archived_audit(
+        &self,
+        first_seq: i64,
+        last: &AuditEvent,
+        file_sha256: &str,
+        actor: &str,
+    ) -> Result<u64> {
+        let mut entry = AuditEntry::local(
+            actor,
+            "ArchiveAudit",
+            AuditTarget::object("AUDIT_ARCHIVE", format!("{first_seq}-{}", last.seq)),
+        );
+        entry.reason = format!(
+            "events {first_seq} to {} archived to a file of SHA-256 {file_sha256}",
+            last.seq
+        );
+        dispatch!(
+            self,
+            audit_sql::remove_archived(first_seq, last, file_sha256, entry, self.audit_key.as_ref())
+        )
+    }
+
     /// Records a read or export; returns once the event has committed, so nothing is disclosed
     /// that the trail does not show.
     pub async fn record_access(&self, entry: AuditEntry) -> Result<()> {
@@ -262,29 +379,63 @@ impl Store {
 
     /// Walks the whole chain: every seq present from 1 on, every event hashing to its stored
     /// hash, every link pointing at the event before; and the anchor, if given, still there.
+    /// With the store's audit key, every event from the first keyed one on must carry a MAC of
+    /// its hash made with that key. Every record version an event names must still hold the
+    /// content whose digest the event recorded; stored versions that no event names are counted.
     pub async fn verify_audit(&self, anchor: Option<&Anchor>) -> Result<Verification> {
-        let mut checked = 0u64;
-        let mut prev: Option<(i64, String)> = None;
+        let mut v = Verification {
+            events: 0,
+            keyed: 0,
+            unkeyed: 0,
+            versions_checked: 0,
+            versions_without_event: 0,
+            head: None,
+            broken: None,
+        };
         let mut anchor_seen = false;
-        let broken = |seq: i64, problem: String, checked: u64, head: Option<(i64, String)>| {
-            Ok(Verification {
-                events: checked,
-                head,
-                broken: Some(BrokenLink { seq, problem }),
-            })
+        let mut keyed_seen = false;
+        // The events left begin after the newest archive, which must carry the key's MAC.
+        let archived = self.audit_archive_point().await?;
+        if let Some(point) = &archived {
+            if let Some(key) = &self.audit_key {
+                match &point.mac {
+                    Some(mac) if *mac == key.mac(&archive_text(point.last_seq, &point.last_hash)) => keyed_seen = true,
+                    _ => {
+                        let problem = format!(
+                            "the archive of events up to {} does not carry the MAC of the audit key: events were removed without the key",
+                            point.last_seq
+                        );
+                        return Ok(Verification {
+                            broken: Some(BrokenLink {
+                                seq: point.last_seq,
+                                problem,
+                            }),
+                            ..v
+                        });
+                    }
+                }
+            }
+            v.head = Some((point.last_seq, point.last_hash.clone()));
+        }
+        // (kind, id, version) of every version named, as 64-bit digests: a few bytes a version.
+        let mut named: std::collections::HashSet<u64> = std::collections::HashSet::new();
+        let key = self.audit_key.clone();
+        let fail = |mut v: Verification, seq: i64, problem: String| {
+            v.broken = Some(BrokenLink { seq, problem });
+            Ok(v)
         };
         loop {
-            let batch = dispatch!(self, audit_sql::after(last_seq(&prev), VERIFY_BATCH))?;
+            let batch = dispatch!(self, audit_sql::after(last_seq(&v.head), VERIFY_BATCH))?;
             let n = batch.len();
             for event in batch {
-                let expected_seq = last_seq(&prev) + 1;
-                let expected_prev = prev.as_ref().map_or(GENESIS, |(_, h)| h.as_str());
+                let expected_seq = last_seq(&v.head) + 1;
+                let expected_prev = v.head.as_ref().map_or(GENESIS, |(_, h)| h.as_str());
                 if event.seq != expected_seq {
                     let problem = format!(
                         "event {expected_seq} is missing: the next event stored is {}",
                         event.seq
                     );
-                    return broken(expected_seq, problem, checked, prev);
+                    return fail(v, expected_seq, problem);
                 }
                 if event.prev_hash != expected_prev {
                     let problem = format!(
@@ -292,23 +443,76 @@ impl Store {
                         event.seq,
                         event.seq - 1
                     );
-                    return broken(event.seq, problem, checked, prev);
+                    return fail(v, event.seq, problem);
                 }
                 if event.expected_hash() != event.hash {
                     let problem = format!("event {} was altered: its content does not match its hash", event.seq);
-                    return broken(event.seq, problem, checked, prev);
+                    return fail(v, event.seq, problem);
+                }
+                if let Some(key) = &key {
+                    match &event.mac {
+                        Some(mac) if *mac == key.mac(&event.hash) => {
+                            v.keyed += 1;
+                            keyed_seen = true;
+                        }
+                        Some(_) => {
+                            let problem = format!(
+                                "event {} does not carry the MAC of the audit key: it was written or rewritten without the key",
+                                event.seq
+                            );
+                            return fail(v, event.seq, problem);
+                        }
+                        None if keyed_seen => {
+                            let problem = format!(
+                                "event {} carries no MAC though earlier events do: it was written without the audit key",
+                                event.seq
+                            );
+                            return fail(v, event.seq, problem);
+                        }
+                        None => v.unkeyed += 1,
+                    }
+                }
+                for target in event.parsed_targets()? {
+                    let (Some(kind), Some(version), Some(after)) =
+                        (RecordKind::from_code(&target.kind), target.version, &target.after)
+                    else {
+                        continue;
+                    };
+                    named.insert(version_key(kind, &target.id, version));
+                    let stored = read!(self, shared::version_digest(kind, &target.id, version))?;
+                    match stored {
+                        Some(digest) if digest == *after => v.versions_checked += 1,
+                        Some(_) => {
+                            let problem = format!(
+                                "{} {} version {version} differs from what event {} recorded: the stored record was altered",
+                                target.kind.to_lowercase(),
+                                target.id,
+                                event.seq
+                            );
+                            return fail(v, event.seq, problem);
+                        }
+                        None => {
+                            let problem = format!(
+                                "{} {} version {version}, recorded by event {}, is no longer stored",
+                                target.kind.to_lowercase(),
+                                target.id,
+                                event.seq
+                            );
+                            return fail(v, event.seq, problem);
+                        }
+                    }
                 }
                 if let Some(a) = anchor
                     && a.seq == event.seq
                 {
                     if a.hash != event.hash {
                         let problem = format!("event {} is not the one anchored: its hash differs", event.seq);
-                        return broken(event.seq, problem, checked, prev);
+                        return fail(v, event.seq, problem);
                     }
                     anchor_seen = true;
                 }
-                checked += 1;
-                prev = Some((event.seq, event.hash));
+                v.events += 1;
+                v.head = Some((event.seq, event.hash));
             }
             if (n as i64) < VERIFY_BATCH {
                 break;
@@ -317,19 +521,40 @@ impl Store {
         if let Some(a) = anchor
             && !anchor_seen
         {
-            let last = last_seq(&prev);
+            let last = last_seq(&v.head);
             let problem = format!(
                 "the anchored event {} is gone: the trail ends at event {last}, so its newest events were removed",
                 a.seq
             );
-            return broken(last + 1, problem, checked, prev);
+            return fail(v, last + 1, problem);
         }
-        Ok(Verification {
-            events: checked,
-            head: prev,
-            broken: None,
-        })
+        // Versions no event names: every stored version walked once, in id order (those recorded
+        // by archived events, up to the archive's last, are named in the archive).
+        let since = archived.as_ref().map(|p| p.last_recorded_at);
+        for kind in RecordKind::ALL {
+            let mut after: Option<(String, i64)> = None;
+            loop {
+                let page = read!(self, shared::version_keys(*kind, since, after.clone(), 10_000))?;
+                let n = page.len();
+                for (id, version) in page {
+                    if !named.contains(&version_key(*kind, &id, version)) {
+                        v.versions_without_event += 1;
+                    }
+                    after = Some((id, version));
+                }
+                if n < 10_000 {
+                    break;
+                }
+            }
+        }
+        Ok(v)
     }
+}
+
+/// A 64-bit digest of (kind, id, version).
+fn version_key(kind: RecordKind, id: &str, version: i64) -> u64 {
+    let d = Sha256::digest(format!("{}/{id}/{version}", kind.code()).as_bytes());
+    u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
 }
 
 /// Seq of the last event checked, 0 before the first.

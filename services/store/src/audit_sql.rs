@@ -5,19 +5,25 @@ use sqlx::QueryBuilder;
 
 use super::{BEGIN, Db, LOCK_AUDIT_CHAIN};
 use crate::Result;
-use crate::audit::{AuditEntry, AuditEvent, GENESIS};
+use crate::audit::{AuditEntry, AuditEvent, AuditKey, GENESIS};
 
 type Pool = sqlx::Pool<Db>;
 type Conn = <Db as sqlx::Database>::Connection;
 
 const HEAD: &str = "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1";
 
-const COLUMNS: &str = "seq, recorded_at, actor, role, action, targets, request_id, trace_id, reason, prev_hash, hash";
+const COLUMNS: &str =
+    "seq, recorded_at, actor, role, action, targets, request_id, trace_id, reason, prev_hash, hash, mac";
 
 /// Appends events, in order, after the current head of the chain. Call inside the transaction
 /// of what they record. On PostgreSQL an advisory lock held to the end of the transaction keeps
-/// concurrent appenders in line; SQLite has a single writer already.
-pub(crate) async fn append(conn: &mut Conn, entries: &[(AuditEntry, DateTime<Utc>)]) -> sqlx::Result<()> {
+/// concurrent appenders in line; SQLite has a single writer already. With `key`, each event
+/// carries the MAC of its hash.
+pub(crate) async fn append(
+    conn: &mut Conn,
+    entries: &[(AuditEntry, DateTime<Utc>)],
+    key: Option<&AuditKey>,
+) -> sqlx::Result<()> {
     if entries.is_empty() {
         return Ok(());
     }
@@ -30,12 +36,13 @@ pub(crate) async fn append(conn: &mut Conn, entries: &[(AuditEntry, DateTime<Utc
         .iter()
         .map(|(entry, at)| {
             seq += 1;
-            let event = entry.chain(seq, *at, &prev);
+            let mut event = entry.chain(seq, *at, &prev);
+            event.mac = key.map(|k| k.mac(&event.hash));
             prev.clone_from(&event.hash);
             event
         })
         .collect();
-    // 11 parameters an event: 256 events a statement stays far below either database's limit.
+    // 12 parameters an event: 256 events a statement stays far below either database's limit.
     for chunk in events.chunks(256) {
         let mut q = QueryBuilder::<Db>::new(format!("INSERT INTO audit_events ({COLUMNS}) "));
         q.push_values(chunk, |mut b, e| {
@@ -49,7 +56,8 @@ pub(crate) async fn append(conn: &mut Conn, entries: &[(AuditEntry, DateTime<Utc
                 .push_bind(e.trace_id.clone())
                 .push_bind(e.reason.clone())
                 .push_bind(e.prev_hash.clone())
-                .push_bind(e.hash.clone());
+                .push_bind(e.hash.clone())
+                .push_bind(e.mac.clone());
         });
         q.build().execute(&mut *conn).await?;
     }
@@ -61,11 +69,17 @@ pub(crate) async fn append(conn: &mut Conn, entries: &[(AuditEntry, DateTime<Utc
 pub(crate) async fn in_transaction<T>(
     pool: &Pool,
     entry: AuditEntry,
+    key: Option<&AuditKey>,
     write: impl AsyncFnOnce(&mut Conn) -> Result<T>,
 ) -> Result<T> {
     let mut tx = pool.begin_with(BEGIN).await?;
     let out = write(&mut *tx).await?;
-    append(&mut tx, &[(entry, chrono::SubsecRound::trunc_subsecs(Utc::now(), 6))]).await?;
+    append(
+        &mut tx,
+        &[(entry, chrono::SubsecRound::trunc_subsecs(Utc::now(), 6))],
+        key,
+    )
+    .await?;
     tx.commit().await?;
     Ok(out)
 }
@@ -109,4 +123,72 @@ pub async fn between(
     .bind(limit)
     .fetch_all(read)
     .await?)
+}
+
+/// The newest archive of the trail's oldest events: (last_seq, last_hash, last_recorded_at, mac).
+pub async fn archive_point(write: &Pool, _read: &Pool) -> Result<Option<(i64, String, DateTime<Utc>, Option<String>)>> {
+    Ok(sqlx::query_as(
+        "SELECT last_seq, last_hash, last_recorded_at, mac FROM audit_archives ORDER BY last_seq DESC LIMIT 1",
+    )
+    .fetch_optional(write)
+    .await?)
+}
+
+/// The newest event recorded before `cutoff`.
+pub async fn last_before(_write: &Pool, read: &Pool, cutoff: DateTime<Utc>) -> Result<Option<i64>> {
+    Ok(
+        sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(seq) FROM audit_events WHERE recorded_at < $1")
+            .bind(cutoff)
+            .fetch_one(read)
+            .await?,
+    )
+}
+
+/// Records the archive of events `first_seq..=last.seq` and removes them, in one transaction
+/// that first records the archiving itself in the trail (so the head never moves back). Refused
+/// when event `last.seq` is no longer the one archived.
+pub async fn remove_archived(
+    write: &Pool,
+    _read: &Pool,
+    first_seq: i64,
+    last: &AuditEvent,
+    file_sha256: &str,
+    entry: AuditEntry,
+    key: Option<&AuditKey>,
+) -> Result<u64> {
+    let mut tx = write.begin_with(BEGIN).await?;
+    let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
+    let archived_by = entry.actor.clone();
+    append(&mut tx, &[(entry, now)], key).await?;
+    let stored: Option<String> = sqlx::query_scalar("SELECT hash FROM audit_events WHERE seq = $1")
+        .bind(last.seq)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if stored.as_deref() != Some(last.hash.as_str()) {
+        return Err(crate::StoreError::AlreadyExists(format!(
+            "event {} changed or went since it was archived: nothing removed",
+            last.seq
+        )));
+    }
+    sqlx::query(
+        "INSERT INTO audit_archives (last_seq, last_hash, last_recorded_at, first_seq, file_sha256, archived_at, \
+         archived_by, mac) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(last.seq)
+    .bind(&last.hash)
+    .bind(last.recorded_at)
+    .bind(first_seq)
+    .bind(file_sha256)
+    .bind(now)
+    .bind(&archived_by)
+    .bind(key.map(|k| k.mac(&crate::audit::archive_text(last.seq, &last.hash))))
+    .execute(&mut *tx)
+    .await?;
+    let removed = sqlx::query("DELETE FROM audit_events WHERE seq <= $1")
+        .bind(last.seq)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    Ok(removed)
 }

@@ -447,6 +447,9 @@ pub struct StoreOptions {
     /// Where the store's instruments report: `None` for the global meter provider (what the
     /// binary installs), a meter of its own for a test that reads its metrics in isolation.
     pub meter: Option<opentelemetry::metrics::Meter>,
+    /// The key of the audit events' MACs (kept outside the database); `None`: events are hash
+    /// chained only.
+    pub audit_key: Option<audit::AuditKey>,
 }
 
 impl StoreOptions {
@@ -459,6 +462,7 @@ impl StoreOptions {
             acquire_timeout: Duration::from_millis(1500),
             statement_timeout: Duration::from_secs(20),
             meter: None,
+            audit_key: None,
         }
     }
 }
@@ -499,6 +503,8 @@ pub struct Store {
     /// When and why a write last failed for want of the database (read-only, full, gone),
     /// cleared by the next write that commits: readiness reports it.
     write_fault: Arc<std::sync::Mutex<Option<(std::time::Instant, String)>>>,
+    /// The key of the audit events' MACs, for appenders and verification.
+    pub(crate) audit_key: Option<audit::AuditKey>,
 }
 
 /// How long a write refused for want of the database keeps the store not ready, unless a later
@@ -555,12 +561,18 @@ impl Store {
                     metrics::SQLITE_WRITER,
                     metrics.clone(),
                     changed,
+                    options.audit_key.clone(),
                 );
                 tokio::spawn(writer.run(rx, max_batch));
             }
             Backend::Postgres(pool) => {
-                let writer =
-                    backend_pg::shared::GroupWriter::new(pool.clone(), metrics::POSTGRES, metrics.clone(), changed);
+                let writer = backend_pg::shared::GroupWriter::new(
+                    pool.clone(),
+                    metrics::POSTGRES,
+                    metrics.clone(),
+                    changed,
+                    options.audit_key.clone(),
+                );
                 tokio::spawn(writer.run(rx, max_batch));
             }
         }
@@ -570,6 +582,7 @@ impl Store {
             metrics,
             changes,
             write_fault: Arc::default(),
+            audit_key: options.audit_key.clone(),
         })
     }
 
@@ -578,11 +591,11 @@ impl Store {
         match &*self.backend {
             Backend::Sqlite { writer, .. } => {
                 sqlx::migrate!("../../migrations/sqlite").run(writer).await?;
-                backend_sqlite::shared::load_reference(writer).await
+                backend_sqlite::shared::load_reference(writer, self.audit_key.as_ref()).await
             }
             Backend::Postgres(p) => {
                 sqlx::migrate!("../../migrations/postgres").run(p).await?;
-                backend_pg::shared::load_reference(p).await
+                backend_pg::shared::load_reference(p, self.audit_key.as_ref()).await
             }
         }
     }
@@ -911,6 +924,28 @@ impl Store {
             Backend::Postgres(p) => sqlx::query("SELECT 1").execute(p).await.map(drop)?,
         }
         Ok(())
+    }
+
+    /// SQLite: writes a consistent copy of the whole database to `path` (a new file) while the
+    /// registry goes on serving (`VACUUM INTO`, a read transaction: writers are not held up).
+    /// PostgreSQL: refused, naming the `pg_dump` procedure, which does the same there.
+    pub async fn backup(&self, path: &std::path::Path) -> Result<()> {
+        match &*self.backend {
+            Backend::Sqlite { readers, .. } => {
+                if path.exists() {
+                    return Err(StoreError::AlreadyExists(format!(
+                        "{} exists: a backup is written to a new file",
+                        path.display()
+                    )));
+                }
+                let target = path.to_string_lossy().into_owned();
+                sqlx::query("VACUUM INTO $1").bind(target).execute(readers).await?;
+                Ok(())
+            }
+            Backend::Postgres(_) => Err(StoreError::BadUrl(
+                "a PostgreSQL registry is backed up with pg_dump --format=custom (README, Operations)".to_owned(),
+            )),
+        }
     }
 
     /// Closes the pools; the writer stops when the last handle is dropped.

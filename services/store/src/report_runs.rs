@@ -118,12 +118,12 @@ impl Store {
     /// scheduled (schedule, period, attempt) recorded twice is
     /// [`crate::StoreError::AlreadyExists`].
     pub async fn record_report_run(&self, run: &NewReportRun) -> Result<Recorded> {
-        dispatch!(self, runs_sql::record(run))
+        dispatch!(self, runs_sql::record(run, self.audit_key.as_ref()))
     }
 
     /// Records how a run ended (once: a second outcome is refused by the database).
     pub async fn finish_report_run(&self, id: &str, outcome: &RunOutcome) -> Result<()> {
-        dispatch!(self, runs_sql::finish(id, outcome))
+        dispatch!(self, runs_sql::finish(id, outcome, self.audit_key.as_ref()))
     }
 
     /// The run `requested_by` asked for with idempotency key `key`, if any.

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, types::Json};
 
 use super::{Db, audit_sql, shared::push_in};
-use crate::audit::{AuditEntry, AuditTarget};
+use crate::audit::{AuditEntry, AuditKey, AuditTarget};
 use crate::report_runs::{NewReportRun, Recorded, ReportRunRecord, RunOutcome, RunStatus, RunTrigger};
 use crate::{Page, Result, StoreError};
 
@@ -82,7 +82,7 @@ fn records(rows: Vec<RunRow>) -> Result<Vec<ReportRunRecord>> {
     rows.into_iter().map(RunRow::into_record).collect()
 }
 
-pub async fn record(write: &Pool, _read: &Pool, run: &NewReportRun) -> Result<Recorded> {
+pub async fn record(write: &Pool, _read: &Pool, run: &NewReportRun, key: Option<&AuditKey>) -> Result<Recorded> {
     let entry = AuditEntry {
         request_id: run.request_id.clone(),
         ..AuditEntry::local(
@@ -91,7 +91,7 @@ pub async fn record(write: &Pool, _read: &Pool, run: &NewReportRun) -> Result<Re
             AuditTarget::object("REPORT_RUN", &run.id),
         )
     };
-    let inserted = audit_sql::in_transaction(write, entry, async |conn| {
+    let inserted = audit_sql::in_transaction(write, entry, key, async |conn| {
         sqlx::query(
             "INSERT INTO report_runs (id, requested_at, requested_by, request_id, trigger, schedule, attempt, \
              idempotency_key, fingerprint, period_label, as_of, filiere, parameters, out_dir) \
@@ -163,12 +163,12 @@ pub async fn record(write: &Pool, _read: &Pool, run: &NewReportRun) -> Result<Re
 /// Actor of the outcomes of report runs: the runner of the observatory.
 const RUNNER: &str = "report-runner";
 
-pub async fn finish(write: &Pool, _read: &Pool, id: &str, outcome: &RunOutcome) -> Result<()> {
+pub async fn finish(write: &Pool, _read: &Pool, id: &str, outcome: &RunOutcome, key: Option<&AuditKey>) -> Result<()> {
     let entry = AuditEntry {
         reason: outcome.status.code().to_owned(),
         ..AuditEntry::local(RUNNER, "FinishReportRun", AuditTarget::object("REPORT_RUN", id))
     };
-    audit_sql::in_transaction(write, entry, async |conn| {
+    audit_sql::in_transaction(write, entry, key, async |conn| {
         sqlx::query(
             "INSERT INTO report_run_outcomes (run_id, finished_at, status, manifest, error) VALUES ($1, $2, $3, $4, $5)",
         )

@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::{BEGIN, Db, LOCK_AUDIT_CHAIN, audit_sql};
-use crate::audit::{self, AuditEntry, AuditTarget};
+use crate::audit::{self, AuditEntry, AuditKey, AuditTarget};
 use crate::kinds::{self, Filter, ListQuery, Stored, Val};
 use crate::metrics::StoreMetrics;
 use crate::{Command, Job, Meta, Page, Record, Result, StoreError, Versioned, Work, WriteContext, Written, today};
@@ -66,6 +66,8 @@ pub(crate) struct GroupWriter {
     metrics: StoreMetrics,
     /// Bumped after each commit that added to the change feed.
     changed: tokio::sync::watch::Sender<u64>,
+    /// The key of the audit events' MACs.
+    audit_key: Option<AuditKey>,
 }
 
 impl GroupWriter {
@@ -74,12 +76,14 @@ impl GroupWriter {
         pool_name: &'static str,
         metrics: StoreMetrics,
         changed: tokio::sync::watch::Sender<u64>,
+        audit_key: Option<AuditKey>,
     ) -> Self {
         Self {
             pool,
             pool_name,
             metrics,
             changed,
+            audit_key,
         }
     }
 
@@ -203,7 +207,7 @@ impl GroupWriter {
         }
         // The group's audit events and changes go in with it: the writes, their trail and the
         // feed commit together.
-        if let Err(e) = audit_sql::append(&mut tx, &events).await {
+        if let Err(e) = audit_sql::append(&mut tx, &events, self.audit_key.as_ref()).await {
             return Attempt::Failed(std::sync::Arc::new(e));
         }
         let changes: Vec<(RecordKind, &Meta)> = outcomes
@@ -872,6 +876,45 @@ async fn version_of(conn: &mut Conn, kind: RecordKind, id: &str, version: i64) -
     }
 }
 
+/// The audit digest of a stored version (what the event that wrote it recorded), `None` when
+/// no such version is stored.
+pub async fn version_digest(conn: &mut Conn, kind: RecordKind, id: &str, version: i64) -> Result<Option<String>> {
+    let table = kinds::table(kind);
+    let mut q = QueryBuilder::<Db>::new(format!("SELECT COUNT(*) FROM {table} WHERE id = "));
+    q.push_bind(id.to_owned()).push(" AND version = ").push_bind(version);
+    let present: i64 = q.build_query_scalar().fetch_one(&mut *conn).await?;
+    if present == 0 {
+        return Ok(None);
+    }
+    Ok(version_of(conn, kind, id, version).await?.audit_target().after)
+}
+
+/// Up to `limit` (id, version) of the stored versions of `kind`, in order, after `after`.
+pub async fn version_keys(
+    conn: &mut Conn,
+    kind: RecordKind,
+    recorded_after: Option<DateTime<Utc>>,
+    after: Option<(String, i64)>,
+    limit: i64,
+) -> Result<Vec<(String, i64)>> {
+    let table = kinds::table(kind);
+    let mut q = QueryBuilder::<Db>::new(format!("SELECT id, version FROM {table} WHERE 1 = 1 "));
+    if let Some(at) = recorded_after {
+        q.push("AND recorded_at > ").push_bind(at).push(" ");
+    }
+    if let Some((id, version)) = after {
+        q.push("AND (id > ")
+            .push_bind(id.clone())
+            .push(" OR (id = ")
+            .push_bind(id)
+            .push(" AND version > ")
+            .push_bind(version)
+            .push(")) ");
+    }
+    q.push("ORDER BY id, version LIMIT ").push_bind(limit);
+    Ok(q.build_query_as().fetch_all(&mut *conn).await?)
+}
+
 pub async fn history(conn: &mut Conn, kind: RecordKind, id: &str) -> Result<Vec<Record>> {
     async fn all<T: Stored>(conn: &mut Conn, id: &str) -> Result<Vec<Record>> {
         let table = kinds::table(T::KIND);
@@ -1188,7 +1231,7 @@ async fn changed<T: Stored>(conn: &mut Conn, after: i64, last: i64) -> Result<Ve
 
 /// Loads the shipped drugs, diseases and frameworks. Rows already present are left as they are:
 /// a framework changes through its own versions, never by reloading the file.
-pub async fn load_reference(pool: &Pool) -> Result<()> {
+pub async fn load_reference(pool: &Pool, audit_key: Option<&AuditKey>) -> Result<()> {
     let mut tx = pool.begin_with(BEGIN).await?;
     for d in reference::DRUGS.iter() {
         sqlx::query(
@@ -1258,7 +1301,7 @@ pub async fn load_reference(pool: &Pool) -> Result<()> {
             })
             .collect();
         let entry = AuditEntry::new(&ctx, "LoadReferenceData", targets);
-        audit_sql::append(&mut tx, &[(entry, now)]).await?;
+        audit_sql::append(&mut tx, &[(entry, now)], audit_key).await?;
         append_changes(&mut tx, written.iter().map(|m| (RecordKind::Framework, m))).await?;
     }
     tx.commit().await?;

@@ -54,7 +54,7 @@ impl TokenRecord {
 impl Store {
     /// Stores a new token.
     pub async fn create_token(&self, token: &NewToken) -> Result<()> {
-        dispatch!(self, tokens_sql::create(token))
+        dispatch!(self, tokens_sql::create(token, self.audit_key.as_ref()))
     }
 
     /// The token whose secret hashes to `secret_sha256`, revoked or expired ones included.
@@ -86,6 +86,6 @@ impl Store {
     /// Revokes a token: [`crate::StoreError::NotFound`] when there is none of that id,
     /// [`crate::StoreError::AlreadyExists`] when it was revoked before.
     pub async fn revoke_token(&self, id: &str, revocation: &Revocation) -> Result<()> {
-        dispatch!(self, tokens_sql::revoke(id, revocation))
+        dispatch!(self, tokens_sql::revoke(id, revocation, self.audit_key.as_ref()))
     }
 }

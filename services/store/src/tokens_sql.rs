@@ -8,7 +8,7 @@ use observatory_domain::{
 use sqlx::types::Json;
 
 use super::{Db, audit_sql};
-use crate::audit::{AuditEntry, AuditTarget};
+use crate::audit::{AuditEntry, AuditKey, AuditTarget};
 use crate::tokens::{NewToken, Revocation, TokenRecord};
 use crate::{Result, StoreError};
 
@@ -75,7 +75,7 @@ impl TokenRow {
     }
 }
 
-pub async fn create(write: &Pool, _read: &Pool, token: &NewToken) -> Result<()> {
+pub async fn create(write: &Pool, _read: &Pool, token: &NewToken, key: Option<&AuditKey>) -> Result<()> {
     let centres: Vec<&str> = token.scope.centres().iter().map(|c| c.as_str()).collect();
     let filieres: Vec<&str> = token.scope.filieres().iter().map(|f| f.as_str()).collect();
     let entry = AuditEntry::local(
@@ -83,7 +83,7 @@ pub async fn create(write: &Pool, _read: &Pool, token: &NewToken) -> Result<()> 
         "CreateToken",
         AuditTarget::object("ACCESS_TOKEN", &token.id),
     );
-    audit_sql::in_transaction(write, entry, async |conn| {
+    audit_sql::in_transaction(write, entry, key, async |conn| {
         sqlx::query(
             "INSERT INTO access_tokens (id, secret_sha256, role, centres, filieres, created_at, created_by, expires_at, \
              client_subject) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -145,13 +145,19 @@ pub async fn list(_write: &Pool, read: &Pool) -> Result<Vec<TokenRecord>> {
         .collect()
 }
 
-pub async fn revoke(write: &Pool, _read: &Pool, id: &str, revocation: &Revocation) -> Result<()> {
+pub async fn revoke(
+    write: &Pool,
+    _read: &Pool,
+    id: &str,
+    revocation: &Revocation,
+    key: Option<&AuditKey>,
+) -> Result<()> {
     let entry = AuditEntry::local(
         &revocation.revoked_by,
         "RevokeToken",
         AuditTarget::object("ACCESS_TOKEN", id),
     );
-    audit_sql::in_transaction(write, entry, async |conn| {
+    audit_sql::in_transaction(write, entry, key, async |conn| {
         let inserted = sqlx::query(
             "INSERT INTO access_token_revocations (token_id, revoked_at, revoked_by) \
              SELECT id, $2, $3 FROM access_tokens WHERE id = $1",

@@ -91,6 +91,8 @@ on_both_backends!(
     the_change_feed_numbers_every_version_written_in_commit_order,
     episodes_are_counted_by_pathway_once_each_and_pools_are_observed,
     faults_of_the_database_are_unavailable_not_internal,
+    the_keyed_chain_and_the_records_hold_against_whoever_can_write_the_database,
+    altered_and_unaudited_record_versions_are_caught,
 );
 
 /// Runs raw SQL on the database behind `db`, as an operator with a SQL console would.
@@ -577,6 +579,7 @@ fn event_hashes_cover_every_field_and_the_link() {
         reason: String::new(),
         prev_hash: GENESIS.into(),
         hash: String::new(),
+        mac: None,
     };
     let hash = event.expected_hash();
     let changes: [fn(&mut AuditEvent); 10] = [
@@ -1240,4 +1243,107 @@ async fn faults_of_the_database_are_unavailable_not_internal(db: Db) {
     let opened = Store::connect(&options).await;
     assert!(matches!(opened, Err(StoreError::Unavailable(_))), "{opened:?}");
     assert!(started.elapsed() < std::time::Duration::from_secs(3));
+}
+
+async fn the_keyed_chain_and_the_records_hold_against_whoever_can_write_the_database(db: Db) {
+    use observatory_store::audit::AuditKey;
+    let key = AuditKey::new(vec![7; 32]).expect("key");
+    let mut options = StoreOptions::new(&db.url);
+    options.audit_key = Some(key.clone());
+    let keyed = Store::connect(&options).await.expect("keyed store");
+    for n in 1..=4 {
+        keyed
+            .execute(Command::CreateCentre(centre(n)), ctx(None))
+            .await
+            .expect("create");
+    }
+    keyed.record_access(access("prescriber:t", "p1")).await.expect("read");
+    let v = keyed.verify_audit(None).await.expect("verify");
+    assert_eq!(v.broken, None);
+    // The reference data loaded at migration came before the key; every later event is keyed,
+    // and every version written is named by its event and matches it.
+    assert_eq!((v.unkeyed, v.keyed), (1, 5), "{v:?}");
+    assert!(v.versions_checked >= 4, "{v:?}");
+    assert_eq!(v.versions_without_event, 0);
+
+    // Whoever can write the database rewrites event 3 and rehashes the chain after it: the
+    // hash chain alone holds, the keyed one does not.
+    disable_audit_triggers(&db).await;
+    let mut events = trail(&db).await;
+    events[2].actor = "someone else".into();
+    for i in 2..events.len() {
+        events[i].prev_hash = events[i - 1].hash.clone();
+        events[i].hash = events[i].expected_hash();
+        raw(
+            &db,
+            &format!(
+                "UPDATE audit_events SET actor = '{}', prev_hash = '{}', hash = '{}' WHERE seq = {}",
+                events[i].actor, events[i].prev_hash, events[i].hash, events[i].seq
+            ),
+        )
+        .await
+        .expect("rewrite");
+    }
+    assert_eq!(
+        db.store.verify_audit(None).await.expect("verify").broken,
+        None,
+        "unkeyed: fooled"
+    );
+    let v = keyed.verify_audit(None).await.expect("verify");
+    let broken = v.broken.expect("keyed: caught");
+    assert_eq!(broken.seq, 3, "{}", broken.problem);
+    assert!(broken.problem.contains("MAC"), "{}", broken.problem);
+    // Stripping the MACs after it does not pass for an older trail either.
+    raw(&db, "UPDATE audit_events SET mac = NULL WHERE seq >= 3")
+        .await
+        .expect("strip");
+    let broken = keyed.verify_audit(None).await.expect("verify").broken.expect("caught");
+    assert_eq!(broken.seq, 3);
+    assert!(broken.problem.contains("no MAC"), "{}", broken.problem);
+}
+
+async fn altered_and_unaudited_record_versions_are_caught(db: Db) {
+    let sqlite = db.url.starts_with("sqlite:");
+    for n in 1..=3 {
+        db.store
+            .execute(Command::CreateCentre(centre(n)), ctx(None))
+            .await
+            .expect("create");
+    }
+    let v = db.store.verify_audit(None).await.expect("verify");
+    assert_eq!((v.broken.as_ref(), v.versions_without_event), (None, 0));
+    // A version inserted around the trail (inserts pass the append-only triggers): counted.
+    raw(
+        &db,
+        "INSERT INTO centre_versions (id, version, recorded_at, recorded_by, reason, request_id, superseded_at, \
+         body, region_code, filiere, centre_type) \
+         SELECT id, version + 1, recorded_at, recorded_by, reason, request_id, recorded_at, body, region_code, \
+         filiere, centre_type FROM centre_versions WHERE CAST(body AS TEXT) LIKE '%Centre 2%'",
+    )
+    .await
+    .expect("insert around the trail");
+    let v = db.store.verify_audit(None).await.expect("verify");
+    assert_eq!((v.broken.as_ref(), v.versions_without_event), (None, 1), "{v:?}");
+    // A stored version altered in place, triggers off: the event that wrote it no longer matches.
+    let (off, edit) = if sqlite {
+        (
+            "DROP TRIGGER centre_versions_append_only",
+            "UPDATE centre_versions SET body = json_set(body, '$.name', 'Forged') WHERE version = 1 AND body LIKE '%Centre 3%'",
+        )
+    } else {
+        (
+            "ALTER TABLE centre_versions DISABLE TRIGGER USER",
+            "UPDATE centre_versions SET body = jsonb_set(body, '{name}', '\"Forged\"') WHERE version = 1 AND body->>'name' = 'Centre 3'",
+        )
+    };
+    raw(&db, off).await.expect("triggers off");
+    assert_eq!(raw(&db, edit).await.expect("alter"), 1);
+    let broken = db
+        .store
+        .verify_audit(None)
+        .await
+        .expect("verify")
+        .broken
+        .expect("caught");
+    assert!(broken.problem.contains("was altered"), "{}", broken.problem);
 }
