@@ -274,16 +274,24 @@ impl Schema {
     }
 
     fn check(&self, root: usize, bytes: &[u8]) -> Result<(), TooMany> {
-        self.walk(root, bytes, &mut String::new(), 0)
+        self.walk(root, bytes, &mut String::new(), 0, &mut HashMap::new())
     }
 
-    fn walk(&self, ty: usize, mut bytes: &[u8], path: &mut String, depth: usize) -> Result<(), TooMany> {
+    /// Walks one message. `counts` holds the elements seen per repeated field, by path: a
+    /// message field that occurs several times is merged by decoding, so its occurrences share
+    /// one path (and one count); elements of a repeated message have a path each (`[i]`).
+    fn walk(
+        &self,
+        ty: usize,
+        mut bytes: &[u8],
+        path: &mut String,
+        depth: usize,
+        counts: &mut HashMap<String, usize>,
+    ) -> Result<(), TooMany> {
         if depth > MAX_DEPTH {
             return Ok(());
         }
         let fields = &self.types[ty].fields;
-        // Elements seen per repeated field of this message instance (few fields: a short list).
-        let mut counts: Vec<(u32, usize)> = Vec::new();
         while !bytes.is_empty() {
             let Some(key) = varint(&mut bytes) else { return Ok(()) };
             let (number, wire) = (u32::try_from(key >> 3).unwrap_or(0), key & 7);
@@ -332,16 +340,15 @@ impl Schema {
                     (2, Some(Packed::Fixed64)) => payload.len() / 8,
                     _ => 1,
                 };
-                let at = match counts.iter().position(|(n, _)| *n == number) {
-                    Some(at) => at,
-                    None => {
-                        counts.push((number, 0));
-                        counts.len() - 1
-                    }
-                };
-                let before = counts[at].1;
-                counts[at].1 = before.saturating_add(elements);
-                if counts[at].1 > field.max {
+                let mut key = path.clone();
+                if !key.is_empty() {
+                    key.push('.');
+                }
+                key.push_str(&field.name);
+                let count = counts.entry(key).or_insert(0);
+                let before = *count;
+                *count = before.saturating_add(elements);
+                if *count > field.max {
                     let mut path = path.clone();
                     if !path.is_empty() {
                         path.push('.');
@@ -362,7 +369,7 @@ impl Schema {
                 if let Some(i) = index {
                     path.push_str(&format!("[{i}]"));
                 }
-                self.walk(sub, payload, path, depth + 1)?;
+                self.walk(sub, payload, path, depth + 1, counts)?;
                 path.truncate(mark);
             }
         }

@@ -3,10 +3,12 @@
 
 mod access;
 mod audit;
+mod crash;
 mod exchange;
 mod hardening;
 mod health;
 mod helpers;
+mod hostile;
 mod redaction;
 mod registry;
 mod report;

@@ -335,12 +335,34 @@ pub fn bounded_text(raw: &str, max_chars: usize) -> Result<String, CodeError> {
     if s.chars().any(char::is_control) {
         return Err(CodeError::new("BAD_FORMAT", "must not contain control characters"));
     }
+    // Bidirectional overrides, embeddings and isolates make text display otherwise than it
+    // reads (a name shown reversed, a file name disguised).
+    if s.chars()
+        .any(|c| matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
+    {
+        return Err(CodeError::new(
+            "BAD_FORMAT",
+            "must not contain bidirectional control characters",
+        ));
+    }
     Ok(s.to_owned())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_text_refuses_control_and_bidirectional_characters() {
+        assert!(bounded_text("Hôpital Necker – Enfants malades", 100).is_ok());
+        assert_eq!(bounded_text("a\u{7}b", 100).unwrap_err().reason, "BAD_FORMAT");
+        for c in ['\u{202a}', '\u{202e}', '\u{2066}', '\u{2069}'] {
+            assert_eq!(
+                bounded_text(&format!("exe{c}gnp"), 100).unwrap_err().reason,
+                "BAD_FORMAT"
+            );
+        }
+    }
 
     #[test]
     fn real_finess_numbers_pass_the_luhn_check() {

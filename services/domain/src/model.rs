@@ -394,7 +394,21 @@ pub fn parse_date(raw: &str) -> Result<NaiveDate, CodeError> {
     if s.is_empty() {
         return Err(CodeError::required());
     }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| CodeError::new("BAD_FORMAT", "must be a date YYYY-MM-DD"))
+    let bad = || CodeError::new("BAD_FORMAT", "must be a date YYYY-MM-DD");
+    // Exactly four digits of year: chrono alone also takes signed and longer years
+    // (`-5000-01-01`, `+275760-09-13`).
+    let shaped = s.len() == 10
+        && s.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    if !shaped {
+        return Err(bad());
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| bad())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -593,4 +607,34 @@ pub struct AdverseEvent {
     pub causality: Causality,
     pub pv_declaration_date: Option<NaiveDate>,
     pub pv_reference: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_have_four_digit_years_and_nothing_around_them() {
+        assert_eq!(
+            parse_date("2026-01-12").unwrap(),
+            NaiveDate::from_ymd_opt(2026, 1, 12).unwrap()
+        );
+        assert_eq!(
+            parse_date(" 2026-01-12 ").unwrap(),
+            NaiveDate::from_ymd_opt(2026, 1, 12).unwrap()
+        );
+        for bad in [
+            "-5000-01-01",
+            "+275760-09-13",
+            "99999-01-01",
+            "2026-1-1",
+            "2026-02-30",
+            "2026-01-01T00:00:00Z",
+            "\u{202e}2026-01-01",
+            "２０２６-01-01",
+        ] {
+            assert_eq!(parse_date(bad).unwrap_err().reason, "BAD_FORMAT", "{bad}");
+        }
+        assert_eq!(parse_date("").unwrap_err().reason, "REQUIRED");
+    }
 }

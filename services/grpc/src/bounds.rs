@@ -469,6 +469,29 @@ mod tests {
         .encode_to_vec();
         let err = s.check_request("observatory.v1.ImportItem", &item).unwrap_err();
         assert_eq!(err.path, "declare_episode.off_label.axes");
+        // Occurrences of a message field merge when decoded: their elements add up.
+        let mut merged = Vec::new();
+        for _ in 0..5 {
+            merged.extend(
+                pb::ImportItem {
+                    reference: String::new(),
+                    write: Some(pb::import_item::Write::DeclareEpisode(declaration_with_axes(vec![1]))),
+                }
+                .encode_to_vec(),
+            );
+        }
+        assert_eq!(
+            pb::ImportItem::decode(merged.as_slice())
+                .ok()
+                .and_then(|i| match i.write {
+                    Some(pb::import_item::Write::DeclareEpisode(d)) => d.off_label.map(|o| o.axes.len()),
+                    _ => None,
+                }),
+            Some(5),
+            "prost merges them"
+        );
+        let err = s.check_request("observatory.v1.ImportItem", &merged).unwrap_err();
+        assert_eq!(err.path, "declare_episode.off_label.axes");
         // Messages repeated: empty ones count too.
         let patient = pb::RegisterPatientRequest {
             diagnoses: vec![pb::Diagnosis::default(); 21],
