@@ -48,7 +48,7 @@ pub fn store(e: StoreError) -> Status {
         StoreError::Domain(d) => domain(d),
         e @ StoreError::NotFound { .. } => Status::not_found(e.to_string()),
         StoreError::AlreadyExists(msg) => Status::already_exists(msg),
-        e @ StoreError::Stale { .. } => Status::aborted(e.to_string()),
+        e @ (StoreError::Stale { .. } | StoreError::ConcurrentKey) => Status::aborted(e.to_string()),
         e @ StoreError::IdempotencyMismatch { .. } => invalid_field(
             "idempotency_key",
             "KEY_REUSED",

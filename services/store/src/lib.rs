@@ -276,6 +276,12 @@ pub enum StoreError {
     },
     #[error("idempotency key already used by {scope} with another request payload")]
     IdempotencyMismatch { scope: String },
+    /// A call with the same idempotency key, on another server of the same database, committed
+    /// while this one was being written: nothing of this one was stored.
+    #[error(
+        "a concurrent call with the same idempotency key committed first: retry with the same key to get its answer"
+    )]
+    ConcurrentKey,
     #[error("invalid page token")]
     BadPageToken,
     #[error("the registry is shutting down")]
@@ -321,7 +327,7 @@ impl StoreError {
             }
             StoreError::NotFound { .. } => "NOT_FOUND",
             StoreError::AlreadyExists(_) => "ALREADY_EXISTS",
-            StoreError::Stale { .. } => "ABORTED",
+            StoreError::Stale { .. } | StoreError::ConcurrentKey => "ABORTED",
             StoreError::IdempotencyMismatch { .. } | StoreError::BadPageToken => "INVALID_ARGUMENT",
             StoreError::ShuttingDown | StoreError::Unavailable(_) => "UNAVAILABLE",
             StoreError::Database(_)

@@ -302,9 +302,12 @@ async fn apply(
             .iter()
             .map(|r| (r.kind(), r.meta().id.clone(), r.meta().version))
             .collect();
-        sqlx::query(
+        // Another server on the same database may have committed the same key since the lookup
+        // above: then this call's writes are rolled back and the caller told to retry, which
+        // replays the other call's answer.
+        let inserted = sqlx::query(
             "INSERT INTO principal_idempotency_keys (principal, scope, key, request_hash, result, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (principal, scope, key) DO NOTHING",
         )
         .bind(&ctx.actor)
         .bind(scope)
@@ -313,7 +316,11 @@ async fn apply(
         .bind(Json(refs))
         .bind(now)
         .execute(&mut **w.tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(StoreError::ConcurrentKey);
+        }
     }
     Ok((
         Written {
