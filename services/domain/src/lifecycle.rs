@@ -1086,4 +1086,86 @@ mod tests {
             .is_err()
         );
     }
+
+    // Property: whatever sequence of transitions is tried, on whatever dates, the episode only
+    // moves along the state machine, a refused transition changes nothing, a terminal state is
+    // final, and the first administration and end dates never move once set.
+    mod state_machine {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn transition() -> impl Strategy<Value = EpisodeTransition> {
+            let date = (0i64..240).prop_map(|d| day("2026-01-01") + chrono::Duration::days(d));
+            prop_oneof![
+                date.clone()
+                    .prop_map(|date| EpisodeTransition::Initiate { date, dosage: None }),
+                (date.clone(), 0usize..3).prop_map(|(date, r)| EpisodeTransition::Stop {
+                    date,
+                    reason: [
+                        StopReason::Inefficacy,
+                        StopReason::PatientChoice,
+                        StopReason::AdverseEvent
+                    ][r],
+                }),
+                date.clone().prop_map(|date| EpisodeTransition::Transfer {
+                    date,
+                    to: finess("690781810"),
+                }),
+                date.clone().prop_map(|date| EpisodeTransition::LostToFollowUp { date }),
+                date.clone().prop_map(|date| EpisodeTransition::Deceased { date }),
+                date.prop_map(|date| EpisodeTransition::Switch { date }),
+                Just(EpisodeTransition::FollowUpRecorded),
+            ]
+        }
+
+        fn terminal(s: EpisodeStatus) -> bool {
+            !matches!(
+                s,
+                EpisodeStatus::Declared | EpisodeStatus::Initiated | EpisodeStatus::Ongoing
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+            #[test]
+            fn an_episode_never_reaches_an_illegal_state(steps in proptest::collection::vec(transition(), 1..16)) {
+                let today = day("2026-06-01");
+                let p = prescriber();
+                let c = cohort(Pathway::OffLabel, None);
+                let ctx = DeclarationContext { cohort: &c, framework: None, prescriber: &p, today };
+                let mut d = declaration(Pathway::OffLabel, "2026-03-01");
+                d.off_label = Some(OffLabelJustification {
+                    axes: vec![crate::model::OffLabelAxis::Age],
+                    evidence_reference: "PMID:1".into(),
+                });
+                let (mut current, _) = declare_episode(&d, &ctx, None, &id(3)).expect("declare");
+                for t in &steps {
+                    match transition_episode(&current, t, None, today) {
+                        Ok(next) => {
+                            prop_assert!(!terminal(current.status), "{:?} left a terminal state", t);
+                            prop_assert_eq!(next.status, t.target());
+                            match t {
+                                EpisodeTransition::Initiate { .. } => prop_assert_eq!(current.status, EpisodeStatus::Declared),
+                                EpisodeTransition::FollowUpRecorded => prop_assert_ne!(current.status, EpisodeStatus::Declared),
+                                _ => {}
+                            }
+                            if let Some(first) = current.first_administration_date {
+                                prop_assert_eq!(next.first_administration_date, Some(first));
+                            }
+                            if let (Some(end), Some(start)) = (next.end_date, next.first_administration_date) {
+                                prop_assert!(end >= start, "ended {} before its start {}", end, start);
+                            }
+                            for date in [next.first_administration_date, next.end_date].into_iter().flatten() {
+                                prop_assert!(date <= today && date >= next.request_date);
+                            }
+                            current = next;
+                        }
+                        // Refused: the caller keeps the episode as it was.
+                        Err(DomainError::IllegalTransition { from, .. }) => prop_assert_eq!(from, current.status.code()),
+                        Err(_) => {}
+                    }
+                }
+            }
+        }
+    }
 }
