@@ -23,7 +23,7 @@ use crate::error;
 #[derive(Debug, Clone, Copy)]
 pub enum Target<'a> {
     /// Bound to no centre or filière: reference data, the audit trail, a new patient (who
-    /// belongs where its episodes will be). The role rule suffices.
+    /// belongs to the caller's scope once registered). The role rule suffices.
     Unbound,
     /// A list: the store keeps only the rows within the caller's scope ([`Admitted::within`]).
     List,
@@ -34,9 +34,10 @@ pub enum Target<'a> {
     /// A new cohort of a filière.
     NewCohort(&'a Filiere),
     /// A new episode for a patient in a cohort, at a centre (by default the prescriber's),
-    /// possibly replacing an earlier episode. The patient must be within scope already, or
-    /// belong nowhere yet (registered, no episode), or have an episode transferred to one of
-    /// the caller's centres: that is how a patient joins another centre.
+    /// possibly replacing an earlier episode. The patient must be within scope already (enrolled
+    /// or treated there), or belong nowhere (registered before enrolments were recorded, no
+    /// episode), or have an episode transferred to one of the caller's centres: that is how a
+    /// patient joins another centre.
     NewEpisode {
         patient: &'a RecordId,
         centre: Option<&'a Finess>,
@@ -170,7 +171,9 @@ async fn check<T>(store: &Store, req: &Request<T>, target: Target<'_>) -> Result
                 .reach(RecordKind::Patient, patient.as_str())
                 .await
                 .map_err(error::store)?;
-            if !reach.centres.is_empty() && !covered(&reach) {
+            // A patient enrolled in filières only belongs somewhere too.
+            let nowhere = reach.centres.is_empty() && reach.filieres.is_empty();
+            if !nowhere && !covered(&reach) {
                 reach.centres.extend(transferred_to(store, patient).await?);
                 if !covered(&reach) {
                     return Err(denied(
