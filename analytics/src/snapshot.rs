@@ -171,7 +171,10 @@ pub async fn extract(store: &Store, as_of: DateTime<Utc>, dir: &Path) -> Result<
         }
         first_of.insert(id, first);
     }
-    let person = |id: &str| -> String { first_of.get(id).cloned().unwrap_or_else(|| id.to_owned()) };
+    // Borrowed, not allocated: it runs once per patient and per episode.
+    fn person<'a>(first_of: &'a HashMap<String, String>, id: &'a str) -> &'a str {
+        first_of.get(id).map_or(id, String::as_str)
+    }
 
     // Patients first: who objected decides what else is left out.
     let mut excluded: HashSet<String> = HashSet::new();
@@ -189,10 +192,11 @@ pub async fn extract(store: &Store, as_of: DateTime<Utc>, dir: &Path) -> Result<
     );
     store
         .scan_as_of::<Patient>(as_of, BATCH, |batch: Vec<Versioned<Patient>>| -> SinkResult {
-            let objects = |p: &Versioned<Patient>| p.record.objects_to_reuse || objecting.contains(&person(&p.meta.id));
+            let objects =
+                |p: &Versioned<Patient>| p.record.objects_to_reuse || objecting.contains(person(&first_of, &p.meta.id));
             let kept: Vec<&Versioned<Patient>> = batch
                 .iter()
-                .filter(|p| !objects(p) && person(&p.meta.id) == p.meta.id)
+                .filter(|p| !objects(p) && person(&first_of, &p.meta.id) == p.meta.id)
                 .collect();
             for p in batch.iter().filter(|p| objects(p)) {
                 excluded.insert(p.meta.id.clone());
@@ -200,7 +204,9 @@ pub async fn extract(store: &Store, as_of: DateTime<Utc>, dir: &Path) -> Result<
             let df = DataFrame::new_infer_height(vec![
                 str_col(
                     "patient_key",
-                    kept.iter().map(|p| Some(keyer.key(&person(&p.meta.id)))).collect(),
+                    kept.iter()
+                        .map(|p| Some(keyer.key(person(&first_of, &p.meta.id))))
+                        .collect(),
                 ),
                 str_col(
                     "sex",
@@ -418,7 +424,10 @@ pub async fn extract(store: &Store, as_of: DateTime<Utc>, dir: &Path) -> Result<
                     "episode_key",
                     kept.iter().map(|v| Some(keyer.key(&v.meta.id))).collect(),
                 ),
-                str_col("patient_key", e(&|r| Some(keyer.key(&person(r.patient_id.as_str()))))),
+                str_col(
+                    "patient_key",
+                    e(&|r| Some(keyer.key(person(&first_of, r.patient_id.as_str())))),
+                ),
                 str_col("cohort_id", e(&|r| Some(r.cohort_id.to_string()))),
                 str_col("pathway", e(&|r| Some(r.pathway.code().to_owned()))),
                 str_col("drug_atc", e(&|r| Some(r.drug_atc.to_string()))),
@@ -658,7 +667,11 @@ pub async fn extract(store: &Store, as_of: DateTime<Utc>, dir: &Path) -> Result<
         rows,
         files,
         content_hash: hex::encode(all.finalize()),
-        excluded_patients: excluded.iter().map(|id| person(id)).collect::<HashSet<_>>().len() as u64,
+        excluded_patients: excluded
+            .iter()
+            .map(|id| person(&first_of, id))
+            .collect::<HashSet<_>>()
+            .len() as u64,
     };
     let path = dir.join("manifest.json");
     let text = serde_json::to_vec_pretty(&manifest).map_err(|e| SnapshotError::Manifest(path.clone(), e))?;

@@ -153,6 +153,8 @@ pub struct Schema {
     types: Vec<MessageType>,
     /// `package.Name` of each RPC input, to its index.
     requests: HashMap<String, usize>,
+    /// The same by package, then name: looked up on every decode without building a name.
+    by_package: HashMap<String, HashMap<String, usize>>,
 }
 
 /// The schema of the contract, read once from its descriptor set.
@@ -221,7 +223,7 @@ impl Schema {
                     .collect(),
             })
             .collect();
-        let requests = fds
+        let requests: HashMap<String, usize> = fds
             .file
             .iter()
             .flat_map(|f| &f.service)
@@ -231,16 +233,24 @@ impl Schema {
                 index.get(name).map(|i| (name.to_owned(), *i))
             })
             .collect();
-        Schema { types, requests }
+        let mut by_package: HashMap<String, HashMap<String, usize>> = HashMap::new();
+        for (full, i) in &requests {
+            let (package, name) = full.rsplit_once('.').unwrap_or(("", full));
+            by_package
+                .entry(package.to_owned())
+                .or_default()
+                .insert(name.to_owned(), *i);
+        }
+        Schema {
+            types,
+            requests,
+            by_package,
+        }
     }
 
     /// The index of a request message type, by package and name.
     fn request(&self, package: &str, name: &str) -> Option<usize> {
-        if package.is_empty() {
-            return self.requests.get(name).copied();
-        }
-        let full = format!("{package}.{name}");
-        self.requests.get(full.as_str()).copied()
+        self.by_package.get(package)?.get(name).copied()
     }
 
     /// Repeated fields reachable from a request that have no maximum, as `package.Message.field`.

@@ -11,7 +11,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
 use crate::helpers::{
-    Authed, Backend, Bearer, TestApp, fresh_database, postgres_url, scoped_token, spawn_app, start_app,
+    Authed, Backend, Bearer, TestApp, execute_sql, fresh_database, postgres_url, scoped_token, spawn_app, start_app,
 };
 use crate::on_both_backends;
 use crate::reports_api::{download, q3, seed_registry, wait_for_end};
@@ -371,12 +371,7 @@ async fn calls_fail_fast_while_postgres_refuses_connections_and_succeed_again_af
     let sql = |s: String| {
         let admin = admin.clone();
         async move {
-            let pool = sqlx::PgPool::connect(&admin).await.expect("admin connection");
-            sqlx::query(sqlx::AssertSqlSafe(s))
-                .execute(&pool)
-                .await
-                .expect("statement");
-            pool.close().await;
+            execute_sql(&admin, &s).await.expect("statement");
         }
     };
     sql(format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false")).await;
@@ -755,25 +750,7 @@ async fn audit_events_past_retention_are_archived_and_the_rest_still_verifies(ba
     let head = app.store.audit_head().await.expect("head").expect("events");
     let sql = |s: String| {
         let url = app.database_url.clone();
-        async move {
-            if url.starts_with("sqlite:") {
-                let pool = sqlx::SqlitePool::connect(&url).await.expect("connect");
-                let r = sqlx::query(sqlx::AssertSqlSafe(s))
-                    .execute(&pool)
-                    .await
-                    .map(|r| r.rows_affected());
-                pool.close().await;
-                r
-            } else {
-                let pool = sqlx::PgPool::connect(&url).await.expect("connect");
-                let r = sqlx::query(sqlx::AssertSqlSafe(s))
-                    .execute(&pool)
-                    .await
-                    .map(|r| r.rows_affected());
-                pool.close().await;
-                r
-            }
-        }
+        async move { execute_sql(&url, &s).await }
     };
     assert!(
         sql(format!("DELETE FROM audit_events WHERE seq = {}", head.seq))

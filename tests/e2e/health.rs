@@ -12,16 +12,7 @@ on_both_backends!(health_follows_the_database_and_its_migrations);
 
 /// Runs one statement on the database behind `url`, as an operator would.
 async fn execute(url: &str, sql: &str) {
-    let sql = sqlx::AssertSqlSafe(sql.to_owned());
-    if url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(url).await.expect("connect sqlite");
-        sqlx::query(sql).execute(&pool).await.expect("statement");
-        pool.close().await;
-    } else {
-        let pool = sqlx::PgPool::connect(url).await.expect("connect postgres");
-        sqlx::query(sql).execute(&pool).await.expect("statement");
-        pool.close().await;
-    }
+    crate::helpers::execute_sql(url, sql).await.expect("statement");
 }
 
 /// Polls the health of `service` until it is `expected`, for at most ten seconds.

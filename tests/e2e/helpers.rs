@@ -122,6 +122,23 @@ pub async fn text_rows(url: &str, sql: &'static str) -> Vec<String> {
     }
 }
 
+/// Runs one statement on the database behind `url`, as an operator (or an attacker) with a SQL
+/// console would: the rows it changed.
+pub async fn execute_sql(url: &str, sql: &str) -> Result<u64, sqlx::Error> {
+    let sql = sqlx::AssertSqlSafe(sql.to_owned());
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await?;
+        let done = sqlx::query(sql).execute(&pool).await.map(|r| r.rows_affected());
+        pool.close().await;
+        done
+    } else {
+        let pool = sqlx::PgPool::connect(url).await?;
+        let done = sqlx::query(sql).execute(&pool).await.map(|r| r.rows_affected());
+        pool.close().await;
+        done
+    }
+}
+
 pub async fn spawn_app(backend: Backend) -> TestApp {
     let (database_url, dir) = fresh_database(backend).await;
     start_app(database_url, dir, &[]).await

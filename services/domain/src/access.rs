@@ -135,8 +135,9 @@ impl Scope {
 /// Where a record belongs, as far as access goes.
 ///
 /// - An episode belongs to its centre and to the filière of its cohort.
-/// - A patient belongs to the centres and filières of all its episodes (a patient registered
-///   without an episode yet belongs nowhere).
+/// - A patient belongs to the centres or filières of the token that registered it (its
+///   enrolment), and to the centres and filières of all its episodes (a patient registered
+///   before enrolments were recorded, without an episode yet, belongs nowhere).
 /// - Authorisations, follow-ups and adverse events belong where their episode does.
 /// - A cohort belongs to its filière, and so does a report run limited to a filière (a run over
 ///   every filière belongs to none).

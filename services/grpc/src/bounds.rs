@@ -80,11 +80,6 @@ pub struct RateLimiter {
 const PRUNE_ABOVE: usize = 10_000;
 
 impl RateLimiter {
-    /// The limits it applies.
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
     /// Takes one call from `key`'s bucket, waiting as long as the bucket needs to refill: how
     /// the items of an import stream are paced at their token's rate.
     pub async fn pace(&self, key: &str) {

@@ -677,8 +677,10 @@ impl Writer<'_, '_> {
         .bind(&p.pseudonym.value)
         .fetch_all(&mut **self.tx)
         .await?;
-        let scope = self.ctx.scope.clone();
-        let known = match &scope {
+        // The context outlives this writer's borrow: no copy of the scope per registration.
+        let ctx = self.ctx;
+        let scope = ctx.scope.as_ref();
+        let known = match scope {
             None => existing.first().cloned(),
             Some(_) if existing.is_empty() => None,
             Some(scope) => {
@@ -693,7 +695,7 @@ impl Writer<'_, '_> {
             return Err(StoreError::AlreadyExists(format!("patient already registered as {id}")));
         }
         let v = self.insert_new(new_id(), p, reason).await?;
-        if let Some(scope) = &scope {
+        if let Some(scope) = scope {
             let rows = scope
                 .centres()
                 .iter()
@@ -886,14 +888,11 @@ async fn version_of(conn: &mut Conn, kind: RecordKind, id: &str, version: i64) -
 /// The audit digest of a stored version (what the event that wrote it recorded), `None` when
 /// no such version is stored.
 pub async fn version_digest(conn: &mut Conn, kind: RecordKind, id: &str, version: i64) -> Result<Option<String>> {
-    let table = kinds::table(kind);
-    let mut q = QueryBuilder::<Db>::new(format!("SELECT COUNT(*) FROM {table} WHERE id = "));
-    q.push_bind(id.to_owned()).push(" AND version = ").push_bind(version);
-    let present: i64 = q.build_query_scalar().fetch_one(&mut *conn).await?;
-    if present == 0 {
-        return Ok(None);
+    match version_of(conn, kind, id, version).await {
+        Ok(record) => Ok(record.audit_target().after),
+        Err(StoreError::Database(e)) if matches!(*e, sqlx::Error::RowNotFound) => Ok(None),
+        Err(e) => Err(e),
     }
-    Ok(version_of(conn, kind, id, version).await?.audit_target().after)
 }
 
 /// Up to `limit` (id, version) of the stored versions of `kind`, in order, after `after`.
