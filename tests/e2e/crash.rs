@@ -30,6 +30,11 @@ async fn crash_child_server() {
         env.contains_key("OBSERVATORY_CRASH_CHILD"),
         "started by the crash test only"
     );
+    // Its logs go to stderr, which the test keeps in `server.log`.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter("info")
+        .try_init();
     let config = Config::load(None, &env).expect("config");
     let app = Application::build(&config).await.expect("the server starts");
     println!("CRASH-CHILD-PORT {}", app.local_addr().port());
@@ -37,20 +42,41 @@ async fn crash_child_server() {
 }
 
 /// A server in a child process over `url`, with its keys in `dir`.
-struct Child {
-    process: std::process::Child,
-    port: u16,
+pub(crate) struct Child {
+    pub(crate) process: std::process::Child,
+    pub(crate) port: u16,
 }
 
 fn start_child(url: &str, dir: &std::path::Path) -> Child {
-    let mut process = std::process::Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "--ignored",
-            "--exact",
-            "crash::crash_child_server",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    start_child_within(&[], url, dir, &[])
+}
+
+/// A server in a child process over `url`, with its keys in `dir`, started through `wrapper`
+/// (a command that ends by running the arguments it is given, such as `unshare`), with `env`
+/// besides.
+pub(crate) fn start_child_within(wrapper: &[&str], url: &str, dir: &std::path::Path, env: &[(&str, &str)]) -> Child {
+    let binary = std::env::current_exe().expect("test binary");
+    let arguments = [
+        "--ignored",
+        "--exact",
+        "crash::crash_child_server",
+        "--nocapture",
+        "--test-threads=1",
+    ];
+    let mut command = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut c = std::process::Command::new(program);
+            c.args(rest).arg(&binary).args(arguments);
+            c
+        }
+        None => {
+            let mut c = std::process::Command::new(&binary);
+            c.args(arguments);
+            c
+        }
+    };
+    let mut process = command
+        .envs(env.iter().copied())
         .env("OBSERVATORY_CRASH_CHILD", "1")
         .env("OBSERVATORY_DATABASE_URL", url)
         .env("OBSERVATORY_LISTEN", "127.0.0.1:0")
@@ -61,7 +87,14 @@ fn start_child(url: &str, dir: &std::path::Path) -> Child {
         .env("OBSERVATORY_RATE_LIMIT_PER_SECOND", "100000")
         .env("OBSERVATORY_RATE_LIMIT_BURST", "100000")
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        // Its logs, for a failing test to be understood (appended across restarts).
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("server.log"))
+                .expect("log file"),
+        )
         .spawn()
         .expect("child server");
     let stdout = process.stdout.take().expect("stdout");
@@ -81,7 +114,7 @@ fn start_child(url: &str, dir: &std::path::Path) -> Child {
     Child { process, port }
 }
 
-async fn client(port: u16, secret: &str) -> RegistryServiceClient<Authed> {
+pub(crate) async fn client(port: u16, secret: &str) -> RegistryServiceClient<Authed> {
     let channel = Channel::from_shared(format!("http://127.0.0.1:{port}"))
         .expect("endpoint")
         .connect_timeout(Duration::from_secs(2))

@@ -23,7 +23,7 @@ const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/hostile/corpus.js
 
 /// Sends a message's bytes as they are; reads nothing of the answer but its status.
 #[derive(Debug, Default, Clone, Copy)]
-struct Raw;
+pub(crate) struct Raw;
 
 impl Codec for Raw {
     type Encode = Vec<u8>;

@@ -4,7 +4,9 @@
 mod access;
 mod audit;
 mod crash;
+mod disk;
 mod exchange;
+mod fuzz;
 mod hardening;
 mod health;
 mod helpers;

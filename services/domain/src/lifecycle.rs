@@ -1168,4 +1168,122 @@ mod tests {
             }
         }
     }
+
+    // Property: whatever sequence of steps is tried on a per-patient authorisation, it only
+    // moves along the edges of its state machine (written out here apart from the code), a
+    // refused step changes nothing, refused, expired and withdrawn are final, every accepted
+    // grant or renewal has a reference and a validity within the pathway's cap, renewals are
+    // counted, validity never starts earlier, and no step is dated after today.
+    mod authorisation_machine {
+        use super::*;
+        use AuthorisationStatus as S;
+        use AuthorisationTransition as T;
+        use proptest::prelude::*;
+
+        fn transition() -> impl Strategy<Value = AuthorisationTransition> {
+            // Mostly on or before today (2026-12-01), validities mostly short: so that sequences
+            // go deep (granted, renewed, expired...), with some out of every bound.
+            let date =
+                prop_oneof![4 => 0i64..330, 1 => 0i64..420].prop_map(|d| day("2026-01-01") + chrono::Duration::days(d));
+            let reference = prop_oneof![1 => Just(None), 3 => Just(Some("ANSM-AAC-2026-1".to_owned()))];
+            let validity = (
+                date.clone(),
+                date.clone(),
+                prop_oneof![4 => 0i64..90, 1 => 0i64..480],
+                reference,
+            );
+            prop_oneof![
+                date.clone().prop_map(|date| T::RequestInformation { date }),
+                date.clone().prop_map(|date| T::Resubmit { date }),
+                validity
+                    .clone()
+                    .prop_map(|(decision_date, valid_from, days, reference)| T::Grant {
+                        decision_date,
+                        valid_from,
+                        valid_to: valid_from + chrono::Duration::days(days),
+                        reference,
+                    }),
+                date.clone().prop_map(|date| T::Refuse { date }),
+                date.clone().prop_map(|date| T::SubmitRenewal { date }),
+                validity.prop_map(|(decision_date, valid_from, days, reference)| T::Renew {
+                    decision_date,
+                    valid_from,
+                    valid_to: valid_from + chrono::Duration::days(days),
+                    reference,
+                }),
+                date.clone().prop_map(|date| T::Expire { date }),
+                date.clone().prop_map(|date| T::Suspend { date }),
+                date.clone().prop_map(|date| T::Reinstate { date }),
+                date.prop_map(|date| T::Withdraw { date }),
+            ]
+        }
+
+        /// The states each step may leave from.
+        fn may_leave(from: S, t: &T) -> bool {
+            match t {
+                T::RequestInformation { .. } | T::Refuse { .. } => matches!(from, S::Submitted | S::RenewalSubmitted),
+                T::Resubmit { .. } => from == S::InformationRequested,
+                T::Grant { .. } => from == S::Submitted,
+                T::SubmitRenewal { .. } => matches!(from, S::Granted | S::Renewed),
+                T::Renew { .. } => from == S::RenewalSubmitted,
+                T::Expire { .. } | T::Suspend { .. } => matches!(from, S::Granted | S::Renewed | S::RenewalSubmitted),
+                T::Reinstate { .. } => from == S::Suspended,
+                T::Withdraw { .. } => !matches!(from, S::Refused | S::Expired | S::Withdrawn),
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+            #[test]
+            fn an_authorisation_never_reaches_an_illegal_state(steps in proptest::collection::vec(transition(), 1..24)) {
+                let today = day("2026-12-01");
+                let p = prescriber();
+                let c = cohort(Pathway::Aac, None);
+                let ctx = DeclarationContext { cohort: &c, framework: None, prescriber: &p, today };
+                let mut d = declaration(Pathway::Aac, "2026-01-05");
+                d.authorisation = Some(AuthorisationRequest { submitted_date: day("2026-01-05"), reference: None });
+                let (_, authorisation) = declare_episode(&d, &ctx, Some(id(4)), &id(3)).expect("declare");
+                let mut current = authorisation.expect("an AAC declaration files a request");
+                prop_assert_eq!(current.status, S::Submitted);
+                // Where a suspension or a request for information will return to.
+                let mut resume: Option<S> = None;
+                for t in &steps {
+                    match transition_authorisation(&current, t, today) {
+                        Ok(next) => {
+                            prop_assert!(may_leave(current.status, t), "{:?} left {:?}", t, current.status);
+                            prop_assert_eq!(next.status, t.target(&current));
+                            match t {
+                                T::Suspend { .. } | T::RequestInformation { .. } => resume = Some(current.status),
+                                T::Reinstate { .. } | T::Resubmit { .. } => {
+                                    prop_assert_eq!(Some(next.status), resume);
+                                    resume = None;
+                                }
+                                _ => {}
+                            }
+                            if let T::Grant { valid_from, valid_to, .. } | T::Renew { valid_from, valid_to, .. } = t {
+                                prop_assert!(next.reference.is_some());
+                                prop_assert!(valid_to >= valid_from);
+                                prop_assert!(*valid_to < valid_from.checked_add_months(Months::new(12)).expect("date"));
+                                if let (T::Renew { .. }, Some(previous)) = (t, current.valid_from) {
+                                    prop_assert!(*valid_from > previous);
+                                }
+                            }
+                            let renewed = u32::from(matches!(t, T::Renew { .. }));
+                            prop_assert_eq!(next.renewals, current.renewals + renewed);
+                            prop_assert!(next.decision_date >= current.decision_date);
+                            prop_assert!(next.decision_date.is_none_or(|d| d <= today && d >= next.submitted_date));
+                            prop_assert_eq!(next.submitted_date, current.submitted_date);
+                            current = next;
+                        }
+                        // Refused: the caller keeps the authorisation as it was.
+                        Err(DomainError::IllegalTransition { from, .. }) => {
+                            prop_assert!(!may_leave(current.status, t), "{:?} refused from {:?}", t, current.status);
+                            prop_assert_eq!(from, current.status.code());
+                        }
+                        Err(_) => prop_assert!(may_leave(current.status, t), "{:?} refused from {:?} for its fields", t, current.status),
+                    }
+                }
+            }
+        }
+    }
 }

@@ -85,14 +85,19 @@ async fn set_health(reporter: &tonic_health::server::HealthReporter, serving: bo
     }
 }
 
-/// Checks readiness every `every`: NOT_SERVING while the database does not answer or lacks a
-/// migration of this binary, SERVING again as soon as it is back. Changes are logged.
+/// Checks readiness every `every`, and at once when a write is refused for want of the
+/// database (or goes through again after that): NOT_SERVING while the database does not answer,
+/// lacks a migration of this binary or refuses writes (read-only, full), SERVING again as soon
+/// as it is back. Changes are logged.
 async fn watch_readiness(store: Store, reporter: tonic_health::server::HealthReporter, every: std::time::Duration) {
     let mut serving = true;
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        ticks.tick().await;
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = store.write_fault_changed() => {}
+        }
         let ready = store.readiness(every.min(std::time::Duration::from_secs(5))).await;
         match (&ready, serving) {
             (Err(why), true) => tracing::warn!(reason = %why, "not ready: health is NOT_SERVING"),

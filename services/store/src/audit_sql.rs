@@ -64,6 +64,29 @@ pub(crate) async fn append(
     Ok(())
 }
 
+/// Runs `work` in a transaction on a connection of `pool`, and commits. When anything fails the
+/// connection is closed rather than given back to the pool: after a failed statement or COMMIT
+/// for want of the database (disk full, I/O error), SQLite may have rolled the transaction back
+/// on its own, so that the driver's idea of it is wrong and the connection would refuse every
+/// later BEGIN; a fresh connection has no such past.
+pub(crate) async fn transaction<T>(
+    pool: &Pool,
+    work: impl AsyncFnOnce(&mut sqlx::Transaction<'_, Db>) -> Result<T>,
+) -> Result<T> {
+    let mut conn = pool.acquire().await?;
+    let outcome = async {
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, BEGIN).await?;
+        let out = work(&mut tx).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+    .await;
+    if outcome.is_err() {
+        conn.close_on_drop();
+    }
+    outcome
+}
+
 /// Appends one event in a transaction of its own, with the write it records (`write` runs
 /// first, in the same transaction).
 pub(crate) async fn in_transaction<T>(
@@ -72,16 +95,12 @@ pub(crate) async fn in_transaction<T>(
     key: Option<&AuditKey>,
     write: impl AsyncFnOnce(&mut Conn) -> Result<T>,
 ) -> Result<T> {
-    let mut tx = pool.begin_with(BEGIN).await?;
-    let out = write(&mut *tx).await?;
-    append(
-        &mut tx,
-        &[(entry, chrono::SubsecRound::trunc_subsecs(Utc::now(), 6))],
-        key,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(out)
+    transaction(pool, async |tx| {
+        let out = write(&mut *tx).await?;
+        append(tx, &[(entry, chrono::SubsecRound::trunc_subsecs(Utc::now(), 6))], key).await?;
+        Ok(out)
+    })
+    .await
 }
 
 /// The newest event's seq and hash.
@@ -156,39 +175,40 @@ pub async fn remove_archived(
     entry: AuditEntry,
     key: Option<&AuditKey>,
 ) -> Result<u64> {
-    let mut tx = write.begin_with(BEGIN).await?;
-    let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
-    let archived_by = entry.actor.clone();
-    append(&mut tx, &[(entry, now)], key).await?;
-    let stored: Option<String> = sqlx::query_scalar("SELECT hash FROM audit_events WHERE seq = $1")
+    transaction(write, async |tx| {
+        let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
+        let archived_by = entry.actor.clone();
+        append(tx, &[(entry, now)], key).await?;
+        let stored: Option<String> = sqlx::query_scalar("SELECT hash FROM audit_events WHERE seq = $1")
+            .bind(last.seq)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if stored.as_deref() != Some(last.hash.as_str()) {
+            return Err(crate::StoreError::AlreadyExists(format!(
+                "event {} changed or went since it was archived: nothing removed",
+                last.seq
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO audit_archives (last_seq, last_hash, last_recorded_at, first_seq, file_sha256, archived_at, \
+             archived_by, mac) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
         .bind(last.seq)
-        .fetch_optional(&mut *tx)
+        .bind(&last.hash)
+        .bind(last.recorded_at)
+        .bind(first_seq)
+        .bind(file_sha256)
+        .bind(now)
+        .bind(&archived_by)
+        .bind(key.map(|k| k.mac(&crate::audit::archive_text(last.seq, &last.hash))))
+        .execute(&mut **tx)
         .await?;
-    if stored.as_deref() != Some(last.hash.as_str()) {
-        return Err(crate::StoreError::AlreadyExists(format!(
-            "event {} changed or went since it was archived: nothing removed",
-            last.seq
-        )));
-    }
-    sqlx::query(
-        "INSERT INTO audit_archives (last_seq, last_hash, last_recorded_at, first_seq, file_sha256, archived_at, \
-         archived_by, mac) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(last.seq)
-    .bind(&last.hash)
-    .bind(last.recorded_at)
-    .bind(first_seq)
-    .bind(file_sha256)
-    .bind(now)
-    .bind(&archived_by)
-    .bind(key.map(|k| k.mac(&crate::audit::archive_text(last.seq, &last.hash))))
-    .execute(&mut *tx)
-    .await?;
-    let removed = sqlx::query("DELETE FROM audit_events WHERE seq <= $1")
-        .bind(last.seq)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    tx.commit().await?;
-    Ok(removed)
+        let removed = sqlx::query("DELETE FROM audit_events WHERE seq <= $1")
+            .bind(last.seq)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+        Ok(removed)
+    })
+    .await
 }

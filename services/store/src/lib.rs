@@ -509,6 +509,9 @@ pub struct Store {
     /// When and why a write last failed for want of the database (read-only, full, gone),
     /// cleared by the next write that commits: readiness reports it.
     write_fault: Arc<std::sync::Mutex<Option<(std::time::Instant, String)>>>,
+    /// Signalled when `write_fault` turns on or off, so that health follows at once rather than
+    /// at its next periodic check.
+    write_fault_changed: Arc<tokio::sync::Notify>,
     /// The key of the audit events' MACs, for appenders and verification.
     pub(crate) audit_key: Option<audit::AuditKey>,
 }
@@ -588,6 +591,7 @@ impl Store {
             metrics,
             changes,
             write_fault: Arc::default(),
+            write_fault_changed: Arc::default(),
             audit_key: options.audit_key.clone(),
         })
     }
@@ -626,13 +630,27 @@ impl Store {
             .map_err(|_| StoreError::ShuttingDown)?;
         let result = rx.await.map_err(|_| StoreError::ShuttingDown)?;
         let mut fault = self.write_fault.lock().unwrap_or_else(|e| e.into_inner());
+        let held = |f: &Option<(std::time::Instant, String)>| {
+            f.as_ref().is_some_and(|(at, _)| at.elapsed() < WRITE_FAULT_HOLD)
+        };
+        let before = held(&fault);
         match &result {
             Ok(_) => *fault = None,
             Err(StoreError::Unavailable(e)) => *fault = Some((std::time::Instant::now(), e.to_string())),
             Err(_) => {}
         }
+        let after = held(&fault);
         drop(fault);
+        if before != after {
+            self.write_fault_changed.notify_one();
+        }
         result
+    }
+
+    /// Waits until a write fails for want of the database after writes went through, or the
+    /// reverse: readiness has changed, and health should be checked now.
+    pub async fn write_fault_changed(&self) {
+        self.write_fault_changed.notified().await;
     }
 
     /// Current version of a record, `None` when absent.

@@ -164,9 +164,26 @@ impl GroupWriter {
             Ok(conn) => conn,
             Err(e) => return Attempt::Failed(std::sync::Arc::new(e)),
         };
-        let mut tx = match sqlx::Connection::begin_with(&mut *conn, BEGIN).await {
+        let mut discard = false;
+        let attempt = self.attempt_on(&mut conn, batch, pending, &mut discard).await;
+        if discard {
+            conn.close_on_drop();
+        }
+        attempt
+    }
+
+    /// One attempt at the group on `conn`; sets `discard` when the connection must not be used
+    /// again.
+    async fn attempt_on(&self, conn: &mut Conn, batch: &[Job], pending: &[usize], discard: &mut bool) -> Attempt {
+        // A connection whose BEGIN, audit append, feed append or COMMIT failed is closed, not
+        // given back: SQLite may have rolled back on its own (disk full, I/O error), leaving the
+        // driver believing a transaction is open, and every later BEGIN would be refused.
+        let mut tx = match sqlx::Connection::begin_with(conn, BEGIN).await {
             Ok(tx) => tx,
-            Err(e) => return Attempt::Failed(std::sync::Arc::new(e)),
+            Err(e) => {
+                *discard = true;
+                return Attempt::Failed(std::sync::Arc::new(e));
+            }
         };
         let mut outcomes = Vec::with_capacity(pending.len());
         let mut events = Vec::with_capacity(pending.len());
@@ -199,7 +216,7 @@ impl GroupWriter {
                 Err(error) => {
                     if let Err(e) = tx.rollback().await {
                         tracing::warn!(error = %e, "rollback failed; the connection is discarded");
-                        conn.close_on_drop();
+                        *discard = true;
                     }
                     return Attempt::Poisoned { index, error };
                 }
@@ -208,6 +225,7 @@ impl GroupWriter {
         // The group's audit events and changes go in with it: the writes, their trail and the
         // feed commit together.
         if let Err(e) = audit_sql::append(&mut tx, &events, self.audit_key.as_ref()).await {
+            *discard = true;
             return Attempt::Failed(std::sync::Arc::new(e));
         }
         let changes: Vec<(RecordKind, &Meta)> = outcomes
@@ -218,6 +236,7 @@ impl GroupWriter {
             .collect();
         let changed = !changes.is_empty();
         if let Err(e) = append_changes(&mut tx, changes.into_iter()).await {
+            *discard = true;
             return Attempt::Failed(std::sync::Arc::new(e));
         }
         match tx.commit().await {
@@ -227,7 +246,10 @@ impl GroupWriter {
                 }
                 Attempt::Committed(outcomes)
             }
-            Err(e) => Attempt::Failed(std::sync::Arc::new(e)),
+            Err(e) => {
+                *discard = true;
+                Attempt::Failed(std::sync::Arc::new(e))
+            }
         }
     }
 }
@@ -1238,80 +1260,81 @@ async fn changed<T: Stored>(conn: &mut Conn, after: i64, last: i64) -> Result<Ve
 /// Loads the shipped drugs, diseases and frameworks. Rows already present are left as they are:
 /// a framework changes through its own versions, never by reloading the file.
 pub async fn load_reference(pool: &Pool, audit_key: Option<&AuditKey>) -> Result<()> {
-    let mut tx = pool.begin_with(BEGIN).await?;
-    for d in reference::DRUGS.iter() {
-        sqlx::query(
-            "INSERT INTO drugs (atc, inn, brand, cis, confirmed) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (atc) DO NOTHING",
-        )
-        .bind(d.atc)
-        .bind(d.inn)
-        .bind(d.brand)
-        .bind(d.cis)
-        .bind(d.confirmed)
-        .execute(&mut *tx)
-        .await?;
-    }
-    for d in reference::DISEASES.iter() {
-        sqlx::query(
-            "INSERT INTO diseases (orpha_code, name, icd10, filiere, confirmed) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (orpha_code) DO NOTHING",
-        )
-        .bind(d.orpha_code)
-        .bind(d.name)
-        .bind(d.icd10)
-        .bind(d.filiere)
-        .bind(d.confirmed)
-        .execute(&mut *tx)
-        .await?;
-    }
-    let now = Utc::now().trunc_subsecs(6);
-    let ctx = WriteContext {
-        actor: "reference-data".into(),
-        request_id: "observatory-migrate".into(),
-        trace_id: String::new(),
-        idempotency_key: None,
-        scope: None,
-    };
-    let source = reference::source_of(reference::FRAMEWORKS_CSV);
-    let mut wrote = false;
-    let mut w = Writer {
-        tx: &mut tx,
-        ctx: &ctx,
-        now,
-        today: today(now),
-        wrote: &mut wrote,
-        targets: Vec::new(),
-    };
-    for f in reference::FRAMEWORKS.iter() {
-        if w.exists(f.id).await? {
-            continue;
+    audit_sql::transaction(pool, async |tx| {
+        for d in reference::DRUGS.iter() {
+            sqlx::query(
+                "INSERT INTO drugs (atc, inn, brand, cis, confirmed) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (atc) DO NOTHING",
+            )
+            .bind(d.atc)
+            .bind(d.inn)
+            .bind(d.brand)
+            .bind(d.cis)
+            .bind(d.confirmed)
+            .execute(&mut **tx)
+            .await?;
         }
-        let framework = shipped_framework(f, source)?;
-        w.insert_new(
-            f.id.to_owned(),
-            &framework,
-            "shipped reference data (services/domain/reference/frameworks.csv)",
-        )
-        .await?;
-    }
-    let targets = std::mem::take(&mut w.targets);
-    if !targets.is_empty() {
-        let written: Vec<Meta> = targets
-            .iter()
-            .map(|t| Meta {
-                id: t.id.clone(),
-                version: t.version.unwrap_or(1),
-                recorded_at: now,
-                recorded_by: ctx.actor.clone(),
-                reason: String::new(),
-                request_id: ctx.request_id.clone(),
-            })
-            .collect();
-        let entry = AuditEntry::new(&ctx, "LoadReferenceData", targets);
-        audit_sql::append(&mut tx, &[(entry, now)], audit_key).await?;
-        append_changes(&mut tx, written.iter().map(|m| (RecordKind::Framework, m))).await?;
-    }
-    tx.commit().await?;
-    Ok(())
+        for d in reference::DISEASES.iter() {
+            sqlx::query(
+                "INSERT INTO diseases (orpha_code, name, icd10, filiere, confirmed) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (orpha_code) DO NOTHING",
+            )
+            .bind(d.orpha_code)
+            .bind(d.name)
+            .bind(d.icd10)
+            .bind(d.filiere)
+            .bind(d.confirmed)
+            .execute(&mut **tx)
+            .await?;
+        }
+        let now = Utc::now().trunc_subsecs(6);
+        let ctx = WriteContext {
+            actor: "reference-data".into(),
+            request_id: "observatory-migrate".into(),
+            trace_id: String::new(),
+            idempotency_key: None,
+            scope: None,
+        };
+        let source = reference::source_of(reference::FRAMEWORKS_CSV);
+        let mut wrote = false;
+        let mut w = Writer {
+            tx,
+            ctx: &ctx,
+            now,
+            today: today(now),
+            wrote: &mut wrote,
+            targets: Vec::new(),
+        };
+        for f in reference::FRAMEWORKS.iter() {
+            if w.exists(f.id).await? {
+                continue;
+            }
+            let framework = shipped_framework(f, source)?;
+            w.insert_new(
+                f.id.to_owned(),
+                &framework,
+                "shipped reference data (services/domain/reference/frameworks.csv)",
+            )
+            .await?;
+        }
+        let targets = std::mem::take(&mut w.targets);
+        if !targets.is_empty() {
+            let written: Vec<Meta> = targets
+                .iter()
+                .map(|t| Meta {
+                    id: t.id.clone(),
+                    version: t.version.unwrap_or(1),
+                    recorded_at: now,
+                    recorded_by: ctx.actor.clone(),
+                    reason: String::new(),
+                    request_id: ctx.request_id.clone(),
+                })
+                .collect();
+            let entry = AuditEntry::new(&ctx, "LoadReferenceData", targets);
+            audit_sql::append(tx, &[(entry, now)], audit_key).await?;
+            append_changes(tx, written.iter().map(|m| (RecordKind::Framework, m))).await?;
+        }
+        Ok(())
+    })
+    .await
 }
 
 fn shipped_framework(f: &reference::FrameworkRef, source: &str) -> Result<Framework> {

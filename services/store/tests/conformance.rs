@@ -93,6 +93,7 @@ on_both_backends!(
     faults_of_the_database_are_unavailable_not_internal,
     the_keyed_chain_and_the_records_hold_against_whoever_can_write_the_database,
     altered_and_unaudited_record_versions_are_caught,
+    history_keeps_every_version_whatever_the_writes,
 );
 
 /// Runs raw SQL on the database behind `db`, as an operator with a SQL console would.
@@ -1346,4 +1347,302 @@ async fn altered_and_unaudited_record_versions_are_caught(db: Db) {
         .broken
         .expect("caught");
     assert!(broken.problem.contains("was altered"), "{}", broken.problem);
+}
+
+/// Property: whatever writes are tried on a patient, its episode and its authorisation (valid or
+/// not, with current, stale or future expected versions, alone or in one group commit), the
+/// history of each record only grows: every version read before is still there, unchanged, in
+/// order, numbered without a gap; a refused write adds nothing; the current version is the last
+/// of the history; and every version has its audit event.
+async fn history_keeps_every_version_whatever_the_writes(db: Db) {
+    use chrono::NaiveDate;
+    use observatory_domain::{
+        codes::{Atc, OrphaCode, Rpps},
+        corrections::PatientUpdate,
+        lifecycle::{AuthorisationRequest, AuthorisationTransition as AT, EpisodeDeclaration, EpisodeTransition as ET},
+        model::*,
+    };
+    use observatory_store::{NewCohort, Record};
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Authorisation(AT, i64),
+        Episode(ET, i64),
+        Patient(Option<&'static str>, VitalStatus, i64),
+        FollowUp(NaiveDate),
+        /// Two writes submitted at once: one group commit.
+        Together(Box<Op>, Box<Op>),
+    }
+
+    /// Mostly in the first months of the episode, so that sequences go deep; some anywhere.
+    fn date() -> impl Strategy<Value = NaiveDate> {
+        prop_oneof![3 => 5i64..120, 1 => 0i64..330]
+            .prop_map(|d| parse_date("2026-01-01").expect("date") + chrono::Duration::days(d))
+    }
+    fn single() -> impl Strategy<Value = Op> {
+        // Mostly the current version; sometimes stale or ahead.
+        let offset = prop_oneof![6 => Just(0i64), 1 => Just(-1i64), 1 => Just(1i64)];
+        let reference = prop_oneof![1 => Just(None), 3 => Just(Some("ANSM-AAC-1".to_owned()))];
+        let authorisation = prop_oneof![
+            (date(), 0i64..300, reference.clone()).prop_map(|(decision_date, days, reference)| AT::Grant {
+                decision_date,
+                valid_from: decision_date,
+                valid_to: decision_date + chrono::Duration::days(days),
+                reference
+            }),
+            date().prop_map(|date| AT::SubmitRenewal { date }),
+            (date(), date(), 0i64..120, reference).prop_map(|(decision_date, valid_from, days, reference)| AT::Renew {
+                decision_date,
+                valid_from,
+                valid_to: valid_from + chrono::Duration::days(days),
+                reference
+            }),
+            date().prop_map(|date| AT::Suspend { date }),
+            date().prop_map(|date| AT::Reinstate { date }),
+            date().prop_map(|date| AT::Refuse { date }),
+            date().prop_map(|date| AT::Expire { date }),
+        ];
+        let episode = prop_oneof![
+            3 => date().prop_map(|date| ET::Initiate { date, dosage: None }),
+            1 => date().prop_map(|date| ET::Stop {
+                date,
+                reason: StopReason::Inefficacy
+            }),
+            1 => date().prop_map(|date| ET::LostToFollowUp { date }),
+            1 => date().prop_map(|date| ET::Deceased { date }),
+        ];
+        prop_oneof![
+            3 => (authorisation, offset.clone()).prop_map(|(t, o)| Op::Authorisation(t, o)),
+            3 => (episode, offset.clone()).prop_map(|(t, o)| Op::Episode(t, o)),
+            1 => (
+                prop_oneof![Just(None), Just(Some("11")), Just(Some("84"))],
+                prop_oneof![Just(VitalStatus::Alive), Just(VitalStatus::Unknown)],
+                offset
+            )
+                .prop_map(|(r, s, o)| Op::Patient(r, s, o)),
+            2 => date().prop_map(Op::FollowUp),
+        ]
+    }
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => single(),
+            1 => (single(), single()).prop_map(|(a, b)| Op::Together(Box::new(a), Box::new(b))),
+        ]
+    }
+
+    let store = &db.store;
+    let run = async |c: Command| store.execute(c, ctx(None)).await;
+    run(Command::CreateCentre(centre(1))).await.expect("centre");
+    let payload = "1000000001";
+    let rpps = Rpps::parse(&format!("{payload}{}", luhn_check_digit(payload))).expect("rpps");
+    run(Command::CreatePrescriber(Prescriber {
+        rpps: rpps.clone(),
+        specialty: "haematology".into(),
+        centre_finess: finess(1),
+    }))
+    .await
+    .expect("prescriber");
+    let minted = |w: observatory_store::Written| RecordId::from_minted(w.records[0].meta().id.clone());
+    let cohort = minted(
+        run(Command::CreateCohort(NewCohort {
+            name: "history".into(),
+            filiere: Filiere::parse("MHEMO").expect("filiere"),
+            pathway: Pathway::Aac,
+            drug_atc: Atc::parse("B02BX07").expect("atc"),
+            orpha_codes: vec![OrphaCode::parse("98878").expect("orpha")],
+            framework_id: None,
+            follow_up_months: Some(3),
+        }))
+        .await
+        .expect("cohort"),
+    );
+
+    /// The records of one case and what their histories were.
+    struct Case {
+        records: Vec<(RecordKind, String)>,
+        seen: Vec<Vec<Record>>,
+    }
+
+    let cases = std::sync::atomic::AtomicU32::new(0);
+    let writes = std::sync::atomic::AtomicU32::new(0);
+    let handle = tokio::runtime::Handle::current();
+    let one_case = async |ops: Vec<Op>| -> Result<(), TestCaseError> {
+        let n = cases.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let patient = minted(
+            run(Command::RegisterPatient(Patient {
+                pseudonym: Pseudonym {
+                    kind: PseudonymKind::IdMr,
+                    value: format!("{:020}", 90_000_000 + n),
+                },
+                sex: Sex::Female,
+                birth_year_month: YearMonth::parse("2012-04").expect("month"),
+                region: None,
+                vital_status: VitalStatus::Alive,
+                objects_to_reuse: false,
+                diagnoses: vec![],
+            }))
+            .await
+            .expect("patient"),
+        );
+        let declared = run(Command::DeclareEpisode(EpisodeDeclaration {
+            patient_id: patient.clone(),
+            cohort_id: cohort.clone(),
+            pathway: Pathway::Aac,
+            indication: OrphaCode::parse("98878").expect("orpha"),
+            prescriber: rpps.clone(),
+            centre_finess: None,
+            rcp: Some(Rcp {
+                date: parse_date("2026-01-02").expect("date"),
+                opinion: RcpOpinion::Favourable,
+            }),
+            off_label: None,
+            dosage: None,
+            request_date: parse_date("2026-01-05").expect("date"),
+            authorisation: Some(AuthorisationRequest {
+                submitted_date: parse_date("2026-01-05").expect("date"),
+                reference: None,
+            }),
+            previous_episode: None,
+        }))
+        .await
+        .expect("declare");
+        let episode = RecordId::from_minted(declared.records[0].meta().id.clone());
+        let authorisation = declared
+            .records
+            .iter()
+            .find(|r| r.kind() == RecordKind::Authorisation)
+            .map(|r| RecordId::from_minted(r.meta().id.clone()))
+            .expect("an AAC declaration files its request");
+        let mut case = Case {
+            records: vec![
+                (RecordKind::Patient, patient.as_str().to_owned()),
+                (RecordKind::Episode, episode.as_str().to_owned()),
+                (RecordKind::Authorisation, authorisation.as_str().to_owned()),
+            ],
+            seen: Vec::new(),
+        };
+        for (kind, id) in &case.records {
+            case.seen.push(store.history(*kind, id).await.expect("history"));
+        }
+        let version = |case: &Case, i: usize| case.seen[i].last().map_or(0, |r| r.meta().version);
+        let command = |case: &Case, op: &Op| -> Command {
+            match op {
+                Op::Authorisation(t, o) => Command::TransitionAuthorisation {
+                    id: authorisation.clone(),
+                    expected_version: version(case, 2) + o,
+                    transition: t.clone(),
+                },
+                Op::Episode(t, o) => Command::TransitionEpisode {
+                    id: episode.clone(),
+                    expected_version: version(case, 1) + o,
+                    transition: t.clone(),
+                },
+                Op::Patient(region, status, o) => Command::UpdatePatient {
+                    id: patient.clone(),
+                    expected_version: version(case, 0) + o,
+                    update: PatientUpdate {
+                        region: Some(region.map(|r| RegionCode::parse(r).expect("region"))),
+                        vital_status: Some(*status),
+                        objects_to_reuse: None,
+                        diagnoses: None,
+                    },
+                    reason: "correction".into(),
+                },
+                Op::FollowUp(visit_date) => Command::RecordFollowUp(FollowUp {
+                    episode_id: episode.clone(),
+                    visit_date: *visit_date,
+                    efficacy: EfficacyAssessment::Stable,
+                    measures: vec![],
+                    weight_kg: None,
+                    adherence: Adherence::Good,
+                }),
+                Op::Together(..) => unreachable!("split before"),
+            }
+        };
+        for op in &ops {
+            let outcomes = match op {
+                Op::Together(a, b) => {
+                    let (a, b) = (command(&case, a), command(&case, b));
+                    let (a, b) = tokio::join!(run(a), run(b));
+                    vec![a, b]
+                }
+                single => vec![run(command(&case, single)).await],
+            };
+            let accepted = outcomes.iter().any(Result::is_ok);
+            let written = outcomes.iter().filter(|o| o.is_ok()).count() as u32;
+            writes.fetch_add(written, std::sync::atomic::Ordering::Relaxed);
+            for (i, (kind, id)) in case.records.iter().enumerate() {
+                let now = store.history(*kind, id).await.expect("history");
+                let before = &case.seen[i];
+                prop_assert!(
+                    now.len() >= before.len(),
+                    "{:?} {} lost versions after {:?}",
+                    kind,
+                    id,
+                    op
+                );
+                prop_assert_eq!(
+                    &now[..before.len()],
+                    &before[..],
+                    "{:?} {}: a version changed after {:?}",
+                    kind,
+                    id,
+                    op
+                );
+                for (n, r) in now.iter().enumerate() {
+                    prop_assert_eq!(
+                        r.meta().version,
+                        n as i64 + 1,
+                        "{:?} {}: versions numbered with a gap",
+                        kind,
+                        id
+                    );
+                }
+                if !accepted {
+                    prop_assert_eq!(
+                        now.len(),
+                        before.len(),
+                        "{:?} {}: {:?} was refused but wrote",
+                        kind,
+                        id,
+                        outcomes
+                    );
+                }
+                let current = match kind {
+                    RecordKind::Patient => store.require::<Patient>(id).await.map(Record::Patient),
+                    RecordKind::Episode => store.require::<Episode>(id).await.map(Record::Episode),
+                    _ => store.require::<Authorisation>(id).await.map(Record::Authorisation),
+                }
+                .expect("current version");
+                prop_assert_eq!(
+                    Some(&current),
+                    now.last(),
+                    "{:?} {}: current is not the last of history",
+                    kind,
+                    id
+                );
+                case.seen[i] = now;
+            }
+        }
+        Ok(())
+    };
+    let mut runner = TestRunner::new(Config {
+        cases: 48,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&proptest::collection::vec(op(), 1..16), |ops| {
+            tokio::task::block_in_place(|| handle.block_on(one_case(ops)))
+        })
+        .expect("history keeps every version");
+    let verified = store.verify_audit(None).await.expect("verify");
+    assert!(verified.broken.is_none(), "{verified:?}");
+    assert_eq!(verified.versions_without_event, 0, "{verified:?}");
+    assert!(cases.load(std::sync::atomic::Ordering::Relaxed) >= 48);
+    // The sequences went past the first step: writes were accepted, not only refused.
+    let writes = writes.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(writes >= 32, "{writes} writes accepted");
 }
