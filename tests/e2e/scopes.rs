@@ -606,7 +606,7 @@ async fn every_rpc_serves_each_role_its_own_side_only(backend: Backend) {
         caller("admin", Role::Admin, &[], &[], None).await,
     ];
 
-    let paths: Vec<&str> = RULES.iter().map(|(p, _)| *p).collect();
+    let paths: Vec<&str> = RULES.iter().map(|(p, _)| p.as_str()).collect();
     // Out-of-scope calls first: none may store anything; each leaves one event, its refusal.
     let before = (app.row_count().await, app.store.audit_head().await.expect("head"));
     let mut refused = 0;

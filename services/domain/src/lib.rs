@@ -12,5 +12,6 @@ pub mod lifecycle;
 pub mod model;
 pub mod pseudonym;
 pub mod reference;
+pub mod registration;
 
 pub use error::{CodeError, DomainError, FieldViolation, Violations};

@@ -28,74 +28,17 @@ use tonic::transport::CertificateDer;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic_types::StatusExt;
 
-use Role::{Admin, Analyst, DataManager, Partner, Prescriber};
-
 /// Prefix of every token: lets secret scanners and people recognise one.
 pub const TOKEN_PREFIX: &str = "obs_";
 
-const CLINICAL_READERS: &[Role] = &[Prescriber, DataManager, Partner];
-const CLINICAL_WRITERS: &[Role] = &[Prescriber, Partner];
-const CORRECTORS: &[Role] = &[Prescriber, DataManager, Partner];
-const EVERYONE: &[Role] = &[Prescriber, DataManager, Analyst, Partner, Admin];
-const REPORTERS: &[Role] = &[Analyst, DataManager];
-
-/// Every RPC of the observatory and the roles that may call it. Reference data is readable by
-/// every role; reference writes are the admin's; clinical records are read and written by
-/// prescribers, partner systems and data managers, never by analysts or admins; reports are
-/// run and read by analysts and data managers.
-pub const RULES: &[(&str, &[Role])] = &[
-    ("/observatory.v1.ReferenceService/CreateCentre", &[Admin]),
-    ("/observatory.v1.ReferenceService/GetCentre", EVERYONE),
-    ("/observatory.v1.ReferenceService/ListCentres", EVERYONE),
-    ("/observatory.v1.ReferenceService/CreatePrescriber", &[Admin]),
-    ("/observatory.v1.ReferenceService/GetPrescriber", EVERYONE),
-    ("/observatory.v1.ReferenceService/ListDrugs", EVERYONE),
-    ("/observatory.v1.ReferenceService/ListDiseases", EVERYONE),
-    ("/observatory.v1.ReferenceService/CreateFramework", &[Admin]),
-    ("/observatory.v1.ReferenceService/GetFramework", EVERYONE),
-    ("/observatory.v1.ReferenceService/TransitionFramework", &[Admin]),
-    ("/observatory.v1.ReferenceService/ListFrameworks", EVERYONE),
-    // Cohorts organise a filière's follow-up: set up by its data managers, read by all who
-    // work on it.
-    ("/observatory.v1.RegistryService/CreateCohort", &[DataManager]),
-    (
-        "/observatory.v1.RegistryService/GetCohort",
-        &[Prescriber, DataManager, Analyst, Partner],
-    ),
-    (
-        "/observatory.v1.RegistryService/ListCohorts",
-        &[Prescriber, DataManager, Analyst, Partner],
-    ),
-    ("/observatory.v1.RegistryService/TransitionCohort", &[DataManager]),
-    ("/observatory.v1.RegistryService/RegisterPatient", CLINICAL_WRITERS),
-    ("/observatory.v1.RegistryService/GetPatient", CLINICAL_READERS),
-    ("/observatory.v1.RegistryService/UpdatePatient", CORRECTORS),
-    ("/observatory.v1.RegistryService/DeclareEpisode", CLINICAL_WRITERS),
-    ("/observatory.v1.RegistryService/GetEpisode", CLINICAL_READERS),
-    ("/observatory.v1.RegistryService/ListEpisodes", CLINICAL_READERS),
-    ("/observatory.v1.RegistryService/TransitionEpisode", CORRECTORS),
-    ("/observatory.v1.RegistryService/GetAuthorisation", CLINICAL_READERS),
-    ("/observatory.v1.RegistryService/TransitionAuthorisation", CORRECTORS),
-    ("/observatory.v1.RegistryService/RecordFollowUp", CLINICAL_WRITERS),
-    ("/observatory.v1.RegistryService/RecordAdverseEvent", CLINICAL_WRITERS),
-    ("/observatory.v1.RegistryService/GetFollowUp", CLINICAL_READERS),
-    ("/observatory.v1.RegistryService/ListFollowUps", CLINICAL_READERS),
-    ("/observatory.v1.RegistryService/ListAdverseEvents", CLINICAL_READERS),
-    ("/observatory.v1.RegistryService/GetAdverseEvent", CLINICAL_READERS),
-    ("/observatory.v1.RegistryService/UpdateAdverseEvent", CORRECTORS),
-    ("/observatory.v1.RegistryService/GetHistory", CLINICAL_READERS),
-    // Exchange with partner systems: an import item needs, besides, the rule of its own
-    // RegistryService call; the feed shows the clinical records of the caller's scope.
-    ("/observatory.v1.ExchangeService/Import", CORRECTORS),
-    ("/observatory.v1.ExchangeService/WatchChanges", CLINICAL_READERS),
-    ("/observatory.v1.ReportService/RunReport", REPORTERS),
-    ("/observatory.v1.ReportService/GetReportRun", REPORTERS),
-    ("/observatory.v1.ReportService/ListReportRuns", REPORTERS),
-    ("/observatory.v1.ReportService/DownloadReportFile", REPORTERS),
-    // The trail names who did what to which record: the admin's, like the tokens it names.
-    ("/observatory.v1.AuditService/ExportAudit", &[Admin]),
-    ("/observatory.v1.AuditService/VerifyAudit", &[Admin]),
-];
+/// Every RPC of the observatory (its path) and the roles that may call it: the application
+/// layer's table of operations ([`observatory_app::access::OPERATIONS`]), by gRPC path.
+pub static RULES: std::sync::LazyLock<Vec<(String, &'static [Role])>> = std::sync::LazyLock::new(|| {
+    observatory_app::access::OPERATIONS
+        .iter()
+        .map(|(service, name, roles)| (format!("/observatory.v1.{service}/{name}"), *roles))
+        .collect()
+});
 
 /// Services open to every caller, token or not: health checks, so that load balancers and
 /// orchestrators need no secret.
@@ -110,9 +53,9 @@ const ANY_ROLE: &[&str] = &[
 /// Roles that may call `path`; `None` for a path with no rule.
 pub fn roles_for(path: &str) -> Option<&'static [Role]> {
     if ANY_ROLE.iter().any(|p| path.starts_with(p)) {
-        return Some(EVERYONE);
+        return Some(&Role::ALL);
     }
-    RULES.iter().find(|(p, _)| *p == path).map(|(_, roles)| *roles)
+    RULES.iter().find(|(p, _)| p == path).map(|(_, roles)| *roles)
 }
 
 /// `path` when the server serves it, `_OTHER` otherwise: what logs may name.
@@ -444,18 +387,8 @@ mod tests {
         for path in &paths {
             assert!(roles_for(path).is_some(), "{path} has no access rule");
         }
-        for (rule, _) in RULES {
-            assert!(paths.contains(&rule.to_string()), "rule for {rule}, which is no RPC");
-        }
-    }
-
-    #[test]
-    fn analysts_and_admins_never_reach_a_patient_level_record() {
-        for (path, roles) in RULES {
-            if path.starts_with("/observatory.v1.RegistryService/") && !path.contains("Cohort") {
-                assert!(!roles.contains(&Analyst), "{path}");
-                assert!(!roles.contains(&Admin), "{path}");
-            }
+        for (rule, _) in RULES.iter() {
+            assert!(paths.contains(rule), "rule for {rule}, which is no RPC");
         }
     }
 

@@ -71,6 +71,16 @@ macro_rules! all_some {
 }
 pub(crate) use all_some;
 
+/// Adds the violations of a domain rule to those of parsing, so that a request learns every
+/// fault at once (the operation checks the rule again, for every way in).
+pub fn rule(v: &mut Violations, checked: Result<(), observatory_domain::DomainError>) {
+    if let Err(observatory_domain::DomainError::Invalid(broken)) = checked {
+        for f in broken.as_slice() {
+            v.push(f.field.clone(), f.reason, f.description.clone());
+        }
+    }
+}
+
 pub fn opt_str(raw: &str) -> Option<&str> {
     let t = raw.trim();
     (!t.is_empty()).then_some(t)

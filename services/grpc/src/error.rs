@@ -1,6 +1,7 @@
 //! The one mapping from store and domain errors to gRPC statuses. No wildcard arm: a new error
 //! variant must decide its code here.
 
+use observatory_app::AppError;
 use observatory_domain::{DomainError, Violations};
 use observatory_store::StoreError;
 use tonic::{Code, Status};
@@ -40,6 +41,18 @@ pub fn domain(e: DomainError) -> Status {
         DomainError::Invalid(v) => invalid(&v),
         e @ DomainError::Precondition(_) => Status::failed_precondition(e.to_string()),
         e @ DomainError::IllegalTransition { .. } => Status::failed_precondition(e.to_string()),
+    }
+}
+
+/// The answer to a refused operation of the application layer.
+pub fn app(e: AppError) -> Status {
+    match e {
+        AppError::Store(e) => store(e),
+        AppError::Denied(why) => Status::permission_denied(why),
+        AppError::Internal(what) => {
+            tracing::error!(what, "internal error");
+            Status::internal("internal error; it has been logged")
+        }
     }
 }
 

@@ -40,8 +40,7 @@ use tracing::Instrument;
 use crate::convert::enum_in;
 use crate::guard::{Target, admit};
 use crate::registry::RegistryApi;
-use crate::{ApiState, CallTraceId, access, error};
-use observatory_proto::v1::registry_service_server::RegistryService;
+use crate::{ApiState, access, error};
 
 /// Import items applied at once: as many as one commit group of the writer takes (its
 /// `max_batch`), so that an import fills whole groups.
@@ -160,42 +159,17 @@ impl ExchangeApi {
     }
 }
 
-/// Who imports: what each item's request carries of the import call.
+/// Who imports: the import's call, whose principal and ids each item's operation carries.
 #[derive(Clone)]
 struct Caller {
-    principal: Principal,
-    trace: Option<CallTraceId>,
-    metadata: tonic::metadata::MetadataMap,
+    call: observatory_app::Call,
 }
 
 impl Caller {
     fn of<T>(req: &Request<T>) -> Result<Self, Status> {
-        let mut metadata = req.metadata().clone();
-        // The items act as the principal found for the call: its credentials go no further.
-        metadata.remove("authorization");
         Ok(Self {
-            principal: crate::guard::principal(req)?.clone(),
-            trace: req.extensions().get::<CallTraceId>().cloned(),
-            metadata,
+            call: crate::guard::call(req, "Import")?,
         })
-    }
-
-    /// The request of an item's RegistryService call `rpc`, once the caller's role may make it.
-    fn request<T>(&self, rpc: &str, message: T) -> Result<Request<T>, Status> {
-        let path = format!("/observatory.v1.RegistryService/{rpc}");
-        if !access::roles_for(&path).is_some_and(|roles| roles.contains(&self.principal.role)) {
-            return Err(Status::permission_denied(format!(
-                "the {} role may not call {path}",
-                self.principal.role
-            )));
-        }
-        let mut req = Request::new(message);
-        *req.metadata_mut() = self.metadata.clone();
-        req.extensions_mut().insert(self.principal.clone());
-        if let Some(trace) = &self.trace {
-            req.extensions_mut().insert(trace.clone());
-        }
-        Ok(req)
     }
 }
 
@@ -293,14 +267,14 @@ impl ExchangeApi {
                     Ok(Some(item)) => {
                         if checked.elapsed() >= LIVENESS_CHECK {
                             checked = Instant::now();
-                            if let Err(status) = access::still_live(&self.state.store, &caller.principal).await {
+                            if let Err(status) = access::still_live(&self.state.store, &caller.call.principal).await {
                                 ended = Some(Some(status));
                                 continue;
                             }
                         }
                         // Each item counts against the token's rate, as a call would: the import
                         // is paced, not refused.
-                        self.state.limiter.pace(&caller.principal.token_id).await;
+                        self.state.limiter.pace(&caller.call.principal.token_id).await;
                         let size = prost::Message::encoded_len(&item);
                         let api = self.clone();
                         let caller = caller.clone();
@@ -362,56 +336,38 @@ impl ExchangeApi {
         }
     }
 
-    /// Applies one write through its RegistryService handler, as the caller.
+    /// Applies one write as the operation it is, for the import's caller: the same parsing and
+    /// the same operation of the application layer as its RegistryService call.
     async fn apply(&self, caller: &Caller, write: pb::import_item::Write) -> Result<H, Status> {
         use pb::import_item::Write as W;
         let r = &self.registry;
+        let call = &caller.call;
         Ok(match write {
-            W::RegisterPatient(m) => H::Patient(
-                r.register_patient(caller.request("RegisterPatient", m)?)
-                    .await?
-                    .into_inner(),
-            ),
-            W::UpdatePatient(m) => H::Patient(
-                r.update_patient(caller.request("UpdatePatient", m)?)
-                    .await?
-                    .into_inner(),
-            ),
+            W::RegisterPatient(m) => H::Patient(r.register_patient_as(&call.making("RegisterPatient"), &m).await?),
+            W::UpdatePatient(m) => H::Patient(r.update_patient_as(&call.making("UpdatePatient"), &m).await?),
             W::DeclareEpisode(m) => {
-                let declared = r
-                    .declare_episode(caller.request("DeclareEpisode", m)?)
-                    .await?
-                    .into_inner();
+                let declared = r.declare_episode_as(&call.making("DeclareEpisode"), &m).await?;
                 H::Episode(
                     declared
                         .episode
                         .ok_or_else(|| Status::internal("a declaration answered no episode"))?,
                 )
             }
-            W::TransitionEpisode(m) => H::Episode(
-                r.transition_episode(caller.request("TransitionEpisode", m)?)
-                    .await?
-                    .into_inner(),
-            ),
+            W::TransitionEpisode(m) => {
+                H::Episode(r.transition_episode_as(&call.making("TransitionEpisode"), &m).await?)
+            }
             W::TransitionAuthorisation(m) => H::Authorisation(
-                r.transition_authorisation(caller.request("TransitionAuthorisation", m)?)
-                    .await?
-                    .into_inner(),
+                r.transition_authorisation_as(&call.making("TransitionAuthorisation"), &m)
+                    .await?,
             ),
-            W::RecordFollowUp(m) => H::FollowUp(
-                r.record_follow_up(caller.request("RecordFollowUp", m)?)
-                    .await?
-                    .into_inner(),
-            ),
+            W::RecordFollowUp(m) => H::FollowUp(r.record_follow_up_as(&call.making("RecordFollowUp"), &m).await?),
             W::RecordAdverseEvent(m) => H::AdverseEvent(
-                r.record_adverse_event(caller.request("RecordAdverseEvent", m)?)
-                    .await?
-                    .into_inner(),
+                r.record_adverse_event_as(&call.making("RecordAdverseEvent"), &m)
+                    .await?,
             ),
             W::UpdateAdverseEvent(m) => H::AdverseEvent(
-                r.update_adverse_event(caller.request("UpdateAdverseEvent", m)?)
-                    .await?
-                    .into_inner(),
+                r.update_adverse_event_as(&call.making("UpdateAdverseEvent"), &m)
+                    .await?,
             ),
         })
     }
@@ -589,7 +545,7 @@ impl ExchangeService for ExchangeApi {
 
     async fn import(&self, req: Request<Streaming<pb::ImportItem>>) -> Result<Response<Self::ImportStream>, Status> {
         let caller = Caller::of(&req)?;
-        let slot = StreamSlot::take(&self.open, &caller.principal)?;
+        let slot = StreamSlot::take(&self.open, &caller.call.principal)?;
         let items = req.into_inner();
         let (tx, rx) = mpsc::channel(IMPORT_WINDOW);
         tokio::spawn(self.clone().run_import(caller, items, tx, slot).in_current_span());
@@ -638,7 +594,7 @@ impl ExchangeService for ExchangeApi {
             scope: admitted.within().clone(),
             kinds,
             follow,
-            ctx: admitted.context(&req, None),
+            ctx: admitted.context(None),
             metrics: self.metrics.clone(),
             stopping: self.stopping.clone(),
             _slot: slot,

@@ -1,65 +1,14 @@
-//! Scopes: whether what a call touches lies within the centres and filières of its caller.
-//!
-//! The role rules ([`crate::access::RULES`]) say which RPCs a role may call; this module says
-//! on which records, and is the only place that decides it. A handler names what its call
-//! touches (a [`Target`]) and gets back an [`Admitted`] call: the only way to a write context,
-//! an audited read or a scoped list. A handler therefore cannot write or disclose anything
-//! before the check, and the table-driven access test tries every RPC in and out of scope.
-//!
-//! A record out of scope and a record that does not exist get the same answer
-//! (PERMISSION_DENIED), so that ids cannot be probed across centres.
+//! From a gRPC request to the application layer's [`Call`]: the principal the authentication
+//! layer found, the request and trace ids, and the operation the RPC is. Admission itself (role
+//! and scope) is the application layer's ([`observatory_app::scope`]).
 
-use observatory_domain::{
-    access::{Principal, Reach, Scope},
-    codes::{Filiere, Finess, Rpps},
-    model::{Cohort, EpisodeStatus, Prescriber, RecordId, RecordKind},
-};
-use observatory_store::{EpisodeFilter, PageRequest, Store, WriteContext, audit::AuditEntry, audit::AuditTarget};
+use observatory_app::Call;
+pub use observatory_app::scope::{Admitted, Target};
+use observatory_domain::access::Principal;
+use observatory_store::Store;
 use tonic::{Request, Status};
 
 use crate::error;
-
-/// What a call touches.
-#[derive(Debug, Clone, Copy)]
-pub enum Target<'a> {
-    /// Bound to no centre or filière: reference data, the audit trail, a new patient (who
-    /// belongs to the caller's scope once registered). The role rule suffices.
-    Unbound,
-    /// A list: the store keeps only the rows within the caller's scope ([`Admitted::within`]).
-    List,
-    /// A cohort's catalogue entry, to read (see [`Scope::reads_cohorts_of`]).
-    CohortEntry(&'a RecordId),
-    /// An existing record to read or change: a cohort, or a patient-level record.
-    Record(RecordKind, &'a RecordId),
-    /// A new cohort of a filière.
-    NewCohort(&'a Filiere),
-    /// A new episode for a patient in a cohort, at a centre (by default the prescriber's),
-    /// possibly replacing an earlier episode. The patient must be within scope already (enrolled
-    /// or treated there), or belong nowhere (registered before enrolments were recorded, no
-    /// episode), or have an episode transferred to one of the caller's centres: that is how a
-    /// patient joins another centre.
-    NewEpisode {
-        patient: &'a RecordId,
-        centre: Option<&'a Finess>,
-        prescriber: &'a Rpps,
-        cohort: &'a RecordId,
-        previous: Option<&'a RecordId>,
-    },
-    /// A report run, limited to a filière (`None`: a run over every filière).
-    Run(Option<&'a str>),
-    /// A new report run, asked for a filière and/or a cohort.
-    NewRun {
-        filiere: Option<&'a Filiere>,
-        cohort: Option<&'a RecordId>,
-    },
-}
-
-/// A call whose caller may touch its target.
-#[derive(Debug, Clone)]
-pub struct Admitted {
-    principal: Principal,
-    run_filiere: Option<Filiere>,
-}
 
 /// The caller of a request, as the authentication layer found it.
 pub fn principal<T>(req: &Request<T>) -> Result<&Principal, Status> {
@@ -70,256 +19,26 @@ pub fn principal<T>(req: &Request<T>) -> Result<&Principal, Status> {
         .ok_or_else(|| Status::unauthenticated("no authenticated principal"))
 }
 
-fn denied(principal: &Principal, what: &str) -> Status {
-    tracing::info!(role = %principal.role, token_id = %principal.token_id, what, "out-of-scope call refused");
-    Status::permission_denied(what.to_owned())
+/// The call `req` is, as operation `operation` (`RegisterPatient`).
+pub fn call<T>(req: &Request<T>, operation: &'static str) -> Result<Call, Status> {
+    let (request_id, trace_id) = crate::request_ids(req);
+    Ok(Call::new(principal(req)?.clone(), operation, request_id, trace_id))
 }
 
-/// The centres a patient's episodes were transferred to.
-async fn transferred_to(store: &Store, patient: &RecordId) -> Result<Vec<Finess>, Status> {
-    let filter = EpisodeFilter {
-        patient_id: Some(patient.clone()),
-        status: Some(EpisodeStatus::Transferred),
-        ..EpisodeFilter::default()
-    };
-    let mut centres = Vec::new();
-    let mut page = PageRequest { size: 500, token: None };
-    loop {
-        let episodes = store.list_episodes(&filter, None, &page).await.map_err(error::store)?;
-        centres.extend(episodes.items.into_iter().filter_map(|e| e.record.transferred_to));
-        match episodes.next_page_token {
-            Some(token) => page.token = Some(token),
-            None => return Ok(centres),
-        }
-    }
+/// The call `req` is, as the RPC the authentication layer found it was for.
+pub fn call_of_rpc<T>(req: &Request<T>) -> Result<Call, Status> {
+    let operation = req
+        .extensions()
+        .get::<crate::CallMethod>()
+        .and_then(|m| observatory_app::access::operation(&m.0))
+        .ok_or_else(|| Status::permission_denied("this call is for no operation of the observatory"))?;
+    call(req, operation)
 }
 
-/// Checks that the caller of `req` may touch `target`. A refusal is recorded in the audit trail
-/// (the call, its caller, no target), so that probing for records out of scope leaves a trace.
+/// Admits the call `req` is (its role and scope) to `target`.
 pub async fn admit<T>(store: &Store, req: &Request<T>, target: Target<'_>) -> Result<Admitted, Status> {
-    match check(store, req, target).await {
-        Err(status) if status.code() == tonic::Code::PermissionDenied => {
-            if let Ok(principal) = principal(req) {
-                let refused = Admitted {
-                    principal: principal.clone(),
-                    run_filiere: None,
-                };
-                let method = req
-                    .extensions()
-                    .get::<crate::CallMethod>()
-                    .map_or_else(|| "call".to_owned(), |m| m.0.clone());
-                let mut entry = AuditEntry::new(&refused.context(req, None), method, Vec::new());
-                entry.reason = "refused: PERMISSION_DENIED".to_owned();
-                // The refusal stands whether or not its event could be recorded.
-                if let Err(e) = store.record_access(entry).await {
-                    tracing::warn!(error = %e, "cannot record a refused call in the audit trail");
-                }
-            }
-            Err(status)
-        }
-        other => other,
-    }
-}
-
-async fn check<T>(store: &Store, req: &Request<T>, target: Target<'_>) -> Result<Admitted, Status> {
-    let principal = principal(req)?.clone();
-    let scope = &principal.scope;
-    let mut run_filiere = None;
-    let covered = |reach: &Reach| scope.covers(reach);
-    match target {
-        Target::Unbound | Target::List => {}
-        Target::CohortEntry(id) => {
-            let reach = store
-                .reach(RecordKind::Cohort, id.as_str())
-                .await
-                .map_err(error::store)?;
-            if !reach.filieres.iter().any(|f| scope.reads_cohorts_of(f)) {
-                return Err(denied(
-                    &principal,
-                    &format!("cohort {id} is not in a filière of this token, or does not exist"),
-                ));
-            }
-        }
-        Target::Record(kind, id) => {
-            let reach = store.reach(kind, id.as_str()).await.map_err(error::store)?;
-            if !covered(&reach) {
-                return Err(denied(
-                    &principal,
-                    &format!(
-                        "{} {id} is not within the centres and filières of this token, or does not exist",
-                        kind.code().to_lowercase().replace('_', " ")
-                    ),
-                ));
-            }
-        }
-        Target::NewCohort(filiere) => {
-            if !covered(&Reach::filiere(filiere.clone())) {
-                return Err(denied(
-                    &principal,
-                    &format!("filiere: {filiere} is not a filière of this token"),
-                ));
-            }
-        }
-        Target::NewEpisode {
-            patient,
-            centre,
-            prescriber,
-            cohort,
-            previous,
-        } => {
-            let mut reach = store
-                .reach(RecordKind::Patient, patient.as_str())
-                .await
-                .map_err(error::store)?;
-            // A patient enrolled in filières only belongs somewhere too.
-            let nowhere = reach.centres.is_empty() && reach.filieres.is_empty();
-            if !nowhere && !covered(&reach) {
-                reach.centres.extend(transferred_to(store, patient).await?);
-                if !covered(&reach) {
-                    return Err(denied(
-                        &principal,
-                        &format!(
-                            "patient_id: patient {patient} is not within the centres and filières of this token, or does not exist; \
-                             a patient followed elsewhere joins a centre of this token when an episode is transferred there"
-                        ),
-                    ));
-                }
-            }
-            let centre = match centre {
-                Some(c) => c.clone(),
-                None => {
-                    store
-                        .require::<Prescriber>(prescriber.as_str())
-                        .await
-                        .map_err(error::store)?
-                        .record
-                        .centre_finess
-                }
-            };
-            let mut reach = store
-                .reach(RecordKind::Cohort, cohort.as_str())
-                .await
-                .map_err(error::store)?;
-            reach.centres.insert(centre.clone());
-            if !covered(&reach) {
-                return Err(denied(
-                    &principal,
-                    &format!(
-                        "centre_finess: an episode at {centre} in this cohort is outside the centres and filières of this token"
-                    ),
-                ));
-            }
-            if let Some(previous) = previous {
-                let reach = store
-                    .reach(RecordKind::Episode, previous.as_str())
-                    .await
-                    .map_err(error::store)?;
-                if !covered(&reach) {
-                    return Err(denied(
-                        &principal,
-                        &format!(
-                            "previous_episode_id: episode {previous} is not within the centres and filières of this token, or does not exist"
-                        ),
-                    ));
-                }
-            }
-        }
-        Target::Run(filiere) => {
-            let within = filiere.is_some_and(|f| scope.filieres().iter().any(|s| s.as_str() == f));
-            if !within {
-                return Err(denied(
-                    &principal,
-                    "this report run is not limited to a filière of this token, or does not exist",
-                ));
-            }
-        }
-        Target::NewRun { filiere, cohort } => {
-            let cohort_filiere = match cohort {
-                None => None,
-                Some(id) => {
-                    let c = store.get::<Cohort>(id.as_str()).await.map_err(error::store)?;
-                    let Some(c) = c.filter(|c| scope.filieres().contains(&c.record.filiere)) else {
-                        return Err(denied(
-                            &principal,
-                            &format!("cohort_id: cohort {id} is not in a filière of this token, or does not exist"),
-                        ));
-                    };
-                    Some(c.record.filiere)
-                }
-            };
-            let resolved = match (filiere, cohort_filiere) {
-                (Some(f), Some(c)) if *f != c => {
-                    return Err(error::invalid_field(
-                        "cohort_id",
-                        "CONFLICT",
-                        &format!("belongs to filière {c}, not to {f}"),
-                    ));
-                }
-                (Some(f), _) => f.clone(),
-                (None, Some(c)) => c,
-                (None, None) => match scope.filieres() {
-                    [only] => only.clone(),
-                    many => {
-                        let names: Vec<&str> = many.iter().map(Filiere::as_str).collect();
-                        return Err(denied(
-                            &principal,
-                            &format!(
-                                "filiere: name one of this token's filières ({}); reports over every filière are run by the schedule or on the command line",
-                                names.join(", ")
-                            ),
-                        ));
-                    }
-                },
-            };
-            if !scope.filieres().contains(&resolved) {
-                return Err(denied(
-                    &principal,
-                    &format!("filiere: {resolved} is not a filière of this token"),
-                ));
-            }
-            run_filiere = Some(resolved);
-        }
-    }
-    Ok(Admitted { principal, run_filiere })
-}
-
-impl Admitted {
-    pub fn principal(&self) -> &Principal {
-        &self.principal
-    }
-
-    /// The scope lists are restricted to.
-    pub fn within(&self) -> &Scope {
-        &self.principal.scope
-    }
-
-    /// For a new report run: the filière it is limited to.
-    pub fn run_filiere(&self) -> Option<&Filiere> {
-        self.run_filiere.as_ref()
-    }
-
-    /// Who writes, under which request and trace ids (see [`crate::request_ids`]).
-    pub fn context<T>(&self, req: &Request<T>, idempotency_key: Option<String>) -> WriteContext {
-        let (request_id, trace_id) = crate::request_ids(req);
-        WriteContext {
-            actor: self.principal.actor(),
-            request_id,
-            trace_id,
-            idempotency_key,
-            scope: Some(self.principal.scope.clone()),
-        }
-    }
-
-    /// Records a patient-level read (or an export) in the audit trail before it is answered:
-    /// UNAVAILABLE, and nothing disclosed, when the event cannot be recorded.
-    pub async fn audit_read<T>(
-        &self,
-        store: &Store,
-        req: &Request<T>,
-        action: &str,
-        targets: Vec<AuditTarget>,
-    ) -> Result<(), Status> {
-        let entry = AuditEntry::new(&self.context(req, None), action, targets);
-        store.record_access(entry).await.map_err(error::store)
-    }
+    let call = call_of_rpc(req)?;
+    observatory_app::scope::admit(store, &call, target)
+        .await
+        .map_err(error::app)
 }

@@ -1,9 +1,10 @@
-//! tonic services of the observatory: each handler converts the prost request to domain types
-//! (INVALID_ARGUMENT with field paths on failure), calls the store, and converts back.
+//! tonic services of the observatory: each handler parses the prost request into the domain
+//! request of its operation (INVALID_ARGUMENT with the contract's field paths on failure),
+//! calls the application layer (`observatory-app`), and renders the result.
 //!
 //! Architecture invariant: prost types appear only here and in `observatory-proto`; handlers
-//! hold no business rule, which live in `observatory-domain` (registry rules) and
-//! `observatory-analytics` (reports and their runs).
+//! hold no business rule, which live in `observatory-app` (who may do what, what is audited),
+//! `observatory-domain` (registry rules) and `observatory-analytics` (reports and their runs).
 
 pub mod access;
 mod audit;
@@ -18,7 +19,6 @@ mod reports;
 
 use std::sync::Arc;
 
-use observatory_domain::pseudonym::PseudonymKey;
 use observatory_store::{Store, WriteContext};
 use tonic::Request;
 
@@ -32,7 +32,8 @@ pub use reports::ReportApi;
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Store,
-    pub pseudonym_key: Arc<PseudonymKey>,
+    /// The application layer the services call (over the same store).
+    pub app: observatory_app::App,
     /// Each token's rate, shared by the bounds layer and the import stream (whose items count
     /// against it like calls).
     pub limiter: Arc<bounds::RateLimiter>,

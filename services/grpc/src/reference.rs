@@ -50,7 +50,7 @@ impl ReferenceService for ReferenceApi {
         };
         let ctx = admit(&self.state.store, &req, Target::Unbound)
             .await?
-            .context(&req, Some(key));
+            .context(Some(key));
         self.state
             .write(Command::CreateCentre(centre), ctx, |r| match r {
                 Record::Centre(x) => Some(c::centre(x)),
@@ -113,7 +113,7 @@ impl ReferenceService for ReferenceApi {
         };
         let ctx = admit(&self.state.store, &req, Target::Unbound)
             .await?
-            .context(&req, Some(key));
+            .context(Some(key));
         self.state
             .write(Command::CreatePrescriber(prescriber), ctx, |r| match r {
                 Record::Prescriber(x) => Some(c::prescriber(x)),
@@ -245,7 +245,7 @@ impl ReferenceService for ReferenceApi {
         };
         let ctx = admit(&self.state.store, &req, Target::Unbound)
             .await?
-            .context(&req, Some(key));
+            .context(Some(key));
         self.state
             .write(Command::CreateFramework(framework), ctx, |r| match r {
                 Record::Framework(x) => Some(c::framework(x)),
@@ -316,9 +316,7 @@ impl ReferenceService for ReferenceApi {
             expected_version: expected,
             transition,
         };
-        let ctx = admit(&self.state.store, &req, Target::Unbound)
-            .await?
-            .context(&req, None);
+        let ctx = admit(&self.state.store, &req, Target::Unbound).await?.context(None);
         self.state
             .write(cmd, ctx, |r| match r {
                 Record::Framework(x) => Some(c::framework(x)),

@@ -1,21 +1,22 @@
 //! `observatory.v1.RegistryService`: cohorts, patients, episodes, authorisations, follow-ups,
 //! adverse events and history.
 
+use observatory_app::{Call, registry as ops};
 use observatory_domain::{
     Violations, codes,
     corrections::{AdverseEventUpdate, CohortTransition, PatientUpdate},
     lifecycle::{AuthorisationRequest, AuthorisationTransition as AT, EpisodeDeclaration, EpisodeTransition as ET},
-    model::{self as m, Pseudonym, RecordId, YearMonth},
-    pseudonym::{self, Identity},
+    model::{self as m, RecordId, YearMonth},
+    pseudonym::Identity,
+    registration::{self as rules, Registration, Subject},
 };
 use observatory_proto::v1::{self as pb, registry_service_server::RegistryService};
-use observatory_store::{CohortFilter, Command, EpisodeFilter, NewCohort, Record, Stored, Versioned};
+use observatory_store::{CohortFilter, EpisodeFilter, NewCohort, Stored, Versioned};
 use tonic::{Request, Response, Status};
 
 use crate::convert::{self as c, all_some, enum_in, enum_in_opt};
-use crate::guard::{Target, admit};
+use crate::guard;
 use crate::{ApiState, error};
-use observatory_store::audit::AuditTarget;
 
 /// Wire names of cohort transitions (`COHORT_TRANSITION_CLOSE`...), for `enum_in!`.
 #[derive(Debug, Clone, Copy)]
@@ -44,61 +45,138 @@ impl RegistryApi {
         Self { state }
     }
 
-    /// The context of a write on `target`, once the caller is admitted to it.
-    async fn write_context<T>(
-        &self,
-        req: &Request<T>,
-        target: Target<'_>,
-        idempotency_key: Option<String>,
-    ) -> Result<observatory_store::WriteContext, Status> {
-        Ok(admit(&self.state.store, req, target)
-            .await?
-            .context(req, idempotency_key))
-    }
-
-    /// Reads one record; a patient-level one is recorded in the audit trail as `action`.
+    /// Reads one record for `call`; a patient-level read is audited as the call's operation.
     async fn get<T: Stored, P>(
         &self,
         req: &Request<pb::GetRequest>,
-        action: &str,
+        operation: &'static str,
         out: fn(&Versioned<T>) -> P,
     ) -> Result<Response<P>, Status> {
         let id = c::id(&req.get_ref().id).map_err(|e| error::invalid_field("id", e.reason, &e.description))?;
-        let target = match T::KIND {
-            m::RecordKind::Cohort => Target::CohortEntry(&id),
-            kind => Target::Record(kind, &id),
-        };
-        let admitted = admit(&self.state.store, req, target).await?;
-        let x = self.state.store.require::<T>(id.as_str()).await.map_err(error::store)?;
-        if T::KIND.is_patient_level() {
-            admitted
-                .audit_read(&self.state.store, req, action, vec![AuditTarget::read(T::KIND, &x)])
-                .await?;
-        }
+        let call = guard::call(req, operation)?;
+        let x = ops::get::<T>(&self.state.app, &call, &id).await.map_err(error::app)?;
         Ok(Response::new(out(&x)))
     }
 
-    /// The follow-ups or adverse events of an episode, recorded in the audit trail as `action`.
+    /// The follow-ups or adverse events of an episode, the read audited.
     async fn list_by_episode<T: Stored>(
         &self,
         req: &Request<pb::ListByEpisodeRequest>,
-        action: &str,
+        operation: &'static str,
     ) -> Result<observatory_store::Page<Versioned<T>>, Status> {
         let (episode, page) = by_episode(req.get_ref())?;
-        let store = &self.state.store;
-        let admitted = admit(store, req, Target::Record(m::RecordKind::Episode, &episode)).await?;
-        store
-            .require::<m::Episode>(episode.as_str())
+        let call = guard::call(req, operation)?;
+        ops::list_by_episode::<T>(&self.state.app, &call, &episode, &page)
             .await
-            .map_err(error::store)?;
-        let p = store
-            .list_by_episode::<T>(&episode, &page)
+            .map_err(error::app)
+    }
+
+    /// `RegisterPatient` for `call` (a gRPC call, or an item of an import).
+    pub(crate) async fn register_patient_as(
+        &self,
+        call: &Call,
+        r: &pb::RegisterPatientRequest,
+    ) -> Result<pb::Patient, Status> {
+        let (key, registration) = parse_registration(r)?;
+        let x = ops::register_patient(&self.state.app, call, key, registration)
             .await
-            .map_err(error::store)?;
-        let mut targets = vec![AuditTarget::object(m::RecordKind::Episode.code(), episode.as_str())];
-        targets.extend(p.items.iter().map(|x| AuditTarget::read(T::KIND, x)));
-        admitted.audit_read(store, req, action, targets).await?;
-        Ok(p)
+            .map_err(error::app)?;
+        Ok(c::patient(&x))
+    }
+
+    /// `DeclareEpisode` for `call`.
+    pub(crate) async fn declare_episode_as(
+        &self,
+        call: &Call,
+        r: &pb::DeclareEpisodeRequest,
+    ) -> Result<pb::DeclareEpisodeResponse, Status> {
+        let (key, declaration) = parse_declaration(r)?;
+        let d = ops::declare_episode(&self.state.app, call, key, declaration)
+            .await
+            .map_err(error::app)?;
+        Ok(pb::DeclareEpisodeResponse {
+            episode: Some(c::episode(&d.episode)),
+            authorisation: d.authorisation.as_ref().map(c::authorisation),
+            previous_episode: d.previous.as_ref().map(c::episode),
+        })
+    }
+
+    /// `TransitionEpisode` for `call`.
+    pub(crate) async fn transition_episode_as(
+        &self,
+        call: &Call,
+        r: &pb::TransitionEpisodeRequest,
+    ) -> Result<pb::Episode, Status> {
+        let (id, expected, transition) = parse_episode_transition(r)?;
+        let x = ops::transition_episode(&self.state.app, call, id, expected, transition)
+            .await
+            .map_err(error::app)?;
+        Ok(c::episode(&x))
+    }
+
+    /// `TransitionAuthorisation` for `call`.
+    pub(crate) async fn transition_authorisation_as(
+        &self,
+        call: &Call,
+        r: &pb::TransitionAuthorisationRequest,
+    ) -> Result<pb::Authorisation, Status> {
+        let (id, expected, transition) = parse_authorisation_transition(r)?;
+        let x = ops::transition_authorisation(&self.state.app, call, id, expected, transition)
+            .await
+            .map_err(error::app)?;
+        Ok(c::authorisation(&x))
+    }
+
+    /// `RecordFollowUp` for `call`.
+    pub(crate) async fn record_follow_up_as(
+        &self,
+        call: &Call,
+        r: &pb::RecordFollowUpRequest,
+    ) -> Result<pb::FollowUp, Status> {
+        let (key, visit) = parse_follow_up(r)?;
+        let x = ops::record_follow_up(&self.state.app, call, key, visit)
+            .await
+            .map_err(error::app)?;
+        Ok(c::follow_up(&x))
+    }
+
+    /// `RecordAdverseEvent` for `call`.
+    pub(crate) async fn record_adverse_event_as(
+        &self,
+        call: &Call,
+        r: &pb::RecordAdverseEventRequest,
+    ) -> Result<pb::AdverseEvent, Status> {
+        let (key, event) = parse_adverse_event(r)?;
+        let x = ops::record_adverse_event(&self.state.app, call, key, event)
+            .await
+            .map_err(error::app)?;
+        Ok(c::adverse_event(&x))
+    }
+
+    /// `UpdatePatient` for `call`.
+    pub(crate) async fn update_patient_as(
+        &self,
+        call: &Call,
+        r: &pb::UpdatePatientRequest,
+    ) -> Result<pb::Patient, Status> {
+        let (id, expected, update, reason) = parse_patient_update(r)?;
+        let x = ops::update_patient(&self.state.app, call, id, expected, update, reason)
+            .await
+            .map_err(error::app)?;
+        Ok(c::patient(&x))
+    }
+
+    /// `UpdateAdverseEvent` for `call`.
+    pub(crate) async fn update_adverse_event_as(
+        &self,
+        call: &Call,
+        r: &pb::UpdateAdverseEventRequest,
+    ) -> Result<pb::AdverseEvent, Status> {
+        let (id, expected, update, reason) = parse_adverse_event_update(r)?;
+        let x = ops::update_adverse_event(&self.state.app, call, id, expected, update, reason)
+            .await
+            .map_err(error::app)?;
+        Ok(c::adverse_event(&x))
     }
 }
 
@@ -118,44 +196,12 @@ fn field_err(field: &str, e: observatory_domain::CodeError) -> Status {
 #[tonic::async_trait]
 impl RegistryService for RegistryApi {
     async fn create_cohort(&self, req: Request<pb::CreateCohortRequest>) -> Result<Response<pb::Cohort>, Status> {
-        let r = req.get_ref();
-        let mut v = Violations::new();
-        let key = v.check("idempotency_key", c::idempotency_key(&r.idempotency_key));
-        let name = v.check("name", codes::bounded_text(&r.name, 200));
-        let filiere = v.check("filiere", c::filiere(&r.filiere));
-        let pathway = v.check("pathway", enum_in!(r.pathway, pb::Pathway, "PATHWAY_", m::Pathway));
-        let drug_atc = v.check("drug_atc", c::atc_known(&r.drug_atc));
-        let orpha_codes = Some(c::orpha_list(&mut v, "orpha_codes", &r.orpha_codes));
-        let framework_id = v.check("framework_id", c::optional(&r.framework_id, c::id));
-        let follow_up_months = match r.follow_up_months {
-            0 => Some(None),
-            1..=24 => Some(Some(r.follow_up_months.unsigned_abs())),
-            _ => {
-                v.push(
-                    "follow_up_months",
-                    "OUT_OF_RANGE",
-                    "must be between 1 and 24 (0 for the framework's schedule)",
-                );
-                None
-            }
-        };
-        all_some!(v; key, name, filiere, pathway, drug_atc, orpha_codes, framework_id, follow_up_months);
-        let ctx = self.write_context(&req, Target::NewCohort(&filiere), Some(key)).await?;
-        let cmd = Command::CreateCohort(NewCohort {
-            name,
-            filiere,
-            pathway,
-            drug_atc,
-            orpha_codes,
-            framework_id,
-            follow_up_months,
-        });
-        self.state
-            .write(cmd, ctx, |r| match r {
-                Record::Cohort(x) => Some(c::cohort(x)),
-                _ => None,
-            })
+        let (key, cohort) = parse_cohort(req.get_ref())?;
+        let call = guard::call(&req, "CreateCohort")?;
+        let x = ops::create_cohort(&self.state.app, &call, key, cohort)
             .await
+            .map_err(error::app)?;
+        Ok(Response::new(c::cohort(&x)))
     }
 
     async fn get_cohort(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::Cohort>, Status> {
@@ -166,24 +212,11 @@ impl RegistryService for RegistryApi {
         &self,
         req: Request<pb::ListCohortsRequest>,
     ) -> Result<Response<pb::ListCohortsResponse>, Status> {
-        let r = req.get_ref();
-        let mut v = Violations::new();
-        let page = c::page(&mut v, r.page.as_ref());
-        let filter = CohortFilter {
-            pathway: v
-                .check("pathway", enum_in_opt!(r.pathway, pb::Pathway, "PATHWAY_", m::Pathway))
-                .flatten(),
-            drug_atc: v.check("drug_atc", c::optional(&r.drug_atc, c::atc_known)).flatten(),
-            filiere: v.check("filiere", c::optional(&r.filiere, c::filiere)).flatten(),
-        };
-        v.into_result().map_err(error::domain)?;
-        let admitted = admit(&self.state.store, &req, Target::List).await?;
-        let p = self
-            .state
-            .store
-            .list_cohorts(&filter, Some(admitted.within()), &page)
+        let (filter, page) = parse_cohort_filter(req.get_ref())?;
+        let call = guard::call(&req, "ListCohorts")?;
+        let p = ops::list_cohorts(&self.state.app, &call, &filter, &page)
             .await
-            .map_err(error::store)?;
+            .map_err(error::app)?;
         Ok(Response::new(pb::ListCohortsResponse {
             cohorts: p.items.iter().map(c::cohort).collect(),
             next_page_token: p.next_page_token.unwrap_or_default(),
@@ -194,90 +227,8 @@ impl RegistryService for RegistryApi {
         &self,
         req: Request<pb::RegisterPatientRequest>,
     ) -> Result<Response<pb::Patient>, Status> {
-        use pb::register_patient_request::Subject;
-        let r = req.get_ref();
-        let mut v = Violations::new();
-        let key = v.check("idempotency_key", c::idempotency_key(&r.idempotency_key));
-        let sex_given = v.check("sex", enum_in_opt!(r.sex, pb::Sex, "SEX_", m::Sex)).flatten();
-        let ym_given = v
-            .check("birth_year_month", c::optional(&r.birth_year_month, YearMonth::parse))
-            .flatten();
-        let (pseudonym, sex, birth_year_month) = match &r.subject {
-            None => {
-                v.push("subject", "REQUIRED", "either idmr or identity is required");
-                (None, None, None)
-            }
-            Some(Subject::Idmr(raw)) => {
-                let idmr = v.check("idmr", codes::IdMr::parse(raw));
-                if sex_given.is_none() {
-                    v.push("sex", "REQUIRED", "is required when registering with an IdMR");
-                }
-                if ym_given.is_none() {
-                    v.push(
-                        "birth_year_month",
-                        "REQUIRED",
-                        "is required when registering with an IdMR",
-                    );
-                }
-                (idmr.map(|i| Pseudonym::idmr(&i)), sex_given, ym_given)
-            }
-            Some(Subject::Identity(id)) => {
-                // Descriptions never repeat what was sent: these are identity fields.
-                let last = v.check("identity.last_name", codes::bounded_text(&id.last_name, 100));
-                let first = v.check("identity.first_name", codes::bounded_text(&id.first_name, 100));
-                let birth = v.check("identity.birth_date", c::date(&id.birth_date));
-                let sex = v.check("identity.sex", enum_in!(id.sex, pb::Sex, "SEX_", m::Sex));
-                if let (Some(s), Some(given)) = (sex, sex_given)
-                    && s != given
-                {
-                    v.push("sex", "MISMATCH", "must agree with identity.sex");
-                }
-                if let (Some(b), Some(given)) = (birth, ym_given)
-                    && YearMonth::of(b) != given
-                {
-                    v.push("birth_year_month", "MISMATCH", "must agree with identity.birth_date");
-                }
-                match (last, first, birth, sex) {
-                    (Some(last_name), Some(first_name), Some(birth_date), Some(sex)) => {
-                        let identity = Identity {
-                            last_name,
-                            first_name,
-                            birth_date,
-                            sex,
-                        };
-                        let (last_ok, first_ok) = identity.names_are_usable();
-                        if !last_ok {
-                            v.push("identity.last_name", "BAD_FORMAT", "must contain letters");
-                        }
-                        if !first_ok {
-                            v.push("identity.first_name", "BAD_FORMAT", "must contain letters");
-                        }
-                        let p = pseudonym::pseudonymise(&self.state.pseudonym_key, &identity);
-                        (Some(p), Some(sex), Some(YearMonth::of(birth_date)))
-                    }
-                    _ => (None, None, None),
-                }
-            }
-        };
-        let region = v.check("region_code", c::optional(&r.region_code, c::region));
-        let diagnoses = Some(c::diagnoses(&mut v, &r.diagnoses));
-        all_some!(v; key, pseudonym, sex, birth_year_month, region, diagnoses);
-        let ctx = self.write_context(&req, Target::Unbound, Some(key)).await?;
-        let patient = m::Patient {
-            pseudonym,
-            sex,
-            birth_year_month,
-            region,
-            vital_status: m::VitalStatus::Alive,
-            objects_to_reuse: r.objects_to_reuse,
-            diagnoses,
-        };
-        self.state
-            .write(Command::RegisterPatient(patient), ctx, |r| match r {
-                Record::Patient(x) => Some(c::patient(x)),
-                _ => None,
-            })
-            .await
+        let call = guard::call(&req, "RegisterPatient")?;
+        Ok(Response::new(self.register_patient_as(&call, req.get_ref()).await?))
     }
 
     async fn get_patient(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::Patient>, Status> {
@@ -288,98 +239,8 @@ impl RegistryService for RegistryApi {
         &self,
         req: Request<pb::DeclareEpisodeRequest>,
     ) -> Result<Response<pb::DeclareEpisodeResponse>, Status> {
-        let r = req.get_ref();
-        let mut v = Violations::new();
-        let key = v.check("idempotency_key", c::idempotency_key(&r.idempotency_key));
-        let patient_id = v.check("patient_id", c::id(&r.patient_id));
-        let cohort_id = v.check("cohort_id", c::id(&r.cohort_id));
-        let pathway = v.check("pathway", enum_in!(r.pathway, pb::Pathway, "PATHWAY_", m::Pathway));
-        let indication = v.check(
-            "indication_orpha_code",
-            observatory_domain::codes::OrphaCode::parse(&r.indication_orpha_code),
-        );
-        let prescriber = v.check("prescriber_rpps", c::rpps(&r.prescriber_rpps));
-        let centre_finess = v.check("centre_finess", c::optional(&r.centre_finess, c::finess));
-        let rcp = c::rcp(&mut v, "rcp", r.rcp.as_ref());
-        let off_label = c::off_label(&mut v, "off_label", r.off_label.as_ref());
-        let dosage = c::dosage(&mut v, "dosage", r.dosage.as_ref());
-        let request_date = v.check("request_date", c::date(&r.request_date));
-        let authorisation = match &r.authorisation {
-            None => Some(None),
-            Some(a) => {
-                let submitted = v.check("authorisation.submitted_date", c::date(&a.submitted_date));
-                let reference = v.check("authorisation.reference", c::optional(&a.reference, c::text(100)));
-                match (submitted, reference) {
-                    (Some(submitted_date), Some(reference)) => Some(Some(AuthorisationRequest {
-                        submitted_date,
-                        reference,
-                    })),
-                    _ => None,
-                }
-            }
-        };
-        let previous_episode = match c::opt_str(&r.previous_episode_id) {
-            None => {
-                if r.previous_episode_version != 0 {
-                    v.push(
-                        "previous_episode_version",
-                        "NOT_APPLICABLE",
-                        "is only taken with previous_episode_id",
-                    );
-                }
-                Some(None)
-            }
-            Some(raw) => {
-                let id = v.check("previous_episode_id", c::id(raw));
-                let version = v.check("previous_episode_version", c::version(r.previous_episode_version));
-                match (id, version) {
-                    (Some(id), Some(version)) => Some(Some((id, version))),
-                    _ => None,
-                }
-            }
-        };
-        all_some!(v; key, patient_id, cohort_id, pathway, indication, prescriber, centre_finess, request_date, authorisation, previous_episode);
-        let target = Target::NewEpisode {
-            patient: &patient_id,
-            centre: centre_finess.as_ref(),
-            prescriber: &prescriber,
-            cohort: &cohort_id,
-            previous: previous_episode.as_ref().map(|(id, _)| id),
-        };
-        let ctx = self.write_context(&req, target, Some(key)).await?;
-        let declaration = EpisodeDeclaration {
-            patient_id,
-            cohort_id,
-            pathway,
-            indication,
-            prescriber,
-            centre_finess,
-            rcp,
-            off_label,
-            dosage,
-            request_date,
-            authorisation,
-            previous_episode,
-        };
-        let previous_id = declaration.previous_episode.as_ref().map(|(id, _)| id.to_string());
-        let w = self
-            .state
-            .store
-            .execute(Command::DeclareEpisode(declaration), ctx)
-            .await
-            .map_err(error::store)?;
-        let mut out = pb::DeclareEpisodeResponse::default();
-        for rec in &w.records {
-            match rec {
-                Record::Episode(x) if Some(&x.meta.id) == previous_id.as_ref() => {
-                    out.previous_episode = Some(c::episode(x))
-                }
-                Record::Episode(x) => out.episode = Some(c::episode(x)),
-                Record::Authorisation(x) => out.authorisation = Some(c::authorisation(x)),
-                _ => {}
-            }
-        }
-        Ok(Response::new(out))
+        let call = guard::call(&req, "DeclareEpisode")?;
+        Ok(Response::new(self.declare_episode_as(&call, req.get_ref()).await?))
     }
 
     async fn get_episode(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::Episode>, Status> {
@@ -390,68 +251,11 @@ impl RegistryService for RegistryApi {
         &self,
         req: Request<pb::ListEpisodesRequest>,
     ) -> Result<Response<pb::ListEpisodesResponse>, Status> {
-        let r = req.get_ref();
-        let mut v = Violations::new();
-        let page = c::page(&mut v, r.page.as_ref());
-        let (from, to) = match &r.request_date {
-            None => (None, None),
-            Some(range) => (
-                v.check("request_date.from", c::optional(&range.from, c::date))
-                    .flatten(),
-                v.check("request_date.to", c::optional(&range.to, c::date)).flatten(),
-            ),
-        };
-        if let (Some(f), Some(t)) = (from, to)
-            && t < f
-        {
-            v.push(
-                "request_date.to",
-                "BEFORE_START",
-                "must not be before request_date.from",
-            );
-        }
-        let filter = EpisodeFilter {
-            cohort_id: v.check("cohort_id", c::optional(&r.cohort_id, c::id)).flatten(),
-            patient_id: v.check("patient_id", c::optional(&r.patient_id, c::id)).flatten(),
-            centre: v
-                .check("centre_finess", c::optional(&r.centre_finess, c::finess))
-                .flatten(),
-            pathway: v
-                .check("pathway", enum_in_opt!(r.pathway, pb::Pathway, "PATHWAY_", m::Pathway))
-                .flatten(),
-            drug_atc: v.check("drug_atc", c::optional(&r.drug_atc, c::atc_known)).flatten(),
-            orpha_code: v
-                .check(
-                    "orpha_code",
-                    c::optional(&r.orpha_code, observatory_domain::codes::OrphaCode::parse),
-                )
-                .flatten(),
-            status: v
-                .check(
-                    "status",
-                    enum_in_opt!(r.status, pb::EpisodeStatus, "EPISODE_STATUS_", m::EpisodeStatus),
-                )
-                .flatten(),
-            request_from: from,
-            request_to: to,
-        };
-        v.into_result().map_err(error::domain)?;
-        let admitted = admit(&self.state.store, &req, Target::List).await?;
-        let p = self
-            .state
-            .store
-            .list_episodes(&filter, Some(admitted.within()), &page)
+        let (filter, page) = parse_episode_filter(req.get_ref())?;
+        let call = guard::call(&req, "ListEpisodes")?;
+        let p = ops::list_episodes(&self.state.app, &call, &filter, &page)
             .await
-            .map_err(error::store)?;
-        let mut targets: Vec<AuditTarget> = filter
-            .patient_id
-            .iter()
-            .map(|id| AuditTarget::object(m::RecordKind::Patient.code(), id.as_str()))
-            .collect();
-        targets.extend(p.items.iter().map(|x| AuditTarget::read(m::RecordKind::Episode, x)));
-        admitted
-            .audit_read(&self.state.store, &req, "ListEpisodes", targets)
-            .await?;
+            .map_err(error::app)?;
         Ok(Response::new(pb::ListEpisodesResponse {
             episodes: p.items.iter().map(c::episode).collect(),
             next_page_token: p.next_page_token.unwrap_or_default(),
@@ -462,69 +266,8 @@ impl RegistryService for RegistryApi {
         &self,
         req: Request<pb::TransitionEpisodeRequest>,
     ) -> Result<Response<pb::Episode>, Status> {
-        use pb::transition_episode_request::Transition as T;
-        let r = req.get_ref();
-        let mut v = Violations::new();
-        let id = v.check("id", c::id(&r.id));
-        let expected = v.check("expected_version", c::version(r.expected_version));
-        let transition = match &r.transition {
-            None => {
-                v.push(
-                    "transition",
-                    "REQUIRED",
-                    "one of initiate, stop, transfer, lost_to_follow_up, deceased is required",
-                );
-                None
-            }
-            Some(T::Initiate(x)) => {
-                let date = v.check(
-                    "initiate.first_administration_date",
-                    c::date(&x.first_administration_date),
-                );
-                let dosage = c::dosage(&mut v, "initiate.dosage", x.dosage.as_ref());
-                date.map(|date| ET::Initiate { date, dosage })
-            }
-            Some(T::Stop(x)) => {
-                let date = v.check("stop.date", c::date(&x.date));
-                let reason = v.check(
-                    "stop.reason",
-                    enum_in!(x.reason, pb::StopReason, "STOP_REASON_", m::StopReason),
-                );
-                match (date, reason) {
-                    (Some(date), Some(reason)) => Some(ET::Stop { date, reason }),
-                    _ => None,
-                }
-            }
-            Some(T::Transfer(x)) => {
-                let date = v.check("transfer.date", c::date(&x.date));
-                let to = v.check("transfer.to_centre_finess", c::finess(&x.to_centre_finess));
-                match (date, to) {
-                    (Some(date), Some(to)) => Some(ET::Transfer { date, to }),
-                    _ => None,
-                }
-            }
-            Some(T::LostToFollowUp(x)) => v
-                .check("lost_to_follow_up.date", c::date(&x.date))
-                .map(|date| ET::LostToFollowUp { date }),
-            Some(T::Deceased(x)) => v
-                .check("deceased.date", c::date(&x.date))
-                .map(|date| ET::Deceased { date }),
-        };
-        all_some!(v; id, expected, transition);
-        let ctx = self
-            .write_context(&req, Target::Record(m::RecordKind::Episode, &id), None)
-            .await?;
-        let cmd = Command::TransitionEpisode {
-            id,
-            expected_version: expected,
-            transition,
-        };
-        self.state
-            .write(cmd, ctx, |r| match r {
-                Record::Episode(x) => Some(c::episode(x)),
-                _ => None,
-            })
-            .await
+        let call = guard::call(&req, "TransitionEpisode")?;
+        Ok(Response::new(self.transition_episode_as(&call, req.get_ref()).await?))
     }
 
     async fn get_authorisation(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::Authorisation>, Status> {
@@ -536,171 +279,26 @@ impl RegistryService for RegistryApi {
         &self,
         req: Request<pb::TransitionAuthorisationRequest>,
     ) -> Result<Response<pb::Authorisation>, Status> {
-        use pb::transition_authorisation_request::{DatedStep, Grant, Transition as T};
-        let r = req.get_ref();
-        let mut v = Violations::new();
-        let id = v.check("id", c::id(&r.id));
-        let expected = v.check("expected_version", c::version(r.expected_version));
-        let step = |v: &mut Violations, field: &str, s: &DatedStep| v.check(&format!("{field}.date"), c::date(&s.date));
-        let grant = |v: &mut Violations, field: &str, g: &Grant| {
-            let decision = v.check(&format!("{field}.decision_date"), c::date(&g.decision_date));
-            let from = v.check(&format!("{field}.valid_from"), c::date(&g.valid_from));
-            let to = v.check(&format!("{field}.valid_to"), c::date(&g.valid_to));
-            let reference = v.check(&format!("{field}.reference"), c::optional(&g.reference, c::text(100)));
-            match (decision, from, to, reference) {
-                (Some(d), Some(f), Some(t), Some(r)) => Some((d, f, t, r)),
-                _ => None,
-            }
-        };
-        let transition = match &r.transition {
-            None => {
-                v.push("transition", "REQUIRED", "one transition is required");
-                None
-            }
-            Some(T::RequestInformation(s)) => {
-                step(&mut v, "request_information", s).map(|date| AT::RequestInformation { date })
-            }
-            Some(T::Resubmit(s)) => step(&mut v, "resubmit", s).map(|date| AT::Resubmit { date }),
-            Some(T::Refuse(s)) => step(&mut v, "refuse", s).map(|date| AT::Refuse { date }),
-            Some(T::SubmitRenewal(s)) => step(&mut v, "submit_renewal", s).map(|date| AT::SubmitRenewal { date }),
-            Some(T::Expire(s)) => step(&mut v, "expire", s).map(|date| AT::Expire { date }),
-            Some(T::Suspend(s)) => step(&mut v, "suspend", s).map(|date| AT::Suspend { date }),
-            Some(T::Reinstate(s)) => step(&mut v, "reinstate", s).map(|date| AT::Reinstate { date }),
-            Some(T::Withdraw(s)) => step(&mut v, "withdraw", s).map(|date| AT::Withdraw { date }),
-            Some(T::Grant(g)) => {
-                grant(&mut v, "grant", g).map(|(decision_date, valid_from, valid_to, reference)| AT::Grant {
-                    decision_date,
-                    valid_from,
-                    valid_to,
-                    reference,
-                })
-            }
-            Some(T::Renew(g)) => {
-                grant(&mut v, "renew", g).map(|(decision_date, valid_from, valid_to, reference)| AT::Renew {
-                    decision_date,
-                    valid_from,
-                    valid_to,
-                    reference,
-                })
-            }
-        };
-        all_some!(v; id, expected, transition);
-        let ctx = self
-            .write_context(&req, Target::Record(m::RecordKind::Authorisation, &id), None)
-            .await?;
-        let cmd = Command::TransitionAuthorisation {
-            id,
-            expected_version: expected,
-            transition,
-        };
-        self.state
-            .write(cmd, ctx, |r| match r {
-                Record::Authorisation(x) => Some(c::authorisation(x)),
-                _ => None,
-            })
-            .await
+        let call = guard::call(&req, "TransitionAuthorisation")?;
+        Ok(Response::new(
+            self.transition_authorisation_as(&call, req.get_ref()).await?,
+        ))
     }
 
     async fn record_follow_up(
         &self,
         req: Request<pb::RecordFollowUpRequest>,
     ) -> Result<Response<pb::FollowUp>, Status> {
-        let r = req.get_ref();
-        let mut v = Violations::new();
-        let key = v.check("idempotency_key", c::idempotency_key(&r.idempotency_key));
-        let episode_id = v.check("episode_id", c::id(&r.episode_id));
-        let visit_date = v.check("visit_date", c::date(&r.visit_date));
-        let efficacy = v.check(
-            "efficacy",
-            enum_in!(
-                r.efficacy,
-                pb::EfficacyAssessment,
-                "EFFICACY_ASSESSMENT_",
-                m::EfficacyAssessment
-            ),
-        );
-        let adherence = v.check(
-            "adherence",
-            enum_in!(r.adherence, pb::Adherence, "ADHERENCE_", m::Adherence),
-        );
-        let measures = Some(c::measures(&mut v, &r.measures));
-        let weight_kg = if r.weight_kg == 0.0 {
-            Some(None)
-        } else if r.weight_kg.is_finite() && r.weight_kg > 0.0 && r.weight_kg <= 400.0 {
-            Some(Some(r.weight_kg))
-        } else {
-            v.push(
-                "weight_kg",
-                "OUT_OF_RANGE",
-                "must be between 0 and 400 kg (0 when not measured)",
-            );
-            None
-        };
-        all_some!(v; key, episode_id, visit_date, efficacy, adherence, measures, weight_kg);
-        let ctx = self
-            .write_context(&req, Target::Record(m::RecordKind::Episode, &episode_id), Some(key))
-            .await?;
-        let f = m::FollowUp {
-            episode_id,
-            visit_date,
-            efficacy,
-            measures,
-            weight_kg,
-            adherence,
-        };
-        self.state
-            .write(Command::RecordFollowUp(f), ctx, |r| match r {
-                Record::FollowUp(x) => Some(c::follow_up(x)),
-                _ => None,
-            })
-            .await
+        let call = guard::call(&req, "RecordFollowUp")?;
+        Ok(Response::new(self.record_follow_up_as(&call, req.get_ref()).await?))
     }
 
     async fn record_adverse_event(
         &self,
         req: Request<pb::RecordAdverseEventRequest>,
     ) -> Result<Response<pb::AdverseEvent>, Status> {
-        let r = req.get_ref();
-        let mut v = Violations::new();
-        let key = v.check("idempotency_key", c::idempotency_key(&r.idempotency_key));
-        let episode_id = v.check("episode_id", c::id(&r.episode_id));
-        let onset_date = v.check("onset_date", c::date(&r.onset_date));
-        let meddra_pt = v.check("meddra_pt_code", c::meddra(&r.meddra_pt_code));
-        let meddra_soc = v.check("meddra_soc_code", c::optional(&r.meddra_soc_code, c::meddra));
-        let outcome = v.check(
-            "outcome",
-            enum_in!(r.outcome, pb::AeOutcome, "AE_OUTCOME_", m::AeOutcome),
-        );
-        let causality = v.check(
-            "causality",
-            enum_in!(r.causality, pb::Causality, "CAUSALITY_", m::Causality),
-        );
-        let pv_declaration_date = v.check("pv_declaration_date", c::optional(&r.pv_declaration_date, c::date));
-        let pv_reference = v.check("pv_reference", c::optional(&r.pv_reference, c::text(100)));
-        if let (Some(None), Some(Some(_))) = (&pv_declaration_date, &pv_reference) {
-            v.push("pv_declaration_date", "REQUIRED", "is required with pv_reference");
-        }
-        all_some!(v; key, episode_id, onset_date, meddra_pt, meddra_soc, outcome, causality, pv_declaration_date, pv_reference);
-        let ctx = self
-            .write_context(&req, Target::Record(m::RecordKind::Episode, &episode_id), Some(key))
-            .await?;
-        let ae = m::AdverseEvent {
-            episode_id,
-            onset_date,
-            meddra_pt,
-            meddra_soc,
-            serious: r.serious,
-            outcome,
-            causality,
-            pv_declaration_date,
-            pv_reference,
-        };
-        self.state
-            .write(Command::RecordAdverseEvent(ae), ctx, |r| match r {
-                Record::AdverseEvent(x) => Some(c::adverse_event(x)),
-                _ => None,
-            })
-            .await
+        let call = guard::call(&req, "RecordAdverseEvent")?;
+        Ok(Response::new(self.record_adverse_event_as(&call, req.get_ref()).await?))
     }
 
     async fn get_follow_up(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::FollowUp>, Status> {
@@ -740,133 +338,25 @@ impl RegistryService for RegistryApi {
         &self,
         req: Request<pb::TransitionCohortRequest>,
     ) -> Result<Response<pb::Cohort>, Status> {
-        let r = req.get_ref();
-        let mut v = Violations::new();
-        let id = v.check("id", c::id(&r.id));
-        let expected = v.check("expected_version", c::version(r.expected_version));
-        let transition = v.check(
-            "transition",
-            enum_in!(
-                r.transition,
-                pb::CohortTransition,
-                "COHORT_TRANSITION_",
-                CohortTransitionCode
-            ),
-        );
-        all_some!(v; id, expected, transition);
-        let transition = match transition {
-            CohortTransitionCode::Close => CohortTransition::Close,
-            CohortTransitionCode::Reopen => CohortTransition::Reopen,
-        };
-        let ctx = self
-            .write_context(&req, Target::Record(m::RecordKind::Cohort, &id), None)
-            .await?;
-        let cmd = Command::TransitionCohort {
-            id,
-            expected_version: expected,
-            transition,
-        };
-        self.state
-            .write(cmd, ctx, |r| match r {
-                Record::Cohort(x) => Some(c::cohort(x)),
-                _ => None,
-            })
+        let (id, expected, transition) = parse_cohort_transition(req.get_ref())?;
+        let call = guard::call(&req, "TransitionCohort")?;
+        let x = ops::transition_cohort(&self.state.app, &call, id, expected, transition)
             .await
+            .map_err(error::app)?;
+        Ok(Response::new(c::cohort(&x)))
     }
 
     async fn update_patient(&self, req: Request<pb::UpdatePatientRequest>) -> Result<Response<pb::Patient>, Status> {
-        let r = req.get_ref();
-        let mut v = Violations::new();
-        let id = v.check("id", c::id(&r.id));
-        let expected = v.check("expected_version", c::version(r.expected_version));
-        let reason = v.check("reason", c::text(500)(&r.reason));
-        let region = match &r.region_code {
-            None => Some(None),
-            Some(raw) => v.check("region_code", c::optional(raw, c::region)).map(Some),
-        };
-        let vital_status = v.check(
-            "vital_status",
-            enum_in_opt!(r.vital_status, pb::VitalStatus, "VITAL_STATUS_", m::VitalStatus),
-        );
-        let diagnoses = Some(r.diagnoses.as_ref().map(|d| c::diagnoses(&mut v, &d.diagnoses)));
-        all_some!(v; id, expected, reason, region, vital_status, diagnoses);
-        let ctx = self
-            .write_context(&req, Target::Record(m::RecordKind::Patient, &id), None)
-            .await?;
-        let update = PatientUpdate {
-            region,
-            vital_status,
-            objects_to_reuse: r.objects_to_reuse,
-            diagnoses,
-        };
-        let cmd = Command::UpdatePatient {
-            id,
-            expected_version: expected,
-            update,
-            reason,
-        };
-        self.state
-            .write(cmd, ctx, |r| match r {
-                Record::Patient(x) => Some(c::patient(x)),
-                _ => None,
-            })
-            .await
+        let call = guard::call(&req, "UpdatePatient")?;
+        Ok(Response::new(self.update_patient_as(&call, req.get_ref()).await?))
     }
 
     async fn update_adverse_event(
         &self,
         req: Request<pb::UpdateAdverseEventRequest>,
     ) -> Result<Response<pb::AdverseEvent>, Status> {
-        let r = req.get_ref();
-        let mut v = Violations::new();
-        let id = v.check("id", c::id(&r.id));
-        let expected = v.check("expected_version", c::version(r.expected_version));
-        let reason = v.check("reason", c::text(500)(&r.reason));
-        let outcome = v.check(
-            "outcome",
-            enum_in_opt!(r.outcome, pb::AeOutcome, "AE_OUTCOME_", m::AeOutcome),
-        );
-        let causality = v.check(
-            "causality",
-            enum_in_opt!(r.causality, pb::Causality, "CAUSALITY_", m::Causality),
-        );
-        let pv_date = v.check("pv_declaration_date", c::optional(&r.pv_declaration_date, c::date));
-        let pv_reference = v.check("pv_reference", c::optional(&r.pv_reference, c::text(100)));
-        let pv_declaration = match (pv_date, pv_reference) {
-            (Some(Some(d)), Some(Some(r))) => Some(Some((d, r))),
-            (Some(None), Some(None)) => Some(None),
-            (Some(None), Some(Some(_))) => {
-                v.push("pv_declaration_date", "REQUIRED", "is required with pv_reference");
-                None
-            }
-            (Some(Some(_)), Some(None)) => {
-                v.push("pv_reference", "REQUIRED", "is required with pv_declaration_date");
-                None
-            }
-            _ => None,
-        };
-        all_some!(v; id, expected, reason, outcome, causality, pv_declaration);
-        let ctx = self
-            .write_context(&req, Target::Record(m::RecordKind::AdverseEvent, &id), None)
-            .await?;
-        let update = AdverseEventUpdate {
-            serious: r.serious,
-            outcome,
-            causality,
-            pv_declaration,
-        };
-        let cmd = Command::UpdateAdverseEvent {
-            id,
-            expected_version: expected,
-            update,
-            reason,
-        };
-        self.state
-            .write(cmd, ctx, |r| match r {
-                Record::AdverseEvent(x) => Some(c::adverse_event(x)),
-                _ => None,
-            })
-            .await
+        let call = guard::call(&req, "UpdateAdverseEvent")?;
+        Ok(Response::new(self.update_adverse_event_as(&call, req.get_ref()).await?))
     }
 
     async fn get_history(
@@ -875,35 +365,508 @@ impl RegistryService for RegistryApi {
     ) -> Result<Response<pb::GetHistoryResponse>, Status> {
         let r = req.get_ref();
         let kind = enum_in!(r.kind, pb::RecordKind, "RECORD_KIND_", m::RecordKind).map_err(|e| field_err("kind", e))?;
-        let store = &self.state.store;
-        let (id, admitted) = match kind {
-            m::RecordKind::Centre | m::RecordKind::Prescriber | m::RecordKind::Framework => {
-                let id = match kind {
-                    m::RecordKind::Centre => c::finess(&r.id).map(String::from),
-                    m::RecordKind::Prescriber => c::rpps(&r.id).map(String::from),
-                    _ => c::id(&r.id).map(String::from),
-                }
-                .map_err(|e| field_err("id", e))?;
-                (id, admit(store, &req, Target::Unbound).await?)
-            }
-            m::RecordKind::Cohort => {
-                let id = c::id(&r.id).map_err(|e| field_err("id", e))?;
-                let admitted = admit(store, &req, Target::CohortEntry(&id)).await?;
-                (id.into(), admitted)
-            }
-            _ => {
-                let id = c::id(&r.id).map_err(|e| field_err("id", e))?;
-                let admitted = admit(store, &req, Target::Record(kind, &id)).await?;
-                (id.into(), admitted)
-            }
-        };
-        let versions = store.history(kind, &id).await.map_err(error::store)?;
-        if kind.is_patient_level() {
-            let targets = versions.iter().map(observatory_store::Record::audit_target).collect();
-            admitted.audit_read(store, &req, "GetHistory", targets).await?;
+        let id = match kind {
+            m::RecordKind::Centre => c::finess(&r.id).map(String::from),
+            m::RecordKind::Prescriber => c::rpps(&r.id).map(String::from),
+            _ => c::id(&r.id).map(String::from),
         }
+        .map_err(|e| field_err("id", e))?;
+        let call = guard::call(&req, "GetHistory")?;
+        let versions = ops::history(&self.state.app, &call, kind, &id)
+            .await
+            .map_err(error::app)?;
         Ok(Response::new(pb::GetHistoryResponse {
             versions: versions.iter().map(c::history_entry).collect(),
         }))
     }
+}
+
+// Parsing: the contract's messages into the operations' domain requests, every field checked
+// for its form, violations named by the contract's field paths.
+
+fn parse_cohort(r: &pb::CreateCohortRequest) -> Result<(String, NewCohort), Status> {
+    let mut v = Violations::new();
+    let key = v.check("idempotency_key", c::idempotency_key(&r.idempotency_key));
+    let name = v.check("name", codes::bounded_text(&r.name, 200));
+    let filiere = v.check("filiere", c::filiere(&r.filiere));
+    let pathway = v.check("pathway", enum_in!(r.pathway, pb::Pathway, "PATHWAY_", m::Pathway));
+    let drug_atc = v.check("drug_atc", c::atc_known(&r.drug_atc));
+    let orpha_codes = Some(c::orpha_list(&mut v, "orpha_codes", &r.orpha_codes));
+    let framework_id = v.check("framework_id", c::optional(&r.framework_id, c::id));
+    // 0 takes the framework's schedule; the range is the registry's rule.
+    let follow_up_months = match u32::try_from(r.follow_up_months) {
+        Ok(0) => Some(None),
+        Ok(months) => {
+            c::rule(&mut v, rules::check_follow_up_months(Some(months)));
+            Some(Some(months))
+        }
+        Err(_) => {
+            v.push("follow_up_months", "OUT_OF_RANGE", "must not be negative");
+            None
+        }
+    };
+    all_some!(v; key, name, filiere, pathway, drug_atc, orpha_codes, framework_id, follow_up_months);
+    Ok((
+        key,
+        NewCohort {
+            name,
+            filiere,
+            pathway,
+            drug_atc,
+            orpha_codes,
+            framework_id,
+            follow_up_months,
+        },
+    ))
+}
+
+fn parse_cohort_filter(r: &pb::ListCohortsRequest) -> Result<(CohortFilter, observatory_store::PageRequest), Status> {
+    let mut v = Violations::new();
+    let page = c::page(&mut v, r.page.as_ref());
+    let filter = CohortFilter {
+        pathway: v
+            .check("pathway", enum_in_opt!(r.pathway, pb::Pathway, "PATHWAY_", m::Pathway))
+            .flatten(),
+        drug_atc: v.check("drug_atc", c::optional(&r.drug_atc, c::atc_known)).flatten(),
+        filiere: v.check("filiere", c::optional(&r.filiere, c::filiere)).flatten(),
+    };
+    v.into_result().map_err(error::domain)?;
+    Ok((filter, page))
+}
+
+fn parse_cohort_transition(r: &pb::TransitionCohortRequest) -> Result<(RecordId, i64, CohortTransition), Status> {
+    let mut v = Violations::new();
+    let id = v.check("id", c::id(&r.id));
+    let expected = v.check("expected_version", c::version(r.expected_version));
+    let transition = v.check(
+        "transition",
+        enum_in!(
+            r.transition,
+            pb::CohortTransition,
+            "COHORT_TRANSITION_",
+            CohortTransitionCode
+        ),
+    );
+    all_some!(v; id, expected, transition);
+    let transition = match transition {
+        CohortTransitionCode::Close => CohortTransition::Close,
+        CohortTransitionCode::Reopen => CohortTransition::Reopen,
+    };
+    Ok((id, expected, transition))
+}
+
+pub(crate) fn parse_registration(r: &pb::RegisterPatientRequest) -> Result<(String, Registration), Status> {
+    use pb::register_patient_request::Subject as S;
+    let mut v = Violations::new();
+    let key = v.check("idempotency_key", c::idempotency_key(&r.idempotency_key));
+    let sex = v.check("sex", enum_in_opt!(r.sex, pb::Sex, "SEX_", m::Sex));
+    let birth_year_month = v.check("birth_year_month", c::optional(&r.birth_year_month, YearMonth::parse));
+    let subject = match &r.subject {
+        None => {
+            v.push("subject", "REQUIRED", "either idmr or identity is required");
+            None
+        }
+        Some(S::Idmr(raw)) => v.check("idmr", codes::IdMr::parse(raw)).map(Subject::IdMr),
+        Some(S::Identity(id)) => {
+            // Descriptions never repeat what was sent: these are identity fields.
+            let last = v.check("identity.last_name", codes::bounded_text(&id.last_name, 100));
+            let first = v.check("identity.first_name", codes::bounded_text(&id.first_name, 100));
+            let birth = v.check("identity.birth_date", c::date(&id.birth_date));
+            let sex = v.check("identity.sex", enum_in!(id.sex, pb::Sex, "SEX_", m::Sex));
+            match (last, first, birth, sex) {
+                (Some(last_name), Some(first_name), Some(birth_date), Some(sex)) => Some(Subject::Identity(Identity {
+                    last_name,
+                    first_name,
+                    birth_date,
+                    sex,
+                })),
+                _ => None,
+            }
+        }
+    };
+    let region = v.check("region_code", c::optional(&r.region_code, c::region));
+    let diagnoses = Some(c::diagnoses(&mut v, &r.diagnoses));
+    all_some!(v; key, subject, sex, birth_year_month, region, diagnoses);
+    Ok((
+        key,
+        Registration {
+            subject,
+            sex,
+            birth_year_month,
+            region,
+            objects_to_reuse: r.objects_to_reuse,
+            diagnoses,
+        },
+    ))
+}
+
+pub(crate) fn parse_declaration(r: &pb::DeclareEpisodeRequest) -> Result<(String, EpisodeDeclaration), Status> {
+    let mut v = Violations::new();
+    let key = v.check("idempotency_key", c::idempotency_key(&r.idempotency_key));
+    let patient_id = v.check("patient_id", c::id(&r.patient_id));
+    let cohort_id = v.check("cohort_id", c::id(&r.cohort_id));
+    let pathway = v.check("pathway", enum_in!(r.pathway, pb::Pathway, "PATHWAY_", m::Pathway));
+    let indication = v.check(
+        "indication_orpha_code",
+        observatory_domain::codes::OrphaCode::parse(&r.indication_orpha_code),
+    );
+    let prescriber = v.check("prescriber_rpps", c::rpps(&r.prescriber_rpps));
+    let centre_finess = v.check("centre_finess", c::optional(&r.centre_finess, c::finess));
+    let rcp = c::rcp(&mut v, "rcp", r.rcp.as_ref());
+    let off_label = c::off_label(&mut v, "off_label", r.off_label.as_ref());
+    let dosage = c::dosage(&mut v, "dosage", r.dosage.as_ref());
+    let request_date = v.check("request_date", c::date(&r.request_date));
+    let authorisation = match &r.authorisation {
+        None => Some(None),
+        Some(a) => {
+            let submitted = v.check("authorisation.submitted_date", c::date(&a.submitted_date));
+            let reference = v.check("authorisation.reference", c::optional(&a.reference, c::text(100)));
+            match (submitted, reference) {
+                (Some(submitted_date), Some(reference)) => Some(Some(AuthorisationRequest {
+                    submitted_date,
+                    reference,
+                })),
+                _ => None,
+            }
+        }
+    };
+    let previous_episode = match c::opt_str(&r.previous_episode_id) {
+        None => {
+            if r.previous_episode_version != 0 {
+                v.push(
+                    "previous_episode_version",
+                    "NOT_APPLICABLE",
+                    "is only taken with previous_episode_id",
+                );
+            }
+            Some(None)
+        }
+        Some(raw) => {
+            let id = v.check("previous_episode_id", c::id(raw));
+            let version = v.check("previous_episode_version", c::version(r.previous_episode_version));
+            match (id, version) {
+                (Some(id), Some(version)) => Some(Some((id, version))),
+                _ => None,
+            }
+        }
+    };
+    all_some!(v; key, patient_id, cohort_id, pathway, indication, prescriber, centre_finess, request_date, authorisation, previous_episode);
+    Ok((
+        key,
+        EpisodeDeclaration {
+            patient_id,
+            cohort_id,
+            pathway,
+            indication,
+            prescriber,
+            centre_finess,
+            rcp,
+            off_label,
+            dosage,
+            request_date,
+            authorisation,
+            previous_episode,
+        },
+    ))
+}
+
+fn parse_episode_filter(
+    r: &pb::ListEpisodesRequest,
+) -> Result<(EpisodeFilter, observatory_store::PageRequest), Status> {
+    let mut v = Violations::new();
+    let page = c::page(&mut v, r.page.as_ref());
+    let (from, to) = match &r.request_date {
+        None => (None, None),
+        Some(range) => (
+            v.check("request_date.from", c::optional(&range.from, c::date))
+                .flatten(),
+            v.check("request_date.to", c::optional(&range.to, c::date)).flatten(),
+        ),
+    };
+    if let (Some(f), Some(t)) = (from, to)
+        && t < f
+    {
+        v.push(
+            "request_date.to",
+            "BEFORE_START",
+            "must not be before request_date.from",
+        );
+    }
+    let filter = EpisodeFilter {
+        cohort_id: v.check("cohort_id", c::optional(&r.cohort_id, c::id)).flatten(),
+        patient_id: v.check("patient_id", c::optional(&r.patient_id, c::id)).flatten(),
+        centre: v
+            .check("centre_finess", c::optional(&r.centre_finess, c::finess))
+            .flatten(),
+        pathway: v
+            .check("pathway", enum_in_opt!(r.pathway, pb::Pathway, "PATHWAY_", m::Pathway))
+            .flatten(),
+        drug_atc: v.check("drug_atc", c::optional(&r.drug_atc, c::atc_known)).flatten(),
+        orpha_code: v
+            .check(
+                "orpha_code",
+                c::optional(&r.orpha_code, observatory_domain::codes::OrphaCode::parse),
+            )
+            .flatten(),
+        status: v
+            .check(
+                "status",
+                enum_in_opt!(r.status, pb::EpisodeStatus, "EPISODE_STATUS_", m::EpisodeStatus),
+            )
+            .flatten(),
+        request_from: from,
+        request_to: to,
+    };
+    v.into_result().map_err(error::domain)?;
+    Ok((filter, page))
+}
+
+pub(crate) fn parse_episode_transition(r: &pb::TransitionEpisodeRequest) -> Result<(RecordId, i64, ET), Status> {
+    use pb::transition_episode_request::Transition as T;
+    let mut v = Violations::new();
+    let id = v.check("id", c::id(&r.id));
+    let expected = v.check("expected_version", c::version(r.expected_version));
+    let transition = match &r.transition {
+        None => {
+            v.push(
+                "transition",
+                "REQUIRED",
+                "one of initiate, stop, transfer, lost_to_follow_up, deceased is required",
+            );
+            None
+        }
+        Some(T::Initiate(x)) => {
+            let date = v.check(
+                "initiate.first_administration_date",
+                c::date(&x.first_administration_date),
+            );
+            let dosage = c::dosage(&mut v, "initiate.dosage", x.dosage.as_ref());
+            date.map(|date| ET::Initiate { date, dosage })
+        }
+        Some(T::Stop(x)) => {
+            let date = v.check("stop.date", c::date(&x.date));
+            let reason = v.check(
+                "stop.reason",
+                enum_in!(x.reason, pb::StopReason, "STOP_REASON_", m::StopReason),
+            );
+            match (date, reason) {
+                (Some(date), Some(reason)) => Some(ET::Stop { date, reason }),
+                _ => None,
+            }
+        }
+        Some(T::Transfer(x)) => {
+            let date = v.check("transfer.date", c::date(&x.date));
+            let to = v.check("transfer.to_centre_finess", c::finess(&x.to_centre_finess));
+            match (date, to) {
+                (Some(date), Some(to)) => Some(ET::Transfer { date, to }),
+                _ => None,
+            }
+        }
+        Some(T::LostToFollowUp(x)) => v
+            .check("lost_to_follow_up.date", c::date(&x.date))
+            .map(|date| ET::LostToFollowUp { date }),
+        Some(T::Deceased(x)) => v
+            .check("deceased.date", c::date(&x.date))
+            .map(|date| ET::Deceased { date }),
+    };
+    all_some!(v; id, expected, transition);
+    Ok((id, expected, transition))
+}
+
+pub(crate) fn parse_authorisation_transition(
+    r: &pb::TransitionAuthorisationRequest,
+) -> Result<(RecordId, i64, AT), Status> {
+    use pb::transition_authorisation_request::{DatedStep, Grant, Transition as T};
+    let mut v = Violations::new();
+    let id = v.check("id", c::id(&r.id));
+    let expected = v.check("expected_version", c::version(r.expected_version));
+    let step = |v: &mut Violations, field: &str, s: &DatedStep| v.check(&format!("{field}.date"), c::date(&s.date));
+    let grant = |v: &mut Violations, field: &str, g: &Grant| {
+        let decision = v.check(&format!("{field}.decision_date"), c::date(&g.decision_date));
+        let from = v.check(&format!("{field}.valid_from"), c::date(&g.valid_from));
+        let to = v.check(&format!("{field}.valid_to"), c::date(&g.valid_to));
+        let reference = v.check(&format!("{field}.reference"), c::optional(&g.reference, c::text(100)));
+        match (decision, from, to, reference) {
+            (Some(d), Some(f), Some(t), Some(r)) => Some((d, f, t, r)),
+            _ => None,
+        }
+    };
+    let transition = match &r.transition {
+        None => {
+            v.push("transition", "REQUIRED", "one transition is required");
+            None
+        }
+        Some(T::RequestInformation(s)) => {
+            step(&mut v, "request_information", s).map(|date| AT::RequestInformation { date })
+        }
+        Some(T::Resubmit(s)) => step(&mut v, "resubmit", s).map(|date| AT::Resubmit { date }),
+        Some(T::Refuse(s)) => step(&mut v, "refuse", s).map(|date| AT::Refuse { date }),
+        Some(T::SubmitRenewal(s)) => step(&mut v, "submit_renewal", s).map(|date| AT::SubmitRenewal { date }),
+        Some(T::Expire(s)) => step(&mut v, "expire", s).map(|date| AT::Expire { date }),
+        Some(T::Suspend(s)) => step(&mut v, "suspend", s).map(|date| AT::Suspend { date }),
+        Some(T::Reinstate(s)) => step(&mut v, "reinstate", s).map(|date| AT::Reinstate { date }),
+        Some(T::Withdraw(s)) => step(&mut v, "withdraw", s).map(|date| AT::Withdraw { date }),
+        Some(T::Grant(g)) => {
+            grant(&mut v, "grant", g).map(|(decision_date, valid_from, valid_to, reference)| AT::Grant {
+                decision_date,
+                valid_from,
+                valid_to,
+                reference,
+            })
+        }
+        Some(T::Renew(g)) => {
+            grant(&mut v, "renew", g).map(|(decision_date, valid_from, valid_to, reference)| AT::Renew {
+                decision_date,
+                valid_from,
+                valid_to,
+                reference,
+            })
+        }
+    };
+    all_some!(v; id, expected, transition);
+    Ok((id, expected, transition))
+}
+
+pub(crate) fn parse_follow_up(r: &pb::RecordFollowUpRequest) -> Result<(String, m::FollowUp), Status> {
+    let mut v = Violations::new();
+    let key = v.check("idempotency_key", c::idempotency_key(&r.idempotency_key));
+    let episode_id = v.check("episode_id", c::id(&r.episode_id));
+    let visit_date = v.check("visit_date", c::date(&r.visit_date));
+    let efficacy = v.check(
+        "efficacy",
+        enum_in!(
+            r.efficacy,
+            pb::EfficacyAssessment,
+            "EFFICACY_ASSESSMENT_",
+            m::EfficacyAssessment
+        ),
+    );
+    let adherence = v.check(
+        "adherence",
+        enum_in!(r.adherence, pb::Adherence, "ADHERENCE_", m::Adherence),
+    );
+    let measures = Some(c::measures(&mut v, &r.measures));
+    // 0 when not measured; the plausible range is the registry's rule.
+    let weight_kg = (r.weight_kg != 0.0).then_some(r.weight_kg);
+    c::rule(&mut v, rules::check_weight(weight_kg));
+    let weight_kg = Some(weight_kg);
+    all_some!(v; key, episode_id, visit_date, efficacy, adherence, measures, weight_kg);
+    Ok((
+        key,
+        m::FollowUp {
+            episode_id,
+            visit_date,
+            efficacy,
+            measures,
+            weight_kg,
+            adherence,
+        },
+    ))
+}
+
+pub(crate) fn parse_adverse_event(r: &pb::RecordAdverseEventRequest) -> Result<(String, m::AdverseEvent), Status> {
+    let mut v = Violations::new();
+    let key = v.check("idempotency_key", c::idempotency_key(&r.idempotency_key));
+    let episode_id = v.check("episode_id", c::id(&r.episode_id));
+    let onset_date = v.check("onset_date", c::date(&r.onset_date));
+    let meddra_pt = v.check("meddra_pt_code", c::meddra(&r.meddra_pt_code));
+    let meddra_soc = v.check("meddra_soc_code", c::optional(&r.meddra_soc_code, c::meddra));
+    let outcome = v.check(
+        "outcome",
+        enum_in!(r.outcome, pb::AeOutcome, "AE_OUTCOME_", m::AeOutcome),
+    );
+    let causality = v.check(
+        "causality",
+        enum_in!(r.causality, pb::Causality, "CAUSALITY_", m::Causality),
+    );
+    let pv_declaration_date = v.check("pv_declaration_date", c::optional(&r.pv_declaration_date, c::date));
+    let pv_reference = v.check("pv_reference", c::optional(&r.pv_reference, c::text(100)));
+    all_some!(v; key, episode_id, onset_date, meddra_pt, meddra_soc, outcome, causality, pv_declaration_date, pv_reference);
+    Ok((
+        key,
+        m::AdverseEvent {
+            episode_id,
+            onset_date,
+            meddra_pt,
+            meddra_soc,
+            serious: r.serious,
+            outcome,
+            causality,
+            pv_declaration_date,
+            pv_reference,
+        },
+    ))
+}
+
+pub(crate) fn parse_patient_update(
+    r: &pb::UpdatePatientRequest,
+) -> Result<(RecordId, i64, PatientUpdate, String), Status> {
+    let mut v = Violations::new();
+    let id = v.check("id", c::id(&r.id));
+    let expected = v.check("expected_version", c::version(r.expected_version));
+    let reason = v.check("reason", c::text(500)(&r.reason));
+    let region = match &r.region_code {
+        None => Some(None),
+        Some(raw) => v.check("region_code", c::optional(raw, c::region)).map(Some),
+    };
+    let vital_status = v.check(
+        "vital_status",
+        enum_in_opt!(r.vital_status, pb::VitalStatus, "VITAL_STATUS_", m::VitalStatus),
+    );
+    let diagnoses = Some(r.diagnoses.as_ref().map(|d| c::diagnoses(&mut v, &d.diagnoses)));
+    all_some!(v; id, expected, reason, region, vital_status, diagnoses);
+    Ok((
+        id,
+        expected,
+        PatientUpdate {
+            region,
+            vital_status,
+            objects_to_reuse: r.objects_to_reuse,
+            diagnoses,
+        },
+        reason,
+    ))
+}
+
+pub(crate) fn parse_adverse_event_update(
+    r: &pb::UpdateAdverseEventRequest,
+) -> Result<(RecordId, i64, AdverseEventUpdate, String), Status> {
+    let mut v = Violations::new();
+    let id = v.check("id", c::id(&r.id));
+    let expected = v.check("expected_version", c::version(r.expected_version));
+    let reason = v.check("reason", c::text(500)(&r.reason));
+    let outcome = v.check(
+        "outcome",
+        enum_in_opt!(r.outcome, pb::AeOutcome, "AE_OUTCOME_", m::AeOutcome),
+    );
+    let causality = v.check(
+        "causality",
+        enum_in_opt!(r.causality, pb::Causality, "CAUSALITY_", m::Causality),
+    );
+    let pv_date = v.check("pv_declaration_date", c::optional(&r.pv_declaration_date, c::date));
+    let pv_reference = v.check("pv_reference", c::optional(&r.pv_reference, c::text(100)));
+    // Both or neither: the registry's rule, then the pair.
+    if let (Some(date), Some(reference)) = (&pv_date, &pv_reference) {
+        c::rule(
+            &mut v,
+            rules::check_pv_declaration(date.is_some(), reference.is_some(), false),
+        );
+    }
+    let pv_declaration = match (pv_date, pv_reference) {
+        (Some(Some(d)), Some(Some(r))) => Some(Some((d, r))),
+        (Some(None), Some(None)) => Some(None),
+        _ => None,
+    };
+    all_some!(v; id, expected, reason, outcome, causality, pv_declaration);
+    Ok((
+        id,
+        expected,
+        AdverseEventUpdate {
+            serious: r.serious,
+            outcome,
+            causality,
+            pv_declaration,
+        },
+        reason,
+    ))
 }

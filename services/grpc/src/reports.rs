@@ -268,7 +268,7 @@ impl ReportService for ReportApi {
         let admitted = admit(self.runner.store(), &req, target).await?;
         // Limited to the caller's filière when it asked for none (its only one).
         parameters.scope.filiere = admitted.run_filiere().map(|f| f.as_str().to_owned());
-        let ctx = admitted.context(&req, key.clone());
+        let ctx = admitted.context(key.clone());
         let request = RunRequest {
             parameters,
             trigger: RunTrigger::Request,
@@ -343,8 +343,9 @@ impl ReportService for ReportApi {
             ..AuditTarget::object("REPORT_FILE", format!("{}/{}", view.record.run.id, r.file))
         };
         admitted
-            .audit_read(self.runner.store(), &req, "DownloadReportFile", vec![target])
-            .await?;
+            .audit_read(self.runner.store(), "DownloadReportFile", vec![target])
+            .await
+            .map_err(error::app)?;
         let path = PathBuf::from(&view.record.run.out_dir).join(&r.file);
         let mut file = tokio::fs::File::open(&path).await.map_err(|e| {
             tracing::error!(path = %path.display(), error = %e, "report output missing");

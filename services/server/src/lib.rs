@@ -173,8 +173,8 @@ impl Application {
         Ok(Self {
             listener,
             state: ApiState {
+                app: observatory_app::App::new(store.clone(), Arc::new(key)),
                 store,
-                pseudonym_key: Arc::new(key),
                 limiter: Arc::new(observatory_grpc::bounds::RateLimiter::new(config.limits())),
             },
             runner,

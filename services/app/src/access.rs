@@ -1,0 +1,118 @@
+//! Which roles may make which operation: the one table, checked by the application layer for
+//! every caller (gRPC, the import, the web front), and by the gRPC authentication layer before a
+//! call reaches a service.
+
+use observatory_domain::access::Role;
+
+use Role::{Admin, Analyst, DataManager, Partner, Prescriber};
+
+const CLINICAL_READERS: &[Role] = &[Prescriber, DataManager, Partner];
+const CLINICAL_WRITERS: &[Role] = &[Prescriber, Partner];
+const CORRECTORS: &[Role] = &[Prescriber, DataManager, Partner];
+const EVERYONE: &[Role] = &[Prescriber, DataManager, Analyst, Partner, Admin];
+const REPORTERS: &[Role] = &[Analyst, DataManager];
+
+/// Every operation of the observatory (its service and name, as the gRPC contract has them) and
+/// the roles that may make it. Reference data is readable by
+/// every role; reference writes are the admin's; clinical records are read and written by
+/// prescribers, partner systems and data managers, never by analysts or admins; reports are
+/// run and read by analysts and data managers.
+pub const OPERATIONS: &[(&str, &str, &[Role])] = &[
+    ("ReferenceService", "CreateCentre", &[Admin]),
+    ("ReferenceService", "GetCentre", EVERYONE),
+    ("ReferenceService", "ListCentres", EVERYONE),
+    ("ReferenceService", "CreatePrescriber", &[Admin]),
+    ("ReferenceService", "GetPrescriber", EVERYONE),
+    ("ReferenceService", "ListDrugs", EVERYONE),
+    ("ReferenceService", "ListDiseases", EVERYONE),
+    ("ReferenceService", "CreateFramework", &[Admin]),
+    ("ReferenceService", "GetFramework", EVERYONE),
+    ("ReferenceService", "TransitionFramework", &[Admin]),
+    ("ReferenceService", "ListFrameworks", EVERYONE),
+    // Cohorts organise a filière's follow-up: set up by its data managers, read by all who
+    // work on it.
+    ("RegistryService", "CreateCohort", &[DataManager]),
+    (
+        "RegistryService",
+        "GetCohort",
+        &[Prescriber, DataManager, Analyst, Partner],
+    ),
+    (
+        "RegistryService",
+        "ListCohorts",
+        &[Prescriber, DataManager, Analyst, Partner],
+    ),
+    ("RegistryService", "TransitionCohort", &[DataManager]),
+    ("RegistryService", "RegisterPatient", CLINICAL_WRITERS),
+    ("RegistryService", "GetPatient", CLINICAL_READERS),
+    ("RegistryService", "UpdatePatient", CORRECTORS),
+    ("RegistryService", "DeclareEpisode", CLINICAL_WRITERS),
+    ("RegistryService", "GetEpisode", CLINICAL_READERS),
+    ("RegistryService", "ListEpisodes", CLINICAL_READERS),
+    ("RegistryService", "TransitionEpisode", CORRECTORS),
+    ("RegistryService", "GetAuthorisation", CLINICAL_READERS),
+    ("RegistryService", "TransitionAuthorisation", CORRECTORS),
+    ("RegistryService", "RecordFollowUp", CLINICAL_WRITERS),
+    ("RegistryService", "RecordAdverseEvent", CLINICAL_WRITERS),
+    ("RegistryService", "GetFollowUp", CLINICAL_READERS),
+    ("RegistryService", "ListFollowUps", CLINICAL_READERS),
+    ("RegistryService", "ListAdverseEvents", CLINICAL_READERS),
+    ("RegistryService", "GetAdverseEvent", CLINICAL_READERS),
+    ("RegistryService", "UpdateAdverseEvent", CORRECTORS),
+    ("RegistryService", "GetHistory", CLINICAL_READERS),
+    // Exchange with partner systems: an import item needs, besides, the rule of its own
+    // RegistryService call; the feed shows the clinical records of the caller's scope.
+    ("ExchangeService", "Import", CORRECTORS),
+    ("ExchangeService", "WatchChanges", CLINICAL_READERS),
+    ("ReportService", "RunReport", REPORTERS),
+    ("ReportService", "GetReportRun", REPORTERS),
+    ("ReportService", "ListReportRuns", REPORTERS),
+    ("ReportService", "DownloadReportFile", REPORTERS),
+    // The trail names who did what to which record: the admin's, like the tokens it names.
+    ("AuditService", "ExportAudit", &[Admin]),
+    ("AuditService", "VerifyAudit", &[Admin]),
+];
+
+/// The roles that may make `operation` (`RegisterPatient`); `None` for an operation with no rule,
+/// which nobody may make.
+pub fn roles(operation: &str) -> Option<&'static [Role]> {
+    OPERATIONS
+        .iter()
+        .find(|(_, name, _)| *name == operation)
+        .map(|(_, _, roles)| *roles)
+}
+
+/// The static name of `operation` when the table has it: what a [`crate::Call`] carries.
+pub fn operation(name: &str) -> Option<&'static str> {
+    OPERATIONS.iter().find(|(_, n, _)| *n == name).map(|(_, n, _)| *n)
+}
+
+/// Whether `role` may make `operation`.
+pub fn allows(operation: &str, role: Role) -> bool {
+    roles(operation).is_some_and(|roles| roles.contains(&role))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_names_are_unique() {
+        for (i, (_, name, _)) in OPERATIONS.iter().enumerate() {
+            assert!(
+                OPERATIONS[i + 1..].iter().all(|(_, other, _)| other != name),
+                "{name} twice"
+            );
+        }
+    }
+
+    #[test]
+    fn analysts_and_admins_never_reach_a_patient_level_record() {
+        for (service, name, roles) in OPERATIONS {
+            if *service == "RegistryService" && !name.contains("Cohort") {
+                assert!(!roles.contains(&Analyst), "{name}");
+                assert!(!roles.contains(&Admin), "{name}");
+            }
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The observatory's operations, free of any transport.
+//!
+//! Each operation is one function taking the [`Call`] (the caller's principal and the ids of
+//! the call) and a request already parsed into domain types, and returning domain results or
+//! an [`AppError`]. The gRPC services, the partner import, `seed` and the web front all call
+//! these functions: what a caller may do, on which records, what is audited and which rules
+//! apply is decided here (and in `observatory-domain`, `observatory-store`) once, whatever the
+//! way in. A transport parses its own wire format into the request types (reporting its own
+//! field paths) and renders the results; it holds no rule.
+
+pub mod access;
+pub mod registry;
+pub mod scope;
+
+use std::sync::Arc;
+
+use observatory_domain::{DomainError, Violations, access::Principal, pseudonym::PseudonymKey};
+use observatory_store::{Store, StoreError, WriteContext};
+
+/// What every operation works with.
+#[derive(Clone)]
+pub struct App {
+    pub store: Store,
+    pub pseudonym_key: Arc<PseudonymKey>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    pub fn new(store: Store, pseudonym_key: Arc<PseudonymKey>) -> Self {
+        Self { store, pseudonym_key }
+    }
+}
+
+/// One call of an operation: who makes it, and under which ids it is traced and audited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub principal: Principal,
+    /// The operation, as the table of [`access::OPERATIONS`] names it (`RegisterPatient`): its
+    /// role rule, and the action its refusal is audited as.
+    pub operation: &'static str,
+    /// Recorded with every version and audit event the call writes (a UUID, or the caller's
+    /// own id when the transport accepts one).
+    pub request_id: String,
+    /// W3C trace id of the call (32 hexadecimal digits), empty when there is none.
+    pub trace_id: String,
+}
+
+impl Call {
+    pub fn new(principal: Principal, operation: &'static str, request_id: String, trace_id: String) -> Self {
+        Self {
+            principal,
+            operation,
+            request_id,
+            trace_id,
+        }
+    }
+
+    /// The same caller and ids, making another operation (an import item, a page that reads
+    /// several records).
+    pub fn making(&self, operation: &'static str) -> Self {
+        Self {
+            operation,
+            ..self.clone()
+        }
+    }
+
+    /// Who writes, under which ids, with `idempotency_key`.
+    pub fn context(&self, idempotency_key: Option<String>) -> WriteContext {
+        WriteContext {
+            actor: self.principal.actor(),
+            request_id: self.request_id.clone(),
+            trace_id: self.trace_id.clone(),
+            idempotency_key,
+            scope: Some(self.principal.scope.clone()),
+        }
+    }
+}
+
+/// Why an operation was refused. Every transport maps it to its own answer (a gRPC status, an
+/// import error, a page); none decides anything else from it.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Refused by the registry (invalid, not found, conflicting, unavailable...).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The caller's role may not make the operation, or what it touches is outside its scope
+    /// (or does not exist: the two get the same answer, so that ids cannot be probed).
+    #[error("{0}")]
+    Denied(String),
+    /// A broken promise of the registry itself (a write that returned nothing); logged where it
+    /// is answered.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+impl From<DomainError> for AppError {
+    fn from(e: DomainError) -> Self {
+        AppError::Store(StoreError::Domain(e))
+    }
+}
+
+impl From<Violations> for AppError {
+    fn from(v: Violations) -> Self {
+        AppError::Store(StoreError::Domain(DomainError::Invalid(v)))
+    }
+}
+
+impl AppError {
+    /// One invalid field.
+    pub fn invalid(field: &str, reason: &'static str, description: impl Into<String>) -> Self {
+        let mut v = Violations::new();
+        v.push(field, reason, description);
+        v.into()
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;

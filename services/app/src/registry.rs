@@ -1,0 +1,352 @@
+//! Registry operations: cohorts, patients, episodes, authorisations, follow-ups, adverse
+//! events and history. Each admits its call (role and scope), applies the rules of its input,
+//! writes or reads through the store, and records patient-level reads in the audit trail.
+
+use observatory_domain::{
+    corrections::{AdverseEventUpdate, CohortTransition, PatientUpdate},
+    lifecycle::{AuthorisationTransition, EpisodeDeclaration, EpisodeTransition},
+    model::{AdverseEvent, Authorisation, Cohort, Episode, FollowUp, Patient, RecordId, RecordKind},
+    registration::{self, Registration},
+};
+use observatory_store::{
+    CohortFilter, Command, EpisodeFilter, NewCohort, Page, PageRequest, Record, Stored, Versioned, Written,
+    audit::AuditTarget,
+};
+
+use crate::scope::{Target, admit};
+use crate::{App, AppError, AppResult, Call};
+
+/// The one record of kind `T` a write gave back (its primary record comes first).
+fn written<T>(w: Written, pick: impl Fn(Record) -> Option<Versioned<T>>) -> AppResult<Versioned<T>> {
+    w.records
+        .into_iter()
+        .find_map(pick)
+        .ok_or_else(|| AppError::Internal("a write returned no record of the expected kind"))
+}
+
+macro_rules! record_of {
+    ($variant:ident) => {
+        |r| match r {
+            Record::$variant(x) => Some(x),
+            _ => None,
+        }
+    };
+}
+
+/// Executes `command` for an admitted call, with `key`.
+async fn write(
+    app: &App,
+    call: &Call,
+    target: Target<'_>,
+    key: Option<String>,
+    command: Command,
+) -> AppResult<Written> {
+    let admitted = admit(&app.store, call, target).await?;
+    Ok(app.store.execute(command, admitted.context(key)).await?)
+}
+
+pub async fn create_cohort(app: &App, call: &Call, key: String, cohort: NewCohort) -> AppResult<Versioned<Cohort>> {
+    registration::check_follow_up_months(cohort.follow_up_months)?;
+    let filiere = cohort.filiere.clone();
+    let w = write(
+        app,
+        call,
+        Target::NewCohort(&filiere),
+        Some(key),
+        Command::CreateCohort(cohort),
+    )
+    .await?;
+    written(w, record_of!(Cohort))
+}
+
+/// One record by id: a cohort's catalogue entry, or a patient-level record, whose read is
+/// recorded in the audit trail as the call's operation.
+pub async fn get<T: Stored>(app: &App, call: &Call, id: &RecordId) -> AppResult<Versioned<T>> {
+    let target = match T::KIND {
+        RecordKind::Cohort => Target::CohortEntry(id),
+        kind => Target::Record(kind, id),
+    };
+    let admitted = admit(&app.store, call, target).await?;
+    let x = app.store.require::<T>(id.as_str()).await?;
+    if T::KIND.is_patient_level() {
+        admitted
+            .audit_read(&app.store, call.operation, vec![AuditTarget::read(T::KIND, &x)])
+            .await?;
+    }
+    Ok(x)
+}
+
+pub async fn list_cohorts(
+    app: &App,
+    call: &Call,
+    filter: &CohortFilter,
+    page: &PageRequest,
+) -> AppResult<Page<Versioned<Cohort>>> {
+    let admitted = admit(&app.store, call, Target::List).await?;
+    Ok(app.store.list_cohorts(filter, Some(admitted.within()), page).await?)
+}
+
+pub async fn transition_cohort(
+    app: &App,
+    call: &Call,
+    id: RecordId,
+    expected_version: i64,
+    transition: CohortTransition,
+) -> AppResult<Versioned<Cohort>> {
+    let target_id = id.clone();
+    let w = write(
+        app,
+        call,
+        Target::Record(RecordKind::Cohort, &target_id),
+        None,
+        Command::TransitionCohort {
+            id,
+            expected_version,
+            transition,
+        },
+    )
+    .await?;
+    written(w, record_of!(Cohort))
+}
+
+/// Registers a patient in the caller's scope (see ARCHITECTURE.md, "Registration": a patient
+/// known only elsewhere gets a record of this scope, answered as a fresh registration).
+pub async fn register_patient(
+    app: &App,
+    call: &Call,
+    key: String,
+    registration: Registration,
+) -> AppResult<Versioned<Patient>> {
+    let patient = registration::patient(registration, &app.pseudonym_key)?;
+    let w = write(app, call, Target::Unbound, Some(key), Command::RegisterPatient(patient)).await?;
+    written(w, record_of!(Patient))
+}
+
+pub async fn update_patient(
+    app: &App,
+    call: &Call,
+    id: RecordId,
+    expected_version: i64,
+    update: PatientUpdate,
+    reason: String,
+) -> AppResult<Versioned<Patient>> {
+    let target_id = id.clone();
+    let w = write(
+        app,
+        call,
+        Target::Record(RecordKind::Patient, &target_id),
+        None,
+        Command::UpdatePatient {
+            id,
+            expected_version,
+            update,
+            reason,
+        },
+    )
+    .await?;
+    written(w, record_of!(Patient))
+}
+
+/// What a declaration wrote: the episode, its authorisation request (per-patient pathways) and
+/// the episode it replaces, closed (a switch or a change of pathway).
+#[derive(Debug, Clone)]
+pub struct Declared {
+    pub episode: Versioned<Episode>,
+    pub authorisation: Option<Versioned<Authorisation>>,
+    pub previous: Option<Versioned<Episode>>,
+}
+
+pub async fn declare_episode(
+    app: &App,
+    call: &Call,
+    key: String,
+    declaration: EpisodeDeclaration,
+) -> AppResult<Declared> {
+    let target = Target::NewEpisode {
+        patient: &declaration.patient_id,
+        centre: declaration.centre_finess.as_ref(),
+        prescriber: &declaration.prescriber,
+        cohort: &declaration.cohort_id,
+        previous: declaration.previous_episode.as_ref().map(|(id, _)| id),
+    };
+    let admitted = admit(&app.store, call, target).await?;
+    let previous_id = declaration.previous_episode.as_ref().map(|(id, _)| id.to_string());
+    let w = app
+        .store
+        .execute(Command::DeclareEpisode(declaration), admitted.context(Some(key)))
+        .await?;
+    let (mut episode, mut authorisation, mut previous) = (None, None, None);
+    for record in w.records {
+        match record {
+            Record::Episode(x) if Some(&x.meta.id) == previous_id.as_ref() => previous = Some(x),
+            Record::Episode(x) => episode = Some(x),
+            Record::Authorisation(x) => authorisation = Some(x),
+            _ => {}
+        }
+    }
+    Ok(Declared {
+        episode: episode.ok_or(AppError::Internal("a declaration wrote no episode"))?,
+        authorisation,
+        previous,
+    })
+}
+
+/// Episodes within the caller's scope; the read is audited, naming the patient filtered on.
+pub async fn list_episodes(
+    app: &App,
+    call: &Call,
+    filter: &EpisodeFilter,
+    page: &PageRequest,
+) -> AppResult<Page<Versioned<Episode>>> {
+    let admitted = admit(&app.store, call, Target::List).await?;
+    let p = app.store.list_episodes(filter, Some(admitted.within()), page).await?;
+    let mut targets: Vec<AuditTarget> = filter
+        .patient_id
+        .iter()
+        .map(|id| AuditTarget::object(RecordKind::Patient.code(), id.as_str()))
+        .collect();
+    targets.extend(p.items.iter().map(|x| AuditTarget::read(RecordKind::Episode, x)));
+    admitted.audit_read(&app.store, call.operation, targets).await?;
+    Ok(p)
+}
+
+pub async fn transition_episode(
+    app: &App,
+    call: &Call,
+    id: RecordId,
+    expected_version: i64,
+    transition: EpisodeTransition,
+) -> AppResult<Versioned<Episode>> {
+    let target_id = id.clone();
+    let w = write(
+        app,
+        call,
+        Target::Record(RecordKind::Episode, &target_id),
+        None,
+        Command::TransitionEpisode {
+            id,
+            expected_version,
+            transition,
+        },
+    )
+    .await?;
+    written(w, record_of!(Episode))
+}
+
+pub async fn transition_authorisation(
+    app: &App,
+    call: &Call,
+    id: RecordId,
+    expected_version: i64,
+    transition: AuthorisationTransition,
+) -> AppResult<Versioned<Authorisation>> {
+    let target_id = id.clone();
+    let w = write(
+        app,
+        call,
+        Target::Record(RecordKind::Authorisation, &target_id),
+        None,
+        Command::TransitionAuthorisation {
+            id,
+            expected_version,
+            transition,
+        },
+    )
+    .await?;
+    written(w, record_of!(Authorisation))
+}
+
+pub async fn record_follow_up(app: &App, call: &Call, key: String, visit: FollowUp) -> AppResult<Versioned<FollowUp>> {
+    registration::check_weight(visit.weight_kg)?;
+    let episode = visit.episode_id.clone();
+    let w = write(
+        app,
+        call,
+        Target::Record(RecordKind::Episode, &episode),
+        Some(key),
+        Command::RecordFollowUp(visit),
+    )
+    .await?;
+    written(w, record_of!(FollowUp))
+}
+
+pub async fn record_adverse_event(
+    app: &App,
+    call: &Call,
+    key: String,
+    event: AdverseEvent,
+) -> AppResult<Versioned<AdverseEvent>> {
+    registration::check_pv_declaration(event.pv_declaration_date.is_some(), event.pv_reference.is_some(), true)?;
+    let episode = event.episode_id.clone();
+    let w = write(
+        app,
+        call,
+        Target::Record(RecordKind::Episode, &episode),
+        Some(key),
+        Command::RecordAdverseEvent(event),
+    )
+    .await?;
+    written(w, record_of!(AdverseEvent))
+}
+
+pub async fn update_adverse_event(
+    app: &App,
+    call: &Call,
+    id: RecordId,
+    expected_version: i64,
+    update: AdverseEventUpdate,
+    reason: String,
+) -> AppResult<Versioned<AdverseEvent>> {
+    let target_id = id.clone();
+    let w = write(
+        app,
+        call,
+        Target::Record(RecordKind::AdverseEvent, &target_id),
+        None,
+        Command::UpdateAdverseEvent {
+            id,
+            expected_version,
+            update,
+            reason,
+        },
+    )
+    .await?;
+    written(w, record_of!(AdverseEvent))
+}
+
+/// The follow-ups or adverse events of an episode, the read audited.
+pub async fn list_by_episode<T: Stored>(
+    app: &App,
+    call: &Call,
+    episode: &RecordId,
+    page: &PageRequest,
+) -> AppResult<Page<Versioned<T>>> {
+    let store = &app.store;
+    let admitted = admit(store, call, Target::Record(RecordKind::Episode, episode)).await?;
+    store.require::<Episode>(episode.as_str()).await?;
+    let p = store.list_by_episode::<T>(episode, page).await?;
+    let mut targets = vec![AuditTarget::object(RecordKind::Episode.code(), episode.as_str())];
+    targets.extend(p.items.iter().map(|x| AuditTarget::read(T::KIND, x)));
+    admitted.audit_read(store, call.operation, targets).await?;
+    Ok(p)
+}
+
+/// Every version of a record, oldest first: reference records (by FINESS, RPPS or id) for
+/// every role that reads them, cohorts within the caller's filières, patient-level records
+/// within its scope, the read audited.
+pub async fn history(app: &App, call: &Call, kind: RecordKind, id: &str) -> AppResult<Vec<Record>> {
+    let store = &app.store;
+    let admitted = match kind {
+        RecordKind::Centre | RecordKind::Prescriber | RecordKind::Framework => {
+            admit(store, call, Target::Unbound).await?
+        }
+        RecordKind::Cohort => admit(store, call, Target::CohortEntry(&RecordId::from_minted(id.to_owned()))).await?,
+        _ => admit(store, call, Target::Record(kind, &RecordId::from_minted(id.to_owned()))).await?,
+    };
+    let versions = store.history(kind, id).await?;
+    if kind.is_patient_level() {
+        let targets = versions.iter().map(Record::audit_target).collect();
+        admitted.audit_read(store, call.operation, targets).await?;
+    }
+    Ok(versions)
+}
