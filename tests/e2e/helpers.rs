@@ -512,3 +512,10 @@ pub fn telemetry() -> &'static Telemetry {
         }
     })
 }
+
+/// The application layer over `store`, with a key of the tests' own: what `seed` and other local
+/// processes call.
+pub fn app_of(store: &Store) -> observatory_app::App {
+    let key = observatory_domain::pseudonym::PseudonymKey::new(vec![42; 32]).expect("key");
+    observatory_app::App::new(store.clone(), std::sync::Arc::new(key))
+}

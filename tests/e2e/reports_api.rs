@@ -25,7 +25,7 @@ on_both_backends!(
 
 pub(crate) async fn seed_registry(app: &TestApp, patients: u32) {
     seed(
-        &app.store,
+        &crate::helpers::app_of(&app.store),
         &SeedOptions {
             patients,
             seed: 5,

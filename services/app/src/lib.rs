@@ -9,6 +9,7 @@
 //! field paths) and renders the results; it holds no rule.
 
 pub mod access;
+pub mod reference;
 pub mod registry;
 pub mod scope;
 
@@ -38,10 +39,20 @@ impl App {
     }
 }
 
+/// Who makes a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// The holder of a token: its role and scope decide what it may do.
+    Token(Principal),
+    /// A process run by whoever holds the database and its keys (`seed`, the command line),
+    /// named in the audit trail: it holds the whole registry, as a local process does anyway.
+    Local(&'static str),
+}
+
 /// One call of an operation: who makes it, and under which ids it is traced and audited.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Call {
-    pub principal: Principal,
+    pub actor: Actor,
     /// The operation, as the table of [`access::OPERATIONS`] names it (`RegisterPatient`): its
     /// role rule, and the action its refusal is audited as.
     pub operation: &'static str,
@@ -53,12 +64,31 @@ pub struct Call {
 }
 
 impl Call {
+    /// A call of a token's holder.
     pub fn new(principal: Principal, operation: &'static str, request_id: String, trace_id: String) -> Self {
         Self {
-            principal,
+            actor: Actor::Token(principal),
             operation,
             request_id,
             trace_id,
+        }
+    }
+
+    /// A call of the local process `name`, under `request_id`.
+    pub fn local(name: &'static str, operation: &'static str, request_id: String) -> Self {
+        Self {
+            actor: Actor::Local(name),
+            operation,
+            request_id,
+            trace_id: String::new(),
+        }
+    }
+
+    /// The token's principal; `None` for a local process.
+    pub fn principal(&self) -> Option<&Principal> {
+        match &self.actor {
+            Actor::Token(p) => Some(p),
+            Actor::Local(_) => None,
         }
     }
 
@@ -73,12 +103,16 @@ impl Call {
 
     /// Who writes, under which ids, with `idempotency_key`.
     pub fn context(&self, idempotency_key: Option<String>) -> WriteContext {
+        let (actor, scope) = match &self.actor {
+            Actor::Token(p) => (p.actor(), Some(p.scope.clone())),
+            Actor::Local(name) => ((*name).to_owned(), None),
+        };
         WriteContext {
-            actor: self.principal.actor(),
+            actor,
             request_id: self.request_id.clone(),
             trace_id: self.trace_id.clone(),
             idempotency_key,
-            scope: Some(self.principal.scope.clone()),
+            scope,
         }
     }
 }

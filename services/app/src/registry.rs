@@ -45,14 +45,19 @@ async fn write(
     Ok(app.store.execute(command, admitted.context(key)).await?)
 }
 
-pub async fn create_cohort(app: &App, call: &Call, key: String, cohort: NewCohort) -> AppResult<Versioned<Cohort>> {
+pub async fn create_cohort(
+    app: &App,
+    call: &Call,
+    key: Option<String>,
+    cohort: NewCohort,
+) -> AppResult<Versioned<Cohort>> {
     registration::check_follow_up_months(cohort.follow_up_months)?;
     let filiere = cohort.filiere.clone();
     let w = write(
         app,
         call,
         Target::NewCohort(&filiere),
-        Some(key),
+        key,
         Command::CreateCohort(cohort),
     )
     .await?;
@@ -83,7 +88,7 @@ pub async fn list_cohorts(
     page: &PageRequest,
 ) -> AppResult<Page<Versioned<Cohort>>> {
     let admitted = admit(&app.store, call, Target::List).await?;
-    Ok(app.store.list_cohorts(filter, Some(admitted.within()), page).await?)
+    Ok(app.store.list_cohorts(filter, admitted.within(), page).await?)
 }
 
 pub async fn transition_cohort(
@@ -114,11 +119,11 @@ pub async fn transition_cohort(
 pub async fn register_patient(
     app: &App,
     call: &Call,
-    key: String,
+    key: Option<String>,
     registration: Registration,
 ) -> AppResult<Versioned<Patient>> {
     let patient = registration::patient(registration, &app.pseudonym_key)?;
-    let w = write(app, call, Target::Unbound, Some(key), Command::RegisterPatient(patient)).await?;
+    let w = write(app, call, Target::Unbound, key, Command::RegisterPatient(patient)).await?;
     written(w, record_of!(Patient))
 }
 
@@ -159,7 +164,7 @@ pub struct Declared {
 pub async fn declare_episode(
     app: &App,
     call: &Call,
-    key: String,
+    key: Option<String>,
     declaration: EpisodeDeclaration,
 ) -> AppResult<Declared> {
     let target = Target::NewEpisode {
@@ -173,7 +178,7 @@ pub async fn declare_episode(
     let previous_id = declaration.previous_episode.as_ref().map(|(id, _)| id.to_string());
     let w = app
         .store
-        .execute(Command::DeclareEpisode(declaration), admitted.context(Some(key)))
+        .execute(Command::DeclareEpisode(declaration), admitted.context(key))
         .await?;
     let (mut episode, mut authorisation, mut previous) = (None, None, None);
     for record in w.records {
@@ -199,7 +204,7 @@ pub async fn list_episodes(
     page: &PageRequest,
 ) -> AppResult<Page<Versioned<Episode>>> {
     let admitted = admit(&app.store, call, Target::List).await?;
-    let p = app.store.list_episodes(filter, Some(admitted.within()), page).await?;
+    let p = app.store.list_episodes(filter, admitted.within(), page).await?;
     let mut targets: Vec<AuditTarget> = filter
         .patient_id
         .iter()
@@ -256,24 +261,39 @@ pub async fn transition_authorisation(
     written(w, record_of!(Authorisation))
 }
 
-pub async fn record_follow_up(app: &App, call: &Call, key: String, visit: FollowUp) -> AppResult<Versioned<FollowUp>> {
+/// What recording a visit wrote: the visit, and the episode's new version when the first visit
+/// moved it on (INITIATED becomes ONGOING).
+#[derive(Debug, Clone)]
+pub struct Visited {
+    pub follow_up: Versioned<FollowUp>,
+    pub episode: Option<Versioned<Episode>>,
+}
+
+pub async fn record_follow_up(app: &App, call: &Call, key: Option<String>, visit: FollowUp) -> AppResult<Visited> {
     registration::check_weight(visit.weight_kg)?;
     let episode = visit.episode_id.clone();
     let w = write(
         app,
         call,
         Target::Record(RecordKind::Episode, &episode),
-        Some(key),
+        key,
         Command::RecordFollowUp(visit),
     )
     .await?;
-    written(w, record_of!(FollowUp))
+    let episode = w.records.iter().find_map(|r| match r {
+        Record::Episode(e) => Some(e.clone()),
+        _ => None,
+    });
+    Ok(Visited {
+        follow_up: written(w, record_of!(FollowUp))?,
+        episode,
+    })
 }
 
 pub async fn record_adverse_event(
     app: &App,
     call: &Call,
-    key: String,
+    key: Option<String>,
     event: AdverseEvent,
 ) -> AppResult<Versioned<AdverseEvent>> {
     registration::check_pv_declaration(event.pv_declaration_date.is_some(), event.pv_reference.is_some(), true)?;
@@ -282,7 +302,7 @@ pub async fn record_adverse_event(
         app,
         call,
         Target::Record(RecordKind::Episode, &episode),
-        Some(key),
+        key,
         Command::RecordAdverseEvent(event),
     )
     .await?;

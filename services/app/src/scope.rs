@@ -103,7 +103,18 @@ pub async fn admit(store: &Store, call: &Call, target: Target<'_>) -> AppResult<
 }
 
 async fn check(store: &Store, call: &Call, target: Target<'_>) -> AppResult<Admitted> {
-    let principal = &call.principal;
+    let Some(principal) = call.principal() else {
+        // A local process holds the whole registry; a new report run it asks for names its
+        // filière, if any, itself.
+        let run_filiere = match target {
+            Target::NewRun { filiere, .. } => filiere.cloned(),
+            _ => None,
+        };
+        return Ok(Admitted {
+            call: call.clone(),
+            run_filiere,
+        });
+    };
     if !crate::access::allows(call.operation, principal.role) {
         return Err(denied(
             principal,
@@ -261,13 +272,14 @@ async fn check(store: &Store, call: &Call, target: Target<'_>) -> AppResult<Admi
 }
 
 impl Admitted {
-    pub fn principal(&self) -> &Principal {
-        &self.call.principal
+    /// The token's principal; `None` for a local process.
+    pub fn principal(&self) -> Option<&Principal> {
+        self.call.principal()
     }
 
-    /// The scope lists are restricted to.
-    pub fn within(&self) -> &Scope {
-        &self.call.principal.scope
+    /// The scope lists are restricted to; `None` (everything) for a local process.
+    pub fn within(&self) -> Option<&Scope> {
+        self.call.principal().map(|p| &p.scope)
     }
 
     /// For a new report run: the filière it is limited to.

@@ -137,6 +137,29 @@ pub fn check_pv_declaration(date_given: bool, reference_given: bool, new_event: 
     v.into_result()
 }
 
+/// A framework as declared: a pathway that has frameworks, a known authority, a validity that
+/// does not end before it starts, a follow-up schedule of at most 24 months.
+pub fn check_framework(f: &crate::model::Framework) -> Result<(), DomainError> {
+    let mut v = Violations::new();
+    if !f.pathway.needs_framework() {
+        v.push(
+            "pathway",
+            "NOT_APPLICABLE",
+            "frameworks exist for AAP_PRE, AAP_POST, CPC, ATU_COHORT, RTU and DIRECT only",
+        );
+    }
+    if !matches!(f.authority.as_str(), "ANSM" | "HAS" | "MINISTERS") {
+        v.push("authority", "UNKNOWN_CODE", "must be ANSM, HAS or MINISTERS");
+    }
+    if f.valid_to.is_some_and(|to| to < f.valid_from) {
+        v.push("valid_to", "BEFORE_START", "must not be before valid_from");
+    }
+    if f.follow_up_months > 24 {
+        v.push("follow_up_months", "OUT_OF_RANGE", "must be between 0 and 24");
+    }
+    v.into_result()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -163,12 +163,14 @@ impl ExchangeApi {
 #[derive(Clone)]
 struct Caller {
     call: observatory_app::Call,
+    principal: Principal,
 }
 
 impl Caller {
     fn of<T>(req: &Request<T>) -> Result<Self, Status> {
         Ok(Self {
             call: crate::guard::call(req, "Import")?,
+            principal: crate::guard::principal(req)?.clone(),
         })
     }
 }
@@ -267,14 +269,14 @@ impl ExchangeApi {
                     Ok(Some(item)) => {
                         if checked.elapsed() >= LIVENESS_CHECK {
                             checked = Instant::now();
-                            if let Err(status) = access::still_live(&self.state.store, &caller.call.principal).await {
+                            if let Err(status) = access::still_live(&self.state.store, &caller.principal).await {
                                 ended = Some(Some(status));
                                 continue;
                             }
                         }
                         // Each item counts against the token's rate, as a call would: the import
                         // is paced, not refused.
-                        self.state.limiter.pace(&caller.call.principal.token_id).await;
+                        self.state.limiter.pace(&caller.principal.token_id).await;
                         let size = prost::Message::encoded_len(&item);
                         let api = self.clone();
                         let caller = caller.clone();
@@ -545,7 +547,7 @@ impl ExchangeService for ExchangeApi {
 
     async fn import(&self, req: Request<Streaming<pb::ImportItem>>) -> Result<Response<Self::ImportStream>, Status> {
         let caller = Caller::of(&req)?;
-        let slot = StreamSlot::take(&self.open, &caller.call.principal)?;
+        let slot = StreamSlot::take(&self.open, &caller.principal)?;
         let items = req.into_inner();
         let (tx, rx) = mpsc::channel(IMPORT_WINDOW);
         tokio::spawn(self.clone().run_import(caller, items, tx, slot).in_current_span());
@@ -587,11 +589,12 @@ impl ExchangeService for ExchangeApi {
         }
         let follow = r.follow;
         let admitted = admit(&self.state.store, &req, Target::List).await?;
-        let slot = StreamSlot::take(&self.open, admitted.principal())?;
+        let principal = crate::guard::principal(&req)?.clone();
+        let slot = StreamSlot::take(&self.open, &principal)?;
         let feed = Feed {
             store: self.state.store.clone(),
-            principal: admitted.principal().clone(),
-            scope: admitted.within().clone(),
+            scope: principal.scope.clone(),
+            principal,
             kinds,
             follow,
             ctx: admitted.context(None),

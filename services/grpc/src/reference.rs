@@ -1,19 +1,19 @@
 //! `observatory.v1.ReferenceService`: centres, prescribers, shipped drugs and diseases,
 //! frameworks.
 
+use observatory_app::reference as ops;
 use observatory_domain::{
     Violations, codes,
     corrections::FrameworkTransition as FT,
     model::{self as m, RecordId},
-    reference,
+    registration as rules,
 };
 use observatory_proto::v1::{self as pb, reference_service_server::ReferenceService};
-use observatory_store::{CentreFilter, Command, FrameworkFilter, Record};
+use observatory_store::{CentreFilter, FrameworkFilter};
 use tonic::{Request, Response, Status};
 
 use crate::convert::{self as c, all_some, enum_in, enum_in_opt};
-use crate::guard::{Target, admit};
-use crate::{ApiState, error};
+use crate::{ApiState, error, guard};
 
 #[derive(Debug, Clone)]
 pub struct ReferenceApi {
@@ -48,26 +48,20 @@ impl ReferenceService for ReferenceApi {
             region,
             filiere,
         };
-        let ctx = admit(&self.state.store, &req, Target::Unbound)
-            .await?
-            .context(Some(key));
-        self.state
-            .write(Command::CreateCentre(centre), ctx, |r| match r {
-                Record::Centre(x) => Some(c::centre(x)),
-                _ => None,
-            })
+        let call = guard::call(&req, "CreateCentre")?;
+        let x = ops::create_centre(&self.state.app, &call, Some(key), centre)
             .await
+            .map_err(error::app)?;
+        Ok(Response::new(c::centre(&x)))
     }
 
     async fn get_centre(&self, req: Request<pb::GetCentreRequest>) -> Result<Response<pb::Centre>, Status> {
         let finess =
             c::finess(&req.get_ref().finess).map_err(|e| error::invalid_field("finess", e.reason, &e.description))?;
-        let x = self
-            .state
-            .store
-            .require::<m::Centre>(finess.as_str())
+        let call = guard::call(&req, "GetCentre")?;
+        let x = ops::get_centre(&self.state.app, &call, &finess)
             .await
-            .map_err(error::store)?;
+            .map_err(error::app)?;
         Ok(Response::new(c::centre(&x)))
     }
 
@@ -83,12 +77,10 @@ impl ReferenceService for ReferenceApi {
             filiere: v.check("filiere", c::optional(&r.filiere, c::filiere)).flatten(),
         };
         v.into_result().map_err(error::domain)?;
-        let p = self
-            .state
-            .store
-            .list_centres(&filter, &page)
+        let call = guard::call(&req, "ListCentres")?;
+        let p = ops::list_centres(&self.state.app, &call, &filter, &page)
             .await
-            .map_err(error::store)?;
+            .map_err(error::app)?;
         Ok(Response::new(pb::ListCentresResponse {
             centres: p.items.iter().map(c::centre).collect(),
             next_page_token: p.next_page_token.unwrap_or_default(),
@@ -111,34 +103,29 @@ impl ReferenceService for ReferenceApi {
             specialty,
             centre_finess,
         };
-        let ctx = admit(&self.state.store, &req, Target::Unbound)
-            .await?
-            .context(Some(key));
-        self.state
-            .write(Command::CreatePrescriber(prescriber), ctx, |r| match r {
-                Record::Prescriber(x) => Some(c::prescriber(x)),
-                _ => None,
-            })
+        let call = guard::call(&req, "CreatePrescriber")?;
+        let x = ops::create_prescriber(&self.state.app, &call, Some(key), prescriber)
             .await
+            .map_err(error::app)?;
+        Ok(Response::new(c::prescriber(&x)))
     }
 
     async fn get_prescriber(&self, req: Request<pb::GetPrescriberRequest>) -> Result<Response<pb::Prescriber>, Status> {
         let rpps = c::rpps(&req.get_ref().rpps).map_err(|e| error::invalid_field("rpps", e.reason, &e.description))?;
-        let x = self
-            .state
-            .store
-            .require::<m::Prescriber>(rpps.as_str())
+        let call = guard::call(&req, "GetPrescriber")?;
+        let x = ops::get_prescriber(&self.state.app, &call, &rpps)
             .await
-            .map_err(error::store)?;
+            .map_err(error::app)?;
         Ok(Response::new(c::prescriber(&x)))
     }
 
     async fn list_drugs(&self, req: Request<pb::ListDrugsRequest>) -> Result<Response<pb::ListDrugsResponse>, Status> {
-        let prefix = req.get_ref().atc_prefix.trim().to_ascii_uppercase();
-        let source = reference::source_of(reference::DRUGS_CSV);
-        let drugs = reference::DRUGS
-            .iter()
-            .filter(|d| d.atc.starts_with(&prefix))
+        let call = guard::call(&req, "ListDrugs")?;
+        let (drugs, source) = ops::list_drugs(&self.state.app, &call, &req.get_ref().atc_prefix)
+            .await
+            .map_err(error::app)?;
+        let drugs = drugs
+            .into_iter()
             .map(|d| pb::Drug {
                 atc: d.atc.to_owned(),
                 inn: d.inn.to_owned(),
@@ -157,10 +144,12 @@ impl ReferenceService for ReferenceApi {
     ) -> Result<Response<pb::ListDiseasesResponse>, Status> {
         let filiere = c::optional(&req.get_ref().filiere, c::filiere)
             .map_err(|e| error::invalid_field("filiere", e.reason, &e.description))?;
-        let source = reference::source_of(reference::DISEASES_CSV);
-        let diseases = reference::DISEASES
-            .iter()
-            .filter(|d| filiere.as_ref().is_none_or(|f| f.as_str() == d.filiere))
+        let call = guard::call(&req, "ListDiseases")?;
+        let (diseases, source) = ops::list_diseases(&self.state.app, &call, filiere.as_ref())
+            .await
+            .map_err(error::app)?;
+        let diseases = diseases
+            .into_iter()
             .map(|d| pb::Disease {
                 orpha_code: d.orpha_code.to_owned(),
                 name: d.name.to_owned(),
@@ -181,31 +170,13 @@ impl ReferenceService for ReferenceApi {
         let mut v = Violations::new();
         let key = v.check("idempotency_key", c::idempotency_key(&r.idempotency_key));
         let pathway = v.check("pathway", enum_in!(r.pathway, pb::Pathway, "PATHWAY_", m::Pathway));
-        if pathway.is_some_and(|p| !p.needs_framework()) {
-            v.push(
-                "pathway",
-                "NOT_APPLICABLE",
-                "frameworks exist for AAP_PRE, AAP_POST, CPC, ATU_COHORT, RTU and DIRECT only",
-            );
-        }
         let drug_atc = v.check("drug_atc", c::atc_known(&r.drug_atc));
         let indication = v.check("indication", codes::bounded_text(&r.indication, 500));
         let orpha_codes = Some(c::orpha_list(&mut v, "orpha_codes", &r.orpha_codes));
-        let authority = match r.authority.trim() {
-            a @ ("ANSM" | "HAS" | "MINISTERS") => Some(a.to_owned()),
-            _ => {
-                v.push("authority", "UNKNOWN_CODE", "must be ANSM, HAS or MINISTERS");
-                None
-            }
-        };
+        let authority = Some(r.authority.trim().to_owned());
         let decision_reference = v.check("decision_reference", codes::bounded_text(&r.decision_reference, 200));
         let valid_from = v.check("valid_from", c::date(&r.valid_from));
         let valid_to = v.check("valid_to", c::optional(&r.valid_to, c::date));
-        if let (Some(from), Some(Some(to))) = (valid_from, valid_to)
-            && to < from
-        {
-            v.push("valid_to", "BEFORE_START", "must not be before valid_from");
-        }
         let status = v.check(
             "status",
             enum_in!(r.status, pb::FrameworkStatus, "FRAMEWORK_STATUS_", m::FrameworkStatus),
@@ -215,9 +186,9 @@ impl ReferenceService for ReferenceApi {
             enum_in!(r.protocol_type, pb::ProtocolType, "PROTOCOL_TYPE_", m::ProtocolType),
         );
         let protocol_version = v.check("protocol_version", c::optional(&r.protocol_version, c::text(50)));
-        let follow_up_months = match r.follow_up_months {
-            0..=24 => Some(r.follow_up_months.unsigned_abs()),
-            _ => {
+        let follow_up_months = match u32::try_from(r.follow_up_months) {
+            Ok(months) => Some(months),
+            Err(_) => {
                 v.push("follow_up_months", "OUT_OF_RANGE", "must be between 0 and 24");
                 None
             }
@@ -243,26 +214,21 @@ impl ReferenceService for ReferenceApi {
             suspended_from: None,
             suspended_on: None,
         };
-        let ctx = admit(&self.state.store, &req, Target::Unbound)
-            .await?
-            .context(Some(key));
-        self.state
-            .write(Command::CreateFramework(framework), ctx, |r| match r {
-                Record::Framework(x) => Some(c::framework(x)),
-                _ => None,
-            })
+        rules::check_framework(&framework).map_err(error::domain)?;
+        let call = guard::call(&req, "CreateFramework")?;
+        let x = ops::create_framework(&self.state.app, &call, Some(key), framework)
             .await
+            .map_err(error::app)?;
+        Ok(Response::new(c::framework(&x)))
     }
 
     async fn get_framework(&self, req: Request<pb::GetFrameworkRequest>) -> Result<Response<pb::Framework>, Status> {
         let id: RecordId =
             c::id(&req.get_ref().id).map_err(|e| error::invalid_field("id", e.reason, &e.description))?;
-        let x = self
-            .state
-            .store
-            .require::<m::Framework>(id.as_str())
+        let call = guard::call(&req, "GetFramework")?;
+        let x = ops::get_framework(&self.state.app, &call, &id)
             .await
-            .map_err(error::store)?;
+            .map_err(error::app)?;
         Ok(Response::new(c::framework(&x)))
     }
 
@@ -311,18 +277,11 @@ impl ReferenceService for ReferenceApi {
             }
         };
         all_some!(v; id, expected, transition);
-        let cmd = Command::TransitionFramework {
-            id,
-            expected_version: expected,
-            transition,
-        };
-        let ctx = admit(&self.state.store, &req, Target::Unbound).await?.context(None);
-        self.state
-            .write(cmd, ctx, |r| match r {
-                Record::Framework(x) => Some(c::framework(x)),
-                _ => None,
-            })
+        let call = guard::call(&req, "TransitionFramework")?;
+        let x = ops::transition_framework(&self.state.app, &call, id, expected, transition)
             .await
+            .map_err(error::app)?;
+        Ok(Response::new(c::framework(&x)))
     }
 
     async fn list_frameworks(
@@ -338,7 +297,10 @@ impl ReferenceService for ReferenceApi {
             drug_atc: v.check("drug_atc", c::optional(&r.drug_atc, c::atc_known)).flatten(),
         };
         v.into_result().map_err(error::domain)?;
-        let all = self.state.store.list_frameworks(&filter).await.map_err(error::store)?;
+        let call = guard::call(&req, "ListFrameworks")?;
+        let all = ops::list_frameworks(&self.state.app, &call, &filter)
+            .await
+            .map_err(error::app)?;
         Ok(Response::new(pb::ListFrameworksResponse {
             frameworks: all.iter().map(c::framework).collect(),
         }))

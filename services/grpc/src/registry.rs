@@ -78,7 +78,7 @@ impl RegistryApi {
         r: &pb::RegisterPatientRequest,
     ) -> Result<pb::Patient, Status> {
         let (key, registration) = parse_registration(r)?;
-        let x = ops::register_patient(&self.state.app, call, key, registration)
+        let x = ops::register_patient(&self.state.app, call, Some(key), registration)
             .await
             .map_err(error::app)?;
         Ok(c::patient(&x))
@@ -91,7 +91,7 @@ impl RegistryApi {
         r: &pb::DeclareEpisodeRequest,
     ) -> Result<pb::DeclareEpisodeResponse, Status> {
         let (key, declaration) = parse_declaration(r)?;
-        let d = ops::declare_episode(&self.state.app, call, key, declaration)
+        let d = ops::declare_episode(&self.state.app, call, Some(key), declaration)
             .await
             .map_err(error::app)?;
         Ok(pb::DeclareEpisodeResponse {
@@ -134,10 +134,10 @@ impl RegistryApi {
         r: &pb::RecordFollowUpRequest,
     ) -> Result<pb::FollowUp, Status> {
         let (key, visit) = parse_follow_up(r)?;
-        let x = ops::record_follow_up(&self.state.app, call, key, visit)
+        let x = ops::record_follow_up(&self.state.app, call, Some(key), visit)
             .await
             .map_err(error::app)?;
-        Ok(c::follow_up(&x))
+        Ok(c::follow_up(&x.follow_up))
     }
 
     /// `RecordAdverseEvent` for `call`.
@@ -147,7 +147,7 @@ impl RegistryApi {
         r: &pb::RecordAdverseEventRequest,
     ) -> Result<pb::AdverseEvent, Status> {
         let (key, event) = parse_adverse_event(r)?;
-        let x = ops::record_adverse_event(&self.state.app, call, key, event)
+        let x = ops::record_adverse_event(&self.state.app, call, Some(key), event)
             .await
             .map_err(error::app)?;
         Ok(c::adverse_event(&x))
@@ -198,7 +198,7 @@ impl RegistryService for RegistryApi {
     async fn create_cohort(&self, req: Request<pb::CreateCohortRequest>) -> Result<Response<pb::Cohort>, Status> {
         let (key, cohort) = parse_cohort(req.get_ref())?;
         let call = guard::call(&req, "CreateCohort")?;
-        let x = ops::create_cohort(&self.state.app, &call, key, cohort)
+        let x = ops::create_cohort(&self.state.app, &call, Some(key), cohort)
             .await
             .map_err(error::app)?;
         Ok(Response::new(c::cohort(&x)))

@@ -280,7 +280,8 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 concurrency,
             };
             let started = std::time::Instant::now();
-            let summary = observatory_server::seed::seed(&store, &options).await;
+            let app = observatory_app::App::new(store.clone(), std::sync::Arc::new(config.pseudonym_key()?));
+            let summary = observatory_server::seed::seed(&app, &options).await;
             store.close().await;
             let summary = summary?;
             tracing::info!(?summary, elapsed_s = started.elapsed().as_secs_f64(), "seeded");

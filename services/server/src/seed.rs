@@ -15,6 +15,8 @@ use std::{sync::Arc, time::Instant};
 
 use anyhow::{Context, bail};
 use chrono::{Days, Months, NaiveDate};
+use observatory_app::{App, Call};
+use observatory_domain::registration::{Registration, Subject};
 use observatory_domain::{
     codes::{
         Atc, Filiere, Finess, Icd10, IdMr, MeasureCode, MeddraCode, OrphaCode, RegionCode, Rpps, luhn_check_digit,
@@ -23,7 +25,7 @@ use observatory_domain::{
     model::*,
     reference,
 };
-use observatory_store::{Command, NewCohort, Record, Store, WriteContext, Written};
+use observatory_store::{Command, NewCohort, Record, Written};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use tokio::task::JoinSet;
 
@@ -361,22 +363,61 @@ struct CohortPlan {
     follow_up_months: u32,
 }
 
-fn ctx(n: u64) -> WriteContext {
-    WriteContext {
-        actor: "seed".into(),
-        request_id: format!("seed-{n}"),
-        trace_id: String::new(),
-        idempotency_key: None,
-        scope: None,
+/// Makes `command` the operation it is, through the application layer, as the local process
+/// `seed` (which holds the whole registry): the same rules as every other way in.
+async fn apply(app: &App, request: u64, command: Command) -> anyhow::Result<Written> {
+    use observatory_app::{reference as r, registry as g};
+    let name = command.name();
+    let call = Call::local("seed", name, format!("seed-{request}"));
+    let records = async {
+        Ok::<_, observatory_app::AppError>(match command {
+            Command::CreateCentre(c) => vec![Record::Centre(r::create_centre(app, &call, None, c).await?)],
+            Command::CreatePrescriber(p) => vec![Record::Prescriber(r::create_prescriber(app, &call, None, p).await?)],
+            Command::CreateFramework(f) => vec![Record::Framework(r::create_framework(app, &call, None, f).await?)],
+            Command::CreateCohort(c) => vec![Record::Cohort(g::create_cohort(app, &call, None, c).await?)],
+            Command::DeclareEpisode(d) => {
+                let declared = g::declare_episode(app, &call, None, d).await?;
+                let mut records = vec![Record::Episode(declared.episode)];
+                records.extend(declared.authorisation.map(Record::Authorisation));
+                records.extend(declared.previous.map(Record::Episode));
+                records
+            }
+            Command::TransitionEpisode {
+                id,
+                expected_version,
+                transition,
+            } => vec![Record::Episode(
+                g::transition_episode(app, &call, id, expected_version, transition).await?,
+            )],
+            Command::TransitionAuthorisation {
+                id,
+                expected_version,
+                transition,
+            } => vec![Record::Authorisation(
+                g::transition_authorisation(app, &call, id, expected_version, transition).await?,
+            )],
+            Command::RecordFollowUp(f) => {
+                let visited = g::record_follow_up(app, &call, None, f).await?;
+                let mut records = vec![Record::FollowUp(visited.follow_up)];
+                records.extend(visited.episode.map(Record::Episode));
+                records
+            }
+            Command::RecordAdverseEvent(ae) => vec![Record::AdverseEvent(
+                g::record_adverse_event(app, &call, None, ae).await?,
+            )],
+            other => return Err(observatory_app::AppError::Internal(other.name())),
+        })
     }
+    .await
+    .with_context(|| format!("seed command {name} was refused"))?;
+    Ok(Written {
+        records,
+        replayed: false,
+    })
 }
 
-async fn write(store: &Store, command: Command) -> anyhow::Result<Written> {
-    let name = command.name();
-    store
-        .execute(command, ctx(0))
-        .await
-        .with_context(|| format!("seed command {name} was refused"))
+async fn write(app: &App, command: Command) -> anyhow::Result<Written> {
+    apply(app, 0, command).await
 }
 
 fn first_id(w: &Written) -> anyhow::Result<RecordId> {
@@ -393,7 +434,8 @@ fn code<T>(r: Result<T, observatory_domain::CodeError>, what: &str) -> anyhow::R
 }
 
 /// Fills an empty registry; refuses a registry that already has patients.
-pub async fn seed(store: &Store, options: &SeedOptions) -> anyhow::Result<SeedSummary> {
+pub async fn seed(app: &App, options: &SeedOptions) -> anyhow::Result<SeedSummary> {
+    let store = &app.store;
     if store.scalar_i64("SELECT COUNT(*) FROM patient_versions").await? > 0 {
         bail!(
             "the registry already holds patients: seed an empty database (set OBSERVATORY_DATABASE_URL to a new file)"
@@ -401,16 +443,16 @@ pub async fn seed(store: &Store, options: &SeedOptions) -> anyhow::Result<SeedSu
     }
     let started = Instant::now();
     let mut summary = SeedSummary::default();
-    let setup = Arc::new(set_up(store, options, &mut summary).await?);
+    let setup = Arc::new(set_up(app, options, &mut summary).await?);
     let mut tasks = JoinSet::new();
     let mut next = 0u32;
     let mut done = 0u32;
     let step = (options.patients / 10).max(1);
     while done < options.patients {
         while next < options.patients && tasks.len() < options.concurrency.max(1) {
-            let (store, setup, options) = (store.clone(), setup.clone(), options.clone());
+            let (app, setup, options) = (app.clone(), setup.clone(), options.clone());
             let index = next;
-            tasks.spawn(async move { journey(&store, &setup, &options, index).await });
+            tasks.spawn(async move { journey(&app, &setup, &options, index).await });
             next += 1;
         }
         match tasks.join_next().await {
@@ -435,7 +477,8 @@ pub async fn seed(store: &Store, options: &SeedOptions) -> anyhow::Result<SeedSu
     Ok(summary)
 }
 
-async fn set_up(store: &Store, options: &SeedOptions, summary: &mut SeedSummary) -> anyhow::Result<Setup> {
+async fn set_up(app: &App, options: &SeedOptions, summary: &mut SeedSummary) -> anyhow::Result<Setup> {
+    let store = &app.store;
     let mut centres = Vec::new();
     for (i, spec) in CENTRES.iter().enumerate() {
         let payload = format!("{}{:03}", spec.finess_prefix, i);
@@ -450,7 +493,7 @@ async fn set_up(store: &Store, options: &SeedOptions, summary: &mut SeedSummary)
             region: code(RegionCode::parse(spec.region), "region")?,
             filiere: code(Filiere::parse(spec.filiere), "filiere")?,
         };
-        write(store, Command::CreateCentre(centre)).await?;
+        write(app, Command::CreateCentre(centre)).await?;
         summary.centres += 1;
         let mut prescribers = Vec::new();
         for j in 0..3u64 {
@@ -462,7 +505,7 @@ async fn set_up(store: &Store, options: &SeedOptions, summary: &mut SeedSummary)
                 "neurology"
             };
             write(
-                store,
+                app,
                 Command::CreatePrescriber(Prescriber {
                     rpps: rpps.clone(),
                     specialty: specialty.to_owned(),
@@ -496,7 +539,7 @@ async fn set_up(store: &Store, options: &SeedOptions, summary: &mut SeedSummary)
             suspended_from: None,
             suspended_on: None,
         };
-        let w = write(store, Command::CreateFramework(framework.clone())).await?;
+        let w = write(app, Command::CreateFramework(framework.clone())).await?;
         summary.frameworks += 1;
         synthetic.push((first_id(&w)?, framework));
     }
@@ -541,7 +584,7 @@ async fn set_up(store: &Store, options: &SeedOptions, summary: &mut SeedSummary)
             .collect::<anyhow::Result<Vec<_>>>()?;
         let follow_up_months = framework.as_ref().map_or(6, |(_, f)| f.follow_up_months.max(1));
         let w = write(
-            store,
+            app,
             Command::CreateCohort(NewCohort {
                 name: spec.name.to_owned(),
                 filiere: code(Filiere::parse(spec.filiere), "filiere")?,
@@ -585,7 +628,7 @@ fn date_between(rng: &mut StdRng, from: NaiveDate, to: NaiveDate) -> NaiveDate {
 
 /// Tracks the current version of the episode and authorisation of a journey.
 struct Journey<'a> {
-    store: &'a Store,
+    app: &'a App,
     commands: u64,
     request: u64,
 }
@@ -594,11 +637,7 @@ impl Journey<'_> {
     async fn run(&mut self, command: Command) -> anyhow::Result<Written> {
         self.commands += 1;
         self.request += 1;
-        let name = command.name();
-        self.store
-            .execute(command, ctx(self.request))
-            .await
-            .with_context(|| format!("seed command {name} was refused"))
+        apply(self.app, self.request, command).await
     }
 
     async fn episode(&mut self, id: &RecordId, version: &mut i64, t: ET) -> anyhow::Result<()> {
@@ -632,11 +671,11 @@ impl Journey<'_> {
 }
 
 /// One patient's journey; returns (episodes, commands).
-async fn journey(store: &Store, setup: &Setup, options: &SeedOptions, index: u32) -> anyhow::Result<(u64, u64)> {
+async fn journey(app: &App, setup: &Setup, options: &SeedOptions, index: u32) -> anyhow::Result<(u64, u64)> {
     let mut rng = StdRng::seed_from_u64(options.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(index));
     let until = options.until;
     let mut j = Journey {
-        store,
+        app,
         commands: 0,
         request: u64::from(index) << 20,
     };
@@ -696,12 +735,11 @@ async fn journey(store: &Store, setup: &Setup, options: &SeedOptions, index: u32
         "IdMR",
     )?;
     let diagnosis_date = date_between(&mut rng, add_days(birth, 30).min(request_date), request_date);
-    let patient = Patient {
-        pseudonym: Pseudonym::idmr(&idmr),
-        sex,
-        birth_year_month: YearMonth::of(birth),
+    let registration = Registration {
+        subject: Subject::IdMr(idmr),
+        sex: Some(sex),
+        birth_year_month: Some(YearMonth::of(birth)),
         region: Some(code(RegionCode::parse(&region), "region")?),
-        vital_status: VitalStatus::Alive,
         objects_to_reuse: rng.random_bool(0.03),
         diagnoses: vec![Diagnosis {
             orpha_code: orpha.clone(),
@@ -714,7 +752,13 @@ async fn journey(store: &Store, setup: &Setup, options: &SeedOptions, index: u32
             diagnosis_date: Some(diagnosis_date),
         }],
     };
-    let patient_id = first_id(&j.run(Command::RegisterPatient(patient)).await?)?;
+    j.commands += 1;
+    j.request += 1;
+    let call = Call::local("seed", "RegisterPatient", format!("seed-{}", j.request));
+    let registered = observatory_app::registry::register_patient(app, &call, None, registration)
+        .await
+        .context("seed command RegisterPatient was refused")?;
+    let patient_id = RecordId::from_minted(registered.meta.id);
 
     // Declaration.
     let per_patient = spec.pathway.needs_authorisation();
