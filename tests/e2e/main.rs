@@ -2,6 +2,7 @@
 //! and on PostgreSQL when `OBSERVATORY_TEST_POSTGRES_URL` is set (CI sets it).
 
 mod access;
+mod app_layer;
 mod audit;
 mod crash;
 mod disk;

@@ -9,8 +9,10 @@
 //! field paths) and renders the results; it holds no rule.
 
 pub mod access;
+pub mod audit;
 pub mod reference;
 pub mod registry;
+pub mod reports;
 pub mod scope;
 
 use std::sync::Arc;
@@ -128,6 +130,9 @@ pub enum AppError {
     /// (or does not exist: the two get the same answer, so that ids cannot be probed).
     #[error("{0}")]
     Denied(String),
+    /// Too much at once for this caller (report runs waiting or running): retry later.
+    #[error("{0}")]
+    Exhausted(String),
     /// A broken promise of the registry itself (a write that returned nothing); logged where it
     /// is answered.
     #[error("internal error: {0}")]

@@ -1,14 +1,14 @@
 //! `observatory.v1.AuditService`: the audit trail of a period, and its verification.
 
 use chrono::{DateTime, Utc};
+use observatory_app::audit as ops;
 use observatory_domain::Violations;
 use observatory_proto::v1::{self as pb, audit_service_server::AuditService};
-use observatory_store::audit::{Anchor, AuditEvent, AuditTarget};
+use observatory_store::audit::{Anchor, AuditEvent};
 use tonic::{Request, Response, Status};
 
 use crate::convert::{self as c, all_some};
-use crate::guard::{Target, admit};
-use crate::{ApiState, error};
+use crate::{ApiState, error, guard};
 
 #[derive(Debug, Clone)]
 pub struct AuditApi {
@@ -86,19 +86,11 @@ impl AuditService for AuditApi {
             },
         };
         all_some!(v; from, to, after);
-        // Reading the trail is itself an access to record.
-        admit(&self.state.store, &req, Target::Unbound)
-            .await?
-            .audit_read(&self.state.store, "ExportAudit", vec![AuditTarget::period(from, to)])
+        let size = i64::from(page.size);
+        let call = guard::call(&req, "ExportAudit")?;
+        let events = ops::export(&self.state.app, &call, from, to, after, size)
             .await
             .map_err(error::app)?;
-        let size = i64::from(page.size);
-        let events = self
-            .state
-            .store
-            .audit_events(from, to, after, size)
-            .await
-            .map_err(error::store)?;
         let next_page_token = match events.last() {
             Some(last) if events.len() as i64 == size => last.seq.to_string(),
             _ => String::new(),
@@ -121,12 +113,10 @@ impl AuditService for AuditApi {
                     .map_err(|e| error::invalid_field("anchor", "BAD_FORMAT", &e))?,
             ),
         };
-        let found = self
-            .state
-            .store
-            .verify_audit(anchor.as_ref())
+        let call = guard::call(&req, "VerifyAudit")?;
+        let found = ops::verify(&self.state.app, &call, anchor.as_ref())
             .await
-            .map_err(error::store)?;
+            .map_err(error::app)?;
         let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let (keyed_events, unkeyed_events, versions_checked, versions_without_event) = (
             count(found.keyed),

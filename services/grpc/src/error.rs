@@ -49,6 +49,11 @@ pub fn app(e: AppError) -> Status {
     match e {
         AppError::Store(e) => store(e),
         AppError::Denied(why) => Status::permission_denied(why),
+        AppError::Exhausted(why) => Status::with_error_details(
+            Code::ResourceExhausted,
+            why,
+            ErrorDetails::with_retry_info(Some(std::time::Duration::from_secs(10))),
+        ),
         AppError::Internal(what) => {
             tracing::error!(what, "internal error");
             Status::internal("internal error; it has been logged")

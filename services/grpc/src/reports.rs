@@ -1,62 +1,37 @@
 //! `observatory.v1.ReportService`: run reports, follow runs, stream published outputs.
 
-use std::path::PathBuf;
-
 use chrono::Utc;
 use observatory_analytics::{
     CsvStyle, Period,
     report::Scope,
-    runs::{RunError, RunParameters, RunRequest, RunState, RunView, Runner},
-    suppress::DEFAULT_THRESHOLD,
+    runs::{RunError, RunParameters, RunState, RunView, Runner},
 };
 use observatory_domain::{CodeError, Violations, codes::Filiere, model::RecordId};
 use observatory_proto::v1::{self as pb, report_service_server::ReportService};
-use observatory_store::audit::AuditTarget;
 use observatory_store::report_runs::{RunStatus, RunTrigger};
 use sha2::Digest;
 use tokio::io::AsyncReadExt;
 use tonic::{Request, Response, Status};
-use tonic_types::StatusExt;
+
+use observatory_app::reports::{self as ops, Reports};
 
 use crate::convert::{self as c, all_some};
-use crate::error;
-use crate::guard::{Admitted, Target, admit};
+use crate::{error, guard};
 
 /// Largest chunk of a streamed file.
 pub const CHUNK_BYTES: usize = 64 * 1024;
 
-/// Highest suppression threshold a run accepts.
-pub const MAX_THRESHOLD: u32 = 1000;
-
 #[derive(Debug, Clone)]
 pub struct ReportApi {
-    runner: Runner,
-    /// Lowest suppression threshold a caller may ask for: every report that leaves the server
-    /// over gRPC is suppressed at this threshold or above. Only the command line, run by
-    /// whoever holds the database, may go lower.
-    floor: u32,
+    reports: Reports,
 }
 
 impl ReportApi {
     /// `floor`: the lowest suppression threshold a run request may ask for (see
-    /// `report_min_threshold` in the configuration), between 1 and [`MAX_THRESHOLD`].
+    /// `report_min_threshold` in the configuration), between 1 and [`observatory_app::reports::MAX_THRESHOLD`].
     pub fn new(runner: Runner, floor: u32) -> Self {
         Self {
-            runner,
-            floor: floor.clamp(1, MAX_THRESHOLD),
-        }
-    }
-
-    /// A run the caller may see: one limited to a filière of its token. A run that does not
-    /// exist is answered as one out of scope.
-    async fn view<T>(&self, req: &Request<T>, raw_id: &str) -> Result<(RunView, Admitted), Status> {
-        let id = c::id(raw_id).map_err(|e| error::invalid_field("run_id", e.reason, &e.description))?;
-        let view = self.runner.get(id.as_str()).await.map_err(run_error)?;
-        let filiere = view.as_ref().and_then(|v| v.record.run.filiere.as_deref());
-        let admitted = admit(self.runner.store(), req, Target::Run(filiere)).await?;
-        match view {
-            Some(view) => Ok((view, admitted)),
-            None => Err(Status::internal("a report run admitted without being found")),
+            reports: Reports::new(runner, floor),
         }
     }
 }
@@ -64,11 +39,7 @@ impl ReportApi {
 fn run_error(e: RunError) -> Status {
     match e {
         RunError::Store(e) => error::store(e),
-        e @ RunError::Busy(_) => Status::with_error_details(
-            tonic::Code::ResourceExhausted,
-            e.to_string(),
-            tonic_types::ErrorDetails::with_retry_info(Some(std::time::Duration::from_secs(10))),
-        ),
+        e @ RunError::Busy(_) => error::app(observatory_app::AppError::Exhausted(e.to_string())),
         e @ (RunError::Report(_) | RunError::Corrupt(_) | RunError::Io(..)) => {
             tracing::error!(error = %e, "report run error");
             Status::internal("internal error; it has been logged")
@@ -82,29 +53,6 @@ struct Asked {
     parameters: RunParameters,
     filiere: Option<Filiere>,
     cohort: Option<RecordId>,
-}
-
-/// The threshold a run request asks for: 0 means the default (10, or the floor when it is
-/// higher); below the floor or above [`MAX_THRESHOLD`] is refused.
-fn threshold(asked: u32, floor: u32) -> Result<u32, CodeError> {
-    match asked {
-        0 => Ok(DEFAULT_THRESHOLD.max(floor)),
-        t if t > MAX_THRESHOLD => Err(CodeError::new(
-            "OUT_OF_RANGE",
-            format!(
-                "must be at most {MAX_THRESHOLD} (0 for the default {})",
-                DEFAULT_THRESHOLD.max(floor)
-            ),
-        )),
-        t if t < floor => Err(CodeError::new(
-            "BELOW_FLOOR",
-            format!(
-                "must be at least {floor}, the lowest threshold this server publishes reports with (0 for the default {})",
-                DEFAULT_THRESHOLD.max(floor)
-            ),
-        )),
-        t => Ok(t),
-    }
 }
 
 fn parameters(r: &pb::RunReportRequest, floor: u32) -> Result<Asked, Status> {
@@ -160,7 +108,12 @@ fn parameters(r: &pb::RunReportRequest, floor: u32) -> Result<Asked, Status> {
     };
     let filiere = v.check("filiere", c::optional(&r.filiere, c::filiere));
     let cohort = v.check("cohort_id", c::optional(&r.cohort_id, c::id));
-    let threshold = v.check("suppression_threshold", threshold(r.suppression_threshold, floor));
+    // The floor is the application layer's rule; checked here too, so that every fault is named
+    // at once.
+    let threshold = v.check(
+        "suppression_threshold",
+        observatory_app::reports::threshold(r.suppression_threshold, floor),
+    );
     all_some!(v; period, as_of, filiere, cohort, threshold);
     let parameters = RunParameters {
         period_from: period.from,
@@ -257,33 +210,21 @@ impl ReportService for ReportApi {
             ),
         };
         let Asked {
-            mut parameters,
+            parameters,
             filiere,
             cohort,
-        } = parameters(r, self.floor)?;
-        let target = Target::NewRun {
-            filiere: filiere.as_ref(),
-            cohort: cohort.as_ref(),
-        };
-        let admitted = admit(self.runner.store(), &req, target).await?;
-        // Limited to the caller's filière when it asked for none (its only one).
-        parameters.scope.filiere = admitted.run_filiere().map(|f| f.as_str().to_owned());
-        let ctx = admitted.context(key.clone());
-        let request = RunRequest {
-            parameters,
-            trigger: RunTrigger::Request,
-            schedule: None,
-            attempt: 1,
-            requested_by: ctx.actor,
-            request_id: ctx.request_id,
-            idempotency_key: key,
-        };
-        let (view, _replayed) = self.runner.submit(request).await.map_err(run_error)?;
+        } = parameters(r, self.reports.floor)?;
+        let call = guard::call(&req, "RunReport")?;
+        let view = ops::run(&self.reports, &call, key, parameters, filiere, cohort)
+            .await
+            .map_err(error::app)?;
         Ok(Response::new(run_out(&view)?))
     }
 
     async fn get_report_run(&self, req: Request<pb::GetReportRunRequest>) -> Result<Response<pb::ReportRun>, Status> {
-        let (view, _) = self.view(&req, &req.get_ref().run_id).await?;
+        let id = c::id(&req.get_ref().run_id).map_err(|e| error::invalid_field("run_id", e.reason, &e.description))?;
+        let call = guard::call(&req, "GetReportRun")?;
+        let view = ops::get(&self.reports, &call, &id).await.map_err(error::app)?;
         Ok(Response::new(run_out(&view)?))
     }
 
@@ -296,9 +237,8 @@ impl ReportService for ReportApi {
         if !v.is_empty() {
             return Err(error::invalid(&v));
         }
-        admit(self.runner.store(), &req, Target::List).await?;
-        let within = crate::guard::principal(&req)?.scope.filieres();
-        let page = self.runner.list(Some(within), &page).await.map_err(run_error)?;
+        let call = guard::call(&req, "ListReportRuns")?;
+        let page = ops::list(&self.reports, &call, &page).await.map_err(error::app)?;
         Ok(Response::new(pb::ListReportRunsResponse {
             runs: page.items.iter().map(run_out).collect::<Result<_, _>>()?,
             next_page_token: page.next_page_token.unwrap_or_default(),
@@ -312,41 +252,11 @@ impl ReportService for ReportApi {
         req: Request<pb::DownloadReportFileRequest>,
     ) -> Result<Response<Self::DownloadReportFileStream>, Status> {
         let r = req.get_ref();
-        let (view, admitted) = self.view(&req, &r.run_id).await?;
-        let Some(manifest) = view.manifest().map_err(run_error)? else {
-            return Err(Status::failed_precondition(format!(
-                "report run {} has not succeeded: it has no outputs",
-                view.record.run.id
-            )));
-        };
-        // Only the published outputs, by their exact names: never the snapshot, never a path
-        // of the caller's choosing.
-        let expected = if r.file == "manifest.json" {
-            let bytes =
-                serde_json::to_vec_pretty(&manifest).map_err(|e| run_error(RunError::Corrupt(e.to_string())))?;
-            hex::encode(sha2::Sha256::digest(bytes))
-        } else {
-            match manifest.outputs.iter().find(|o| o.file == r.file) {
-                Some(o) => o.sha256.clone(),
-                None => {
-                    return Err(error::invalid_field(
-                        "file",
-                        "UNKNOWN_OUTPUT",
-                        "is not an output of this run: give a file listed in its manifest, or manifest.json",
-                    ));
-                }
-            }
-        };
-        // An export: recorded, with the digest of what is sent, before the first byte goes.
-        let target = AuditTarget {
-            after: Some(expected.clone()),
-            ..AuditTarget::object("REPORT_FILE", format!("{}/{}", view.record.run.id, r.file))
-        };
-        admitted
-            .audit_read(self.runner.store(), "DownloadReportFile", vec![target])
+        let id = c::id(&r.run_id).map_err(|e| error::invalid_field("run_id", e.reason, &e.description))?;
+        let call = guard::call(&req, "DownloadReportFile")?;
+        let (_, path, expected) = ops::open_output(&self.reports, &call, &id, &r.file)
             .await
             .map_err(error::app)?;
-        let path = PathBuf::from(&view.record.run.out_dir).join(&r.file);
         let mut file = tokio::fs::File::open(&path).await.map_err(|e| {
             tracing::error!(path = %path.display(), error = %e, "report output missing");
             Status::data_loss(format!("output {} of this run is no longer on the server", r.file))
