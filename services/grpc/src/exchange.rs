@@ -21,13 +21,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use observatory_domain::{
-    Violations,
-    access::{Principal, Reach, Scope},
-    model::RecordKind,
-};
+use observatory_domain::{Violations, access::Principal, model::RecordKind};
 use observatory_proto::v1::{self as pb, exchange_service_server::ExchangeService, history_entry::Record as H};
-use observatory_store::{Change, Store, WriteContext, audit::AuditEntry};
+use observatory_store::Change;
 use opentelemetry::{
     KeyValue,
     metrics::{Counter, Histogram},
@@ -38,7 +34,6 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use crate::convert::enum_in;
-use crate::guard::{Target, admit};
 use crate::registry::RegistryApi;
 use crate::{ApiState, access, error};
 
@@ -377,13 +372,12 @@ impl ExchangeApi {
 
 /// What a following or catching-up feed needs.
 struct Feed {
-    store: Store,
+    app: observatory_app::App,
+    /// The feed's call: who reads, for the scope and the audit events of what is sent.
+    call: observatory_app::Call,
     principal: Principal,
-    scope: Scope,
     kinds: Vec<RecordKind>,
     follow: bool,
-    /// Who reads, for the audit events of what is sent.
-    ctx: WriteContext,
     metrics: Metrics,
     stopping: watch::Receiver<bool>,
     _slot: StreamSlot,
@@ -395,7 +389,7 @@ impl Feed {
     /// token is no longer live (UNAUTHENTICATED) or when the server stops (UNAVAILABLE, with the
     /// position to resume after).
     async fn run(mut self, mut cursor: i64, tx: mpsc::Sender<Result<pb::Change, Status>>) {
-        let mut committed = self.store.watch_changes();
+        let mut committed = self.app.store.watch_changes();
         let mut checked = Instant::now();
         let stopping =
             |cursor: i64| Status::unavailable(format!("the observatory is stopping; resume after position {cursor}"));
@@ -404,24 +398,17 @@ impl Feed {
             committed.borrow_and_update();
             if checked.elapsed() >= LIVENESS_CHECK {
                 checked = Instant::now();
-                if let Err(status) = access::still_live(&self.store, &self.principal).await {
+                if let Err(status) = access::still_live(&self.app.store, &self.principal).await {
                     let _ = tx.send(Err(status)).await;
                     return;
                 }
             }
-            let batch = match self.store.changes_after(cursor, &self.kinds, FEED_BATCH).await {
-                Ok(batch) => batch,
+            let read =
+                observatory_app::exchange::read_changes(&self.app, &self.call, cursor, &self.kinds, FEED_BATCH).await;
+            let (visible, read_to, full) = match read {
+                Ok(read) => (read.visible, read.read_to, read.full),
                 Err(e) => {
-                    let _ = tx.send(Err(error::store(e))).await;
-                    return;
-                }
-            };
-            let full = batch.len() == FEED_BATCH as usize;
-            let read_to = batch.last().map_or(cursor, |c| c.position);
-            let visible = match self.visible(batch).await {
-                Ok(visible) => visible,
-                Err(status) => {
-                    let _ = tx.send(Err(status)).await;
+                    let _ = tx.send(Err(error::app(e))).await;
                     return;
                 }
             };
@@ -458,55 +445,9 @@ impl Feed {
         }
     }
 
-    /// The changes the scope covers: reference data for every caller, cohorts of the filières it
-    /// reads, patient-level records where they belong now.
-    async fn visible(&self, batch: Vec<Change>) -> Result<Vec<Change>, Status> {
-        let mut ids: HashMap<RecordKind, Vec<String>> = HashMap::new();
-        for change in &batch {
-            let kind = change.record.kind();
-            if kind == RecordKind::Cohort || kind.is_patient_level() {
-                ids.entry(kind).or_default().push(change.record.meta().id.clone());
-            }
-        }
-        let mut reaches: HashMap<RecordKind, HashMap<String, Reach>> = HashMap::new();
-        for (kind, mut ids) in ids {
-            ids.sort_unstable();
-            ids.dedup();
-            let found = self.store.reach_many(kind, &ids).await.map_err(error::store)?;
-            reaches.insert(kind, found);
-        }
-        let scope = &self.scope;
-        Ok(batch
-            .into_iter()
-            .filter(|change| {
-                let kind = change.record.kind();
-                let reach = || reaches.get(&kind).and_then(|r| r.get(change.record.meta().id.as_str()));
-                match kind {
-                    RecordKind::Centre | RecordKind::Prescriber | RecordKind::Framework => true,
-                    RecordKind::Cohort => reach().is_some_and(|r| r.filieres.iter().any(|f| scope.reads_cohorts_of(f))),
-                    _ => reach().is_some_and(|r| scope.covers(r)),
-                }
-            })
-            .collect())
-    }
-
-    /// Records the patient-level changes in the audit trail, then sends them in order, until
-    /// the caller leaves or the server stops.
+    /// Sends changes (already recorded in the audit trail) in order, until the caller leaves or
+    /// the server stops.
     async fn send(&mut self, visible: Vec<Change>, tx: &mpsc::Sender<Result<pb::Change, Status>>) -> Sent {
-        let targets: Vec<_> = visible
-            .iter()
-            .filter(|c| c.record.kind().is_patient_level())
-            .map(|c| c.record.audit_target())
-            .collect();
-        if !targets.is_empty()
-            && let Err(e) = self
-                .store
-                .record_access(AuditEntry::new(&self.ctx, "WatchChanges", targets))
-                .await
-        {
-            let _ = tx.send(Err(error::store(e))).await;
-            return Sent::CallerLeft;
-        }
         let mut last_sent = None;
         for change in visible {
             let age = (chrono::Utc::now() - change.record.meta().recorded_at).as_seconds_f64();
@@ -588,16 +529,19 @@ impl ExchangeService for ExchangeApi {
             return Err(error::invalid(&v));
         }
         let follow = r.follow;
-        let admitted = admit(&self.state.store, &req, Target::List).await?;
+        let call = crate::guard::call(&req, "WatchChanges")?;
+        // Admitted now, so that a refusal is the call's answer rather than the stream's end.
+        observatory_app::scope::admit(&self.state.store, &call, observatory_app::scope::Target::List)
+            .await
+            .map_err(error::app)?;
         let principal = crate::guard::principal(&req)?.clone();
         let slot = StreamSlot::take(&self.open, &principal)?;
         let feed = Feed {
-            store: self.state.store.clone(),
-            scope: principal.scope.clone(),
+            app: self.state.app.clone(),
+            call,
             principal,
             kinds,
             follow,
-            ctx: admitted.context(None),
             metrics: self.metrics.clone(),
             stopping: self.stopping.clone(),
             _slot: slot,
