@@ -16,7 +16,97 @@ on_both_backends!(
     episodes_are_listed_with_filters_and_pages,
     shipped_reference_data_is_served,
     a_switch_links_the_new_episode_to_the_previous_one,
+    prescribers_are_listed_by_centre_and_paged,
 );
+
+/// `ListPrescribers`: every role reads them (reference data); by centre, in pages.
+async fn prescribers_are_listed_by_centre_and_paged(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (finess, first) = app.centre_and_prescriber().await;
+    app.reference
+        .create_centre(pb::CreateCentreRequest {
+            idempotency_key: "centre-2".into(),
+            finess: "130000011".into(),
+            name: "CRC Marseille".into(),
+            r#type: pb::CentreType::Ccmr as i32,
+            region_code: "93".into(),
+            filiere: "MHEMO".into(),
+        })
+        .await
+        .expect("second centre");
+    let mut at_first = vec![first];
+    for n in 2..=3u64 {
+        let rpps = crate::helpers::rpps(n);
+        app.reference
+            .create_prescriber(pb::CreatePrescriberRequest {
+                idempotency_key: format!("prescriber-{n}"),
+                rpps: rpps.clone(),
+                specialty: "haematology".into(),
+                centre_finess: finess.clone(),
+            })
+            .await
+            .expect("prescriber");
+        at_first.push(rpps);
+    }
+    app.reference
+        .create_prescriber(pb::CreatePrescriberRequest {
+            idempotency_key: "prescriber-elsewhere".into(),
+            rpps: crate::helpers::rpps(9),
+            specialty: "haematology".into(),
+            centre_finess: "130000011".into(),
+        })
+        .await
+        .expect("prescriber elsewhere");
+
+    // A prescriber's token reads them too, two by two.
+    let secret = crate::helpers::token_for(&app.store, observatory_domain::access::Role::Prescriber).await;
+    let mut as_prescriber = pb::reference_service_client::ReferenceServiceClient::new(
+        tonic::service::interceptor::InterceptedService::new(app.channel.clone(), crate::helpers::Bearer::new(&secret)),
+    );
+    let mut listed = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = as_prescriber
+            .list_prescribers(pb::ListPrescribersRequest {
+                page: Some(pb::PageRequest {
+                    page_size: 2,
+                    page_token: token.clone(),
+                }),
+                centre_finess: finess.clone(),
+            })
+            .await
+            .expect("list")
+            .into_inner();
+        assert!(page.prescribers.len() <= 2);
+        listed.extend(page.prescribers.into_iter().map(|p| {
+            assert_eq!(p.centre_finess, finess);
+            p.rpps
+        }));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    listed.sort();
+    at_first.sort();
+    assert_eq!(listed, at_first);
+    let all = app
+        .reference
+        .list_prescribers(pb::ListPrescribersRequest::default())
+        .await
+        .expect("all")
+        .into_inner();
+    assert_eq!(all.prescribers.len(), 4);
+    let bad = app
+        .reference
+        .list_prescribers(pb::ListPrescribersRequest {
+            page: None,
+            centre_finess: "75010012A".into(),
+        })
+        .await
+        .expect_err("a malformed FINESS");
+    assert_eq!(violated_fields(&bad), ["centre_finess"]);
+}
 
 async fn an_aac_journey_is_recorded_and_every_version_can_be_read_back(backend: Backend) {
     let mut app = spawn_app(backend).await;

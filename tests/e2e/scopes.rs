@@ -241,6 +241,7 @@ fn request(path: &str, s: &Side, tag: &str) -> (Kind, Bytes) {
         | "ListCentres"
         | "CreatePrescriber"
         | "GetPrescriber"
+        | "ListPrescribers"
         | "ListDrugs"
         | "ListDiseases"
         | "CreateFramework"

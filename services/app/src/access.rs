@@ -23,6 +23,7 @@ pub const OPERATIONS: &[(&str, &str, &[Role])] = &[
     ("ReferenceService", "ListCentres", EVERYONE),
     ("ReferenceService", "CreatePrescriber", &[Admin]),
     ("ReferenceService", "GetPrescriber", EVERYONE),
+    ("ReferenceService", "ListPrescribers", EVERYONE),
     ("ReferenceService", "ListDrugs", EVERYONE),
     ("ReferenceService", "ListDiseases", EVERYONE),
     ("ReferenceService", "CreateFramework", &[Admin]),

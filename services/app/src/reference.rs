@@ -71,6 +71,17 @@ pub async fn get_prescriber(app: &App, call: &Call, rpps: &Rpps) -> AppResult<Ve
     Ok(app.store.require::<Prescriber>(rpps.as_str()).await?)
 }
 
+/// Prescribers, by RPPS: all, or those practising at `centre`.
+pub async fn list_prescribers(
+    app: &App,
+    call: &Call,
+    centre: Option<&Finess>,
+    page: &PageRequest,
+) -> AppResult<Page<Versioned<Prescriber>>> {
+    admit(&app.store, call, Target::Unbound).await?;
+    Ok(app.store.list_prescribers(centre, page).await?)
+}
+
 /// The shipped drugs whose ATC code starts with `atc_prefix` (any case), and the list's source.
 pub async fn list_drugs(app: &App, call: &Call, atc_prefix: &str) -> AppResult<(Vec<&'static DrugRef>, &'static str)> {
     admit(&app.store, call, Target::Unbound).await?;

@@ -119,6 +119,27 @@ impl ReferenceService for ReferenceApi {
         Ok(Response::new(c::prescriber(&x)))
     }
 
+    async fn list_prescribers(
+        &self,
+        req: Request<pb::ListPrescribersRequest>,
+    ) -> Result<Response<pb::ListPrescribersResponse>, Status> {
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let page = c::page(&mut v, r.page.as_ref());
+        let centre = v
+            .check("centre_finess", c::optional(&r.centre_finess, c::finess))
+            .flatten();
+        v.into_result().map_err(error::domain)?;
+        let call = guard::call(&req, "ListPrescribers")?;
+        let p = ops::list_prescribers(&self.state.app, &call, centre.as_ref(), &page)
+            .await
+            .map_err(error::app)?;
+        Ok(Response::new(pb::ListPrescribersResponse {
+            prescribers: p.items.iter().map(c::prescriber).collect(),
+            next_page_token: p.next_page_token.unwrap_or_default(),
+        }))
+    }
+
     async fn list_drugs(&self, req: Request<pb::ListDrugsRequest>) -> Result<Response<pb::ListDrugsResponse>, Status> {
         let call = guard::call(&req, "ListDrugs")?;
         let (drugs, source) = ops::list_drugs(&self.state.app, &call, &req.get_ref().atc_prefix)

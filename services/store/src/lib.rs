@@ -689,6 +689,17 @@ impl Store {
         self.list(q).await
     }
 
+    /// Prescribers, by RPPS: all of them, or those practising at `centre`.
+    pub async fn list_prescribers(
+        &self,
+        centre: Option<&Finess>,
+        page: &PageRequest,
+    ) -> Result<Page<Versioned<Prescriber>>> {
+        let mut q = kinds::ListQuery::new(page)?;
+        q.eq("centre_finess", centre.map(|c| c.as_str().to_owned()));
+        self.list(q).await
+    }
+
     /// Cohorts matching `f`: all of them, or (`within` a scope) those whose catalogue entries
     /// the scope may read.
     pub async fn list_cohorts(
