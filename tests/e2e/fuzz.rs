@@ -356,6 +356,14 @@ fn seeds(ids: &Ids) -> Vec<Seed> {
         ),
         seed(
             "ReferenceService",
+            "ListPrescribers",
+            &pb::ListPrescribersRequest {
+                page: page.clone(),
+                centre_finess: ids.finess.clone(),
+            },
+        ),
+        seed(
+            "ReferenceService",
             "ListDrugs",
             &pb::ListDrugsRequest {
                 atc_prefix: "B02".into(),
