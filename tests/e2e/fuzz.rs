@@ -475,6 +475,15 @@ fn seeds(ids: &Ids) -> Vec<Seed> {
         seed("RegistryService", "GetPatient", &get(&ids.patient)),
         seed(
             "RegistryService",
+            "ListPatients",
+            &pb::ListPatientsRequest {
+                page: page.clone(),
+                pseudonym: format!("{:020}", 1_001),
+                cohort_id: ids.cohort.clone(),
+            },
+        ),
+        seed(
+            "RegistryService",
             "UpdatePatient",
             &pb::UpdatePatientRequest {
                 id: ids.patient.clone(),

@@ -17,7 +17,148 @@ on_both_backends!(
     shipped_reference_data_is_served,
     a_switch_links_the_new_episode_to_the_previous_one,
     prescribers_are_listed_by_centre_and_paged,
+    patients_are_listed_within_the_scope_searched_and_audited,
 );
+
+/// `ListPatients`: the caller's patients only, in pages, by pseudonym or cohort, each audited.
+async fn patients_are_listed_within_the_scope_searched_and_audited(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (_, rpps) = app.centre_and_prescriber().await;
+    let cohort = app.aac_cohort().await.meta.expect("meta").id;
+    let mut ours = Vec::new();
+    for n in 1..=3 {
+        ours.push(app.patient(n).await.meta.expect("meta").id);
+    }
+    // A patient of another centre.
+    app.reference
+        .create_centre(pb::CreateCentreRequest {
+            idempotency_key: "centre-2".into(),
+            finess: "130000011".into(),
+            name: "CRC Marseille".into(),
+            r#type: pb::CentreType::Ccmr as i32,
+            region_code: "93".into(),
+            filiere: "MHEMO".into(),
+        })
+        .await
+        .expect("second centre");
+    let other = crate::helpers::scoped_token(
+        &app.store,
+        observatory_domain::access::Role::Prescriber,
+        &["130000011"],
+        &[],
+    )
+    .await;
+    let mut elsewhere = pb::registry_service_client::RegistryServiceClient::new(
+        tonic::service::interceptor::InterceptedService::new(app.channel.clone(), crate::helpers::Bearer::new(&other)),
+    );
+    let theirs = elsewhere
+        .register_patient(pb::RegisterPatientRequest {
+            idempotency_key: "theirs".into(),
+            subject: Some(pb::register_patient_request::Subject::Idmr(
+                "00000000000000099999".into(),
+            )),
+            sex: pb::Sex::Female as i32,
+            birth_year_month: "2015-01".into(),
+            region_code: "93".into(),
+            objects_to_reuse: false,
+            diagnoses: Vec::new(),
+        })
+        .await
+        .expect("register elsewhere")
+        .into_inner()
+        .meta
+        .expect("meta")
+        .id;
+
+    // Ours, two by two, and never theirs.
+    let mut listed = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = app
+            .registry
+            .list_patients(pb::ListPatientsRequest {
+                page: Some(pb::PageRequest {
+                    page_size: 2,
+                    page_token: token.clone(),
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect("list")
+            .into_inner();
+        listed.extend(page.patients.into_iter().filter_map(|p| p.meta.map(|m| m.id)));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    listed.sort();
+    ours.sort();
+    assert_eq!(listed, ours);
+    let seen_there = elsewhere
+        .list_patients(pb::ListPatientsRequest::default())
+        .await
+        .expect("their list")
+        .into_inner();
+    assert_eq!(seen_there.patients.len(), 1);
+    assert_eq!(seen_there.patients[0].meta.as_ref().expect("meta").id, theirs);
+
+    // By IdMR: the one record; another centre's IdMR finds nothing here.
+    let by_idmr = |idmr: &str| pb::ListPatientsRequest {
+        pseudonym: idmr.into(),
+        ..Default::default()
+    };
+    let found = app
+        .registry
+        .list_patients(by_idmr(&format!("{:020}", 1_002)))
+        .await
+        .expect("by IdMR")
+        .into_inner();
+    assert_eq!(found.patients.len(), 1);
+    let none = app
+        .registry
+        .list_patients(by_idmr("00000000000000099999"))
+        .await
+        .expect("another centre's IdMR")
+        .into_inner();
+    assert!(none.patients.is_empty());
+    let bad = app
+        .registry
+        .list_patients(by_idmr("Martin"))
+        .await
+        .expect_err("a name is no pseudonym");
+    assert_eq!(violated_fields(&bad), ["pseudonym"]);
+    assert!(!bad.message().contains("Martin"), "{bad:?}");
+
+    // By cohort: the patient with an episode in it.
+    app.registry
+        .declare_episode(app.aac_declaration(&ours[0], &cohort, &rpps, "episode-list"))
+        .await
+        .expect("declare");
+    let in_cohort = app
+        .registry
+        .list_patients(pb::ListPatientsRequest {
+            cohort_id: cohort.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("by cohort")
+        .into_inner();
+    let ids: Vec<String> = in_cohort
+        .patients
+        .into_iter()
+        .filter_map(|p| p.meta.map(|m| m.id))
+        .collect();
+    assert_eq!(ids, vec![ours[0].clone()]);
+
+    // Each listing is a patient-level read in the trail.
+    let listings = app
+        .store
+        .scalar_i64("SELECT COUNT(*) FROM audit_events WHERE action = 'ListPatients'")
+        .await
+        .expect("count");
+    assert!(listings >= 5, "{listings} listings audited");
+}
 
 /// `ListPrescribers`: every role reads them (reference data); by centre, in pages.
 async fn prescribers_are_listed_by_centre_and_paged(backend: Backend) {

@@ -270,7 +270,7 @@ fn request(path: &str, s: &Side, tag: &str) -> (Kind, Bytes) {
             .encode_to_vec(),
         ),
         "GetCohort" => (Kind::CohortEntry, get(&s.cohort)),
-        "ListCohorts" | "ListEpisodes" | "ListReportRuns" => (Kind::Listing, Vec::new()),
+        "ListCohorts" | "ListEpisodes" | "ListPatients" | "ListReportRuns" => (Kind::Listing, Vec::new()),
         "TransitionCohort" => (
             Kind::Targeted,
             pb::TransitionCohortRequest {
@@ -468,6 +468,12 @@ fn listed(method: &str, body: &Bytes, a: &Side, b: &Side) -> (bool, bool) {
             .into_iter()
             .filter_map(|e| e.meta.map(|m| m.id))
             .collect(),
+        "ListPatients" => pb::ListPatientsResponse::decode(body.clone())
+            .expect("decode")
+            .patients
+            .into_iter()
+            .filter_map(|p| p.meta.map(|m| m.id))
+            .collect(),
         "ListReportRuns" => pb::ListReportRunsResponse::decode(body.clone())
             .expect("decode")
             .runs
@@ -479,6 +485,7 @@ fn listed(method: &str, body: &Bytes, a: &Side, b: &Side) -> (bool, bool) {
     let shows = |s: &Side| match method {
         "ListCohorts" => ids.contains(&s.cohort),
         "ListEpisodes" => ids.contains(&s.episode),
+        "ListPatients" => ids.contains(&s.patient),
         _ => ids.contains(&s.run),
     };
     (shows(a), shows(b))

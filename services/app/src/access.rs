@@ -46,6 +46,7 @@ pub const OPERATIONS: &[(&str, &str, &[Role])] = &[
     ("RegistryService", "TransitionCohort", &[DataManager]),
     ("RegistryService", "RegisterPatient", CLINICAL_WRITERS),
     ("RegistryService", "GetPatient", CLINICAL_READERS),
+    ("RegistryService", "ListPatients", CLINICAL_READERS),
     ("RegistryService", "UpdatePatient", CORRECTORS),
     ("RegistryService", "DeclareEpisode", CLINICAL_WRITERS),
     ("RegistryService", "GetEpisode", CLINICAL_READERS),

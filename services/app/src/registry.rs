@@ -9,8 +9,8 @@ use observatory_domain::{
     registration::{self, Registration},
 };
 use observatory_store::{
-    CohortFilter, Command, EpisodeFilter, NewCohort, Page, PageRequest, Record, Stored, Versioned, Written,
-    audit::AuditTarget,
+    CohortFilter, Command, EpisodeFilter, NewCohort, Page, PageRequest, PatientFilter, Record, Stored, Versioned,
+    Written, audit::AuditTarget,
 };
 
 use crate::scope::{Target, admit};
@@ -125,6 +125,25 @@ pub async fn register_patient(
     let patient = registration::patient(registration, &app.pseudonym_key)?;
     let w = write(app, call, Target::Unbound, key, Command::RegisterPatient(patient)).await?;
     written(w, record_of!(Patient))
+}
+
+/// Patients within the caller's scope; every one listed is audited as a patient-level read.
+pub async fn list_patients(
+    app: &App,
+    call: &Call,
+    filter: &PatientFilter,
+    page: &PageRequest,
+) -> AppResult<Page<Versioned<Patient>>> {
+    let admitted = admit(&app.store, call, Target::List).await?;
+    let p = app.store.list_patients(filter, admitted.within(), page).await?;
+    let mut targets: Vec<AuditTarget> = filter
+        .cohort_id
+        .iter()
+        .map(|id| AuditTarget::object(RecordKind::Cohort.code(), id.as_str()))
+        .collect();
+    targets.extend(p.items.iter().map(|x| AuditTarget::read(RecordKind::Patient, x)));
+    admitted.audit_read(&app.store, call.operation, targets).await?;
+    Ok(p)
 }
 
 pub async fn update_patient(

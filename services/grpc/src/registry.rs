@@ -235,6 +235,43 @@ impl RegistryService for RegistryApi {
         self.get::<m::Patient, _>(&req, "GetPatient", c::patient).await
     }
 
+    async fn list_patients(
+        &self,
+        req: Request<pb::ListPatientsRequest>,
+    ) -> Result<Response<pb::ListPatientsResponse>, Status> {
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let page = c::page(&mut v, r.page.as_ref());
+        let pseudonym = match c::opt_str(&r.pseudonym) {
+            None => None,
+            // An IdMR, or a keyed pseudonym: digits or lowercase hexadecimal, nothing a name could
+            // be written in.
+            Some(p) if codes::IdMr::parse(p).is_ok() => Some(p.to_owned()),
+            Some(p) if p.len() == 64 && p.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) => {
+                Some(p.to_owned())
+            }
+            Some(_) => {
+                v.push(
+                    "pseudonym",
+                    "BAD_FORMAT",
+                    "must be an IdMR (20 digits) or a keyed pseudonym (64 lowercase hexadecimal digits)",
+                );
+                None
+            }
+        };
+        let cohort_id = v.check("cohort_id", c::optional(&r.cohort_id, c::id)).flatten();
+        v.into_result().map_err(error::domain)?;
+        let call = guard::call(&req, "ListPatients")?;
+        let filter = observatory_store::PatientFilter { pseudonym, cohort_id };
+        let p = ops::list_patients(&self.state.app, &call, &filter, &page)
+            .await
+            .map_err(error::app)?;
+        Ok(Response::new(pb::ListPatientsResponse {
+            patients: p.items.iter().map(c::patient).collect(),
+            next_page_token: p.next_page_token.unwrap_or_default(),
+        }))
+    }
+
     async fn declare_episode(
         &self,
         req: Request<pb::DeclareEpisodeRequest>,

@@ -225,6 +225,14 @@ pub enum Filter {
         centres: Vec<String>,
         filieres: Vec<String>,
     },
+    /// Patients enrolled at one of these centres or in one of these filières, or with an
+    /// episode there: those a scope covers (see `Store::reach` for where a patient belongs).
+    PatientsWithin {
+        centres: Vec<String>,
+        filieres: Vec<String>,
+    },
+    /// Patients with a current episode in this cohort.
+    PatientsInCohort(String),
 }
 
 impl ListQuery {
@@ -260,6 +268,20 @@ impl ListQuery {
         let filieres = scope.filieres().iter().map(|f| f.as_str().to_owned()).collect();
         self.filters
             .push(("centre_finess", Filter::EpisodesWithin { centres, filieres }));
+    }
+
+    /// Only the patients `scope` covers.
+    pub fn patients_within(&mut self, scope: &Scope) {
+        let centres = scope.centres().iter().map(|c| c.as_str().to_owned()).collect();
+        let filieres = scope.filieres().iter().map(|f| f.as_str().to_owned()).collect();
+        self.filters.push(("id", Filter::PatientsWithin { centres, filieres }));
+    }
+
+    /// Only the patients with a current episode in `cohort`.
+    pub fn patients_in_cohort(&mut self, cohort: Option<String>) {
+        if let Some(c) = cohort {
+            self.filters.push(("id", Filter::PatientsInCohort(c)));
+        }
     }
 
     pub fn date_between(&mut self, column: &'static str, from: Option<NaiveDate>, to: Option<NaiveDate>) {

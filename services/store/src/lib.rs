@@ -408,6 +408,13 @@ pub struct CentreFilter {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PatientFilter {
+    /// The pseudonym's value: an IdMR, or the keyed pseudonym of identity fields.
+    pub pseudonym: Option<String>,
+    pub cohort_id: Option<RecordId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CohortFilter {
     pub pathway: Option<Pathway>,
     pub drug_atc: Option<Atc>,
@@ -686,6 +693,24 @@ impl Store {
         let mut q = kinds::ListQuery::new(page)?;
         q.eq("region_code", f.region.as_ref().map(|r| r.as_str().to_owned()));
         q.eq("filiere", f.filiere.as_ref().map(|r| r.as_str().to_owned()));
+        self.list(q).await
+    }
+
+    /// Patient records, by id: all of them, or (`within` a scope) those it covers; of one
+    /// pseudonym (an IdMR, or the keyed pseudonym of identity fields) and/or with a current
+    /// episode in one cohort.
+    pub async fn list_patients(
+        &self,
+        f: &PatientFilter,
+        within: Option<&Scope>,
+        page: &PageRequest,
+    ) -> Result<Page<Versioned<Patient>>> {
+        let mut q = kinds::ListQuery::new(page)?;
+        if let Some(scope) = within {
+            q.patients_within(scope);
+        }
+        q.eq("pseudonym", f.pseudonym.clone());
+        q.patients_in_cohort(f.cohort_id.as_ref().map(|c| c.as_str().to_owned()));
         self.list(q).await
     }
 

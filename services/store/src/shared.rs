@@ -980,6 +980,26 @@ pub async fn list<T: Stored>(conn: &mut Conn, lq: ListQuery) -> Result<Page<Vers
                 q.push(" OR cohort_id IN (SELECT id FROM cohort_versions WHERE superseded_at IS NULL AND ");
                 push_in(&mut q, "filiere", filieres).push("))")
             }
+            Filter::PatientsWithin { centres, filieres } => {
+                // Where it was enrolled, or where its episodes are: as `reach` says.
+                q.push(" AND (").push(column);
+                q.push(" IN (SELECT patient_id FROM patient_enrolments WHERE ");
+                push_in(&mut q, "centre_finess", centres.clone()).push(" OR ");
+                push_in(&mut q, "filiere", filieres.clone()).push(") OR ").push(column);
+                q.push(
+                    " IN (SELECT e.patient_id FROM episode_versions e \
+                     JOIN cohort_versions c ON c.id = e.cohort_id AND c.superseded_at IS NULL \
+                     WHERE e.superseded_at IS NULL AND (",
+                );
+                push_in(&mut q, "e.centre_finess", centres).push(" OR ");
+                push_in(&mut q, "c.filiere", filieres).push(")))")
+            }
+            Filter::PatientsInCohort(cohort) => q
+                .push(" AND ")
+                .push(column)
+                .push(" IN (SELECT patient_id FROM episode_versions WHERE superseded_at IS NULL AND cohort_id = ")
+                .push_bind(cohort)
+                .push(")"),
         };
     }
     if let Some(after) = lq.after {
