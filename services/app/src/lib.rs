@@ -162,3 +162,14 @@ impl AppError {
 }
 
 pub type AppResult<T> = Result<T, AppError>;
+
+/// The record of kind `T` a write gave back (its primary record comes first).
+pub(crate) fn written<T>(
+    w: observatory_store::Written,
+    pick: impl Fn(observatory_store::Record) -> Option<observatory_store::Versioned<T>>,
+) -> AppResult<observatory_store::Versioned<T>> {
+    w.records
+        .into_iter()
+        .find_map(pick)
+        .ok_or(AppError::Internal("a write returned no record of the expected kind"))
+}

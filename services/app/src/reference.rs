@@ -11,14 +11,7 @@ use observatory_domain::{
 use observatory_store::{CentreFilter, Command, FrameworkFilter, Page, PageRequest, Record, Versioned, Written};
 
 use crate::scope::{Target, admit};
-use crate::{App, AppError, AppResult, Call};
-
-fn one<T>(w: Written, pick: impl Fn(Record) -> Option<Versioned<T>>) -> AppResult<Versioned<T>> {
-    w.records
-        .into_iter()
-        .find_map(pick)
-        .ok_or(AppError::Internal("a write returned no record of the expected kind"))
-}
+use crate::{App, AppResult, Call, written};
 
 async fn write(app: &App, call: &Call, key: Option<String>, command: Command) -> AppResult<Written> {
     let admitted = admit(&app.store, call, Target::Unbound).await?;
@@ -32,7 +25,7 @@ pub async fn create_centre(
     centre: Centre,
 ) -> AppResult<Versioned<Centre>> {
     let w = write(app, call, key, Command::CreateCentre(centre)).await?;
-    one(w, |r| match r {
+    written(w, |r| match r {
         Record::Centre(x) => Some(x),
         _ => None,
     })
@@ -60,7 +53,7 @@ pub async fn create_prescriber(
     prescriber: Prescriber,
 ) -> AppResult<Versioned<Prescriber>> {
     let w = write(app, call, key, Command::CreatePrescriber(prescriber)).await?;
-    one(w, |r| match r {
+    written(w, |r| match r {
         Record::Prescriber(x) => Some(x),
         _ => None,
     })
@@ -112,7 +105,7 @@ pub async fn create_framework(
 ) -> AppResult<Versioned<Framework>> {
     registration::check_framework(&framework)?;
     let w = write(app, call, key, Command::CreateFramework(framework)).await?;
-    one(w, |r| match r {
+    written(w, |r| match r {
         Record::Framework(x) => Some(x),
         _ => None,
     })
@@ -141,7 +134,7 @@ pub async fn transition_framework(
         },
     )
     .await?;
-    one(w, |r| match r {
+    written(w, |r| match r {
         Record::Framework(x) => Some(x),
         _ => None,
     })

@@ -14,15 +14,7 @@ use observatory_store::{
 };
 
 use crate::scope::{Target, admit};
-use crate::{App, AppError, AppResult, Call};
-
-/// The one record of kind `T` a write gave back (its primary record comes first).
-fn written<T>(w: Written, pick: impl Fn(Record) -> Option<Versioned<T>>) -> AppResult<Versioned<T>> {
-    w.records
-        .into_iter()
-        .find_map(pick)
-        .ok_or_else(|| AppError::Internal("a write returned no record of the expected kind"))
-}
+use crate::{App, AppError, AppResult, Call, written};
 
 macro_rules! record_of {
     ($variant:ident) => {

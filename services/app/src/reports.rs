@@ -63,7 +63,8 @@ pub fn threshold(asked: u32, floor: u32) -> Result<u32, CodeError> {
     }
 }
 
-fn run_error(e: RunError) -> AppError {
+/// The application's answer to a failure of the report runner.
+pub fn run_error(e: RunError) -> AppError {
     match e {
         RunError::Store(e) => AppError::Store(e),
         e @ RunError::Busy(_) => AppError::Exhausted(e.to_string()),

@@ -349,8 +349,6 @@ where
                     if let Some(principal) = principal {
                         tracing::Span::current().record("role", principal.role.code());
                         req.extensions_mut().insert(principal);
-                        let method = req.uri().path().rsplit('/').next().unwrap_or_default().to_owned();
-                        req.extensions_mut().insert(crate::CallMethod(method));
                     }
                     inner.call(req).await
                 }

@@ -19,7 +19,7 @@ mod reports;
 
 use std::sync::Arc;
 
-use observatory_store::{Store, WriteContext};
+use observatory_store::Store;
 use tonic::Request;
 
 pub use audit::AuditApi;
@@ -47,33 +47,10 @@ impl std::fmt::Debug for ApiState {
     }
 }
 
-impl ApiState {
-    /// Executes a write and answers with the written record that `pick` selects and converts.
-    pub async fn write<P>(
-        &self,
-        command: observatory_store::Command,
-        ctx: WriteContext,
-        pick: impl Fn(&observatory_store::Record) -> Option<P>,
-    ) -> Result<tonic::Response<P>, tonic::Status> {
-        let written = self.store.execute(command, ctx).await.map_err(error::store)?;
-        written
-            .records
-            .iter()
-            .find_map(pick)
-            .map(tonic::Response::new)
-            .ok_or_else(|| tonic::Status::internal("a write returned no record of the expected kind"))
-    }
-}
-
 /// The trace id of a call's span, put in the request's extensions by the server's telemetry
 /// layer: what the audit trail records, so that trail, logs and traces meet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallTraceId(pub String);
-
-/// The name of the RPC a call is for (`RegisterPatient`), put in the request's extensions by
-/// the authentication layer: what the audit trail names a refused call by.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallMethod(pub String);
 
 /// The request id and trace id of a call: `x-request-id` when the caller sends a usable one
 /// (8 to 64 hexadecimal digits and dashes, such as a UUID: nothing a name could be written

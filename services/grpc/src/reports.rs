@@ -37,14 +37,7 @@ impl ReportApi {
 }
 
 fn run_error(e: RunError) -> Status {
-    match e {
-        RunError::Store(e) => error::store(e),
-        e @ RunError::Busy(_) => error::app(observatory_app::AppError::Exhausted(e.to_string())),
-        e @ (RunError::Report(_) | RunError::Corrupt(_) | RunError::Io(..)) => {
-            tracing::error!(error = %e, "report run error");
-            Status::internal("internal error; it has been logged")
-        }
-    }
+    error::app(ops::run_error(e))
 }
 
 /// What a run request asks for: its parameters, every invalid field named, and the filière and
