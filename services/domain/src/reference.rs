@@ -159,6 +159,19 @@ pub fn measure(code: &str) -> Option<&'static MeasureRef> {
     MEASURES.iter().find(|m| m.code == code)
 }
 
+/// The follow-up measures a visit records for a disease (by ORPHA code): the scales its
+/// protocols follow. Empty for a disease with none in the shipped list.
+pub fn measures_for_disease(orpha_code: &str) -> &'static [&'static str] {
+    match orpha_code {
+        "98878" | "98879" | "903" | "849" => &["ABR", "AJBR", "FACTOR_LEVEL_PCT", "INHIBITOR_TITRE_BU"],
+        "70" => &["HFMSE", "RULM", "CHOP_INTEND"],
+        "98896" | "98895" => &["SIX_MINUTE_WALK_M"],
+        "589" => &["MG_ADL", "QMG"],
+        "2932" => &["INCAT"],
+        _ => &[],
+    }
+}
+
 pub fn regions() -> impl Iterator<Item = (&'static str, &'static str)> {
     REGIONS.iter().copied()
 }
@@ -194,6 +207,19 @@ mod tests {
         }
         assert_eq!(FILIERES.len(), 23);
         assert_eq!(REGIONS.len(), 18);
+    }
+
+    #[test]
+    fn every_disease_measure_is_in_the_measure_list() {
+        for d in DISEASES.iter() {
+            for code in measures_for_disease(d.orpha_code) {
+                assert!(
+                    measure(code).is_some(),
+                    "{code} of ORPHA {} is not a measure",
+                    d.orpha_code
+                );
+            }
+        }
     }
 
     #[test]

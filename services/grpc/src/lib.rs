@@ -17,6 +17,17 @@ mod reference;
 mod registry;
 mod reports;
 
+/// The parsers of the contract's requests into the operations' domain requests, for the other
+/// transports that speak in the contract's field paths (the web front's forms).
+pub mod parse {
+    pub use crate::registry::{
+        by_episode, parse_adverse_event, parse_authorisation_transition, parse_cohort_filter, parse_declaration,
+        parse_episode_filter, parse_episode_transition, parse_follow_up, parse_history, parse_patient_filter,
+        parse_registration,
+    };
+    pub use crate::reports::{Asked, parameters as parse_run};
+}
+
 use std::sync::Arc;
 
 use observatory_store::Store;

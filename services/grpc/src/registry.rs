@@ -181,7 +181,7 @@ impl RegistryApi {
 }
 
 /// Episode id and page of a per-episode list.
-fn by_episode(r: &pb::ListByEpisodeRequest) -> Result<(RecordId, observatory_store::PageRequest), Status> {
+pub fn by_episode(r: &pb::ListByEpisodeRequest) -> Result<(RecordId, observatory_store::PageRequest), Status> {
     let mut v = Violations::new();
     let page = c::page(&mut v, r.page.as_ref());
     let episode = v.check("episode_id", c::id(&r.episode_id));
@@ -239,30 +239,8 @@ impl RegistryService for RegistryApi {
         &self,
         req: Request<pb::ListPatientsRequest>,
     ) -> Result<Response<pb::ListPatientsResponse>, Status> {
-        let r = req.get_ref();
-        let mut v = Violations::new();
-        let page = c::page(&mut v, r.page.as_ref());
-        let pseudonym = match c::opt_str(&r.pseudonym) {
-            None => None,
-            // An IdMR, or a keyed pseudonym: digits or lowercase hexadecimal, nothing a name could
-            // be written in.
-            Some(p) if codes::IdMr::parse(p).is_ok() => Some(p.to_owned()),
-            Some(p) if p.len() == 64 && p.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) => {
-                Some(p.to_owned())
-            }
-            Some(_) => {
-                v.push(
-                    "pseudonym",
-                    "BAD_FORMAT",
-                    "must be an IdMR (20 digits) or a keyed pseudonym (64 lowercase hexadecimal digits)",
-                );
-                None
-            }
-        };
-        let cohort_id = v.check("cohort_id", c::optional(&r.cohort_id, c::id)).flatten();
-        v.into_result().map_err(error::domain)?;
+        let (filter, page) = parse_patient_filter(req.get_ref())?;
         let call = guard::call(&req, "ListPatients")?;
-        let filter = observatory_store::PatientFilter { pseudonym, cohort_id };
         let p = ops::list_patients(&self.state.app, &call, &filter, &page)
             .await
             .map_err(error::app)?;
@@ -400,14 +378,7 @@ impl RegistryService for RegistryApi {
         &self,
         req: Request<pb::GetHistoryRequest>,
     ) -> Result<Response<pb::GetHistoryResponse>, Status> {
-        let r = req.get_ref();
-        let kind = enum_in!(r.kind, pb::RecordKind, "RECORD_KIND_", m::RecordKind).map_err(|e| field_err("kind", e))?;
-        let id = match kind {
-            m::RecordKind::Centre => c::finess(&r.id).map(String::from),
-            m::RecordKind::Prescriber => c::rpps(&r.id).map(String::from),
-            _ => c::id(&r.id).map(String::from),
-        }
-        .map_err(|e| field_err("id", e))?;
+        let (kind, id) = parse_history(req.get_ref())?;
         let call = guard::call(&req, "GetHistory")?;
         let versions = ops::history(&self.state.app, &call, kind, &id)
             .await
@@ -421,7 +392,7 @@ impl RegistryService for RegistryApi {
 // Parsing: the contract's messages into the operations' domain requests, every field checked
 // for its form, violations named by the contract's field paths.
 
-fn parse_cohort(r: &pb::CreateCohortRequest) -> Result<(String, NewCohort), Status> {
+pub fn parse_cohort(r: &pb::CreateCohortRequest) -> Result<(String, NewCohort), Status> {
     let mut v = Violations::new();
     let key = v.check("idempotency_key", c::idempotency_key(&r.idempotency_key));
     let name = v.check("name", codes::bounded_text(&r.name, 200));
@@ -457,7 +428,9 @@ fn parse_cohort(r: &pb::CreateCohortRequest) -> Result<(String, NewCohort), Stat
     ))
 }
 
-fn parse_cohort_filter(r: &pb::ListCohortsRequest) -> Result<(CohortFilter, observatory_store::PageRequest), Status> {
+pub fn parse_cohort_filter(
+    r: &pb::ListCohortsRequest,
+) -> Result<(CohortFilter, observatory_store::PageRequest), Status> {
     let mut v = Violations::new();
     let page = c::page(&mut v, r.page.as_ref());
     let filter = CohortFilter {
@@ -471,7 +444,7 @@ fn parse_cohort_filter(r: &pb::ListCohortsRequest) -> Result<(CohortFilter, obse
     Ok((filter, page))
 }
 
-fn parse_cohort_transition(r: &pb::TransitionCohortRequest) -> Result<(RecordId, i64, CohortTransition), Status> {
+pub fn parse_cohort_transition(r: &pb::TransitionCohortRequest) -> Result<(RecordId, i64, CohortTransition), Status> {
     let mut v = Violations::new();
     let id = v.check("id", c::id(&r.id));
     let expected = v.check("expected_version", c::version(r.expected_version));
@@ -492,7 +465,45 @@ fn parse_cohort_transition(r: &pb::TransitionCohortRequest) -> Result<(RecordId,
     Ok((id, expected, transition))
 }
 
-pub(crate) fn parse_registration(r: &pb::RegisterPatientRequest) -> Result<(String, Registration), Status> {
+pub fn parse_patient_filter(
+    r: &pb::ListPatientsRequest,
+) -> Result<(observatory_store::PatientFilter, observatory_store::PageRequest), Status> {
+    let mut v = Violations::new();
+    let page = c::page(&mut v, r.page.as_ref());
+    let pseudonym = match c::opt_str(&r.pseudonym) {
+        None => None,
+        // An IdMR, or a keyed pseudonym: digits or lowercase hexadecimal, nothing a name could
+        // be written in.
+        Some(p) if codes::IdMr::parse(p).is_ok() => Some(p.to_owned()),
+        Some(p) if p.len() == 64 && p.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) => {
+            Some(p.to_owned())
+        }
+        Some(_) => {
+            v.push(
+                "pseudonym",
+                "BAD_FORMAT",
+                "must be an IdMR (20 digits) or a keyed pseudonym (64 lowercase hexadecimal digits)",
+            );
+            None
+        }
+    };
+    let cohort_id = v.check("cohort_id", c::optional(&r.cohort_id, c::id)).flatten();
+    v.into_result().map_err(error::domain)?;
+    Ok((observatory_store::PatientFilter { pseudonym, cohort_id }, page))
+}
+
+pub fn parse_history(r: &pb::GetHistoryRequest) -> Result<(m::RecordKind, String), Status> {
+    let kind = enum_in!(r.kind, pb::RecordKind, "RECORD_KIND_", m::RecordKind).map_err(|e| field_err("kind", e))?;
+    let id = match kind {
+        m::RecordKind::Centre => c::finess(&r.id).map(String::from),
+        m::RecordKind::Prescriber => c::rpps(&r.id).map(String::from),
+        _ => c::id(&r.id).map(String::from),
+    }
+    .map_err(|e| field_err("id", e))?;
+    Ok((kind, id))
+}
+
+pub fn parse_registration(r: &pb::RegisterPatientRequest) -> Result<(String, Registration), Status> {
     use pb::register_patient_request::Subject as S;
     let mut v = Violations::new();
     let key = v.check("idempotency_key", c::idempotency_key(&r.idempotency_key));
@@ -537,7 +548,7 @@ pub(crate) fn parse_registration(r: &pb::RegisterPatientRequest) -> Result<(Stri
     ))
 }
 
-pub(crate) fn parse_declaration(r: &pb::DeclareEpisodeRequest) -> Result<(String, EpisodeDeclaration), Status> {
+pub fn parse_declaration(r: &pb::DeclareEpisodeRequest) -> Result<(String, EpisodeDeclaration), Status> {
     let mut v = Violations::new();
     let key = v.check("idempotency_key", c::idempotency_key(&r.idempotency_key));
     let patient_id = v.check("patient_id", c::id(&r.patient_id));
@@ -607,7 +618,7 @@ pub(crate) fn parse_declaration(r: &pb::DeclareEpisodeRequest) -> Result<(String
     ))
 }
 
-fn parse_episode_filter(
+pub fn parse_episode_filter(
     r: &pb::ListEpisodesRequest,
 ) -> Result<(EpisodeFilter, observatory_store::PageRequest), Status> {
     let mut v = Violations::new();
@@ -658,7 +669,7 @@ fn parse_episode_filter(
     Ok((filter, page))
 }
 
-pub(crate) fn parse_episode_transition(r: &pb::TransitionEpisodeRequest) -> Result<(RecordId, i64, ET), Status> {
+pub fn parse_episode_transition(r: &pb::TransitionEpisodeRequest) -> Result<(RecordId, i64, ET), Status> {
     use pb::transition_episode_request::Transition as T;
     let mut v = Violations::new();
     let id = v.check("id", c::id(&r.id));
@@ -710,9 +721,7 @@ pub(crate) fn parse_episode_transition(r: &pb::TransitionEpisodeRequest) -> Resu
     Ok((id, expected, transition))
 }
 
-pub(crate) fn parse_authorisation_transition(
-    r: &pb::TransitionAuthorisationRequest,
-) -> Result<(RecordId, i64, AT), Status> {
+pub fn parse_authorisation_transition(r: &pb::TransitionAuthorisationRequest) -> Result<(RecordId, i64, AT), Status> {
     use pb::transition_authorisation_request::{DatedStep, Grant, Transition as T};
     let mut v = Violations::new();
     let id = v.check("id", c::id(&r.id));
@@ -764,7 +773,7 @@ pub(crate) fn parse_authorisation_transition(
     Ok((id, expected, transition))
 }
 
-pub(crate) fn parse_follow_up(r: &pb::RecordFollowUpRequest) -> Result<(String, m::FollowUp), Status> {
+pub fn parse_follow_up(r: &pb::RecordFollowUpRequest) -> Result<(String, m::FollowUp), Status> {
     let mut v = Violations::new();
     let key = v.check("idempotency_key", c::idempotency_key(&r.idempotency_key));
     let episode_id = v.check("episode_id", c::id(&r.episode_id));
@@ -801,7 +810,7 @@ pub(crate) fn parse_follow_up(r: &pb::RecordFollowUpRequest) -> Result<(String, 
     ))
 }
 
-pub(crate) fn parse_adverse_event(r: &pb::RecordAdverseEventRequest) -> Result<(String, m::AdverseEvent), Status> {
+pub fn parse_adverse_event(r: &pb::RecordAdverseEventRequest) -> Result<(String, m::AdverseEvent), Status> {
     let mut v = Violations::new();
     let key = v.check("idempotency_key", c::idempotency_key(&r.idempotency_key));
     let episode_id = v.check("episode_id", c::id(&r.episode_id));
@@ -835,9 +844,7 @@ pub(crate) fn parse_adverse_event(r: &pb::RecordAdverseEventRequest) -> Result<(
     ))
 }
 
-pub(crate) fn parse_patient_update(
-    r: &pb::UpdatePatientRequest,
-) -> Result<(RecordId, i64, PatientUpdate, String), Status> {
+pub fn parse_patient_update(r: &pb::UpdatePatientRequest) -> Result<(RecordId, i64, PatientUpdate, String), Status> {
     let mut v = Violations::new();
     let id = v.check("id", c::id(&r.id));
     let expected = v.check("expected_version", c::version(r.expected_version));
@@ -865,7 +872,7 @@ pub(crate) fn parse_patient_update(
     ))
 }
 
-pub(crate) fn parse_adverse_event_update(
+pub fn parse_adverse_event_update(
     r: &pb::UpdateAdverseEventRequest,
 ) -> Result<(RecordId, i64, AdverseEventUpdate, String), Status> {
     let mut v = Violations::new();

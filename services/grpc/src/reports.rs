@@ -42,13 +42,13 @@ fn run_error(e: RunError) -> Status {
 
 /// What a run request asks for: its parameters, every invalid field named, and the filière and
 /// cohort it names (for the scope check).
-struct Asked {
-    parameters: RunParameters,
-    filiere: Option<Filiere>,
-    cohort: Option<RecordId>,
+pub struct Asked {
+    pub parameters: RunParameters,
+    pub filiere: Option<Filiere>,
+    pub cohort: Option<RecordId>,
 }
 
-fn parameters(r: &pb::RunReportRequest, floor: u32) -> Result<Asked, Status> {
+pub fn parameters(r: &pb::RunReportRequest, floor: u32) -> Result<Asked, Status> {
     let mut v = Violations::new();
     let period = match (c::opt_str(&r.period), r.range.as_ref()) {
         (Some(_), Some(range)) if !(range.from.is_empty() && range.to.is_empty()) => {

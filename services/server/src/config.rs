@@ -36,8 +36,12 @@ impl ReportSchedule {
     }
 }
 
+/// Where `serve --dev` serves the web front unless `web_listen` says otherwise.
+pub const DEV_WEB_LISTEN: &str = "127.0.0.1:8080";
+
 /// Settings of the observatory. The pseudonymisation key itself is never part of a file read
 /// here; only the path of the file that holds it.
+
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -45,6 +49,10 @@ pub struct Config {
     pub database_url: String,
     /// gRPC listen address.
     pub listen: String,
+    /// The web front's listen address: the front is served when this is set, and by
+    /// `serve --dev` (on [`DEV_WEB_LISTEN`] unless set). Over TLS with the gRPC certificate,
+    /// or in plain text where the gRPC server is (`allow_plaintext`, development mode).
+    pub web_listen: Option<String>,
     /// File holding the hex-encoded HMAC key of identity pseudonyms; created (mode 0600) on
     /// first start when absent.
     pub pseudonym_key_file: PathBuf,
@@ -160,6 +168,7 @@ impl std::fmt::Debug for Config {
             .field("report_runs_per_token", &self.report_runs_per_token)
             .field("audit_retention_days", &self.audit_retention_days)
             .field("dev", &self.dev)
+            .field("web_listen", &self.web_listen)
             .field(
                 "pseudonym_key_hex",
                 &self.pseudonym_key_hex.as_ref().map(|_| "<redacted>"),
@@ -198,6 +207,7 @@ impl Default for Config {
             report_runs_per_token: 4,
             audit_retention_days: 183,
             dev: false,
+            web_listen: None,
             pseudonym_key_hex: None,
             audit_key_hex: None,
             tls_cert_pem: None,
@@ -293,6 +303,9 @@ impl Config {
             if let Some(v) = env.get(key) {
                 *field = Some(PathBuf::from(v));
             }
+        }
+        if let Some(v) = env.get("OBSERVATORY_WEB_LISTEN") {
+            config.web_listen = Some(v.clone());
         }
         if let Some(v) = env.get("OBSERVATORY_TLS_CERT") {
             config.tls_cert_pem = Some(v.clone());
@@ -393,7 +406,8 @@ impl Config {
 
     /// The TLS configuration of the server, when a certificate and key are given (from the
     /// environment, else from files); an error when only one of them is, or one cannot be read.
-    pub fn tls(&self) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+    /// The server's certificate chain and key, PEM, when TLS is configured.
+    pub fn tls_pems(&self) -> anyhow::Result<Option<(String, String)>> {
         let read = |pem: &Option<String>, file: &Option<PathBuf>, what: &str| -> anyhow::Result<Option<String>> {
             match (pem, file) {
                 (Some(pem), _) => Ok(Some(pem.clone())),
@@ -420,6 +434,21 @@ impl Config {
             "the TLS certificate is not PEM (-----BEGIN CERTIFICATE-----)"
         );
         anyhow::ensure!(key.contains("PRIVATE KEY-----"), "the TLS key is not a PEM private key");
+        Ok(Some((cert, key)))
+    }
+
+    /// The TLS configuration of the web front: the gRPC server's certificate.
+    pub fn web_tls(&self) -> anyhow::Result<Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>> {
+        match self.tls_pems()? {
+            None => Ok(None),
+            Some((cert, key)) => observatory_web::serve::tls_config(cert.as_bytes(), key.as_bytes()).map(Some),
+        }
+    }
+
+    pub fn tls(&self) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+        let Some((cert, key)) = self.tls_pems()? else {
+            return Ok(None);
+        };
         let mut tls =
             tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(cert, key));
         if let Some(path) = &self.tls_client_ca_file {

@@ -62,6 +62,92 @@ pub struct Application {
     tls: Option<tonic::transport::ServerTlsConfig>,
     health_check: std::time::Duration,
     report_min_threshold: u32,
+    web: Option<WebFront>,
+}
+
+/// The web front, bound: its listener, state and TLS.
+struct WebFront {
+    listener: TcpListener,
+    web: observatory_web::Web,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    addr: SocketAddr,
+    /// Development mode: `(role, sign-in link)` of each token created at start.
+    sign_in_links: Vec<(String, String)>,
+}
+
+/// How many demonstration patients `serve --dev` writes into an empty registry.
+pub const DEV_DEMO_PATIENTS: u32 = 40;
+
+/// Development mode, on an empty registry: centres, prescribers, frameworks, cohorts and a few
+/// synthetic patients, so that the web front has something to show. Nothing is written to a
+/// registry that holds centres already.
+async fn demonstration_data(app: &observatory_app::App) -> anyhow::Result<()> {
+    if app.store.scalar_i64("SELECT COUNT(*) FROM centre_versions").await? > 0 {
+        return Ok(());
+    }
+    let today = observatory_store::today(chrono::Utc::now());
+    let options = seed::SeedOptions {
+        patients: DEV_DEMO_PATIENTS,
+        seed: 2026,
+        until: today,
+        concurrency: 4,
+    };
+    let summary = seed::seed(app, &options)
+        .await
+        .context("cannot write the demonstration data")?;
+    tracing::info!(?summary, "development mode: demonstration data written (synthetic)");
+    Ok(())
+}
+
+/// Development mode: a token of each role the pages serve (24 hours), and its sign-in link.
+async fn dev_tokens(store: &Store, web: &observatory_web::Web, base: &str) -> anyhow::Result<Vec<(String, String)>> {
+    use observatory_domain::access::Role;
+    let page = observatory_store::PageRequest { size: 500, token: None };
+    let centres = store
+        .list_centres(&observatory_store::CentreFilter::default(), &page)
+        .await?
+        .items;
+    let centre = centres
+        .iter()
+        .find(|c| c.record.filiere.as_str() == "MHEMO")
+        .or(centres.first())
+        .map(|c| {
+            (
+                c.record.finess.as_str().to_owned(),
+                c.record.filiere.as_str().to_owned(),
+            )
+        });
+    let mut wanted = vec![(Role::Admin, Vec::new(), Vec::new())];
+    if let Some((finess, filiere)) = centre {
+        wanted.insert(0, (Role::Prescriber, vec![finess], Vec::new()));
+        wanted.insert(1, (Role::DataManager, Vec::new(), vec![filiere.clone()]));
+        wanted.insert(2, (Role::Analyst, Vec::new(), vec![filiere]));
+    }
+    let mut links = Vec::new();
+    for (role, centres, filieres) in wanted {
+        let scope = centres
+            .iter()
+            .chain(filieres.iter())
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        let request = access::TokenRequest {
+            client_subject: None,
+            role,
+            centres,
+            filieres,
+            expires_at: Some(chrono::Utc::now() + chrono::Duration::hours(24)),
+        };
+        let (_, secret) = access::create_token(store, &request, "development-mode").await?;
+        let code = web.add_sign_in_code(&secret);
+        let who = if scope.is_empty() {
+            role.code().to_owned()
+        } else {
+            format!("{} ({scope})", role.code())
+        };
+        links.push((who, format!("{base}/sign-in?code={code}")));
+    }
+    Ok(links)
 }
 
 /// Sets the gRPC health of the whole server ("") and of each service.
@@ -170,10 +256,51 @@ impl Application {
                 CsvStyle::Standard
             },
         });
+        let app = observatory_app::App::new(store.clone(), Arc::new(key));
+        let web = match config
+            .web_listen
+            .clone()
+            .or_else(|| config.dev.then(|| config::DEV_WEB_LISTEN.to_owned()))
+        {
+            None => None,
+            Some(listen) => {
+                let web_tls = if config.dev { None } else { config.web_tls()? };
+                let listener = TcpListener::bind(&listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {listen} for the web front"))?;
+                let web_addr = listener.local_addr()?;
+                if config.dev && !web_addr.ip().is_loopback() {
+                    anyhow::bail!("development mode serves the web front on a loopback address only, not {web_addr}");
+                }
+                let web = observatory_web::Web::new(
+                    app.clone(),
+                    observatory_app::reports::Reports::new(runner.clone(), config.report_min_threshold),
+                    observatory_web::WebOptions {
+                        // Off loopback a browser reaches the front over TLS (here or at a proxy).
+                        secure_cookies: web_tls.is_some() || !web_addr.ip().is_loopback(),
+                        sessions: observatory_web::session::SessionPolicy::default(),
+                    },
+                );
+                let sign_in_links = if config.dev {
+                    demonstration_data(&app).await?;
+                    dev_tokens(&store, &web, &format!("http://{web_addr}")).await?
+                } else {
+                    Vec::new()
+                };
+                Some(WebFront {
+                    listener,
+                    web,
+                    tls: web_tls,
+                    addr: web_addr,
+                    sign_in_links,
+                })
+            }
+        };
         Ok(Self {
             listener,
+            web,
             state: ApiState {
-                app: observatory_app::App::new(store.clone(), Arc::new(key)),
+                app,
                 store,
                 limiter: Arc::new(observatory_grpc::bounds::RateLimiter::new(config.limits())),
             },
@@ -190,6 +317,21 @@ impl Application {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the web front listens, when it is served.
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.web.as_ref().map(|w| w.addr)
+    }
+
+    /// The web front's state (its sessions), when it is served.
+    pub fn web(&self) -> Option<&observatory_web::Web> {
+        self.web.as_ref().map(|w| &w.web)
+    }
+
+    /// Development mode: `(role and scope, sign-in link)` of each token created at start.
+    pub fn sign_in_links(&self) -> &[(String, String)] {
+        self.web.as_ref().map_or(&[], |w| w.sign_in_links.as_slice())
     }
 
     /// Development mode: the admin token created at start (valid 24 hours), to be shown once.
@@ -211,6 +353,7 @@ impl Application {
             tls,
             health_check,
             report_min_threshold,
+            web,
         } = self;
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         set_health(&health_reporter, true).await;
@@ -271,6 +414,18 @@ impl Application {
             }));
         }
         log_audit_head(&state.store).await;
+        let web_task = web.map(|front| {
+            let mut stopped = stopped.clone();
+            tracing::info!(addr = %front.addr, tls = front.tls.is_some(), "observatory serving the web front");
+            tokio::spawn(observatory_web::serve::run(
+                front.listener,
+                front.web.router(),
+                front.tls,
+                async move {
+                    let _ = stopped.wait_for(|stopping| *stopping).await;
+                },
+            ))
+        });
         tracing::info!(%addr, store = ?state.store, tls = tls.is_some(), "observatory serving gRPC");
         let mut server = tonic::transport::Server::builder();
         if let Some(tls) = tls {
@@ -311,6 +466,13 @@ impl Application {
             ),
         }
         drop(stopped);
+        if let Some(task) = web_task {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "the web front stopped with an error"),
+                Err(e) => tracing::warn!(error = %e, "the web front's task failed"),
+            }
+        }
         tracing::info!("observatory stopped accepting calls; closing the database");
         log_audit_head(&state.store).await;
         state.store.close().await;

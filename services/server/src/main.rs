@@ -212,7 +212,17 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             let app = Application::build(&config).await?;
             if let Some(token) = app.dev_admin_token() {
                 // On stdout, never in the logs: shown once, kept nowhere but as a hash.
-                println!("development mode: admin token, valid 24 hours, shown once:\n{token}");
+                println!("development mode: admin token for gRPC, valid 24 hours, shown once:\n{token}");
+            }
+            if let Some(addr) = app.web_addr() {
+                println!("\nweb front: http://{addr}/");
+                let links = app.sign_in_links();
+                if !links.is_empty() {
+                    println!("sign in (development mode, links valid 24 hours) as:");
+                    for (who, link) in links {
+                        println!("  {who:<32} {link}");
+                    }
+                }
             }
             app.run_until(shutdown_signal()).await
         }

@@ -1,0 +1,796 @@
+//! Episodes: declaration (with the fields of its pathway), the episode's page with its
+//! authorisation, visits and adverse events, and the forms of every step of its life.
+
+use askama::Template;
+use axum::{
+    extract::{Path, Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Redirect, Response},
+};
+use observatory_app::{reference as refs, registry as ops};
+use observatory_domain::model::{
+    AdverseEvent, Authorisation, Cohort, Episode, FollowUp, Framework, Pathway, Patient, RecordId,
+};
+use observatory_proto::v1 as pb;
+use observatory_store::{PageRequest, Versioned};
+use serde::Deserialize;
+
+use super::patients::{disease_label, drug_label};
+use super::{Page, date_opt, number, pb_enum, refused, render, short_pseudonym, today};
+use crate::{
+    Posted, Signed, Web,
+    form::{Fields, FormState},
+    labels, op,
+};
+
+fn not_found(signed: &Signed) -> Response {
+    super::failure_for(signed, StatusCode::NOT_FOUND, signed.lang.t("error.not_found"))
+}
+
+// ---- Declaration ------------------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "episode_new.html")]
+struct New {
+    page: Page,
+    form: FormState,
+    patient_id: String,
+    patient: String,
+    cohorts: Vec<(String, String)>,
+    /// The chosen cohort, once there is one: the rest of the form follows it.
+    cohort: Option<CohortView>,
+    prescribers: Vec<(String, String)>,
+    centres: Vec<String>,
+    axes: Vec<(String, String)>,
+    opinions: Vec<(String, String)>,
+    routes: Vec<(String, String)>,
+}
+
+/// A cohort as the declaration form shows it, with its framework.
+pub struct CohortView {
+    pub id: String,
+    pub name: String,
+    pub pathway: String,
+    pub pathway_code: &'static str,
+    pub drug: String,
+    pub diseases: Vec<(String, String)>,
+    pub framework: Option<String>,
+    /// Pathways decided patient by patient, which file an authorisation request with the
+    /// declaration.
+    pub per_patient: bool,
+    pub off_label: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NewQuery {
+    #[serde(default)]
+    cohort: String,
+}
+
+async fn cohort_view(web: &Web, signed: &Signed, id: &RecordId) -> Option<CohortView> {
+    let app = web.app();
+    let lang = signed.lang;
+    let c = ops::get::<Cohort>(app, &signed.call(op("GetCohort")), id).await.ok()?;
+    let framework = match &c.record.framework_id {
+        None => None,
+        Some(fid) => refs::get_framework(app, &signed.call(op("GetFramework")), fid)
+            .await
+            .ok()
+            .map(|f| framework_text(lang, &f)),
+    };
+    let pathway = c.record.pathway;
+    Some(CohortView {
+        id: c.meta.id.clone(),
+        name: c.record.name.clone(),
+        pathway: labels::label(lang, "pathway", pathway.code()),
+        pathway_code: pathway.code(),
+        drug: drug_label(c.record.drug_atc.as_str()),
+        diseases: c
+            .record
+            .orpha_codes
+            .iter()
+            .map(|o| (o.as_str().to_owned(), disease_label(o.as_str())))
+            .collect(),
+        framework,
+        per_patient: matches!(pathway, Pathway::Aac | Pathway::AtuNominative),
+        off_label: pathway == Pathway::OffLabel,
+    })
+}
+
+/// A framework in one line: its decision, validity and status.
+fn framework_text(lang: crate::i18n::Lang, f: &Versioned<Framework>) -> String {
+    let x = &f.record;
+    let to = x
+        .valid_to
+        .map_or_else(|| lang.t("framework.open_ended").to_owned(), |d| lang.date(d));
+    format!(
+        "{} {} · {} {} {} {} · {}",
+        x.authority,
+        x.decision_reference,
+        lang.t("framework.valid_from"),
+        lang.date(x.valid_from),
+        lang.t("framework.valid_to"),
+        to,
+        labels::label(lang, "framework_status", x.status.code()),
+    )
+}
+
+async fn new_page(web: &Web, signed: &Signed, patient_id: &RecordId, cohort: &str, form: FormState) -> Response {
+    let app = web.app();
+    let lang = signed.lang;
+    let patient = match ops::get::<Patient>(app, &signed.call(op("GetPatient")), patient_id).await {
+        Ok(p) => p,
+        Err(e) => return refused(signed, e),
+    };
+    let cohorts = super::patients::cohort_options(web, signed).await;
+    let cohort = match RecordId::parse(cohort) {
+        Ok(id) => cohort_view(web, signed, &id).await,
+        Err(_) => None,
+    };
+    let centres: Vec<String> = signed
+        .principal
+        .scope
+        .centres()
+        .iter()
+        .map(|c| c.as_str().to_owned())
+        .collect();
+    let mut prescribers = Vec::new();
+    for centre in signed.principal.scope.centres() {
+        if let Ok(p) = refs::list_prescribers(
+            app,
+            &signed.call(op("ListPrescribers")),
+            Some(centre),
+            &PageRequest { size: 200, token: None },
+        )
+        .await
+        {
+            prescribers.extend(p.items.into_iter().map(|x| {
+                let rpps = x.record.rpps.as_str().to_owned();
+                (
+                    rpps.clone(),
+                    format!("{rpps} · {} · {}", x.record.specialty, centre.as_str()),
+                )
+            }));
+        }
+    }
+    let mut r = render(&New {
+        page: signed.page(lang.t("episode_new.title")),
+        form,
+        patient_id: patient.meta.id.clone(),
+        patient: short_pseudonym(&patient.record.pseudonym),
+        cohorts,
+        cohort,
+        prescribers,
+        centres,
+        axes: labels::options(lang, "off_label_axis"),
+        opinions: labels::options(lang, "rcp_opinion"),
+        routes: labels::options(lang, "route"),
+    });
+    *r.status_mut() = StatusCode::OK;
+    r
+}
+
+pub async fn new(
+    State(web): State<Web>,
+    signed: Signed,
+    Path(id): Path<String>,
+    Query(q): Query<NewQuery>,
+) -> Response {
+    let Ok(id) = RecordId::parse(&id) else {
+        return not_found(&signed);
+    };
+    let form = FormState::with(&[
+        ("cohort_id", q.cohort.clone()),
+        ("request_date", today()),
+        ("authorisation.submitted_date", today()),
+    ]);
+    new_page(&web, &signed, &id, &q.cohort, form).await
+}
+
+/// The declaration a form asks for, as the contract's request.
+fn declaration(f: &Fields) -> pb::DeclareEpisodeRequest {
+    let pathway = f.get("pathway");
+    let per_patient = matches!(pathway, "AAC" | "ATU_NOMINATIVE");
+    let some_of = |names: &[&str]| names.iter().any(|n| !f.get(n).is_empty());
+    pb::DeclareEpisodeRequest {
+        idempotency_key: f.get("idempotency_key").to_owned(),
+        patient_id: f.get("patient_id").to_owned(),
+        cohort_id: f.get("cohort_id").to_owned(),
+        pathway: pb_enum(pathway, "PATHWAY_", pb::Pathway::from_str_name),
+        indication_orpha_code: f.get("indication_orpha_code").to_owned(),
+        prescriber_rpps: f.get("prescriber_rpps").to_owned(),
+        centre_finess: f.get("centre_finess").to_owned(),
+        rcp: some_of(&["rcp.date", "rcp.opinion"]).then(|| pb::Rcp {
+            date: f.get("rcp.date").to_owned(),
+            opinion: pb_enum(f.get("rcp.opinion"), "RCP_OPINION_", pb::RcpOpinion::from_str_name),
+        }),
+        off_label: (pathway == "OFF_LABEL").then(|| pb::OffLabelJustification {
+            axes: f
+                .all("off_label.axes")
+                .into_iter()
+                .map(|a| pb_enum(a, "OFF_LABEL_AXIS_", pb::OffLabelAxis::from_str_name))
+                .collect(),
+            evidence_reference: f.get("off_label.evidence_reference").to_owned(),
+        }),
+        dosage: dosage(f, "dosage"),
+        request_date: f.get("request_date").to_owned(),
+        authorisation: per_patient.then(|| pb::AuthorisationRequest {
+            submitted_date: f.get("authorisation.submitted_date").to_owned(),
+            reference: f.get("authorisation.reference").to_owned(),
+        }),
+        previous_episode_id: String::new(),
+        previous_episode_version: 0,
+    }
+}
+
+fn dosage(f: &Fields, prefix: &str) -> Option<pb::Dosage> {
+    let name = |n: &str| format!("{prefix}.{n}");
+    let given = ["dose", "unit", "frequency", "route"]
+        .iter()
+        .any(|n| !f.get(&name(n)).is_empty());
+    given.then(|| pb::Dosage {
+        dose: number(f.get(&name("dose"))),
+        unit: f.get(&name("unit")).to_owned(),
+        frequency: f.get(&name("frequency")).to_owned(),
+        route: pb_enum(f.get(&name("route")), "ROUTE_", pb::Route::from_str_name),
+    })
+}
+
+pub async fn declare(State(web): State<Web>, posted: Posted) -> Response {
+    let Posted { signed, fields } = posted;
+    let request = declaration(&fields);
+    let patient = fields.get("patient_id").to_owned();
+    let cohort = fields.get("cohort_id").to_owned();
+    let outcome = match observatory_grpc::parse::parse_declaration(&request) {
+        Err(status) => Err(status),
+        Ok((key, d)) => ops::declare_episode(web.app(), &signed.call(op("DeclareEpisode")), Some(key), d)
+            .await
+            .map_err(observatory_grpc::error::app),
+    };
+    match outcome {
+        Ok(d) => Redirect::to(&format!("/episodes/{}", d.episode.meta.id)).into_response(),
+        Err(status) => {
+            let Ok(patient_id) = RecordId::parse(&patient) else {
+                return super::failure_for(&signed, StatusCode::BAD_REQUEST, &super::explain(signed.lang, &status));
+            };
+            let form = FormState::refused(&fields, &status, signed.lang);
+            let mut r = new_page(&web, &signed, &patient_id, &cohort, form).await;
+            *r.status_mut() = super::http_status(&status);
+            r
+        }
+    }
+}
+
+// ---- The episode's page -----------------------------------------------------------------
+
+pub struct Visit {
+    pub id: String,
+    pub date: String,
+    pub efficacy: String,
+    pub adherence: String,
+    pub weight: String,
+    pub measures: String,
+}
+
+pub struct Event {
+    pub id: String,
+    pub onset: String,
+    pub pt: String,
+    pub soc: String,
+    pub serious: bool,
+    pub outcome: String,
+    pub causality: String,
+    pub declared: String,
+}
+
+pub struct AuthorisationView {
+    pub id: String,
+    pub version: i64,
+    pub status: String,
+    pub status_code: &'static str,
+    pub reference: String,
+    pub submitted: String,
+    pub decision: String,
+    pub valid_from: String,
+    pub valid_to: String,
+    pub renewals: u32,
+    /// Awaiting a decision: grant, refuse, ask for information.
+    pub pending: bool,
+    /// In force: renewal, suspension, withdrawal, expiry.
+    pub in_force: bool,
+    pub renewal_pending: bool,
+}
+
+/// A measure field of the visit form: its code, what it measures, its valid range.
+pub struct MeasureField {
+    pub code: &'static str,
+    pub description: &'static str,
+    pub range: String,
+}
+
+#[derive(Template)]
+#[template(path = "episode.html")]
+struct Show {
+    page: Page,
+    id: String,
+    version: i64,
+    patient_id: String,
+    patient: String,
+    cohort: String,
+    pathway: String,
+    drug: String,
+    indication: String,
+    prescriber: String,
+    centre: String,
+    framework: Option<String>,
+    status: String,
+    status_code: &'static str,
+    request_date: String,
+    decision_date: String,
+    first_administration: String,
+    end_date: String,
+    stop_reason: String,
+    dosage: String,
+    rcp: String,
+    off_label: String,
+    authorisation: Option<AuthorisationView>,
+    visits: Vec<Visit>,
+    events: Vec<Event>,
+    measures: Vec<MeasureField>,
+    /// The form that was refused, by name, and its state; the others are fresh.
+    failed: String,
+    form: FormState,
+    can_write: bool,
+    declared: bool,
+    active: bool,
+    stop_reasons: Vec<(String, String)>,
+    efficacies: Vec<(String, String)>,
+    adherences: Vec<(String, String)>,
+    outcomes: Vec<(String, String)>,
+    causalities: Vec<(String, String)>,
+}
+
+impl Show {
+    /// The state of form `name`: the refused one as it was sent, the others fresh.
+    fn form_of(&self, name: &str) -> FormState {
+        if self.failed == name {
+            self.form.clone()
+        } else {
+            FormState::with(&[
+                ("date", today()),
+                ("visit_date", today()),
+                ("onset_date", today()),
+                ("grant.decision_date", today()),
+                ("grant.valid_from", today()),
+                ("initiate.first_administration_date", today()),
+                ("stop.date", today()),
+                ("refuse.date", today()),
+                ("submit_renewal.date", today()),
+                ("renew.decision_date", today()),
+            ])
+        }
+    }
+}
+
+async fn episode_page(web: &Web, signed: &Signed, id: &RecordId, failed: Option<(&str, FormState)>) -> Response {
+    let app = web.app();
+    let lang = signed.lang;
+    let episode = match ops::get::<Episode>(app, &signed.call(op("GetEpisode")), id).await {
+        Ok(e) => e,
+        Err(e) => return refused(signed, e),
+    };
+    let e = &episode.record;
+    let patient = match ops::get::<Patient>(app, &signed.call(op("GetPatient")), &e.patient_id).await {
+        Ok(p) => short_pseudonym(&p.record.pseudonym),
+        Err(err) => return refused(signed, err),
+    };
+    let cohort = ops::get::<Cohort>(app, &signed.call(op("GetCohort")), &e.cohort_id)
+        .await
+        .map_or_else(|_| e.cohort_id.to_string(), |c| c.record.name);
+    let framework = match &e.framework_id {
+        None => None,
+        Some(fid) => refs::get_framework(app, &signed.call(op("GetFramework")), fid)
+            .await
+            .ok()
+            .map(|f| framework_text(lang, &f)),
+    };
+    let authorisation = match &e.authorisation_id {
+        None => None,
+        Some(aid) => match ops::get::<Authorisation>(app, &signed.call(op("GetAuthorisation")), aid).await {
+            Ok(a) => Some(authorisation_view(lang, &a)),
+            Err(err) => return refused(signed, err),
+        },
+    };
+    let page_request = PageRequest { size: 200, token: None };
+    let visits = match ops::list_by_episode::<FollowUp>(app, &signed.call(op("ListFollowUps")), id, &page_request).await
+    {
+        Ok(p) => p.items,
+        Err(err) => return refused(signed, err),
+    };
+    let events =
+        match ops::list_by_episode::<AdverseEvent>(app, &signed.call(op("ListAdverseEvents")), id, &page_request).await
+        {
+            Ok(p) => p.items,
+            Err(err) => return refused(signed, err),
+        };
+    let page = signed.page(lang.t("episode.title"));
+    let (failed, form) = match failed {
+        Some((name, form)) => (name.to_owned(), form),
+        None => (String::new(), FormState::default()),
+    };
+    let measures = observatory_domain::reference::measures_for_disease(e.indication.as_str())
+        .iter()
+        .filter_map(|c| observatory_domain::reference::measure(c))
+        .map(|m| MeasureField {
+            code: m.code,
+            description: m.description,
+            range: format!("{} – {}", m.min, m.max),
+        })
+        .collect();
+    let status = e.status;
+    use observatory_domain::model::EpisodeStatus as S;
+    let show = Show {
+        id: episode.meta.id.clone(),
+        version: episode.meta.version,
+        patient_id: e.patient_id.to_string(),
+        patient,
+        cohort,
+        pathway: page.label("pathway", e.pathway.code()),
+        drug: drug_label(e.drug_atc.as_str()),
+        indication: disease_label(e.indication.as_str()),
+        prescriber: e.prescriber_rpps.as_str().to_owned(),
+        centre: e.centre_finess.as_str().to_owned(),
+        framework,
+        status: page.label("episode_status", status.code()),
+        status_code: status.code(),
+        request_date: lang.date(e.request_date),
+        decision_date: date_opt(lang, e.decision_date),
+        first_administration: date_opt(lang, e.first_administration_date),
+        end_date: date_opt(lang, e.end_date),
+        stop_reason: e
+            .stop_reason
+            .map(|r| page.label("stop_reason", r.code()))
+            .unwrap_or_default(),
+        dosage: e
+            .dosage
+            .as_ref()
+            .map(|d| {
+                format!(
+                    "{} {} · {} · {}",
+                    d.dose,
+                    d.unit,
+                    d.frequency,
+                    page.label("route", d.route.code())
+                )
+            })
+            .unwrap_or_default(),
+        rcp: e
+            .rcp
+            .as_ref()
+            .map(|r| {
+                format!(
+                    "{} · {}",
+                    lang.date(r.date),
+                    page.label("rcp_opinion", r.opinion.code())
+                )
+            })
+            .unwrap_or_default(),
+        off_label: e
+            .off_label
+            .as_ref()
+            .map(|o| {
+                let axes: Vec<String> = o.axes.iter().map(|a| page.label("off_label_axis", a.code())).collect();
+                format!("{} · {}", axes.join(", "), o.evidence_reference)
+            })
+            .unwrap_or_default(),
+        authorisation,
+        visits: visits.iter().map(|v| visit(lang, v)).collect(),
+        events: events.iter().map(|x| event(lang, x)).collect(),
+        measures,
+        failed,
+        form,
+        can_write: observatory_app::access::allows("RecordFollowUp", signed.role()),
+        declared: status == S::Declared,
+        active: matches!(status, S::Initiated | S::Ongoing),
+        stop_reasons: labels::options(lang, "stop_reason"),
+        efficacies: labels::options(lang, "efficacy"),
+        adherences: labels::options(lang, "adherence"),
+        outcomes: labels::options(lang, "ae_outcome"),
+        causalities: labels::options(lang, "causality"),
+        page,
+    };
+    render(&show)
+}
+
+fn authorisation_view(lang: crate::i18n::Lang, a: &Versioned<Authorisation>) -> AuthorisationView {
+    use observatory_domain::model::AuthorisationStatus as A;
+    let x = &a.record;
+    AuthorisationView {
+        id: a.meta.id.clone(),
+        version: a.meta.version,
+        status: labels::label(lang, "authorisation_status", x.status.code()),
+        status_code: x.status.code(),
+        reference: x.reference.clone().unwrap_or_default(),
+        submitted: lang.date(x.submitted_date),
+        decision: date_opt(lang, x.decision_date),
+        valid_from: date_opt(lang, x.valid_from),
+        valid_to: date_opt(lang, x.valid_to),
+        renewals: x.renewals,
+        pending: matches!(x.status, A::Submitted | A::InformationRequested),
+        in_force: matches!(x.status, A::Granted | A::Renewed),
+        renewal_pending: x.status == A::RenewalSubmitted,
+    }
+}
+
+fn visit(lang: crate::i18n::Lang, v: &Versioned<FollowUp>) -> Visit {
+    let x = &v.record;
+    Visit {
+        id: v.meta.id.clone(),
+        date: lang.date(x.visit_date),
+        efficacy: labels::label(lang, "efficacy", x.efficacy.code()),
+        adherence: labels::label(lang, "adherence", x.adherence.code()),
+        weight: x.weight_kg.map(|w| format!("{w} kg")).unwrap_or_default(),
+        measures: x
+            .measures
+            .iter()
+            .map(|m| format!("{} {}", m.code.as_str(), m.value))
+            .collect::<Vec<_>>()
+            .join(" · "),
+    }
+}
+
+fn event(lang: crate::i18n::Lang, v: &Versioned<AdverseEvent>) -> Event {
+    let x = &v.record;
+    Event {
+        id: v.meta.id.clone(),
+        onset: lang.date(x.onset_date),
+        pt: x.meddra_pt.as_str().to_owned(),
+        soc: x.meddra_soc.as_ref().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        serious: x.serious,
+        outcome: labels::label(lang, "ae_outcome", x.outcome.code()),
+        causality: labels::label(lang, "causality", x.causality.code()),
+        declared: match (&x.pv_declaration_date, &x.pv_reference) {
+            (Some(d), r) => format!("{} {}", lang.date(*d), r.clone().unwrap_or_default()),
+            (None, _) => String::new(),
+        },
+    }
+}
+
+pub async fn show(State(web): State<Web>, signed: Signed, Path(id): Path<String>) -> Response {
+    match RecordId::parse(&id) {
+        Ok(id) => episode_page(&web, &signed, &id, None).await,
+        Err(_) => not_found(&signed),
+    }
+}
+
+/// After a step: the episode's page again, or the page with the refused form.
+async fn after(
+    web: &Web,
+    signed: &Signed,
+    fields: &Fields,
+    episode: &RecordId,
+    form: &'static str,
+    outcome: Result<(), tonic::Status>,
+) -> Response {
+    match outcome {
+        Ok(()) => Redirect::to(&format!("/episodes/{episode}")).into_response(),
+        Err(status) => {
+            let state = FormState::refused(fields, &status, signed.lang);
+            let mut r = episode_page(web, signed, episode, Some((form, state))).await;
+            if r.status() == StatusCode::OK {
+                *r.status_mut() = super::http_status(&status);
+            }
+            r
+        }
+    }
+}
+
+/// A step of the episode: initiate, stop, transfer, lost to follow-up, deceased.
+pub async fn transition(State(web): State<Web>, Path(id): Path<String>, posted: Posted) -> Response {
+    use pb::transition_episode_request::{Deceased, Initiate, LostToFollowUp, Stop, Transfer, Transition as T};
+    let Posted { signed, fields } = posted;
+    let Ok(id) = RecordId::parse(&id) else {
+        return not_found(&signed);
+    };
+    let f = &fields;
+    let (form, transition) = match f.get("transition") {
+        "initiate" => (
+            "initiate",
+            Some(T::Initiate(Initiate {
+                first_administration_date: f.get("initiate.first_administration_date").to_owned(),
+                dosage: dosage(f, "initiate.dosage"),
+            })),
+        ),
+        "stop" => (
+            "stop",
+            Some(T::Stop(Stop {
+                date: f.get("stop.date").to_owned(),
+                reason: pb_enum(f.get("stop.reason"), "STOP_REASON_", pb::StopReason::from_str_name),
+            })),
+        ),
+        "transfer" => (
+            "transfer",
+            Some(T::Transfer(Transfer {
+                date: f.get("transfer.date").to_owned(),
+                to_centre_finess: f.get("transfer.to_centre_finess").to_owned(),
+            })),
+        ),
+        "lost_to_follow_up" => (
+            "stop",
+            Some(T::LostToFollowUp(LostToFollowUp {
+                date: f.get("lost_to_follow_up.date").to_owned(),
+            })),
+        ),
+        "deceased" => (
+            "stop",
+            Some(T::Deceased(Deceased {
+                date: f.get("deceased.date").to_owned(),
+            })),
+        ),
+        _ => ("stop", None),
+    };
+    let request = pb::TransitionEpisodeRequest {
+        id: id.to_string(),
+        expected_version: f.get("expected_version").parse().unwrap_or(0),
+        transition,
+    };
+    let outcome = match observatory_grpc::parse::parse_episode_transition(&request) {
+        Err(s) => Err(s),
+        Ok((rid, version, t)) => {
+            ops::transition_episode(web.app(), &signed.call(op("TransitionEpisode")), rid, version, t)
+                .await
+                .map(|_| ())
+                .map_err(observatory_grpc::error::app)
+        }
+    };
+    after(&web, &signed, &fields, &id, form, outcome).await
+}
+
+/// A step of the episode's authorisation: grant, refuse, ask for information, renew...
+pub async fn authorise(State(web): State<Web>, Path(id): Path<String>, posted: Posted) -> Response {
+    use pb::transition_authorisation_request::{DatedStep, Grant, Transition as T};
+    let Posted { signed, fields } = posted;
+    let f = &fields;
+    let Ok(episode) = RecordId::parse(f.get("episode_id")) else {
+        return super::failure_for(&signed, StatusCode::NOT_FOUND, signed.lang.t("error.not_found"));
+    };
+    let step = |name: &str| DatedStep {
+        date: f.get(&format!("{name}.date")).to_owned(),
+    };
+    let grant = |name: &str| Grant {
+        decision_date: f.get(&format!("{name}.decision_date")).to_owned(),
+        valid_from: f.get(&format!("{name}.valid_from")).to_owned(),
+        valid_to: f.get(&format!("{name}.valid_to")).to_owned(),
+        reference: f.get(&format!("{name}.reference")).to_owned(),
+    };
+    let chosen = f.get("transition");
+    let transition = match chosen {
+        "grant" => Some(T::Grant(grant("grant"))),
+        "renew" => Some(T::Renew(grant("renew"))),
+        "refuse" => Some(T::Refuse(step("refuse"))),
+        "request_information" => Some(T::RequestInformation(step("request_information"))),
+        "resubmit" => Some(T::Resubmit(step("resubmit"))),
+        "submit_renewal" => Some(T::SubmitRenewal(step("submit_renewal"))),
+        "expire" => Some(T::Expire(step("expire"))),
+        "suspend" => Some(T::Suspend(step("suspend"))),
+        "reinstate" => Some(T::Reinstate(step("reinstate"))),
+        "withdraw" => Some(T::Withdraw(step("withdraw"))),
+        _ => None,
+    };
+    let form: &'static str = match chosen {
+        "grant" => "grant",
+        "renew" => "renew",
+        "refuse" => "refuse",
+        "submit_renewal" => "submit_renewal",
+        _ => "authorisation",
+    };
+    let request = pb::TransitionAuthorisationRequest {
+        id,
+        expected_version: f.get("expected_version").parse().unwrap_or(0),
+        transition,
+    };
+    let outcome = match observatory_grpc::parse::parse_authorisation_transition(&request) {
+        Err(s) => Err(s),
+        Ok((rid, version, t)) => {
+            ops::transition_authorisation(web.app(), &signed.call(op("TransitionAuthorisation")), rid, version, t)
+                .await
+                .map(|_| ())
+                .map_err(observatory_grpc::error::app)
+        }
+    };
+    after(&web, &signed, &fields, &episode, form, outcome).await
+}
+
+/// Violations of `measures[i]` named by the form's field of that measure (`measure.ABR`).
+fn rename_measures(status: tonic::Status, codes: &[String]) -> tonic::Status {
+    let violations = crate::form::violations(&status);
+    if !violations.iter().any(|(f, _)| f.starts_with("measures[")) {
+        return status;
+    }
+    let mut v = observatory_domain::Violations::new();
+    for (field, why) in violations {
+        let renamed = field
+            .strip_prefix("measures[")
+            .and_then(|rest| rest.split_once(']'))
+            .and_then(|(i, _)| i.parse::<usize>().ok())
+            .and_then(|i| codes.get(i))
+            .map_or(field.clone(), |code| format!("measure.{code}"));
+        v.push(renamed, "INVALID", why);
+    }
+    observatory_grpc::error::invalid(&v)
+}
+
+pub async fn follow_up(State(web): State<Web>, Path(id): Path<String>, posted: Posted) -> Response {
+    let Posted { signed, fields } = posted;
+    let Ok(id) = RecordId::parse(&id) else {
+        return not_found(&signed);
+    };
+    let f = &fields;
+    // The measures typed, in the order of the form.
+    let mut codes = Vec::new();
+    let mut measures = Vec::new();
+    for (name, value) in f.pairs() {
+        if let Some(code) = name.strip_prefix("measure.")
+            && !value.trim().is_empty()
+        {
+            codes.push(code.to_owned());
+            measures.push(pb::Measure {
+                code: code.to_owned(),
+                value: number(value),
+            });
+        }
+    }
+    let weight = f.get("weight_kg");
+    let request = pb::RecordFollowUpRequest {
+        idempotency_key: f.get("idempotency_key").to_owned(),
+        episode_id: id.to_string(),
+        visit_date: f.get("visit_date").to_owned(),
+        efficacy: pb_enum(
+            f.get("efficacy"),
+            "EFFICACY_ASSESSMENT_",
+            pb::EfficacyAssessment::from_str_name,
+        ),
+        measures,
+        weight_kg: if weight.is_empty() { 0.0 } else { number(weight) },
+        adherence: pb_enum(f.get("adherence"), "ADHERENCE_", pb::Adherence::from_str_name),
+    };
+    let outcome = match observatory_grpc::parse::parse_follow_up(&request) {
+        Err(s) => Err(s),
+        Ok((key, visit)) => ops::record_follow_up(web.app(), &signed.call(op("RecordFollowUp")), Some(key), visit)
+            .await
+            .map(|_| ())
+            .map_err(observatory_grpc::error::app),
+    }
+    .map_err(|s| rename_measures(s, &codes));
+    after(&web, &signed, &fields, &id, "follow_up", outcome).await
+}
+
+pub async fn adverse_event(State(web): State<Web>, Path(id): Path<String>, posted: Posted) -> Response {
+    let Posted { signed, fields } = posted;
+    let Ok(id) = RecordId::parse(&id) else {
+        return not_found(&signed);
+    };
+    let f = &fields;
+    let request = pb::RecordAdverseEventRequest {
+        idempotency_key: f.get("idempotency_key").to_owned(),
+        episode_id: id.to_string(),
+        onset_date: f.get("onset_date").to_owned(),
+        meddra_pt_code: f.get("meddra_pt_code").to_owned(),
+        meddra_soc_code: f.get("meddra_soc_code").to_owned(),
+        serious: f.ticked("serious"),
+        outcome: pb_enum(f.get("outcome"), "AE_OUTCOME_", pb::AeOutcome::from_str_name),
+        causality: pb_enum(f.get("causality"), "CAUSALITY_", pb::Causality::from_str_name),
+        pv_declaration_date: f.get("pv_declaration_date").to_owned(),
+        pv_reference: f.get("pv_reference").to_owned(),
+    };
+    let outcome = match observatory_grpc::parse::parse_adverse_event(&request) {
+        Err(s) => Err(s),
+        Ok((key, event)) => {
+            ops::record_adverse_event(web.app(), &signed.call(op("RecordAdverseEvent")), Some(key), event)
+                .await
+                .map(|_| ())
+                .map_err(observatory_grpc::error::app)
+        }
+    };
+    after(&web, &signed, &fields, &id, "adverse_event", outcome).await
+}

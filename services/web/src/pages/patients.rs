@@ -1,0 +1,343 @@
+//! The patients of the caller's scope: list and search, registration, a patient's page.
+
+use askama::Template;
+use axum::{
+    extract::{Path, Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Redirect, Response},
+};
+use observatory_app::registry as ops;
+use observatory_domain::model::{Cohort, Episode, Patient, RecordId};
+use observatory_proto::v1 as pb;
+use observatory_store::{CohortFilter, EpisodeFilter, PageRequest, Versioned};
+use serde::Deserialize;
+
+use super::{Page, date_opt, pb_enum, refused, render, short_pseudonym};
+use crate::{Posted, Signed, Web, form::FormState, labels, op};
+
+/// One line of a list of patients.
+pub struct PatientRow {
+    pub id: String,
+    pub pseudonym: String,
+    pub kind: &'static str,
+    pub sex: String,
+    pub birth: String,
+    pub registered: String,
+}
+
+fn row(page: &Page, p: &Versioned<Patient>) -> PatientRow {
+    PatientRow {
+        id: p.meta.id.clone(),
+        pseudonym: short_pseudonym(&p.record.pseudonym),
+        kind: p.record.pseudonym.kind.code(),
+        sex: page.label("sex", p.record.sex.code()),
+        birth: p.record.birth_year_month.to_string(),
+        registered: page.lang.date(p.meta.recorded_at.date_naive()),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "patients.html")]
+struct List {
+    page: Page,
+    q: String,
+    cohort: String,
+    cohorts: Vec<(String, String)>,
+    rows: Vec<PatientRow>,
+    next: Option<String>,
+    message: Option<String>,
+    can_register: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    cohort: String,
+    #[serde(default)]
+    page: String,
+}
+
+/// The cohorts the caller may see, as `(id, name)` options.
+pub(crate) async fn cohort_options(web: &Web, signed: &Signed) -> Vec<(String, String)> {
+    let page = PageRequest { size: 200, token: None };
+    match ops::list_cohorts(
+        web.app(),
+        &signed.call(op("ListCohorts")),
+        &CohortFilter::default(),
+        &page,
+    )
+    .await
+    {
+        Ok(p) => p
+            .items
+            .into_iter()
+            .map(|c| (c.meta.id, format!("{} ({})", c.record.name, c.record.filiere.as_str())))
+            .collect(),
+        Err(e) => {
+            tracing::debug!(error = %e, "no cohorts for a page");
+            Vec::new()
+        }
+    }
+}
+
+pub async fn list(State(web): State<Web>, signed: Signed, Query(q): Query<ListQuery>) -> Response {
+    let lang = signed.lang;
+    let request = pb::ListPatientsRequest {
+        page: Some(pb::PageRequest {
+            page_size: 50,
+            page_token: q.page.clone(),
+        }),
+        pseudonym: q.q.clone(),
+        cohort_id: q.cohort.clone(),
+    };
+    let cohorts = cohort_options(&web, &signed).await;
+    let page = signed.page(lang.t("patients.title"));
+    let (rows, next, message) = match observatory_grpc::parse::parse_patient_filter(&request) {
+        Err(status) => (Vec::new(), None, Some(super::explain(lang, &status))),
+        Ok((filter, page_request)) => {
+            match ops::list_patients(web.app(), &signed.call(op("ListPatients")), &filter, &page_request).await {
+                Ok(p) => (p.items.iter().map(|x| row(&page, x)).collect(), p.next_page_token, None),
+                Err(e) => return refused(&signed, e),
+            }
+        }
+    };
+    render(&List {
+        can_register: observatory_app::access::allows("RegisterPatient", signed.role()),
+        page,
+        q: q.q,
+        cohort: q.cohort,
+        cohorts,
+        rows,
+        next,
+        message,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "patient_new.html")]
+struct New {
+    page: Page,
+    form: FormState,
+    diseases: Vec<(String, String)>,
+    regions: Vec<(String, String)>,
+    sexes: Vec<(String, String)>,
+    statuses: Vec<(String, String)>,
+}
+
+fn new_page(signed: &Signed, form: FormState) -> New {
+    let lang = signed.lang;
+    New {
+        page: signed.page(lang.t("patient_new.title")),
+        form,
+        diseases: observatory_domain::reference::DISEASES
+            .iter()
+            .map(|d| (d.orpha_code.to_owned(), format!("{} (ORPHA:{})", d.name, d.orpha_code)))
+            .collect(),
+        regions: observatory_domain::reference::regions()
+            .map(|(c, n)| (c.to_owned(), n.to_owned()))
+            .collect(),
+        sexes: labels::options(lang, "sex"),
+        statuses: labels::options(lang, "diagnosis_status"),
+    }
+}
+
+pub async fn new(signed: Signed) -> Response {
+    render(&new_page(
+        &signed,
+        FormState::with(&[
+            ("subject", "idmr".to_owned()),
+            ("diagnoses[0].status", "CONFIRMED".to_owned()),
+        ]),
+    ))
+}
+
+/// The registration a form asks for, as the contract's request: identity fields go to the
+/// server's pseudonymisation and nowhere else (never logged, never stored).
+fn registration(f: &crate::form::Fields) -> pb::RegisterPatientRequest {
+    use pb::register_patient_request::Subject;
+    let subject = match f.get("subject") {
+        "identity" => Some(Subject::Identity(pb::Identity {
+            last_name: f.get("identity.last_name").to_owned(),
+            first_name: f.get("identity.first_name").to_owned(),
+            birth_date: f.get("identity.birth_date").to_owned(),
+            sex: pb_enum(f.get("identity.sex"), "SEX_", pb::Sex::from_str_name),
+        })),
+        _ => Some(Subject::Idmr(f.get("idmr").to_owned())),
+    };
+    let identity = f.get("subject") == "identity";
+    let diagnoses = if f.get("diagnoses[0].orpha_code").is_empty() {
+        Vec::new()
+    } else {
+        vec![pb::Diagnosis {
+            orpha_code: f.get("diagnoses[0].orpha_code").to_owned(),
+            icd10: String::new(),
+            status: pb_enum(
+                f.get("diagnoses[0].status"),
+                "DIAGNOSIS_STATUS_",
+                pb::DiagnosisStatus::from_str_name,
+            ),
+            diagnosis_date: f.get("diagnoses[0].diagnosis_date").to_owned(),
+        }]
+    };
+    pb::RegisterPatientRequest {
+        idempotency_key: f.get("idempotency_key").to_owned(),
+        subject,
+        // With identity fields, sex and birth month come from them.
+        sex: if identity {
+            0
+        } else {
+            pb_enum(f.get("sex"), "SEX_", pb::Sex::from_str_name)
+        },
+        birth_year_month: if identity {
+            String::new()
+        } else {
+            f.get("birth_year_month").to_owned()
+        },
+        region_code: f.get("region_code").to_owned(),
+        objects_to_reuse: f.ticked("objects_to_reuse"),
+        diagnoses,
+    }
+}
+
+pub async fn register(State(web): State<Web>, posted: Posted) -> Response {
+    let Posted { signed, fields } = posted;
+    let request = registration(&fields);
+    let refuse = |status: tonic::Status| {
+        // Identity fields are shown again to the one who typed them, in this answer only.
+        let mut r = render(&new_page(&signed, FormState::refused(&fields, &status, signed.lang)));
+        *r.status_mut() = super::http_status(&status);
+        r
+    };
+    let (key, reg) = match observatory_grpc::parse::parse_registration(&request) {
+        Ok(x) => x,
+        Err(status) => return refuse(status),
+    };
+    match ops::register_patient(web.app(), &signed.call(op("RegisterPatient")), Some(key), reg).await {
+        Ok(p) => Redirect::to(&format!("/patients/{}", p.meta.id)).into_response(),
+        Err(e) => refuse(observatory_grpc::error::app(e)),
+    }
+}
+
+/// One episode of a patient, as its page lists it.
+pub struct EpisodeRow {
+    pub id: String,
+    pub cohort: String,
+    pub pathway: String,
+    pub drug: String,
+    pub status: String,
+    pub status_code: &'static str,
+    pub request_date: String,
+    pub first_administration: String,
+    pub end_date: String,
+}
+
+pub(crate) fn drug_label(atc: &str) -> String {
+    match observatory_domain::reference::drug(atc) {
+        Some(d) => format!("{} ({atc})", d.inn),
+        None => atc.to_owned(),
+    }
+}
+
+pub(crate) fn disease_label(orpha: &str) -> String {
+    match observatory_domain::reference::disease(orpha) {
+        Some(d) => format!("{} (ORPHA:{orpha})", d.name),
+        None => format!("ORPHA:{orpha}"),
+    }
+}
+
+pub(crate) fn episode_row(page: &Page, e: &Versioned<Episode>, cohort: &str) -> EpisodeRow {
+    let x = &e.record;
+    EpisodeRow {
+        id: e.meta.id.clone(),
+        cohort: cohort.to_owned(),
+        pathway: page.label("pathway", x.pathway.code()),
+        drug: drug_label(x.drug_atc.as_str()),
+        status: page.label("episode_status", x.status.code()),
+        status_code: x.status.code(),
+        request_date: page.lang.date(x.request_date),
+        first_administration: date_opt(page.lang, x.first_administration_date),
+        end_date: date_opt(page.lang, x.end_date),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "patient.html")]
+struct Show {
+    page: Page,
+    id: String,
+    version: i64,
+    pseudonym: String,
+    kind: String,
+    sex: String,
+    birth: String,
+    region: String,
+    vital_status: String,
+    objects_to_reuse: bool,
+    diagnoses: Vec<String>,
+    episodes: Vec<EpisodeRow>,
+    can_declare: bool,
+}
+
+pub async fn show(State(web): State<Web>, signed: Signed, Path(id): Path<String>) -> Response {
+    let Ok(id) = RecordId::parse(&id) else {
+        return super::failure_for(&signed, StatusCode::NOT_FOUND, signed.lang.t("error.not_found"));
+    };
+    let app = web.app();
+    let patient = match ops::get::<Patient>(app, &signed.call(op("GetPatient")), &id).await {
+        Ok(p) => p,
+        Err(e) => return refused(&signed, e),
+    };
+    let filter = EpisodeFilter {
+        patient_id: Some(id.clone()),
+        ..EpisodeFilter::default()
+    };
+    let page_request = PageRequest { size: 200, token: None };
+    let episodes = match ops::list_episodes(app, &signed.call(op("ListEpisodes")), &filter, &page_request).await {
+        Ok(p) => p.items,
+        Err(e) => return refused(&signed, e),
+    };
+    let page = signed.page(signed.lang.t("patient.title"));
+    let mut rows = Vec::new();
+    for e in &episodes {
+        let cohort = match ops::get::<Cohort>(app, &signed.call(op("GetCohort")), &e.record.cohort_id).await {
+            Ok(c) => c.record.name,
+            Err(_) => e.record.cohort_id.to_string(),
+        };
+        rows.push(episode_row(&page, e, &cohort));
+    }
+    let p = &patient.record;
+    render(&Show {
+        id: patient.meta.id.clone(),
+        version: patient.meta.version,
+        pseudonym: p.pseudonym.value.clone(),
+        kind: p.pseudonym.kind.code().to_owned(),
+        sex: page.label("sex", p.sex.code()),
+        birth: p.birth_year_month.to_string(),
+        region: p
+            .region
+            .as_ref()
+            .map(|r| {
+                observatory_domain::reference::region(r.as_str())
+                    .map_or_else(|| r.as_str().to_owned(), |n| format!("{n} ({})", r.as_str()))
+            })
+            .unwrap_or_default(),
+        vital_status: page.label("vital_status", p.vital_status.code()),
+        objects_to_reuse: p.objects_to_reuse,
+        diagnoses: p
+            .diagnoses
+            .iter()
+            .map(|d| {
+                format!(
+                    "{} · {}",
+                    disease_label(d.orpha_code.as_str()),
+                    page.label("diagnosis_status", d.status.code())
+                )
+            })
+            .collect(),
+        episodes: rows,
+        can_declare: observatory_app::access::allows("DeclareEpisode", signed.role()),
+        page,
+    })
+}

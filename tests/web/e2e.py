@@ -1,0 +1,381 @@
+"""End-to-end check of the web front in headless Chromium (driven by tests/web/run).
+
+A prescriber who has never seen the observatory signs in with a token, registers a patient,
+declares an AAC treatment, grants its authorisation, initiates it, records a follow-up visit
+with a disease measure and an adverse event, and stops it. The same records are then read back
+through the gRPC API and found in the audit trail; a prescriber of another centre reaches none
+of them; a form without its CSRF secret and the cookie of a revoked token are refused; a double
+submission creates one patient; an analyst starts a report, follows it and downloads a table.
+Every main page passes axe-core (WCAG 2 A and AA rules), injected from a local copy.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--binary", required=True)
+parser.add_argument("--grpc", required=True)
+parser.add_argument("--web", required=True)
+parser.add_argument("--generated", required=True)
+parser.add_argument("--database", required=True)
+args = parser.parse_args()
+sys.path.insert(0, args.generated)
+
+import grpc  # noqa: E402
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+
+from observatory.v1 import (  # noqa: E402
+    reference_pb2,
+    reference_pb2_grpc,
+    registry_pb2,
+    registry_pb2_grpc,
+)
+
+WEB = args.web
+SCREENSHOTS = os.environ.get("OBSERVATORY_SCREENSHOTS", "")
+AXE = open(os.environ["OBSERVATORY_AXE_JS"], encoding="utf-8").read()
+TODAY = datetime.date.today()
+
+
+def check(condition, what):
+    if not condition:
+        raise SystemExit(f"web ({args.database}): {what}")
+
+
+def cli(*argv):
+    """Runs the observatory's command line; returns (stdout, stderr)."""
+    p = subprocess.run([args.binary, *argv], capture_output=True, text=True, check=True)
+    return p.stdout.strip(), p.stderr.strip()
+
+
+def token(*argv):
+    """A new token: (secret, id)."""
+    secret, said = cli("token", "create", *argv)
+    token_id = said.split()[1]
+    return secret, token_id
+
+
+def meta(secret):
+    return [("authorization", f"Bearer {secret}")]
+
+
+channel = grpc.insecure_channel(args.grpc)
+grpc.channel_ready_future(channel).result(timeout=30)
+reference = reference_pb2_grpc.ReferenceServiceStub(channel)
+registry = registry_pb2_grpc.RegistryServiceStub(channel)
+
+# Two MHEMO centres of the seeded registry: the prescriber's, and another one.
+admin, _ = token("--role", "admin", "--expires", "1d")
+centres = reference.ListCentres(
+    reference_pb2.ListCentresRequest(filiere="MHEMO"), metadata=meta(admin)
+).centres
+check(len(centres) >= 2, "the seeded registry has two MHEMO centres")
+home_centre, other_centre = centres[0].finess, centres[1].finess
+prescriber, prescriber_id = token("--role", "prescriber", "--centre", home_centre, "--expires", "1d")
+elsewhere, _ = token("--role", "prescriber", "--centre", other_centre, "--expires", "1d")
+analyst, _ = token("--role", "analyst", "--filiere", "MHEMO", "--expires", "1d")
+
+
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    profile = tempfile.mkdtemp()
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        # Nothing but this server: every other host unresolvable.
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        f"--user-data-dir={profile}",
+        "--window-size=1280,1600",
+        "--lang=fr-FR",
+    ):
+        options.add_argument(argument)
+    service = webdriver.ChromeService(executable_path="/usr/bin/chromedriver")
+    return webdriver.Chrome(options=options, service=service)
+
+
+accessibility = []
+
+
+def audit_page(driver, name):
+    """axe-core on the page as it is; screenshots when asked."""
+    driver.execute_script(AXE)
+    result = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})"
+        ".then(r => done(r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,"
+        " nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}))))"
+        ".catch(e => done([{id: 'axe-error', help: String(e), nodes: []}]));"
+    )
+    for v in result:
+        accessibility.append(f"{name}: {v['id']} ({v.get('impact')}): {v['help']} at {v['nodes']}")
+    fetched = driver.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+    )
+    foreign = [u for u in fetched if not u.startswith(WEB)]
+    check(not foreign, f"{name} fetched from elsewhere: {foreign}")
+    if SCREENSHOTS:
+        os.makedirs(SCREENSHOTS, exist_ok=True)
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.set_window_size(1280, min(max(height, 800), 4000))
+        driver.save_screenshot(os.path.join(SCREENSHOTS, f"{name}.png"))
+        driver.set_window_size(1280, 1600)
+
+
+def click_and_wait(driver, element):
+    """Clicks a submit button and waits for the next page to load."""
+    old = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(driver, 30).until(lambda d: _stale(old))
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
+def _stale(element):
+    try:
+        element.is_enabled()
+        return False
+    except Exception:
+        return True
+
+
+def sign_in(driver, secret):
+    driver.delete_all_cookies()
+    driver.get(f"{WEB}/sign-in")
+    driver.find_element(By.ID, "token").send_keys(secret)
+    click_and_wait(driver, driver.find_element(By.CSS_SELECTOR, "form[action='/sign-in'] button"))
+
+
+def set_value(driver, element_id, value):
+    el = driver.find_element(By.ID, element_id)
+    driver.execute_script("arguments[0].value = arguments[1]", el, value)
+
+
+def submit_form_with(driver, field, value):
+    """Clicks the button of the form that holds the hidden field `field` = `value`."""
+    click_and_wait(driver, driver.find_element(
+        By.XPATH, f"//form[.//input[@name='{field}' and @value='{value}']]//button[@type='submit']"
+    ))
+
+
+def body(driver):
+    return driver.find_element(By.TAG_NAME, "body").text
+
+
+def session_cookie(driver):
+    return next(c["value"] for c in driver.get_cookies() if c["name"] == "obs_session")
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+opener = urllib.request.build_opener(NoRedirect)
+
+
+def http(method, path, cookie, form=None, headers=None):
+    """A request outside the browser: (status, headers, body)."""
+    data = urllib.parse.urlencode(form).encode() if form is not None else None
+    req = urllib.request.Request(f"{WEB}{path}", data=data, method=method)
+    req.add_header("Cookie", f"obs_session={cookie}")
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
+    try:
+        with opener.open(req, timeout=30) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+
+driver = browser()
+try:
+    # --- The prescriber's journey -------------------------------------------------------------
+    driver.get(f"{WEB}/patients")
+    check("/sign-in" in driver.current_url, "a page asks for sign-in first")
+    audit_page(driver, "sign-in")
+    sign_in(driver, prescriber)
+    check(driver.current_url.endswith("/patients"), f"signed in, the prescriber lands on the patients ({driver.current_url})")
+    cookie = next(c for c in driver.get_cookies() if c["name"] == "obs_session")
+    check(cookie["httpOnly"] and cookie.get("sameSite") == "Strict", f"the session cookie is HttpOnly and SameSite=Strict: {cookie}")
+    audit_page(driver, "patients")
+
+    click_and_wait(driver, driver.find_element(By.LINK_TEXT, "Inscrire un patient"))
+    audit_page(driver, "patient-new")
+    # A refused form keeps what was typed and names the field.
+    driver.find_element(By.ID, "idmr").send_keys("123")
+    click_and_wait(driver, driver.find_element(By.CSS_SELECTOR, "form[action='/patients'] button[type='submit']"))
+    check(driver.find_element(By.ID, "idmr").get_attribute("value") == "123", "a refused form keeps what was typed")
+    check(driver.find_elements(By.ID, "idmr-error"), "the refused field shows its error beside it")
+    check(driver.find_element(By.ID, "idmr").get_attribute("aria-invalid") == "true", "the refused field is marked invalid")
+    idmr = "".join(random.choice("0123456789") for _ in range(20))
+    field = driver.find_element(By.ID, "idmr")
+    field.clear()
+    field.send_keys(idmr)
+    Select(driver.find_element(By.ID, "sex")).select_by_value("MALE")
+    set_value(driver, "birth_year_month", "2014-05")
+    Select(driver.find_element(By.ID, "region_code")).select_by_value("11")
+    Select(driver.find_element(By.ID, "diagnoses[0].orpha_code")).select_by_value("98878")
+    click_and_wait(driver, driver.find_element(By.CSS_SELECTOR, "form[action='/patients'] button[type='submit']"))
+    check("/patients/" in driver.current_url, f"the registration opens the patient's page ({driver.current_url})")
+    patient_id = driver.current_url.rsplit("/", 1)[1]
+    check(idmr in body(driver), "the patient's page shows the IdMR")
+    audit_page(driver, "patient")
+
+    click_and_wait(driver, driver.find_element(By.LINK_TEXT, "Déclarer un traitement"))
+    cohort = Select(driver.find_element(By.ID, "cohort"))
+    aac = next(o for o in cohort.options if "Concizumab AAC" in o.text)
+    cohort.select_by_value(aac.get_attribute("value"))
+    click_and_wait(driver, driver.find_element(By.XPATH, "//button[contains(., 'Choisir cette cohorte')]"))
+    check("Demande d'autorisation" in body(driver), "an AAC declaration asks for the authorisation request")
+    audit_page(driver, "episode-new")
+    Select(driver.find_element(By.ID, "indication_orpha_code")).select_by_index(1)
+    Select(driver.find_element(By.ID, "prescriber_rpps")).select_by_index(1)
+    driver.find_element(By.ID, "authorisation.reference").send_keys("AAC-2026-00042")
+    driver.find_element(By.ID, "dosage.dose").send_keys("0,15")
+    driver.find_element(By.ID, "dosage.unit").send_keys("mg/kg")
+    driver.find_element(By.ID, "dosage.frequency").send_keys("une fois par jour")
+    Select(driver.find_element(By.ID, "dosage.route")).select_by_value("SUBCUTANEOUS")
+    click_and_wait(driver, driver.find_element(By.XPATH, "//button[contains(., 'Déclarer le traitement')]"))
+    check("/episodes/" in driver.current_url, f"the declaration opens the episode ({driver.current_url})")
+    episode_id = driver.current_url.rsplit("/", 1)[1]
+    check("Déposée" in body(driver), "the authorisation request is filed")
+
+    set_value(driver, "grant.valid_to", (TODAY + datetime.timedelta(days=300)).isoformat())
+    driver.find_element(By.ID, "grant.reference").send_keys("AAC-2026-00042")
+    submit_form_with(driver, "transition", "grant")
+    check("Accordée" in body(driver), "the authorisation is granted")
+    audit_page(driver, "episode-declared")
+    submit_form_with(driver, "transition", "initiate")
+    check("Initié" in body(driver), "the treatment is initiated")
+
+    Select(driver.find_element(By.ID, "efficacy")).select_by_value("IMPROVED")
+    Select(driver.find_element(By.ID, "adherence")).select_by_value("GOOD")
+    driver.find_element(By.ID, "weight_kg").send_keys("31,5")
+    driver.find_element(By.ID, "measure.ABR").send_keys("2,5")
+    click_and_wait(driver, driver.find_element(By.XPATH, "//button[contains(., 'Enregistrer la visite')]"))
+    check("ABR 2.5" in body(driver), "the visit and its measure are recorded")
+
+    driver.find_element(By.ID, "meddra_pt_code").send_keys("10019211")
+    Select(driver.find_element(By.ID, "outcome")).select_by_value("RECOVERED")
+    Select(driver.find_element(By.ID, "causality")).select_by_value("POSSIBLY_RELATED")
+    click_and_wait(driver, driver.find_element(By.XPATH, "//button[contains(., \"Enregistrer l'événement\")]"))
+    check("10019211" in body(driver), "the adverse event is recorded")
+    audit_page(driver, "episode")
+
+    Select(driver.find_element(By.ID, "stop.reason")).select_by_value("ADVERSE_EVENT")
+    submit_form_with(driver, "transition", "stop")
+    check("Arrêté" in body(driver), "the treatment is stopped")
+
+    click_and_wait(driver, driver.find_element(By.XPATH, "//a[@href='/history/EPISODE/" + episode_id + "']"))
+    check("Version 4" in body(driver), "the history shows every version of the episode")
+    check(f"prescriber:{prescriber_id}" in body(driver), "the history names who wrote each version")
+    audit_page(driver, "history")
+
+    # --- The same records over gRPC, and in the audit trail -------------------------------------
+    episode = registry.GetEpisode(registry_pb2.GetRequest(id=episode_id), metadata=meta(prescriber))
+    check(episode.status == registry_pb2.EPISODE_STATUS_STOPPED, "gRPC reads the stopped episode")
+    check(episode.stop_reason == registry_pb2.STOP_REASON_ADVERSE_EVENT, "gRPC reads the stop reason")
+    check(episode.patient_id == patient_id and episode.dosage.unit == "mg/kg", "gRPC reads the declaration")
+    visits = registry.ListFollowUps(registry_pb2.ListByEpisodeRequest(episode_id=episode_id), metadata=meta(prescriber))
+    check(len(visits.follow_ups) == 1 and visits.follow_ups[0].measures[0].value == 2.5, "gRPC reads the visit")
+    events = registry.ListAdverseEvents(registry_pb2.ListByEpisodeRequest(episode_id=episode_id), metadata=meta(prescriber))
+    check(len(events.adverse_events) == 1 and events.adverse_events[0].meddra_pt_code == "10019211", "gRPC reads the event")
+    trail, _ = cli("audit", "export", "--from", "2000-01-01", "--to", "2100-01-01")
+    actions = {}
+    for line in trail.splitlines():
+        e = json.loads(line)
+        if e.get("actor") == f"prescriber:{prescriber_id}":
+            actions.setdefault(e["action"], 0)
+            actions[e["action"]] += 1
+    for action in ("SignIn", "RegisterPatient", "GetPatient", "DeclareEpisode", "TransitionAuthorisation",
+                   "TransitionEpisode", "RecordFollowUp", "RecordAdverseEvent", "GetEpisode", "GetHistory",
+                   "ListPatients"):
+        check(actions.get(action), f"the audit trail records the prescriber's {action} ({sorted(actions)})")
+
+    # --- Bounds of the session ------------------------------------------------------------------
+    session = session_cookie(driver)
+    status, _, _ = http("POST", "/patients", session, {"idmr": "12345678901234567890", "sex": "MALE"})
+    check(status == 403, f"a POST without its CSRF secret is refused ({status})")
+    status, _, _ = http("POST", "/sign-out", session, {"csrf": "0" * 64})
+    check(status == 403, f"a POST with a wrong CSRF secret is refused ({status})")
+    driver.get(f"{WEB}/patients/new")
+    csrf = driver.find_element(By.NAME, "csrf").get_attribute("value")
+    key = driver.find_element(By.NAME, "idempotency_key").get_attribute("value")
+    status, _, _ = http("POST", "/patients", session, {"csrf": csrf, "subject": "idmr"},
+                        headers={"Origin": "https://elsewhere.example", "Sec-Fetch-Site": "cross-site"})
+    check(status == 403, f"a POST from another site is refused ({status})")
+    twice = "".join(random.choice("0123456789") for _ in range(20))
+    form = {"csrf": csrf, "idempotency_key": key, "subject": "idmr", "idmr": twice, "sex": "FEMALE",
+            "birth_year_month": "2010-01"}
+    first = http("POST", "/patients", session, form)
+    second = http("POST", "/patients", session, form)
+    check(first[0] == 303 and second[0] == 303, f"both submissions answer ({first[0]}, {second[0]})")
+    check(first[1]["location"] == second[1]["location"], "a double submission creates one patient")
+    found = registry.ListPatients(registry_pb2.ListPatientsRequest(pseudonym=twice), metadata=meta(prescriber))
+    check(len(found.patients) == 1, "one patient for a double submission")
+
+    # --- Another centre's prescriber sees none of it ----------------------------------------------
+    sign_in(driver, elsewhere)
+    driver.get(f"{WEB}/patients/{patient_id}")
+    check("introuvable" in body(driver), "another centre's prescriber cannot open the patient")
+    driver.get(f"{WEB}/episodes/{episode_id}")
+    check("introuvable" in body(driver) and "10019211" not in body(driver), "nor the episode")
+    driver.get(f"{WEB}/history/EPISODE/{episode_id}")
+    check("introuvable" in body(driver), "nor its history")
+    driver.get(f"{WEB}/patients?q={idmr}")
+    check("Aucun patient" in body(driver), "nor find the patient by IdMR")
+
+    # --- A revoked token ends its sessions --------------------------------------------------------
+    cli("token", "revoke", prescriber_id)
+    status, headers, _ = http("GET", "/patients", session)
+    check(status == 303 and "ended=token" in headers.get("location", ""), f"a revoked token's cookie is refused ({status})")
+    status, _, _ = http("POST", "/patients", session, form)
+    check(status == 401, f"a revoked token's cookie cannot write ({status})")
+
+    # --- The analyst ------------------------------------------------------------------------------
+    sign_in(driver, analyst)
+    check(driver.current_url.endswith("/reports"), f"the analyst lands on the reports ({driver.current_url})")
+    check("secret statistique" in body(driver), "the suppression threshold is stated")
+    audit_page(driver, "reports")
+    set_value(driver, "period", f"{TODAY.year}")
+    click_and_wait(driver, driver.find_element(By.XPATH, "//button[contains(., 'Lancer')]"))
+    check("/reports/" in driver.current_url, "the run's page opens")
+    deadline = time.time() + 240
+    while "Terminé" not in body(driver) and time.time() < deadline:
+        check("Échec" not in body(driver), f"the report run failed: {body(driver)}")
+        time.sleep(2)
+        driver.refresh()
+    check("Terminé" in body(driver), "the report run succeeds")
+    audit_page(driver, "report")
+    link = driver.find_element(By.XPATH, "//a[contains(@href, '.csv')]").get_attribute("href")
+    status, headers, content = http("GET", urllib.parse.urlparse(link).path, session_cookie(driver))
+    check(status == 200 and headers.get("content-type", "").startswith("text/csv"), f"a table downloads as CSV ({status})")
+    check(b"\n" in content and len(content) > 10, "the table has a header and rows")
+    status, headers, content = http("GET", urllib.parse.urlparse(driver.current_url).path + "/files/report.xlsx",
+                                    session_cookie(driver))
+    check(status == 200 and content[:2] == b"PK", "the workbook downloads as XLSX")
+    driver.get(driver.current_url + "/files/report.html")
+    check(len(body(driver)) > 100, "the HTML report opens")
+finally:
+    driver.quit()
+
+check(not accessibility, "accessibility violations:\n  " + "\n  ".join(accessibility))
+print(f"web ({args.database}): journey, scope, CSRF, revocation, idempotency, report and accessibility checks pass")
