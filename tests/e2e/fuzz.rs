@@ -608,6 +608,11 @@ fn seeds(ids: &Ids) -> Vec<Seed> {
         ),
         seed(
             "RegistryService",
+            "GetWorklist",
+            &pb::GetWorklistRequest { within_days: 60 },
+        ),
+        seed(
+            "RegistryService",
             "GetHistory",
             &pb::GetHistoryRequest {
                 kind: pb::RecordKind::Episode as i32,

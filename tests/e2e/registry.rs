@@ -18,6 +18,7 @@ on_both_backends!(
     a_switch_links_the_new_episode_to_the_previous_one,
     prescribers_are_listed_by_centre_and_paged,
     patients_are_listed_within_the_scope_searched_and_audited,
+    the_worklist_shows_expiries_late_visits_and_treatments_never_started,
 );
 
 /// `ListPatients`: the caller's patients only, in pages, by pseudonym or cohort, each audited.
@@ -1464,4 +1465,173 @@ async fn closed_cohorts_and_framework_lifecycles_gate_new_episodes(backend: Back
         .versions;
     assert_eq!(history.len(), 4, "created, granted, suspended, reinstated");
     app.stop().await;
+}
+
+/// `GetWorklist`: authorisations in force ending within the horizon (30, 60 or 90 days),
+/// treatments whose visit is late against the cohort's schedule, declarations never initiated;
+/// within the caller's scope, every line audited.
+async fn the_worklist_shows_expiries_late_visits_and_treatments_never_started(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (_, rpps) = app.centre_and_prescriber().await;
+    // A schedule of a visit every 3 months.
+    let cohort = app.aac_cohort().await.meta.expect("meta").id;
+    let today = observatory_store::today(chrono::Utc::now());
+    let day = |offset: i64| (today + chrono::Duration::days(offset)).to_string();
+    let mut episodes = Vec::new();
+    for n in 1..=4u32 {
+        let patient = app.patient(n).await.meta.expect("meta").id;
+        let d = app
+            .registry
+            .declare_episode(app.aac_declaration(&patient, &cohort, &rpps, &format!("worklist-{n}")))
+            .await
+            .expect("declare")
+            .into_inner();
+        episodes.push((d.episode.expect("episode"), d.authorisation.expect("authorisation")));
+    }
+    // 1: expires in 20 days; 2: in 50 days; 3: granted long ago, initiated 130 days ago and never
+    // seen since; 4: declared only.
+    let grant = |a: &pb::Authorisation, from: i64, to: i64| pb::TransitionAuthorisationRequest {
+        id: a.meta.as_ref().expect("meta").id.clone(),
+        expected_version: a.meta.as_ref().expect("meta").version,
+        transition: Some(ta::Transition::Grant(ta::Grant {
+            decision_date: day(from),
+            valid_from: day(from),
+            valid_to: day(to),
+            reference: format!("AAC-{from}-{to}"),
+        })),
+    };
+    for (i, (from, to)) in [(-100, 20), (-100, 50), (-140, 200)].into_iter().enumerate() {
+        app.registry
+            .transition_authorisation(grant(&episodes[i].1, from, to))
+            .await
+            .expect("grant");
+    }
+    let third = app
+        .registry
+        .get_episode(pb::GetRequest {
+            id: episodes[2].0.meta.as_ref().expect("meta").id.clone(),
+        })
+        .await
+        .expect("episode")
+        .into_inner()
+        .meta
+        .expect("meta");
+    app.registry
+        .transition_episode(pb::TransitionEpisodeRequest {
+            id: third.id.clone(),
+            expected_version: third.version,
+            transition: Some(te::Transition::Initiate(te::Initiate {
+                first_administration_date: day(-130),
+                dosage: None,
+            })),
+        })
+        .await
+        .expect("initiate");
+    let id = |i: usize| episodes[i].0.meta.as_ref().expect("meta").id.clone();
+
+    let worklist = |days: i32| pb::GetWorklistRequest { within_days: days };
+    let w30 = app
+        .registry
+        .get_worklist(worklist(0))
+        .await
+        .expect("worklist")
+        .into_inner();
+    assert_eq!(w30.within_days, 30);
+    assert_eq!(w30.as_of_date, today.to_string());
+    let expiring: Vec<(String, i32)> = w30
+        .expiring_authorisations
+        .iter()
+        .map(|x| {
+            (
+                x.episode
+                    .as_ref()
+                    .expect("episode")
+                    .meta
+                    .as_ref()
+                    .expect("meta")
+                    .id
+                    .clone(),
+                x.days_left,
+            )
+        })
+        .collect();
+    assert_eq!(expiring, vec![(id(0), 20)]);
+    let w60 = app
+        .registry
+        .get_worklist(worklist(60))
+        .await
+        .expect("worklist")
+        .into_inner();
+    let expiring: Vec<i32> = w60.expiring_authorisations.iter().map(|x| x.days_left).collect();
+    assert_eq!(expiring, vec![20, 50], "soonest first");
+    assert_eq!(w30.overdue_follow_ups.len(), 1);
+    let late = &w30.overdue_follow_ups[0];
+    assert_eq!(
+        late.episode.as_ref().expect("episode").meta.as_ref().expect("meta").id,
+        id(2)
+    );
+    let due = (today + chrono::Duration::days(-130))
+        .checked_add_months(chrono::Months::new(3))
+        .expect("due");
+    assert_eq!(late.due_date, due.to_string());
+    assert_eq!(late.days_late as i64, (today - due).num_days());
+    assert!(late.last_visit_date.is_empty());
+    let never: Vec<String> = w30
+        .never_initiated
+        .iter()
+        .map(|e| e.meta.as_ref().expect("meta").id.clone())
+        .collect();
+    // The first two are granted but not initiated either: declared until their first dose.
+    assert_eq!(never.len(), 3);
+    assert!(never.contains(&id(3)) && !never.contains(&id(2)));
+    assert!(!w30.truncated);
+
+    // A visit puts the treatment back on schedule.
+    app.registry
+        .record_follow_up(pb::RecordFollowUpRequest {
+            idempotency_key: "worklist-visit".into(),
+            episode_id: id(2),
+            visit_date: day(-1),
+            efficacy: pb::EfficacyAssessment::Stable as i32,
+            measures: Vec::new(),
+            weight_kg: 0.0,
+            adherence: pb::Adherence::Good as i32,
+        })
+        .await
+        .expect("visit");
+    let after = app
+        .registry
+        .get_worklist(worklist(30))
+        .await
+        .expect("worklist")
+        .into_inner();
+    assert!(after.overdue_follow_ups.is_empty());
+
+    // Another centre's prescriber has nothing of ours to do; a horizon of 45 days is refused.
+    let other = crate::helpers::scoped_token(
+        &app.store,
+        observatory_domain::access::Role::Prescriber,
+        &["130000011"],
+        &[],
+    )
+    .await;
+    let mut elsewhere = pb::registry_service_client::RegistryServiceClient::new(
+        tonic::service::interceptor::InterceptedService::new(app.channel.clone(), crate::helpers::Bearer::new(&other)),
+    );
+    let theirs = elsewhere
+        .get_worklist(worklist(90))
+        .await
+        .expect("their worklist")
+        .into_inner();
+    assert!(theirs.expiring_authorisations.is_empty() && theirs.never_initiated.is_empty());
+    let bad = app.registry.get_worklist(worklist(45)).await.expect_err("45 days");
+    assert_eq!(violated_fields(&bad), ["within_days"]);
+
+    // Every line is a patient-level read in the trail.
+    let audited = app
+        .store
+        .scalar_i64("SELECT COUNT(*) FROM audit_events WHERE action = 'GetWorklist'")
+        .await
+        .expect("count");
+    assert!(audited >= 3, "{audited} worklists audited");
 }

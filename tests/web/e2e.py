@@ -288,6 +288,12 @@ try:
     check("Version 4" in body(driver), "the history shows every version of the episode")
     check(f"prescriber:{prescriber_id}" in body(driver), "the history names who wrote each version")
     audit_page(driver, "history")
+    click_and_wait(driver, driver.find_element(By.LINK_TEXT, "À faire"))
+    check("Autorisations qui expirent" in body(driver) and "Visites de suivi en retard" in body(driver),
+          "the worklist shows its three lists")
+    click_and_wait(driver, driver.find_element(By.LINK_TEXT, "90 jours"))
+    check("Traitements déclarés jamais initiés" in body(driver), "the worklist looks 90 days ahead")
+    audit_page(driver, "worklist")
 
     # --- The same records over gRPC, and in the audit trail -------------------------------------
     episode = registry.GetEpisode(registry_pb2.GetRequest(id=episode_id), metadata=meta(prescriber))
@@ -307,7 +313,7 @@ try:
             actions[e["action"]] += 1
     for action in ("SignIn", "RegisterPatient", "GetPatient", "DeclareEpisode", "TransitionAuthorisation",
                    "TransitionEpisode", "RecordFollowUp", "RecordAdverseEvent", "GetEpisode", "GetHistory",
-                   "ListPatients"):
+                   "ListPatients", "GetWorklist"):
         check(actions.get(action), f"the audit trail records the prescriber's {action} ({sorted(actions)})")
 
     # --- Bounds of the session ------------------------------------------------------------------

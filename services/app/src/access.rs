@@ -62,6 +62,7 @@ pub const OPERATIONS: &[(&str, &str, &[Role])] = &[
     ("RegistryService", "GetAdverseEvent", CLINICAL_READERS),
     ("RegistryService", "UpdateAdverseEvent", CORRECTORS),
     ("RegistryService", "GetHistory", CLINICAL_READERS),
+    ("RegistryService", "GetWorklist", CLINICAL_READERS),
     // Exchange with partner systems: an import item needs, besides, the rule of its own
     // RegistryService call; the feed shows the clinical records of the caller's scope.
     ("ExchangeService", "Import", CORRECTORS),

@@ -381,3 +381,154 @@ pub async fn history(app: &App, call: &Call, kind: RecordKind, id: &str) -> AppR
     }
     Ok(versions)
 }
+
+/// Most items of each list of a worklist.
+pub const WORKLIST_LIMIT: u32 = 500;
+
+/// An authorisation in force that ends within the worklist's horizon.
+#[derive(Debug, Clone)]
+pub struct Expiring {
+    pub authorisation: Versioned<Authorisation>,
+    pub episode: Versioned<Episode>,
+    pub days_left: i64,
+}
+
+/// A treatment whose next follow-up visit is late.
+#[derive(Debug, Clone)]
+pub struct Overdue {
+    pub episode: Versioned<Episode>,
+    pub due: chrono::NaiveDate,
+    pub last_visit: Option<chrono::NaiveDate>,
+    pub days_late: i64,
+}
+
+/// What needs doing in a caller's scope on a day.
+#[derive(Debug, Clone)]
+pub struct Worklist {
+    pub as_of: chrono::NaiveDate,
+    pub horizon: u32,
+    /// Soonest expiry first.
+    pub expiring: Vec<Expiring>,
+    /// Latest first.
+    pub overdue: Vec<Overdue>,
+    /// Oldest request first.
+    pub never_initiated: Vec<Versioned<Episode>>,
+    /// A list was cut at [`WORKLIST_LIMIT`].
+    pub truncated: bool,
+}
+
+/// The worklist of the caller's scope on `today`, looking `horizon` days ahead (30, 60 or 90;
+/// 0 for 30): every record listed is audited as a patient-level read.
+pub async fn worklist(app: &App, call: &Call, horizon: u32, today: chrono::NaiveDate) -> AppResult<Worklist> {
+    use observatory_domain::{model::EpisodeStatus, worklist as w};
+    let horizon = w::horizon(horizon)
+        .ok_or_else(|| AppError::invalid("within_days", "OUT_OF_RANGE", "must be 30, 60 or 90 (0 for 30)"))?;
+    let store = &app.store;
+    let admitted = admit(store, call, Target::List).await?;
+    let within = admitted.within();
+    let page = PageRequest {
+        size: WORKLIST_LIMIT,
+        token: None,
+    };
+    let mut truncated = false;
+    let until = today + chrono::Days::new(u64::from(horizon));
+    let authorisations = store
+        .expiring_authorisations(within, today, until, WORKLIST_LIMIT)
+        .await?;
+    truncated |= authorisations.next_page_token.is_some();
+    let mut expiring = Vec::new();
+    for a in authorisations.items {
+        if !w::in_force(a.record.status) {
+            continue;
+        }
+        let Some(days_left) = w::days_left(a.record.valid_to, today, horizon) else {
+            continue;
+        };
+        let episode = store.require::<Episode>(a.record.episode_id.as_str()).await?;
+        expiring.push(Expiring {
+            authorisation: a,
+            episode,
+            days_left,
+        });
+    }
+    expiring.sort_by(|a, b| {
+        a.days_left
+            .cmp(&b.days_left)
+            .then(a.authorisation.meta.id.cmp(&b.authorisation.meta.id))
+    });
+
+    let of_status = |status| EpisodeFilter {
+        status: Some(status),
+        ..EpisodeFilter::default()
+    };
+    let declared = store
+        .list_episodes(&of_status(EpisodeStatus::Declared), within, &page)
+        .await?;
+    truncated |= declared.next_page_token.is_some();
+    let mut never_initiated = declared.items;
+    never_initiated.sort_by_key(|a| a.record.request_date);
+
+    let mut followed = Vec::new();
+    for status in [EpisodeStatus::Initiated, EpisodeStatus::Ongoing] {
+        let p = store.list_episodes(&of_status(status), within, &page).await?;
+        truncated |= p.next_page_token.is_some();
+        followed.extend(p.items);
+    }
+    let ids: Vec<String> = followed.iter().map(|e| e.meta.id.clone()).collect();
+    let last_visits = store.last_visit_dates(&ids).await?;
+    let mut schedules = std::collections::HashMap::new();
+    let mut overdue = Vec::new();
+    for episode in followed {
+        let cohort = episode.record.cohort_id.clone();
+        let months = match schedules.get(&cohort) {
+            Some(m) => *m,
+            None => {
+                let c = store.require::<Cohort>(cohort.as_str()).await?;
+                schedules.insert(cohort, c.record.follow_up_months);
+                c.record.follow_up_months
+            }
+        };
+        let last_visit = last_visits.get(&episode.meta.id).copied();
+        let Some(due) = w::next_visit_due(episode.record.first_administration_date, last_visit, months) else {
+            continue;
+        };
+        if let Some(days_late) = w::days_late(due, today) {
+            overdue.push(Overdue {
+                episode,
+                due,
+                last_visit,
+                days_late,
+            });
+        }
+    }
+    overdue.sort_by(|a, b| {
+        b.days_late
+            .cmp(&a.days_late)
+            .then(a.episode.meta.id.cmp(&b.episode.meta.id))
+    });
+
+    let mut targets = Vec::new();
+    for x in &expiring {
+        targets.push(AuditTarget::read(RecordKind::Authorisation, &x.authorisation));
+        targets.push(AuditTarget::read(RecordKind::Episode, &x.episode));
+    }
+    targets.extend(
+        overdue
+            .iter()
+            .map(|x| AuditTarget::read(RecordKind::Episode, &x.episode)),
+    );
+    targets.extend(
+        never_initiated
+            .iter()
+            .map(|x| AuditTarget::read(RecordKind::Episode, x)),
+    );
+    admitted.audit_read(store, call.operation, targets).await?;
+    Ok(Worklist {
+        as_of: today,
+        horizon,
+        expiring,
+        overdue,
+        never_initiated,
+        truncated,
+    })
+}

@@ -13,5 +13,6 @@ pub mod model;
 pub mod pseudonym;
 pub mod reference;
 pub mod registration;
+pub mod worklist;
 
 pub use error::{CodeError, DomainError, FieldViolation, Violations};

@@ -23,7 +23,7 @@ pub mod parse {
     pub use crate::registry::{
         by_episode, parse_adverse_event, parse_authorisation_transition, parse_cohort_filter, parse_declaration,
         parse_episode_filter, parse_episode_transition, parse_follow_up, parse_history, parse_patient_filter,
-        parse_registration,
+        parse_registration, parse_worklist,
     };
     pub use crate::reports::{Asked, parameters as parse_run};
 }

@@ -387,6 +387,16 @@ impl RegistryService for RegistryApi {
             versions: versions.iter().map(c::history_entry).collect(),
         }))
     }
+
+    async fn get_worklist(&self, req: Request<pb::GetWorklistRequest>) -> Result<Response<pb::Worklist>, Status> {
+        let horizon = parse_worklist(req.get_ref())?;
+        let call = guard::call(&req, "GetWorklist")?;
+        let today = observatory_store::today(chrono::Utc::now());
+        let w = ops::worklist(&self.state.app, &call, horizon, today)
+            .await
+            .map_err(error::app)?;
+        Ok(Response::new(worklist_out(&w)))
+    }
 }
 
 // Parsing: the contract's messages into the operations' domain requests, every field checked
@@ -490,6 +500,42 @@ pub fn parse_patient_filter(
     let cohort_id = v.check("cohort_id", c::optional(&r.cohort_id, c::id)).flatten();
     v.into_result().map_err(error::domain)?;
     Ok((observatory_store::PatientFilter { pseudonym, cohort_id }, page))
+}
+
+/// The horizon of a worklist: 30, 60 or 90 days (0 for 30).
+pub fn parse_worklist(r: &pb::GetWorklistRequest) -> Result<u32, Status> {
+    u32::try_from(r.within_days)
+        .ok()
+        .and_then(observatory_domain::worklist::horizon)
+        .ok_or_else(|| error::invalid_field("within_days", "OUT_OF_RANGE", "must be 30, 60 or 90 (0 for 30)"))
+}
+
+pub fn worklist_out(w: &ops::Worklist) -> pb::Worklist {
+    pb::Worklist {
+        as_of_date: w.as_of.to_string(),
+        within_days: w.horizon as i32,
+        expiring_authorisations: w
+            .expiring
+            .iter()
+            .map(|x| pb::ExpiringAuthorisation {
+                authorisation: Some(c::authorisation(&x.authorisation)),
+                episode: Some(c::episode(&x.episode)),
+                days_left: x.days_left as i32,
+            })
+            .collect(),
+        overdue_follow_ups: w
+            .overdue
+            .iter()
+            .map(|x| pb::OverdueFollowUp {
+                episode: Some(c::episode(&x.episode)),
+                due_date: x.due.to_string(),
+                last_visit_date: x.last_visit.map(|d| d.to_string()).unwrap_or_default(),
+                days_late: x.days_late as i32,
+            })
+            .collect(),
+        never_initiated: w.never_initiated.iter().map(c::episode).collect(),
+        truncated: w.truncated,
+    }
 }
 
 pub fn parse_history(r: &pb::GetHistoryRequest) -> Result<(m::RecordKind, String), Status> {

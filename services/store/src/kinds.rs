@@ -231,6 +231,11 @@ pub enum Filter {
         centres: Vec<String>,
         filieres: Vec<String>,
     },
+    /// Authorisations of the episodes a scope covers (the column holds the episode's id).
+    AuthorisationsWithin {
+        centres: Vec<String>,
+        filieres: Vec<String>,
+    },
     /// Patients with a current episode in this cohort.
     PatientsInCohort(String),
 }
@@ -268,6 +273,14 @@ impl ListQuery {
         let filieres = scope.filieres().iter().map(|f| f.as_str().to_owned()).collect();
         self.filters
             .push(("centre_finess", Filter::EpisodesWithin { centres, filieres }));
+    }
+
+    /// Only the authorisations of the episodes `scope` covers.
+    pub fn authorisations_within(&mut self, scope: &Scope) {
+        let centres = scope.centres().iter().map(|c| c.as_str().to_owned()).collect();
+        let filieres = scope.filieres().iter().map(|f| f.as_str().to_owned()).collect();
+        self.filters
+            .push(("episode_id", Filter::AuthorisationsWithin { centres, filieres }));
     }
 
     /// Only the patients `scope` covers.

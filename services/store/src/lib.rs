@@ -59,8 +59,8 @@ use observatory_domain::{
     corrections::{AdverseEventUpdate, CohortTransition, FrameworkTransition, PatientUpdate},
     lifecycle::{AuthorisationTransition, EpisodeDeclaration, EpisodeTransition},
     model::{
-        AdverseEvent, Authorisation, Centre, Cohort, Episode, EpisodeStatus, FollowUp, Framework, Pathway, Patient,
-        Prescriber, RecordId, RecordKind,
+        AdverseEvent, Authorisation, AuthorisationStatus, Centre, Cohort, Episode, EpisodeStatus, FollowUp, Framework,
+        Pathway, Patient, Prescriber, RecordId, RecordKind,
     },
 };
 use serde::Serialize;
@@ -782,6 +782,40 @@ impl Store {
         q.eq("status", f.status.map(|s| s.code().to_owned()));
         q.date_between("request_date", f.request_from, f.request_to);
         self.list(q).await
+    }
+
+    /// Authorisations in force (granted or renewed) whose validity ends between `from` and `to`,
+    /// of the episodes `within` covers (all without a scope), at most `limit` (1 to 500).
+    pub async fn expiring_authorisations(
+        &self,
+        within: Option<&Scope>,
+        from: NaiveDate,
+        to: NaiveDate,
+        limit: u32,
+    ) -> Result<Page<Versioned<Authorisation>>> {
+        let mut q = kinds::ListQuery::new(&PageRequest {
+            size: limit,
+            token: None,
+        })?;
+        if let Some(scope) = within {
+            q.authorisations_within(scope);
+        }
+        q.filters.push((
+            "status",
+            kinds::Filter::In(vec![
+                AuthorisationStatus::Granted.code().to_owned(),
+                AuthorisationStatus::Renewed.code().to_owned(),
+            ]),
+        ));
+        q.date_between("valid_to", Some(from), Some(to));
+        self.list(q).await
+    }
+
+    /// The date of the latest visit of each of `episodes` (at most 1000) that has one.
+    pub async fn last_visit_dates(&self, episodes: &[String]) -> Result<std::collections::HashMap<String, NaiveDate>> {
+        let ids = episodes.iter().take(1000).cloned().collect::<Vec<_>>();
+        let rows = read!(self, shared::last_visit_dates(ids))?;
+        Ok(rows.into_iter().collect())
     }
 
     /// Reads every record of kind `T` as the registry knew it at `as_of`, `batch` records at a

@@ -994,6 +994,13 @@ pub async fn list<T: Stored>(conn: &mut Conn, lq: ListQuery) -> Result<Page<Vers
                 push_in(&mut q, "e.centre_finess", centres).push(" OR ");
                 push_in(&mut q, "c.filiere", filieres).push(")))")
             }
+            Filter::AuthorisationsWithin { centres, filieres } => {
+                q.push(" AND ").push(column);
+                q.push(" IN (SELECT id FROM episode_versions WHERE superseded_at IS NULL AND (");
+                push_in(&mut q, "centre_finess", centres);
+                q.push(" OR cohort_id IN (SELECT id FROM cohort_versions WHERE superseded_at IS NULL AND ");
+                push_in(&mut q, "filiere", filieres).push(")))")
+            }
             Filter::PatientsInCohort(cohort) => q
                 .push(" AND ")
                 .push(column)
@@ -1128,6 +1135,18 @@ pub async fn people_enrolled_twice(conn: &mut Conn, as_of: DateTime<Utc>) -> Res
     .fetch_all(&mut *conn)
     .await?;
     Ok(rows)
+}
+
+/// The date of the latest current visit of each of `episodes` that has one.
+pub async fn last_visit_dates(conn: &mut Conn, episodes: Vec<String>) -> Result<Vec<(String, chrono::NaiveDate)>> {
+    if episodes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut q = QueryBuilder::<Db>::new(
+        "SELECT episode_id, MAX(visit_date) FROM follow_up_versions WHERE superseded_at IS NULL AND ",
+    );
+    push_in(&mut q, "episode_id", episodes).push(" GROUP BY episode_id");
+    Ok(q.build_query_as().fetch_all(&mut *conn).await?)
 }
 
 /// Versions recorded at or before `as_of` in (id, version) order, `limit` at a time after the

@@ -131,6 +131,7 @@ impl Web {
             .route("/episodes/{id}/adverse-events", post(pages::episodes::adverse_event))
             .route("/authorisations/{id}/transition", post(pages::episodes::authorise))
             .route("/history/{kind}/{id}", get(pages::history::show))
+            .route("/worklist", get(pages::worklist::show))
             .route("/reports", get(pages::reports::list).post(pages::reports::start))
             .route("/reports/{id}", get(pages::reports::show))
             .route("/reports/{id}/files/{file}", get(pages::reports::download))

@@ -6,6 +6,7 @@ pub mod episodes;
 pub mod history;
 pub mod patients;
 pub mod reports;
+pub mod worklist;
 
 use askama::Template;
 use axum::{
@@ -38,6 +39,7 @@ fn sections(role: Role) -> Vec<(&'static str, &'static str)> {
     let mut s = Vec::new();
     if matches!(role, Role::Prescriber | Role::DataManager | Role::Partner) {
         s.push(("/patients", "nav.patients"));
+        s.push(("/worklist", "nav.worklist"));
     }
     if matches!(role, Role::Analyst | Role::DataManager) {
         s.push(("/reports", "nav.reports"));
