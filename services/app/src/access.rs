@@ -12,8 +12,8 @@ const CORRECTORS: &[Role] = &[Prescriber, DataManager, Partner];
 const EVERYONE: &[Role] = &[Prescriber, DataManager, Analyst, Partner, Admin];
 const REPORTERS: &[Role] = &[Analyst, DataManager];
 
-/// Every operation of the observatory (its service and name, as the gRPC contract has them) and
-/// the roles that may make it. Reference data is readable by
+/// Every operation of the observatory (its service and name, as the gRPC contract has them, or
+/// `Tokens` for those no RPC makes) and the roles that may make it. Reference data is readable by
 /// every role; reference writes are the admin's; clinical records are read and written by
 /// prescribers, partner systems and data managers, never by analysts or admins; reports are
 /// run and read by analysts and data managers.
@@ -74,6 +74,11 @@ pub const OPERATIONS: &[(&str, &str, &[Role])] = &[
     // The trail names who did what to which record: the admin's, like the tokens it names.
     ("AuditService", "ExportAudit", &[Admin]),
     ("AuditService", "VerifyAudit", &[Admin]),
+    // Tokens: the admin's, from the web front's admin pages (and the command line, locally).
+    // Not RPCs: the gRPC API has no token service.
+    ("Tokens", "CreateToken", &[Admin]),
+    ("Tokens", "ListTokens", &[Admin]),
+    ("Tokens", "RevokeToken", &[Admin]),
 ];
 
 /// The roles that may make `operation` (`RegisterPatient`); `None` for an operation with no rule,

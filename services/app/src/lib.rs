@@ -15,6 +15,7 @@ pub mod reference;
 pub mod registry;
 pub mod reports;
 pub mod scope;
+pub mod tokens;
 
 use std::sync::Arc;
 

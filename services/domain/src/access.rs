@@ -75,6 +75,19 @@ pub enum ScopeError {
     AdminBound,
 }
 
+impl ScopeError {
+    /// The field of a token request the fault is in: `centres` or `filieres`.
+    pub fn field(&self) -> &'static str {
+        match self {
+            ScopeError::PrescriberWithoutCentre | ScopeError::CentreNotAllowed(_) | ScopeError::PartnerUnbound => {
+                "centres"
+            }
+            ScopeError::AdminBound => "centres",
+            ScopeError::PrescriberWithFiliere | ScopeError::MissingFiliere(_) => "filieres",
+        }
+    }
+}
+
 /// Centres and filières a principal is bound to. Checked against its role when built, so a
 /// prescriber always has a centre and an analyst always a filière.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,20 +22,19 @@ use std::{
 use chrono::Utc;
 use observatory_domain::access::{Principal, Role};
 use observatory_store::Store;
-use sha2::{Digest, Sha256};
 use tonic::Status;
 use tonic::transport::CertificateDer;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic_types::StatusExt;
 
-/// Prefix of every token: lets secret scanners and people recognise one.
-pub const TOKEN_PREFIX: &str = "obs_";
+pub use observatory_app::tokens::{TOKEN_PREFIX, new_secret, secret_sha256};
 
 /// Every RPC of the observatory (its path) and the roles that may call it: the application
 /// layer's table of operations ([`observatory_app::access::OPERATIONS`]), by gRPC path.
 pub static RULES: std::sync::LazyLock<Vec<(String, &'static [Role])>> = std::sync::LazyLock::new(|| {
     observatory_app::access::OPERATIONS
         .iter()
+        .filter(|(service, _, _)| service.ends_with("Service"))
         .map(|(service, name, roles)| (format!("/observatory.v1.{service}/{name}"), *roles))
         .collect()
 });
@@ -81,17 +80,6 @@ pub async fn still_live(store: &Store, principal: &Principal) -> Result<(), Stat
         Some(_) => Ok(()),
         None => Err(Status::unauthenticated("the token was revoked or has expired")),
     }
-}
-
-/// A new token secret: `obs_` and 32 random bytes in hexadecimal.
-pub fn new_secret() -> String {
-    let bytes: [u8; 32] = rand::random();
-    format!("{TOKEN_PREFIX}{}", hex::encode(bytes))
-}
-
-/// What is stored of a secret.
-pub fn secret_sha256(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 /// The bearer secret of a call, if it sent one in the expected shape.

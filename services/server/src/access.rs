@@ -2,16 +2,12 @@
 //! development mode's one-time admin token.
 
 use anyhow::Context;
-use chrono::{DateTime, Duration, NaiveDate, SubsecRound, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use observatory_domain::{
     access::{Role, Scope},
     codes::{Filiere, Finess},
 };
-use observatory_grpc::access::{new_secret, secret_sha256};
-use observatory_store::{
-    Store,
-    tokens::{NewToken, Revocation, TokenRecord},
-};
+use observatory_store::tokens::{NewToken, TokenRecord};
 
 /// Who creates and revokes tokens from the command line: whoever can open the database.
 pub const COMMAND_LINE_ACTOR: &str = "command-line";
@@ -57,12 +53,13 @@ pub fn client_certificate_subject(path: &std::path::Path) -> anyhow::Result<Stri
         .with_context(|| format!("{} holds no PEM certificate with a readable subject", path.display()))
 }
 
-/// Creates a token; returns its record and its secret, which is stored nowhere (for a token
-/// held as a client certificate, a secret nobody is given).
+/// Creates a token as the local process `created_by` (the command line, development mode);
+/// returns its record and its secret, which is stored nowhere (for a token held as a client
+/// certificate, a secret nobody is given).
 pub async fn create_token(
-    store: &Store,
+    store: &observatory_store::Store,
     request: &TokenRequest,
-    created_by: &str,
+    created_by: &'static str,
 ) -> anyhow::Result<(NewToken, String)> {
     let centres = request
         .centres
@@ -74,33 +71,27 @@ pub async fn create_token(
         .iter()
         .map(|f| Filiere::parse(f).map_err(|e| anyhow::anyhow!("--filiere {f}: {e}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let scope = Scope::new(request.role, centres, filieres)?;
-    let secret = new_secret();
-    let token = NewToken {
-        id: uuid::Uuid::now_v7().to_string(),
-        secret_sha256: secret_sha256(&secret),
+    // The scope's own words (a prescriber needs a centre...), as the command line gave them.
+    Scope::new(request.role, centres.clone(), filieres.clone())?;
+    let call = observatory_app::Call::local(created_by, "CreateToken", uuid::Uuid::now_v7().to_string());
+    let asked = observatory_app::tokens::TokenRequest {
         role: request.role,
-        scope,
-        // Microseconds, as both databases keep them.
-        created_at: Utc::now().trunc_subsecs(6),
-        created_by: created_by.to_owned(),
-        expires_at: request.expires_at.map(|e| e.trunc_subsecs(6)),
+        centres,
+        filieres,
+        expires_at: request.expires_at,
         client_subject: request.client_subject.clone(),
     };
-    store.create_token(&token).await.context("cannot store the token")?;
-    Ok((token, secret))
+    observatory_app::tokens::create_token(store, &call, asked)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot store the token: {e}"))
 }
 
-/// Revokes a token by id.
-pub async fn revoke_token(store: &Store, id: &str, revoked_by: &str) -> anyhow::Result<()> {
-    let revocation = Revocation {
-        revoked_at: Utc::now(),
-        revoked_by: revoked_by.to_owned(),
-    };
-    store
-        .revoke_token(id, &revocation)
+/// Revokes a token by id, as the local process `revoked_by`.
+pub async fn revoke_token(store: &observatory_store::Store, id: &str, revoked_by: &'static str) -> anyhow::Result<()> {
+    let call = observatory_app::Call::local(revoked_by, "RevokeToken", uuid::Uuid::now_v7().to_string());
+    observatory_app::tokens::revoke_token(store, &call, id)
         .await
-        .with_context(|| format!("cannot revoke token {id}"))
+        .map_err(|e| anyhow::anyhow!("cannot revoke token {id}: {e}"))
 }
 
 /// One line per token for `token list`: id, role, scope, created, expiry, state, and the

@@ -132,6 +132,14 @@ impl Web {
             .route("/authorisations/{id}/transition", post(pages::episodes::authorise))
             .route("/history/{kind}/{id}", get(pages::history::show))
             .route("/worklist", get(pages::worklist::show))
+            .route(
+                "/admin/tokens",
+                get(pages::admin::tokens).post(pages::admin::create_token),
+            )
+            .route("/admin/tokens/{id}/revoke", post(pages::admin::revoke_token))
+            .route("/admin/audit", get(pages::admin::audit))
+            .route("/admin/audit/verify", post(pages::admin::verify))
+            .route("/admin/audit/export", get(pages::admin::export))
             .route("/reports", get(pages::reports::list).post(pages::reports::start))
             .route("/reports/{id}", get(pages::reports::show))
             .route("/reports/{id}/files/{file}", get(pages::reports::download))

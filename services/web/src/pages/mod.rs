@@ -1,6 +1,7 @@
 //! The pages: each handler parses its request, calls one or more operations of the
 //! application layer as the signed-in caller, and renders a template.
 
+pub mod admin;
 pub mod auth;
 pub mod episodes;
 pub mod history;
@@ -43,6 +44,10 @@ fn sections(role: Role) -> Vec<(&'static str, &'static str)> {
     }
     if matches!(role, Role::Analyst | Role::DataManager) {
         s.push(("/reports", "nav.reports"));
+    }
+    if role == Role::Admin {
+        s.push(("/admin/tokens", "nav.tokens"));
+        s.push(("/admin/audit", "nav.audit"));
     }
     s
 }
