@@ -351,6 +351,29 @@ fn seeds(ids: &Ids) -> Vec<Seed> {
         ),
         seed(
             "ReferenceService",
+            "UpdateCentre",
+            &pb::UpdateCentreRequest {
+                finess: ids.finess.clone(),
+                expected_version: 1,
+                reason: "renamed".into(),
+                name: Some("CRMR, site coordonnateur".into()),
+                r#type: Some(pb::CentreType::CrmrCoordinating as i32),
+                region_code: Some("11".into()),
+            },
+        ),
+        seed(
+            "ReferenceService",
+            "UpdatePrescriber",
+            &pb::UpdatePrescriberRequest {
+                rpps: ids.rpps.clone(),
+                expected_version: 1,
+                reason: "moved".into(),
+                specialty: Some("paediatric haematology".into()),
+                centre_finess: Some(ids.finess.clone()),
+            },
+        ),
+        seed(
+            "ReferenceService",
             "GetPrescriber",
             &pb::GetPrescriberRequest { rpps: ids.rpps.clone() },
         ),

@@ -19,6 +19,7 @@ on_both_backends!(
     prescribers_are_listed_by_centre_and_paged,
     patients_are_listed_within_the_scope_searched_and_audited,
     the_worklist_shows_expiries_late_visits_and_treatments_never_started,
+    centres_and_prescribers_are_corrected_with_a_reason_in_history,
 );
 
 /// `ListPatients`: the caller's patients only, in pages, by pseudonym or cohort, each audited.
@@ -1634,4 +1635,136 @@ async fn the_worklist_shows_expiries_late_visits_and_treatments_never_started(ba
         .await
         .expect("count");
     assert!(audited >= 3, "{audited} worklists audited");
+}
+
+/// `UpdateCentre`, `UpdatePrescriber`: the admin corrects a centre and moves a prescriber, each
+/// a new version with its reason; a stale version is ABORTED, an unknown centre NOT_FOUND, a
+/// change of nothing FAILED_PRECONDITION, and a prescriber may not make them.
+async fn centres_and_prescribers_are_corrected_with_a_reason_in_history(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (finess, rpps) = app.centre_and_prescriber().await;
+    app.reference
+        .create_centre(pb::CreateCentreRequest {
+            idempotency_key: "centre-2".into(),
+            finess: "130000011".into(),
+            name: "CRC Marseille".into(),
+            r#type: pb::CentreType::Ccmr as i32,
+            region_code: "93".into(),
+            filiere: "MHEMO".into(),
+        })
+        .await
+        .expect("second centre");
+    let renamed = app
+        .reference
+        .update_centre(pb::UpdateCentreRequest {
+            finess: finess.clone(),
+            expected_version: 1,
+            reason: "name as in the 2026 labelling decree".into(),
+            name: Some("CRMR maladies hémorragiques, Paris".into()),
+            r#type: None,
+            region_code: None,
+        })
+        .await
+        .expect("rename")
+        .into_inner();
+    assert_eq!(renamed.name, "CRMR maladies hémorragiques, Paris");
+    assert_eq!(renamed.r#type, pb::CentreType::CrmrCoordinating as i32, "unchanged");
+    assert_eq!(renamed.meta.as_ref().expect("meta").version, 2);
+    let stale = app
+        .reference
+        .update_centre(pb::UpdateCentreRequest {
+            finess: finess.clone(),
+            expected_version: 1,
+            reason: "again".into(),
+            region_code: Some("93".into()),
+            ..Default::default()
+        })
+        .await
+        .expect_err("stale");
+    assert_eq!(stale.code(), Code::Aborted, "{stale:?}");
+    let nothing = app
+        .reference
+        .update_centre(pb::UpdateCentreRequest {
+            finess: finess.clone(),
+            expected_version: 2,
+            reason: "no change".into(),
+            name: Some("CRMR maladies hémorragiques, Paris".into()),
+            ..Default::default()
+        })
+        .await
+        .expect_err("nothing changes");
+    assert_eq!(nothing.code(), Code::FailedPrecondition, "{nothing:?}");
+    let no_reason = app
+        .reference
+        .update_centre(pb::UpdateCentreRequest {
+            finess: finess.clone(),
+            expected_version: 2,
+            reason: String::new(),
+            name: Some("x".into()),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a reason is required");
+    assert_eq!(violated_fields(&no_reason), ["reason"]);
+
+    let moved = app
+        .reference
+        .update_prescriber(pb::UpdatePrescriberRequest {
+            rpps: rpps.clone(),
+            expected_version: 1,
+            reason: "joined the Marseille centre".into(),
+            specialty: None,
+            centre_finess: Some("130000011".into()),
+        })
+        .await
+        .expect("move")
+        .into_inner();
+    assert_eq!(moved.centre_finess, "130000011");
+    let nowhere = app
+        .reference
+        .update_prescriber(pb::UpdatePrescriberRequest {
+            rpps: rpps.clone(),
+            expected_version: 2,
+            reason: "moved again".into(),
+            specialty: None,
+            centre_finess: Some("690781810".into()),
+        })
+        .await
+        .expect_err("no such centre");
+    assert_eq!(nowhere.code(), Code::NotFound, "{nowhere:?}");
+    let history = app
+        .registry
+        .get_history(pb::GetHistoryRequest {
+            kind: pb::RecordKind::Prescriber as i32,
+            id: rpps.clone(),
+        })
+        .await
+        .expect("history")
+        .into_inner();
+    assert_eq!(history.versions.len(), 2);
+    let last = match history.versions[1].record.as_ref() {
+        Some(pb::history_entry::Record::Prescriber(p)) => p.meta.clone().expect("meta"),
+        other => panic!("{other:?}"),
+    };
+    assert!(last.reason.contains("joined the Marseille centre"), "{last:?}");
+
+    // Reference writes are the admin's.
+    let prescriber = crate::helpers::token_for(&app.store, observatory_domain::access::Role::Prescriber).await;
+    let mut as_prescriber = pb::reference_service_client::ReferenceServiceClient::new(
+        tonic::service::interceptor::InterceptedService::new(
+            app.channel.clone(),
+            crate::helpers::Bearer::new(&prescriber),
+        ),
+    );
+    let refused = as_prescriber
+        .update_centre(pb::UpdateCentreRequest {
+            finess,
+            expected_version: 2,
+            reason: "not mine".into(),
+            name: Some("y".into()),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a prescriber");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
 }

@@ -247,6 +247,8 @@ fn request(path: &str, s: &Side, tag: &str) -> (Kind, Bytes) {
         | "CreateFramework"
         | "GetFramework"
         | "TransitionFramework"
+        | "UpdateCentre"
+        | "UpdatePrescriber"
         | "ListFrameworks"
         | "ExportAudit"
         | "VerifyAudit" => (Kind::Unbound, Vec::new()),

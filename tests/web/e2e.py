@@ -288,6 +288,9 @@ try:
     check("Version 4" in body(driver), "the history shows every version of the episode")
     check(f"prescriber:{prescriber_id}" in body(driver), "the history names who wrote each version")
     audit_page(driver, "history")
+    driver.get(f"{WEB}/patients/{patient_id}")
+    check("Suivi du dossier" in body(driver) and "Fait" in body(driver), "the patient's record status matrix is shown")
+    audit_page(driver, "patient-status")
     click_and_wait(driver, driver.find_element(By.LINK_TEXT, "À faire"))
     check("Autorisations qui expirent" in body(driver) and "Visites de suivi en retard" in body(driver),
           "the worklist shows its three lists")

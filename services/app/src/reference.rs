@@ -3,7 +3,7 @@
 
 use observatory_domain::{
     codes::{Filiere, Finess, Rpps},
-    corrections::FrameworkTransition,
+    corrections::{CentreUpdate, FrameworkTransition, PrescriberUpdate},
     model::{Centre, Framework, Prescriber, RecordId},
     reference::{self, DiseaseRef, DrugRef},
     registration,
@@ -44,6 +44,51 @@ pub async fn list_centres(
 ) -> AppResult<Page<Versioned<Centre>>> {
     admit(&app.store, call, Target::Unbound).await?;
     Ok(app.store.list_centres(filter, page).await?)
+}
+
+/// Corrects a centre, with `reason` kept in history.
+pub async fn update_centre(
+    app: &App,
+    call: &Call,
+    finess: Finess,
+    expected_version: i64,
+    update: CentreUpdate,
+    reason: String,
+) -> AppResult<Versioned<Centre>> {
+    let command = Command::UpdateCentre {
+        finess,
+        expected_version,
+        update,
+        reason,
+    };
+    let w = write(app, call, None, command).await?;
+    written(w, |r| match r {
+        Record::Centre(x) => Some(x),
+        _ => None,
+    })
+}
+
+/// Corrects a prescriber or moves them to another declared centre, with `reason` kept in
+/// history.
+pub async fn update_prescriber(
+    app: &App,
+    call: &Call,
+    rpps: Rpps,
+    expected_version: i64,
+    update: PrescriberUpdate,
+    reason: String,
+) -> AppResult<Versioned<Prescriber>> {
+    let command = Command::UpdatePrescriber {
+        rpps,
+        expected_version,
+        update,
+        reason,
+    };
+    let w = write(app, call, None, command).await?;
+    written(w, |r| match r {
+        Record::Prescriber(x) => Some(x),
+        _ => None,
+    })
 }
 
 pub async fn create_prescriber(

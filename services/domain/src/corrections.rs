@@ -5,11 +5,11 @@
 use chrono::{Months, NaiveDate};
 use serde::Serialize;
 
-use crate::codes::RegionCode;
+use crate::codes::{Finess, RegionCode};
 use crate::error::{DomainError, Violations};
 use crate::model::{
-    AdverseEvent, AeOutcome, Causality, Cohort, CohortStatus, Diagnosis, Episode, Framework, FrameworkStatus, Pathway,
-    Patient, VitalStatus,
+    AdverseEvent, AeOutcome, Causality, Centre, CentreType, Cohort, CohortStatus, Diagnosis, Episode, Framework,
+    FrameworkStatus, Pathway, Patient, Prescriber, VitalStatus,
 };
 
 /// Fields of a patient that may change after registration; `None` leaves a field as it is.
@@ -73,6 +73,50 @@ pub fn update_adverse_event(
     }
     unchanged_is_invalid(current == &next)?;
     crate::lifecycle::check_adverse_event(episode, &next, today)?;
+    Ok(next)
+}
+
+/// Fields of a centre that may be corrected; its FINESS and filière never change (tokens,
+/// records and scopes are bound to them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CentreUpdate {
+    pub name: Option<String>,
+    pub centre_type: Option<CentreType>,
+    pub region: Option<RegionCode>,
+}
+
+pub fn update_centre(current: &Centre, u: &CentreUpdate) -> Result<Centre, DomainError> {
+    let mut next = current.clone();
+    if let Some(name) = &u.name {
+        next.name = name.clone();
+    }
+    if let Some(t) = u.centre_type {
+        next.centre_type = t;
+    }
+    if let Some(r) = &u.region {
+        next.region = r.clone();
+    }
+    unchanged_is_invalid(current == &next)?;
+    Ok(next)
+}
+
+/// Fields of a prescriber that may change: the specialty, and the centre they practise at
+/// (which must be declared).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PrescriberUpdate {
+    pub specialty: Option<String>,
+    pub centre_finess: Option<Finess>,
+}
+
+pub fn update_prescriber(current: &Prescriber, u: &PrescriberUpdate) -> Result<Prescriber, DomainError> {
+    let mut next = current.clone();
+    if let Some(s) = &u.specialty {
+        next.specialty = s.clone();
+    }
+    if let Some(c) = &u.centre_finess {
+        next.centre_finess = c.clone();
+    }
+    unchanged_is_invalid(current == &next)?;
     Ok(next)
 }
 

@@ -13,6 +13,7 @@ pub mod model;
 pub mod pseudonym;
 pub mod reference;
 pub mod registration;
+pub mod schedule;
 pub mod worklist;
 
 pub use error::{CodeError, DomainError, FieldViolation, Violations};

@@ -4,7 +4,7 @@
 use observatory_app::reference as ops;
 use observatory_domain::{
     Violations, codes,
-    corrections::FrameworkTransition as FT,
+    corrections::{CentreUpdate, FrameworkTransition as FT, PrescriberUpdate},
     model::{self as m, RecordId},
     registration as rules,
 };
@@ -138,6 +138,27 @@ impl ReferenceService for ReferenceApi {
             prescribers: p.items.iter().map(c::prescriber).collect(),
             next_page_token: p.next_page_token.unwrap_or_default(),
         }))
+    }
+
+    async fn update_centre(&self, req: Request<pb::UpdateCentreRequest>) -> Result<Response<pb::Centre>, Status> {
+        let (finess, expected, update, reason) = parse_centre_update(req.get_ref())?;
+        let call = guard::call(&req, "UpdateCentre")?;
+        let x = ops::update_centre(&self.state.app, &call, finess, expected, update, reason)
+            .await
+            .map_err(error::app)?;
+        Ok(Response::new(c::centre(&x)))
+    }
+
+    async fn update_prescriber(
+        &self,
+        req: Request<pb::UpdatePrescriberRequest>,
+    ) -> Result<Response<pb::Prescriber>, Status> {
+        let (rpps, expected, update, reason) = parse_prescriber_update(req.get_ref())?;
+        let call = guard::call(&req, "UpdatePrescriber")?;
+        let x = ops::update_prescriber(&self.state.app, &call, rpps, expected, update, reason)
+            .await
+            .map_err(error::app)?;
+        Ok(Response::new(c::prescriber(&x)))
     }
 
     async fn list_drugs(&self, req: Request<pb::ListDrugsRequest>) -> Result<Response<pb::ListDrugsResponse>, Status> {
@@ -326,4 +347,65 @@ impl ReferenceService for ReferenceApi {
             frameworks: all.iter().map(c::framework).collect(),
         }))
     }
+}
+
+/// A centre's correction: its FINESS, the version it is based on, the fields given, the reason.
+pub fn parse_centre_update(r: &pb::UpdateCentreRequest) -> Result<(codes::Finess, i64, CentreUpdate, String), Status> {
+    let mut v = Violations::new();
+    let finess = v.check("finess", c::finess(&r.finess));
+    let expected = v.check("expected_version", c::version(r.expected_version));
+    let reason = v.check("reason", c::text(500)(&r.reason));
+    let name = match &r.name {
+        None => Some(None),
+        Some(n) => v.check("name", codes::bounded_text(n, 200)).map(Some),
+    };
+    let centre_type = match r.r#type {
+        None => Some(None),
+        Some(t) => v
+            .check("type", enum_in!(t, pb::CentreType, "CENTRE_TYPE_", m::CentreType))
+            .map(Some),
+    };
+    let region = match &r.region_code {
+        None => Some(None),
+        Some(raw) => v.check("region_code", c::region(raw)).map(Some),
+    };
+    all_some!(v; finess, expected, reason, name, centre_type, region);
+    Ok((
+        finess,
+        expected,
+        CentreUpdate {
+            name,
+            centre_type,
+            region,
+        },
+        reason,
+    ))
+}
+
+/// A prescriber's correction or move.
+pub fn parse_prescriber_update(
+    r: &pb::UpdatePrescriberRequest,
+) -> Result<(codes::Rpps, i64, PrescriberUpdate, String), Status> {
+    let mut v = Violations::new();
+    let rpps = v.check("rpps", c::rpps(&r.rpps));
+    let expected = v.check("expected_version", c::version(r.expected_version));
+    let reason = v.check("reason", c::text(500)(&r.reason));
+    let specialty = match &r.specialty {
+        None => Some(None),
+        Some(s) => v.check("specialty", codes::bounded_text(s, 100)).map(Some),
+    };
+    let centre_finess = match &r.centre_finess {
+        None => Some(None),
+        Some(f) => v.check("centre_finess", c::finess(f)).map(Some),
+    };
+    all_some!(v; rpps, expected, reason, specialty, centre_finess);
+    Ok((
+        rpps,
+        expected,
+        PrescriberUpdate {
+            specialty,
+            centre_finess,
+        },
+        reason,
+    ))
 }

@@ -55,8 +55,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 use observatory_domain::{
     DomainError,
     access::{Reach, Scope},
-    codes::{Atc, Filiere, Finess, OrphaCode, RegionCode},
-    corrections::{AdverseEventUpdate, CohortTransition, FrameworkTransition, PatientUpdate},
+    codes::{Atc, Filiere, Finess, OrphaCode, RegionCode, Rpps},
+    corrections::{
+        AdverseEventUpdate, CentreUpdate, CohortTransition, FrameworkTransition, PatientUpdate, PrescriberUpdate,
+    },
     lifecycle::{AuthorisationTransition, EpisodeDeclaration, EpisodeTransition},
     model::{
         AdverseEvent, Authorisation, AuthorisationStatus, Centre, Cohort, Episode, EpisodeStatus, FollowUp, Framework,
@@ -204,6 +206,18 @@ pub enum Command {
         expected_version: i64,
         transition: FrameworkTransition,
     },
+    UpdateCentre {
+        finess: Finess,
+        expected_version: i64,
+        update: CentreUpdate,
+        reason: String,
+    },
+    UpdatePrescriber {
+        rpps: Rpps,
+        expected_version: i64,
+        update: PrescriberUpdate,
+        reason: String,
+    },
 }
 
 impl Command {
@@ -224,6 +238,8 @@ impl Command {
             Command::UpdateAdverseEvent { .. } => "UpdateAdverseEvent",
             Command::TransitionCohort { .. } => "TransitionCohort",
             Command::TransitionFramework { .. } => "TransitionFramework",
+            Command::UpdateCentre { .. } => "UpdateCentre",
+            Command::UpdatePrescriber { .. } => "UpdatePrescriber",
         }
     }
 

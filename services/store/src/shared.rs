@@ -478,6 +478,31 @@ impl Writer<'_, '_> {
                     .await?;
                 Ok(vec![Record::Cohort(v)])
             }
+            Command::UpdateCentre {
+                finess,
+                expected_version,
+                update,
+                reason: why,
+            } => {
+                let current = self.current_at::<Centre>(finess.as_str(), *expected_version).await?;
+                let next = corrections::update_centre(&current.record, update)?;
+                let v = self.insert_version(&current, next, &format!("{reason}: {why}")).await?;
+                Ok(vec![Record::Centre(v)])
+            }
+            Command::UpdatePrescriber {
+                rpps,
+                expected_version,
+                update,
+                reason: why,
+            } => {
+                let current = self.current_at::<Prescriber>(rpps.as_str(), *expected_version).await?;
+                if let Some(centre) = &update.centre_finess {
+                    self.require::<Centre>(centre.as_str()).await?;
+                }
+                let next = corrections::update_prescriber(&current.record, update)?;
+                let v = self.insert_version(&current, next, &format!("{reason}: {why}")).await?;
+                Ok(vec![Record::Prescriber(v)])
+            }
             Command::TransitionFramework {
                 id,
                 expected_version,

@@ -40,6 +40,7 @@ pub static CODED: std::sync::LazyLock<Vec<(&'static str, Vec<&'static str>)>> = 
             "role",
             vec!["prescriber", "data_manager", "analyst", "partner", "admin"],
         ),
+        ("form_status", vec!["DONE", "DUE", "LATE", "NOT_YET", "NOT_EXPECTED"]),
         (
             "run_status",
             vec!["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "INTERRUPTED"],

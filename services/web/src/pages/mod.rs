@@ -236,8 +236,25 @@ pub async fn static_file(Path(file): Path<String>) -> Response {
 /// referrer sent to other sites (same-origin: with none at all, browsers send `Origin: null`
 /// with forms, which the CSRF check refuses), and no caching of pages that hold patient data.
 pub async fn headers(req: Request, next: Next) -> Response {
+    use tracing::Instrument;
     let is_static = req.uri().path().starts_with("/static/");
-    let mut r = next.run(req).await;
+    // One span per page, named by its route's template (`/patients/{id}`), never by the path
+    // itself, which holds record ids; the caller's query and form are never recorded.
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("_OTHER", |p| p.as_str())
+        .to_owned();
+    let span = tracing::info_span!(
+        "web.request",
+        otel.name = %format!("{} {route}", req.method()),
+        otel.kind = "server",
+        http.request.method = %req.method(),
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let mut r = next.run(req).instrument(span.clone()).await;
+    span.record("http.response.status_code", r.status().as_u16());
     let h = r.headers_mut();
     // A page may set its own (the published HTML report, with its inline style).
     if !h.contains_key(header::CONTENT_SECURITY_POLICY) {

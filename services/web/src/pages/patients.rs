@@ -262,6 +262,105 @@ pub(crate) fn episode_row(page: &Page, e: &Versioned<Episode>, cohort: &str) -> 
     }
 }
 
+/// One cell of the record status matrix: where an expected form stands.
+pub struct Cell {
+    /// `DONE`, `DUE`, `LATE`, `NOT_YET`, `NOT_EXPECTED`, or empty (no such form).
+    pub code: &'static str,
+    pub label: String,
+    pub date: String,
+}
+
+/// One treatment's row of the record status matrix.
+pub struct StatusRow {
+    pub episode_id: String,
+    pub drug: String,
+    pub cells: Vec<Cell>,
+}
+
+/// The record status matrix: one row per treatment, one column per form its schedule expects
+/// (declaration, authorisation, first administration, each visit).
+async fn status_matrix(
+    web: &Web,
+    signed: &Signed,
+    page: &Page,
+    episodes: &[Versioned<Episode>],
+    months: &std::collections::HashMap<String, u32>,
+) -> Result<(Vec<String>, Vec<StatusRow>), observatory_app::AppError> {
+    use observatory_domain::{
+        model::{Authorisation, FollowUp},
+        schedule::{self, ExpectedForm},
+    };
+    let app = web.app();
+    let today = observatory_store::today(chrono::Utc::now());
+    let mut rows = Vec::new();
+    let mut visits_max = 0u32;
+    for e in episodes {
+        let authorisation = match &e.record.authorisation_id {
+            None => None,
+            Some(id) => {
+                let a = ops::get::<Authorisation>(app, &signed.call(op("GetAuthorisation")), id).await?;
+                Some((a.record.status, a.record.decision_date))
+            }
+        };
+        let visits = ops::list_by_episode::<FollowUp>(
+            app,
+            &signed.call(op("ListFollowUps")),
+            &RecordId::from_minted(e.meta.id.clone()),
+            &PageRequest { size: 500, token: None },
+        )
+        .await?
+        .items
+        .iter()
+        .map(|v| v.record.visit_date)
+        .collect::<Vec<_>>();
+        let interval = months.get(e.record.cohort_id.as_str()).copied().unwrap_or(6);
+        let forms = schedule::record_status(&e.record, authorisation, &visits, interval, today);
+        let mut cells: Vec<Cell> = Vec::new();
+        let cell = |status: schedule::FormStatus| Cell {
+            code: status.code(),
+            label: page.label("form_status", status.code()),
+            date: status.date().map(|d| page.lang.date(d)).unwrap_or_default(),
+        };
+        let none = || Cell {
+            code: "",
+            label: page.t("matrix.not_applicable").to_owned(),
+            date: String::new(),
+        };
+        // Fixed columns first: declaration, authorisation, first administration.
+        let find = |f: ExpectedForm| forms.iter().find(|(x, _)| *x == f).map(|(_, s)| *s);
+        cells.push(find(ExpectedForm::Declaration).map_or_else(none, cell));
+        cells.push(find(ExpectedForm::Authorisation).map_or_else(none, cell));
+        cells.push(find(ExpectedForm::FirstAdministration).map_or_else(none, cell));
+        for (form, status) in &forms {
+            if let ExpectedForm::Visit(n) = form {
+                visits_max = visits_max.max(*n);
+                cells.push(cell(*status));
+            }
+        }
+        rows.push(StatusRow {
+            episode_id: e.meta.id.clone(),
+            drug: drug_label(e.record.drug_atc.as_str()),
+            cells,
+        });
+    }
+    for row in &mut rows {
+        while row.cells.len() < 3 + visits_max as usize {
+            row.cells.push(Cell {
+                code: "",
+                label: String::new(),
+                date: String::new(),
+            });
+        }
+    }
+    let mut columns = vec![
+        page.t("matrix.declaration").to_owned(),
+        page.t("matrix.authorisation").to_owned(),
+        page.t("matrix.first_administration").to_owned(),
+    ];
+    columns.extend((1..=visits_max).map(|n| format!("{} {n}", page.t("matrix.visit"))));
+    Ok((columns, rows))
+}
+
 #[derive(Template)]
 #[template(path = "patient.html")]
 struct Show {
@@ -278,6 +377,8 @@ struct Show {
     diagnoses: Vec<String>,
     episodes: Vec<EpisodeRow>,
     can_declare: bool,
+    columns: Vec<String>,
+    matrix: Vec<StatusRow>,
 }
 
 pub async fn show(State(web): State<Web>, signed: Signed, Path(id): Path<String>) -> Response {
@@ -300,13 +401,21 @@ pub async fn show(State(web): State<Web>, signed: Signed, Path(id): Path<String>
     };
     let page = signed.page(signed.lang.t("patient.title"));
     let mut rows = Vec::new();
+    let mut months = std::collections::HashMap::new();
     for e in &episodes {
         let cohort = match ops::get::<Cohort>(app, &signed.call(op("GetCohort")), &e.record.cohort_id).await {
-            Ok(c) => c.record.name,
+            Ok(c) => {
+                months.insert(e.record.cohort_id.to_string(), c.record.follow_up_months);
+                c.record.name
+            }
             Err(_) => e.record.cohort_id.to_string(),
         };
         rows.push(episode_row(&page, e, &cohort));
     }
+    let (columns, matrix) = match status_matrix(&web, &signed, &page, &episodes, &months).await {
+        Ok(x) => x,
+        Err(e) => return refused(&signed, e),
+    };
     let p = &patient.record;
     render(&Show {
         id: patient.meta.id.clone(),
@@ -338,6 +447,8 @@ pub async fn show(State(web): State<Web>, signed: Signed, Path(id): Path<String>
             .collect(),
         episodes: rows,
         can_declare: observatory_app::access::allows("DeclareEpisode", signed.role()),
+        columns,
+        matrix,
         page,
     })
 }
