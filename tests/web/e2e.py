@@ -86,6 +86,7 @@ home_centre, other_centre = centres[0].finess, centres[1].finess
 prescriber, prescriber_id = token("--role", "prescriber", "--centre", home_centre, "--expires", "1d")
 elsewhere, _ = token("--role", "prescriber", "--centre", other_centre, "--expires", "1d")
 analyst, _ = token("--role", "analyst", "--filiere", "MHEMO", "--expires", "1d")
+manager, _ = token("--role", "data_manager", "--filiere", "MHEMO", "--expires", "1d")
 
 
 def browser():
@@ -384,9 +385,28 @@ try:
     driver.get(driver.current_url + "/files/report.html")
     check(len(body(driver)) > 100, "the HTML report opens")
 
+    # --- The data manager: cohorts --------------------------------------------------------------
+    sign_in(driver, manager)
+    click_and_wait(driver, driver.find_element(By.LINK_TEXT, "Cohortes"))
+    audit_page(driver, "cohorts")
+    driver.find_element(By.ID, "name").send_keys("Emicizumab hors AMM, Willebrand (test)")
+    Select(driver.find_element(By.ID, "pathway")).select_by_value("OFF_LABEL")
+    Select(driver.find_element(By.ID, "drug_atc")).select_by_value("B02BX06")
+    click_and_wait(driver, driver.find_element(By.XPATH, "//button[contains(., 'Créer la cohorte')]"))
+    check(driver.find_elements(By.CSS_SELECTOR, "#form-errors"), "a cohort without a disease is refused, and says why")
+    check(driver.find_element(By.ID, "name").get_attribute("value").startswith("Emicizumab"), "the refused form keeps its values")
+    driver.find_element(By.ID, "orpha-903").click()
+    click_and_wait(driver, driver.find_element(By.XPATH, "//button[contains(., 'Créer la cohorte')]"))
+    check("Emicizumab hors AMM, Willebrand (test)" in body(driver), "the data manager creates a cohort")
+    click_and_wait(driver, driver.find_element(
+        By.XPATH, "//button[@aria-label='Clore Emicizumab hors AMM, Willebrand (test)']"))
+    check(driver.find_elements(By.XPATH, "//button[@aria-label='Rouvrir Emicizumab hors AMM, Willebrand (test)']"),
+          "the data manager closes the cohort")
+
     # --- The admin: tokens and the audit trail ----------------------------------------------------
     sign_in(driver, admin)
-    check(driver.current_url.endswith("/admin/tokens"), f"the admin lands on the tokens ({driver.current_url})")
+    check(driver.current_url.endswith("/centres"), f"the admin lands on the centres ({driver.current_url})")
+    click_and_wait(driver, driver.find_element(By.LINK_TEXT, "Jetons"))
     Select(driver.find_element(By.ID, "role")).select_by_value("prescriber")
     click_and_wait(driver, driver.find_element(By.XPATH, "//button[contains(., 'Créer le jeton')]"))
     check(driver.find_elements(By.ID, "centres-error"), "a prescriber's token without a centre is refused, by field")
@@ -405,6 +425,20 @@ try:
         check(False, "a token revoked in the page no longer works")
     except grpc.RpcError as e:
         check(e.code() == grpc.StatusCode.UNAUTHENTICATED, f"a revoked token is UNAUTHENTICATED ({e.code()})")
+    click_and_wait(driver, driver.find_element(By.LINK_TEXT, "Centres"))
+    audit_page(driver, "centres")
+    click_and_wait(driver, driver.find_element(By.LINK_TEXT, home_centre))
+    driver.find_element(By.ID, "name").send_keys("CRMR maladies hémorragiques (renommé)")
+    click_and_wait(driver, driver.find_element(By.XPATH, "//button[contains(., 'Enregistrer la correction')]"))
+    check(driver.find_elements(By.ID, "reason-error"), "a correction without a reason is refused")
+    driver.find_element(By.ID, "reason").send_keys("nom du décret de labellisation")
+    click_and_wait(driver, driver.find_element(By.XPATH, "//button[contains(., 'Enregistrer la correction')]"))
+    check("CRMR maladies hémorragiques (renommé)" in body(driver), "the admin corrects a centre")
+    audit_page(driver, "centre")
+    click_and_wait(driver, driver.find_element(By.XPATH, f"//a[@href='/history/CENTRE/{home_centre}']"))
+    check("nom du décret de labellisation" in body(driver), "the correction's reason is in the centre's history")
+    click_and_wait(driver, driver.find_element(By.LINK_TEXT, "Cadres"))
+    audit_page(driver, "frameworks")
     click_and_wait(driver, driver.find_element(By.LINK_TEXT, "Audit"))
     click_and_wait(driver, driver.find_element(By.XPATH, "//button[contains(., 'Vérifier')]"))
     check("Le journal est intact" in body(driver), "the audit trail verifies from the page")

@@ -63,7 +63,10 @@ pub const OPERATIONS: &[(&str, &str, &[Role])] = &[
     ("RegistryService", "ListAdverseEvents", CLINICAL_READERS),
     ("RegistryService", "GetAdverseEvent", CLINICAL_READERS),
     ("RegistryService", "UpdateAdverseEvent", CORRECTORS),
-    ("RegistryService", "GetHistory", CLINICAL_READERS),
+    // The history of reference records and cohorts for every role that reads them (the admin
+    // who corrects a centre reads who changed it); of patient-level records within the
+    // caller's scope only, which admins and analysts have none of.
+    ("RegistryService", "GetHistory", EVERYONE),
     ("RegistryService", "GetWorklist", CLINICAL_READERS),
     // Exchange with partner systems: an import item needs, besides, the rule of its own
     // RegistryService call; the feed shows the clinical records of the caller's scope.

@@ -172,6 +172,10 @@ pub fn measures_for_disease(orpha_code: &str) -> &'static [&'static str] {
     }
 }
 
+pub fn filieres() -> impl Iterator<Item = (&'static str, &'static str)> {
+    FILIERES.iter().copied()
+}
+
 pub fn regions() -> impl Iterator<Item = (&'static str, &'static str)> {
     REGIONS.iter().copied()
 }

@@ -20,10 +20,11 @@ mod reports;
 /// The parsers of the contract's requests into the operations' domain requests, for the other
 /// transports that speak in the contract's field paths (the web front's forms).
 pub mod parse {
+    pub use crate::reference::{parse_centre, parse_centre_update, parse_prescriber, parse_prescriber_update};
     pub use crate::registry::{
-        by_episode, parse_adverse_event, parse_authorisation_transition, parse_cohort_filter, parse_declaration,
-        parse_episode_filter, parse_episode_transition, parse_follow_up, parse_history, parse_patient_filter,
-        parse_registration, parse_worklist,
+        by_episode, parse_adverse_event, parse_authorisation_transition, parse_cohort, parse_cohort_filter,
+        parse_cohort_transition, parse_declaration, parse_episode_filter, parse_episode_transition, parse_follow_up,
+        parse_history, parse_patient_filter, parse_registration, parse_worklist,
     };
     pub use crate::reports::{Asked, parameters as parse_run};
 }

@@ -29,25 +29,7 @@ impl ReferenceApi {
 #[tonic::async_trait]
 impl ReferenceService for ReferenceApi {
     async fn create_centre(&self, req: Request<pb::CreateCentreRequest>) -> Result<Response<pb::Centre>, Status> {
-        let r = req.get_ref();
-        let mut v = Violations::new();
-        let key = v.check("idempotency_key", c::idempotency_key(&r.idempotency_key));
-        let finess = v.check("finess", c::finess(&r.finess));
-        let name = v.check("name", codes::bounded_text(&r.name, 200));
-        let centre_type = v.check(
-            "type",
-            enum_in!(r.r#type, pb::CentreType, "CENTRE_TYPE_", m::CentreType),
-        );
-        let region = v.check("region_code", c::region(&r.region_code));
-        let filiere = v.check("filiere", c::filiere(&r.filiere));
-        all_some!(v; key, finess, name, centre_type, region, filiere);
-        let centre = m::Centre {
-            finess,
-            name,
-            centre_type,
-            region,
-            filiere,
-        };
+        let (key, centre) = parse_centre(req.get_ref())?;
         let call = guard::call(&req, "CreateCentre")?;
         let x = ops::create_centre(&self.state.app, &call, Some(key), centre)
             .await
@@ -91,18 +73,7 @@ impl ReferenceService for ReferenceApi {
         &self,
         req: Request<pb::CreatePrescriberRequest>,
     ) -> Result<Response<pb::Prescriber>, Status> {
-        let r = req.get_ref();
-        let mut v = Violations::new();
-        let key = v.check("idempotency_key", c::idempotency_key(&r.idempotency_key));
-        let rpps = v.check("rpps", c::rpps(&r.rpps));
-        let specialty = v.check("specialty", codes::bounded_text(&r.specialty, 100));
-        let centre_finess = v.check("centre_finess", c::finess(&r.centre_finess));
-        all_some!(v; key, rpps, specialty, centre_finess);
-        let prescriber = m::Prescriber {
-            rpps,
-            specialty,
-            centre_finess,
-        };
+        let (key, prescriber) = parse_prescriber(req.get_ref())?;
         let call = guard::call(&req, "CreatePrescriber")?;
         let x = ops::create_prescriber(&self.state.app, &call, Some(key), prescriber)
             .await
@@ -407,5 +378,48 @@ pub fn parse_prescriber_update(
             centre_finess,
         },
         reason,
+    ))
+}
+
+/// A centre as declared.
+pub fn parse_centre(r: &pb::CreateCentreRequest) -> Result<(String, m::Centre), Status> {
+    let mut v = Violations::new();
+    let key = v.check("idempotency_key", c::idempotency_key(&r.idempotency_key));
+    let finess = v.check("finess", c::finess(&r.finess));
+    let name = v.check("name", codes::bounded_text(&r.name, 200));
+    let centre_type = v.check(
+        "type",
+        enum_in!(r.r#type, pb::CentreType, "CENTRE_TYPE_", m::CentreType),
+    );
+    let region = v.check("region_code", c::region(&r.region_code));
+    let filiere = v.check("filiere", c::filiere(&r.filiere));
+    all_some!(v; key, finess, name, centre_type, region, filiere);
+    Ok((
+        key,
+        m::Centre {
+            finess,
+            name,
+            centre_type,
+            region,
+            filiere,
+        },
+    ))
+}
+
+/// A prescriber as declared.
+pub fn parse_prescriber(r: &pb::CreatePrescriberRequest) -> Result<(String, m::Prescriber), Status> {
+    let mut v = Violations::new();
+    let key = v.check("idempotency_key", c::idempotency_key(&r.idempotency_key));
+    let rpps = v.check("rpps", c::rpps(&r.rpps));
+    let specialty = v.check("specialty", codes::bounded_text(&r.specialty, 100));
+    let centre_finess = v.check("centre_finess", c::finess(&r.centre_finess));
+    all_some!(v; key, rpps, specialty, centre_finess);
+    Ok((
+        key,
+        m::Prescriber {
+            rpps,
+            specialty,
+            centre_finess,
+        },
     ))
 }

@@ -133,6 +133,23 @@ impl Web {
             .route("/history/{kind}/{id}", get(pages::history::show))
             .route("/worklist", get(pages::worklist::show))
             .route(
+                "/centres",
+                get(pages::reference::centres).post(pages::reference::create_centre),
+            )
+            .route("/centres/{finess}", get(pages::reference::centre))
+            .route("/centres/{finess}/update", post(pages::reference::update_centre))
+            .route(
+                "/centres/{finess}/prescribers",
+                post(pages::reference::create_prescriber),
+            )
+            .route("/prescribers/{rpps}/update", post(pages::reference::update_prescriber))
+            .route(
+                "/cohorts",
+                get(pages::reference::cohorts).post(pages::reference::create_cohort),
+            )
+            .route("/cohorts/{id}/transition", post(pages::reference::transition_cohort))
+            .route("/frameworks", get(pages::reference::frameworks))
+            .route(
                 "/admin/tokens",
                 get(pages::admin::tokens).post(pages::admin::create_token),
             )

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod episodes;
 pub mod history;
 pub mod patients;
+pub mod reference;
 pub mod reports;
 pub mod worklist;
 
@@ -44,6 +45,13 @@ fn sections(role: Role) -> Vec<(&'static str, &'static str)> {
     }
     if matches!(role, Role::Analyst | Role::DataManager) {
         s.push(("/reports", "nav.reports"));
+    }
+    if role == Role::DataManager {
+        s.push(("/cohorts", "nav.cohorts"));
+    }
+    if reference::reads_reference(role) {
+        s.push(("/centres", "nav.centres"));
+        s.push(("/frameworks", "nav.frameworks"));
     }
     if role == Role::Admin {
         s.push(("/admin/tokens", "nav.tokens"));

@@ -1,0 +1,547 @@
+//! Reference data and cohorts: centres and their prescribers (declared and corrected by the
+//! admin, read by every role), cohorts (set up, closed and reopened by a filière's data
+//! managers), frameworks (read).
+
+use askama::Template;
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    response::{IntoResponse, Redirect, Response},
+};
+use observatory_app::{reference as refs, registry as ops};
+use observatory_domain::{access::Role, codes::Finess, model::Centre};
+use observatory_proto::v1 as pb;
+use observatory_store::{CentreFilter, CohortFilter, FrameworkFilter, PageRequest, Versioned};
+
+use super::patients::{disease_label, drug_label};
+use super::{Page, pb_enum, refused, render};
+use crate::{Posted, Signed, Web, form::FormState, labels, op};
+
+fn all() -> PageRequest {
+    PageRequest { size: 500, token: None }
+}
+
+pub struct CentreRow {
+    pub finess: String,
+    pub name: String,
+    pub centre_type: String,
+    pub region: String,
+    pub filiere: String,
+}
+
+fn centre_row(page: &Page, c: &Versioned<Centre>) -> CentreRow {
+    let x = &c.record;
+    CentreRow {
+        finess: x.finess.as_str().to_owned(),
+        name: x.name.clone(),
+        centre_type: page.label("centre_type", x.centre_type.code()),
+        region: observatory_domain::reference::region(x.region.as_str())
+            .map_or_else(|| x.region.as_str().to_owned(), str::to_owned),
+        filiere: x.filiere.as_str().to_owned(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "centres.html")]
+struct Centres {
+    page: Page,
+    rows: Vec<CentreRow>,
+    form: FormState,
+    can_write: bool,
+    types: Vec<(String, String)>,
+    regions: Vec<(String, String)>,
+    filieres: Vec<(String, String)>,
+}
+
+fn regions() -> Vec<(String, String)> {
+    observatory_domain::reference::regions()
+        .map(|(c, n)| (c.to_owned(), n.to_owned()))
+        .collect()
+}
+
+async fn centres_page(web: &Web, signed: &Signed, form: FormState, status: StatusCode) -> Response {
+    let lang = signed.lang;
+    let centres = match refs::list_centres(
+        web.app(),
+        &signed.call(op("ListCentres")),
+        &CentreFilter::default(),
+        &all(),
+    )
+    .await
+    {
+        Ok(p) => p.items,
+        Err(e) => return refused(signed, e),
+    };
+    let page = signed.page(lang.t("centres.title"));
+    let mut r = render(&Centres {
+        rows: centres.iter().map(|c| centre_row(&page, c)).collect(),
+        form,
+        can_write: observatory_app::access::allows("CreateCentre", signed.role()),
+        types: labels::options(lang, "centre_type"),
+        regions: regions(),
+        filieres: observatory_domain::reference::filieres()
+            .map(|(c, n)| (c.to_owned(), format!("{c} · {n}")))
+            .collect(),
+        page,
+    });
+    *r.status_mut() = status;
+    r
+}
+
+pub async fn centres(State(web): State<Web>, signed: Signed) -> Response {
+    centres_page(&web, &signed, FormState::fresh(), StatusCode::OK).await
+}
+
+pub async fn create_centre(State(web): State<Web>, posted: Posted) -> Response {
+    let Posted { signed, fields } = posted;
+    let f = &fields;
+    let request = pb::CreateCentreRequest {
+        idempotency_key: f.get("idempotency_key").to_owned(),
+        finess: f.get("finess").to_owned(),
+        name: f.get("name").to_owned(),
+        r#type: pb_enum(f.get("type"), "CENTRE_TYPE_", pb::CentreType::from_str_name),
+        region_code: f.get("region_code").to_owned(),
+        filiere: f.get("filiere").to_owned(),
+    };
+    let outcome = match observatory_grpc::parse::parse_centre(&request) {
+        Err(s) => Err(s),
+        Ok((key, centre)) => refs::create_centre(web.app(), &signed.call(op("CreateCentre")), Some(key), centre)
+            .await
+            .map_err(observatory_grpc::error::app),
+    };
+    match outcome {
+        Ok(c) => Redirect::to(&format!("/centres/{}", c.record.finess.as_str())).into_response(),
+        Err(status) => {
+            let form = FormState::refused(&fields, &status, signed.lang);
+            centres_page(&web, &signed, form, super::http_status(&status)).await
+        }
+    }
+}
+
+pub struct PrescriberRow {
+    pub rpps: String,
+    pub version: i64,
+    pub specialty: String,
+}
+
+#[derive(Template)]
+#[template(path = "centre.html")]
+struct CentrePage {
+    page: Page,
+    centre: CentreRow,
+    version: i64,
+    prescribers: Vec<PrescriberRow>,
+    can_write: bool,
+    types: Vec<(String, String)>,
+    regions: Vec<(String, String)>,
+    failed: String,
+    form: FormState,
+}
+
+impl CentrePage {
+    fn form_of(&self, name: &str) -> FormState {
+        if self.failed == name {
+            self.form.clone()
+        } else {
+            FormState::fresh()
+        }
+    }
+}
+
+async fn centre_page(
+    web: &Web,
+    signed: &Signed,
+    finess: &str,
+    failed: Option<(String, FormState)>,
+    status: StatusCode,
+) -> Response {
+    let lang = signed.lang;
+    let Ok(finess) = Finess::parse(finess) else {
+        return super::failure_for(signed, StatusCode::NOT_FOUND, lang.t("error.not_found"));
+    };
+    let app = web.app();
+    let centre = match refs::get_centre(app, &signed.call(op("GetCentre")), &finess).await {
+        Ok(c) => c,
+        Err(e) => return refused(signed, e),
+    };
+    let prescribers =
+        match refs::list_prescribers(app, &signed.call(op("ListPrescribers")), Some(&finess), &all()).await {
+            Ok(p) => p.items,
+            Err(e) => return refused(signed, e),
+        };
+    let page = signed.page(&centre.record.name);
+    let (failed, form) = failed.unwrap_or_default();
+    let mut r = render(&CentrePage {
+        centre: centre_row(&page, &centre),
+        version: centre.meta.version,
+        prescribers: prescribers
+            .iter()
+            .map(|p| PrescriberRow {
+                rpps: p.record.rpps.as_str().to_owned(),
+                version: p.meta.version,
+                specialty: p.record.specialty.clone(),
+            })
+            .collect(),
+        can_write: observatory_app::access::allows("UpdateCentre", signed.role()),
+        types: labels::options(lang, "centre_type"),
+        regions: regions(),
+        failed,
+        form,
+        page,
+    });
+    *r.status_mut() = status;
+    r
+}
+
+pub async fn centre(State(web): State<Web>, signed: Signed, Path(finess): Path<String>) -> Response {
+    centre_page(&web, &signed, &finess, None, StatusCode::OK).await
+}
+
+/// What a form left empty stays as it is.
+fn some(raw: &str) -> Option<String> {
+    (!raw.is_empty()).then(|| raw.to_owned())
+}
+
+pub async fn update_centre(State(web): State<Web>, Path(finess): Path<String>, posted: Posted) -> Response {
+    let Posted { signed, fields } = posted;
+    let f = &fields;
+    let request = pb::UpdateCentreRequest {
+        finess: finess.clone(),
+        expected_version: f.get("expected_version").parse().unwrap_or(0),
+        reason: f.get("reason").to_owned(),
+        name: some(f.get("name")),
+        r#type: some(f.get("type")).map(|t| pb_enum(&t, "CENTRE_TYPE_", pb::CentreType::from_str_name)),
+        region_code: some(f.get("region_code")),
+    };
+    let outcome = match observatory_grpc::parse::parse_centre_update(&request) {
+        Err(s) => Err(s),
+        Ok((id, v, update, reason)) => {
+            refs::update_centre(web.app(), &signed.call(op("UpdateCentre")), id, v, update, reason)
+                .await
+                .map(|_| ())
+                .map_err(observatory_grpc::error::app)
+        }
+    };
+    match outcome {
+        Ok(()) => Redirect::to(&format!("/centres/{finess}")).into_response(),
+        Err(status) => {
+            let form = FormState::refused(&fields, &status, signed.lang);
+            centre_page(
+                &web,
+                &signed,
+                &finess,
+                Some(("centre".into(), form)),
+                super::http_status(&status),
+            )
+            .await
+        }
+    }
+}
+
+pub async fn create_prescriber(State(web): State<Web>, Path(finess): Path<String>, posted: Posted) -> Response {
+    let Posted { signed, fields } = posted;
+    let f = &fields;
+    let request = pb::CreatePrescriberRequest {
+        idempotency_key: f.get("idempotency_key").to_owned(),
+        rpps: f.get("rpps").to_owned(),
+        specialty: f.get("specialty").to_owned(),
+        centre_finess: finess.clone(),
+    };
+    let outcome = match observatory_grpc::parse::parse_prescriber(&request) {
+        Err(s) => Err(s),
+        Ok((key, p)) => refs::create_prescriber(web.app(), &signed.call(op("CreatePrescriber")), Some(key), p)
+            .await
+            .map(|_| ())
+            .map_err(observatory_grpc::error::app),
+    };
+    match outcome {
+        Ok(()) => Redirect::to(&format!("/centres/{finess}")).into_response(),
+        Err(status) => {
+            let form = FormState::refused(&fields, &status, signed.lang);
+            centre_page(
+                &web,
+                &signed,
+                &finess,
+                Some(("prescriber".into(), form)),
+                super::http_status(&status),
+            )
+            .await
+        }
+    }
+}
+
+pub async fn update_prescriber(State(web): State<Web>, Path(rpps): Path<String>, posted: Posted) -> Response {
+    let Posted { signed, fields } = posted;
+    let f = &fields;
+    let back = f.get("back_finess").to_owned();
+    let request = pb::UpdatePrescriberRequest {
+        rpps: rpps.clone(),
+        expected_version: f.get("expected_version").parse().unwrap_or(0),
+        reason: f.get("reason").to_owned(),
+        specialty: some(f.get("specialty")),
+        centre_finess: some(f.get("centre_finess")),
+    };
+    let outcome = match observatory_grpc::parse::parse_prescriber_update(&request) {
+        Err(s) => Err(s),
+        Ok((id, v, update, reason)) => {
+            refs::update_prescriber(web.app(), &signed.call(op("UpdatePrescriber")), id, v, update, reason)
+                .await
+                .map(|_| ())
+                .map_err(observatory_grpc::error::app)
+        }
+    };
+    match outcome {
+        Ok(()) => Redirect::to(&format!("/centres/{}", super::encode(&back))).into_response(),
+        Err(status) => {
+            let form = FormState::refused(&fields, &status, signed.lang);
+            centre_page(
+                &web,
+                &signed,
+                &back,
+                Some((format!("prescriber-{rpps}"), form)),
+                super::http_status(&status),
+            )
+            .await
+        }
+    }
+}
+
+pub struct CohortRow {
+    pub id: String,
+    pub version: i64,
+    pub name: String,
+    pub filiere: String,
+    pub pathway: String,
+    pub drug: String,
+    pub diseases: String,
+    pub months: u32,
+    pub status: String,
+    pub open: bool,
+}
+
+#[derive(Template)]
+#[template(path = "cohorts.html")]
+struct Cohorts {
+    page: Page,
+    rows: Vec<CohortRow>,
+    form: FormState,
+    can_write: bool,
+    filieres: Vec<(String, String)>,
+    pathways: Vec<(String, String)>,
+    drugs: Vec<(String, String)>,
+    diseases: Vec<(String, String)>,
+    frameworks: Vec<(String, String)>,
+}
+
+async fn cohorts_page(web: &Web, signed: &Signed, form: FormState, status: StatusCode) -> Response {
+    let lang = signed.lang;
+    let app = web.app();
+    let cohorts = match ops::list_cohorts(app, &signed.call(op("ListCohorts")), &CohortFilter::default(), &all()).await
+    {
+        Ok(p) => p.items,
+        Err(e) => return refused(signed, e),
+    };
+    let frameworks = refs::list_frameworks(app, &signed.call(op("ListFrameworks")), &FrameworkFilter::default())
+        .await
+        .unwrap_or_default();
+    let page = signed.page(lang.t("cohorts.title"));
+    let rows = cohorts
+        .iter()
+        .map(|c| {
+            let x = &c.record;
+            CohortRow {
+                id: c.meta.id.clone(),
+                version: c.meta.version,
+                name: x.name.clone(),
+                filiere: x.filiere.as_str().to_owned(),
+                pathway: page.label("pathway", x.pathway.code()),
+                drug: drug_label(x.drug_atc.as_str()),
+                diseases: x
+                    .orpha_codes
+                    .iter()
+                    .map(|o| disease_label(o.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                months: x.follow_up_months,
+                status: page.label("cohort_status", x.status.code()),
+                open: x.status == observatory_domain::model::CohortStatus::Open,
+            }
+        })
+        .collect();
+    let mut r = render(&Cohorts {
+        rows,
+        form,
+        can_write: observatory_app::access::allows("CreateCohort", signed.role()),
+        filieres: signed
+            .principal
+            .scope
+            .filieres()
+            .iter()
+            .map(|f| (f.as_str().to_owned(), f.as_str().to_owned()))
+            .collect(),
+        pathways: labels::options(lang, "pathway"),
+        drugs: observatory_domain::reference::DRUGS
+            .iter()
+            .map(|d| (d.atc.to_owned(), format!("{} ({}) {}", d.inn, d.atc, d.brand)))
+            .collect(),
+        diseases: observatory_domain::reference::DISEASES
+            .iter()
+            .map(|d| (d.orpha_code.to_owned(), format!("{} (ORPHA:{})", d.name, d.orpha_code)))
+            .collect(),
+        frameworks: frameworks
+            .iter()
+            .map(|f| {
+                (
+                    f.meta.id.clone(),
+                    format!(
+                        "{} · {} · {}",
+                        labels::label(lang, "pathway", f.record.pathway.code()),
+                        drug_label(f.record.drug_atc.as_str()),
+                        f.record.decision_reference
+                    ),
+                )
+            })
+            .collect(),
+        page,
+    });
+    *r.status_mut() = status;
+    r
+}
+
+pub async fn cohorts(State(web): State<Web>, signed: Signed) -> Response {
+    let form = FormState::with(&[("follow_up_months", "6".to_owned())]);
+    cohorts_page(&web, &signed, form, StatusCode::OK).await
+}
+
+pub async fn create_cohort(State(web): State<Web>, posted: Posted) -> Response {
+    let Posted { signed, fields } = posted;
+    let f = &fields;
+    let filiere = match f.get("filiere") {
+        "" => signed
+            .principal
+            .scope
+            .filieres()
+            .first()
+            .map(|x| x.as_str().to_owned())
+            .unwrap_or_default(),
+        given => given.to_owned(),
+    };
+    let request = pb::CreateCohortRequest {
+        idempotency_key: f.get("idempotency_key").to_owned(),
+        name: f.get("name").to_owned(),
+        filiere,
+        pathway: pb_enum(f.get("pathway"), "PATHWAY_", pb::Pathway::from_str_name),
+        drug_atc: f.get("drug_atc").to_owned(),
+        orpha_codes: f.all("orpha_codes").into_iter().map(str::to_owned).collect(),
+        framework_id: f.get("framework_id").to_owned(),
+        follow_up_months: f.get("follow_up_months").parse().unwrap_or(-1),
+    };
+    let outcome = match observatory_grpc::parse::parse_cohort(&request) {
+        Err(s) => Err(s),
+        Ok((key, cohort)) => ops::create_cohort(web.app(), &signed.call(op("CreateCohort")), Some(key), cohort)
+            .await
+            .map(|_| ())
+            .map_err(observatory_grpc::error::app),
+    };
+    match outcome {
+        Ok(()) => Redirect::to("/cohorts").into_response(),
+        Err(status) => {
+            let form = FormState::refused(&fields, &status, signed.lang);
+            cohorts_page(&web, &signed, form, super::http_status(&status)).await
+        }
+    }
+}
+
+pub async fn transition_cohort(State(web): State<Web>, Path(id): Path<String>, posted: Posted) -> Response {
+    let Posted { signed, fields } = posted;
+    let request = pb::TransitionCohortRequest {
+        id,
+        expected_version: fields.get("expected_version").parse().unwrap_or(0),
+        transition: pb_enum(
+            fields.get("transition"),
+            "COHORT_TRANSITION_",
+            pb::CohortTransition::from_str_name,
+        ),
+    };
+    let outcome = match observatory_grpc::parse::parse_cohort_transition(&request) {
+        Err(s) => Err(s),
+        Ok((id, v, t)) => ops::transition_cohort(web.app(), &signed.call(op("TransitionCohort")), id, v, t)
+            .await
+            .map(|_| ())
+            .map_err(observatory_grpc::error::app),
+    };
+    match outcome {
+        Ok(()) => Redirect::to("/cohorts").into_response(),
+        Err(status) => super::failure_for(
+            &signed,
+            super::http_status(&status),
+            &super::explain(signed.lang, &status),
+        ),
+    }
+}
+
+pub struct FrameworkRow {
+    pub id: String,
+    pub pathway: String,
+    pub drug: String,
+    pub indication: String,
+    pub decision: String,
+    pub validity: String,
+    pub status: String,
+    pub protocol: String,
+}
+
+#[derive(Template)]
+#[template(path = "frameworks.html")]
+struct Frameworks {
+    page: Page,
+    rows: Vec<FrameworkRow>,
+}
+
+pub async fn frameworks(State(web): State<Web>, signed: Signed) -> Response {
+    let lang = signed.lang;
+    let all = match refs::list_frameworks(
+        web.app(),
+        &signed.call(op("ListFrameworks")),
+        &FrameworkFilter::default(),
+    )
+    .await
+    {
+        Ok(f) => f,
+        Err(e) => return refused(&signed, e),
+    };
+    let page = signed.page(lang.t("frameworks.title"));
+    let rows = all
+        .iter()
+        .map(|f| {
+            let x = &f.record;
+            FrameworkRow {
+                id: f.meta.id.clone(),
+                pathway: page.label("pathway", x.pathway.code()),
+                drug: drug_label(x.drug_atc.as_str()),
+                indication: x.indication.clone(),
+                decision: format!("{} {}", x.authority, x.decision_reference),
+                validity: format!(
+                    "{} → {}",
+                    lang.date(x.valid_from),
+                    x.valid_to
+                        .map_or_else(|| lang.t("framework.open_ended").to_owned(), |d| lang.date(d))
+                ),
+                status: page.label("framework_status", x.status.code()),
+                protocol: format!(
+                    "{} v{} · {} {}",
+                    x.protocol_type.code(),
+                    x.protocol_version,
+                    x.follow_up_months,
+                    lang.t("frameworks.months")
+                ),
+            }
+        })
+        .collect();
+    render(&Frameworks { page, rows })
+}
+
+/// Whether a role sees the reference sections in its navigation.
+pub fn reads_reference(role: Role) -> bool {
+    matches!(role, Role::Admin | Role::DataManager)
+}
