@@ -135,6 +135,38 @@ async fn operations_decide_the_same_whatever_the_way_in(backend: Backend) {
         .await
         .expect_err("another centre's patient");
     assert!(matches!(hidden, AppError::Denied(_)), "{hidden:?}");
+    // The history of reference records for every role (the admin, the analyst); never of a
+    // patient-level record under that operation, whatever the caller's scope.
+    let admin = principal("ad", Role::Admin, &[], &[]);
+    for who in [&admin, &analyst] {
+        let centre = registry::history(
+            &app,
+            &call(who, "GetReferenceHistory"),
+            observatory_domain::model::RecordKind::Centre,
+            TEST_CENTRE,
+        )
+        .await
+        .expect("a centre's history");
+        assert_eq!(centre.len(), 1);
+        let patient_history = registry::history(
+            &app,
+            &call(who, "GetReferenceHistory"),
+            observatory_domain::model::RecordKind::Patient,
+            id.as_str(),
+        )
+        .await
+        .expect_err("no patient history as reference history");
+        assert!(matches!(patient_history, AppError::Denied(_)), "{patient_history:?}");
+        let as_grpc = registry::history(
+            &app,
+            &call(who, "GetHistory"),
+            observatory_domain::model::RecordKind::Patient,
+            id.as_str(),
+        )
+        .await
+        .expect_err("nor as GetHistory");
+        assert!(matches!(as_grpc, AppError::Denied(_)), "{as_grpc:?}");
+    }
     let unknown = RecordId::from_minted("01939a2c-0000-7000-8000-000000000000".into());
     let absent = registry::get::<Patient>(&app, &call(&elsewhere, "GetPatient"), &unknown)
         .await

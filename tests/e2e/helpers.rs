@@ -84,6 +84,8 @@ pub struct TestApp {
     pub channel: Channel,
     /// Where the server listens.
     pub addr: std::net::SocketAddr,
+    /// Where the web front listens, when `OBSERVATORY_WEB_LISTEN` was given.
+    pub web_addr: Option<std::net::SocketAddr>,
     pub database_url: String,
     /// A second handle on the same database, to look at what was stored.
     pub store: Store,
@@ -171,6 +173,7 @@ pub async fn start_app(database_url: String, dir: tempfile::TempDir, extra: &[(&
     let config = Config::load(None, &env).expect("config");
     let app = Application::build(&config).await.expect("application starts");
     let addr = app.local_addr();
+    let web_addr = app.web_addr();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
         let _ = rx.await;
@@ -193,6 +196,7 @@ pub async fn start_app(database_url: String, dir: tempfile::TempDir, extra: &[(&
         audit: AuditServiceClient::new(as_role(Role::Admin).await),
         channel,
         addr,
+        web_addr,
         database_url,
         store,
 

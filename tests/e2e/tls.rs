@@ -14,7 +14,10 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use crate::helpers::{Backend, Bearer, TEST_CENTRE, fresh_database, start_app, token_for};
 use crate::on_both_backends;
 
-on_both_backends!(tls_serves_token_holders_and_client_certificates_bound_to_tokens);
+on_both_backends!(
+    tls_serves_token_holders_and_client_certificates_bound_to_tokens,
+    the_web_front_speaks_tls_with_the_grpc_certificate_and_marks_its_cookies_secure,
+);
 
 /// A certificate authority of the test.
 fn authority(name: &str) -> CertifiedIssuer<'static, KeyPair> {
@@ -197,4 +200,138 @@ async fn tls_serves_token_holders_and_client_certificates_bound_to_tokens(backen
     revoke_token(&app.store, &held.id, "test").await.expect("revoke");
     assert_eq!(list_centres(with_certificate, None).await, Code::Unauthenticated);
     app.stop().await;
+}
+
+/// One HTTP/1.1 exchange over TLS with the web front (the test CA trusted): the answer's head
+/// and body as text.
+async fn https(port: u16, ca_pem: &str, request: String) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls::{
+        self, ClientConfig, RootCertStore,
+        pki_types::{CertificateDer, ServerName, pem::PemObject},
+    };
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.expect("CA PEM")).expect("CA");
+    }
+    let config = ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let mut tls = connector
+        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        .await?;
+    tls.write_all(request.as_bytes()).await?;
+    let mut answer = Vec::new();
+    tls.read_to_end(&mut answer).await?;
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+fn header_values<'a>(answer: &'a str, name: &str) -> Vec<&'a str> {
+    let head = answer.split("\r\n\r\n").next().unwrap_or_default();
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+        .collect()
+}
+
+/// The web front, served beside gRPC with the same certificate: signing in over TLS gives
+/// HttpOnly, SameSite=Strict and Secure cookies, and the front answers nothing in plain text.
+async fn the_web_front_speaks_tls_with_the_grpc_certificate_and_marks_its_cookies_secure(backend: Backend) {
+    let (url, dir) = fresh_database(backend).await;
+    let ca = authority("Observatory test CA");
+    let (server_cert, server_key) = issue(&ca, true, "observatory");
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write PEM");
+        path.display().to_string()
+    };
+    let cert_file = write("server.pem", &server_cert);
+    let key_file = write("server.key", &server_key);
+    let env = [
+        ("OBSERVATORY_ALLOW_PLAINTEXT", "false"),
+        ("OBSERVATORY_TLS_CERT_FILE", cert_file.as_str()),
+        ("OBSERVATORY_TLS_KEY_FILE", key_file.as_str()),
+        ("OBSERVATORY_WEB_LISTEN", "127.0.0.1:0"),
+    ];
+    let app = start_app(url, dir, &env).await;
+    let port = app.web_addr.expect("the web front is served").port();
+    let host = format!("localhost:{port}");
+
+    let form = https(
+        port,
+        &ca.pem(),
+        format!("GET /sign-in HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+    )
+    .await
+    .expect("the sign-in page over TLS");
+    assert!(form.starts_with("HTTP/1.1 200"), "{form}");
+    let pre = header_values(&form, "set-cookie");
+    assert!(
+        pre.iter().all(|c| c.contains("Secure") && c.contains("HttpOnly")),
+        "{pre:?}"
+    );
+    let csrf = form
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the form's CSRF secret")
+        .to_owned();
+    let pre_cookie = pre[0].split(';').next().expect("cookie").to_owned();
+
+    let secret = token_for(&app.store, Role::Prescriber).await;
+    let body = format!("csrf={csrf}&next=%2Fpatients&token={secret}");
+    let signed_in = https(
+        port,
+        &ca.pem(),
+        format!(
+            "POST /sign-in HTTP/1.1\r\nHost: {host}\r\nOrigin: https://{host}\r\nCookie: {pre_cookie}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await
+    .expect("sign in over TLS");
+    assert!(signed_in.starts_with("HTTP/1.1 303"), "{signed_in}");
+    let session = header_values(&signed_in, "set-cookie")
+        .into_iter()
+        .find(|c| c.starts_with("obs_session=") && !c.starts_with("obs_session=;"))
+        .expect("a session cookie")
+        .to_owned();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Secure"] {
+        assert!(session.contains(attribute), "{session} lacks {attribute}");
+    }
+    let cookie = session.split(';').next().expect("cookie").to_owned();
+    let patients = https(
+        port,
+        &ca.pem(),
+        format!("GET /patients HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"),
+    )
+    .await
+    .expect("a page over TLS");
+    assert!(patients.starts_with("HTTP/1.1 200"), "{patients}");
+    assert!(patients.contains("<h1>Patients</h1>"));
+    assert!(
+        header_values(&patients, "content-security-policy")
+            .iter()
+            .any(|v| v.contains("default-src 'none'")),
+        "{patients}"
+    );
+
+    // Plain HTTP on the TLS port gets no page.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut plain = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    plain
+        .write_all(format!("GET /sign-in HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), plain.read_to_end(&mut answer)).await;
+    assert!(!String::from_utf8_lossy(&answer).contains("HTTP/1.1 200"));
 }

@@ -279,6 +279,15 @@ try:
     Select(driver.find_element(By.ID, "causality")).select_by_value("POSSIBLY_RELATED")
     click_and_wait(driver, driver.find_element(By.XPATH, "//button[contains(., \"Enregistrer l'événement\")]"))
     check("10019211" in body(driver), "the adverse event is recorded")
+    # Reported to the regional pharmacovigilance centre afterwards: completed, with a reason.
+    driver.find_element(By.XPATH, "//summary[contains(., 'Compléter ou corriger')]").click()
+    set_value(driver, "pv_declaration_date", TODAY.isoformat())
+    driver.find_element(By.ID, "pv_reference").send_keys("CRPV-PARIS-2026-118")
+    click_and_wait(driver, driver.find_element(By.XPATH, "//form[contains(@action, '/adverse-events/update')]//button"))
+    check(driver.find_elements(By.ID, "reason-error"), "a correction without a reason is refused")
+    driver.find_element(By.ID, "reason").send_keys("déclaré au CRPV")
+    click_and_wait(driver, driver.find_element(By.XPATH, "//form[contains(@action, '/adverse-events/update')]//button"))
+    check("CRPV-PARIS-2026-118" in body(driver), "the adverse event's declaration is completed")
     audit_page(driver, "episode")
 
     Select(driver.find_element(By.ID, "stop.reason")).select_by_value("ADVERSE_EVENT")
@@ -291,6 +300,12 @@ try:
     audit_page(driver, "history")
     driver.get(f"{WEB}/patients/{patient_id}")
     check("Suivi du dossier" in body(driver) and "Fait" in body(driver), "the patient's record status matrix is shown")
+    driver.find_element(By.XPATH, "//summary[contains(., 'Corriger le dossier')]").click()
+    Select(driver.find_element(By.ID, "region_code")).select_by_value("84")
+    driver.find_element(By.ID, "reason").send_keys("déménagement à Lyon")
+    click_and_wait(driver, driver.find_element(By.XPATH, "//button[contains(., 'Enregistrer la correction')]"))
+    check("Auvergne" in body(driver), "the patient's region is corrected")
+    check("2 · Historique" in body(driver), "the correction is a second version")
     audit_page(driver, "patient-status")
     click_and_wait(driver, driver.find_element(By.LINK_TEXT, "À faire"))
     check("Autorisations qui expirent" in body(driver) and "Visites de suivi en retard" in body(driver),
@@ -315,7 +330,7 @@ try:
         if e.get("actor") == f"prescriber:{prescriber_id}":
             actions.setdefault(e["action"], 0)
             actions[e["action"]] += 1
-    for action in ("SignIn", "RegisterPatient", "GetPatient", "DeclareEpisode", "TransitionAuthorisation",
+    for action in ("SignIn", "RegisterPatient", "UpdatePatient", "UpdateAdverseEvent", "GetPatient", "DeclareEpisode", "TransitionAuthorisation",
                    "TransitionEpisode", "RecordFollowUp", "RecordAdverseEvent", "GetEpisode", "GetHistory",
                    "ListPatients", "GetWorklist"):
         check(actions.get(action), f"the audit trail records the prescriber's {action} ({sorted(actions)})")

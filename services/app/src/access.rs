@@ -63,10 +63,7 @@ pub const OPERATIONS: &[(&str, &str, &[Role])] = &[
     ("RegistryService", "ListAdverseEvents", CLINICAL_READERS),
     ("RegistryService", "GetAdverseEvent", CLINICAL_READERS),
     ("RegistryService", "UpdateAdverseEvent", CORRECTORS),
-    // The history of reference records and cohorts for every role that reads them (the admin
-    // who corrects a centre reads who changed it); of patient-level records within the
-    // caller's scope only, which admins and analysts have none of.
-    ("RegistryService", "GetHistory", EVERYONE),
+    ("RegistryService", "GetHistory", CLINICAL_READERS),
     ("RegistryService", "GetWorklist", CLINICAL_READERS),
     // Exchange with partner systems: an import item needs, besides, the rule of its own
     // RegistryService call; the feed shows the clinical records of the caller's scope.
@@ -79,6 +76,10 @@ pub const OPERATIONS: &[(&str, &str, &[Role])] = &[
     // The trail names who did what to which record: the admin's, like the tokens it names.
     ("AuditService", "ExportAudit", &[Admin]),
     ("AuditService", "VerifyAudit", &[Admin]),
+    // The history of reference records and cohorts, for every role that reads them (the admin
+    // who corrects a centre reads who changed it); never of a patient-level record. The web
+    // front's; over gRPC, GetHistory.
+    ("History", "GetReferenceHistory", EVERYONE),
     // Tokens: the admin's, from the web front's admin pages (and the command line, locally).
     // Not RPCs: the gRPC API has no token service.
     ("Tokens", "CreateToken", &[Admin]),
@@ -121,6 +122,7 @@ mod tests {
 
     #[test]
     fn analysts_and_admins_never_reach_a_patient_level_record() {
+        // GetReferenceHistory refuses patient-level kinds itself (registry::history).
         for (service, name, roles) in OPERATIONS {
             if *service == "RegistryService" && !name.contains("Cohort") {
                 assert!(!roles.contains(&Analyst), "{name}");

@@ -367,6 +367,12 @@ pub async fn list_by_episode<T: Stored>(
 /// within its scope, the read audited.
 pub async fn history(app: &App, call: &Call, kind: RecordKind, id: &str) -> AppResult<Vec<Record>> {
     let store = &app.store;
+    if kind.is_patient_level() && call.operation == "GetReferenceHistory" {
+        return Err(AppError::Denied(format!(
+            "{} records have their history read as GetHistory, within the caller's scope",
+            kind.code()
+        )));
+    }
     let admitted = match kind {
         RecordKind::Centre | RecordKind::Prescriber | RecordKind::Framework => {
             admit(store, call, Target::Unbound).await?

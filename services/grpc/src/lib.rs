@@ -22,9 +22,10 @@ mod reports;
 pub mod parse {
     pub use crate::reference::{parse_centre, parse_centre_update, parse_prescriber, parse_prescriber_update};
     pub use crate::registry::{
-        by_episode, parse_adverse_event, parse_authorisation_transition, parse_cohort, parse_cohort_filter,
-        parse_cohort_transition, parse_declaration, parse_episode_filter, parse_episode_transition, parse_follow_up,
-        parse_history, parse_patient_filter, parse_registration, parse_worklist,
+        by_episode, parse_adverse_event, parse_adverse_event_update, parse_authorisation_transition, parse_cohort,
+        parse_cohort_filter, parse_cohort_transition, parse_declaration, parse_episode_filter,
+        parse_episode_transition, parse_follow_up, parse_history, parse_patient_filter, parse_patient_update,
+        parse_registration, parse_worklist,
     };
     pub use crate::reports::{Asked, parameters as parse_run};
 }

@@ -123,12 +123,17 @@ impl Web {
             .route("/patients", get(pages::patients::list).post(pages::patients::register))
             .route("/patients/new", get(pages::patients::new))
             .route("/patients/{id}", get(pages::patients::show))
+            .route("/patients/{id}/update", post(pages::patients::correct))
             .route("/patients/{id}/episodes/new", get(pages::episodes::new))
             .route("/episodes", post(pages::episodes::declare))
             .route("/episodes/{id}", get(pages::episodes::show))
             .route("/episodes/{id}/transition", post(pages::episodes::transition))
             .route("/episodes/{id}/follow-ups", post(pages::episodes::follow_up))
             .route("/episodes/{id}/adverse-events", post(pages::episodes::adverse_event))
+            .route(
+                "/episodes/{id}/adverse-events/update",
+                post(pages::episodes::correct_event),
+            )
             .route("/authorisations/{id}/transition", post(pages::episodes::authorise))
             .route("/history/{kind}/{id}", get(pages::history::show))
             .route("/worklist", get(pages::worklist::show))

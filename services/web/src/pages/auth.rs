@@ -40,7 +40,7 @@ pub struct SignInQuery {
 
 /// The sign-in form; its CSRF secret goes in a cookie too (there is no session yet), so that
 /// no other site can sign a browser in with a token of its own.
-fn sign_in_form(lang: Lang, next: &str, message: Option<String>, status: StatusCode) -> Response {
+fn sign_in_form(web: &Web, lang: Lang, next: &str, message: Option<String>, status: StatusCode) -> Response {
     let csrf = session::secret();
     let page = Page::anonymous(lang, lang.t("sign_in.title"), "/sign-in");
     let mut r = render(&SignIn {
@@ -50,7 +50,7 @@ fn sign_in_form(lang: Lang, next: &str, message: Option<String>, status: StatusC
         message,
     });
     *r.status_mut() = status;
-    if let Ok(v) = set_cookie(SIGN_IN_COOKIE, &csrf, false, Some(1800)).parse() {
+    if let Ok(v) = set_cookie(SIGN_IN_COOKIE, &csrf, web.secure_cookies(), Some(1800)).parse() {
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
     r
@@ -63,6 +63,7 @@ pub async fn sign_in_page(State(web): State<Web>, headers: HeaderMap, Query(q): 
         return match web.secret_of_code(&q.code) {
             Some(secret) => open_session(&web, lang, &secret, local_path(&q.next).unwrap_or("/")).await,
             None => sign_in_form(
+                &web,
                 lang,
                 &q.next,
                 Some(lang.t("sign_in.bad_code").to_owned()),
@@ -76,7 +77,7 @@ pub async fn sign_in_page(State(web): State<Web>, headers: HeaderMap, Query(q): 
         "out" => Some(lang.t("sign_in.signed_out").to_owned()),
         _ => None,
     };
-    sign_in_form(lang, &q.next, message, StatusCode::OK)
+    sign_in_form(&web, lang, &q.next, message, StatusCode::OK)
 }
 
 pub async fn sign_in(State(web): State<Web>, headers: HeaderMap, fields: Fields) -> Response {
@@ -94,6 +95,7 @@ pub async fn sign_in(State(web): State<Web>, headers: HeaderMap, fields: Fields)
     let next = local_path(fields.get("next")).unwrap_or("/").to_owned();
     if secret.is_empty() || secret.len() > 200 {
         return sign_in_form(
+            &web,
             lang,
             &next,
             Some(lang.t("sign_in.invalid").to_owned()),
@@ -121,6 +123,7 @@ async fn open_session(web: &Web, lang: Lang, secret: &str, next: &str) -> Respon
     let Some((principal, expires)) = record.and_then(|r| r.principal_at(Utc::now()).map(|p| (p, r.token.expires_at)))
     else {
         return sign_in_form(
+            web,
             lang,
             next,
             Some(lang.t("sign_in.invalid").to_owned()),

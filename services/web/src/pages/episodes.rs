@@ -274,6 +274,7 @@ pub struct Visit {
 
 pub struct Event {
     pub id: String,
+    pub version: i64,
     pub onset: String,
     pub pt: String,
     pub soc: String,
@@ -341,6 +342,7 @@ struct Show {
     failed: String,
     form: FormState,
     can_write: bool,
+    can_correct: bool,
     declared: bool,
     active: bool,
     stop_reasons: Vec<(String, String)>,
@@ -490,6 +492,7 @@ async fn episode_page(web: &Web, signed: &Signed, id: &RecordId, failed: Option<
         failed,
         form,
         can_write: observatory_app::access::allows("RecordFollowUp", signed.role()),
+        can_correct: observatory_app::access::allows("UpdateAdverseEvent", signed.role()),
         declared: status == S::Declared,
         active: matches!(status, S::Initiated | S::Ongoing),
         stop_reasons: labels::options(lang, "stop_reason"),
@@ -543,6 +546,7 @@ fn event(lang: crate::i18n::Lang, v: &Versioned<AdverseEvent>) -> Event {
     let x = &v.record;
     Event {
         id: v.meta.id.clone(),
+        version: v.meta.version,
         onset: lang.date(x.onset_date),
         pt: x.meddra_pt.as_str().to_owned(),
         soc: x.meddra_soc.as_ref().map(|s| s.as_str().to_owned()).unwrap_or_default(),
@@ -793,4 +797,45 @@ pub async fn adverse_event(State(web): State<Web>, Path(id): Path<String>, poste
         }
     };
     after(&web, &signed, &fields, &id, "adverse_event", outcome).await
+}
+
+/// Completes or corrects an adverse event of the episode (seriousness, outcome, causality,
+/// the declaration to pharmacovigilance) with a required reason.
+pub async fn correct_event(State(web): State<Web>, Path(episode): Path<String>, posted: Posted) -> Response {
+    let Posted { signed, fields } = posted;
+    let Ok(episode) = RecordId::parse(&episode) else {
+        return not_found(&signed);
+    };
+    let f = &fields;
+    // The event and the version the form was drawn from: `id:version`.
+    let (id, version) = f.get("event").split_once(':').unwrap_or((f.get("event"), "0"));
+    let request = pb::UpdateAdverseEventRequest {
+        id: id.to_owned(),
+        expected_version: version.parse().unwrap_or(0),
+        reason: f.get("reason").to_owned(),
+        serious: match f.get("serious") {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        },
+        outcome: pb_enum(f.get("outcome"), "AE_OUTCOME_", pb::AeOutcome::from_str_name),
+        causality: pb_enum(f.get("causality"), "CAUSALITY_", pb::Causality::from_str_name),
+        pv_declaration_date: f.get("pv_declaration_date").to_owned(),
+        pv_reference: f.get("pv_reference").to_owned(),
+    };
+    let outcome = match observatory_grpc::parse::parse_adverse_event_update(&request) {
+        Err(s) => Err(s),
+        Ok((rid, v, update, reason)) => ops::update_adverse_event(
+            web.app(),
+            &signed.call(op("UpdateAdverseEvent")),
+            rid,
+            v,
+            update,
+            reason,
+        )
+        .await
+        .map(|_| ())
+        .map_err(observatory_grpc::error::app),
+    };
+    after(&web, &signed, &fields, &episode, "correct_event", outcome).await
 }

@@ -88,7 +88,14 @@ pub async fn show(State(web): State<Web>, signed: Signed, Path((kind, id)): Path
         Ok(x) => x,
         Err(_) => return super::failure_for(&signed, StatusCode::NOT_FOUND, lang.t("error.not_found")),
     };
-    let records = match ops::history(web.app(), &signed.call(op("GetHistory")), kind, &id).await {
+    // Patient-level records within the caller's scope (GetHistory); reference records and
+    // cohorts for every role that reads them.
+    let operation = if kind.is_patient_level() {
+        op("GetHistory")
+    } else {
+        op("GetReferenceHistory")
+    };
+    let records = match ops::history(web.app(), &signed.call(operation), kind, &id).await {
         Ok(r) => r,
         Err(e) => return refused(&signed, e),
     };

@@ -379,12 +379,23 @@ struct Show {
     can_declare: bool,
     columns: Vec<String>,
     matrix: Vec<StatusRow>,
+    correction: FormState,
+    can_correct: bool,
+    regions: Vec<(String, String)>,
+    vital_statuses: Vec<(String, String)>,
 }
 
 pub async fn show(State(web): State<Web>, signed: Signed, Path(id): Path<String>) -> Response {
     let Ok(id) = RecordId::parse(&id) else {
         return super::failure_for(&signed, StatusCode::NOT_FOUND, signed.lang.t("error.not_found"));
     };
+    patient_page(&web, &signed, &id, None).await
+}
+
+/// The patient's page; `correction` is a refused correction form to show again.
+async fn patient_page(web: &Web, signed: &Signed, id: &RecordId, correction: Option<FormState>) -> Response {
+    let signed = signed.clone();
+    let id = id.clone();
     let app = web.app();
     let patient = match ops::get::<Patient>(app, &signed.call(op("GetPatient")), &id).await {
         Ok(p) => p,
@@ -412,12 +423,19 @@ pub async fn show(State(web): State<Web>, signed: Signed, Path(id): Path<String>
         };
         rows.push(episode_row(&page, e, &cohort));
     }
-    let (columns, matrix) = match status_matrix(&web, &signed, &page, &episodes, &months).await {
+    let (columns, matrix) = match status_matrix(web, &signed, &page, &episodes, &months).await {
         Ok(x) => x,
         Err(e) => return refused(&signed, e),
     };
     let p = &patient.record;
-    render(&Show {
+    let refused_correction = correction.is_some();
+    let mut r = render(&Show {
+        correction: correction.unwrap_or_else(FormState::fresh),
+        can_correct: observatory_app::access::allows("UpdatePatient", signed.role()),
+        regions: observatory_domain::reference::regions()
+            .map(|(c, n)| (c.to_owned(), n.to_owned()))
+            .collect(),
+        vital_statuses: labels::options(signed.lang, "vital_status"),
         id: patient.meta.id.clone(),
         version: patient.meta.version,
         pseudonym: p.pseudonym.value.clone(),
@@ -450,5 +468,47 @@ pub async fn show(State(web): State<Web>, signed: Signed, Path(id): Path<String>
         columns,
         matrix,
         page,
-    })
+    });
+    if refused_correction {
+        *r.status_mut() = StatusCode::BAD_REQUEST;
+    }
+    r
+}
+
+/// Corrects a patient (region, vital status, objection to reuse) with a required reason.
+pub async fn correct(State(web): State<Web>, Path(id): Path<String>, posted: Posted) -> Response {
+    let Posted { signed, fields } = posted;
+    let f = &fields;
+    let Ok(rid) = RecordId::parse(&id) else {
+        return super::failure_for(&signed, StatusCode::NOT_FOUND, signed.lang.t("error.not_found"));
+    };
+    let request = pb::UpdatePatientRequest {
+        id: id.clone(),
+        expected_version: f.get("expected_version").parse().unwrap_or(0),
+        reason: f.get("reason").to_owned(),
+        region_code: (!f.get("region_code").is_empty()).then(|| f.get("region_code").to_owned()),
+        vital_status: pb_enum(f.get("vital_status"), "VITAL_STATUS_", pb::VitalStatus::from_str_name),
+        objects_to_reuse: match f.get("objects_to_reuse") {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        },
+        diagnoses: None,
+    };
+    let outcome = match observatory_grpc::parse::parse_patient_update(&request) {
+        Err(s) => Err(s),
+        Ok((pid, v, update, reason)) => {
+            ops::update_patient(web.app(), &signed.call(op("UpdatePatient")), pid, v, update, reason)
+                .await
+                .map(|_| ())
+                .map_err(observatory_grpc::error::app)
+        }
+    };
+    match outcome {
+        Ok(()) => Redirect::to(&format!("/patients/{id}")).into_response(),
+        Err(status) => {
+            let form = FormState::refused(&fields, &status, signed.lang);
+            patient_page(&web, &signed, &rid, Some(form)).await
+        }
+    }
 }
