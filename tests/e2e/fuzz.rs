@@ -503,6 +503,8 @@ fn seeds(ids: &Ids) -> Vec<Seed> {
                 page: page.clone(),
                 pseudonym: format!("{:020}", 1_001),
                 cohort_id: ids.cohort.clone(),
+                pathway: pb::Pathway::Aac as i32,
+                status: pb::EpisodeStatus::Ongoing as i32,
             },
         ),
         seed(

@@ -153,6 +153,46 @@ async fn patients_are_listed_within_the_scope_searched_and_audited(backend: Back
         .collect();
     assert_eq!(ids, vec![ours[0].clone()]);
 
+    // By the pathway and status of a current episode.
+    let with = |pathway: pb::Pathway, status: pb::EpisodeStatus| pb::ListPatientsRequest {
+        pathway: pathway as i32,
+        status: status as i32,
+        ..Default::default()
+    };
+    let ids = |r: pb::ListPatientsResponse| -> Vec<String> {
+        r.patients.into_iter().filter_map(|p| p.meta.map(|m| m.id)).collect()
+    };
+    let declared_aac = app
+        .registry
+        .list_patients(with(pb::Pathway::Aac, pb::EpisodeStatus::Declared))
+        .await
+        .expect("by pathway and status")
+        .into_inner();
+    assert_eq!(ids(declared_aac), vec![ours[0].clone()]);
+    let ongoing = app
+        .registry
+        .list_patients(with(pb::Pathway::Unspecified, pb::EpisodeStatus::Ongoing))
+        .await
+        .expect("by status")
+        .into_inner();
+    assert!(ids(ongoing).is_empty());
+    let off_label = app
+        .registry
+        .list_patients(with(pb::Pathway::OffLabel, pb::EpisodeStatus::Unspecified))
+        .await
+        .expect("by pathway")
+        .into_inner();
+    assert!(ids(off_label).is_empty());
+    let bad = app
+        .registry
+        .list_patients(pb::ListPatientsRequest {
+            status: 99,
+            ..Default::default()
+        })
+        .await
+        .expect_err("no such status");
+    assert_eq!(violated_fields(&bad), ["status"]);
+
     // Each listing is a patient-level read in the trail.
     let listings = app
         .store

@@ -314,6 +314,48 @@ try:
     check("Traitements déclarés jamais initiés" in body(driver), "the worklist looks 90 days ahead")
     audit_page(driver, "worklist")
 
+    # --- A switch: another patient's AAC treatment replaced by a common-law one ------------------
+    click_and_wait(driver, driver.find_element(By.LINK_TEXT, "Patients"))
+    click_and_wait(driver, driver.find_element(By.LINK_TEXT, "Inscrire un patient"))
+    switcher = "".join(random.choice("0123456789") for _ in range(20))
+    driver.find_element(By.ID, "idmr").send_keys(switcher)
+    Select(driver.find_element(By.ID, "sex")).select_by_value("MALE")
+    set_value(driver, "birth_year_month", "2012-02")
+    click_and_wait(driver, driver.find_element(By.CSS_SELECTOR, "form[action='/patients'] button[type='submit']"))
+    click_and_wait(driver, driver.find_element(By.LINK_TEXT, "Déclarer un traitement"))
+    cohort = Select(driver.find_element(By.ID, "cohort"))
+    cohort.select_by_value(next(o for o in cohort.options if "Concizumab AAC" in o.text).get_attribute("value"))
+    click_and_wait(driver, driver.find_element(By.XPATH, "//button[contains(., 'Choisir cette cohorte')]"))
+    Select(driver.find_element(By.ID, "indication_orpha_code")).select_by_value("98878")
+    Select(driver.find_element(By.ID, "prescriber_rpps")).select_by_index(1)
+    click_and_wait(driver, driver.find_element(By.XPATH, "//button[contains(., 'Déclarer le traitement')]"))
+    first_episode = driver.current_url.rsplit("/", 1)[1]
+    set_value(driver, "grant.valid_to", (TODAY + datetime.timedelta(days=200)).isoformat())
+    driver.find_element(By.ID, "grant.reference").send_keys("AAC-2026-00043")
+    submit_form_with(driver, "transition", "grant")
+    submit_form_with(driver, "transition", "initiate")
+    click_and_wait(driver, driver.find_element(By.LINK_TEXT, "Déclarer le traitement qui le remplace"))
+    check("remplacera" in body(driver), "the declaration says which treatment it replaces")
+    cohort = Select(driver.find_element(By.ID, "cohort"))
+    cohort.select_by_value(next(o for o in cohort.options if "Emicizumab common law" in o.text).get_attribute("value"))
+    click_and_wait(driver, driver.find_element(By.XPATH, "//button[contains(., 'Choisir cette cohorte')]"))
+    Select(driver.find_element(By.ID, "indication_orpha_code")).select_by_value("98878")
+    Select(driver.find_element(By.ID, "prescriber_rpps")).select_by_index(1)
+    click_and_wait(driver, driver.find_element(By.XPATH, "//button[contains(., 'Déclarer le traitement')]"))
+    check("/episodes/" in driver.current_url and first_episode not in driver.current_url, "the new treatment is declared")
+    replaced = registry.GetEpisode(registry_pb2.GetRequest(id=first_episode), metadata=meta(prescriber))
+    check(replaced.status == registry_pb2.EPISODE_STATUS_SWITCHED, f"the replaced treatment is closed as switched ({replaced.status})")
+
+    # --- On a phone's width: nothing wider than the screen but the tables, which scroll --------
+    driver.set_window_size(390, 844)
+    driver.get(f"{WEB}/episodes/{episode_id}")
+    overflow = driver.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+    check(overflow <= 1, f"the episode page fits a phone's width ({overflow} px too wide)")
+    audit_page(driver, "episode-narrow", screenshot=False)
+    if SCREENSHOTS:
+        driver.save_screenshot(os.path.join(SCREENSHOTS, "episode-narrow.png"))
+    driver.set_window_size(1280, 1600)
+
     # --- The same records over gRPC, and in the audit trail -------------------------------------
     episode = registry.GetEpisode(registry_pb2.GetRequest(id=episode_id), metadata=meta(prescriber))
     check(episode.status == registry_pb2.EPISODE_STATUS_STOPPED, "gRPC reads the stopped episode")
@@ -336,6 +378,10 @@ try:
         check(actions.get(action), f"the audit trail records the prescriber's {action} ({sorted(actions)})")
 
     # --- Bounds of the session ------------------------------------------------------------------
+    driver.get(f"{WEB}/patients?pathway=AAC&status=STOPPED")
+    check(idmr in body(driver), "the patient is found among the stopped AAC treatments")
+    driver.get(f"{WEB}/patients?pathway=OFF_LABEL")
+    check(idmr not in body(driver), "and not among the off-label ones")
     session = session_cookie(driver)
     status, _, _ = http("POST", "/patients", session, {"idmr": "12345678901234567890", "sex": "MALE"})
     check(status == 403, f"a POST without its CSRF secret is refused ({status})")
@@ -367,6 +413,8 @@ try:
     check("introuvable" in body(driver), "nor its history")
     driver.get(f"{WEB}/patients?q={idmr}")
     check("Aucun patient" in body(driver), "nor find the patient by IdMR")
+    driver.get(f"{WEB}/patients?pathway=AAC&status=STOPPED")
+    check(idmr not in body(driver), "nor among the stopped AAC treatments")
 
     # --- A revoked token ends its sessions --------------------------------------------------------
     cli("token", "revoke", prescriber_id)

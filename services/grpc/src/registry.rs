@@ -498,8 +498,25 @@ pub fn parse_patient_filter(
         }
     };
     let cohort_id = v.check("cohort_id", c::optional(&r.cohort_id, c::id)).flatten();
+    let pathway = v
+        .check("pathway", enum_in_opt!(r.pathway, pb::Pathway, "PATHWAY_", m::Pathway))
+        .flatten();
+    let status = v
+        .check(
+            "status",
+            enum_in_opt!(r.status, pb::EpisodeStatus, "EPISODE_STATUS_", m::EpisodeStatus),
+        )
+        .flatten();
     v.into_result().map_err(error::domain)?;
-    Ok((observatory_store::PatientFilter { pseudonym, cohort_id }, page))
+    Ok((
+        observatory_store::PatientFilter {
+            pseudonym,
+            cohort_id,
+            pathway,
+            status,
+        },
+        page,
+    ))
 }
 
 /// The horizon of a worklist: 30, 60 or 90 days (0 for 30).

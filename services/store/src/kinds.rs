@@ -238,6 +238,11 @@ pub enum Filter {
     },
     /// Patients with a current episode in this cohort.
     PatientsInCohort(String),
+    /// Patients with a current episode of this pathway and/or status (at least one given).
+    PatientsWithEpisode {
+        pathway: Option<String>,
+        status: Option<String>,
+    },
 }
 
 impl ListQuery {

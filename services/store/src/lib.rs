@@ -428,6 +428,9 @@ pub struct PatientFilter {
     /// The pseudonym's value: an IdMR, or the keyed pseudonym of identity fields.
     pub pseudonym: Option<String>,
     pub cohort_id: Option<RecordId>,
+    /// Patients with a current episode of this pathway and/or in this status.
+    pub pathway: Option<Pathway>,
+    pub status: Option<EpisodeStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -727,6 +730,15 @@ impl Store {
         }
         q.eq("pseudonym", f.pseudonym.clone());
         q.patients_in_cohort(f.cohort_id.as_ref().map(|c| c.as_str().to_owned()));
+        if f.pathway.is_some() || f.status.is_some() {
+            q.filters.push((
+                "id",
+                kinds::Filter::PatientsWithEpisode {
+                    pathway: f.pathway.map(|p| p.code().to_owned()),
+                    status: f.status.map(|s| s.code().to_owned()),
+                },
+            ));
+        }
         self.list(q).await
     }
 

@@ -1026,6 +1026,17 @@ pub async fn list<T: Stored>(conn: &mut Conn, lq: ListQuery) -> Result<Page<Vers
                 q.push(" OR cohort_id IN (SELECT id FROM cohort_versions WHERE superseded_at IS NULL AND ");
                 push_in(&mut q, "filiere", filieres).push(")))")
             }
+            Filter::PatientsWithEpisode { pathway, status } => {
+                q.push(" AND ").push(column);
+                q.push(" IN (SELECT patient_id FROM episode_versions WHERE superseded_at IS NULL");
+                if let Some(p) = pathway {
+                    q.push(" AND pathway = ").push_bind(p);
+                }
+                if let Some(s) = status {
+                    q.push(" AND status = ").push_bind(s);
+                }
+                q.push(")")
+            }
             Filter::PatientsInCohort(cohort) => q
                 .push(" AND ")
                 .push(column)

@@ -65,6 +65,11 @@ pub struct CohortView {
 pub struct NewQuery {
     #[serde(default)]
     cohort: String,
+    /// A switch: the episode the new one replaces, and the version it was read at.
+    #[serde(default)]
+    previous: String,
+    #[serde(default)]
+    previous_version: String,
 }
 
 async fn cohort_view(web: &Web, signed: &Signed, id: &RecordId) -> Option<CohortView> {
@@ -183,6 +188,8 @@ pub async fn new(
         ("cohort_id", q.cohort.clone()),
         ("request_date", today()),
         ("authorisation.submitted_date", today()),
+        ("previous_episode_id", q.previous.clone()),
+        ("previous_episode_version", q.previous_version.clone()),
     ]);
     new_page(&web, &signed, &id, &q.cohort, form).await
 }
@@ -218,8 +225,8 @@ fn declaration(f: &Fields) -> pb::DeclareEpisodeRequest {
             submitted_date: f.get("authorisation.submitted_date").to_owned(),
             reference: f.get("authorisation.reference").to_owned(),
         }),
-        previous_episode_id: String::new(),
-        previous_episode_version: 0,
+        previous_episode_id: f.get("previous_episode_id").to_owned(),
+        previous_episode_version: f.get("previous_episode_version").parse().unwrap_or(0),
     }
 }
 

@@ -43,6 +43,10 @@ struct List {
     q: String,
     cohort: String,
     cohorts: Vec<(String, String)>,
+    pathway: String,
+    pathways: Vec<(String, String)>,
+    status: String,
+    statuses: Vec<(String, String)>,
     rows: Vec<PatientRow>,
     next: Option<String>,
     message: Option<String>,
@@ -55,6 +59,10 @@ pub struct ListQuery {
     q: String,
     #[serde(default)]
     cohort: String,
+    #[serde(default)]
+    pathway: String,
+    #[serde(default)]
+    status: String,
     #[serde(default)]
     page: String,
 }
@@ -91,6 +99,8 @@ pub async fn list(State(web): State<Web>, signed: Signed, Query(q): Query<ListQu
         }),
         pseudonym: q.q.clone(),
         cohort_id: q.cohort.clone(),
+        pathway: pb_enum(&q.pathway, "PATHWAY_", pb::Pathway::from_str_name),
+        status: pb_enum(&q.status, "EPISODE_STATUS_", pb::EpisodeStatus::from_str_name),
     };
     let cohorts = cohort_options(&web, &signed).await;
     let page = signed.page(lang.t("patients.title"));
@@ -106,8 +116,12 @@ pub async fn list(State(web): State<Web>, signed: Signed, Query(q): Query<ListQu
     render(&List {
         can_register: observatory_app::access::allows("RegisterPatient", signed.role()),
         page,
+        pathways: labels::options(signed.lang, "pathway"),
+        statuses: labels::options(signed.lang, "episode_status"),
         q: q.q,
         cohort: q.cohort,
+        pathway: q.pathway,
+        status: q.status,
         cohorts,
         rows,
         next,
