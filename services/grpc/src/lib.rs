@@ -20,7 +20,10 @@ mod reports;
 /// The parsers of the contract's requests into the operations' domain requests, for the other
 /// transports that speak in the contract's field paths (the web front's forms).
 pub mod parse {
-    pub use crate::reference::{parse_centre, parse_centre_update, parse_prescriber, parse_prescriber_update};
+    pub use crate::reference::{
+        parse_centre, parse_centre_update, parse_framework, parse_framework_transition, parse_prescriber,
+        parse_prescriber_update,
+    };
     pub use crate::registry::{
         by_episode, parse_adverse_event, parse_adverse_event_update, parse_authorisation_transition, parse_cohort,
         parse_cohort_filter, parse_cohort_transition, parse_declaration, parse_episode_filter,

@@ -179,55 +179,7 @@ impl ReferenceService for ReferenceApi {
         &self,
         req: Request<pb::CreateFrameworkRequest>,
     ) -> Result<Response<pb::Framework>, Status> {
-        let r = req.get_ref();
-        let mut v = Violations::new();
-        let key = v.check("idempotency_key", c::idempotency_key(&r.idempotency_key));
-        let pathway = v.check("pathway", enum_in!(r.pathway, pb::Pathway, "PATHWAY_", m::Pathway));
-        let drug_atc = v.check("drug_atc", c::atc_known(&r.drug_atc));
-        let indication = v.check("indication", codes::bounded_text(&r.indication, 500));
-        let orpha_codes = Some(c::orpha_list(&mut v, "orpha_codes", &r.orpha_codes));
-        let authority = Some(r.authority.trim().to_owned());
-        let decision_reference = v.check("decision_reference", codes::bounded_text(&r.decision_reference, 200));
-        let valid_from = v.check("valid_from", c::date(&r.valid_from));
-        let valid_to = v.check("valid_to", c::optional(&r.valid_to, c::date));
-        let status = v.check(
-            "status",
-            enum_in!(r.status, pb::FrameworkStatus, "FRAMEWORK_STATUS_", m::FrameworkStatus),
-        );
-        let protocol_type = v.check(
-            "protocol_type",
-            enum_in!(r.protocol_type, pb::ProtocolType, "PROTOCOL_TYPE_", m::ProtocolType),
-        );
-        let protocol_version = v.check("protocol_version", c::optional(&r.protocol_version, c::text(50)));
-        let follow_up_months = match u32::try_from(r.follow_up_months) {
-            Ok(months) => Some(months),
-            Err(_) => {
-                v.push("follow_up_months", "OUT_OF_RANGE", "must be between 0 and 24");
-                None
-            }
-        };
-        let source = v.check("source", codes::bounded_text(&r.source, 500));
-        all_some!(v; key, pathway, drug_atc, indication, orpha_codes, authority, decision_reference, valid_from, valid_to,
-            status, protocol_type, protocol_version, follow_up_months, source);
-        let framework = m::Framework {
-            pathway,
-            drug_atc,
-            indication,
-            orpha_codes,
-            authority,
-            decision_reference,
-            valid_from,
-            valid_to,
-            status,
-            protocol_type,
-            protocol_version: protocol_version.unwrap_or_default(),
-            follow_up_months,
-            source,
-            confirmed: r.confirmed,
-            suspended_from: None,
-            suspended_on: None,
-        };
-        rules::check_framework(&framework).map_err(error::domain)?;
+        let (key, framework) = parse_framework(req.get_ref())?;
         let call = guard::call(&req, "CreateFramework")?;
         let x = ops::create_framework(&self.state.app, &call, Some(key), framework)
             .await
@@ -249,47 +201,7 @@ impl ReferenceService for ReferenceApi {
         &self,
         req: Request<pb::TransitionFrameworkRequest>,
     ) -> Result<Response<pb::Framework>, Status> {
-        use pb::transition_framework_request::Transition as T;
-        let r = req.get_ref();
-        let mut v = Violations::new();
-        let id = v.check("id", c::id(&r.id));
-        let expected = v.check("expected_version", c::version(r.expected_version));
-        let step = |v: &mut Violations, field: &str, date: &str| v.check(&format!("{field}.date"), c::date(date));
-        let transition = match &r.transition {
-            None => {
-                v.push("transition", "REQUIRED", "one transition is required");
-                None
-            }
-            Some(T::StartReview(s)) => step(&mut v, "start_review", &s.date).map(|date| FT::StartReview { date }),
-            Some(T::Refuse(s)) => step(&mut v, "refuse", &s.date).map(|date| FT::Refuse { date }),
-            Some(T::SubmitRenewal(s)) => step(&mut v, "submit_renewal", &s.date).map(|date| FT::SubmitRenewal { date }),
-            Some(T::Suspend(s)) => step(&mut v, "suspend", &s.date).map(|date| FT::Suspend { date }),
-            Some(T::Reinstate(s)) => step(&mut v, "reinstate", &s.date).map(|date| FT::Reinstate { date }),
-            Some(T::Withdraw(s)) => step(&mut v, "withdraw", &s.date).map(|date| FT::Withdraw { date }),
-            Some(T::End(s)) => step(&mut v, "end", &s.date).map(|date| FT::End { date }),
-            Some(T::Grant(g)) => {
-                let date = step(&mut v, "grant", &g.date);
-                let from = v.check("grant.valid_from", c::date(&g.valid_from));
-                let to = v.check("grant.valid_to", c::optional(&g.valid_to, c::date));
-                match (date, from, to) {
-                    (Some(date), Some(valid_from), Some(valid_to)) => Some(FT::Grant {
-                        date,
-                        valid_from,
-                        valid_to,
-                    }),
-                    _ => None,
-                }
-            }
-            Some(T::Renew(g)) => {
-                let date = step(&mut v, "renew", &g.date);
-                let to = v.check("renew.valid_to", c::optional(&g.valid_to, c::date));
-                match (date, to) {
-                    (Some(date), Some(valid_to)) => Some(FT::Renew { date, valid_to }),
-                    _ => None,
-                }
-            }
-        };
-        all_some!(v; id, expected, transition);
+        let (id, expected, transition) = parse_framework_transition(req.get_ref())?;
         let call = guard::call(&req, "TransitionFramework")?;
         let x = ops::transition_framework(&self.state.app, &call, id, expected, transition)
             .await
@@ -422,4 +334,102 @@ pub fn parse_prescriber(r: &pb::CreatePrescriberRequest) -> Result<(String, m::P
             centre_finess,
         },
     ))
+}
+
+/// A framework as declared, its rules checked (the operation checks them again).
+pub fn parse_framework(r: &pb::CreateFrameworkRequest) -> Result<(String, m::Framework), Status> {
+    let mut v = Violations::new();
+    let key = v.check("idempotency_key", c::idempotency_key(&r.idempotency_key));
+    let pathway = v.check("pathway", enum_in!(r.pathway, pb::Pathway, "PATHWAY_", m::Pathway));
+    let drug_atc = v.check("drug_atc", c::atc_known(&r.drug_atc));
+    let indication = v.check("indication", codes::bounded_text(&r.indication, 500));
+    let orpha_codes = Some(c::orpha_list(&mut v, "orpha_codes", &r.orpha_codes));
+    let authority = Some(r.authority.trim().to_owned());
+    let decision_reference = v.check("decision_reference", codes::bounded_text(&r.decision_reference, 200));
+    let valid_from = v.check("valid_from", c::date(&r.valid_from));
+    let valid_to = v.check("valid_to", c::optional(&r.valid_to, c::date));
+    let status = v.check(
+        "status",
+        enum_in!(r.status, pb::FrameworkStatus, "FRAMEWORK_STATUS_", m::FrameworkStatus),
+    );
+    let protocol_type = v.check(
+        "protocol_type",
+        enum_in!(r.protocol_type, pb::ProtocolType, "PROTOCOL_TYPE_", m::ProtocolType),
+    );
+    let protocol_version = v.check("protocol_version", c::optional(&r.protocol_version, c::text(50)));
+    let follow_up_months = match u32::try_from(r.follow_up_months) {
+        Ok(months) => Some(months),
+        Err(_) => {
+            v.push("follow_up_months", "OUT_OF_RANGE", "must be between 0 and 24");
+            None
+        }
+    };
+    let source = v.check("source", codes::bounded_text(&r.source, 500));
+    all_some!(v; key, pathway, drug_atc, indication, orpha_codes, authority, decision_reference, valid_from, valid_to,
+        status, protocol_type, protocol_version, follow_up_months, source);
+    let framework = m::Framework {
+        pathway,
+        drug_atc,
+        indication,
+        orpha_codes,
+        authority,
+        decision_reference,
+        valid_from,
+        valid_to,
+        status,
+        protocol_type,
+        protocol_version: protocol_version.unwrap_or_default(),
+        follow_up_months,
+        source,
+        confirmed: r.confirmed,
+        suspended_from: None,
+        suspended_on: None,
+    };
+    rules::check_framework(&framework).map_err(error::domain)?;
+    Ok((key, framework))
+}
+
+/// A step of a framework's lifecycle.
+pub fn parse_framework_transition(r: &pb::TransitionFrameworkRequest) -> Result<(RecordId, i64, FT), Status> {
+    use pb::transition_framework_request::Transition as T;
+    let mut v = Violations::new();
+    let id = v.check("id", c::id(&r.id));
+    let expected = v.check("expected_version", c::version(r.expected_version));
+    let step = |v: &mut Violations, field: &str, date: &str| v.check(&format!("{field}.date"), c::date(date));
+    let transition = match &r.transition {
+        None => {
+            v.push("transition", "REQUIRED", "one transition is required");
+            None
+        }
+        Some(T::StartReview(s)) => step(&mut v, "start_review", &s.date).map(|date| FT::StartReview { date }),
+        Some(T::Refuse(s)) => step(&mut v, "refuse", &s.date).map(|date| FT::Refuse { date }),
+        Some(T::SubmitRenewal(s)) => step(&mut v, "submit_renewal", &s.date).map(|date| FT::SubmitRenewal { date }),
+        Some(T::Suspend(s)) => step(&mut v, "suspend", &s.date).map(|date| FT::Suspend { date }),
+        Some(T::Reinstate(s)) => step(&mut v, "reinstate", &s.date).map(|date| FT::Reinstate { date }),
+        Some(T::Withdraw(s)) => step(&mut v, "withdraw", &s.date).map(|date| FT::Withdraw { date }),
+        Some(T::End(s)) => step(&mut v, "end", &s.date).map(|date| FT::End { date }),
+        Some(T::Grant(g)) => {
+            let date = step(&mut v, "grant", &g.date);
+            let from = v.check("grant.valid_from", c::date(&g.valid_from));
+            let to = v.check("grant.valid_to", c::optional(&g.valid_to, c::date));
+            match (date, from, to) {
+                (Some(date), Some(valid_from), Some(valid_to)) => Some(FT::Grant {
+                    date,
+                    valid_from,
+                    valid_to,
+                }),
+                _ => None,
+            }
+        }
+        Some(T::Renew(g)) => {
+            let date = step(&mut v, "renew", &g.date);
+            let to = v.check("renew.valid_to", c::optional(&g.valid_to, c::date));
+            match (date, to) {
+                (Some(date), Some(valid_to)) => Some(FT::Renew { date, valid_to }),
+                _ => None,
+            }
+        }
+    };
+    all_some!(v; id, expected, transition);
+    Ok((id, expected, transition))
 }

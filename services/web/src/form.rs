@@ -112,6 +112,16 @@ impl FormState {
         state
     }
 
+    /// Errors named `step.field` (`grant.valid_from`) renamed `field`, for a form whose step is
+    /// a select and whose fields are shared by every step.
+    pub fn unprefix(&mut self) {
+        for (field, _) in &mut self.errors {
+            if let Some((_, rest)) = field.split_once('.') {
+                *field = rest.to_owned();
+            }
+        }
+    }
+
     /// The value of `name` to show.
     pub fn get(&self, name: &str) -> &str {
         self.values

@@ -153,7 +153,15 @@ impl Web {
                 get(pages::reference::cohorts).post(pages::reference::create_cohort),
             )
             .route("/cohorts/{id}/transition", post(pages::reference::transition_cohort))
-            .route("/frameworks", get(pages::reference::frameworks))
+            .route(
+                "/frameworks",
+                get(pages::reference::frameworks).post(pages::reference::create_framework),
+            )
+            .route("/frameworks/{id}", get(pages::reference::framework))
+            .route(
+                "/frameworks/{id}/transition",
+                post(pages::reference::transition_framework),
+            )
             .route(
                 "/admin/tokens",
                 get(pages::admin::tokens).post(pages::admin::create_token),

@@ -496,9 +496,52 @@ pub struct FrameworkRow {
 struct Frameworks {
     page: Page,
     rows: Vec<FrameworkRow>,
+    form: FormState,
+    can_write: bool,
+    pathways: Vec<(String, String)>,
+    drugs: Vec<(String, String)>,
+    diseases: Vec<(String, String)>,
+    statuses: Vec<(String, String)>,
+    protocols: Vec<(String, String)>,
 }
 
 pub async fn frameworks(State(web): State<Web>, signed: Signed) -> Response {
+    let form = FormState::with(&[
+        ("authority", "HAS".to_owned()),
+        ("status", "GRANTED".to_owned()),
+        ("protocol_type", "PUT_RD".to_owned()),
+        ("follow_up_months", "6".to_owned()),
+    ]);
+    frameworks_page(&web, &signed, form, StatusCode::OK).await
+}
+
+fn framework_row(page: &Page, f: &Versioned<observatory_domain::model::Framework>) -> FrameworkRow {
+    let lang = page.lang;
+    let x = &f.record;
+    FrameworkRow {
+        id: f.meta.id.clone(),
+        pathway: page.label("pathway", x.pathway.code()),
+        drug: drug_label(x.drug_atc.as_str()),
+        indication: x.indication.clone(),
+        decision: format!("{} {}", x.authority, x.decision_reference),
+        validity: format!(
+            "{} → {}",
+            lang.date(x.valid_from),
+            x.valid_to
+                .map_or_else(|| lang.t("framework.open_ended").to_owned(), |d| lang.date(d))
+        ),
+        status: page.label("framework_status", x.status.code()),
+        protocol: format!(
+            "{} v{} · {} {}",
+            x.protocol_type.code(),
+            x.protocol_version,
+            x.follow_up_months,
+            lang.t("frameworks.months")
+        ),
+    }
+}
+
+async fn frameworks_page(web: &Web, signed: &Signed, form: FormState, status: StatusCode) -> Response {
     let lang = signed.lang;
     let all = match refs::list_frameworks(
         web.app(),
@@ -508,37 +551,179 @@ pub async fn frameworks(State(web): State<Web>, signed: Signed) -> Response {
     .await
     {
         Ok(f) => f,
-        Err(e) => return refused(&signed, e),
+        Err(e) => return refused(signed, e),
     };
     let page = signed.page(lang.t("frameworks.title"));
-    let rows = all
-        .iter()
-        .map(|f| {
-            let x = &f.record;
-            FrameworkRow {
-                id: f.meta.id.clone(),
-                pathway: page.label("pathway", x.pathway.code()),
-                drug: drug_label(x.drug_atc.as_str()),
-                indication: x.indication.clone(),
-                decision: format!("{} {}", x.authority, x.decision_reference),
-                validity: format!(
-                    "{} → {}",
-                    lang.date(x.valid_from),
-                    x.valid_to
-                        .map_or_else(|| lang.t("framework.open_ended").to_owned(), |d| lang.date(d))
-                ),
-                status: page.label("framework_status", x.status.code()),
-                protocol: format!(
-                    "{} v{} · {} {}",
-                    x.protocol_type.code(),
-                    x.protocol_version,
-                    x.follow_up_months,
-                    lang.t("frameworks.months")
-                ),
-            }
-        })
-        .collect();
-    render(&Frameworks { page, rows })
+    let rows = all.iter().map(|f| framework_row(&page, f)).collect();
+    let mut r = render(&Frameworks {
+        rows,
+        form,
+        can_write: observatory_app::access::allows("CreateFramework", signed.role()),
+        pathways: labels::options(lang, "pathway")
+            .into_iter()
+            .filter(|(c, _)| observatory_domain::model::Pathway::from_code(c).is_some_and(|p| p.needs_framework()))
+            .collect(),
+        drugs: observatory_domain::reference::DRUGS
+            .iter()
+            .map(|d| (d.atc.to_owned(), format!("{} ({}) {}", d.inn, d.atc, d.brand)))
+            .collect(),
+        diseases: observatory_domain::reference::DISEASES
+            .iter()
+            .map(|d| (d.orpha_code.to_owned(), format!("{} (ORPHA:{})", d.name, d.orpha_code)))
+            .collect(),
+        statuses: labels::options(lang, "framework_status"),
+        protocols: ["NONE", "PUT_RD", "PUT_SP"]
+            .iter()
+            .map(|c| ((*c).to_owned(), (*c).to_owned()))
+            .collect(),
+        page,
+    });
+    *r.status_mut() = status;
+    r
+}
+
+pub async fn create_framework(State(web): State<Web>, posted: Posted) -> Response {
+    let Posted { signed, fields } = posted;
+    let f = &fields;
+    let request = pb::CreateFrameworkRequest {
+        idempotency_key: f.get("idempotency_key").to_owned(),
+        pathway: pb_enum(f.get("pathway"), "PATHWAY_", pb::Pathway::from_str_name),
+        drug_atc: f.get("drug_atc").to_owned(),
+        indication: f.get("indication").to_owned(),
+        orpha_codes: f.all("orpha_codes").into_iter().map(str::to_owned).collect(),
+        authority: f.get("authority").to_owned(),
+        decision_reference: f.get("decision_reference").to_owned(),
+        valid_from: f.get("valid_from").to_owned(),
+        valid_to: f.get("valid_to").to_owned(),
+        status: pb_enum(f.get("status"), "FRAMEWORK_STATUS_", pb::FrameworkStatus::from_str_name),
+        protocol_type: pb_enum(
+            f.get("protocol_type"),
+            "PROTOCOL_TYPE_",
+            pb::ProtocolType::from_str_name,
+        ),
+        protocol_version: f.get("protocol_version").to_owned(),
+        follow_up_months: f.get("follow_up_months").parse().unwrap_or(-1),
+        source: f.get("source").to_owned(),
+        confirmed: f.ticked("confirmed"),
+    };
+    let outcome = match observatory_grpc::parse::parse_framework(&request) {
+        Err(s) => Err(s),
+        Ok((key, framework)) => {
+            refs::create_framework(web.app(), &signed.call(op("CreateFramework")), Some(key), framework)
+                .await
+                .map_err(observatory_grpc::error::app)
+        }
+    };
+    match outcome {
+        Ok(x) => Redirect::to(&format!("/frameworks/{}", x.meta.id)).into_response(),
+        Err(status) => {
+            let form = FormState::refused(&fields, &status, signed.lang);
+            frameworks_page(&web, &signed, form, super::http_status(&status)).await
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "framework.html")]
+struct FrameworkPage {
+    page: Page,
+    framework: FrameworkRow,
+    version: i64,
+    can_write: bool,
+    steps: Vec<(String, String)>,
+    form: FormState,
+}
+
+async fn framework_page(web: &Web, signed: &Signed, id: &str, form: FormState, status: StatusCode) -> Response {
+    let lang = signed.lang;
+    let Ok(rid) = observatory_domain::model::RecordId::parse(id) else {
+        return super::failure_for(signed, StatusCode::NOT_FOUND, lang.t("error.not_found"));
+    };
+    let f = match refs::get_framework(web.app(), &signed.call(op("GetFramework")), &rid).await {
+        Ok(f) => f,
+        Err(e) => return refused(signed, e),
+    };
+    let page = signed.page(lang.t("frameworks.one"));
+    let mut r = render(&FrameworkPage {
+        framework: framework_row(&page, &f),
+        version: f.meta.version,
+        can_write: observatory_app::access::allows("TransitionFramework", signed.role()),
+        steps: FRAMEWORK_STEPS
+            .iter()
+            .map(|s| ((*s).to_owned(), crate::labels::label(lang, "framework_step", s)))
+            .collect(),
+        form,
+        page,
+    });
+    *r.status_mut() = status;
+    r
+}
+
+/// The steps of a framework's lifecycle, as the contract names them.
+pub const FRAMEWORK_STEPS: [&str; 9] = [
+    "start_review",
+    "grant",
+    "refuse",
+    "submit_renewal",
+    "renew",
+    "suspend",
+    "reinstate",
+    "withdraw",
+    "end",
+];
+
+pub async fn framework(State(web): State<Web>, signed: Signed, Path(id): Path<String>) -> Response {
+    let form = FormState::with(&[("date", super::today())]);
+    framework_page(&web, &signed, &id, form, StatusCode::OK).await
+}
+
+pub async fn transition_framework(State(web): State<Web>, Path(id): Path<String>, posted: Posted) -> Response {
+    use pb::transition_framework_request::{DatedStep, Grant, Renew, Transition as T};
+    let Posted { signed, fields } = posted;
+    let f = &fields;
+    let date = f.get("date").to_owned();
+    let step = || DatedStep { date: date.clone() };
+    let transition = match f.get("step") {
+        "start_review" => Some(T::StartReview(step())),
+        "grant" => Some(T::Grant(Grant {
+            date: date.clone(),
+            valid_from: f.get("valid_from").to_owned(),
+            valid_to: f.get("valid_to").to_owned(),
+        })),
+        "refuse" => Some(T::Refuse(step())),
+        "submit_renewal" => Some(T::SubmitRenewal(step())),
+        "renew" => Some(T::Renew(Renew {
+            date: date.clone(),
+            valid_to: f.get("valid_to").to_owned(),
+        })),
+        "suspend" => Some(T::Suspend(step())),
+        "reinstate" => Some(T::Reinstate(step())),
+        "withdraw" => Some(T::Withdraw(step())),
+        "end" => Some(T::End(step())),
+        _ => None,
+    };
+    let request = pb::TransitionFrameworkRequest {
+        id: id.clone(),
+        expected_version: f.get("expected_version").parse().unwrap_or(0),
+        transition,
+    };
+    let outcome = match observatory_grpc::parse::parse_framework_transition(&request) {
+        Err(s) => Err(s),
+        Ok((rid, v, t)) => refs::transition_framework(web.app(), &signed.call(op("TransitionFramework")), rid, v, t)
+            .await
+            .map(|_| ())
+            .map_err(observatory_grpc::error::app),
+    };
+    match outcome {
+        Ok(()) => Redirect::to(&format!("/frameworks/{id}")).into_response(),
+        Err(status) => {
+            // The contract names a step's fields by the step (`grant.valid_from`); this one form
+            // holds them for every step, by their plain names.
+            let mut state = FormState::refused(&fields, &status, signed.lang);
+            state.unprefix();
+            framework_page(&web, &signed, &id, state, super::http_status(&status)).await
+        }
+    }
 }
 
 /// Whether a role sees the reference sections in its navigation.
