@@ -474,8 +474,18 @@ try:
     click_and_wait(driver, driver.find_element(By.XPATH, "//button[contains(., 'Créer le jeton')]"))
     check(driver.find_elements(By.ID, "centres-error"), "a prescriber's token without a centre is refused, by field")
     driver.find_element(By.ID, "centres").send_keys(home_centre)
+    token_form = {f.get_attribute("name"): f.get_attribute("value")
+                  for f in driver.find_elements(By.CSS_SELECTOR, "form[action='/admin/tokens'] input")}
     click_and_wait(driver, driver.find_element(By.XPATH, "//button[contains(., 'Créer le jeton')]"))
     new_secret = driver.find_element(By.ID, "new-secret").text
+    # The same form sent again (a double click): no second token.
+    before = cli("token", "list")[0].count("prescriber")
+    token_form.update({"role": "prescriber", "centres": home_centre})
+    status, _, replay = http("POST", "/admin/tokens", session_cookie(driver), token_form)
+    shown = replay.decode()
+    shown = shown[shown.find("<main"):][:600]
+    check(status == 200 and "déjà été envoyé" in shown, f"a second submission is a replay ({status}, {sorted(token_form)}, {shown})")
+    check(cli("token", "list")[0].count("prescriber") == before, "a double submission makes one token")
     check(new_secret.startswith("obs_"), "the new token's secret is shown once")
     # No screenshot: the page shows a secret.
     audit_page(driver, "admin-tokens", screenshot=False)

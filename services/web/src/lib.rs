@@ -54,6 +54,21 @@ struct Inner {
     options: WebOptions,
     /// Development mode: sign-in links of the tokens the server created at start, by code.
     sign_in_codes: std::sync::Mutex<HashMap<String, String>>,
+    /// Idempotency keys of the token forms lately submitted, and the token each made (empty
+    /// while it is being made): a second submission of the same form creates no second token.
+    token_keys: std::sync::Mutex<std::collections::VecDeque<(String, String)>>,
+}
+
+/// How many token forms' keys are remembered.
+const TOKEN_KEYS: usize = 1000;
+
+/// What a token form's idempotency key says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenKey {
+    /// Never seen: now held for this submission.
+    Fresh,
+    /// Seen: the token it made (empty while that submission is still being made).
+    Used(String),
 }
 
 impl std::fmt::Debug for Web {
@@ -72,6 +87,7 @@ impl Web {
             sessions: Sessions::new(options.sessions),
             options,
             sign_in_codes: std::sync::Mutex::new(HashMap::new()),
+            token_keys: std::sync::Mutex::new(std::collections::VecDeque::new()),
         }))
     }
 
@@ -101,6 +117,32 @@ impl Web {
             .unwrap_or_else(|e| e.into_inner())
             .insert(code.clone(), secret.to_owned());
         code
+    }
+
+    /// Claims a token form's idempotency key (see [`TokenKey`]).
+    pub fn claim_token_key(&self, key: &str) -> TokenKey {
+        let mut keys = self.0.token_keys.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, id)) = keys.iter().find(|(k, _)| k == key) {
+            return TokenKey::Used(id.clone());
+        }
+        if keys.len() >= TOKEN_KEYS {
+            keys.pop_front();
+        }
+        keys.push_back((key.to_owned(), String::new()));
+        TokenKey::Fresh
+    }
+
+    /// Records the token a claimed key made, or frees the key when none was made.
+    pub fn settle_token_key(&self, key: &str, token_id: Option<&str>) {
+        let mut keys = self.0.token_keys.lock().unwrap_or_else(|e| e.into_inner());
+        match token_id {
+            Some(id) => {
+                if let Some(entry) = keys.iter_mut().find(|(k, _)| k == key) {
+                    entry.1 = id.to_owned();
+                }
+            }
+            None => keys.retain(|(k, _)| k != key),
+        }
     }
 
     fn secret_of_code(&self, code: &str) -> Option<String> {

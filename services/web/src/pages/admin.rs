@@ -40,6 +40,8 @@ struct Tokens {
     roles: Vec<(String, String)>,
     /// The secret of the token just created: shown once, in this answer only.
     created: Option<(String, String)>,
+    /// A second submission of a form that already made this token.
+    replayed: Option<String>,
 }
 
 async fn tokens_page(
@@ -47,6 +49,7 @@ async fn tokens_page(
     signed: &Signed,
     form: FormState,
     created: Option<(String, String)>,
+    replayed: Option<String>,
     status: StatusCode,
 ) -> Response {
     let lang = signed.lang;
@@ -93,6 +96,7 @@ async fn tokens_page(
             .map(|r| (r.code().to_owned(), crate::labels::label(lang, "role", r.code())))
             .collect(),
         created,
+        replayed,
     });
     *r.status_mut() = status;
     r
@@ -100,7 +104,7 @@ async fn tokens_page(
 
 pub async fn tokens(State(web): State<Web>, signed: Signed) -> Response {
     let form = FormState::with(&[("expires_days", "90".to_owned())]);
-    tokens_page(&web, &signed, form, None, StatusCode::OK).await
+    tokens_page(&web, &signed, form, None, None, StatusCode::OK).await
 }
 
 /// The token a form asks for; every fault named by its field.
@@ -160,6 +164,17 @@ fn token_request(f: &crate::form::Fields) -> Result<ops::TokenRequest, observato
 
 pub async fn create_token(State(web): State<Web>, posted: Posted) -> Response {
     let Posted { signed, fields } = posted;
+    let fresh = || FormState::with(&[("expires_days", "90".to_owned())]);
+    let key = fields.get("idempotency_key").to_owned();
+    if let Err(e) = observatory_grpc::convert::idempotency_key(&key) {
+        let status = observatory_grpc::error::invalid_field("idempotency_key", e.reason, &e.description);
+        let form = FormState::refused(&fields, &status, signed.lang);
+        return tokens_page(&web, &signed, form, None, None, StatusCode::BAD_REQUEST).await;
+    }
+    // A second submission of the same form (a double click, a reload) makes no second token.
+    if let crate::TokenKey::Used(id) = web.claim_token_key(&key) {
+        return tokens_page(&web, &signed, fresh(), None, Some(id), StatusCode::OK).await;
+    }
     let outcome = match token_request(&fields) {
         Err(v) => Err(observatory_grpc::error::invalid(&v)),
         Ok(request) => ops::create_token(&web.app().store, &signed.call(op("CreateToken")), request)
@@ -168,12 +183,13 @@ pub async fn create_token(State(web): State<Web>, posted: Posted) -> Response {
     };
     match outcome {
         Ok((token, secret)) => {
-            let form = FormState::with(&[("expires_days", "90".to_owned())]);
-            tokens_page(&web, &signed, form, Some((token.id, secret)), StatusCode::OK).await
+            web.settle_token_key(&key, Some(&token.id));
+            tokens_page(&web, &signed, fresh(), Some((token.id, secret)), None, StatusCode::OK).await
         }
         Err(status) => {
+            web.settle_token_key(&key, None);
             let form = FormState::refused(&fields, &status, signed.lang);
-            tokens_page(&web, &signed, form, None, super::http_status(&status)).await
+            tokens_page(&web, &signed, form, None, None, super::http_status(&status)).await
         }
     }
 }
