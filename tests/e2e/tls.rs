@@ -17,6 +17,7 @@ use crate::on_both_backends;
 on_both_backends!(
     tls_serves_token_holders_and_client_certificates_bound_to_tokens,
     the_web_front_speaks_tls_with_the_grpc_certificate_and_marks_its_cookies_secure,
+    the_web_front_bounds_failed_sign_ins_per_address,
 );
 
 /// A certificate authority of the test.
@@ -334,4 +335,67 @@ async fn the_web_front_speaks_tls_with_the_grpc_certificate_and_marks_its_cookie
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), plain.read_to_end(&mut answer)).await;
     assert!(!String::from_utf8_lossy(&answer).contains("HTTP/1.1 200"));
+}
+
+/// One HTTP/1.1 exchange in plain text.
+async fn http_plain(port: u16, request: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    tcp.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    tcp.read_to_end(&mut answer).await.expect("read");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Failed sign-ins are counted per address, as calls with invalid credentials are over gRPC:
+/// past the burst, the address waits (429 with Retry-After) before any token is looked up, a
+/// valid one included.
+async fn the_web_front_bounds_failed_sign_ins_per_address(backend: Backend) {
+    let (url, dir) = fresh_database(backend).await;
+    let env = [
+        ("OBSERVATORY_WEB_LISTEN", "127.0.0.1:0"),
+        ("OBSERVATORY_AUTH_FAILURE_BURST", "2"),
+        ("OBSERVATORY_AUTH_FAILURE_RATE_PER_SECOND", "1"),
+    ];
+    let app = start_app(url, dir, &env).await;
+    let port = app.web_addr.expect("the web front is served").port();
+    let host = format!("127.0.0.1:{port}");
+    let form = http_plain(
+        port,
+        format!("GET /sign-in HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    let csrf = form
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the form's CSRF secret")
+        .to_owned();
+    let cookie = header_values(&form, "set-cookie")[0]
+        .split(';')
+        .next()
+        .expect("cookie")
+        .to_owned();
+    let sign_in = |secret: String| {
+        let body = format!("csrf={csrf}&next=%2F&token={secret}");
+        format!(
+            "POST /sign-in HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\nCookie: {cookie}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    for n in 0..2 {
+        let refused = http_plain(port, sign_in(format!("obs_{n:064}"))).await;
+        assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    }
+    let valid = token_for(&app.store, Role::Prescriber).await;
+    let barred = http_plain(port, sign_in(valid.clone())).await;
+    assert!(barred.starts_with("HTTP/1.1 429"), "{barred}");
+    assert!(!header_values(&barred, "retry-after").is_empty(), "{barred}");
+    // The bucket refills: after a wait the valid token signs in.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let signed_in = http_plain(port, sign_in(valid)).await;
+    assert!(signed_in.starts_with("HTTP/1.1 303"), "{signed_in}");
 }

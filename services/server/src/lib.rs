@@ -279,6 +279,8 @@ impl Application {
                         // Off loopback a browser reaches the front over TLS (here or at a proxy).
                         secure_cookies: web_tls.is_some() || !web_addr.ip().is_loopback(),
                         sessions: observatory_web::session::SessionPolicy::default(),
+                        failures_burst: config.limits().failures_burst,
+                        failures_per_second: config.limits().failures_per_second,
                     },
                 );
                 let sign_in_links = if config.dev {

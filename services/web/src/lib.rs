@@ -41,7 +41,16 @@ pub struct WebOptions {
     /// behind TLS).
     pub secure_cookies: bool,
     pub sessions: SessionPolicy,
+    /// Failed sign-ins one peer address may make at once, and per second once that burst is
+    /// used up (the gRPC layer's bounds on calls with invalid credentials).
+    pub failures_burst: u32,
+    pub failures_per_second: f64,
 }
+
+/// The address a request came from (the proxy's, behind one), for the bound on failed
+/// sign-ins.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::IpAddr);
 
 /// The web front's state, shared by every request.
 #[derive(Clone)]
@@ -57,6 +66,8 @@ struct Inner {
     /// Idempotency keys of the token forms lately submitted, and the token each made (empty
     /// while it is being made): a second submission of the same form creates no second token.
     token_keys: std::sync::Mutex<std::collections::VecDeque<(String, String)>>,
+    /// Failed sign-ins by peer address.
+    failures: observatory_grpc::bounds::RateLimiter,
 }
 
 /// How many token forms' keys are remembered.
@@ -81,6 +92,11 @@ impl std::fmt::Debug for Web {
 
 impl Web {
     pub fn new(app: App, reports: Reports, options: WebOptions) -> Self {
+        let failures = observatory_grpc::bounds::RateLimiter::new(observatory_grpc::bounds::Limits {
+            per_second: options.failures_per_second,
+            burst: options.failures_burst,
+            ..observatory_grpc::bounds::Limits::default()
+        });
         Self(Arc::new(Inner {
             app,
             reports,
@@ -88,6 +104,7 @@ impl Web {
             options,
             sign_in_codes: std::sync::Mutex::new(HashMap::new()),
             token_keys: std::sync::Mutex::new(std::collections::VecDeque::new()),
+            failures,
         }))
     }
 
@@ -117,6 +134,20 @@ impl Web {
             .unwrap_or_else(|e| e.into_inner())
             .insert(code.clone(), secret.to_owned());
         code
+    }
+
+    /// How long `peer` must wait before signing in again, when it has used up its failed
+    /// sign-ins.
+    pub fn sign_in_barred(&self, peer: Option<Peer>) -> Option<std::time::Duration> {
+        let peer = peer?.0.to_string();
+        self.0.failures.empty(&peer, tokio::time::Instant::now())
+    }
+
+    /// Counts a failed sign-in from `peer`.
+    pub fn sign_in_failed(&self, peer: Option<Peer>) {
+        if let Some(p) = peer {
+            let _ = self.0.failures.take(&p.0.to_string(), tokio::time::Instant::now());
+        }
     }
 
     /// Claims a token form's idempotency key (see [`TokenKey`]).

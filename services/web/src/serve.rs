@@ -54,7 +54,7 @@ pub async fn run(
     let acceptor = tls.map(TlsAcceptor::from);
     tokio::pin!(shutdown);
     loop {
-        let (tcp, _peer) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(x) => x,
                 Err(e) => {
@@ -66,7 +66,8 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         };
-        let service = TowerToHyperService::new(router.clone());
+        // Each request knows the address it came from (the bound on failed sign-ins).
+        let service = TowerToHyperService::new(router.clone().layer(axum::Extension(crate::Peer(peer.ip()))));
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
         let watcher = graceful.watcher();

@@ -56,12 +56,18 @@ fn sign_in_form(web: &Web, lang: Lang, next: &str, message: Option<String>, stat
     r
 }
 
-pub async fn sign_in_page(State(web): State<Web>, headers: HeaderMap, Query(q): Query<SignInQuery>) -> Response {
+pub async fn sign_in_page(
+    State(web): State<Web>,
+    peer: Option<axum::Extension<crate::Peer>>,
+    headers: HeaderMap,
+    Query(q): Query<SignInQuery>,
+) -> Response {
     let lang = lang_of(&headers);
+    let peer = peer.map(|p| p.0);
     if !q.code.is_empty() {
         // Development mode: the link printed at start.
         return match web.secret_of_code(&q.code) {
-            Some(secret) => open_session(&web, lang, &secret, local_path(&q.next).unwrap_or("/")).await,
+            Some(secret) => open_session(&web, peer, lang, &secret, local_path(&q.next).unwrap_or("/")).await,
             None => sign_in_form(
                 &web,
                 lang,
@@ -80,8 +86,14 @@ pub async fn sign_in_page(State(web): State<Web>, headers: HeaderMap, Query(q): 
     sign_in_form(&web, lang, &q.next, message, StatusCode::OK)
 }
 
-pub async fn sign_in(State(web): State<Web>, headers: HeaderMap, fields: Fields) -> Response {
+pub async fn sign_in(
+    State(web): State<Web>,
+    peer: Option<axum::Extension<crate::Peer>>,
+    headers: HeaderMap,
+    fields: Fields,
+) -> Response {
     let lang = lang_of(&headers);
+    let peer = peer.map(|p| p.0);
     let expected = session::cookie(&headers, SIGN_IN_COOKIE).unwrap_or_default();
     if !crate::same_origin(&headers) || expected.is_empty() || !session::same_secret(fields.get("csrf"), expected) {
         tracing::warn!(
@@ -102,12 +114,20 @@ pub async fn sign_in(State(web): State<Web>, headers: HeaderMap, fields: Fields)
             StatusCode::UNAUTHORIZED,
         );
     }
-    open_session(&web, lang, secret, &next).await
+    open_session(&web, peer, lang, secret, &next).await
 }
 
 /// Checks a token as the gRPC layer does, opens a session for it and records the sign-in in
 /// the audit trail.
-async fn open_session(web: &Web, lang: Lang, secret: &str, next: &str) -> Response {
+async fn open_session(web: &Web, peer: Option<crate::Peer>, lang: Lang, secret: &str, next: &str) -> Response {
+    // An address that has used up its failed sign-ins waits before any token is looked up.
+    if let Some(wait) = web.sign_in_barred(peer) {
+        let mut r = super::failure(lang, StatusCode::TOO_MANY_REQUESTS, lang.t("sign_in.barred"));
+        if let Ok(v) = wait.as_secs().max(1).to_string().parse() {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
+    }
     let store = &web.app().store;
     let record = match store
         .token_by_secret_hash(&observatory_grpc::access::secret_sha256(secret))
@@ -122,6 +142,7 @@ async fn open_session(web: &Web, lang: Lang, secret: &str, next: &str) -> Respon
     // One answer for unknown, expired and revoked tokens.
     let Some((principal, expires)) = record.and_then(|r| r.principal_at(Utc::now()).map(|p| (p, r.token.expires_at)))
     else {
+        web.sign_in_failed(peer);
         return sign_in_form(
             web,
             lang,
