@@ -9,7 +9,22 @@ use crate::error::CodeError;
 use crate::reference;
 
 macro_rules! code_type {
+    // A code checked against a shipped list on input: what is stored decodes by its format only
+    // (`from_stored`, written beside `parse`), so that a code a later list drops stays readable.
+    ($(#[$doc:meta])* $name:ident, listed) => {
+        code_type!(@common $(#[$doc])* $name);
+    };
     ($(#[$doc:meta])* $name:ident) => {
+        code_type!(@common $(#[$doc])* $name);
+
+        impl $name {
+            /// A stored code: its format is its only rule.
+            pub fn from_stored(raw: &str) -> Result<Self, CodeError> {
+                Self::parse(raw)
+            }
+        }
+    };
+    (@common $(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
@@ -33,10 +48,12 @@ macro_rules! code_type {
             }
         }
 
+        // Serde reads stored bodies (versions, snapshots, run parameters), never input: by
+        // format only. Input goes through `parse`.
         impl TryFrom<String> for $name {
             type Error = CodeError;
             fn try_from(value: String) -> Result<Self, CodeError> {
-                Self::parse(&value)
+                Self::from_stored(&value)
             }
         }
 
@@ -90,7 +107,8 @@ pub fn luhn_check_digit(payload: &str) -> char {
 
 code_type!(
     /// Orphanet code: digits only, and present in the shipped reference list.
-    OrphaCode
+    OrphaCode,
+    listed
 );
 
 impl OrphaCode {
@@ -107,6 +125,20 @@ impl OrphaCode {
             ));
         }
         Ok(Self(s.to_owned()))
+    }
+
+    /// A stored code: 1 to 7 digits, whether or not today's list still has it.
+    pub fn from_stored(raw: &str) -> Result<Self, CodeError> {
+        let s = require(raw)?;
+        if !all_digits(s) || s.len() > 7 {
+            return Err(CodeError::new("BAD_FORMAT", "must be an ORPHA code of 1 to 7 digits"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// Whether today's list has this code (a stored one may have been retired since).
+    pub fn is_listed(&self) -> bool {
+        reference::disease(&self.0).is_some()
     }
 }
 
@@ -270,7 +302,8 @@ impl IdMr {
 
 code_type!(
     /// INSEE code of a region (2016 boundaries), from the shipped list.
-    RegionCode
+    RegionCode,
+    listed
 );
 
 impl RegionCode {
@@ -284,11 +317,24 @@ impl RegionCode {
         }
         Ok(Self(s.to_owned()))
     }
+
+    /// A stored code, whether or not today's list still has it.
+    pub fn from_stored(raw: &str) -> Result<Self, CodeError> {
+        let s = require(raw)?;
+        if !all_digits(s) || s.len() > 3 {
+            return Err(CodeError::new(
+                "BAD_FORMAT",
+                "must be an INSEE region code of 1 to 3 digits",
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
 }
 
 code_type!(
     /// Code of a filiere de sante maladies rares, from the shipped list (e.g. MHEMO).
-    Filiere
+    Filiere,
+    listed
 );
 
 impl Filiere {
@@ -302,11 +348,24 @@ impl Filiere {
         }
         Ok(Self(s))
     }
+
+    /// A stored code, whether or not today's list still has it.
+    pub fn from_stored(raw: &str) -> Result<Self, CodeError> {
+        let s = require(raw)?;
+        if s.len() > 32 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err(CodeError::new(
+                "BAD_FORMAT",
+                "must be a filiere code (letters and digits)",
+            ));
+        }
+        Ok(Self(s.to_ascii_uppercase()))
+    }
 }
 
 code_type!(
     /// Code of a follow-up measure from the shipped list (e.g. ABR, HFMSE).
-    MeasureCode
+    MeasureCode,
+    listed
 );
 
 impl MeasureCode {
@@ -316,6 +375,22 @@ impl MeasureCode {
             return Err(CodeError::new(
                 "UNKNOWN_CODE",
                 "is not a measure code of the shipped list (e.g. ABR, HFMSE, CHOP_INTEND)",
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// A stored code, whether or not today's list still has it.
+    pub fn from_stored(raw: &str) -> Result<Self, CodeError> {
+        let s = require(raw)?;
+        if s.len() > 64
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(CodeError::new(
+                "BAD_FORMAT",
+                "must be a measure code (capitals, digits, _)",
             ));
         }
         Ok(Self(s.to_owned()))
@@ -351,6 +426,34 @@ pub fn bounded_text(raw: &str, max_chars: usize) -> Result<String, CodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What is stored is decoded by its format only: a code a later reference release drops
+    /// stays readable (and is known as no longer listed), while input is still checked
+    /// against today's list.
+    #[test]
+    fn stored_codes_are_read_by_format_and_input_against_the_list() {
+        let retired: OrphaCode = serde_json::from_str("\"9999998\"").expect("a stored, retired ORPHA code reads");
+        assert!(!retired.is_listed());
+        assert_eq!(OrphaCode::parse("9999998").unwrap_err().reason, "UNKNOWN_CODE");
+        assert!(OrphaCode::parse("98878").unwrap().is_listed());
+        assert!(
+            serde_json::from_str::<OrphaCode>("\"98 878\"").is_err(),
+            "the format still holds"
+        );
+        let region: RegionCode = serde_json::from_str("\"99\"").expect("a stored region reads");
+        assert_eq!(region.as_str(), "99");
+        assert!(RegionCode::parse("99").is_err());
+        let filiere: Filiere = serde_json::from_str("\"OLD-NETWORK\"").expect("a stored filiere reads");
+        assert_eq!(filiere.as_str(), "OLD-NETWORK");
+        assert!(Filiere::parse("OLD-NETWORK").is_err());
+        assert!(Filiere::parse("brain-team").is_ok());
+        let measure: MeasureCode = serde_json::from_str("\"RETIRED_SCALE\"").expect("a stored measure reads");
+        assert_eq!(measure.as_str(), "RETIRED_SCALE");
+        assert!(MeasureCode::parse("RETIRED_SCALE").is_err());
+        // Codes without a list keep their one rule, the format, both ways.
+        assert!(serde_json::from_str::<Finess>("\"750100125\"").is_ok());
+        assert!(serde_json::from_str::<Finess>("\"750100124\"").is_err());
+    }
 
     #[test]
     fn free_text_refuses_control_and_bidirectional_characters() {
