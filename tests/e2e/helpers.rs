@@ -207,6 +207,16 @@ pub async fn start_app(database_url: String, dir: tempfile::TempDir, extra: &[(&
 }
 
 impl TestApp {
+    /// A registry client holding `secret`.
+    pub fn registry_as(&self, secret: &str) -> RegistryServiceClient<Authed> {
+        RegistryServiceClient::new(InterceptedService::new(self.channel.clone(), Bearer::new(secret)))
+    }
+
+    /// A reference client holding `secret`.
+    pub fn reference_as(&self, secret: &str) -> ReferenceServiceClient<Authed> {
+        ReferenceServiceClient::new(InterceptedService::new(self.channel.clone(), Bearer::new(secret)))
+    }
+
     /// Rows in every table of the registry, to prove a rejected request stored nothing.
     pub async fn row_count(&self) -> i64 {
         self.store

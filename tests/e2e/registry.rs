@@ -50,9 +50,7 @@ async fn patients_are_listed_within_the_scope_searched_and_audited(backend: Back
         &[],
     )
     .await;
-    let mut elsewhere = pb::registry_service_client::RegistryServiceClient::new(
-        tonic::service::interceptor::InterceptedService::new(app.channel.clone(), crate::helpers::Bearer::new(&other)),
-    );
+    let mut elsewhere = app.registry_as(&other);
     let theirs = elsewhere
         .register_patient(pb::RegisterPatientRequest {
             idempotency_key: "theirs".into(),
@@ -1656,9 +1654,7 @@ async fn the_worklist_shows_expiries_late_visits_and_treatments_never_started(ba
         &[],
     )
     .await;
-    let mut elsewhere = pb::registry_service_client::RegistryServiceClient::new(
-        tonic::service::interceptor::InterceptedService::new(app.channel.clone(), crate::helpers::Bearer::new(&other)),
-    );
+    let mut elsewhere = app.registry_as(&other);
     let theirs = elsewhere
         .get_worklist(worklist(90))
         .await
@@ -1790,12 +1786,7 @@ async fn centres_and_prescribers_are_corrected_with_a_reason_in_history(backend:
 
     // Reference writes are the admin's.
     let prescriber = crate::helpers::token_for(&app.store, observatory_domain::access::Role::Prescriber).await;
-    let mut as_prescriber = pb::reference_service_client::ReferenceServiceClient::new(
-        tonic::service::interceptor::InterceptedService::new(
-            app.channel.clone(),
-            crate::helpers::Bearer::new(&prescriber),
-        ),
-    );
+    let mut as_prescriber = app.reference_as(&prescriber);
     let refused = as_prescriber
         .update_centre(pb::UpdateCentreRequest {
             finess,

@@ -94,10 +94,6 @@ impl Sessions {
         }
     }
 
-    pub fn policy(&self) -> SessionPolicy {
-        self.policy
-    }
-
     /// Opens a session for the token of `principal`; returns the cookie's value.
     pub fn open(&self, principal: &Principal, token_expires: Option<DateTime<Utc>>) -> String {
         let cookie = secret();

@@ -315,3 +315,10 @@ pub fn short_pseudonym(p: &observatory_domain::model::Pseudonym) -> String {
 pub fn today() -> String {
     chrono::Utc::now().date_naive().to_string()
 }
+
+/// The regions of the shipped list, as `(code, name)` options.
+pub fn regions() -> Vec<(String, String)> {
+    observatory_domain::reference::regions()
+        .map(|(c, n)| (c.to_owned(), n.to_owned()))
+        .collect()
+}

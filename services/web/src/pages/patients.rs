@@ -149,9 +149,7 @@ fn new_page(signed: &Signed, form: FormState) -> New {
             .iter()
             .map(|d| (d.orpha_code.to_owned(), format!("{} (ORPHA:{})", d.name, d.orpha_code)))
             .collect(),
-        regions: observatory_domain::reference::regions()
-            .map(|(c, n)| (c.to_owned(), n.to_owned()))
-            .collect(),
+        regions: super::regions(),
         sexes: labels::options(lang, "sex"),
         statuses: labels::options(lang, "diagnosis_status"),
     }
@@ -446,9 +444,7 @@ async fn patient_page(web: &Web, signed: &Signed, id: &RecordId, correction: Opt
     let mut r = render(&Show {
         correction: correction.unwrap_or_else(FormState::fresh),
         can_correct: observatory_app::access::allows("UpdatePatient", signed.role()),
-        regions: observatory_domain::reference::regions()
-            .map(|(c, n)| (c.to_owned(), n.to_owned()))
-            .collect(),
+        regions: super::regions(),
         vital_statuses: labels::options(signed.lang, "vital_status"),
         id: patient.meta.id.clone(),
         version: patient.meta.version,

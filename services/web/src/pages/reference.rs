@@ -14,7 +14,7 @@ use observatory_proto::v1 as pb;
 use observatory_store::{CentreFilter, CohortFilter, FrameworkFilter, PageRequest, Versioned};
 
 use super::patients::{disease_label, drug_label};
-use super::{Page, pb_enum, refused, render};
+use super::{Page, pb_enum, refused, regions, render};
 use crate::{Posted, Signed, Web, form::FormState, labels, op};
 
 fn all() -> PageRequest {
@@ -51,12 +51,6 @@ struct Centres {
     types: Vec<(String, String)>,
     regions: Vec<(String, String)>,
     filieres: Vec<(String, String)>,
-}
-
-fn regions() -> Vec<(String, String)> {
-    observatory_domain::reference::regions()
-        .map(|(c, n)| (c.to_owned(), n.to_owned()))
-        .collect()
 }
 
 async fn centres_page(web: &Web, signed: &Signed, form: FormState, status: StatusCode) -> Response {
