@@ -20,6 +20,7 @@ on_both_backends!(
     patients_are_listed_within_the_scope_searched_and_audited,
     the_worklist_shows_expiries_late_visits_and_treatments_never_started,
     centres_and_prescribers_are_corrected_with_a_reason_in_history,
+    a_death_declared_on_a_treatment_is_the_patients_vital_status,
 );
 
 /// `ListPatients`: the caller's patients only, in pages, by pseudonym or cohort, each audited.
@@ -1730,6 +1731,28 @@ async fn centres_and_prescribers_are_corrected_with_a_reason_in_history(backend:
         .await
         .expect_err("nothing changes");
     assert_eq!(nothing.code(), Code::FailedPrecondition, "{nothing:?}");
+    // MHEMO's haemophilia treatment centres have their own type.
+    let crc = app
+        .reference
+        .update_centre(pb::UpdateCentreRequest {
+            finess: finess.clone(),
+            expected_version: 2,
+            reason: "labelled CRC-MHC by the network".into(),
+            r#type: Some(pb::CentreType::Crc as i32),
+            ..Default::default()
+        })
+        .await
+        .expect("reclassified as a CRC")
+        .into_inner();
+    assert_eq!(crc.r#type, pb::CentreType::Crc as i32);
+    let crc = app
+        .reference
+        .get_centre(pb::GetCentreRequest { finess: finess.clone() })
+        .await
+        .expect("read back")
+        .into_inner();
+    assert_eq!(crc.r#type, pb::CentreType::Crc as i32);
+    assert_eq!(crc.meta.as_ref().expect("meta").version, 3);
     let no_reason = app
         .reference
         .update_centre(pb::UpdateCentreRequest {
@@ -1798,4 +1821,66 @@ async fn centres_and_prescribers_are_corrected_with_a_reason_in_history(backend:
         .await
         .expect_err("a prescriber");
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+}
+
+/// A DECEASED stop writes the patient's vital status in the same commit, with the episode named
+/// in the patient's history; no treatment can then be declared for the patient.
+async fn a_death_declared_on_a_treatment_is_the_patients_vital_status(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (_, prescriber) = app.centre_and_prescriber().await;
+    let cohort_id = app.aac_cohort().await.meta.unwrap().id;
+    let patient_id = app.patient(31).await.meta.unwrap().id;
+    let declared = app
+        .registry
+        .declare_episode(app.aac_declaration(&patient_id, &cohort_id, &prescriber, "death"))
+        .await
+        .unwrap()
+        .into_inner();
+    let episode_id = declared.episode.unwrap().meta.unwrap().id;
+    let stopped = app
+        .registry
+        .transition_episode(pb::TransitionEpisodeRequest {
+            id: episode_id.clone(),
+            expected_version: 1,
+            transition: Some(te::Transition::Deceased(te::Deceased {
+                date: "2026-02-01".into(),
+            })),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stopped.status, pb::EpisodeStatus::Deceased as i32);
+    let patient = app
+        .registry
+        .get_patient(pb::GetRequest { id: patient_id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(patient.vital_status, pb::VitalStatus::Deceased as i32);
+    assert_eq!(patient.meta.as_ref().unwrap().version, 2);
+    let history = app
+        .registry
+        .get_history(pb::GetHistoryRequest {
+            kind: pb::RecordKind::Patient as i32,
+            id: patient_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .versions;
+    let reason = match history.last().and_then(|h| h.record.as_ref()) {
+        Some(pb::history_entry::Record::Patient(p)) => p.meta.as_ref().unwrap().reason.clone(),
+        other => panic!("the patient's last version is not a patient: {other:?}"),
+    };
+    assert!(
+        reason.contains("declare deceased") && reason.contains(&episode_id),
+        "the patient's history names the episode: {reason}"
+    );
+    let after = app
+        .registry
+        .declare_episode(app.aac_declaration(&patient_id, &cohort_id, &prescriber, "after-death"))
+        .await
+        .unwrap_err();
+    assert_eq!(after.code(), Code::FailedPrecondition);
+    app.stop().await;
 }

@@ -89,6 +89,7 @@ coded_enum!(CentreType {
     CrmrConstitutive = "CRMR_CONSTITUTIVE",
     Ccmr = "CCMR",
     Other = "OTHER",
+    Crc = "CRC",
 });
 
 coded_enum!(FrameworkStatus {

@@ -96,8 +96,8 @@ const CENTRES: &[CentreSpec] = &[
     },
     CentreSpec {
         finess_prefix: "35001",
-        name: "Centre de traitement de l'hemophilie (Rennes)",
-        centre_type: CentreType::Other,
+        name: "CRC hemophilie (Rennes)",
+        centre_type: CentreType::Crc,
         region: "53",
         filiere: "MHEMO",
     },

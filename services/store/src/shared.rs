@@ -417,7 +417,19 @@ impl Writer<'_, '_> {
                 }
                 let reason = format!("{reason}: {}", transition.action());
                 let v = self.insert_version(&current, next, &reason).await?;
-                Ok(vec![Record::Episode(v)])
+                let mut out = vec![Record::Episode(v)];
+                // A death declared on a treatment is the patient's vital status, in the same
+                // commit: reports and later declarations see it at once.
+                if let EpisodeTransition::Deceased { .. } = transition {
+                    let patient = self.require::<Patient>(current.record.patient_id.as_str()).await?;
+                    if patient.record.vital_status != VitalStatus::Deceased {
+                        let mut next = patient.record.clone();
+                        next.vital_status = VitalStatus::Deceased;
+                        let why = format!("{reason} (episode {id})");
+                        out.push(Record::Patient(self.insert_version(&patient, next, &why).await?));
+                    }
+                }
+                Ok(out)
             }
             Command::TransitionAuthorisation {
                 id,
