@@ -314,6 +314,25 @@ impl TestApp {
             .into_inner()
     }
 
+    /// The reason of every version of a patient, oldest first, as `GetHistory` returns them.
+    pub async fn patient_history_reasons(&mut self, patient_id: &str) -> Vec<String> {
+        self.registry
+            .get_history(pb::GetHistoryRequest {
+                kind: pb::RecordKind::Patient as i32,
+                id: patient_id.to_owned(),
+            })
+            .await
+            .expect("patient history")
+            .into_inner()
+            .versions
+            .iter()
+            .map(|h| match h.record.as_ref() {
+                Some(pb::history_entry::Record::Patient(p)) => p.meta.as_ref().expect("meta").reason.clone(),
+                other => panic!("a version of a patient's history is not a patient: {other:?}"),
+            })
+            .collect()
+    }
+
     pub fn aac_declaration(
         &self,
         patient_id: &str,

@@ -1216,23 +1216,7 @@ async fn corrections_keep_their_reason_in_history(backend: Backend) {
         .into_inner();
     assert_eq!(deceased.vital_status, pb::VitalStatus::Deceased as i32);
     assert!(deceased.region_code.is_empty(), "an empty region clears it");
-    let history = app
-        .registry
-        .get_history(pb::GetHistoryRequest {
-            kind: pb::RecordKind::Patient as i32,
-            id: patient_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .versions;
-    let reasons: Vec<String> = history
-        .iter()
-        .map(|h| match h.record.as_ref().unwrap() {
-            pb::history_entry::Record::Patient(p) => p.meta.as_ref().unwrap().reason.clone(),
-            other => panic!("{other:?}"),
-        })
-        .collect();
+    let reasons = app.patient_history_reasons(&patient_id).await;
     assert_eq!(reasons.len(), 3);
     assert!(reasons[1].ends_with("objection received by the centre"), "{reasons:?}");
     assert!(reasons[2].ends_with("death notified"), "{reasons:?}");
@@ -1858,20 +1842,8 @@ async fn a_death_declared_on_a_treatment_is_the_patients_vital_status(backend: B
         .into_inner();
     assert_eq!(patient.vital_status, pb::VitalStatus::Deceased as i32);
     assert_eq!(patient.meta.as_ref().unwrap().version, 2);
-    let history = app
-        .registry
-        .get_history(pb::GetHistoryRequest {
-            kind: pb::RecordKind::Patient as i32,
-            id: patient_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .versions;
-    let reason = match history.last().and_then(|h| h.record.as_ref()) {
-        Some(pb::history_entry::Record::Patient(p)) => p.meta.as_ref().unwrap().reason.clone(),
-        other => panic!("the patient's last version is not a patient: {other:?}"),
-    };
+    let reasons = app.patient_history_reasons(&patient_id).await;
+    let reason = reasons.last().expect("the patient has versions");
     assert!(
         reason.contains("declare deceased") && reason.contains(&episode_id),
         "the patient's history names the episode: {reason}"
