@@ -58,7 +58,7 @@ async fn operations_decide_the_same_whatever_the_way_in(backend: Backend) {
     let (url, _dir) = fresh_database(backend).await;
     let store = Store::connect(&StoreOptions::new(&url)).await.expect("connect");
     store.migrate().await.expect("migrate");
-    let app = app_of(&store);
+    let app = app_of(&store).await;
 
     // A local process (seed, the command line) holds the whole registry.
     let local = |operation| Call::local("app-layer-test", operation, uuid::Uuid::now_v7().to_string());

@@ -390,6 +390,7 @@ fn seeds(ids: &Ids) -> Vec<Seed> {
             "ListDrugs",
             &pb::ListDrugsRequest {
                 atc_prefix: "B02".into(),
+                ..Default::default()
             },
         ),
         seed(
@@ -397,6 +398,7 @@ fn seeds(ids: &Ids) -> Vec<Seed> {
             "ListDiseases",
             &pb::ListDiseasesRequest {
                 filiere: "MHEMO".into(),
+                ..Default::default()
             },
         ),
         seed(

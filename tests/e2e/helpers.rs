@@ -291,27 +291,33 @@ impl TestApp {
     }
 
     pub async fn patient(&mut self, idmr_suffix: u32) -> pb::Patient {
+        let request = self.patient_request(idmr_suffix);
         self.registry
-            .register_patient(pb::RegisterPatientRequest {
-                idempotency_key: format!("patient-{idmr_suffix}"),
-                subject: Some(pb::register_patient_request::Subject::Idmr(format!(
-                    "{:020}",
-                    1_000 + idmr_suffix
-                ))),
-                sex: pb::Sex::Male as i32,
-                birth_year_month: "2010-05".into(),
-                region_code: "11".into(),
-                objects_to_reuse: false,
-                diagnoses: vec![pb::Diagnosis {
-                    orpha_code: "98878".into(),
-                    icd10: "D66".into(),
-                    status: pb::DiagnosisStatus::Confirmed as i32,
-                    diagnosis_date: "2010-09-01".into(),
-                }],
-            })
+            .register_patient(request)
             .await
             .expect("register patient")
             .into_inner()
+    }
+
+    /// The registration of [`Self::patient`]: an IdMR from `idmr_suffix`, haemophilia A.
+    pub fn patient_request(&self, idmr_suffix: u32) -> pb::RegisterPatientRequest {
+        pb::RegisterPatientRequest {
+            idempotency_key: format!("patient-{idmr_suffix}"),
+            subject: Some(pb::register_patient_request::Subject::Idmr(format!(
+                "{:020}",
+                1_000 + idmr_suffix
+            ))),
+            sex: pb::Sex::Male as i32,
+            birth_year_month: "2010-05".into(),
+            region_code: "11".into(),
+            objects_to_reuse: false,
+            diagnoses: vec![pb::Diagnosis {
+                orpha_code: "98878".into(),
+                icd10: "D66".into(),
+                status: pb::DiagnosisStatus::Confirmed as i32,
+                diagnosis_date: "2010-09-01".into(),
+            }],
+        }
     }
 
     /// The reason of every version of a patient, oldest first, as `GetHistory` returns them.
@@ -548,7 +554,9 @@ pub fn telemetry() -> &'static Telemetry {
 
 /// The application layer over `store`, with a key of the tests' own: what `seed` and other local
 /// processes call.
-pub fn app_of(store: &Store) -> observatory_app::App {
+pub async fn app_of(store: &Store) -> observatory_app::App {
     let key = observatory_domain::pseudonym::PseudonymKey::new(vec![42; 32]).expect("key");
-    observatory_app::App::new(store.clone(), std::sync::Arc::new(key))
+    observatory_app::App::open(store.clone(), std::sync::Arc::new(key))
+        .await
+        .expect("the application opens")
 }

@@ -13,6 +13,7 @@ mod health;
 mod helpers;
 mod hostile;
 mod redaction;
+mod reference_releases;
 mod registry;
 mod report;
 mod reports_api;

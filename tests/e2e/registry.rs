@@ -1007,6 +1007,7 @@ async fn shipped_reference_data_is_served(backend: Backend) {
         .reference
         .list_drugs(pb::ListDrugsRequest {
             atc_prefix: "B02".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -1016,6 +1017,7 @@ async fn shipped_reference_data_is_served(backend: Backend) {
         .reference
         .list_diseases(pb::ListDiseasesRequest {
             filiere: "FILNEMUS".into(),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -53,7 +53,7 @@ async fn a_report_matches_sql_is_reproducible_and_never_publishes_small_counts(b
     store.migrate().await.expect("migrate");
     let until = NaiveDate::from_ymd_opt(2026, 10, 31).expect("date");
     seed(
-        &crate::helpers::app_of(&store),
+        &crate::helpers::app_of(&store).await,
         &SeedOptions {
             patients: 300,
             seed: 3,

@@ -25,7 +25,7 @@ on_both_backends!(
 
 pub(crate) async fn seed_registry(app: &TestApp, patients: u32) {
     seed(
-        &crate::helpers::app_of(&app.store),
+        &crate::helpers::app_of(&app.store).await,
         &SeedOptions {
             patients,
             seed: 5,

@@ -244,6 +244,7 @@ fn request(path: &str, s: &Side, tag: &str) -> (Kind, Bytes) {
         | "ListPrescribers"
         | "ListDrugs"
         | "ListDiseases"
+        | "ListReferenceReleases"
         | "CreateFramework"
         | "GetFramework"
         | "TransitionFramework"
@@ -736,7 +737,9 @@ async fn the_store_lists_and_reaches_as_the_scope_rule_says(backend: Backend) {
         until: chrono::NaiveDate::from_ymd_opt(2026, 10, 31).expect("date"),
         concurrency: 16,
     };
-    seed(&crate::helpers::app_of(&store), &options).await.expect("seed");
+    seed(&crate::helpers::app_of(&store).await, &options)
+        .await
+        .expect("seed");
 
     async fn all<T: Stored>(store: &Store) -> Vec<Versioned<T>> {
         let mut out = Vec::new();

@@ -22,9 +22,11 @@ async fn seeded(backend: Backend, options: &SeedOptions) -> (Vec<Vec<String>>, t
     let (url, dir) = fresh_database(backend).await;
     let store = Store::connect(&StoreOptions::new(&url)).await.expect("connect");
     store.migrate().await.expect("migrate");
-    let summary = seed(&crate::helpers::app_of(&store), options).await.expect("seed");
+    let summary = seed(&crate::helpers::app_of(&store).await, options)
+        .await
+        .expect("seed");
     assert_eq!(summary.patients, u64::from(options.patients));
-    let again = seed(&crate::helpers::app_of(&store), options).await;
+    let again = seed(&crate::helpers::app_of(&store).await, options).await;
     assert!(again.is_err(), "seeding a registry that holds patients is refused");
     store.close().await;
     let mut tables = Vec::new();

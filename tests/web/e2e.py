@@ -533,6 +533,11 @@ try:
         "GET", f"/admin/audit/export?from={TODAY - datetime.timedelta(days=1)}&to={TODAY}", session_cookie(driver))
     lines = [json.loads(x) for x in content.splitlines() if x.strip()]
     check(status == 200 and any(e["action"] == "RevokeToken" for e in lines), f"the trail exports as JSON lines ({status})")
+    click_and_wait(driver, driver.find_element(By.LINK_TEXT, "Référentiels"))
+    text = body(driver)
+    check("Listes livrées" in text and "Maladies (ORPHA), Médicaments (ATC)" in text and "diseases.csv" in text,
+          f"the admin sees the reference releases, the shipped lists in force ({text[:600]})")
+    audit_page(driver, "admin-reference")
 finally:
     driver.quit()
 

@@ -28,6 +28,7 @@ pub const OPERATIONS: &[(&str, &str, &[Role])] = &[
     ("ReferenceService", "UpdatePrescriber", &[Admin]),
     ("ReferenceService", "ListDrugs", EVERYONE),
     ("ReferenceService", "ListDiseases", EVERYONE),
+    ("ReferenceService", "ListReferenceReleases", &[Admin]),
     ("ReferenceService", "CreateFramework", &[Admin]),
     ("ReferenceService", "GetFramework", EVERYONE),
     ("ReferenceService", "TransitionFramework", &[Admin]),
@@ -85,6 +86,9 @@ pub const OPERATIONS: &[(&str, &str, &[Role])] = &[
     ("Tokens", "CreateToken", &[Admin]),
     ("Tokens", "ListTokens", &[Admin]),
     ("Tokens", "RevokeToken", &[Admin]),
+    // Reference releases: imported by the admin from the official files, with the command
+    // line (`observatory reference import`); not an RPC.
+    ("Reference", "ImportReferenceRelease", &[Admin]),
 ];
 
 /// The roles that may make `operation` (`RegisterPatient`); `None` for an operation with no rule,

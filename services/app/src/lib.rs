@@ -17,9 +17,9 @@ pub mod reports;
 pub mod scope;
 pub mod tokens;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
-use observatory_domain::{DomainError, Violations, access::Principal, pseudonym::PseudonymKey};
+use observatory_domain::{DomainError, Violations, access::Principal, catalogue::Catalogue, pseudonym::PseudonymKey};
 use observatory_store::{Store, StoreError, WriteContext};
 
 /// What every operation works with.
@@ -27,6 +27,8 @@ use observatory_store::{Store, StoreError, WriteContext};
 pub struct App {
     pub store: Store,
     pub pseudonym_key: Arc<PseudonymKey>,
+    /// The reference catalogue in force, and the newest release number it was built after.
+    catalogue: Arc<RwLock<(i64, Arc<Catalogue>)>>,
 }
 
 impl std::fmt::Debug for App {
@@ -38,8 +40,44 @@ impl std::fmt::Debug for App {
 }
 
 impl App {
-    pub fn new(store: Store, pseudonym_key: Arc<PseudonymKey>) -> Self {
-        Self { store, pseudonym_key }
+    /// The application over a migrated store, with the reference catalogue in force.
+    pub async fn open(store: Store, pseudonym_key: Arc<PseudonymKey>) -> AppResult<Self> {
+        let seq = store.last_release_seq().await?;
+        let catalogue = Arc::new(store.catalogue().await?);
+        Ok(Self {
+            store,
+            pseudonym_key,
+            catalogue: Arc::new(RwLock::new((seq, catalogue))),
+        })
+    }
+
+    /// The reference catalogue in force: what input codes are checked against.
+    pub fn catalogue(&self) -> Arc<Catalogue> {
+        let guard = self.catalogue.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(&guard.1)
+    }
+
+    /// Rebuilds the catalogue when a release was recorded since it was built (by this process
+    /// or another one on the same database); true when it changed.
+    pub async fn refresh_catalogue(&self) -> AppResult<bool> {
+        let seq = self.store.last_release_seq().await?;
+        let seen = self
+            .catalogue
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0;
+        if seq == seen {
+            return Ok(false);
+        }
+        let catalogue = Arc::new(self.store.catalogue().await?);
+        let mut guard = self
+            .catalogue
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seq > guard.0 {
+            *guard = (seq, catalogue);
+        }
+        Ok(true)
     }
 }
 

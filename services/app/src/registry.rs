@@ -34,6 +34,7 @@ async fn write(
     command: Command,
 ) -> AppResult<Written> {
     let admitted = admit(&app.store, call, target).await?;
+    crate::reference::check_codes(&app.catalogue(), &command)?;
     Ok(app.store.execute(command, admitted.context(key)).await?)
 }
 
@@ -187,10 +188,9 @@ pub async fn declare_episode(
     };
     let admitted = admit(&app.store, call, target).await?;
     let previous_id = declaration.previous_episode.as_ref().map(|(id, _)| id.to_string());
-    let w = app
-        .store
-        .execute(Command::DeclareEpisode(declaration), admitted.context(key))
-        .await?;
+    let command = Command::DeclareEpisode(declaration);
+    crate::reference::check_codes(&app.catalogue(), &command)?;
+    let w = app.store.execute(command, admitted.context(key)).await?;
     let (mut episode, mut authorisation, mut previous) = (None, None, None);
     for record in w.records {
         match record {

@@ -106,9 +106,10 @@ pub fn luhn_check_digit(payload: &str) -> char {
 }
 
 code_type!(
-    /// Orphanet code: digits only, and present in the shipped reference list.
-    OrphaCode,
-    listed
+    /// Orphanet code: 1 to 7 digits (an `ORPHA:` prefix is accepted on input). Whether the
+    /// reference release in force lists it is checked on input by the catalogue
+    /// ([`crate::catalogue::Catalogue::check_disease`]), never on stored data.
+    OrphaCode
 );
 
 impl OrphaCode {
@@ -118,27 +119,7 @@ impl OrphaCode {
         if !all_digits(s) || s.len() > 7 {
             return Err(CodeError::new("BAD_FORMAT", "must be an ORPHA code of 1 to 7 digits"));
         }
-        if reference::disease(s).is_none() {
-            return Err(CodeError::new(
-                "UNKNOWN_CODE",
-                "is not an ORPHA code of the shipped reference list",
-            ));
-        }
         Ok(Self(s.to_owned()))
-    }
-
-    /// A stored code: 1 to 7 digits, whether or not today's list still has it.
-    pub fn from_stored(raw: &str) -> Result<Self, CodeError> {
-        let s = require(raw)?;
-        if !all_digits(s) || s.len() > 7 {
-            return Err(CodeError::new("BAD_FORMAT", "must be an ORPHA code of 1 to 7 digits"));
-        }
-        Ok(Self(s.to_owned()))
-    }
-
-    /// Whether today's list has this code (a stored one may have been retired since).
-    pub fn is_listed(&self) -> bool {
-        reference::disease(&self.0).is_some()
     }
 }
 
@@ -166,18 +147,6 @@ impl Atc {
             ));
         }
         Ok(Self(s.to_owned()))
-    }
-
-    /// Parses and requires the drug to be in the shipped reference list.
-    pub fn parse_known(raw: &str) -> Result<Self, CodeError> {
-        let atc = Self::parse(raw)?;
-        if reference::drug(atc.as_str()).is_none() {
-            return Err(CodeError::new(
-                "UNKNOWN_CODE",
-                "is not a drug of the shipped reference list",
-            ));
-        }
-        Ok(atc)
     }
 }
 
@@ -433,9 +402,7 @@ mod tests {
     #[test]
     fn stored_codes_are_read_by_format_and_input_against_the_list() {
         let retired: OrphaCode = serde_json::from_str("\"9999998\"").expect("a stored, retired ORPHA code reads");
-        assert!(!retired.is_listed());
-        assert_eq!(OrphaCode::parse("9999998").unwrap_err().reason, "UNKNOWN_CODE");
-        assert!(OrphaCode::parse("98878").unwrap().is_listed());
+        assert_eq!(retired.as_str(), "9999998");
         assert!(
             serde_json::from_str::<OrphaCode>("\"98 878\"").is_err(),
             "the format still holds"
@@ -492,15 +459,13 @@ mod tests {
         assert!(Atc::parse("b02bx06").is_err());
         assert!(Atc::parse("X02BX06").is_err());
         assert!(Atc::parse("B02BX6").is_err());
-        assert!(Atc::parse_known("B02BX06").is_ok());
-        assert_eq!(Atc::parse_known("A10AB01").unwrap_err().reason, "UNKNOWN_CODE");
     }
 
     #[test]
-    fn orpha_codes_must_be_in_the_shipped_list() {
+    fn orpha_codes_are_checked_by_format() {
         assert_eq!(OrphaCode::parse("98878").unwrap().as_str(), "98878");
         assert_eq!(OrphaCode::parse("ORPHA:70").unwrap().as_str(), "70");
-        assert_eq!(OrphaCode::parse("12345").unwrap_err().reason, "UNKNOWN_CODE");
+        assert_eq!(OrphaCode::parse("12345678").unwrap_err().reason, "BAD_FORMAT");
         assert_eq!(OrphaCode::parse("abc").unwrap_err().reason, "BAD_FORMAT");
         assert_eq!(OrphaCode::parse(" ").unwrap_err().reason, "REQUIRED");
     }

@@ -5,6 +5,7 @@
 //! The clock comes in as a `today` argument, reference lists are embedded at compile time.
 
 pub mod access;
+pub mod catalogue;
 pub mod codes;
 pub mod corrections;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod lifecycle;
 pub mod model;
 pub mod pseudonym;
 pub mod reference;
+pub mod reference_files;
 pub mod registration;
 pub mod schedule;
 pub mod worklist;

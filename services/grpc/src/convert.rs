@@ -531,8 +531,9 @@ pub fn history_entry(r: &Record) -> pb::HistoryEntry {
 
 // Parsers re-exported for the services, so every field is parsed the same way.
 pub use codes::IdMr;
-pub fn atc_known(raw: &str) -> Result<Atc, CodeError> {
-    Atc::parse_known(raw)
+/// An ATC code by format; whether the catalogue in force lists it is the application's check.
+pub fn atc(raw: &str) -> Result<Atc, CodeError> {
+    Atc::parse(raw)
 }
 pub fn finess(raw: &str) -> Result<Finess, CodeError> {
     Finess::parse(raw)

@@ -133,46 +133,116 @@ impl ReferenceService for ReferenceApi {
     }
 
     async fn list_drugs(&self, req: Request<pb::ListDrugsRequest>) -> Result<Response<pb::ListDrugsResponse>, Status> {
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let page = c::page(&mut v, r.page.as_ref());
+        v.into_result().map_err(error::domain)?;
         let call = guard::call(&req, "ListDrugs")?;
-        let (drugs, source) = ops::list_drugs(&self.state.app, &call, &req.get_ref().atc_prefix)
+        let found = ops::list_drugs(&self.state.app, &call, &r.atc_prefix, r.include_retired, &page)
             .await
             .map_err(error::app)?;
-        let drugs = drugs
+        let drugs = found
+            .items
             .into_iter()
-            .map(|d| pb::Drug {
-                atc: d.atc.to_owned(),
-                inn: d.inn.to_owned(),
-                brand: d.brand.to_owned(),
-                cis: d.cis.map(str::to_owned),
+            .map(|(atc, d)| pb::Drug {
+                atc,
+                inn: d.name,
+                brand: d.brand,
+                cis: d.cis,
                 confirmed: d.confirmed,
-                source: source.to_owned(),
+                source: found.source.clone(),
+                retired: d.retired,
+                followed: d.followed,
             })
             .collect();
-        Ok(Response::new(pb::ListDrugsResponse { drugs }))
+        Ok(Response::new(pb::ListDrugsResponse {
+            drugs,
+            next_page_token: found.next_page_token.unwrap_or_default(),
+        }))
     }
 
     async fn list_diseases(
         &self,
         req: Request<pb::ListDiseasesRequest>,
     ) -> Result<Response<pb::ListDiseasesResponse>, Status> {
-        let filiere = c::optional(&req.get_ref().filiere, c::filiere)
-            .map_err(|e| error::invalid_field("filiere", e.reason, &e.description))?;
+        let r = req.get_ref();
+        let mut v = Violations::new();
+        let filiere = v.check("filiere", c::optional(&r.filiere, c::filiere));
+        let page = c::page(&mut v, r.page.as_ref());
+        v.into_result().map_err(error::domain)?;
         let call = guard::call(&req, "ListDiseases")?;
-        let (diseases, source) = ops::list_diseases(&self.state.app, &call, filiere.as_ref())
-            .await
-            .map_err(error::app)?;
-        let diseases = diseases
+        let found = ops::list_diseases(
+            &self.state.app,
+            &call,
+            filiere.flatten().as_ref(),
+            r.include_retired,
+            &page,
+        )
+        .await
+        .map_err(error::app)?;
+        let diseases = found
+            .items
             .into_iter()
-            .map(|d| pb::Disease {
-                orpha_code: d.orpha_code.to_owned(),
-                name: d.name.to_owned(),
-                icd10: d.icd10.to_owned(),
-                filiere: d.filiere.to_owned(),
+            .map(|(orpha_code, d)| pb::Disease {
+                orpha_code,
+                icd10: d.icd10.first().map(|m| m.code.clone()).unwrap_or_default(),
+                name: d.name,
+                filiere: d.filiere.unwrap_or_default(),
                 confirmed: d.confirmed,
-                source: source.to_owned(),
+                source: found.source.clone(),
+                retired: d.retired,
+                synonyms: d.synonyms,
+                icd10_mappings: d
+                    .icd10
+                    .into_iter()
+                    .map(|m| pb::Icd10Mapping {
+                        code: m.code,
+                        relation: m.relation,
+                    })
+                    .collect(),
             })
             .collect();
-        Ok(Response::new(pb::ListDiseasesResponse { diseases }))
+        Ok(Response::new(pb::ListDiseasesResponse {
+            diseases,
+            next_page_token: found.next_page_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn list_reference_releases(
+        &self,
+        req: Request<pb::ListReferenceReleasesRequest>,
+    ) -> Result<Response<pb::ListReferenceReleasesResponse>, Status> {
+        let call = guard::call(&req, "ListReferenceReleases")?;
+        let releases = ops::list_releases(&self.state.app, &call).await.map_err(error::app)?;
+        let in_force = observatory_domain::catalogue::in_force(&releases);
+        let releases = releases
+            .iter()
+            .map(|r| pb::ReferenceRelease {
+                seq: r.seq,
+                source: r.source.code().to_owned(),
+                version: r.version.clone(),
+                release_date: r.release_date.map(|d| d.to_string()).unwrap_or_default(),
+                sha256: r.sha256.clone(),
+                files: r
+                    .files
+                    .iter()
+                    .map(|f| pb::ReferenceFile {
+                        name: f.name.clone(),
+                        sha256: f.sha256.clone(),
+                        bytes: f.bytes,
+                    })
+                    .collect(),
+                counts: r.counts.iter().map(|(k, n)| (k.clone(), *n)).collect(),
+                imported_at: Some(c::ts(r.imported_at)),
+                imported_by: r.imported_by.clone(),
+                in_force_for: in_force
+                    .iter()
+                    .filter(|(_, f)| f.seq == r.seq)
+                    .map(|(k, _)| k.code().to_owned())
+                    .collect(),
+            })
+            .collect();
+        Ok(Response::new(pb::ListReferenceReleasesResponse { releases }))
     }
 
     async fn create_framework(
@@ -219,7 +289,7 @@ impl ReferenceService for ReferenceApi {
             pathway: v
                 .check("pathway", enum_in_opt!(r.pathway, pb::Pathway, "PATHWAY_", m::Pathway))
                 .flatten(),
-            drug_atc: v.check("drug_atc", c::optional(&r.drug_atc, c::atc_known)).flatten(),
+            drug_atc: v.check("drug_atc", c::optional(&r.drug_atc, c::atc)).flatten(),
         };
         v.into_result().map_err(error::domain)?;
         let call = guard::call(&req, "ListFrameworks")?;
@@ -341,7 +411,7 @@ pub fn parse_framework(r: &pb::CreateFrameworkRequest) -> Result<(String, m::Fra
     let mut v = Violations::new();
     let key = v.check("idempotency_key", c::idempotency_key(&r.idempotency_key));
     let pathway = v.check("pathway", enum_in!(r.pathway, pb::Pathway, "PATHWAY_", m::Pathway));
-    let drug_atc = v.check("drug_atc", c::atc_known(&r.drug_atc));
+    let drug_atc = v.check("drug_atc", c::atc(&r.drug_atc));
     let indication = v.check("indication", codes::bounded_text(&r.indication, 500));
     let orpha_codes = Some(c::orpha_list(&mut v, "orpha_codes", &r.orpha_codes));
     let authority = Some(r.authority.trim().to_owned());

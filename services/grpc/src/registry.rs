@@ -408,7 +408,7 @@ pub fn parse_cohort(r: &pb::CreateCohortRequest) -> Result<(String, NewCohort), 
     let name = v.check("name", codes::bounded_text(&r.name, 200));
     let filiere = v.check("filiere", c::filiere(&r.filiere));
     let pathway = v.check("pathway", enum_in!(r.pathway, pb::Pathway, "PATHWAY_", m::Pathway));
-    let drug_atc = v.check("drug_atc", c::atc_known(&r.drug_atc));
+    let drug_atc = v.check("drug_atc", c::atc(&r.drug_atc));
     let orpha_codes = Some(c::orpha_list(&mut v, "orpha_codes", &r.orpha_codes));
     let framework_id = v.check("framework_id", c::optional(&r.framework_id, c::id));
     // 0 takes the framework's schedule; the range is the registry's rule.
@@ -447,7 +447,7 @@ pub fn parse_cohort_filter(
         pathway: v
             .check("pathway", enum_in_opt!(r.pathway, pb::Pathway, "PATHWAY_", m::Pathway))
             .flatten(),
-        drug_atc: v.check("drug_atc", c::optional(&r.drug_atc, c::atc_known)).flatten(),
+        drug_atc: v.check("drug_atc", c::optional(&r.drug_atc, c::atc)).flatten(),
         filiere: v.check("filiere", c::optional(&r.filiere, c::filiere)).flatten(),
     };
     v.into_result().map_err(error::domain)?;
@@ -712,7 +712,7 @@ pub fn parse_episode_filter(
         pathway: v
             .check("pathway", enum_in_opt!(r.pathway, pb::Pathway, "PATHWAY_", m::Pathway))
             .flatten(),
-        drug_atc: v.check("drug_atc", c::optional(&r.drug_atc, c::atc_known)).flatten(),
+        drug_atc: v.check("drug_atc", c::optional(&r.drug_atc, c::atc)).flatten(),
         orpha_code: v
             .check(
                 "orpha_code",

@@ -100,6 +100,9 @@ pub struct Config {
     /// Seconds between two readiness checks (database answering, migrations applied), which
     /// set gRPC health to SERVING or NOT_SERVING.
     pub health_check_seconds: u64,
+    /// Seconds between checks for a reference release recorded by another process (the
+    /// command line's `reference import` on the same database), 1 to 3600.
+    pub catalogue_refresh_seconds: u64,
     /// Calls per second one token may sustain; beyond, RESOURCE_EXHAUSTED.
     pub rate_limit_per_second: u32,
     /// Calls one token may make at once after a pause.
@@ -161,6 +164,7 @@ impl std::fmt::Debug for Config {
             .field("tls_key_pem", &self.tls_key_pem.as_ref().map(|_| "<redacted>"))
             .field("request_timeout_seconds", &self.request_timeout_seconds)
             .field("health_check_seconds", &self.health_check_seconds)
+            .field("catalogue_refresh_seconds", &self.catalogue_refresh_seconds)
             .field("rate_limit_per_second", &self.rate_limit_per_second)
             .field("rate_limit_burst", &self.rate_limit_burst)
             .field("auth_failure_rate_per_second", &self.auth_failure_rate_per_second)
@@ -200,6 +204,7 @@ impl Default for Config {
             tls_client_auth_required: false,
             request_timeout_seconds: 30,
             health_check_seconds: 5,
+            catalogue_refresh_seconds: 30,
             rate_limit_per_second: 200,
             rate_limit_burst: 400,
             auth_failure_rate_per_second: 1,
@@ -340,6 +345,9 @@ impl Config {
         if let Some(n) = number("OBSERVATORY_HEALTH_CHECK_SECONDS")? {
             config.health_check_seconds = n;
         }
+        if let Some(n) = number("OBSERVATORY_CATALOGUE_REFRESH_SECONDS")? {
+            config.catalogue_refresh_seconds = n;
+        }
         if let Some(n) = number("OBSERVATORY_RATE_LIMIT_PER_SECOND")? {
             config.rate_limit_per_second = u32::try_from(n).unwrap_or(u32::MAX);
         }
@@ -379,6 +387,9 @@ impl Config {
         }
         if !(1..=3600).contains(&config.database_statement_timeout_seconds) {
             bail!("database_statement_timeout_seconds must be a number from 1 to 3600");
+        }
+        if !(1..=3600).contains(&config.catalogue_refresh_seconds) {
+            bail!("catalogue_refresh_seconds must be a number from 1 to 3600");
         }
         if !(1..=300).contains(&config.health_check_seconds) {
             bail!("health_check_seconds must be a number from 1 to 300");

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod audit;
 pub mod config;
+pub mod reference_import;
 pub mod seed;
 pub mod telemetry;
 
@@ -61,6 +62,7 @@ pub struct Application {
     limits: observatory_grpc::bounds::Limits,
     tls: Option<tonic::transport::ServerTlsConfig>,
     health_check: std::time::Duration,
+    catalogue_refresh: std::time::Duration,
     report_min_threshold: u32,
     web: Option<WebFront>,
 }
@@ -197,6 +199,24 @@ async fn watch_readiness(store: Store, reporter: tonic_health::server::HealthRep
     }
 }
 
+/// Rebuilds the reference catalogue every `every` when a release was recorded since.
+async fn refresh_catalogue(app: observatory_app::App, every: std::time::Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        match app.refresh_catalogue().await {
+            Ok(true) => tracing::info!(
+                last_release = app.catalogue().last_seq(),
+                "a new reference release is in force"
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read the reference releases; the catalogue in force is kept"),
+        }
+    }
+}
+
 impl Application {
     /// Opens the store, loads the pseudonymisation key and binds the listener (port 0 picks a
     /// free port: see [`Application::local_addr`]).
@@ -256,7 +276,9 @@ impl Application {
                 CsvStyle::Standard
             },
         });
-        let app = observatory_app::App::new(store.clone(), Arc::new(key));
+        let app = observatory_app::App::open(store.clone(), Arc::new(key))
+            .await
+            .context("cannot read the reference catalogue")?;
         let web = match config
             .web_listen
             .clone()
@@ -313,6 +335,7 @@ impl Application {
             limits: config.limits(),
             tls,
             health_check: std::time::Duration::from_secs(config.health_check_seconds),
+            catalogue_refresh: std::time::Duration::from_secs(config.catalogue_refresh_seconds),
             report_min_threshold: config.report_min_threshold,
         })
     }
@@ -354,6 +377,7 @@ impl Application {
             limits,
             tls,
             health_check,
+            catalogue_refresh,
             report_min_threshold,
             web,
         } = self;
@@ -404,6 +428,16 @@ impl Application {
             tokio::spawn(async move {
                 tokio::select! {
                     () = watch_readiness(store, health_reporter, health_check) => {}
+                    _ = stopped.changed() => {}
+                }
+            });
+        }
+        {
+            let app = state.app.clone();
+            let mut stopped = stopped.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = refresh_catalogue(app, catalogue_refresh) => {}
                     _ = stopped.changed() => {}
                 }
             });

@@ -1,5 +1,6 @@
 //! `observatory`: the treatment access observatory's command line.
 
+use anyhow::Context;
 use std::{collections::HashMap, path::PathBuf};
 
 use clap::{Parser, Subcommand};
@@ -40,6 +41,12 @@ enum Commands {
     },
     /// Apply pending migrations and load the shipped reference data, then exit.
     Migrate,
+    /// Import official reference files (Orphanet, BDPM, ATC, MedDRA) as a new release, or
+    /// list the releases recorded.
+    Reference {
+        #[command(subcommand)]
+        command: ReferenceCommand,
+    },
     /// Write a consistent copy of the SQLite registry to a new file while it serves (PostgreSQL:
     /// use pg_dump, see the README).
     Backup {
@@ -92,6 +99,39 @@ enum Commands {
         #[arg(long, default_value_t = 256)]
         concurrency: usize,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReferenceCommand {
+    /// Read one source's official files, in their own layouts, and record them as a release
+    /// (nothing is recorded when a line is malformed; importing the same files again finds
+    /// the release already recorded). Exactly one of --orphadata, --bdpm, --atc, --meddra.
+    #[command(group(clap::ArgGroup::new("files").required(true).args(["orphadata", "bdpm", "atc", "meddra"])))]
+    Import {
+        /// The Orphanet nomenclature: an Orphadata product1 XML file (en_product1.xml...).
+        #[arg(long, value_name = "FILE")]
+        orphadata: Option<PathBuf>,
+        /// The BDPM: a directory holding CIS_bdpm.txt, CIS_CIP_bdpm.txt and CIS_COMPO_bdpm.txt.
+        #[arg(long, value_name = "DIR")]
+        bdpm: Option<PathBuf>,
+        /// An ATC list (delimited text with a header naming a code and a name column).
+        #[arg(long, value_name = "FILE", requires = "source")]
+        atc: Option<PathBuf>,
+        /// Where the ATC list comes from (e.g. "WHO ATC/DDD Index 2026").
+        #[arg(long)]
+        source: Option<String>,
+        /// MedDRA: a licensee's MedAscii directory (soc.asc, pt.asc, llt.asc, mdhier.asc).
+        #[arg(long, value_name = "DIR")]
+        meddra: Option<PathBuf>,
+        /// The release's version (required for BDPM and ATC files, which name none).
+        #[arg(long)]
+        version: Option<String>,
+        /// The release's date, YYYY-MM-DD (the date of the files' publication).
+        #[arg(long)]
+        date: Option<chrono::NaiveDate>,
+    },
+    /// List the releases recorded, oldest first, and which kinds each is in force for.
+    Releases,
 }
 
 #[derive(Debug, Subcommand)]
@@ -273,6 +313,68 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             store.close().await;
             result
         }
+        Commands::Reference { command } => {
+            use observatory_server::reference_import as reference;
+            let store = open_store(&config).await?;
+            let result = async {
+                match command {
+                    ReferenceCommand::Import {
+                        orphadata,
+                        bdpm,
+                        atc,
+                        source,
+                        meddra,
+                        version,
+                        date,
+                    } => {
+                        let import = match (orphadata, bdpm, atc, meddra) {
+                            (Some(f), ..) => reference::Import::Orphadata(f),
+                            (_, Some(d), ..) => reference::Import::Bdpm(d),
+                            (_, _, Some(file), _) => reference::Import::Atc {
+                                file,
+                                source: source.unwrap_or_default(),
+                            },
+                            (_, _, _, Some(d)) => reference::Import::Meddra(d),
+                            _ => anyhow::bail!("name the files: --orphadata, --bdpm, --atc or --meddra"),
+                        };
+                        let (content, notes) = reference::read_release(&import, version.as_deref(), date)?;
+                        for note in notes {
+                            eprintln!("{note}");
+                        }
+                        let app =
+                            observatory_app::App::open(store.clone(), std::sync::Arc::new(config.pseudonym_key()?))
+                                .await
+                                .context("cannot read the reference catalogue")?;
+                        let imported = reference::import(&app, content).await?;
+                        let r = &imported.release;
+                        if imported.new {
+                            eprintln!("release {} recorded: {} {}", r.seq, r.source.code(), r.version);
+                        } else {
+                            eprintln!(
+                                "these files were imported before, as release {} ({} {}): nothing recorded",
+                                r.seq,
+                                r.source.code(),
+                                r.version
+                            );
+                        }
+                        let all = store.reference_releases().await?;
+                        let prefix = format!("{}\t", r.seq);
+                        let lines: Vec<String> = reference::release_lines(&all)
+                            .into_iter()
+                            .filter(|l| l.starts_with(&prefix))
+                            .collect();
+                        print_lines(&lines)
+                    }
+                    ReferenceCommand::Releases => {
+                        let releases = store.reference_releases().await?;
+                        print_lines(&reference::release_lines(&releases))
+                    }
+                }
+            }
+            .await;
+            store.close().await;
+            result
+        }
         Commands::Seed {
             patients,
             seed,
@@ -290,7 +392,9 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 concurrency,
             };
             let started = std::time::Instant::now();
-            let app = observatory_app::App::new(store.clone(), std::sync::Arc::new(config.pseudonym_key()?));
+            let app = observatory_app::App::open(store.clone(), std::sync::Arc::new(config.pseudonym_key()?))
+                .await
+                .context("cannot read the reference catalogue")?;
             let summary = observatory_server::seed::seed(&app, &options).await;
             store.close().await;
             let summary = summary?;

@@ -27,6 +27,10 @@ pub(crate) mod runs_sql;
 pub(crate) mod tokens_sql;
 
 #[allow(clippy::duplicate_mod)]
+#[path = "reference_sql.rs"]
+pub(crate) mod reference_sql;
+
+#[allow(clippy::duplicate_mod)]
 #[path = "audit_sql.rs"]
 pub(crate) mod audit_sql;
 

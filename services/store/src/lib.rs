@@ -46,6 +46,7 @@ mod backend_pg;
 mod backend_sqlite;
 mod kinds;
 mod metrics;
+pub mod reference;
 pub mod report_runs;
 pub mod tokens;
 
@@ -622,7 +623,8 @@ impl Store {
         })
     }
 
-    /// Applies pending migrations and loads the shipped reference data (idempotent).
+    /// Applies pending migrations, records the shipped lists as a reference release and loads
+    /// the shipped frameworks (idempotent).
     pub async fn migrate(&self) -> Result<()> {
         match &*self.backend {
             Backend::Sqlite { writer, .. } => {

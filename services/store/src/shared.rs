@@ -1344,34 +1344,13 @@ async fn changed<T: Stored>(conn: &mut Conn, after: i64, last: i64) -> Result<Ve
 // ---------------------------------------------------------------------------------------------
 // Reference data
 
-/// Loads the shipped drugs, diseases and frameworks. Rows already present are left as they are:
-/// a framework changes through its own versions, never by reloading the file.
+/// Loads the shipped frameworks and records the shipped lists as a reference release, in one
+/// transaction and one audit event. Frameworks already present are left as they are (a
+/// framework changes through its own versions, never by reloading the file); the shipped lists
+/// are recorded unless the newest shipped release has the same files (the first release of a
+/// new registry, or a new one after an upgrade changed them).
 pub async fn load_reference(pool: &Pool, audit_key: Option<&AuditKey>) -> Result<()> {
     audit_sql::transaction(pool, async |tx| {
-        for d in reference::DRUGS.iter() {
-            sqlx::query(
-                "INSERT INTO drugs (atc, inn, brand, cis, confirmed) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (atc) DO NOTHING",
-            )
-            .bind(d.atc)
-            .bind(d.inn)
-            .bind(d.brand)
-            .bind(d.cis)
-            .bind(d.confirmed)
-            .execute(&mut **tx)
-            .await?;
-        }
-        for d in reference::DISEASES.iter() {
-            sqlx::query(
-                "INSERT INTO diseases (orpha_code, name, icd10, filiere, confirmed) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (orpha_code) DO NOTHING",
-            )
-            .bind(d.orpha_code)
-            .bind(d.name)
-            .bind(d.icd10)
-            .bind(d.filiere)
-            .bind(d.confirmed)
-            .execute(&mut **tx)
-            .await?;
-        }
         let now = Utc::now().trunc_subsecs(6);
         let ctx = WriteContext {
             actor: "reference-data".into(),
@@ -1402,8 +1381,9 @@ pub async fn load_reference(pool: &Pool, audit_key: Option<&AuditKey>) -> Result
             )
             .await?;
         }
-        let targets = std::mem::take(&mut w.targets);
-        if !targets.is_empty() {
+        let mut targets = std::mem::take(&mut w.targets);
+        let release = super::reference_sql::record_shipped(tx, &ctx.actor, &ctx.request_id, now).await?;
+        if !targets.is_empty() || release.is_some() {
             let written: Vec<Meta> = targets
                 .iter()
                 .map(|t| Meta {
@@ -1415,6 +1395,7 @@ pub async fn load_reference(pool: &Pool, audit_key: Option<&AuditKey>) -> Result
                     request_id: ctx.request_id.clone(),
                 })
                 .collect();
+            targets.extend(release.map(|r| AuditTarget::object("REFERENCE_RELEASE", r.seq.to_string())));
             let entry = AuditEntry::new(&ctx, "LoadReferenceData", targets);
             audit_sql::append(tx, &[(entry, now)], audit_key).await?;
             append_changes(tx, written.iter().map(|m| (RecordKind::Framework, m))).await?;

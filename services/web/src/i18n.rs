@@ -62,6 +62,24 @@ impl Lang {
         }
     }
 
+    /// A count with its thousands grouped as this language does: 12 345 (a narrow no-break
+    /// space) in French, 12,345 in English.
+    pub fn count(self, n: u64) -> String {
+        let digits = n.to_string();
+        let sep = match self {
+            Lang::Fr => '\u{202F}',
+            Lang::En => ',',
+        };
+        let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
+                out.push(sep);
+            }
+            out.push(c);
+        }
+        out
+    }
+
     /// An instant, in UTC, to the minute.
     pub fn instant(self, t: chrono::DateTime<chrono::Utc>) -> String {
         match self {
@@ -107,6 +125,14 @@ pub fn catalog(text: &str) -> HashMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_group_thousands_as_each_language_does() {
+        assert_eq!(Lang::Fr.count(1_234_567), "1\u{202F}234\u{202F}567");
+        assert_eq!(Lang::En.count(1_234_567), "1,234,567");
+        assert_eq!(Lang::En.count(999), "999");
+        assert_eq!(Lang::Fr.count(0), "0");
+    }
 
     /// Every key the templates and the code pass to `.t(`, and every label key built from a
     /// code (`pathway.AAC`), is in both files, and the files have the same keys.

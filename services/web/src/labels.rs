@@ -45,6 +45,14 @@ pub static CODED: std::sync::LazyLock<Vec<(&'static str, Vec<&'static str>)>> = 
             "run_status",
             vec!["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "INTERRUPTED"],
         ),
+        (
+            "entry_kind",
+            codes(&observatory_domain::catalogue::EntryKind::ALL, |k| k.code()),
+        ),
+        (
+            "reference_source",
+            codes(&observatory_domain::catalogue::Source::ALL, |s| s.code()),
+        ),
     ]
 });
 

@@ -241,6 +241,7 @@ impl Web {
             )
             .route("/admin/tokens/{id}/revoke", post(pages::admin::revoke_token))
             .route("/admin/audit", get(pages::admin::audit))
+            .route("/admin/reference", get(pages::admin::reference))
             .route("/admin/audit/verify", post(pages::admin::verify))
             .route("/admin/audit/export", get(pages::admin::export))
             .route("/reports", get(pages::reports::list).post(pages::reports::start))

@@ -1,5 +1,5 @@
-//! The admin's pages: access tokens (create, list, revoke) and the audit trail (verify,
-//! export).
+//! The admin's pages: access tokens (create, list, revoke), the audit trail (verify, export)
+//! and the reference releases.
 
 use askama::Template;
 use axum::{
@@ -9,9 +9,10 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use chrono::{NaiveDate, Utc};
-use observatory_app::{audit as audit_ops, tokens as ops};
+use observatory_app::{audit as audit_ops, reference as reference_ops, tokens as ops};
 use observatory_domain::{
     access::Role,
+    catalogue::EntryKind,
     codes::{Filiere, Finess},
 };
 use serde::Deserialize;
@@ -337,4 +338,85 @@ pub async fn export(State(web): State<Web>, signed: Signed, Query(q): Query<Expo
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     r
+}
+
+/// One reference release, as the admin's page lists it.
+pub struct ReleaseRow {
+    pub seq: i64,
+    pub source: String,
+    pub version: String,
+    pub date: String,
+    pub counts: String,
+    pub files: Vec<String>,
+    pub sha256: String,
+    pub imported: String,
+    pub by: String,
+    pub in_force: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin_reference.html")]
+struct Reference {
+    page: Page,
+    rows: Vec<ReleaseRow>,
+}
+
+/// The reference releases recorded, oldest first, and the kinds each is in force for.
+pub async fn reference(State(web): State<Web>, signed: Signed) -> Response {
+    let lang = signed.lang;
+    let releases = match reference_ops::list_releases(web.app(), &signed.call(op("ListReferenceReleases"))).await {
+        Ok(r) => r,
+        Err(e) => return refused(&signed, e),
+    };
+    let in_force = observatory_domain::catalogue::in_force(&releases);
+    let label = |prefix, code| crate::labels::label(lang, prefix, code);
+    let rows = releases
+        .iter()
+        .map(|r| {
+            let kinds: Vec<String> = in_force
+                .iter()
+                .filter(|(_, f)| f.seq == r.seq)
+                .map(|(k, _)| label("entry_kind", k.code()))
+                .collect();
+            // "Diseases (ORPHA) 10 (2 retired)", kind by kind.
+            let counts: Vec<String> = EntryKind::ALL
+                .iter()
+                .filter_map(|k| {
+                    let n = r.counts.get(k.code()).copied().unwrap_or(0);
+                    let retired = r.counts.get(&format!("{}_RETIRED", k.code())).copied().unwrap_or(0);
+                    (n + retired > 0).then(|| {
+                        let mut text = format!("{} {}", label("entry_kind", k.code()), lang.count(n));
+                        if retired > 0 {
+                            text.push_str(&format!(
+                                " ({} {})",
+                                lang.count(retired),
+                                lang.t("admin.release_retired")
+                            ));
+                        }
+                        text
+                    })
+                })
+                .collect();
+            ReleaseRow {
+                seq: r.seq,
+                source: label("reference_source", r.source.code()),
+                version: r.version.clone(),
+                date: r.release_date.map(|d| lang.date(d)).unwrap_or_default(),
+                counts: counts.join(" · "),
+                files: r.files.iter().map(|f| f.name.clone()).collect(),
+                sha256: r.sha256.clone(),
+                imported: lang.instant(r.imported_at),
+                by: r.imported_by.clone(),
+                in_force: if kinds.is_empty() {
+                    lang.t("admin.release_superseded").to_owned()
+                } else {
+                    kinds.join(", ")
+                },
+            }
+        })
+        .collect();
+    render(&Reference {
+        page: signed.page(lang.t("admin.reference_title")),
+        rows,
+    })
 }

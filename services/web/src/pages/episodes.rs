@@ -74,6 +74,7 @@ pub struct NewQuery {
 
 async fn cohort_view(web: &Web, signed: &Signed, id: &RecordId) -> Option<CohortView> {
     let app = web.app();
+    let catalogue = app.catalogue();
     let lang = signed.lang;
     let c = ops::get::<Cohort>(app, &signed.call(op("GetCohort")), id).await.ok()?;
     let framework = match &c.record.framework_id {
@@ -89,12 +90,17 @@ async fn cohort_view(web: &Web, signed: &Signed, id: &RecordId) -> Option<Cohort
         name: c.record.name.clone(),
         pathway: labels::label(lang, "pathway", pathway.code()),
         pathway_code: pathway.code(),
-        drug: drug_label(c.record.drug_atc.as_str()),
+        drug: drug_label(&catalogue, signed.lang, c.record.drug_atc.as_str()),
         diseases: c
             .record
             .orpha_codes
             .iter()
-            .map(|o| (o.as_str().to_owned(), disease_label(o.as_str())))
+            .map(|o| {
+                (
+                    o.as_str().to_owned(),
+                    disease_label(&catalogue, signed.lang, o.as_str()),
+                )
+            })
             .collect(),
         framework,
         per_patient: matches!(pathway, Pathway::Aac | Pathway::AtuNominative),
@@ -383,6 +389,7 @@ impl Show {
 
 async fn episode_page(web: &Web, signed: &Signed, id: &RecordId, failed: Option<(&str, FormState)>) -> Response {
     let app = web.app();
+    let catalogue = app.catalogue();
     let lang = signed.lang;
     let episode = match ops::get::<Episode>(app, &signed.call(op("GetEpisode")), id).await {
         Ok(e) => e,
@@ -445,8 +452,8 @@ async fn episode_page(web: &Web, signed: &Signed, id: &RecordId, failed: Option<
         patient,
         cohort,
         pathway: page.label("pathway", e.pathway.code()),
-        drug: drug_label(e.drug_atc.as_str()),
-        indication: disease_label(e.indication.as_str()),
+        drug: drug_label(&catalogue, signed.lang, e.drug_atc.as_str()),
+        indication: disease_label(&catalogue, signed.lang, e.indication.as_str()),
         prescriber: e.prescriber_rpps.as_str().to_owned(),
         centre: e.centre_finess.as_str().to_owned(),
         framework,

@@ -56,6 +56,7 @@ fn sections(role: Role) -> Vec<(&'static str, &'static str)> {
     if role == Role::Admin {
         s.push(("/admin/tokens", "nav.tokens"));
         s.push(("/admin/audit", "nav.audit"));
+        s.push(("/admin/reference", "nav.reference"));
     }
     s
 }

@@ -7,13 +7,14 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use observatory_app::registry as ops;
+use observatory_domain::catalogue::Catalogue;
 use observatory_domain::model::{Cohort, Episode, Patient, RecordId};
 use observatory_proto::v1 as pb;
 use observatory_store::{CohortFilter, EpisodeFilter, PageRequest, Versioned};
 use serde::Deserialize;
 
 use super::{Page, date_opt, pb_enum, refused, render, short_pseudonym};
-use crate::{Posted, Signed, Web, form::FormState, labels, op};
+use crate::{Posted, Signed, Web, form::FormState, i18n::Lang, labels, op};
 
 /// One line of a list of patients.
 pub struct PatientRow {
@@ -140,23 +141,21 @@ struct New {
     statuses: Vec<(String, String)>,
 }
 
-fn new_page(signed: &Signed, form: FormState) -> New {
+fn new_page(catalogue: &Catalogue, signed: &Signed, form: FormState) -> New {
     let lang = signed.lang;
     New {
         page: signed.page(lang.t("patient_new.title")),
         form,
-        diseases: observatory_domain::reference::DISEASES
-            .iter()
-            .map(|d| (d.orpha_code.to_owned(), format!("{} (ORPHA:{})", d.name, d.orpha_code)))
-            .collect(),
+        diseases: disease_options(catalogue),
         regions: super::regions(),
         sexes: labels::options(lang, "sex"),
         statuses: labels::options(lang, "diagnosis_status"),
     }
 }
 
-pub async fn new(signed: Signed) -> Response {
+pub async fn new(State(web): State<Web>, signed: Signed) -> Response {
     render(&new_page(
+        &web.app().catalogue(),
         &signed,
         FormState::with(&[
             ("subject", "idmr".to_owned()),
@@ -218,7 +217,11 @@ pub async fn register(State(web): State<Web>, posted: Posted) -> Response {
     let request = registration(&fields);
     let refuse = |status: tonic::Status| {
         // Identity fields are shown again to the one who typed them, in this answer only.
-        let mut r = render(&new_page(&signed, FormState::refused(&fields, &status, signed.lang)));
+        let mut r = render(&new_page(
+            &web.app().catalogue(),
+            &signed,
+            FormState::refused(&fields, &status, signed.lang),
+        ));
         *r.status_mut() = super::http_status(&status);
         r
     };
@@ -245,27 +248,52 @@ pub struct EpisodeRow {
     pub end_date: String,
 }
 
-pub(crate) fn drug_label(atc: &str) -> String {
-    match observatory_domain::reference::drug(atc) {
-        Some(d) => format!("{} ({atc})", d.inn),
+/// A drug's name and code, as the catalogue in force knows it (and says so when it retired it).
+pub(crate) fn drug_label(c: &Catalogue, lang: Lang, atc: &str) -> String {
+    match c.drug(atc) {
+        Some(d) if d.retired => format!("{} ({atc}, {})", d.name, lang.t("common.retired")),
+        Some(d) => format!("{} ({atc})", d.name),
         None => atc.to_owned(),
     }
 }
 
-pub(crate) fn disease_label(orpha: &str) -> String {
-    match observatory_domain::reference::disease(orpha) {
+/// A disease's name and code, as the catalogue in force knows it.
+pub(crate) fn disease_label(c: &Catalogue, lang: Lang, orpha: &str) -> String {
+    match c.disease(orpha) {
+        Some(d) if d.retired => format!("{} (ORPHA:{orpha}, {})", d.name, lang.t("common.retired")),
         Some(d) => format!("{} (ORPHA:{orpha})", d.name),
         None => format!("ORPHA:{orpha}"),
     }
 }
 
-pub(crate) fn episode_row(page: &Page, e: &Versioned<Episode>, cohort: &str) -> EpisodeRow {
+/// The picker of diseases: those the networks follow (a filière in the catalogue), in force.
+pub(crate) fn disease_options(c: &Catalogue) -> Vec<(String, String)> {
+    c.diseases()
+        .filter(|(_, d)| !d.retired && d.filiere.is_some())
+        .map(|(code, d)| (code.to_owned(), format!("{} (ORPHA:{code})", d.name)))
+        .collect()
+}
+
+/// The picker of drugs: those the networks follow, in force.
+pub(crate) fn drug_options(c: &Catalogue) -> Vec<(String, String)> {
+    c.drugs()
+        .filter(|(_, d)| !d.retired && d.followed)
+        .map(|(atc, d)| {
+            (
+                atc.to_owned(),
+                format!("{} ({atc}) {}", d.name, d.brand).trim_end().to_owned(),
+            )
+        })
+        .collect()
+}
+
+pub(crate) fn episode_row(c: &Catalogue, page: &Page, e: &Versioned<Episode>, cohort: &str) -> EpisodeRow {
     let x = &e.record;
     EpisodeRow {
         id: e.meta.id.clone(),
         cohort: cohort.to_owned(),
         pathway: page.label("pathway", x.pathway.code()),
-        drug: drug_label(x.drug_atc.as_str()),
+        drug: drug_label(c, page.lang, x.drug_atc.as_str()),
         status: page.label("episode_status", x.status.code()),
         status_code: x.status.code(),
         request_date: page.lang.date(x.request_date),
@@ -351,7 +379,7 @@ async fn status_matrix(
         }
         rows.push(StatusRow {
             episode_id: e.meta.id.clone(),
-            drug: drug_label(e.record.drug_atc.as_str()),
+            drug: drug_label(&web.app().catalogue(), page.lang, e.record.drug_atc.as_str()),
             cells,
         });
     }
@@ -409,6 +437,7 @@ async fn patient_page(web: &Web, signed: &Signed, id: &RecordId, correction: Opt
     let signed = signed.clone();
     let id = id.clone();
     let app = web.app();
+    let catalogue = app.catalogue();
     let patient = match ops::get::<Patient>(app, &signed.call(op("GetPatient")), &id).await {
         Ok(p) => p,
         Err(e) => return refused(&signed, e),
@@ -433,7 +462,7 @@ async fn patient_page(web: &Web, signed: &Signed, id: &RecordId, correction: Opt
             }
             Err(_) => e.record.cohort_id.to_string(),
         };
-        rows.push(episode_row(&page, e, &cohort));
+        rows.push(episode_row(&catalogue, &page, e, &cohort));
     }
     let (columns, matrix) = match status_matrix(web, &signed, &page, &episodes, &months).await {
         Ok(x) => x,
@@ -468,7 +497,7 @@ async fn patient_page(web: &Web, signed: &Signed, id: &RecordId, correction: Opt
             .map(|d| {
                 format!(
                     "{} · {}",
-                    disease_label(d.orpha_code.as_str()),
+                    disease_label(&catalogue, signed.lang, d.orpha_code.as_str()),
                     page.label("diagnosis_status", d.status.code())
                 )
             })

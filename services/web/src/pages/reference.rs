@@ -13,6 +13,8 @@ use observatory_domain::{access::Role, codes::Finess, model::Centre};
 use observatory_proto::v1 as pb;
 use observatory_store::{CentreFilter, CohortFilter, FrameworkFilter, PageRequest, Versioned};
 
+use observatory_domain::catalogue::Catalogue;
+
 use super::patients::{disease_label, drug_label};
 use super::{Page, pb_enum, refused, regions, render};
 use crate::{Posted, Signed, Web, form::FormState, labels, op};
@@ -330,6 +332,7 @@ struct Cohorts {
 async fn cohorts_page(web: &Web, signed: &Signed, form: FormState, status: StatusCode) -> Response {
     let lang = signed.lang;
     let app = web.app();
+    let catalogue = app.catalogue();
     let cohorts = match ops::list_cohorts(app, &signed.call(op("ListCohorts")), &CohortFilter::default(), &all()).await
     {
         Ok(p) => p.items,
@@ -349,11 +352,11 @@ async fn cohorts_page(web: &Web, signed: &Signed, form: FormState, status: Statu
                 name: x.name.clone(),
                 filiere: x.filiere.as_str().to_owned(),
                 pathway: page.label("pathway", x.pathway.code()),
-                drug: drug_label(x.drug_atc.as_str()),
+                drug: drug_label(&catalogue, lang, x.drug_atc.as_str()),
                 diseases: x
                     .orpha_codes
                     .iter()
-                    .map(|o| disease_label(o.as_str()))
+                    .map(|o| disease_label(&catalogue, lang, o.as_str()))
                     .collect::<Vec<_>>()
                     .join(", "),
                 months: x.follow_up_months,
@@ -374,14 +377,8 @@ async fn cohorts_page(web: &Web, signed: &Signed, form: FormState, status: Statu
             .map(|f| (f.as_str().to_owned(), f.as_str().to_owned()))
             .collect(),
         pathways: labels::options(lang, "pathway"),
-        drugs: observatory_domain::reference::DRUGS
-            .iter()
-            .map(|d| (d.atc.to_owned(), format!("{} ({}) {}", d.inn, d.atc, d.brand)))
-            .collect(),
-        diseases: observatory_domain::reference::DISEASES
-            .iter()
-            .map(|d| (d.orpha_code.to_owned(), format!("{} (ORPHA:{})", d.name, d.orpha_code)))
-            .collect(),
+        drugs: super::patients::drug_options(&catalogue),
+        diseases: super::patients::disease_options(&catalogue),
         frameworks: frameworks
             .iter()
             .map(|f| {
@@ -390,7 +387,7 @@ async fn cohorts_page(web: &Web, signed: &Signed, form: FormState, status: Statu
                     format!(
                         "{} · {} · {}",
                         labels::label(lang, "pathway", f.record.pathway.code()),
-                        drug_label(f.record.drug_atc.as_str()),
+                        drug_label(&catalogue, lang, f.record.drug_atc.as_str()),
                         f.record.decision_reference
                     ),
                 )
@@ -509,13 +506,17 @@ pub async fn frameworks(State(web): State<Web>, signed: Signed) -> Response {
     frameworks_page(&web, &signed, form, StatusCode::OK).await
 }
 
-fn framework_row(page: &Page, f: &Versioned<observatory_domain::model::Framework>) -> FrameworkRow {
+fn framework_row(
+    catalogue: &Catalogue,
+    page: &Page,
+    f: &Versioned<observatory_domain::model::Framework>,
+) -> FrameworkRow {
     let lang = page.lang;
     let x = &f.record;
     FrameworkRow {
         id: f.meta.id.clone(),
         pathway: page.label("pathway", x.pathway.code()),
-        drug: drug_label(x.drug_atc.as_str()),
+        drug: drug_label(catalogue, page.lang, x.drug_atc.as_str()),
         indication: x.indication.clone(),
         decision: format!("{} {}", x.authority, x.decision_reference),
         validity: format!(
@@ -548,7 +549,8 @@ async fn frameworks_page(web: &Web, signed: &Signed, form: FormState, status: St
         Err(e) => return refused(signed, e),
     };
     let page = signed.page(lang.t("frameworks.title"));
-    let rows = all.iter().map(|f| framework_row(&page, f)).collect();
+    let catalogue = web.app().catalogue();
+    let rows = all.iter().map(|f| framework_row(&catalogue, &page, f)).collect();
     let mut r = render(&Frameworks {
         rows,
         form,
@@ -557,14 +559,8 @@ async fn frameworks_page(web: &Web, signed: &Signed, form: FormState, status: St
             .into_iter()
             .filter(|(c, _)| observatory_domain::model::Pathway::from_code(c).is_some_and(|p| p.needs_framework()))
             .collect(),
-        drugs: observatory_domain::reference::DRUGS
-            .iter()
-            .map(|d| (d.atc.to_owned(), format!("{} ({}) {}", d.inn, d.atc, d.brand)))
-            .collect(),
-        diseases: observatory_domain::reference::DISEASES
-            .iter()
-            .map(|d| (d.orpha_code.to_owned(), format!("{} (ORPHA:{})", d.name, d.orpha_code)))
-            .collect(),
+        drugs: super::patients::drug_options(&catalogue),
+        diseases: super::patients::disease_options(&catalogue),
         statuses: labels::options(lang, "framework_status"),
         protocols: ["NONE", "PUT_RD", "PUT_SP"]
             .iter()
@@ -639,7 +635,7 @@ async fn framework_page(web: &Web, signed: &Signed, id: &str, form: FormState, s
     };
     let page = signed.page(lang.t("frameworks.one"));
     let mut r = render(&FrameworkPage {
-        framework: framework_row(&page, &f),
+        framework: framework_row(&web.app().catalogue(), &page, &f),
         version: f.meta.version,
         can_write: observatory_app::access::allows("TransitionFramework", signed.role()),
         steps: FRAMEWORK_STEPS

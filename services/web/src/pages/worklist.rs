@@ -60,10 +60,11 @@ pub async fn show(State(web): State<Web>, signed: Signed, Query(q): Query<Workli
         Err(e) => return refused(&signed, e),
     };
     let page = signed.page(lang.t("worklist.title"));
+    let catalogue = web.app().catalogue();
     let line = |e: &observatory_store::Versioned<observatory_domain::model::Episode>, date, days, detail| Line {
         episode_id: e.meta.id.clone(),
         patient_id: e.record.patient_id.to_string(),
-        drug: drug_label(e.record.drug_atc.as_str()),
+        drug: drug_label(&catalogue, signed.lang, e.record.drug_atc.as_str()),
         pathway: page.label("pathway", e.record.pathway.code()),
         centre: e.record.centre_finess.as_str().to_owned(),
         date,
