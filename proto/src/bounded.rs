@@ -33,6 +33,8 @@ pub const MAX_ITEMS: &[(&str, usize)] = &[
     ("observatory.v1.CreateCohortRequest.orpha_codes", 50),
     ("observatory.v1.RegisterPatientRequest.diagnoses", 20),
     ("observatory.v1.DiagnosisList.diagnoses", 20),
+    ("observatory.v1.CommonDataElements.genotype", 5),
+    ("observatory.v1.Genotype.variants", 4),
     // Each of the four axes at most once.
     ("observatory.v1.OffLabelJustification.axes", 4),
     ("observatory.v1.RecordFollowUpRequest.measures", 50),

@@ -55,6 +55,7 @@ fn patient(run: usize, n: usize, how: &str) -> pb::RegisterPatientRequest {
         region_code: "11".into(),
         objects_to_reuse: false,
         diagnoses: vec![],
+        cde: None,
     }
 }
 

@@ -42,6 +42,7 @@ fn registration(sex: Option<Sex>) -> Registration {
         region: Some(RegionCode::parse("11").expect("region")),
         objects_to_reuse: false,
         diagnoses: Vec::new(),
+        cde: Default::default(),
     }
 }
 

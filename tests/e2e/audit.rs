@@ -96,6 +96,9 @@ async fn a_session_leaves_one_event_per_action_in_an_intact_chain(backend: Backe
             vital_status: pb::VitalStatus::Unspecified as i32,
             objects_to_reuse: Some(true),
             diagnoses: None,
+            cde: None,
+            sex: 0,
+            birth_year_month: None,
         })
         .await
         .expect("correct")
@@ -145,6 +148,9 @@ async fn a_session_leaves_one_event_per_action_in_an_intact_chain(backend: Backe
             vital_status: pb::VitalStatus::Unspecified as i32,
             objects_to_reuse: None,
             diagnoses: None,
+            cde: None,
+            sex: 0,
+            birth_year_month: None,
         })
         .await
         .unwrap_err();

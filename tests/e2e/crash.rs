@@ -134,6 +134,7 @@ fn registration(n: u32) -> pb::RegisterPatientRequest {
         region_code: "11".into(),
         objects_to_reuse: false,
         diagnoses: Vec::new(),
+        cde: None,
     }
 }
 

@@ -40,6 +40,7 @@ fn registration(n: u32) -> pb::RegisterPatientRequest {
         region_code: "76".into(),
         objects_to_reuse: false,
         diagnoses: Vec::new(),
+        cde: None,
     }
 }
 

@@ -46,6 +46,7 @@ pub(crate) fn register(n: u32) -> pb::RegisterPatientRequest {
         region_code: "11".into(),
         objects_to_reuse: false,
         diagnoses: vec![],
+        cde: None,
     }
 }
 

@@ -309,6 +309,8 @@ fn seeds(ids: &Ids) -> Vec<Seed> {
         icd10: "D66".into(),
         status: pb::DiagnosisStatus::Confirmed as i32,
         diagnosis_date: "2010-09-01".into(),
+        factor_level_class: 0,
+        inhibitor_status: 0,
     };
     vec![
         seed(
@@ -495,6 +497,7 @@ fn seeds(ids: &Ids) -> Vec<Seed> {
                 region_code: "84".into(),
                 objects_to_reuse: false,
                 diagnoses: vec![diagnosis.clone()],
+                cde: None,
             },
         ),
         seed("RegistryService", "GetPatient", &get(&ids.patient)),
@@ -522,6 +525,9 @@ fn seeds(ids: &Ids) -> Vec<Seed> {
                 diagnoses: Some(pb::DiagnosisList {
                     diagnoses: vec![diagnosis],
                 }),
+                cde: None,
+                sex: 0,
+                birth_year_month: None,
             },
         ),
         seed("RegistryService", "DeclareEpisode", &ids.declaration),

@@ -270,6 +270,7 @@ async fn a_request_of_megabytes_of_repeated_values_is_refused_before_it_is_decod
         region_code: "11".into(),
         objects_to_reuse: false,
         diagnoses: vec![pb::Diagnosis::default(); 21],
+        cde: None,
     };
     let status = app
         .registry
@@ -362,6 +363,7 @@ async fn calls_fail_fast_while_postgres_refuses_connections_and_succeed_again_af
         region_code: "11".into(),
         objects_to_reuse: false,
         diagnoses: Vec::new(),
+        cde: None,
     };
     let before = app.patient(1).await;
     let rows = app.row_count().await;
@@ -464,6 +466,7 @@ fn by_idmr(key: &str, idmr: &str) -> pb::RegisterPatientRequest {
         region_code: "11".into(),
         objects_to_reuse: false,
         diagnoses: Vec::new(),
+        cde: None,
     }
 }
 

@@ -316,7 +316,10 @@ impl TestApp {
                 icd10: "D66".into(),
                 status: pb::DiagnosisStatus::Confirmed as i32,
                 diagnosis_date: "2010-09-01".into(),
+                factor_level_class: 0,
+                inhibitor_status: 0,
             }],
+            cde: None,
         }
     }
 

@@ -63,6 +63,7 @@ async fn patients_are_listed_within_the_scope_searched_and_audited(backend: Back
             region_code: "93".into(),
             objects_to_reuse: false,
             diagnoses: Vec::new(),
+            cde: None,
         })
         .await
         .expect("register elsewhere")
@@ -856,6 +857,7 @@ async fn identity_fields_never_reach_the_database(backend: Backend) {
         region_code: "84".into(),
         objects_to_reuse: true,
         diagnoses: vec![],
+        cde: None,
     };
     let mut request = tonic::Request::new(register("Quiltrude"));
     // A request id that could carry a name is not stored; a UUID one is.
@@ -1165,6 +1167,7 @@ async fn a_switch_links_the_new_episode_to_the_previous_one(backend: Backend) {
 }
 
 on_both_backends!(
+    the_common_data_elements_are_recorded_checked_and_corrected,
     corrections_keep_their_reason_in_history,
     closed_cohorts_and_framework_lifecycles_gate_new_episodes,
 );
@@ -1186,6 +1189,9 @@ async fn corrections_keep_their_reason_in_history(backend: Backend) {
         vital_status: 0,
         objects_to_reuse: Some(true),
         diagnoses: None,
+        cde: None,
+        sex: 0,
+        birth_year_month: None,
     };
     let err = app.registry.update_patient(update(1, "")).await.unwrap_err();
     assert_eq!(violated_fields(&err), vec!["reason"]);
@@ -1856,5 +1862,170 @@ async fn a_death_declared_on_a_treatment_is_the_patients_vital_status(backend: B
         .await
         .unwrap_err();
     assert_eq!(after.code(), Code::FailedPrecondition);
+    app.stop().await;
+}
+
+async fn the_common_data_elements_are_recorded_checked_and_corrected(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (_, rpps) = app.centre_and_prescriber().await;
+    let cohort_id = app.aac_cohort().await.meta.unwrap().id;
+    let months = |m: u32| {
+        Some(pb::AgeAt {
+            kind: pb::AgeKind::Months as i32,
+            months: m,
+        })
+    };
+    // Haemophilia A, severe without inhibitors, an F8 variant; born 2010-05.
+    let mut request = app.patient_request(60);
+    request.diagnoses[0].factor_level_class = pb::FactorLevelClass::Severe as i32;
+    request.diagnoses[0].inhibitor_status = pb::InhibitorStatus::Never as i32;
+    request.cde = Some(pb::CommonDataElements {
+        age_at_onset: months(9),
+        age_at_diagnosis: Some(pb::AgeAt {
+            kind: pb::AgeKind::AtBirth as i32,
+            months: 0,
+        }),
+        undiagnosed: false,
+        genotype: vec![pb::Genotype {
+            gene: "F8".into(),
+            variants: vec!["NM_000132.4:c.6046C>T".into()],
+        }],
+        contact_for_research: pb::ConsentStatus::Given as i32,
+        reuse_consent: pb::ConsentStatus::NotAsked as i32,
+    });
+    let registered = app
+        .registry
+        .register_patient(request.clone())
+        .await
+        .expect("register")
+        .into_inner();
+    let id = registered.meta.clone().unwrap().id;
+    let read = app
+        .registry
+        .get_patient(pb::GetRequest { id: id.clone() })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(read.cde, request.cde, "every element reads back as given");
+    assert_eq!(
+        read.diagnoses[0].factor_level_class,
+        pb::FactorLevelClass::Severe as i32
+    );
+    assert_eq!(read.diagnoses[0].inhibitor_status, pb::InhibitorStatus::Never as i32);
+
+    // What does not hold is refused with its field path, and nothing is stored.
+    let before = app.row_count().await;
+    let mut bad = app.patient_request(61);
+    bad.diagnoses[0].orpha_code = "70".into();
+    bad.diagnoses[0].icd10 = String::new();
+    bad.diagnoses[0].factor_level_class = pb::FactorLevelClass::Mild as i32;
+    bad.cde = Some(pb::CommonDataElements {
+        age_at_onset: months(5000),
+        undiagnosed: true,
+        genotype: vec![
+            pb::Genotype {
+                gene: "SMN1".into(),
+                variants: vec!["c.840C>T".into()],
+            };
+            6
+        ],
+        ..Default::default()
+    });
+    let err = app.registry.register_patient(bad.clone()).await.unwrap_err();
+    assert_eq!(
+        violated_fields(&err),
+        ["cde.genotype"],
+        "counts are bounded before anything else"
+    );
+    bad.cde.as_mut().unwrap().genotype.truncate(1);
+    let err = app.registry.register_patient(bad.clone()).await.unwrap_err();
+    assert_eq!(
+        violated_fields(&err),
+        [
+            "cde.age_at_onset.months",
+            "cde.undiagnosed",
+            "diagnoses[0].factor_level_class"
+        ]
+    );
+    bad.cde.as_mut().unwrap().age_at_onset = Some(pb::AgeAt {
+        kind: pb::AgeKind::Unspecified as i32,
+        months: 0,
+    });
+    let err = app.registry.register_patient(bad).await.unwrap_err();
+    assert!(
+        violated_fields(&err).contains(&"cde.age_at_onset.kind".to_owned()),
+        "{err:?}"
+    );
+    assert_eq!(app.row_count().await, before, "nothing partial is stored");
+
+    // Sex, birth month and the elements are corrected with a reason kept in history; the
+    // first version still reads as it was.
+    let declaration = app.aac_declaration(&id, &cohort_id, &rpps, "episode-60");
+    app.registry.declare_episode(declaration).await.expect("declare");
+    let update = |version: i64| pb::UpdatePatientRequest {
+        id: id.clone(),
+        expected_version: version,
+        reason: "birth month and answers checked with the family".into(),
+        region_code: None,
+        vital_status: 0,
+        objects_to_reuse: None,
+        diagnoses: None,
+        cde: None,
+        sex: 0,
+        birth_year_month: None,
+    };
+    let corrected = app
+        .registry
+        .update_patient(pb::UpdatePatientRequest {
+            sex: pb::Sex::Female as i32,
+            birth_year_month: Some("2010-07".into()),
+            cde: Some(pb::CommonDataElements {
+                contact_for_research: pb::ConsentStatus::Refused as i32,
+                ..request.cde.clone().unwrap()
+            }),
+            ..update(1)
+        })
+        .await
+        .expect("correct")
+        .into_inner();
+    assert_eq!(corrected.sex, pb::Sex::Female as i32);
+    assert_eq!(corrected.birth_year_month, "2010-07");
+    assert_eq!(
+        corrected.cde.as_ref().unwrap().contact_for_research,
+        pb::ConsentStatus::Refused as i32
+    );
+    let reasons = app.patient_history_reasons(&id).await;
+    assert!(
+        reasons[1].ends_with("birth month and answers checked with the family"),
+        "{reasons:?}"
+    );
+    let history = app
+        .registry
+        .get_history(pb::GetHistoryRequest {
+            kind: pb::RecordKind::Patient as i32,
+            id: id.clone(),
+        })
+        .await
+        .expect("history")
+        .into_inner();
+    match history.versions[0].record.as_ref() {
+        Some(pb::history_entry::Record::Patient(first)) => {
+            assert_eq!(
+                (first.sex, first.birth_year_month.as_str()),
+                (pb::Sex::Male as i32, "2010-05")
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    // A correction that would put the onset after today is refused.
+    let err = app
+        .registry
+        .update_patient(pb::UpdatePatientRequest {
+            birth_year_month: Some("2026-10".into()),
+            ..update(2)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&err), ["cde.age_at_onset.months"]);
     app.stop().await;
 }

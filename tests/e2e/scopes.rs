@@ -97,6 +97,7 @@ async fn build_side(
             region_code: "11".into(),
             objects_to_reuse: false,
             diagnoses: vec![],
+            cde: None,
         })
         .await
         .expect("patient")

@@ -8,23 +8,37 @@ use serde::Serialize;
 use crate::codes::{Finess, RegionCode};
 use crate::error::{DomainError, Violations};
 use crate::model::{
-    AdverseEvent, AeOutcome, Causality, Centre, CentreType, Cohort, CohortStatus, Diagnosis, Episode, Framework,
-    FrameworkStatus, Pathway, Patient, Prescriber, VitalStatus,
+    AdverseEvent, AeOutcome, Causality, Centre, CentreType, Cohort, CohortStatus, CommonDataElements, Diagnosis,
+    Episode, Framework, FrameworkStatus, Pathway, Patient, Prescriber, Sex, VitalStatus, YearMonth,
 };
 
 /// Fields of a patient that may change after registration; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct PatientUpdate {
+    /// A sex or birth month recorded wrong (the pseudonym stays: it names the same person).
+    pub sex: Option<Sex>,
+    pub birth_year_month: Option<YearMonth>,
     /// `Some(None)` clears the region.
     pub region: Option<Option<RegionCode>>,
     pub vital_status: Option<VitalStatus>,
     pub objects_to_reuse: Option<bool>,
     /// Replaces the whole list.
     pub diagnoses: Option<Vec<Diagnosis>>,
+    /// Replaces every common data element.
+    pub cde: Option<CommonDataElements>,
 }
 
 pub fn update_patient(current: &Patient, u: &PatientUpdate) -> Result<Patient, DomainError> {
     let mut next = current.clone();
+    if let Some(sex) = u.sex {
+        next.sex = sex;
+    }
+    if let Some(month) = u.birth_year_month {
+        next.birth_year_month = month;
+    }
+    if let Some(cde) = &u.cde {
+        next.cde = cde.clone();
+    }
     if let Some(region) = &u.region {
         next.region = region.clone();
     }

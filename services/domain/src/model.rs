@@ -483,7 +483,115 @@ pub struct Diagnosis {
     pub icd10: Option<Icd10>,
     pub status: DiagnosisStatus,
     pub diagnosis_date: Option<NaiveDate>,
+    /// The disease's severity, where the registry classifies it (haemophilia A and B).
+    #[serde(default, skip_serializing_if = "Severity::is_empty")]
+    pub severity: Severity,
 }
+
+/// The ORPHA codes whose severity is classed by the residual factor level and inhibitors:
+/// haemophilia A and B.
+pub const HAEMOPHILIA: [&str; 2] = ["98878", "98879"];
+
+coded_enum!(
+    /// Haemophilia severity by residual factor activity: severe below 1 %, moderate 1 to 5 %,
+    /// mild above 5 % and below 40 %.
+    FactorLevelClass {
+        Severe = "SEVERE",
+        Moderate = "MODERATE",
+        Mild = "MILD",
+    }
+);
+
+coded_enum!(
+    /// Whether the patient has had inhibitors (alloantibodies against the factor).
+    InhibitorStatus {
+        Never = "NEVER",
+        Past = "PAST",
+        Current = "CURRENT",
+    }
+);
+
+/// Disease severity: for haemophilia, the factor level class and the inhibitor status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Severity {
+    #[serde(default)]
+    pub factor_level_class: Option<FactorLevelClass>,
+    #[serde(default)]
+    pub inhibitor_status: Option<InhibitorStatus>,
+}
+
+impl Severity {
+    pub fn is_empty(&self) -> bool {
+        self.factor_level_class.is_none() && self.inhibitor_status.is_none()
+    }
+}
+
+coded_enum!(
+    /// How an age at an event is known: before birth, at birth, or in months of age.
+    AgeKind {
+        Antenatal = "ANTENATAL",
+        AtBirth = "AT_BIRTH",
+        Months = "MONTHS",
+    }
+);
+
+/// An age at an event (onset, diagnosis), as the JRC common data elements record it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgeAt {
+    pub kind: AgeKind,
+    /// For [`AgeKind::Months`]: the age in completed months, 0 to 1440.
+    #[serde(default)]
+    pub months: Option<u16>,
+}
+
+coded_enum!(
+    /// A patient's answer to a request for agreement or consent.
+    ConsentStatus {
+        Given = "GIVEN",
+        Refused = "REFUSED",
+        NotAsked = "NOT_ASKED",
+    }
+);
+
+/// A genetic diagnosis: an HGNC gene symbol and its variants in HGVS nomenclature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Genotype {
+    pub gene: String,
+    pub variants: Vec<String>,
+}
+
+/// The common data elements for rare-disease registration (European Commission JRC set) that
+/// the rest of the record does not carry. Each may be unknown.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommonDataElements {
+    #[serde(default)]
+    pub age_at_onset: Option<AgeAt>,
+    #[serde(default)]
+    pub age_at_diagnosis: Option<AgeAt>,
+    /// An undiagnosed case: no diagnosis could be reached after full investigation.
+    #[serde(default)]
+    pub undiagnosed: bool,
+    /// At most [`MAX_GENES`] genes.
+    #[serde(default)]
+    pub genotype: Vec<Genotype>,
+    /// Agreement to be contacted for research.
+    #[serde(default)]
+    pub contact_for_research: Option<ConsentStatus>,
+    /// Consent to the reuse of the data for other research (beside the objection to reuse,
+    /// which excludes the patient from analyses).
+    #[serde(default)]
+    pub reuse_consent: Option<ConsentStatus>,
+}
+
+impl CommonDataElements {
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+/// Most genes of a genetic diagnosis, and variants per gene.
+pub const MAX_GENES: usize = 5;
+pub const MAX_VARIANTS: usize = 4;
 
 /// The only link between a registry patient and a person: an IdMR or a keyed HMAC.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -511,6 +619,9 @@ pub struct Patient {
     pub vital_status: VitalStatus,
     pub objects_to_reuse: bool,
     pub diagnoses: Vec<Diagnosis>,
+    /// The JRC common data elements (absent from versions written before they were kept).
+    #[serde(default, skip_serializing_if = "CommonDataElements::is_empty")]
+    pub cde: CommonDataElements,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

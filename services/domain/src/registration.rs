@@ -3,7 +3,10 @@
 
 use crate::codes::{IdMr, RegionCode};
 use crate::error::{DomainError, Violations};
-use crate::model::{Diagnosis, Patient, Pseudonym, Sex, VitalStatus, YearMonth};
+use crate::model::{
+    AgeAt, AgeKind, CommonDataElements, Diagnosis, DiagnosisStatus, HAEMOPHILIA, MAX_GENES, MAX_VARIANTS, Patient,
+    Pseudonym, Sex, VitalStatus, YearMonth,
+};
 use crate::pseudonym::{self, Identity, PseudonymKey};
 
 /// Who is registered: by national rare-disease identifier, or by identity fields that are
@@ -34,6 +37,7 @@ pub struct Registration {
     pub region: Option<RegionCode>,
     pub objects_to_reuse: bool,
     pub diagnoses: Vec<Diagnosis>,
+    pub cde: CommonDataElements,
 }
 
 /// The patient record a registration makes: its pseudonym, sex and birth month checked for
@@ -89,7 +93,124 @@ pub fn patient(r: Registration, key: &PseudonymKey) -> Result<Patient, DomainErr
         vital_status: VitalStatus::Alive,
         objects_to_reuse: r.objects_to_reuse,
         diagnoses: r.diagnoses,
+        cde: r.cde,
     })
+}
+
+/// An HGNC gene symbol: a letter, then letters, digits and hyphens, 20 characters at most.
+fn gene_symbol_ok(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 20
+        && b[0].is_ascii_alphabetic()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+}
+
+/// An HGVS variant description: 3 to 200 printable characters without spaces, holding a `.`
+/// (`c.6046C>T`, `NM_000132.4:c.6046C>T`, `p.(Arg2016Trp)`).
+fn hgvs_ok(s: &str) -> bool {
+    (3..=200).contains(&s.len()) && s.bytes().all(|c| c.is_ascii_graphic()) && s.contains('.')
+}
+
+fn check_age(v: &mut Violations, field: &str, age: Option<&AgeAt>, months_lived: Option<i64>) {
+    let Some(age) = age else { return };
+    match (age.kind, age.months) {
+        (AgeKind::Months, None) => v.push(format!("{field}.months"), "REQUIRED", "is required when kind is MONTHS"),
+        (AgeKind::Months, Some(m)) if m > 1440 => {
+            v.push(format!("{field}.months"), "OUT_OF_RANGE", "must be between 0 and 1440")
+        }
+        (AgeKind::Months, Some(m)) if months_lived.is_some_and(|lived| i64::from(m) > lived) => v.push(
+            format!("{field}.months"),
+            "AFTER_TODAY",
+            "is more than the patient's age today (from the birth month)",
+        ),
+        (_, Some(_)) if age.kind != AgeKind::Months => v.push(
+            format!("{field}.months"),
+            "NOT_APPLICABLE",
+            "is given only when kind is MONTHS",
+        ),
+        _ => {}
+    }
+}
+
+/// The rules of a patient record that hold across its fields, whatever wrote it (a
+/// registration or a correction): ages within the patient's life, an undiagnosed case without
+/// a confirmed diagnosis, genes and variants in their nomenclatures, a severity class only for
+/// a disease that has one.
+pub fn check_patient(p: &Patient, today: chrono::NaiveDate) -> Result<(), DomainError> {
+    use chrono::Datelike;
+    let mut v = Violations::new();
+    let months_lived = p
+        .birth_year_month
+        .first_day()
+        .map(|born| i64::from(today.year() - born.year()) * 12 + i64::from(today.month()) - i64::from(born.month()));
+    if months_lived.is_some_and(|m| m < 0) {
+        v.push("birth_year_month", "IN_FUTURE", "must not be after the current month");
+    }
+    let cde = &p.cde;
+    check_age(&mut v, "cde.age_at_onset", cde.age_at_onset.as_ref(), months_lived);
+    check_age(
+        &mut v,
+        "cde.age_at_diagnosis",
+        cde.age_at_diagnosis.as_ref(),
+        months_lived,
+    );
+    if cde.undiagnosed && p.diagnoses.iter().any(|d| d.status == DiagnosisStatus::Confirmed) {
+        v.push(
+            "cde.undiagnosed",
+            "CONTRADICTS",
+            "a patient with a confirmed diagnosis is not an undiagnosed case",
+        );
+    }
+    if cde.genotype.len() > MAX_GENES {
+        v.push(
+            "cde.genotype",
+            "TOO_MANY",
+            format!("must hold at most {MAX_GENES} genes"),
+        );
+    } else {
+        for (i, g) in cde.genotype.iter().enumerate() {
+            if !gene_symbol_ok(&g.gene) {
+                v.push(
+                    format!("cde.genotype[{i}].gene"),
+                    "BAD_FORMAT",
+                    "must be an HGNC gene symbol (a letter, then letters, digits or hyphens; at most 20)",
+                );
+            }
+            if g.variants.len() > MAX_VARIANTS {
+                v.push(
+                    format!("cde.genotype[{i}].variants"),
+                    "TOO_MANY",
+                    format!("must hold at most {MAX_VARIANTS} variants"),
+                );
+                continue;
+            }
+            for (j, variant) in g.variants.iter().enumerate() {
+                if !hgvs_ok(variant) {
+                    v.push(
+                        format!("cde.genotype[{i}].variants[{j}]"),
+                        "BAD_FORMAT",
+                        "must be an HGVS description such as c.6046C>T (3 to 200 characters, no spaces)",
+                    );
+                }
+            }
+        }
+    }
+    for (i, d) in p.diagnoses.iter().enumerate() {
+        if !d.severity.is_empty() && !HAEMOPHILIA.contains(&d.orpha_code.as_str()) {
+            let field = if d.severity.factor_level_class.is_some() {
+                "factor_level_class"
+            } else {
+                "inhibitor_status"
+            };
+            v.push(
+                format!("diagnoses[{i}].{field}"),
+                "NOT_APPLICABLE",
+                "is classed for haemophilia A and B (ORPHA:98878, ORPHA:98879) only",
+            );
+        }
+    }
+    v.into_result()
 }
 
 /// The follow-up schedule of a cohort: `None` takes the framework's; else 1 to 24 months.
@@ -176,6 +297,7 @@ mod tests {
             region: None,
             objects_to_reuse: false,
             diagnoses: Vec::new(),
+            cde: CommonDataElements::default(),
         }
     }
 
@@ -230,5 +352,103 @@ mod tests {
         assert!(check_pv_declaration(true, false, true).is_ok());
         assert!(check_pv_declaration(true, false, false).is_err());
         assert!(check_pv_declaration(false, true, true).is_err());
+    }
+
+    fn haemophilia_patient() -> Patient {
+        let mut r = registration(Subject::IdMr(IdMr::parse("12345678901234567890").expect("idmr")));
+        r.sex = Some(Sex::Male);
+        r.birth_year_month = Some(YearMonth::parse("2020-03").expect("month"));
+        r.diagnoses = vec![Diagnosis {
+            orpha_code: crate::codes::OrphaCode::parse("98878").expect("orpha"),
+            icd10: None,
+            status: DiagnosisStatus::Confirmed,
+            diagnosis_date: None,
+            severity: crate::model::Severity {
+                factor_level_class: Some(crate::model::FactorLevelClass::Severe),
+                inhibitor_status: Some(crate::model::InhibitorStatus::Never),
+            },
+        }];
+        patient(r, &key()).expect("patient")
+    }
+
+    fn months(m: u16) -> Option<AgeAt> {
+        Some(AgeAt {
+            kind: AgeKind::Months,
+            months: Some(m),
+        })
+    }
+
+    #[test]
+    fn common_data_elements_hold_across_fields() {
+        let today = crate::model::parse_date("2026-12-02").expect("today");
+        let mut p = haemophilia_patient();
+        p.cde = CommonDataElements {
+            age_at_onset: months(8),
+            age_at_diagnosis: Some(AgeAt {
+                kind: AgeKind::Antenatal,
+                months: None,
+            }),
+            undiagnosed: false,
+            genotype: vec![crate::model::Genotype {
+                gene: "F8".into(),
+                variants: vec!["NM_000132.4:c.6046C>T".into()],
+            }],
+            contact_for_research: Some(crate::model::ConsentStatus::Given),
+            reuse_consent: None,
+        };
+        check_patient(&p, today).expect("a plausible record");
+
+        let mut bad = p.clone();
+        // Born in 2020-03: at most 81 months old in 2026-12.
+        bad.cde.age_at_onset = months(82);
+        bad.cde.age_at_diagnosis = Some(AgeAt {
+            kind: AgeKind::AtBirth,
+            months: Some(3),
+        });
+        bad.cde.undiagnosed = true;
+        bad.cde.genotype[0].gene = "F 8".into();
+        bad.cde.genotype[0].variants.push("no dot".into());
+        assert_eq!(
+            fields(check_patient(&bad, today).unwrap_err()),
+            [
+                "cde.age_at_onset.months",
+                "cde.age_at_diagnosis.months",
+                "cde.undiagnosed",
+                "cde.genotype[0].gene",
+                "cde.genotype[0].variants[1]",
+            ]
+        );
+        let mut at_limit = p.clone();
+        at_limit.cde.age_at_onset = months(81);
+        check_patient(&at_limit, today).expect("the current month of age");
+        let mut missing = p.clone();
+        missing.cde.age_at_onset = Some(AgeAt {
+            kind: AgeKind::Months,
+            months: None,
+        });
+        assert_eq!(
+            fields(check_patient(&missing, today).unwrap_err()),
+            ["cde.age_at_onset.months"]
+        );
+    }
+
+    #[test]
+    fn a_severity_class_is_for_haemophilia_only() {
+        let today = crate::model::parse_date("2026-12-02").expect("today");
+        let mut p = haemophilia_patient();
+        check_patient(&p, today).expect("haemophilia A has a class");
+        p.diagnoses[0].orpha_code = crate::codes::OrphaCode::parse("70").expect("orpha");
+        assert_eq!(
+            fields(check_patient(&p, today).unwrap_err()),
+            ["diagnoses[0].factor_level_class"]
+        );
+        p.diagnoses[0].severity.factor_level_class = None;
+        assert_eq!(
+            fields(check_patient(&p, today).unwrap_err()),
+            ["diagnoses[0].inhibitor_status"]
+        );
+        let mut future = haemophilia_patient();
+        future.birth_year_month = YearMonth::parse("2027-01").expect("month");
+        assert_eq!(fields(check_patient(&future, today).unwrap_err()), ["birth_year_month"]);
     }
 }

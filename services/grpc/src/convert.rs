@@ -262,16 +262,148 @@ pub fn diagnoses(v: &mut Violations, raw: &[pb::Diagnosis]) -> Vec<m::Diagnosis>
             enum_in!(d.status, pb::DiagnosisStatus, "DIAGNOSIS_STATUS_", m::DiagnosisStatus),
         );
         let when = v.check(&f("diagnosis_date"), optional(&d.diagnosis_date, date));
-        if let (Some(orpha_code), Some(icd10), Some(status), Some(diagnosis_date)) = (orpha, icd10, status, when) {
+        let factor = v.check(
+            &f("factor_level_class"),
+            enum_in_opt!(
+                d.factor_level_class,
+                pb::FactorLevelClass,
+                "FACTOR_LEVEL_CLASS_",
+                m::FactorLevelClass
+            ),
+        );
+        let inhibitor = v.check(
+            &f("inhibitor_status"),
+            enum_in_opt!(
+                d.inhibitor_status,
+                pb::InhibitorStatus,
+                "INHIBITOR_STATUS_",
+                m::InhibitorStatus
+            ),
+        );
+        if let (Some(orpha_code), Some(icd10), Some(status), Some(diagnosis_date), Some(factor), Some(inhibitor)) =
+            (orpha, icd10, status, when, factor, inhibitor)
+        {
             out.push(m::Diagnosis {
                 orpha_code,
                 icd10,
                 status,
                 diagnosis_date,
+                severity: m::Severity {
+                    factor_level_class: factor,
+                    inhibitor_status: inhibitor,
+                },
             });
         }
     }
     out
+}
+
+fn age_at(v: &mut Violations, field: &str, raw: Option<&pb::AgeAt>) -> Option<m::AgeAt> {
+    let raw = raw?;
+    let kind = v.check(
+        &format!("{field}.kind"),
+        enum_in!(raw.kind, pb::AgeKind, "AGE_KIND_", m::AgeKind),
+    )?;
+    let months = match u16::try_from(raw.months) {
+        Ok(m) => m,
+        Err(_) => {
+            v.push(format!("{field}.months"), "OUT_OF_RANGE", "must be between 0 and 1440");
+            return None;
+        }
+    };
+    // 0 months is an age too, but only of the MONTHS kind.
+    let months = (kind == m::AgeKind::Months)
+        .then_some(months)
+        .or((months > 0).then_some(months));
+    Some(m::AgeAt { kind, months })
+}
+
+/// The common data elements of a registration or correction, their counts bounded before any
+/// copy; the rules across fields are the domain's (`registration::check_patient`).
+pub fn cde(v: &mut Violations, field: &str, raw: Option<&pb::CommonDataElements>) -> m::CommonDataElements {
+    let Some(raw) = raw else {
+        return m::CommonDataElements::default();
+    };
+    let genotype = if raw.genotype.len() > m::MAX_GENES {
+        v.push(
+            format!("{field}.genotype"),
+            "TOO_MANY",
+            format!("must hold at most {} genes", m::MAX_GENES),
+        );
+        Vec::new()
+    } else {
+        raw.genotype
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| {
+                if g.variants.len() > m::MAX_VARIANTS {
+                    v.push(
+                        format!("{field}.genotype[{i}].variants"),
+                        "TOO_MANY",
+                        format!("must hold at most {} variants", m::MAX_VARIANTS),
+                    );
+                    return None;
+                }
+                let long = |s: &String| s.len() > 200;
+                if long(&g.gene) || g.variants.iter().any(long) {
+                    v.push(
+                        format!("{field}.genotype[{i}]"),
+                        "TOO_LONG",
+                        "gene and variants hold at most 200 characters",
+                    );
+                    return None;
+                }
+                Some(m::Genotype {
+                    gene: g.gene.trim().to_owned(),
+                    variants: g.variants.iter().map(|x| x.trim().to_owned()).collect(),
+                })
+            })
+            .collect()
+    };
+    let consent = |v: &mut Violations, name: &str, raw: i32| {
+        v.check(
+            &format!("{field}.{name}"),
+            enum_in_opt!(raw, pb::ConsentStatus, "CONSENT_STATUS_", m::ConsentStatus),
+        )
+        .flatten()
+    };
+    m::CommonDataElements {
+        age_at_onset: age_at(v, &format!("{field}.age_at_onset"), raw.age_at_onset.as_ref()),
+        age_at_diagnosis: age_at(v, &format!("{field}.age_at_diagnosis"), raw.age_at_diagnosis.as_ref()),
+        undiagnosed: raw.undiagnosed,
+        genotype,
+        contact_for_research: consent(v, "contact_for_research", raw.contact_for_research),
+        reuse_consent: consent(v, "reuse_consent", raw.reuse_consent),
+    }
+}
+
+fn age_out(a: Option<&m::AgeAt>) -> Option<pb::AgeAt> {
+    a.map(|a| pb::AgeAt {
+        kind: enum_out!(a.kind, pb::AgeKind, "AGE_KIND_"),
+        months: a.months.map(u32::from).unwrap_or(0),
+    })
+}
+
+pub fn cde_out(c: &m::CommonDataElements) -> Option<pb::CommonDataElements> {
+    (!c.is_empty()).then(|| pb::CommonDataElements {
+        age_at_onset: age_out(c.age_at_onset.as_ref()),
+        age_at_diagnosis: age_out(c.age_at_diagnosis.as_ref()),
+        undiagnosed: c.undiagnosed,
+        genotype: c
+            .genotype
+            .iter()
+            .map(|g| pb::Genotype {
+                gene: g.gene.clone(),
+                variants: g.variants.clone(),
+            })
+            .collect(),
+        contact_for_research: c
+            .contact_for_research
+            .map_or(0, |x| enum_out!(x, pb::ConsentStatus, "CONSENT_STATUS_")),
+        reuse_consent: c
+            .reuse_consent
+            .map_or(0, |x| enum_out!(x, pb::ConsentStatus, "CONSENT_STATUS_")),
+    })
 }
 
 pub fn measures(v: &mut Violations, raw: &[pb::Measure]) -> Vec<m::Measure> {
@@ -406,8 +538,17 @@ pub fn patient(v: &Versioned<m::Patient>) -> pb::Patient {
                 icd10: s(x.icd10.as_ref()),
                 status: enum_out!(x.status, pb::DiagnosisStatus, "DIAGNOSIS_STATUS_"),
                 diagnosis_date: d(x.diagnosis_date),
+                factor_level_class: x
+                    .severity
+                    .factor_level_class
+                    .map_or(0, |f| enum_out!(f, pb::FactorLevelClass, "FACTOR_LEVEL_CLASS_")),
+                inhibitor_status: x
+                    .severity
+                    .inhibitor_status
+                    .map_or(0, |i| enum_out!(i, pb::InhibitorStatus, "INHIBITOR_STATUS_")),
             })
             .collect(),
+        cde: cde_out(&p.cde),
     }
 }
 

@@ -597,6 +597,7 @@ pub fn parse_registration(r: &pb::RegisterPatientRequest) -> Result<(String, Reg
     };
     let region = v.check("region_code", c::optional(&r.region_code, c::region));
     let diagnoses = Some(c::diagnoses(&mut v, &r.diagnoses));
+    let cde = c::cde(&mut v, "cde", r.cde.as_ref());
     all_some!(v; key, subject, sex, birth_year_month, region, diagnoses);
     Ok((
         key,
@@ -607,6 +608,7 @@ pub fn parse_registration(r: &pb::RegisterPatientRequest) -> Result<(String, Reg
             region,
             objects_to_reuse: r.objects_to_reuse,
             diagnoses,
+            cde,
         },
     ))
 }
@@ -921,11 +923,20 @@ pub fn parse_patient_update(r: &pb::UpdatePatientRequest) -> Result<(RecordId, i
         enum_in_opt!(r.vital_status, pb::VitalStatus, "VITAL_STATUS_", m::VitalStatus),
     );
     let diagnoses = Some(r.diagnoses.as_ref().map(|d| c::diagnoses(&mut v, &d.diagnoses)));
-    all_some!(v; id, expected, reason, region, vital_status, diagnoses);
+    let cde = r.cde.as_ref().map(|x| c::cde(&mut v, "cde", Some(x)));
+    let sex = v.check("sex", enum_in_opt!(r.sex, pb::Sex, "SEX_", m::Sex));
+    let birth_year_month = match &r.birth_year_month {
+        None => Some(None),
+        Some(raw) => v.check("birth_year_month", YearMonth::parse(raw)).map(Some),
+    };
+    all_some!(v; id, expected, reason, region, vital_status, diagnoses, sex, birth_year_month);
     Ok((
         id,
         expected,
         PatientUpdate {
+            sex,
+            birth_year_month,
+            cde,
             region,
             vital_status,
             objects_to_reuse: r.objects_to_reuse,

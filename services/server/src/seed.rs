@@ -617,6 +617,86 @@ fn add_days(d: NaiveDate, n: u64) -> NaiveDate {
     d.checked_add_days(Days::new(n)).unwrap_or(d)
 }
 
+/// Completed months from `from` to `to`.
+fn months_between(from: NaiveDate, to: NaiveDate) -> u16 {
+    use chrono::Datelike;
+    let m = (to.year() - from.year()) * 12 + to.month() as i32 - from.month() as i32 - i32::from(to.day() < from.day());
+    u16::try_from(m.clamp(0, 1440)).unwrap_or(0)
+}
+
+/// Plausible common data elements for a patient of `orpha`: an onset before the request (early
+/// in haemophilia, SMA and Duchenne), the age at diagnosis, a genotype for some, answers to
+/// the contact and reuse questions; for haemophilia, the severity class and inhibitors.
+fn common_data_elements(
+    rng: &mut StdRng,
+    orpha: &str,
+    birth: NaiveDate,
+    diagnosed: NaiveDate,
+    requested: NaiveDate,
+) -> (CommonDataElements, Severity) {
+    let lived = months_between(birth, requested);
+    let onset_range = match orpha {
+        "98878" | "98879" => (6, 24),
+        "70" => (2, 18),
+        "98896" => (24, 60),
+        "98895" => (60, 240),
+        _ => (12, 600),
+    };
+    let onset = rng.random_range(onset_range.0..=onset_range.1).min(lived);
+    let mut severity = Severity::default();
+    if observatory_domain::model::HAEMOPHILIA.contains(&orpha) {
+        let class = match rng.random_range(0..100) {
+            0..45 => FactorLevelClass::Severe,
+            45..60 => FactorLevelClass::Moderate,
+            _ => FactorLevelClass::Mild,
+        };
+        let inhibitor = match (class, rng.random_range(0..100)) {
+            (FactorLevelClass::Severe, 0..8) => InhibitorStatus::Current,
+            (FactorLevelClass::Severe, 8..18) | (_, 0..4) => InhibitorStatus::Past,
+            _ => InhibitorStatus::Never,
+        };
+        severity = Severity {
+            factor_level_class: Some(class),
+            inhibitor_status: Some(inhibitor),
+        };
+    }
+    let variant = match orpha {
+        "98878" => Some(("F8", "NM_000132.4:c.6046C>T")),
+        "98879" => Some(("F9", "NM_000133.4:c.1025C>T")),
+        "70" => Some(("SMN1", "NM_000344.4:c.(?_-1)_(*1_?)del")),
+        "98896" | "98895" => Some(("DMD", "NM_004006.3:c.6439-?_6614+?del")),
+        _ => None,
+    };
+    let genotype = variant
+        .filter(|_| rng.random_bool(0.6))
+        .map(|(gene, v)| Genotype {
+            gene: gene.to_owned(),
+            variants: vec![v.to_owned()],
+        })
+        .into_iter()
+        .collect();
+    let answer = |rng: &mut StdRng, given: u32, refused: u32| match rng.random_range(0..100) {
+        x if x < given => ConsentStatus::Given,
+        x if x < given + refused => ConsentStatus::Refused,
+        _ => ConsentStatus::NotAsked,
+    };
+    let cde = CommonDataElements {
+        age_at_onset: Some(AgeAt {
+            kind: AgeKind::Months,
+            months: Some(onset),
+        }),
+        age_at_diagnosis: Some(AgeAt {
+            kind: AgeKind::Months,
+            months: Some(months_between(birth, diagnosed)),
+        }),
+        undiagnosed: false,
+        genotype,
+        contact_for_research: Some(answer(rng, 70, 10)),
+        reuse_consent: Some(answer(rng, 60, 5)),
+    };
+    (cde, severity)
+}
+
 fn pick<'a, T>(rng: &mut StdRng, items: &'a [T]) -> &'a T {
     &items[rng.random_range(0..items.len())]
 }
@@ -735,6 +815,10 @@ async fn journey(app: &App, setup: &Setup, options: &SeedOptions, index: u32) ->
         "IdMR",
     )?;
     let diagnosis_date = date_between(&mut rng, add_days(birth, 30).min(request_date), request_date);
+    // The common data elements and severity draw from a stream of their own, so that adding
+    // them left every other seeded value as it was.
+    let mut cde_rng = StdRng::seed_from_u64(options.seed.wrapping_mul(0xC0DE_DA7A) ^ u64::from(index));
+    let (cde, severity) = common_data_elements(&mut cde_rng, orpha.as_str(), birth, diagnosis_date, request_date);
     let registration = Registration {
         subject: Subject::IdMr(idmr),
         sex: Some(sex),
@@ -750,7 +834,9 @@ async fn journey(app: &App, setup: &Setup, options: &SeedOptions, index: u32) ->
                 DiagnosisStatus::Probable
             },
             diagnosis_date: Some(diagnosis_date),
+            severity,
         }],
+        cde,
     };
     j.commands += 1;
     j.request += 1;

@@ -76,6 +76,7 @@ async fn episode(store: &Store) -> RecordId {
         vital_status: VitalStatus::Alive,
         objects_to_reuse: false,
         diagnoses: vec![],
+        cde: Default::default(),
     }))
     .await;
     let id = |w: &observatory_store::Written| RecordId::from_minted(w.records[0].meta().id.clone());

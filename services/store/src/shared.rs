@@ -463,6 +463,7 @@ impl Writer<'_, '_> {
             } => {
                 let current = self.current_at::<Patient>(id.as_str(), *expected_version).await?;
                 let next = corrections::update_patient(&current.record, update)?;
+                observatory_domain::registration::check_patient(&next, self.today)?;
                 let v = self.insert_version(&current, next, &format!("{reason}: {why}")).await?;
                 Ok(vec![Record::Patient(v)])
             }
@@ -730,6 +731,7 @@ impl Writer<'_, '_> {
     /// centres or filières, as a fresh registration would. A local process (no scope) holds the
     /// whole registry: any current record of the pseudonym is ALREADY_EXISTS.
     async fn register_patient(&mut self, p: &Patient, reason: &str) -> Result<Vec<Record>> {
+        observatory_domain::registration::check_patient(p, self.today)?;
         let existing: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM patient_versions WHERE pseudonym = $1 AND superseded_at IS NULL ORDER BY id",
         )

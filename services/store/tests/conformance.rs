@@ -1107,6 +1107,7 @@ async fn episodes_are_counted_by_pathway_once_each_and_pools_are_observed(db: Db
             vital_status: VitalStatus::Alive,
             objects_to_reuse: false,
             diagnoses: vec![],
+            cde: Default::default(),
         }),
         None,
     )
@@ -1482,6 +1483,7 @@ async fn history_keeps_every_version_whatever_the_writes(db: Db) {
                 vital_status: VitalStatus::Alive,
                 objects_to_reuse: false,
                 diagnoses: vec![],
+                cde: Default::default(),
             }))
             .await
             .expect("patient"),
@@ -1547,6 +1549,7 @@ async fn history_keeps_every_version_whatever_the_writes(db: Db) {
                         vital_status: Some(*status),
                         objects_to_reuse: None,
                         diagnoses: None,
+                        ..PatientUpdate::default()
                     },
                     reason: "correction".into(),
                 },

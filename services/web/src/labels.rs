@@ -46,6 +46,19 @@ pub static CODED: std::sync::LazyLock<Vec<(&'static str, Vec<&'static str>)>> = 
             vec!["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "INTERRUPTED"],
         ),
         (
+            "factor_level_class",
+            codes(observatory_domain::model::FactorLevelClass::ALL, |x| x.code()),
+        ),
+        (
+            "inhibitor_status",
+            codes(observatory_domain::model::InhibitorStatus::ALL, |x| x.code()),
+        ),
+        ("age_kind", codes(observatory_domain::model::AgeKind::ALL, |x| x.code())),
+        (
+            "consent_status",
+            codes(observatory_domain::model::ConsentStatus::ALL, |x| x.code()),
+        ),
+        (
             "entry_kind",
             codes(&observatory_domain::catalogue::EntryKind::ALL, |k| k.code()),
         ),

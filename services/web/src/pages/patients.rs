@@ -139,6 +139,10 @@ struct New {
     regions: Vec<(String, String)>,
     sexes: Vec<(String, String)>,
     statuses: Vec<(String, String)>,
+    factor_classes: Vec<(String, String)>,
+    inhibitors: Vec<(String, String)>,
+    age_kinds: Vec<(String, String)>,
+    consents: Vec<(String, String)>,
 }
 
 fn new_page(catalogue: &Catalogue, signed: &Signed, form: FormState) -> New {
@@ -150,7 +154,50 @@ fn new_page(catalogue: &Catalogue, signed: &Signed, form: FormState) -> New {
         regions: super::regions(),
         sexes: labels::options(lang, "sex"),
         statuses: labels::options(lang, "diagnosis_status"),
+        factor_classes: labels::options(lang, "factor_level_class"),
+        inhibitors: labels::options(lang, "inhibitor_status"),
+        age_kinds: labels::options(lang, "age_kind"),
+        consents: labels::options(lang, "consent_status"),
     }
+}
+
+/// The common data elements a form gives (`cde.*`), as the contract's message; `None` when the
+/// form leaves them all empty.
+fn cde_of(f: &crate::form::Fields) -> Option<pb::CommonDataElements> {
+    let age = |prefix: &str| {
+        let kind = f.get(&format!("{prefix}.kind"));
+        (!kind.is_empty()).then(|| pb::AgeAt {
+            kind: pb_enum(kind, "AGE_KIND_", pb::AgeKind::from_str_name),
+            // A number the form cannot hold is sent as out of range, for the contract to refuse.
+            months: match f.get(&format!("{prefix}.months")) {
+                "" => 0,
+                raw => raw.trim().parse().unwrap_or(u32::MAX),
+            },
+        })
+    };
+    let gene = f.get("cde.genotype[0].gene").trim();
+    let genotype = if gene.is_empty() {
+        Vec::new()
+    } else {
+        vec![pb::Genotype {
+            gene: gene.to_owned(),
+            variants: f
+                .get("cde.genotype[0].variants")
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
+        }]
+    };
+    let consent = |name: &str| pb_enum(f.get(name), "CONSENT_STATUS_", pb::ConsentStatus::from_str_name);
+    let cde = pb::CommonDataElements {
+        age_at_onset: age("cde.age_at_onset"),
+        age_at_diagnosis: age("cde.age_at_diagnosis"),
+        undiagnosed: f.ticked("cde.undiagnosed"),
+        genotype,
+        contact_for_research: consent("cde.contact_for_research"),
+        reuse_consent: consent("cde.reuse_consent"),
+    };
+    (cde != pb::CommonDataElements::default()).then_some(cde)
 }
 
 pub async fn new(State(web): State<Web>, signed: Signed) -> Response {
@@ -190,6 +237,16 @@ fn registration(f: &crate::form::Fields) -> pb::RegisterPatientRequest {
                 pb::DiagnosisStatus::from_str_name,
             ),
             diagnosis_date: f.get("diagnoses[0].diagnosis_date").to_owned(),
+            factor_level_class: pb_enum(
+                f.get("diagnoses[0].factor_level_class"),
+                "FACTOR_LEVEL_CLASS_",
+                pb::FactorLevelClass::from_str_name,
+            ),
+            inhibitor_status: pb_enum(
+                f.get("diagnoses[0].inhibitor_status"),
+                "INHIBITOR_STATUS_",
+                pb::InhibitorStatus::from_str_name,
+            ),
         }]
     };
     pb::RegisterPatientRequest {
@@ -209,6 +266,7 @@ fn registration(f: &crate::form::Fields) -> pb::RegisterPatientRequest {
         region_code: f.get("region_code").to_owned(),
         objects_to_reuse: f.ticked("objects_to_reuse"),
         diagnoses,
+        cde: cde_of(f),
     }
 }
 
@@ -415,6 +473,9 @@ struct Show {
     vital_status: String,
     objects_to_reuse: bool,
     diagnoses: Vec<String>,
+    /// The common data elements known, as (label, value) facts.
+    cde: Vec<(String, String)>,
+    sexes: Vec<(String, String)>,
     episodes: Vec<EpisodeRow>,
     can_declare: bool,
     columns: Vec<String>,
@@ -495,13 +556,22 @@ async fn patient_page(web: &Web, signed: &Signed, id: &RecordId, correction: Opt
             .diagnoses
             .iter()
             .map(|d| {
-                format!(
+                let mut text = format!(
                     "{} · {}",
                     disease_label(&catalogue, signed.lang, d.orpha_code.as_str()),
                     page.label("diagnosis_status", d.status.code())
-                )
+                );
+                if let Some(f) = d.severity.factor_level_class {
+                    text.push_str(&format!(" · {}", page.label("factor_level_class", f.code())));
+                }
+                if let Some(i) = d.severity.inhibitor_status {
+                    text.push_str(&format!(" · {}", page.label("inhibitor_status", i.code())));
+                }
+                text
             })
             .collect(),
+        cde: cde_facts(&page, &p.cde),
+        sexes: labels::options(signed.lang, "sex"),
         episodes: rows,
         can_declare: observatory_app::access::allows("DeclareEpisode", signed.role()),
         columns,
@@ -514,7 +584,51 @@ async fn patient_page(web: &Web, signed: &Signed, id: &RecordId, correction: Opt
     r
 }
 
-/// Corrects a patient (region, vital status, objection to reuse) with a required reason.
+/// The common data elements a record holds, as the patient's page lists them.
+fn cde_facts(page: &Page, c: &observatory_domain::model::CommonDataElements) -> Vec<(String, String)> {
+    let lang = page.lang;
+    let age = |a: &observatory_domain::model::AgeAt| match (a.kind, a.months) {
+        (observatory_domain::model::AgeKind::Months, Some(m)) => {
+            format!("{} {}", lang.count(u64::from(m)), lang.t("patient.months_unit"))
+        }
+        (kind, _) => page.label("age_kind", kind.code()),
+    };
+    let mut facts = Vec::new();
+    if let Some(a) = &c.age_at_onset {
+        facts.push((lang.t("patient.age_at_onset").to_owned(), age(a)));
+    }
+    if let Some(a) = &c.age_at_diagnosis {
+        facts.push((lang.t("patient.age_at_diagnosis").to_owned(), age(a)));
+    }
+    if c.undiagnosed {
+        facts.push((
+            lang.t("patient.undiagnosed").to_owned(),
+            lang.t("common.yes").to_owned(),
+        ));
+    }
+    for g in &c.genotype {
+        facts.push((
+            lang.t("patient.gene").to_owned(),
+            format!("{} {}", g.gene, g.variants.join(" ")),
+        ));
+    }
+    if let Some(x) = c.contact_for_research {
+        facts.push((
+            lang.t("patient.contact_for_research").to_owned(),
+            page.label("consent_status", x.code()),
+        ));
+    }
+    if let Some(x) = c.reuse_consent {
+        facts.push((
+            lang.t("patient.reuse_consent").to_owned(),
+            page.label("consent_status", x.code()),
+        ));
+    }
+    facts
+}
+
+/// Corrects a patient (sex, birth month, region, vital status, objection to reuse) with a
+/// required reason.
 pub async fn correct(State(web): State<Web>, Path(id): Path<String>, posted: Posted) -> Response {
     let Posted { signed, fields } = posted;
     let f = &fields;
@@ -533,6 +647,9 @@ pub async fn correct(State(web): State<Web>, Path(id): Path<String>, posted: Pos
             _ => None,
         },
         diagnoses: None,
+        cde: None,
+        sex: pb_enum(f.get("sex"), "SEX_", pb::Sex::from_str_name),
+        birth_year_month: (!f.get("birth_year_month").is_empty()).then(|| f.get("birth_year_month").to_owned()),
     };
     let outcome = match observatory_grpc::parse::parse_patient_update(&request) {
         Err(s) => Err(s),
