@@ -21,6 +21,7 @@ use crate::on_both_backends;
 use crate::scopes::{CENTRE_B, follow_up_request, two_sides};
 
 on_both_backends!(
+    a_file_is_imported_line_by_line_with_its_results_and_is_safe_to_rerun,
     an_import_applies_each_item_as_its_call_would_and_answers_in_order,
     the_feed_gives_each_scope_its_changes_in_commit_order_and_follows_new_ones,
     open_streams_end_with_their_token_and_with_the_server_and_are_counted_per_token,
@@ -561,4 +562,121 @@ async fn open_streams_end_with_their_token_and_with_the_server_and_are_counted_p
         .await
         .expect("the stream ends with the server");
     assert!(matches!(ended, None | Some(Code::Unavailable)), "{ended:?}");
+}
+
+/// The results of a file import, one JSON object per line.
+fn results_of(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .expect("results")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a results line is JSON"))
+        .collect()
+}
+
+async fn a_file_is_imported_line_by_line_with_its_results_and_is_safe_to_rerun(backend: Backend) {
+    use observatory_server::file_import::{self, Format};
+    let app = spawn_app(backend).await;
+    let state = observatory_grpc::ApiState {
+        app: crate::helpers::app_of(&app.store).await,
+        store: app.store.clone(),
+        limiter: std::sync::Arc::new(observatory_grpc::bounds::RateLimiter::new(Default::default())),
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let ndjson = dir.path().join("partner.ndjson");
+    std::fs::write(
+        &ndjson,
+        [
+            r#"{"reference":"ehr-1","register_patient":{"idmr":"00000000000000000101","sex":"SEX_MALE","birth_year_month":"2015-02","diagnoses":[{"orpha_code":"98878","status":"DIAGNOSIS_STATUS_CONFIRMED"}]}}"#,
+            r#"{"reference":"ehr-2","register_patient":{"idmr":"00000000000000000102","sex":"SEX_PURPLE","birth_year_month":"2015-02"}}"#,
+            "",
+            r#"{"reference":"ehr-3","register_patient":{"idmr":"00000000000000000103","sex":"SEX_FEMALE","birth_year_month":"2031-02"}}"#,
+            "not json",
+            r#"{"register_patient":{"idmr":"00000000000000000104","sex":"SEX_FEMALE","birth_year_month":"2011-02"}}"#,
+        ]
+        .join("\n"),
+    )
+    .expect("write");
+    let before = app.row_count().await;
+    let summary = file_import::run(&state, &ndjson, None, None, 8, false)
+        .await
+        .expect("import");
+    assert_eq!((summary.lines, summary.accepted, summary.refused), (5, 2, 3));
+    let results = results_of(&summary.results);
+    let status: Vec<(u64, &str)> = results
+        .iter()
+        .map(|r| (r["line"].as_u64().unwrap(), r["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        status,
+        [
+            (1, "ACCEPTED"),
+            (2, "REFUSED"),
+            (4, "REFUSED"),
+            (5, "REFUSED"),
+            (6, "ACCEPTED")
+        ],
+        "one results line per input line, in order, blank lines skipped"
+    );
+    assert_eq!(results[0]["kind"], "PATIENT");
+    assert_eq!(results[1]["reference"], "ehr-2");
+    assert_eq!(results[1]["violations"][0]["field"], "register_patient.sex");
+    assert_eq!(
+        results[2]["violations"][0]["field"],
+        "register_patient.birth_year_month"
+    );
+    assert_eq!(results[3]["code"], "INVALID_ARGUMENT");
+    let first_ids: Vec<serde_json::Value> = vec![results[0]["id"].clone(), results[4]["id"].clone()];
+    let after_first = app.row_count().await;
+    assert!(after_first > before);
+
+    // The same file again: the same answers, nothing written.
+    let again = file_import::run(&state, &ndjson, None, None, 8, false)
+        .await
+        .expect("again");
+    assert_eq!((again.accepted, again.refused), (2, 3));
+    let replayed = results_of(&again.results);
+    assert_eq!(vec![replayed[0]["id"].clone(), replayed[4]["id"].clone()], first_ids);
+    assert_eq!(app.row_count().await, after_first, "a re-run writes nothing");
+
+    // CSV: a header of field paths, typed cells, empty cells left out.
+    let csv = dir.path().join("registry.csv");
+    std::fs::write(
+        &csv,
+        "reference,register_patient.idmr,register_patient.sex,register_patient.birth_year_month,register_patient.objects_to_reuse,register_patient.diagnoses[0].orpha_code,register_patient.diagnoses[0].status,register_patient.cde.age_at_onset.kind,register_patient.cde.age_at_onset.months\n\
+         csv-1,00000000000000000201,SEX_FEMALE,2012-03,false,589,DIAGNOSIS_STATUS_CONFIRMED,AGE_KIND_MONTHS,120\n\
+         csv-2,\"00000000000000000202\",SEX_MALE,2012-03,true,70,DIAGNOSIS_STATUS_PROBABLE,,\n\
+         csv-3,00000000000000000203,SEX_MALE,2012-03,maybe,70,,,\n\
+         csv-4,00000000000000000204,SEX_MALE\n",
+    )
+    .expect("write");
+    let results_path = dir.path().join("out.ndjson");
+    let summary = file_import::run(&state, &csv, Some(Format::Csv), Some(results_path.clone()), 8, false)
+        .await
+        .expect("csv import");
+    assert_eq!((summary.lines, summary.accepted, summary.refused), (4, 2, 2));
+    let results = results_of(&results_path);
+    assert_eq!(
+        results[0]["line"], 2,
+        "lines are numbered as in the file, header included"
+    );
+    assert_eq!(
+        results[2]["violations"][0]["field"],
+        "register_patient.objects_to_reuse"
+    );
+    assert_eq!(results[3]["reference"], "csv-4");
+    let patient = app
+        .store
+        .require::<observatory_domain::model::Patient>(results[0]["id"].as_str().unwrap())
+        .await
+        .expect("stored");
+    assert_eq!(patient.record.cde.age_at_onset.and_then(|a| a.months), Some(120));
+
+    // A header naming no field of the contract refuses the file before anything is read.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "reference,register_patient.no_such_field\nx,y\n").expect("write");
+    let err = file_import::run(&state, &bad, None, None, 8, false)
+        .await
+        .expect_err("bad header");
+    assert!(err.to_string().contains("no_such_field"), "{err}");
+    app.stop().await;
 }

@@ -294,26 +294,10 @@ impl ExchangeApi {
     }
 
     async fn import_item(&self, caller: &Caller, index: u64, item: pb::ImportItem) -> pb::ImportResult {
-        let pb::ImportItem { reference, write } = item;
-        let (root, outcome) = if reference.chars().count() > MAX_REFERENCE {
-            (
-                "",
-                Err(error::invalid_field(
-                    "reference",
-                    "TOO_LONG",
-                    &format!("must be at most {MAX_REFERENCE} characters"),
-                )),
-            )
-        } else if let Some(write) = write {
-            (write_name(&write), self.apply(caller, write).await)
-        } else {
-            let mut v = Violations::new();
-            v.push("write", "REQUIRED", "an item carries one write");
-            ("", Err(error::invalid(&v)))
-        };
-        let status = match &outcome {
-            Ok(_) => tonic::Code::Ok,
-            Err(s) => s.code(),
+        let (root, result) = import_item(&self.registry, &caller.call, index, item).await;
+        let status = match &result.outcome {
+            Some(pb::import_result::Outcome::Error(e)) => tonic::Code::from_i32(e.code),
+            _ => tonic::Code::Ok,
         };
         let item = if root.is_empty() { "none" } else { root };
         self.metrics.items.add(
@@ -323,6 +307,40 @@ impl ExchangeApi {
                 KeyValue::new("rpc.grpc.status", error::code_name(status)),
             ],
         );
+        result
+    }
+}
+
+/// Applies one import item as `call` (its operation `Import`: each write is made as the
+/// operation it is), with the same parsing and the same application-layer operation as its
+/// RegistryService call: what `ExchangeService.Import` does with each item it reads, and
+/// `observatory import` with each line of a file. Returns the root of the item's field paths
+/// (`register_patient`; empty when the item carries no write) and the result.
+pub async fn import_item(
+    registry: &RegistryApi,
+    call: &observatory_app::Call,
+    index: u64,
+    item: pb::ImportItem,
+) -> (&'static str, pb::ImportResult) {
+    let pb::ImportItem { reference, write } = item;
+    let (root, outcome) = if reference.chars().count() > MAX_REFERENCE {
+        (
+            "",
+            Err(error::invalid_field(
+                "reference",
+                "TOO_LONG",
+                &format!("must be at most {MAX_REFERENCE} characters"),
+            )),
+        )
+    } else if let Some(write) = write {
+        (write_name(&write), apply(registry, call, write).await)
+    } else {
+        let mut v = Violations::new();
+        v.push("write", "REQUIRED", "an item carries one write");
+        ("", Err(error::invalid(&v)))
+    };
+    (
+        root,
         pb::ImportResult {
             index,
             reference,
@@ -330,44 +348,40 @@ impl ExchangeApi {
                 Ok(record) => pb::import_result::Outcome::Written(pb::HistoryEntry { record: Some(record) }),
                 Err(status) => pb::import_result::Outcome::Error(import_error(&status, root)),
             }),
-        }
-    }
+        },
+    )
+}
 
-    /// Applies one write as the operation it is, for the import's caller: the same parsing and
-    /// the same operation of the application layer as its RegistryService call.
-    async fn apply(&self, caller: &Caller, write: pb::import_item::Write) -> Result<H, Status> {
-        use pb::import_item::Write as W;
-        let r = &self.registry;
-        let call = &caller.call;
-        Ok(match write {
-            W::RegisterPatient(m) => H::Patient(r.register_patient_as(&call.making("RegisterPatient"), &m).await?),
-            W::UpdatePatient(m) => H::Patient(r.update_patient_as(&call.making("UpdatePatient"), &m).await?),
-            W::DeclareEpisode(m) => {
-                let declared = r.declare_episode_as(&call.making("DeclareEpisode"), &m).await?;
-                H::Episode(
-                    declared
-                        .episode
-                        .ok_or_else(|| Status::internal("a declaration answered no episode"))?,
-                )
-            }
-            W::TransitionEpisode(m) => {
-                H::Episode(r.transition_episode_as(&call.making("TransitionEpisode"), &m).await?)
-            }
-            W::TransitionAuthorisation(m) => H::Authorisation(
-                r.transition_authorisation_as(&call.making("TransitionAuthorisation"), &m)
-                    .await?,
-            ),
-            W::RecordFollowUp(m) => H::FollowUp(r.record_follow_up_as(&call.making("RecordFollowUp"), &m).await?),
-            W::RecordAdverseEvent(m) => H::AdverseEvent(
-                r.record_adverse_event_as(&call.making("RecordAdverseEvent"), &m)
-                    .await?,
-            ),
-            W::UpdateAdverseEvent(m) => H::AdverseEvent(
-                r.update_adverse_event_as(&call.making("UpdateAdverseEvent"), &m)
-                    .await?,
-            ),
-        })
-    }
+/// Applies one write as the operation it is: the same parsing and the same operation of the
+/// application layer as its RegistryService call.
+async fn apply(r: &RegistryApi, call: &observatory_app::Call, write: pb::import_item::Write) -> Result<H, Status> {
+    use pb::import_item::Write as W;
+    Ok(match write {
+        W::RegisterPatient(m) => H::Patient(r.register_patient_as(&call.making("RegisterPatient"), &m).await?),
+        W::UpdatePatient(m) => H::Patient(r.update_patient_as(&call.making("UpdatePatient"), &m).await?),
+        W::DeclareEpisode(m) => {
+            let declared = r.declare_episode_as(&call.making("DeclareEpisode"), &m).await?;
+            H::Episode(
+                declared
+                    .episode
+                    .ok_or_else(|| Status::internal("a declaration answered no episode"))?,
+            )
+        }
+        W::TransitionEpisode(m) => H::Episode(r.transition_episode_as(&call.making("TransitionEpisode"), &m).await?),
+        W::TransitionAuthorisation(m) => H::Authorisation(
+            r.transition_authorisation_as(&call.making("TransitionAuthorisation"), &m)
+                .await?,
+        ),
+        W::RecordFollowUp(m) => H::FollowUp(r.record_follow_up_as(&call.making("RecordFollowUp"), &m).await?),
+        W::RecordAdverseEvent(m) => H::AdverseEvent(
+            r.record_adverse_event_as(&call.making("RecordAdverseEvent"), &m)
+                .await?,
+        ),
+        W::UpdateAdverseEvent(m) => H::AdverseEvent(
+            r.update_adverse_event_as(&call.making("UpdateAdverseEvent"), &m)
+                .await?,
+        ),
+    })
 }
 
 /// What a following or catching-up feed needs.

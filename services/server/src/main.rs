@@ -41,6 +41,22 @@ enum Commands {
     },
     /// Apply pending migrations and load the shipped reference data, then exit.
     Migrate,
+    /// Import a file of registry items (NDJSON or CSV, the items of ExchangeService.Import)
+    /// through the same rules, with a results file of one line per input line; safe to re-run.
+    Import {
+        /// The file: .ndjson / .jsonl (one ImportItem per line, protobuf JSON) or .csv (a header
+        /// of field paths, then one item per line).
+        file: PathBuf,
+        /// The layout, when the file's extension does not say it.
+        #[arg(long, value_parser = ["ndjson", "csv"])]
+        format: Option<String>,
+        /// Where the results go (default: FILE.results.ndjson).
+        #[arg(long)]
+        results: Option<PathBuf>,
+        /// Items applied at once (their commits grouped).
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        concurrency: u16,
+    },
     /// Import official reference files (Orphanet, BDPM, ATC, MedDRA) as a new release, or
     /// list the releases recorded.
     Reference {
@@ -312,6 +328,47 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             };
             store.close().await;
             result
+        }
+        Commands::Import {
+            file,
+            format,
+            results,
+            concurrency,
+        } => {
+            use observatory_server::file_import::{self, Format};
+            let store = open_store(&config).await?;
+            let outcome = async {
+                let app = observatory_app::App::open(store.clone(), std::sync::Arc::new(config.pseudonym_key()?))
+                    .await
+                    .context("cannot read the reference catalogue")?;
+                let state = observatory_grpc::ApiState {
+                    app,
+                    store: store.clone(),
+                    limiter: std::sync::Arc::new(observatory_grpc::bounds::RateLimiter::new(config.limits())),
+                };
+                let format = format
+                    .as_deref()
+                    .map(|f| if f == "csv" { Format::Csv } else { Format::Ndjson });
+                let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+                file_import::run(&state, &file, format, results, usize::from(concurrency), progress).await
+            }
+            .await;
+            store.close().await;
+            let summary = outcome?;
+            eprintln!(
+                "{} lines: {} accepted, {} refused; results in {}",
+                summary.lines,
+                summary.accepted,
+                summary.refused,
+                summary.results.display()
+            );
+            anyhow::ensure!(
+                summary.refused == 0,
+                "{} lines were refused: see {}",
+                summary.refused,
+                summary.results.display()
+            );
+            Ok(())
         }
         Commands::Reference { command } => {
             use observatory_server::reference_import as reference;

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{FileError, InputFile, decode, numbered_lines};
+use super::{FileError, InputFile, decode, numbered_lines, split_delimited as split};
 use crate::catalogue::{Drug, Entry, EntryKind, ReleaseContent, Source};
 use crate::codes::Atc;
 
@@ -29,34 +29,6 @@ const NAME_COLUMNS: [&str; 8] = [
 pub struct Parsed {
     pub content: ReleaseContent,
     pub skipped_levels: usize,
-}
-
-/// Splits one delimited line, double quotes protecting delimiters (`""` is a quote).
-fn split(line: &str, delimiter: char) -> Result<Vec<String>, &'static str> {
-    let mut fields = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                field.push('"');
-                chars.next();
-            }
-            ('"', true) => quoted = false,
-            ('"', false) if field.trim().is_empty() => {
-                field.clear();
-                quoted = true
-            }
-            (d, false) if d == delimiter => fields.push(std::mem::take(&mut field).trim().to_owned()),
-            (c, _) => field.push(c),
-        }
-    }
-    if quoted {
-        return Err("has an unclosed double quote");
-    }
-    fields.push(field.trim().to_owned());
-    Ok(fields)
 }
 
 /// Reads an ATC list, recorded under `version`, `release_date` and the `source` it was taken

@@ -106,6 +106,34 @@ fn windows_1252(b: u8) -> char {
     }
 }
 
+/// Splits one delimited line (CSV-like), double quotes protecting delimiters (`""` is a quote).
+pub fn split_delimited(line: &str, delimiter: char) -> Result<Vec<String>, &'static str> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', true) => quoted = false,
+            ('"', false) if field.trim().is_empty() => {
+                field.clear();
+                quoted = true
+            }
+            (d, false) if d == delimiter => fields.push(std::mem::take(&mut field).trim().to_owned()),
+            (c, _) => field.push(c),
+        }
+    }
+    if quoted {
+        return Err("has an unclosed double quote");
+    }
+    fields.push(field.trim().to_owned());
+    Ok(fields)
+}
+
 /// A `dd/mm/yyyy` date, as the BDPM writes them.
 fn french_date(raw: &str) -> Option<chrono::NaiveDate> {
     chrono::NaiveDate::parse_from_str(raw.trim(), "%d/%m/%Y").ok()
