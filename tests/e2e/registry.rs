@@ -1167,6 +1167,7 @@ async fn a_switch_links_the_new_episode_to_the_previous_one(backend: Backend) {
 }
 
 on_both_backends!(
+    frameworks_over_their_cap_or_due_for_renewal_are_on_the_worklist,
     the_common_data_elements_are_recorded_checked_and_corrected,
     corrections_keep_their_reason_in_history,
     closed_cohorts_and_framework_lifecycles_gate_new_episodes,
@@ -2027,5 +2028,109 @@ async fn the_common_data_elements_are_recorded_checked_and_corrected(backend: Ba
         .await
         .unwrap_err();
     assert_eq!(violated_fields(&err), ["cde.age_at_onset.months"]);
+    app.stop().await;
+}
+
+async fn frameworks_over_their_cap_or_due_for_renewal_are_on_the_worklist(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let today = observatory_store::today(chrono::Utc::now());
+    let day = |offset: i64| (today + chrono::Duration::days(offset)).to_string();
+    let mut create = async |key: &str, pathway: pb::Pathway, from: String, to: String| {
+        app.reference
+            .create_framework(pb::CreateFrameworkRequest {
+                idempotency_key: key.into(),
+                pathway: pathway as i32,
+                drug_atc: "L01FA01".into(),
+                indication: format!("{key} (test)"),
+                orpha_codes: vec!["589".into()],
+                authority: if pathway == pb::Pathway::Cpc { "ANSM" } else { "HAS" }.into(),
+                decision_reference: key.to_uppercase(),
+                valid_from: from,
+                valid_to: to,
+                status: pb::FrameworkStatus::Granted as i32,
+                protocol_type: pb::ProtocolType::PutRd as i32,
+                protocol_version: "1".into(),
+                follow_up_months: 6,
+                source: "test".into(),
+                confirmed: true,
+            })
+            .await
+            .expect("framework")
+            .into_inner()
+            .meta
+            .unwrap()
+            .id
+    };
+    // A CPC granted for four years; an AAP whose renewal deadline (3 months before its end) is
+    // in 10 days; one whose deadline passed; one far from it.
+    let cpc = create("cpc-4y", pb::Pathway::Cpc, day(-30), day(4 * 365 - 30)).await;
+    let due = create("aap-due", pb::Pathway::AapPost, day(-300), day(92 + 10)).await;
+    let late = create("aap-late", pb::Pathway::AapPre, day(-300), day(60)).await;
+    let far = create("aap-far", pb::Pathway::AapPost, day(-30), day(300)).await;
+    let w = app
+        .registry
+        .get_worklist(pb::GetWorklistRequest { within_days: 30 })
+        .await
+        .expect("worklist")
+        .into_inner();
+    let alerts: Vec<(String, i32)> = w
+        .frameworks
+        .iter()
+        .map(|a| {
+            (
+                a.framework.as_ref().unwrap().meta.as_ref().unwrap().id.clone(),
+                a.warning,
+            )
+        })
+        .collect();
+    assert!(
+        alerts.contains(&(late.clone(), pb::FrameworkWarning::RenewalLate as i32)),
+        "{alerts:?}"
+    );
+    assert!(
+        alerts.contains(&(due.clone(), pb::FrameworkWarning::RenewalDue as i32)),
+        "{alerts:?}"
+    );
+    assert!(
+        alerts.contains(&(cpc.clone(), pb::FrameworkWarning::ValidityOverCap as i32)),
+        "{alerts:?}"
+    );
+    assert!(
+        alerts.iter().all(|(id, _)| *id != far),
+        "not within the horizon: {alerts:?}"
+    );
+    let dates: Vec<&str> = w.frameworks.iter().map(|a| a.date.as_str()).collect();
+    let mut sorted = dates.clone();
+    sorted.sort();
+    assert_eq!(dates, sorted, "soonest date first");
+    let due_alert = w
+        .frameworks
+        .iter()
+        .find(|a| a.warning == pb::FrameworkWarning::RenewalDue as i32)
+        .expect("due");
+    assert!((8..=12).contains(&due_alert.days_left), "{due_alert:?}");
+
+    // Filing the renewal takes the AAP off the list.
+    app.reference
+        .transition_framework(pb::TransitionFrameworkRequest {
+            id: due.clone(),
+            expected_version: 1,
+            transition: Some(pb::transition_framework_request::Transition::SubmitRenewal(
+                pb::transition_framework_request::DatedStep { date: day(0) },
+            )),
+        })
+        .await
+        .expect("renewal filed");
+    let w = app
+        .registry
+        .get_worklist(pb::GetWorklistRequest { within_days: 30 })
+        .await
+        .expect("worklist")
+        .into_inner();
+    assert!(
+        w.frameworks
+            .iter()
+            .all(|a| a.framework.as_ref().unwrap().meta.as_ref().unwrap().id != due)
+    );
     app.stop().await;
 }

@@ -399,6 +399,17 @@ pub struct Expiring {
     pub days_left: i64,
 }
 
+/// A framework in force that breaks its validity cap or must be renewed soon.
+#[derive(Debug, Clone)]
+pub struct FrameworkAlert {
+    pub framework: Versioned<observatory_domain::model::Framework>,
+    pub warning: observatory_domain::worklist::FrameworkWarning,
+    /// The end its cap allows, or the renewal deadline.
+    pub date: chrono::NaiveDate,
+    /// Days from the worklist's day to `date` (negative: past).
+    pub days_left: i64,
+}
+
 /// A treatment whose next follow-up visit is late.
 #[derive(Debug, Clone)]
 pub struct Overdue {
@@ -419,6 +430,9 @@ pub struct Worklist {
     pub overdue: Vec<Overdue>,
     /// Oldest request first.
     pub never_initiated: Vec<Versioned<Episode>>,
+    /// Frameworks in force breaking their validity cap or due for renewal, soonest date first:
+    /// reference data, the same for every caller.
+    pub frameworks: Vec<FrameworkAlert>,
     /// A list was cut at [`WORKLIST_LIMIT`].
     pub truncated: bool,
 }
@@ -529,12 +543,28 @@ pub async fn worklist(app: &App, call: &Call, horizon: u32, today: chrono::Naive
             .map(|x| AuditTarget::read(RecordKind::Episode, x)),
     );
     admitted.audit_read(store, call.operation, targets).await?;
+    let mut frameworks = Vec::new();
+    for f in store
+        .list_frameworks(&observatory_store::FrameworkFilter::default())
+        .await?
+    {
+        for (warning, date) in w::framework_warnings(&f.record, today, horizon) {
+            frameworks.push(FrameworkAlert {
+                framework: f.clone(),
+                warning,
+                date,
+                days_left: (date - today).num_days(),
+            });
+        }
+    }
+    frameworks.sort_by(|a, b| a.date.cmp(&b.date).then(a.framework.meta.id.cmp(&b.framework.meta.id)));
     Ok(Worklist {
         as_of: today,
         horizon,
         expiring,
         overdue,
         never_initiated,
+        frameworks,
         truncated,
     })
 }

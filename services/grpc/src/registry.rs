@@ -552,6 +552,17 @@ pub fn worklist_out(w: &ops::Worklist) -> pb::Worklist {
             .collect(),
         never_initiated: w.never_initiated.iter().map(c::episode).collect(),
         truncated: w.truncated,
+        frameworks: w
+            .frameworks
+            .iter()
+            .map(|x| pb::FrameworkAlert {
+                framework: Some(c::framework(&x.framework)),
+                warning: pb::FrameworkWarning::from_str_name(&format!("FRAMEWORK_WARNING_{}", x.warning.code()))
+                    .map_or(0, i32::from),
+                date: x.date.to_string(),
+                days_left: i32::try_from(x.days_left).unwrap_or(i32::MAX),
+            })
+            .collect(),
     }
 }
 

@@ -59,6 +59,10 @@ pub static CODED: std::sync::LazyLock<Vec<(&'static str, Vec<&'static str>)>> = 
             codes(observatory_domain::model::ConsentStatus::ALL, |x| x.code()),
         ),
         (
+            "framework_warning",
+            vec!["VALIDITY_OVER_CAP", "RENEWAL_DUE", "RENEWAL_LATE"],
+        ),
+        (
             "entry_kind",
             codes(&observatory_domain::catalogue::EntryKind::ALL, |k| k.code()),
         ),

@@ -36,7 +36,18 @@ struct Show {
     expiring: Vec<Line>,
     overdue: Vec<Line>,
     never_initiated: Vec<Line>,
+    frameworks: Vec<FrameworkLine>,
     truncated: bool,
+}
+
+/// A framework's warning, as the worklist lists it.
+pub struct FrameworkLine {
+    pub id: String,
+    pub framework: String,
+    pub pathway: String,
+    pub warning: String,
+    pub date: String,
+    pub days: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -114,7 +125,28 @@ pub async fn show(State(web): State<Web>, signed: Signed, Query(q): Query<Workli
             )
         })
         .collect();
+    let frameworks = w
+        .frameworks
+        .iter()
+        .map(|x| {
+            let f = &x.framework.record;
+            FrameworkLine {
+                id: x.framework.meta.id.clone(),
+                framework: format!(
+                    "{} · {} · {}",
+                    drug_label(&catalogue, lang, f.drug_atc.as_str()),
+                    f.indication,
+                    f.decision_reference
+                ),
+                pathway: page.label("pathway", f.pathway.code()),
+                warning: page.label("framework_warning", x.warning.code()),
+                date: lang.date(x.date),
+                days: x.days_left,
+            }
+        })
+        .collect();
     render(&Show {
+        frameworks,
         horizon: w.horizon,
         horizons: observatory_domain::worklist::HORIZONS.to_vec(),
         as_of: lang.date(w.as_of),
