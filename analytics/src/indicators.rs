@@ -195,7 +195,7 @@ fn in_force_after(end: i32) -> Expr {
         .is_in(
             lit(Series::new(
                 "in_force".into(),
-                ["GRANTED", "RENEWAL_SUBMITTED", "RENEWED"],
+                ["GRANTED", "RENEWAL_SUBMITTED", "RENEWED", "RENEWAL_REFUSED"],
             ))
             .implode(false),
             false,
@@ -710,7 +710,11 @@ pub fn requests(authorisation_events: LazyFrame, episodes: LazyFrame, period: &P
         .filter(
             col("status")
                 .is_in(
-                    lit(Series::new("decided".into(), ["GRANTED", "RENEWED", "REFUSED"])).implode(false),
+                    lit(Series::new(
+                        "decided".into(),
+                        ["GRANTED", "RENEWED", "REFUSED", "RENEWAL_REFUSED"],
+                    ))
+                    .implode(false),
                     false,
                 )
                 .and(within(day("decision_date"), period)),
@@ -722,6 +726,8 @@ pub fn requests(authorisation_events: LazyFrame, episodes: LazyFrame, period: &P
                 .then(lit("granted"))
                 .when(col("status").eq(lit("RENEWED")))
                 .then(lit("renewed"))
+                .when(col("status").eq(lit("RENEWAL_REFUSED")))
+                .then(lit("renewal_refused"))
                 .otherwise(lit("refused"))
                 .alias("step"),
             day("decision_date").alias("on"),

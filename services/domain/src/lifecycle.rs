@@ -469,6 +469,7 @@ impl AuthorisationTransition {
             AuthorisationTransition::RequestInformation { .. } => S::InformationRequested,
             AuthorisationTransition::Resubmit { .. } => current.suspended_from.unwrap_or(S::Submitted),
             AuthorisationTransition::Grant { .. } => S::Granted,
+            AuthorisationTransition::Refuse { .. } if current.status == S::RenewalSubmitted => S::RenewalRefused,
             AuthorisationTransition::Refuse { .. } => S::Refused,
             AuthorisationTransition::SubmitRenewal { .. } => S::RenewalSubmitted,
             AuthorisationTransition::Renew { .. } => S::Renewed,
@@ -611,7 +612,12 @@ pub fn transition_authorisation(
                 return Err(illegal());
             }
             check_step_date(&mut v, format!("{f}.date"), *date);
-            next.status = S::Refused;
+            // A refused renewal is not a refused request: the grant stays valid to its end.
+            next.status = if current.status == S::RenewalSubmitted {
+                S::RenewalRefused
+            } else {
+                S::Refused
+            };
             next.decision_date = Some(*date);
         }
         T::SubmitRenewal { date } => {
@@ -657,7 +663,13 @@ pub fn transition_authorisation(
         T::Withdraw { date } => {
             if !matches!(
                 current.status,
-                S::Suspended | S::Granted | S::Renewed | S::RenewalSubmitted | S::Submitted | S::InformationRequested
+                S::Suspended
+                    | S::Granted
+                    | S::Renewed
+                    | S::RenewalSubmitted
+                    | S::RenewalRefused
+                    | S::Submitted
+                    | S::InformationRequested
             ) {
                 return Err(illegal());
             }
@@ -901,6 +913,52 @@ mod tests {
             valid_to: day(to),
             reference: None,
         }
+    }
+
+    #[test]
+    fn a_refused_renewal_is_neither_a_refused_request_nor_an_expiry() {
+        use AuthorisationStatus as S;
+        let today = day("2026-12-20");
+        let granted = transition_authorisation(&submitted(), &grant("2026-01-15", "2027-01-14"), today).expect("grant");
+        let asked = transition_authorisation(
+            &granted,
+            &AuthorisationTransition::SubmitRenewal {
+                date: day("2026-11-15"),
+            },
+            today,
+        )
+        .expect("renewal filed");
+        let refused = transition_authorisation(
+            &asked,
+            &AuthorisationTransition::Refuse {
+                date: day("2026-12-10"),
+            },
+            today,
+        )
+        .expect("renewal refused");
+        assert_eq!(refused.status, S::RenewalRefused);
+        assert!(refused.covers(day("2027-01-14")), "the grant stays valid to its end");
+        assert!(!refused.covers(day("2027-01-15")));
+        assert!(crate::worklist::in_force(refused.status), "its end is on the worklist");
+        let expired = transition_authorisation(
+            &refused,
+            &AuthorisationTransition::Expire {
+                date: day("2027-01-15"),
+            },
+            day("2027-01-20"),
+        )
+        .expect("then it expires");
+        assert_eq!(expired.status, S::Expired);
+        let first = transition_authorisation(
+            &submitted(),
+            &AuthorisationTransition::Refuse {
+                date: day("2026-02-01"),
+            },
+            today,
+        )
+        .expect("a first request refused");
+        assert_eq!(first.status, S::Refused);
+        assert!(!first.status.allows_treatment());
     }
 
     #[test]
@@ -1226,7 +1284,9 @@ mod tests {
                 T::Grant { .. } => from == S::Submitted,
                 T::SubmitRenewal { .. } => matches!(from, S::Granted | S::Renewed),
                 T::Renew { .. } => from == S::RenewalSubmitted,
-                T::Expire { .. } | T::Suspend { .. } => matches!(from, S::Granted | S::Renewed | S::RenewalSubmitted),
+                T::Expire { .. } | T::Suspend { .. } => {
+                    matches!(from, S::Granted | S::Renewed | S::RenewalSubmitted | S::RenewalRefused)
+                }
                 T::Reinstate { .. } => from == S::Suspended,
                 T::Withdraw { .. } => !matches!(from, S::Refused | S::Expired | S::Withdrawn),
             }

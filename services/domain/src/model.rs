@@ -206,14 +206,19 @@ coded_enum!(AuthorisationStatus {
     Expired = "EXPIRED",
     Suspended = "SUSPENDED",
     Withdrawn = "WITHDRAWN",
+    RenewalRefused = "RENEWAL_REFUSED",
 });
 
 impl AuthorisationStatus {
-    /// States in which the patient may be treated (a pending renewal keeps the grant valid).
+    /// States in which the patient may be treated, within the validity: a pending renewal keeps
+    /// the grant valid, and so does a refused one until the grant's end.
     pub fn allows_treatment(self) -> bool {
         matches!(
             self,
-            AuthorisationStatus::Granted | AuthorisationStatus::RenewalSubmitted | AuthorisationStatus::Renewed
+            AuthorisationStatus::Granted
+                | AuthorisationStatus::RenewalSubmitted
+                | AuthorisationStatus::Renewed
+                | AuthorisationStatus::RenewalRefused
         )
     }
 }

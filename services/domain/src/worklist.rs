@@ -86,9 +86,13 @@ pub fn horizon(asked: u32) -> Option<u32> {
     }
 }
 
-/// Whether an authorisation is in force (its expiry is something to act on).
+/// Whether an authorisation is in force (its expiry is something to act on): granted, renewed,
+/// or whose renewal was refused (valid to its end, then no further).
 pub fn in_force(status: AuthorisationStatus) -> bool {
-    matches!(status, AuthorisationStatus::Granted | AuthorisationStatus::Renewed)
+    matches!(
+        status,
+        AuthorisationStatus::Granted | AuthorisationStatus::Renewed | AuthorisationStatus::RenewalRefused
+    )
 }
 
 /// Days from `today` to the last day of validity, when it falls within `horizon` days (0: it
