@@ -1167,6 +1167,7 @@ async fn a_switch_links_the_new_episode_to_the_previous_one(backend: Backend) {
 }
 
 on_both_backends!(
+    an_aac_dispensed_before_its_request_starts_before_the_grant_and_is_flagged,
     frameworks_over_their_cap_or_due_for_renewal_are_on_the_worklist,
     the_common_data_elements_are_recorded_checked_and_corrected,
     corrections_keep_their_reason_in_history,
@@ -2132,5 +2133,108 @@ async fn frameworks_over_their_cap_or_due_for_renewal_are_on_the_worklist(backen
             .iter()
             .all(|a| a.framework.as_ref().unwrap().meta.as_ref().unwrap().id != due)
     );
+    app.stop().await;
+}
+
+async fn an_aac_dispensed_before_its_request_starts_before_the_grant_and_is_flagged(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (_, rpps) = app.centre_and_prescriber().await;
+    let cohort = app.aac_cohort().await.meta.unwrap().id;
+    let patient = app.patient(70).await.meta.unwrap().id;
+    let initiate = |id: &str, date: &str| pb::TransitionEpisodeRequest {
+        id: id.into(),
+        expected_version: 1,
+        transition: Some(te::Transition::Initiate(te::Initiate {
+            first_administration_date: date.into(),
+            dosage: None,
+        })),
+    };
+    // The pharmacy dispensed on a Saturday night; the request is filed on Monday.
+    let mut declaration = app.aac_declaration(&patient, &cohort, &rpps, "dispensed-1");
+    declaration.request_date = "2026-01-10".into();
+    declaration.authorisation = Some(pb::AuthorisationRequest {
+        submitted_date: "2026-01-12".into(),
+        reference: String::new(),
+    });
+    declaration.dispense_first = true;
+    let declared = app
+        .registry
+        .declare_episode(declaration)
+        .await
+        .expect("declare")
+        .into_inner();
+    let episode = declared.episode.unwrap();
+    assert!(episode.dispense_first);
+    let id = episode.meta.unwrap().id;
+    let auth = declared.authorisation.unwrap().meta.unwrap().id;
+    let started = app
+        .registry
+        .transition_episode(initiate(&id, "2026-01-10"))
+        .await
+        .expect("started before the grant")
+        .into_inner();
+    assert_eq!(started.status, pb::EpisodeStatus::Initiated as i32);
+    let flagged = |w: &pb::Worklist| {
+        w.dispensed_first
+            .iter()
+            .map(|x| x.episode.as_ref().unwrap().meta.as_ref().unwrap().id.clone())
+            .collect::<Vec<_>>()
+    };
+    let w = app
+        .registry
+        .get_worklist(pb::GetWorklistRequest { within_days: 30 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(flagged(&w), vec![id.clone()]);
+    assert_eq!(
+        w.dispensed_first[0].authorisation.as_ref().unwrap().status,
+        pb::AuthorisationStatus::Submitted as i32
+    );
+    // Granted: regularised, off the list.
+    app.registry
+        .transition_authorisation(pb::TransitionAuthorisationRequest {
+            id: auth,
+            expected_version: 1,
+            transition: Some(ta::Transition::Grant(ta::Grant {
+                decision_date: "2026-01-14".into(),
+                valid_from: "2026-01-14".into(),
+                valid_to: "2027-01-13".into(),
+                reference: "AAC-2026-000777".into(),
+            })),
+        })
+        .await
+        .expect("grant");
+    let w = app
+        .registry
+        .get_worklist(pb::GetWorklistRequest { within_days: 30 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(flagged(&w).is_empty());
+
+    // Without the flag, the first administration still waits for the grant; and the flag
+    // applies to per-patient authorisations only.
+    let other = app.patient(71).await.meta.unwrap().id;
+    let plain = app
+        .registry
+        .declare_episode(app.aac_declaration(&other, &cohort, &rpps, "plain-1"))
+        .await
+        .expect("declare")
+        .into_inner();
+    let plain_id = plain.episode.unwrap().meta.unwrap().id;
+    let early = app
+        .registry
+        .transition_episode(initiate(&plain_id, "2026-01-20"))
+        .await
+        .unwrap_err();
+    assert_eq!(early.code(), Code::FailedPrecondition);
+    let third = app.patient(72).await.meta.unwrap().id;
+    let mut off_label = app.aac_declaration(&third, &cohort, &rpps, "not-aac");
+    off_label.pathway = pb::Pathway::CommonLaw as i32;
+    off_label.authorisation = None;
+    off_label.dispense_first = true;
+    let err = app.registry.declare_episode(off_label).await.unwrap_err();
+    assert!(violated_fields(&err).contains(&"dispense_first".to_owned()), "{err:?}");
     app.stop().await;
 }

@@ -410,6 +410,14 @@ pub struct FrameworkAlert {
     pub days_left: i64,
 }
 
+/// A treatment dispensed before its request whose authorisation is not granted yet (pending,
+/// or refused: the treatment must stop).
+#[derive(Debug, Clone)]
+pub struct DispensedFirst {
+    pub episode: Versioned<Episode>,
+    pub authorisation: Versioned<Authorisation>,
+}
+
 /// A treatment whose next follow-up visit is late.
 #[derive(Debug, Clone)]
 pub struct Overdue {
@@ -430,6 +438,9 @@ pub struct Worklist {
     pub overdue: Vec<Overdue>,
     /// Oldest request first.
     pub never_initiated: Vec<Versioned<Episode>>,
+    /// Treatments dispensed before their request whose authorisation is not granted, oldest
+    /// first administration first.
+    pub dispensed_first: Vec<DispensedFirst>,
     /// Frameworks in force breaking their validity cap or due for renewal, soonest date first:
     /// reference data, the same for every caller.
     pub frameworks: Vec<FrameworkAlert>,
@@ -498,6 +509,25 @@ pub async fn worklist(app: &App, call: &Call, horizon: u32, today: chrono::Naive
     let last_visits = store.last_visit_dates(&ids).await?;
     let mut schedules = std::collections::HashMap::new();
     let mut overdue = Vec::new();
+    let mut dispensed_first = Vec::new();
+    for episode in &followed {
+        if let (true, Some(a)) = (episode.record.dispense_first, &episode.record.authorisation_id) {
+            let authorisation = store.require::<Authorisation>(a.as_str()).await?;
+            if !matches!(
+                authorisation.record.status,
+                observatory_domain::model::AuthorisationStatus::Granted
+                    | observatory_domain::model::AuthorisationStatus::Renewed
+                    | observatory_domain::model::AuthorisationStatus::RenewalSubmitted
+                    | observatory_domain::model::AuthorisationStatus::RenewalRefused
+            ) {
+                dispensed_first.push(DispensedFirst {
+                    episode: episode.clone(),
+                    authorisation,
+                });
+            }
+        }
+    }
+    dispensed_first.sort_by_key(|x| x.episode.record.first_administration_date);
     for episode in followed {
         let cohort = episode.record.cohort_id.clone();
         let months = match schedules.get(&cohort) {
@@ -542,6 +572,10 @@ pub async fn worklist(app: &App, call: &Call, horizon: u32, today: chrono::Naive
             .iter()
             .map(|x| AuditTarget::read(RecordKind::Episode, x)),
     );
+    for x in &dispensed_first {
+        targets.push(AuditTarget::read(RecordKind::Episode, &x.episode));
+        targets.push(AuditTarget::read(RecordKind::Authorisation, &x.authorisation));
+    }
     admitted.audit_read(store, call.operation, targets).await?;
     let mut frameworks = Vec::new();
     for f in store
@@ -564,6 +598,7 @@ pub async fn worklist(app: &App, call: &Call, horizon: u32, today: chrono::Naive
         expiring,
         overdue,
         never_initiated,
+        dispensed_first,
         frameworks,
         truncated,
     })

@@ -29,6 +29,8 @@ pub struct EpisodeDeclaration {
     pub request_date: NaiveDate,
     pub authorisation: Option<AuthorisationRequest>,
     pub previous_episode: Option<(RecordId, i64)>,
+    /// Dispensed before the request (AAC and nominative ATU only).
+    pub dispense_first: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -162,6 +164,16 @@ pub fn declare_episode(
             format!("an off-label justification does not apply to a {} episode", d.pathway),
         );
     }
+    if d.dispense_first && !d.pathway.needs_authorisation() {
+        v.push(
+            "dispense_first",
+            "NOT_APPLICABLE",
+            format!(
+                "dispensing before the request applies to per-patient authorisations (AAC), not to a {} episode",
+                d.pathway
+            ),
+        );
+    }
     v.into_result()?;
 
     let authorisation = match (&d.authorisation, authorisation_id.clone()) {
@@ -204,6 +216,7 @@ pub fn declare_episode(
         stop_reason: None,
         previous_episode_id: d.previous_episode.as_ref().map(|(id, _)| id.clone()),
         transferred_to: None,
+        dispense_first: d.dispense_first,
     };
     Ok((episode, authorisation))
 }
@@ -322,8 +335,16 @@ pub fn transition_episode(
             }
             v.into_result()?;
             if current.pathway.needs_authorisation() {
+                let pending = |a: &Authorisation| {
+                    matches!(
+                        a.status,
+                        AuthorisationStatus::Submitted | AuthorisationStatus::InformationRequested
+                    )
+                };
                 match authorisation {
                     Some(a) if a.covers(*date) => {}
+                    // Dispensed first: given before the request is decided (and flagged until it is).
+                    Some(a) if current.dispense_first && (pending(a) || a.status.allows_treatment()) => {}
                     Some(a) => {
                         return Err(DomainError::Precondition(format!(
                             "the episode's authorisation is {} and does not cover {date}",
@@ -819,6 +840,7 @@ mod tests {
             request_date: day(request),
             authorisation: None,
             previous_episode: None,
+            dispense_first: false,
         }
     }
 

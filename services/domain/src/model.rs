@@ -671,6 +671,11 @@ pub struct Episode {
     pub stop_reason: Option<StopReason>,
     pub previous_episode_id: Option<RecordId>,
     pub transferred_to: Option<Finess>,
+    /// AAC dispensed by the hospital pharmacy before the request (treatment started out of
+    /// hours, the request regularised afterwards): the first administration may precede the
+    /// grant, and the episode is flagged until the authorisation is decided.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dispense_first: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

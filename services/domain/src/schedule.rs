@@ -155,6 +155,7 @@ mod tests {
             stop_reason: None,
             previous_episode_id: None,
             transferred_to: None,
+            dispense_first: false,
         }
     }
 

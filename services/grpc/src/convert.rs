@@ -594,6 +594,7 @@ pub fn episode(v: &Versioned<m::Episode>) -> pb::Episode {
             .unwrap_or(0),
         previous_episode_id: s(e.previous_episode_id.as_ref()),
         transferred_to_finess: s(e.transferred_to.as_ref()),
+        dispense_first: e.dispense_first,
     }
 }
 

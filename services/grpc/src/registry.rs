@@ -552,6 +552,14 @@ pub fn worklist_out(w: &ops::Worklist) -> pb::Worklist {
             .collect(),
         never_initiated: w.never_initiated.iter().map(c::episode).collect(),
         truncated: w.truncated,
+        dispensed_first: w
+            .dispensed_first
+            .iter()
+            .map(|x| pb::DispensedFirst {
+                episode: Some(c::episode(&x.episode)),
+                authorisation: Some(c::authorisation(&x.authorisation)),
+            })
+            .collect(),
         frameworks: w
             .frameworks
             .iter()
@@ -690,6 +698,7 @@ pub fn parse_declaration(r: &pb::DeclareEpisodeRequest) -> Result<(String, Episo
             request_date,
             authorisation,
             previous_episode,
+            dispense_first: r.dispense_first,
         },
     ))
 }

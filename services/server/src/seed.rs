@@ -877,6 +877,7 @@ async fn journey(app: &App, setup: &Setup, options: &SeedOptions, index: u32) ->
             reference: None,
         }),
         previous_episode: None,
+        dispense_first: false,
     };
     let w = j.run(Command::DeclareEpisode(declaration)).await?;
     let mut episodes = 1;
@@ -1091,6 +1092,7 @@ async fn journey(app: &App, setup: &Setup, options: &SeedOptions, index: u32) ->
             request_date: planned_end,
             authorisation: None,
             previous_episode: Some((episode_id, episode_version)),
+            dispense_first: false,
         };
         let w = j.run(Command::DeclareEpisode(declaration)).await?;
         episodes += 1;

@@ -93,6 +93,7 @@ async fn episode(store: &Store) -> RecordId {
         request_date: day("2025-01-01"),
         authorisation: None,
         previous_episode: None,
+        dispense_first: false,
     }))
     .await;
     let episode = id(&declared);

@@ -1126,6 +1126,7 @@ async fn episodes_are_counted_by_pathway_once_each_and_pools_are_observed(db: Db
         request_date: parse_date("2025-01-01").expect("date"),
         authorisation: None,
         previous_episode: None,
+        dispense_first: false,
     };
     // Declared, replayed with its key, and declared again without one (refused: the patient
     // already has an active episode of the drug).
@@ -1507,6 +1508,7 @@ async fn history_keeps_every_version_whatever_the_writes(db: Db) {
                 reference: None,
             }),
             previous_episode: None,
+            dispense_first: false,
         }))
         .await
         .expect("declare");

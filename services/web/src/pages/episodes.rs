@@ -233,6 +233,7 @@ fn declaration(f: &Fields) -> pb::DeclareEpisodeRequest {
         }),
         previous_episode_id: f.get("previous_episode_id").to_owned(),
         previous_episode_version: f.get("previous_episode_version").parse().unwrap_or(0),
+        dispense_first: per_patient && f.ticked("dispense_first"),
     }
 }
 

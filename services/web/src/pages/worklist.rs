@@ -37,6 +37,7 @@ struct Show {
     overdue: Vec<Line>,
     never_initiated: Vec<Line>,
     frameworks: Vec<FrameworkLine>,
+    dispensed_first: Vec<Line>,
     truncated: bool,
 }
 
@@ -145,7 +146,21 @@ pub async fn show(State(web): State<Web>, signed: Signed, Query(q): Query<Workli
             }
         })
         .collect();
+    let dispensed_first = w
+        .dispensed_first
+        .iter()
+        .map(|x| {
+            let first = x.episode.record.first_administration_date;
+            line(
+                &x.episode,
+                first.map(|d| lang.date(d)).unwrap_or_default(),
+                first.map_or(0, |d| (today - d).num_days()),
+                page.label("authorisation_status", x.authorisation.record.status.code()),
+            )
+        })
+        .collect();
     render(&Show {
+        dispensed_first,
         frameworks,
         horizon: w.horizon,
         horizons: observatory_domain::worklist::HORIZONS.to_vec(),
