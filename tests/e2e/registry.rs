@@ -1167,6 +1167,7 @@ async fn a_switch_links_the_new_episode_to_the_previous_one(backend: Backend) {
 }
 
 on_both_backends!(
+    a_baseline_visit_precedes_the_first_administration_and_visits_go_on_after_a_stop,
     an_aac_dispensed_before_its_request_starts_before_the_grant_and_is_flagged,
     frameworks_over_their_cap_or_due_for_renewal_are_on_the_worklist,
     the_common_data_elements_are_recorded_checked_and_corrected,
@@ -2236,5 +2237,112 @@ async fn an_aac_dispensed_before_its_request_starts_before_the_grant_and_is_flag
     off_label.dispense_first = true;
     let err = app.registry.declare_episode(off_label).await.unwrap_err();
     assert!(violated_fields(&err).contains(&"dispense_first".to_owned()), "{err:?}");
+    app.stop().await;
+}
+
+async fn a_baseline_visit_precedes_the_first_administration_and_visits_go_on_after_a_stop(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (_, rpps) = app.centre_and_prescriber().await;
+    let cohort = app.aac_cohort().await.meta.unwrap().id;
+    let patient = app.patient(80).await.meta.unwrap().id;
+    let declared = app
+        .registry
+        .declare_episode(app.aac_declaration(&patient, &cohort, &rpps, "baseline-1"))
+        .await
+        .expect("declare")
+        .into_inner();
+    let episode = declared.episode.unwrap().meta.unwrap().id;
+    let auth = declared.authorisation.unwrap().meta.unwrap().id;
+    let visit = |key: &str, date: &str| pb::RecordFollowUpRequest {
+        idempotency_key: key.into(),
+        episode_id: episode.clone(),
+        visit_date: date.into(),
+        efficacy: pb::EfficacyAssessment::NotAssessable as i32,
+        measures: vec![pb::Measure {
+            code: "ABR".into(),
+            value: 14.0,
+        }],
+        weight_kg: 0.0,
+        adherence: pb::Adherence::Good as i32,
+    };
+    let status = async |app: &mut crate::helpers::TestApp| {
+        app.registry
+            .get_episode(pb::GetRequest { id: episode.clone() })
+            .await
+            .expect("episode")
+            .into_inner()
+            .status
+    };
+    // The request is dated 2026-01-12: a baseline up to 90 days before it, on the declared
+    // episode, which stays declared.
+    app.registry
+        .record_follow_up(visit("baseline", "2026-01-05"))
+        .await
+        .expect("a baseline visit");
+    assert_eq!(status(&mut app).await, pb::EpisodeStatus::Declared as i32);
+    let err = app
+        .registry
+        .record_follow_up(visit("too-early", "2025-09-01"))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&err), ["visit_date"]);
+
+    app.registry
+        .transition_authorisation(pb::TransitionAuthorisationRequest {
+            id: auth,
+            expected_version: 1,
+            transition: Some(ta::Transition::Grant(ta::Grant {
+                decision_date: "2026-01-15".into(),
+                valid_from: "2026-01-15".into(),
+                valid_to: "2027-01-14".into(),
+                reference: "AAC-2026-000880".into(),
+            })),
+        })
+        .await
+        .expect("grant");
+    app.registry
+        .transition_episode(pb::TransitionEpisodeRequest {
+            id: episode.clone(),
+            expected_version: 1,
+            transition: Some(te::Transition::Initiate(te::Initiate {
+                first_administration_date: "2026-01-20".into(),
+                dosage: None,
+            })),
+        })
+        .await
+        .expect("initiate");
+    app.registry
+        .record_follow_up(visit("m1", "2026-02-20"))
+        .await
+        .expect("a visit");
+    assert_eq!(status(&mut app).await, pb::EpisodeStatus::Ongoing as i32);
+    app.registry
+        .transition_episode(pb::TransitionEpisodeRequest {
+            id: episode.clone(),
+            expected_version: 3,
+            transition: Some(te::Transition::Stop(te::Stop {
+                date: "2026-03-01".into(),
+                reason: pb::StopReason::PatientChoice as i32,
+            })),
+        })
+        .await
+        .expect("stop");
+    // Long-term follow-up after the stop: recorded, the episode stays stopped.
+    app.registry
+        .record_follow_up(visit("after-stop", "2026-09-01"))
+        .await
+        .expect("a visit after the stop");
+    assert_eq!(status(&mut app).await, pb::EpisodeStatus::Stopped as i32);
+    let visits = app
+        .registry
+        .list_follow_ups(pb::ListByEpisodeRequest {
+            episode_id: episode.clone(),
+            page: None,
+        })
+        .await
+        .expect("visits")
+        .into_inner()
+        .follow_ups;
+    assert_eq!(visits.len(), 3);
     app.stop().await;
 }

@@ -703,20 +703,43 @@ pub fn transition_authorisation(
     Ok(next)
 }
 
+/// Days before the request a baseline visit may be: the work-up that led to the prescription.
+pub const BASELINE_WINDOW_DAYS: u64 = 90;
+
 /// Checks a follow-up visit against its episode and applies the episode's follow-up
-/// transition (INITIATED becomes ONGOING).
+/// transition (INITIATED becomes ONGOING). A visit before the first administration, on a
+/// declared or started treatment, is its baseline (at most [`BASELINE_WINDOW_DAYS`] before
+/// the request) and changes nothing in the episode; a visit after a stop is long-term
+/// follow-up (a one-shot gene therapy is followed for years after its single administration)
+/// and leaves the episode stopped.
 pub fn record_follow_up(episode: &Episode, visit: &FollowUp, today: NaiveDate) -> Result<Episode, DomainError> {
+    use EpisodeStatus as S;
     let mut v = Violations::new();
     if visit.visit_date > today {
         v.push("visit_date", "IN_FUTURE", "must not be in the future");
     }
-    match episode.first_administration_date {
-        Some(first) if visit.visit_date < first => {
-            v.push(
-                "visit_date",
-                "BEFORE_START",
-                format!("must not be before the first administration ({first})"),
-            );
+    let baseline = episode
+        .first_administration_date
+        .is_none_or(|first| visit.visit_date < first);
+    let earliest = episode
+        .request_date
+        .checked_sub_days(chrono::Days::new(BASELINE_WINDOW_DAYS))
+        .unwrap_or(episode.request_date);
+    if baseline && visit.visit_date < earliest {
+        v.push(
+            "visit_date",
+            "BEFORE_BASELINE_WINDOW",
+            format!("a baseline visit is at most {BASELINE_WINDOW_DAYS} days before the request ({earliest} at the earliest)"),
+        );
+    }
+    let started = episode.first_administration_date.is_some();
+    match episode.status {
+        S::Declared | S::Initiated | S::Ongoing if baseline => {}
+        S::Stopped if started && !baseline => {}
+        S::Stopped => {
+            return Err(DomainError::Precondition(
+                "the treatment was stopped before its first administration: a visit follows a treatment given".into(),
+            ));
         }
         _ => {}
     }
@@ -732,7 +755,12 @@ pub fn record_follow_up(episode: &Episode, visit: &FollowUp, today: NaiveDate) -
         }
     }
     v.into_result()?;
-    transition_episode(episode, &EpisodeTransition::FollowUpRecorded, None, today)
+    match episode.status {
+        // A baseline, or a visit after the stop: the episode stays as it is.
+        S::Declared | S::Initiated | S::Ongoing if baseline => Ok(episode.clone()),
+        S::Stopped => Ok(episode.clone()),
+        _ => transition_episode(episode, &EpisodeTransition::FollowUpRecorded, None, today),
+    }
 }
 
 /// Checks an adverse event against its episode: an event is recorded on an episode that has

@@ -358,6 +358,9 @@ struct Show {
     can_write: bool,
     can_correct: bool,
     declared: bool,
+    /// A visit may be recorded: a baseline before the first administration, long-term
+    /// follow-up after a stop.
+    visits_open: bool,
     active: bool,
     stop_reasons: Vec<(String, String)>,
     efficacies: Vec<(String, String)>,
@@ -510,6 +513,7 @@ async fn episode_page(web: &Web, signed: &Signed, id: &RecordId, failed: Option<
         can_correct: observatory_app::access::allows("UpdateAdverseEvent", signed.role()),
         declared: status == S::Declared,
         active: matches!(status, S::Initiated | S::Ongoing),
+        visits_open: matches!(status, S::Declared | S::Initiated | S::Ongoing | S::Stopped),
         stop_reasons: labels::options(lang, "stop_reason"),
         efficacies: labels::options(lang, "efficacy"),
         adherences: labels::options(lang, "adherence"),
