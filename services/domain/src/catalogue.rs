@@ -354,6 +354,16 @@ pub fn in_force(releases: &[Release]) -> BTreeMap<EntryKind, &Release> {
     out
 }
 
+/// The kinds each release is in force for, by release number (a release replaced for every
+/// kind it supplies has none): what the release lists show.
+pub fn in_force_for(releases: &[Release]) -> BTreeMap<i64, Vec<EntryKind>> {
+    let mut out: BTreeMap<i64, Vec<EntryKind>> = BTreeMap::new();
+    for (kind, release) in in_force(releases) {
+        out.entry(release.seq).or_default().push(kind);
+    }
+    out
+}
+
 /// The catalogue in force.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Catalogue {

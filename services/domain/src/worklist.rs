@@ -22,6 +22,12 @@ pub enum FrameworkWarning {
 }
 
 impl FrameworkWarning {
+    pub const ALL: [FrameworkWarning; 3] = [
+        FrameworkWarning::ValidityOverCap,
+        FrameworkWarning::RenewalDue,
+        FrameworkWarning::RenewalLate,
+    ];
+
     pub fn code(self) -> &'static str {
         match self {
             FrameworkWarning::ValidityOverCap => "VALIDITY_OVER_CAP",

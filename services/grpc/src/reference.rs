@@ -214,7 +214,7 @@ impl ReferenceService for ReferenceApi {
     ) -> Result<Response<pb::ListReferenceReleasesResponse>, Status> {
         let call = guard::call(&req, "ListReferenceReleases")?;
         let releases = ops::list_releases(&self.state.app, &call).await.map_err(error::app)?;
-        let in_force = observatory_domain::catalogue::in_force(&releases);
+        let in_force = observatory_domain::catalogue::in_force_for(&releases);
         let releases = releases
             .iter()
             .map(|r| pb::ReferenceRelease {
@@ -236,9 +236,10 @@ impl ReferenceService for ReferenceApi {
                 imported_at: Some(c::ts(r.imported_at)),
                 imported_by: r.imported_by.clone(),
                 in_force_for: in_force
-                    .iter()
-                    .filter(|(_, f)| f.seq == r.seq)
-                    .map(|(k, _)| k.code().to_owned())
+                    .get(&r.seq)
+                    .into_iter()
+                    .flatten()
+                    .map(|k| k.code().to_owned())
                     .collect(),
             })
             .collect();

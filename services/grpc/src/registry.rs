@@ -565,8 +565,7 @@ pub fn worklist_out(w: &ops::Worklist) -> pb::Worklist {
             .iter()
             .map(|x| pb::FrameworkAlert {
                 framework: Some(c::framework(&x.framework)),
-                warning: pb::FrameworkWarning::from_str_name(&format!("FRAMEWORK_WARNING_{}", x.warning.code()))
-                    .map_or(0, i32::from),
+                warning: c::enum_out!(x.warning, pb::FrameworkWarning, "FRAMEWORK_WARNING_"),
                 date: x.date.to_string(),
                 days_left: i32::try_from(x.days_left).unwrap_or(i32::MAX),
             })

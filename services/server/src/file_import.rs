@@ -19,8 +19,7 @@ use prost_reflect::{DescriptorPool, DynamicMessage, Kind, MessageDescriptor};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-/// The local process named in the audit trail as the author of what an import writes.
-pub const COMMAND_LINE_ACTOR: &str = "command-line";
+use crate::access::COMMAND_LINE_ACTOR;
 
 /// Largest line read (an item is a few hundred bytes; the gRPC import takes 4 MiB messages).
 pub const MAX_LINE_BYTES: usize = 1024 * 1024;

@@ -9,8 +9,7 @@ use chrono::NaiveDate;
 use observatory_domain::catalogue::{self, Release, ReleaseContent};
 use observatory_domain::reference_files::{self as files, InputFile, MAX_FILE_BYTES};
 
-/// The local process named as the importer in the audit trail and on the release.
-pub const COMMAND_LINE_ACTOR: &str = "command-line";
+use crate::access::COMMAND_LINE_ACTOR;
 
 /// Which official files to read.
 #[derive(Debug, Clone)]
@@ -179,15 +178,11 @@ pub async fn import(
 
 /// One line per release, for `observatory reference releases`.
 pub fn release_lines(releases: &[Release]) -> Vec<String> {
-    let in_force = catalogue::in_force(releases);
+    let in_force = catalogue::in_force_for(releases);
     releases
         .iter()
         .map(|r| {
-            let kinds: Vec<&str> = in_force
-                .iter()
-                .filter(|(_, f)| f.seq == r.seq)
-                .map(|(k, _)| k.code())
-                .collect();
+            let kinds: Vec<&str> = in_force.get(&r.seq).into_iter().flatten().map(|k| k.code()).collect();
             let counts: Vec<String> = r.counts.iter().map(|(k, n)| format!("{k}={n}")).collect();
             format!(
                 "{seq}\t{source}\t{version}\t{date}\t{sha}\t{counts}\t{at}\t{by}\t{force}",

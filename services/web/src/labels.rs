@@ -60,7 +60,7 @@ pub static CODED: std::sync::LazyLock<Vec<(&'static str, Vec<&'static str>)>> = 
         ),
         (
             "framework_warning",
-            vec!["VALIDITY_OVER_CAP", "RENEWAL_DUE", "RENEWAL_LATE"],
+            codes(&observatory_domain::worklist::FrameworkWarning::ALL, |w| w.code()),
         ),
         (
             "entry_kind",

@@ -59,6 +59,19 @@ fn columns<'t>(file: &str, line: usize, text: &'t str, at_least: usize) -> Resul
     Ok(cols)
 }
 
+/// The speciality a presentation or component names: one of `CIS_bdpm.txt`'s.
+fn speciality_of<'s>(
+    specialities: &'s mut BTreeMap<String, Speciality>,
+    code: &str,
+    file: &str,
+    line: usize,
+    specialities_file: &str,
+) -> Result<&'s mut Speciality, FileError> {
+    specialities
+        .get_mut(code)
+        .ok_or_else(|| FileError::new(file, Some(line), format!("CIS {code} is not in {specialities_file}")))
+}
+
 fn list(raw: &str) -> Vec<String> {
     raw.split(';')
         .map(str::trim)
@@ -135,13 +148,7 @@ pub fn parse(files: Files<'_>, version: &str, release_date: Option<chrono::Naive
                 format!("declaration date {:?} is not dd/mm/yyyy", c[5]),
             ));
         }
-        let s = specialities.get_mut(&code).ok_or_else(|| {
-            FileError::new(
-                f.name,
-                Some(n),
-                format!("CIS {code} is not in {}", files.specialities.name),
-            )
-        })?;
+        let s = speciality_of(&mut specialities, &code, f.name, n, files.specialities.name)?;
         s.presentations.push(Presentation {
             cip13: cip13.to_owned(),
             label: c[2].to_owned(),
@@ -166,13 +173,7 @@ pub fn parse(files: Files<'_>, version: &str, release_date: Option<chrono::Naive
         if c[3].is_empty() {
             return Err(FileError::new(f.name, Some(n), "has no substance name (column 4)"));
         }
-        let s = specialities.get_mut(&code).ok_or_else(|| {
-            FileError::new(
-                f.name,
-                Some(n),
-                format!("CIS {code} is not in {}", files.specialities.name),
-            )
-        })?;
+        let s = speciality_of(&mut specialities, &code, f.name, n, files.specialities.name)?;
         s.substances.push(Substance {
             code: c[2].to_owned(),
             name: c[3].to_owned(),

@@ -368,15 +368,16 @@ pub async fn reference(State(web): State<Web>, signed: Signed) -> Response {
         Ok(r) => r,
         Err(e) => return refused(&signed, e),
     };
-    let in_force = observatory_domain::catalogue::in_force(&releases);
+    let in_force = observatory_domain::catalogue::in_force_for(&releases);
     let label = |prefix, code| crate::labels::label(lang, prefix, code);
     let rows = releases
         .iter()
         .map(|r| {
             let kinds: Vec<String> = in_force
-                .iter()
-                .filter(|(_, f)| f.seq == r.seq)
-                .map(|(k, _)| label("entry_kind", k.code()))
+                .get(&r.seq)
+                .into_iter()
+                .flatten()
+                .map(|k| label("entry_kind", k.code()))
                 .collect();
             // "Diseases (ORPHA) 10 (2 retired)", kind by kind.
             let counts: Vec<String> = EntryKind::ALL
