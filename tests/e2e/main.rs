@@ -4,6 +4,7 @@
 mod access;
 mod app_layer;
 mod audit;
+mod corrections;
 mod crash;
 mod disk;
 mod exchange;

@@ -373,6 +373,39 @@ fn request(path: &str, s: &Side, tag: &str) -> (Kind, Bytes) {
             }
             .encode_to_vec(),
         ),
+        "UpdateEpisode" => (
+            Kind::Targeted,
+            pb::UpdateEpisodeRequest {
+                id: s.episode.clone(),
+                expected_version: stale,
+                reason: "scope check".into(),
+                prescriber_rpps: Some(crate::helpers::rpps(1)),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        "UpdateAuthorisation" => (
+            Kind::Targeted,
+            pb::UpdateAuthorisationRequest {
+                id: s.authorisation.clone(),
+                expected_version: stale,
+                reason: "scope check".into(),
+                reference: Some("scope check".into()),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        "UpdateFollowUp" => (
+            Kind::Targeted,
+            pb::UpdateFollowUpRequest {
+                id: s.follow_up.clone(),
+                expected_version: stale,
+                reason: "scope check".into(),
+                weight_kg: Some(40.0),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
         "GetHistory" => (
             Kind::Targeted,
             pb::GetHistoryRequest {

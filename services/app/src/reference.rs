@@ -49,6 +49,11 @@ pub(crate) fn check_codes(catalogue: &Catalogue, command: &Command) -> Result<()
             }
         }
         Command::DeclareEpisode(d) => catalogue.check_disease(&mut v, "indication_orpha_code", &d.indication),
+        Command::UpdateEpisode { update, .. } => {
+            if let Some(code) = &update.indication {
+                catalogue.check_disease(&mut v, "indication_orpha_code", code);
+            }
+        }
         Command::RecordAdverseEvent(ae) => {
             catalogue.check_meddra(&mut v, "meddra_pt_code", EntryKind::MeddraPt, ae.meddra_pt.as_str());
             if let Some(soc) = &ae.meddra_soc {

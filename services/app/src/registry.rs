@@ -7,6 +7,7 @@ use observatory_domain::{
     lifecycle::{AuthorisationTransition, EpisodeDeclaration, EpisodeTransition},
     model::{AdverseEvent, Authorisation, Cohort, Episode, FollowUp, Patient, RecordId, RecordKind},
     registration::{self, Registration},
+    treatment_corrections::{AuthorisationUpdate, EpisodeUpdate, FollowUpUpdate},
 };
 use observatory_store::{
     CohortFilter, Command, EpisodeFilter, NewCohort, Page, PageRequest, PatientFilter, Record, Stored, Versioned,
@@ -343,6 +344,101 @@ pub async fn update_adverse_event(
     )
     .await?;
     written(w, record_of!(AdverseEvent))
+}
+
+/// Corrects an episode (see [`observatory_domain::treatment_corrections`]); the answer is the
+/// corrected episode (the one it replaced, whose end moved with it, is in history).
+pub async fn update_episode(
+    app: &App,
+    call: &Call,
+    id: RecordId,
+    expected_version: i64,
+    update: EpisodeUpdate,
+    reason: String,
+) -> AppResult<Versioned<Episode>> {
+    let target_id = id.clone();
+    let w = write(
+        app,
+        call,
+        Target::Record(RecordKind::Episode, &target_id),
+        None,
+        Command::UpdateEpisode {
+            id,
+            expected_version,
+            update,
+            reason,
+        },
+    )
+    .await?;
+    let corrected = target_id.as_str();
+    written(w, |r| match r {
+        Record::Episode(x) if x.meta.id == corrected => Some(x),
+        _ => None,
+    })
+}
+
+/// Corrects an authorisation's reference and dates; the episode's copy of the decision date
+/// follows in the same commit.
+pub async fn update_authorisation(
+    app: &App,
+    call: &Call,
+    id: RecordId,
+    expected_version: i64,
+    update: AuthorisationUpdate,
+    reason: String,
+) -> AppResult<Versioned<Authorisation>> {
+    let target_id = id.clone();
+    let w = write(
+        app,
+        call,
+        Target::Record(RecordKind::Authorisation, &target_id),
+        None,
+        Command::UpdateAuthorisation {
+            id,
+            expected_version,
+            update,
+            reason,
+        },
+    )
+    .await?;
+    written(w, record_of!(Authorisation))
+}
+
+/// Corrects a visit; the answer carries the episode's new version when its state follows
+/// (a visit moved across the first administration).
+pub async fn update_follow_up(
+    app: &App,
+    call: &Call,
+    id: RecordId,
+    expected_version: i64,
+    update: FollowUpUpdate,
+    reason: String,
+) -> AppResult<Visited> {
+    if let Some(w) = update.weight_kg {
+        registration::check_weight(w)?;
+    }
+    let target_id = id.clone();
+    let w = write(
+        app,
+        call,
+        Target::Record(RecordKind::FollowUp, &target_id),
+        None,
+        Command::UpdateFollowUp {
+            id,
+            expected_version,
+            update,
+            reason,
+        },
+    )
+    .await?;
+    let episode = w.records.iter().find_map(|r| match r {
+        Record::Episode(e) => Some(e.clone()),
+        _ => None,
+    });
+    Ok(Visited {
+        follow_up: written(w, record_of!(FollowUp))?,
+        episode,
+    })
 }
 
 /// The follow-ups or adverse events of an episode, the read audited.

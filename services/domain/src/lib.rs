@@ -16,6 +16,7 @@ pub mod reference;
 pub mod reference_files;
 pub mod registration;
 pub mod schedule;
+pub mod treatment_corrections;
 pub mod worklist;
 
 pub use error::{CodeError, DomainError, FieldViolation, Violations};

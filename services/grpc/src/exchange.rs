@@ -182,6 +182,9 @@ fn write_name(write: &pb::import_item::Write) -> &'static str {
         W::RecordFollowUp(_) => "record_follow_up",
         W::RecordAdverseEvent(_) => "record_adverse_event",
         W::UpdateAdverseEvent(_) => "update_adverse_event",
+        W::UpdateEpisode(_) => "update_episode",
+        W::UpdateAuthorisation(_) => "update_authorisation",
+        W::UpdateFollowUp(_) => "update_follow_up",
     }
 }
 
@@ -381,6 +384,12 @@ async fn apply(r: &RegistryApi, call: &observatory_app::Call, write: pb::import_
             r.update_adverse_event_as(&call.making("UpdateAdverseEvent"), &m)
                 .await?,
         ),
+        W::UpdateEpisode(m) => H::Episode(r.update_episode_as(&call.making("UpdateEpisode"), &m).await?),
+        W::UpdateAuthorisation(m) => H::Authorisation(
+            r.update_authorisation_as(&call.making("UpdateAuthorisation"), &m)
+                .await?,
+        ),
+        W::UpdateFollowUp(m) => H::FollowUp(r.update_follow_up_as(&call.making("UpdateFollowUp"), &m).await?),
     })
 }
 

@@ -9,6 +9,7 @@ use observatory_domain::{
     model::{self as m, RecordId, YearMonth},
     pseudonym::Identity,
     registration::{self as rules, Registration, Subject},
+    treatment_corrections::{AuthorisationUpdate, EpisodeUpdate, FollowUpUpdate},
 };
 use observatory_proto::v1::{self as pb, registry_service_server::RegistryService};
 use observatory_store::{CohortFilter, EpisodeFilter, NewCohort, Stored, Versioned};
@@ -177,6 +178,44 @@ impl RegistryApi {
             .await
             .map_err(error::app)?;
         Ok(c::adverse_event(&x))
+    }
+    /// `UpdateEpisode` for `call`.
+    pub(crate) async fn update_episode_as(
+        &self,
+        call: &Call,
+        r: &pb::UpdateEpisodeRequest,
+    ) -> Result<pb::Episode, Status> {
+        let (id, expected, update, reason) = parse_episode_update(r)?;
+        let x = ops::update_episode(&self.state.app, call, id, expected, update, reason)
+            .await
+            .map_err(error::app)?;
+        Ok(c::episode(&x))
+    }
+
+    /// `UpdateAuthorisation` for `call`.
+    pub(crate) async fn update_authorisation_as(
+        &self,
+        call: &Call,
+        r: &pb::UpdateAuthorisationRequest,
+    ) -> Result<pb::Authorisation, Status> {
+        let (id, expected, update, reason) = parse_authorisation_update(r)?;
+        let x = ops::update_authorisation(&self.state.app, call, id, expected, update, reason)
+            .await
+            .map_err(error::app)?;
+        Ok(c::authorisation(&x))
+    }
+
+    /// `UpdateFollowUp` for `call`.
+    pub(crate) async fn update_follow_up_as(
+        &self,
+        call: &Call,
+        r: &pb::UpdateFollowUpRequest,
+    ) -> Result<pb::FollowUp, Status> {
+        let (id, expected, update, reason) = parse_follow_up_update(r)?;
+        let x = ops::update_follow_up(&self.state.app, call, id, expected, update, reason)
+            .await
+            .map_err(error::app)?;
+        Ok(c::follow_up(&x.follow_up))
     }
 }
 
@@ -372,6 +411,27 @@ impl RegistryService for RegistryApi {
     ) -> Result<Response<pb::AdverseEvent>, Status> {
         let call = guard::call(&req, "UpdateAdverseEvent")?;
         Ok(Response::new(self.update_adverse_event_as(&call, req.get_ref()).await?))
+    }
+
+    async fn update_episode(&self, req: Request<pb::UpdateEpisodeRequest>) -> Result<Response<pb::Episode>, Status> {
+        let call = guard::call(&req, "UpdateEpisode")?;
+        Ok(Response::new(self.update_episode_as(&call, req.get_ref()).await?))
+    }
+
+    async fn update_authorisation(
+        &self,
+        req: Request<pb::UpdateAuthorisationRequest>,
+    ) -> Result<Response<pb::Authorisation>, Status> {
+        let call = guard::call(&req, "UpdateAuthorisation")?;
+        Ok(Response::new(self.update_authorisation_as(&call, req.get_ref()).await?))
+    }
+
+    async fn update_follow_up(
+        &self,
+        req: Request<pb::UpdateFollowUpRequest>,
+    ) -> Result<Response<pb::FollowUp>, Status> {
+        let call = guard::call(&req, "UpdateFollowUp")?;
+        Ok(Response::new(self.update_follow_up_as(&call, req.get_ref()).await?))
     }
 
     async fn get_history(
@@ -1003,6 +1063,126 @@ pub fn parse_adverse_event_update(
             outcome,
             causality,
             pv_declaration,
+        },
+        reason,
+    ))
+}
+
+/// An optional field of an update: absent leaves it as it is (`Some(None)`), present is parsed
+/// (`Some(Some(x))`), malformed is a violation (`None`).
+fn changed<T>(
+    v: &mut Violations,
+    field: &str,
+    raw: &Option<String>,
+    parse: impl FnOnce(&str) -> Result<T, observatory_domain::CodeError>,
+) -> Option<Option<T>> {
+    match raw {
+        None => Some(None),
+        Some(raw) => v.check(field, parse(raw)).map(Some),
+    }
+}
+
+pub fn parse_episode_update(r: &pb::UpdateEpisodeRequest) -> Result<(RecordId, i64, EpisodeUpdate, String), Status> {
+    let mut v = Violations::new();
+    let id = v.check("id", c::id(&r.id));
+    let expected = v.check("expected_version", c::version(r.expected_version));
+    let reason = v.check("reason", c::text(500)(&r.reason));
+    let request_date = changed(&mut v, "request_date", &r.request_date, c::date);
+    let first_administration_date = changed(
+        &mut v,
+        "first_administration_date",
+        &r.first_administration_date,
+        c::date,
+    );
+    let end_date = changed(&mut v, "end_date", &r.end_date, c::date);
+    let prescriber_rpps = changed(&mut v, "prescriber_rpps", &r.prescriber_rpps, c::rpps);
+    let indication = changed(
+        &mut v,
+        "indication_orpha_code",
+        &r.indication_orpha_code,
+        codes::OrphaCode::parse,
+    );
+    let dosage = c::dosage(&mut v, "dosage", r.dosage.as_ref());
+    all_some!(v; id, expected, reason, request_date, first_administration_date, end_date, prescriber_rpps, indication);
+    Ok((
+        id,
+        expected,
+        EpisodeUpdate {
+            request_date,
+            first_administration_date,
+            end_date,
+            dosage,
+            prescriber_rpps,
+            indication,
+        },
+        reason,
+    ))
+}
+
+pub fn parse_authorisation_update(
+    r: &pb::UpdateAuthorisationRequest,
+) -> Result<(RecordId, i64, AuthorisationUpdate, String), Status> {
+    let mut v = Violations::new();
+    let id = v.check("id", c::id(&r.id));
+    let expected = v.check("expected_version", c::version(r.expected_version));
+    let reason = v.check("reason", c::text(500)(&r.reason));
+    let reference = changed(&mut v, "reference", &r.reference, c::text(100));
+    let submitted_date = changed(&mut v, "submitted_date", &r.submitted_date, c::date);
+    let decision_date = changed(&mut v, "decision_date", &r.decision_date, c::date);
+    let valid_from = changed(&mut v, "valid_from", &r.valid_from, c::date);
+    let valid_to = changed(&mut v, "valid_to", &r.valid_to, c::date);
+    all_some!(v; id, expected, reason, reference, submitted_date, decision_date, valid_from, valid_to);
+    Ok((
+        id,
+        expected,
+        AuthorisationUpdate {
+            reference,
+            submitted_date,
+            decision_date,
+            valid_from,
+            valid_to,
+        },
+        reason,
+    ))
+}
+
+pub fn parse_follow_up_update(
+    r: &pb::UpdateFollowUpRequest,
+) -> Result<(RecordId, i64, FollowUpUpdate, String), Status> {
+    let mut v = Violations::new();
+    let id = v.check("id", c::id(&r.id));
+    let expected = v.check("expected_version", c::version(r.expected_version));
+    let reason = v.check("reason", c::text(500)(&r.reason));
+    let visit_date = changed(&mut v, "visit_date", &r.visit_date, c::date);
+    let efficacy = v.check(
+        "efficacy",
+        enum_in_opt!(
+            r.efficacy,
+            pb::EfficacyAssessment,
+            "EFFICACY_ASSESSMENT_",
+            m::EfficacyAssessment
+        ),
+    );
+    let adherence = v.check(
+        "adherence",
+        enum_in_opt!(r.adherence, pb::Adherence, "ADHERENCE_", m::Adherence),
+    );
+    let measures = r.measures.as_ref().map(|list| c::measures(&mut v, &list.measures));
+    // 0 clears the weight; the plausible range is the registry's rule.
+    let weight_kg = r.weight_kg.map(|w| (w != 0.0).then_some(w));
+    if let Some(w) = weight_kg {
+        c::rule(&mut v, rules::check_weight(w));
+    }
+    all_some!(v; id, expected, reason, visit_date, efficacy, adherence);
+    Ok((
+        id,
+        expected,
+        FollowUpUpdate {
+            visit_date,
+            efficacy,
+            measures,
+            weight_kg,
+            adherence,
         },
         reason,
     ))

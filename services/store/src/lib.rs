@@ -65,6 +65,7 @@ use observatory_domain::{
         AdverseEvent, Authorisation, AuthorisationStatus, Centre, Cohort, Episode, EpisodeStatus, FollowUp, Framework,
         Pathway, Patient, Prescriber, RecordId, RecordKind,
     },
+    treatment_corrections::{AuthorisationUpdate, EpisodeUpdate, FollowUpUpdate},
 };
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
@@ -197,6 +198,24 @@ pub enum Command {
         update: AdverseEventUpdate,
         reason: String,
     },
+    UpdateEpisode {
+        id: RecordId,
+        expected_version: i64,
+        update: EpisodeUpdate,
+        reason: String,
+    },
+    UpdateAuthorisation {
+        id: RecordId,
+        expected_version: i64,
+        update: AuthorisationUpdate,
+        reason: String,
+    },
+    UpdateFollowUp {
+        id: RecordId,
+        expected_version: i64,
+        update: FollowUpUpdate,
+        reason: String,
+    },
     TransitionCohort {
         id: RecordId,
         expected_version: i64,
@@ -237,6 +256,9 @@ impl Command {
             Command::RecordAdverseEvent(_) => "RecordAdverseEvent",
             Command::UpdatePatient { .. } => "UpdatePatient",
             Command::UpdateAdverseEvent { .. } => "UpdateAdverseEvent",
+            Command::UpdateEpisode { .. } => "UpdateEpisode",
+            Command::UpdateAuthorisation { .. } => "UpdateAuthorisation",
+            Command::UpdateFollowUp { .. } => "UpdateFollowUp",
             Command::TransitionCohort { .. } => "TransitionCohort",
             Command::TransitionFramework { .. } => "TransitionFramework",
             Command::UpdateCentre { .. } => "UpdateCentre",

@@ -17,7 +17,7 @@ use observatory_domain::{
         AdverseEvent, Authorisation, Centre, Cohort, CohortStatus, Episode, FollowUp, Framework, FrameworkStatus,
         Pathway, Patient, Prescriber, ProtocolType, RecordId, RecordKind, VitalStatus, parse_date,
     },
-    reference,
+    reference, treatment_corrections,
 };
 use sqlx::{QueryBuilder, types::Json};
 use tokio::sync::mpsc;
@@ -479,6 +479,129 @@ impl Writer<'_, '_> {
                 let v = self.insert_version(&current, next, &format!("{reason}: {why}")).await?;
                 Ok(vec![Record::AdverseEvent(v)])
             }
+            Command::UpdateEpisode {
+                id,
+                expected_version,
+                update,
+                reason: why,
+            } => {
+                let current = self.current_at::<Episode>(id.as_str(), *expected_version).await?;
+                let e = &current.record;
+                if let Some(rpps) = &update.prescriber_rpps {
+                    self.require::<Prescriber>(rpps.as_str()).await?;
+                }
+                let cohort = self.require::<Cohort>(e.cohort_id.as_str()).await?.record;
+                let framework = match &e.framework_id {
+                    Some(f) => Some(self.require::<Framework>(f.as_str()).await?.record),
+                    None => None,
+                };
+                let authorisation = match &e.authorisation_id {
+                    Some(a) => Some(self.require::<Authorisation>(a.as_str()).await?.record),
+                    None => None,
+                };
+                let visit_dates = self.visit_dates(id.as_str(), None).await?;
+                let first_adverse_event: Option<chrono::NaiveDate> = sqlx::query_scalar(
+                    "SELECT MIN(onset_date) FROM adverse_event_versions WHERE superseded_at IS NULL AND episode_id = $1",
+                )
+                .bind(id.as_str())
+                .fetch_one(&mut **self.tx)
+                .await?;
+                let ctx = treatment_corrections::EpisodeContext {
+                    cohort: &cohort,
+                    framework: framework.as_ref(),
+                    authorisation: authorisation.as_ref(),
+                    visit_dates: &visit_dates,
+                    first_adverse_event,
+                    today: self.today,
+                };
+                let next = treatment_corrections::update_episode(e, update, &ctx)?;
+                let why = format!("{reason}: {why}");
+                // The episode this one replaced ended on its request date: that end moves with it.
+                let previous = match (&e.previous_episode_id, update.request_date) {
+                    (Some(p), Some(date)) if date != e.request_date => {
+                        let prev = self.require::<Episode>(p.as_str()).await?;
+                        let ends_here = prev.record.status == observatory_domain::model::EpisodeStatus::Switched
+                            && prev.record.end_date == Some(e.request_date);
+                        if ends_here {
+                            let start = prev
+                                .record
+                                .first_administration_date
+                                .unwrap_or(prev.record.request_date);
+                            if date < start {
+                                return Err(DomainError::invalid(
+                                    "request_date",
+                                    "BEFORE_PREVIOUS_START",
+                                    format!("must not be before the start of the episode it replaced ({start})"),
+                                )
+                                .into());
+                            }
+                            let mut ended = prev.record.clone();
+                            ended.end_date = Some(date);
+                            Some((prev, ended))
+                        } else {
+                            None
+                        }
+                    }
+                    _ => None,
+                };
+                let v = self.insert_version(&current, next, &why).await?;
+                let mut out = vec![Record::Episode(v)];
+                if let Some((prev, ended)) = previous {
+                    let why = format!("{why} (end of the episode replaced by {id})");
+                    out.push(Record::Episode(self.insert_version(&prev, ended, &why).await?));
+                }
+                Ok(out)
+            }
+            Command::UpdateAuthorisation {
+                id,
+                expected_version,
+                update,
+                reason: why,
+            } => {
+                let current = self.current_at::<Authorisation>(id.as_str(), *expected_version).await?;
+                let episode = self.require::<Episode>(current.record.episode_id.as_str()).await?;
+                let next =
+                    treatment_corrections::update_authorisation(&current.record, &episode.record, update, self.today)?;
+                let why = format!("{reason}: {why}");
+                let mirrored =
+                    treatment_corrections::episode_after_authorisation(&episode.record, &current.record, &next);
+                let v = self.insert_version(&current, next, &why).await?;
+                let mut out = vec![Record::Authorisation(v)];
+                if let Some(e) = mirrored {
+                    let why = format!("{why} (decision date of authorisation {id})");
+                    out.push(Record::Episode(self.insert_version(&episode, e, &why).await?));
+                }
+                Ok(out)
+            }
+            Command::UpdateFollowUp {
+                id,
+                expected_version,
+                update,
+                reason: why,
+            } => {
+                let current = self.current_at::<FollowUp>(id.as_str(), *expected_version).await?;
+                let episode = self.require::<Episode>(current.record.episode_id.as_str()).await?;
+                let others = self
+                    .visit_dates(current.record.episode_id.as_str(), Some(id.as_str()))
+                    .await?;
+                let (next, status) = treatment_corrections::update_follow_up(
+                    &current.record,
+                    &episode.record,
+                    &others,
+                    update,
+                    self.today,
+                )?;
+                let why = format!("{reason}: {why}");
+                let v = self.insert_version(&current, next, &why).await?;
+                let mut out = vec![Record::FollowUp(v)];
+                if status != episode.record.status {
+                    let mut e = episode.record.clone();
+                    e.status = status;
+                    let why = format!("{why} (visit {id} moved)");
+                    out.push(Record::Episode(self.insert_version(&episode, e, &why).await?));
+                }
+                Ok(out)
+            }
             Command::TransitionCohort {
                 id,
                 expected_version,
@@ -681,6 +804,17 @@ impl Writer<'_, '_> {
             out.push(Record::Episode(p));
         }
         Ok(out)
+    }
+
+    /// Dates of the current visits of `episode`, but the visit `except`.
+    async fn visit_dates(&mut self, episode: &str, except: Option<&str>) -> Result<Vec<chrono::NaiveDate>> {
+        Ok(sqlx::query_scalar(
+            "SELECT visit_date FROM follow_up_versions WHERE superseded_at IS NULL AND episode_id = $1 AND id <> $2",
+        )
+        .bind(episode)
+        .bind(except.unwrap_or(""))
+        .fetch_all(&mut **self.tx)
+        .await?)
     }
 
     async fn exists(&mut self, id: &str) -> Result<bool> {

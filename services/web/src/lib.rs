@@ -208,6 +208,15 @@ impl Web {
                 post(pages::episodes::correct_event),
             )
             .route("/authorisations/{id}/transition", post(pages::episodes::authorise))
+            .route("/episodes/{id}/update", post(pages::episode_corrections::episode))
+            .route(
+                "/episodes/{id}/follow-ups/update",
+                post(pages::episode_corrections::visit),
+            )
+            .route(
+                "/authorisations/{id}/update",
+                post(pages::episode_corrections::authorisation),
+            )
             .route("/history/{kind}/{id}", get(pages::history::show))
             .route("/worklist", get(pages::worklist::show))
             .route(

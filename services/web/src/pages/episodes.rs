@@ -23,7 +23,7 @@ use crate::{
     labels, op,
 };
 
-fn not_found(signed: &Signed) -> Response {
+pub(super) fn not_found(signed: &Signed) -> Response {
     super::failure_for(signed, StatusCode::NOT_FOUND, signed.lang.t("error.not_found"))
 }
 
@@ -237,7 +237,7 @@ fn declaration(f: &Fields) -> pb::DeclareEpisodeRequest {
     }
 }
 
-fn dosage(f: &Fields, prefix: &str) -> Option<pb::Dosage> {
+pub(super) fn dosage(f: &Fields, prefix: &str) -> Option<pb::Dosage> {
     let name = |n: &str| format!("{prefix}.{n}");
     let given = ["dose", "unit", "frequency", "route"]
         .iter()
@@ -279,6 +279,7 @@ pub async fn declare(State(web): State<Web>, posted: Posted) -> Response {
 
 pub struct Visit {
     pub id: String,
+    pub version: i64,
     pub date: String,
     pub efficacy: String,
     pub adherence: String,
@@ -367,6 +368,14 @@ struct Show {
     adherences: Vec<(String, String)>,
     outcomes: Vec<(String, String)>,
     causalities: Vec<(String, String)>,
+    /// The first administration is recorded (and may be corrected).
+    started: bool,
+    /// The episode ended and its end date may be corrected (a switch's end is its successor's).
+    end_correctable: bool,
+    indications: Vec<(String, String)>,
+    routes: Vec<(String, String)>,
+    /// Initial values of the correction forms: the episode and authorisation as recorded.
+    recorded: Vec<(String, String)>,
 }
 
 impl Show {
@@ -375,7 +384,8 @@ impl Show {
         if self.failed == name {
             self.form.clone()
         } else {
-            FormState::with(&[
+            let mut values: Vec<(&str, String)> = self.recorded.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+            values.extend([
                 ("date", today()),
                 ("visit_date", today()),
                 ("onset_date", today()),
@@ -386,7 +396,8 @@ impl Show {
                 ("refuse.date", today()),
                 ("submit_renewal.date", today()),
                 ("renew.decision_date", today()),
-            ])
+            ]);
+            FormState::with(&values)
         }
     }
 }
@@ -404,9 +415,17 @@ async fn episode_page(web: &Web, signed: &Signed, id: &RecordId, failed: Option<
         Ok(p) => short_pseudonym(&p.record.pseudonym),
         Err(err) => return refused(signed, err),
     };
-    let cohort = ops::get::<Cohort>(app, &signed.call(op("GetCohort")), &e.cohort_id)
+    let cohort_record = ops::get::<Cohort>(app, &signed.call(op("GetCohort")), &e.cohort_id)
         .await
-        .map_or_else(|_| e.cohort_id.to_string(), |c| c.record.name);
+        .ok();
+    let cohort = cohort_record
+        .as_ref()
+        .map_or_else(|| e.cohort_id.to_string(), |c| c.record.name.clone());
+    let indications = cohort_record
+        .iter()
+        .flat_map(|c| c.record.orpha_codes.iter())
+        .map(|o| (o.as_str().to_owned(), disease_label(&catalogue, lang, o.as_str())))
+        .collect();
     let framework = match &e.framework_id {
         None => None,
         Some(fid) => refs::get_framework(app, &signed.call(op("GetFramework")), fid)
@@ -417,7 +436,7 @@ async fn episode_page(web: &Web, signed: &Signed, id: &RecordId, failed: Option<
     let authorisation = match &e.authorisation_id {
         None => None,
         Some(aid) => match ops::get::<Authorisation>(app, &signed.call(op("GetAuthorisation")), aid).await {
-            Ok(a) => Some(authorisation_view(lang, &a)),
+            Ok(a) => Some((authorisation_view(lang, &a), a.record)),
             Err(err) => return refused(signed, err),
         },
     };
@@ -503,7 +522,8 @@ async fn episode_page(web: &Web, signed: &Signed, id: &RecordId, failed: Option<
                 format!("{} · {}", axes.join(", "), o.evidence_reference)
             })
             .unwrap_or_default(),
-        authorisation,
+        recorded: super::episode_corrections::recorded(e, authorisation.as_ref().map(|(_, a)| a)),
+        authorisation: authorisation.map(|(view, _)| view),
         visits: visits.iter().map(|v| visit(lang, v)).collect(),
         events: events.iter().map(|x| event(lang, x)).collect(),
         measures,
@@ -519,6 +539,10 @@ async fn episode_page(web: &Web, signed: &Signed, id: &RecordId, failed: Option<
         adherences: labels::options(lang, "adherence"),
         outcomes: labels::options(lang, "ae_outcome"),
         causalities: labels::options(lang, "causality"),
+        started: e.first_administration_date.is_some(),
+        end_correctable: e.end_date.is_some() && status != S::Switched,
+        indications,
+        routes: labels::options(lang, "route"),
         page,
     };
     render(&show)
@@ -548,6 +572,7 @@ fn visit(lang: crate::i18n::Lang, v: &Versioned<FollowUp>) -> Visit {
     let x = &v.record;
     Visit {
         id: v.meta.id.clone(),
+        version: v.meta.version,
         date: lang.date(x.visit_date),
         efficacy: labels::label(lang, "efficacy", x.efficacy.code()),
         adherence: labels::label(lang, "adherence", x.adherence.code()),
@@ -587,7 +612,7 @@ pub async fn show(State(web): State<Web>, signed: Signed, Path(id): Path<String>
 }
 
 /// After a step: the episode's page again, or the page with the refused form.
-async fn after(
+pub(super) async fn after(
     web: &Web,
     signed: &Signed,
     fields: &Fields,
@@ -725,7 +750,7 @@ pub async fn authorise(State(web): State<Web>, Path(id): Path<String>, posted: P
 }
 
 /// Violations of `measures[i]` named by the form's field of that measure (`measure.ABR`).
-fn rename_measures(status: tonic::Status, codes: &[String]) -> tonic::Status {
+pub(super) fn rename_measures(status: tonic::Status, codes: &[String]) -> tonic::Status {
     let violations = crate::form::violations(&status);
     if !violations.iter().any(|(f, _)| f.starts_with("measures[")) {
         return status;

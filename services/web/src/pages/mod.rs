@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod episode_corrections;
 pub mod episodes;
 pub mod history;
 pub mod patients;
