@@ -422,6 +422,7 @@ fn seeds(ids: &Ids) -> Vec<Seed> {
                 follow_up_months: 6,
                 source: "https://has-sante.fr/decision".into(),
                 confirmed: true,
+                requires_national_rcp: false,
             },
         ),
         seed(
@@ -843,6 +844,7 @@ async fn mutated_requests_never_break_the_server(backend: Backend) {
             follow_up_months: 6,
             source: "https://ansm.sante.fr/cpc".into(),
             confirmed: true,
+            requires_national_rcp: false,
         })
         .await
         .expect("framework")

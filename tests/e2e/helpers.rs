@@ -360,6 +360,7 @@ impl TestApp {
             rcp: Some(pb::Rcp {
                 date: "2026-01-10".into(),
                 opinion: pb::RcpOpinion::Favourable as i32,
+                level: 0,
             }),
             off_label: None,
             dosage: Some(pb::Dosage {

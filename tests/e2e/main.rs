@@ -13,6 +13,7 @@ mod hardening;
 mod health;
 mod helpers;
 mod hostile;
+mod rcp;
 mod redaction;
 mod reference_releases;
 mod registry;

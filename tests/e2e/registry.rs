@@ -1321,6 +1321,7 @@ async fn closed_cohorts_and_framework_lifecycles_gate_new_episodes(backend: Back
             follow_up_months: 6,
             source: "test".into(),
             confirmed: false,
+            requires_national_rcp: false,
         })
         .await
         .unwrap()
@@ -2055,6 +2056,7 @@ async fn frameworks_over_their_cap_or_due_for_renewal_are_on_the_worklist(backen
                 follow_up_months: 6,
                 source: "test".into(),
                 confirmed: true,
+                requires_national_rcp: false,
             })
             .await
             .expect("framework")

@@ -311,6 +311,7 @@ fn request(path: &str, s: &Side, tag: &str) -> (Kind, Bytes) {
                 rcp: Some(pb::Rcp {
                     date: "2026-01-30".into(),
                     opinion: pb::RcpOpinion::Favourable as i32,
+                    level: 0,
                 }),
                 authorisation: Some(pb::AuthorisationRequest {
                     submitted_date: "2026-02-01".into(),

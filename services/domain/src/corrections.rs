@@ -383,6 +383,7 @@ mod tests {
             confirmed: true,
             suspended_from: None,
             suspended_on: None,
+            requires_national_rcp: false,
         }
     }
 

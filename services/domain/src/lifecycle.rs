@@ -175,6 +175,12 @@ pub fn declare_episode(
         );
     }
     v.into_result()?;
+    if let Some(f) = ctx
+        .framework
+        .filter(|f| f.requires_national_rcp && d.pathway.needs_framework())
+    {
+        check_national_rcp(f, d.rcp.as_ref())?;
+    }
 
     let authorisation = match (&d.authorisation, authorisation_id.clone()) {
         (Some(req), Some(_)) if d.pathway.needs_authorisation() => Some(Authorisation {
@@ -219,6 +225,31 @@ pub fn declare_episode(
         dispense_first: d.dispense_first,
     };
     Ok((episode, authorisation))
+}
+
+/// A framework granted on condition of a national RCP's favourable opinion takes a declaration
+/// only with one (FAILED_PRECONDITION saying what is missing).
+fn check_national_rcp(f: &Framework, rcp: Option<&Rcp>) -> Result<(), DomainError> {
+    use crate::model::RcpLevel;
+    let missing = match rcp {
+        None => "no RCP opinion is recorded".to_owned(),
+        Some(r) if r.level != Some(RcpLevel::National) => format!(
+            "the RCP recorded is {}",
+            r.level
+                .map_or("of no stated level (rcp.level)", |l| if l == RcpLevel::Local {
+                    "a local one"
+                } else {
+                    "national"
+                })
+        ),
+        Some(r) if !r.opinion.is_favourable() => format!("the national RCP's opinion is {}", r.opinion),
+        Some(_) => return Ok(()),
+    };
+    Err(DomainError::Precondition(format!(
+        "the framework {} requires a favourable opinion of a national RCP (rcp.level NATIONAL, opinion FAVOURABLE or \
+         FAVOURABLE_WITH_CONDITIONS): {missing}",
+        f.decision_reference
+    )))
 }
 
 /// A lifecycle step of an episode.
@@ -843,6 +874,7 @@ mod tests {
             confirmed: true,
             suspended_from: None,
             suspended_on: None,
+            requires_national_rcp: false,
         }
     }
 

@@ -178,6 +178,22 @@ coded_enum!(RcpOpinion {
     Favourable = "FAVOURABLE",
     Unfavourable = "UNFAVOURABLE",
     Deferred = "DEFERRED",
+    FavourableWithConditions = "FAVOURABLE_WITH_CONDITIONS",
+});
+
+impl RcpOpinion {
+    /// The treatment may go ahead (with or without conditions).
+    pub fn is_favourable(self) -> bool {
+        matches!(self, RcpOpinion::Favourable | RcpOpinion::FavourableWithConditions)
+    }
+}
+
+coded_enum!(
+    /// Which multidisciplinary meeting gave the opinion: the filière's national RCP, or the
+    /// centre's local one.
+    RcpLevel {
+    National = "NATIONAL",
+    Local = "LOCAL",
 });
 
 coded_enum!(OffLabelAxis {
@@ -452,6 +468,10 @@ pub struct Framework {
     pub follow_up_months: u32,
     pub source: String,
     pub confirmed: bool,
+    /// A declaration under it needs a favourable opinion of a national RCP (risdiplam's cohort
+    /// ATU was granted on that condition).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub requires_national_rcp: bool,
     /// While SUSPENDED: the state it was suspended from, and since when.
     #[serde(default)]
     pub suspended_from: Option<FrameworkStatus>,
@@ -633,6 +653,9 @@ pub struct Patient {
 pub struct Rcp {
     pub date: NaiveDate,
     pub opinion: RcpOpinion,
+    /// `None`: not said (opinions recorded before the level was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<RcpLevel>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

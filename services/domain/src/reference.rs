@@ -47,6 +47,7 @@ pub struct FrameworkRef {
     pub protocol_version: &'static str,
     pub follow_up_months: u32,
     pub confirmed: bool,
+    pub requires_national_rcp: bool,
 }
 
 pub const DISEASES_CSV: &str = include_str!("../reference/diseases.csv");
@@ -118,6 +119,7 @@ pub static FRAMEWORKS: LazyLock<Vec<FrameworkRef>> = LazyLock::new(|| {
             protocol_version: field(&r, 11),
             follow_up_months: field(&r, 12).parse().unwrap_or(0),
             confirmed: field(&r, 13) == "true",
+            requires_national_rcp: field(&r, 14) == "true",
         })
         .collect()
 });

@@ -156,6 +156,7 @@ mod tests {
             confirmed: true,
             suspended_from: None,
             suspended_on: None,
+            requires_national_rcp: false,
         }
     }
 

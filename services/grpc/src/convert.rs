@@ -180,9 +180,14 @@ pub fn rcp(v: &mut Violations, field: &str, r: Option<&pb::Rcp>) -> Option<m::Rc
         &format!("{field}.opinion"),
         enum_in!(r.opinion, pb::RcpOpinion, "RCP_OPINION_", m::RcpOpinion),
     );
+    let level = v.check(
+        &format!("{field}.level"),
+        enum_in_opt!(r.level, pb::RcpLevel, "RCP_LEVEL_", m::RcpLevel),
+    );
     Some(m::Rcp {
         date: date?,
         opinion: opinion?,
+        level: level?,
     })
 }
 
@@ -502,6 +507,7 @@ pub fn framework(v: &Versioned<m::Framework>) -> pb::Framework {
         follow_up_months: i32::try_from(f.follow_up_months).unwrap_or(i32::MAX),
         source: f.source.clone(),
         confirmed: f.confirmed,
+        requires_national_rcp: f.requires_national_rcp,
     }
 }
 
@@ -568,6 +574,7 @@ pub fn episode(v: &Versioned<m::Episode>) -> pb::Episode {
         rcp: e.rcp.as_ref().map(|r| pb::Rcp {
             date: r.date.to_string(),
             opinion: enum_out!(r.opinion, pb::RcpOpinion, "RCP_OPINION_"),
+            level: r.level.map_or(0, |l| enum_out!(l, pb::RcpLevel, "RCP_LEVEL_")),
         }),
         off_label: e.off_label.as_ref().map(|o| pb::OffLabelJustification {
             axes: o

@@ -453,6 +453,7 @@ pub fn parse_framework(r: &pb::CreateFrameworkRequest) -> Result<(String, m::Fra
         follow_up_months,
         source,
         confirmed: r.confirmed,
+        requires_national_rcp: r.requires_national_rcp,
         suspended_from: None,
         suspended_on: None,
     };

@@ -538,6 +538,7 @@ async fn set_up(app: &App, options: &SeedOptions, summary: &mut SeedSummary) -> 
             confirmed: false,
             suspended_from: None,
             suspended_on: None,
+            requires_national_rcp: false,
         };
         let w = write(app, Command::CreateFramework(framework.clone())).await?;
         summary.frameworks += 1;
@@ -860,6 +861,12 @@ async fn journey(app: &App, setup: &Setup, options: &SeedOptions, index: u32) ->
         rcp: (spec.filiere == "FILNEMUS" || rng.random_bool(0.4)).then_some(Rcp {
             date: request_date,
             opinion: RcpOpinion::Favourable,
+            // FILNEMUS cases go to the filière's national RCP (risdiplam required it).
+            level: Some(if spec.filiere == "FILNEMUS" {
+                RcpLevel::National
+            } else {
+                RcpLevel::Local
+            }),
         }),
         off_label: (spec.pathway == Pathway::OffLabel).then(|| OffLabelJustification {
             axes: vec![OffLabelAxis::Indication],

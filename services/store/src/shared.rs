@@ -1574,5 +1574,6 @@ fn shipped_framework(f: &reference::FrameworkRef, source: &str) -> Result<Framew
         confirmed: f.confirmed,
         suspended_from: None,
         suspended_on: None,
+        requires_national_rcp: f.requires_national_rcp,
     })
 }

@@ -1499,6 +1499,7 @@ async fn history_keeps_every_version_whatever_the_writes(db: Db) {
             rcp: Some(Rcp {
                 date: parse_date("2026-01-02").expect("date"),
                 opinion: RcpOpinion::Favourable,
+                level: None,
             }),
             off_label: None,
             dosage: None,

@@ -2,8 +2,8 @@
 
 use observatory_domain::model::{
     Adherence, AeOutcome, AuthorisationStatus, Causality, CentreType, CohortStatus, DiagnosisStatus,
-    EfficacyAssessment, EpisodeStatus, FrameworkStatus, OffLabelAxis, Pathway, RcpOpinion, RecordKind, Route, Sex,
-    StopReason, VitalStatus,
+    EfficacyAssessment, EpisodeStatus, FrameworkStatus, OffLabelAxis, Pathway, RcpLevel, RcpOpinion, RecordKind, Route,
+    Sex, StopReason, VitalStatus,
 };
 
 use crate::i18n::Lang;
@@ -28,6 +28,7 @@ pub static CODED: std::sync::LazyLock<Vec<(&'static str, Vec<&'static str>)>> = 
         ("ae_outcome", codes(AeOutcome::ALL, AeOutcome::code)),
         ("causality", codes(Causality::ALL, Causality::code)),
         ("rcp_opinion", codes(RcpOpinion::ALL, RcpOpinion::code)),
+        ("rcp_level", codes(RcpLevel::ALL, RcpLevel::code)),
         ("route", codes(Route::ALL, Route::code)),
         ("off_label_axis", codes(OffLabelAxis::ALL, OffLabelAxis::code)),
         ("vital_status", codes(VitalStatus::ALL, VitalStatus::code)),

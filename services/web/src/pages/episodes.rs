@@ -43,6 +43,7 @@ struct New {
     centres: Vec<String>,
     axes: Vec<(String, String)>,
     opinions: Vec<(String, String)>,
+    levels: Vec<(String, String)>,
     routes: Vec<(String, String)>,
 }
 
@@ -59,6 +60,8 @@ pub struct CohortView {
     /// declaration.
     pub per_patient: bool,
     pub off_label: bool,
+    /// The framework takes a declaration only with a favourable national RCP opinion.
+    pub requires_national_rcp: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,9 +84,10 @@ async fn cohort_view(web: &Web, signed: &Signed, id: &RecordId) -> Option<Cohort
         None => None,
         Some(fid) => refs::get_framework(app, &signed.call(op("GetFramework")), fid)
             .await
-            .ok()
-            .map(|f| framework_text(lang, &f)),
+            .ok(),
     };
+    let requires_national_rcp = framework.as_ref().is_some_and(|f| f.record.requires_national_rcp);
+    let framework = framework.map(|f| framework_text(lang, &f));
     let pathway = c.record.pathway;
     Some(CohortView {
         id: c.meta.id.clone(),
@@ -105,6 +109,7 @@ async fn cohort_view(web: &Web, signed: &Signed, id: &RecordId) -> Option<Cohort
         framework,
         per_patient: matches!(pathway, Pathway::Aac | Pathway::AtuNominative),
         off_label: pathway == Pathway::OffLabel,
+        requires_national_rcp,
     })
 }
 
@@ -175,6 +180,7 @@ async fn new_page(web: &Web, signed: &Signed, patient_id: &RecordId, cohort: &st
         centres,
         axes: labels::options(lang, "off_label_axis"),
         opinions: labels::options(lang, "rcp_opinion"),
+        levels: labels::options(lang, "rcp_level"),
         routes: labels::options(lang, "route"),
     });
     *r.status_mut() = StatusCode::OK;
@@ -213,9 +219,10 @@ fn declaration(f: &Fields) -> pb::DeclareEpisodeRequest {
         indication_orpha_code: f.get("indication_orpha_code").to_owned(),
         prescriber_rpps: f.get("prescriber_rpps").to_owned(),
         centre_finess: f.get("centre_finess").to_owned(),
-        rcp: some_of(&["rcp.date", "rcp.opinion"]).then(|| pb::Rcp {
+        rcp: some_of(&["rcp.date", "rcp.opinion", "rcp.level"]).then(|| pb::Rcp {
             date: f.get("rcp.date").to_owned(),
             opinion: pb_enum(f.get("rcp.opinion"), "RCP_OPINION_", pb::RcpOpinion::from_str_name),
+            level: pb_enum(f.get("rcp.level"), "RCP_LEVEL_", pb::RcpLevel::from_str_name),
         }),
         off_label: (pathway == "OFF_LABEL").then(|| pb::OffLabelJustification {
             axes: f
@@ -507,11 +514,16 @@ async fn episode_page(web: &Web, signed: &Signed, id: &RecordId, failed: Option<
             .rcp
             .as_ref()
             .map(|r| {
-                format!(
-                    "{} · {}",
-                    lang.date(r.date),
-                    page.label("rcp_opinion", r.opinion.code())
-                )
+                let level = r.level.map(|l| page.label("rcp_level", l.code()));
+                [
+                    Some(lang.date(r.date)),
+                    level,
+                    Some(page.label("rcp_opinion", r.opinion.code())),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" · ")
             })
             .unwrap_or_default(),
         off_label: e

@@ -480,6 +480,7 @@ pub struct FrameworkRow {
     pub validity: String,
     pub status: String,
     pub protocol: String,
+    pub requires_national_rcp: bool,
 }
 
 #[derive(Template)]
@@ -533,6 +534,7 @@ fn framework_row(
             x.follow_up_months,
             lang.t("frameworks.months")
         ),
+        requires_national_rcp: x.requires_national_rcp,
     }
 }
 
@@ -595,6 +597,7 @@ pub async fn create_framework(State(web): State<Web>, posted: Posted) -> Respons
         follow_up_months: f.get("follow_up_months").parse().unwrap_or(-1),
         source: f.get("source").to_owned(),
         confirmed: f.ticked("confirmed"),
+        requires_national_rcp: f.ticked("requires_national_rcp"),
     };
     let outcome = match observatory_grpc::parse::parse_framework(&request) {
         Err(s) => Err(s),
