@@ -39,6 +39,8 @@ pub const MAX_ITEMS: &[(&str, usize)] = &[
     ("observatory.v1.OffLabelJustification.axes", 4),
     ("observatory.v1.RecordFollowUpRequest.measures", 50),
     ("observatory.v1.MeasureList.measures", 50),
+    // Each of the six criteria at most once.
+    ("observatory.v1.CaseDetails.seriousness", 6),
     // Each of the nine record kinds at most once.
     ("observatory.v1.WatchChangesRequest.kinds", 9),
 ];

@@ -53,7 +53,7 @@ async fn reasons(app: &mut TestApp, kind: pb::RecordKind, id: &str) -> Vec<Strin
 
 /// A granted and started AAC (request 2026-01-12, grant 2026-01-15, first administration
 /// 2026-01-20) with a visit on 2026-02-20: (episode, authorisation, visit).
-async fn started_aac(app: &mut TestApp, rpps: &str, n: u32) -> (String, String, String) {
+pub(crate) async fn started_aac(app: &mut TestApp, rpps: &str, n: u32) -> (String, String, String) {
     let cohort = app.aac_cohort().await.meta.expect("meta").id;
     let patient = app.patient(n).await.meta.expect("meta").id;
     let declared = app

@@ -605,6 +605,10 @@ fn seeds(ids: &Ids) -> Vec<Seed> {
                 serious: true,
                 outcome: 1,
                 causality: 1,
+                case_details: Some(pb::CaseDetails {
+                    seriousness: vec![pb::SeriousnessCriterion::Hospitalisation as i32],
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
         ),
@@ -638,6 +642,7 @@ fn seeds(ids: &Ids) -> Vec<Seed> {
                 causality: 2,
                 pv_declaration_date: "2026-03-05".into(),
                 pv_reference: "CRPV-2026-1".into(),
+                case_details: None,
             },
         ),
         seed(

@@ -13,6 +13,7 @@ mod hardening;
 mod health;
 mod helpers;
 mod hostile;
+mod pharmacovigilance;
 mod rcp;
 mod redaction;
 mod reference_releases;

@@ -301,6 +301,7 @@ async fn a_release_that_drops_codes_in_use_leaves_history_readable(backend: Back
         causality: pb::Causality::PossiblyRelated as i32,
         pv_declaration_date: String::new(),
         pv_reference: String::new(),
+        case_details: None,
     };
     app.registry
         .record_adverse_event(adverse_event("ae-1", "10022086", "10018065"))
@@ -347,6 +348,30 @@ async fn a_release_that_drops_codes_in_use_leaves_history_readable(backend: Back
         .record_adverse_event(adverse_event("ae-3", "90000101", "90000002"))
         .await
         .expect("a PT and SOC of the release");
+    // The lowest level term reported: one of the release, under the event's PT.
+    let with_llt = |key: &str, llt: &str| pb::RecordAdverseEventRequest {
+        case_details: Some(pb::CaseDetails {
+            meddra_llt_code: llt.into(),
+            ..Default::default()
+        }),
+        ..adverse_event(key, "90000101", "90000002")
+    };
+    let refused = app
+        .registry
+        .record_adverse_event(with_llt("ae-4", "90001003"))
+        .await
+        .expect_err("an LLT of another PT");
+    assert_eq!(reason_of(&refused, "case_details.meddra_llt_code"), "OTHER_PT");
+    let refused = app
+        .registry
+        .record_adverse_event(with_llt("ae-5", "90009999"))
+        .await
+        .expect_err("an LLT not in the release");
+    assert_eq!(reason_of(&refused, "case_details.meddra_llt_code"), "UNKNOWN_CODE");
+    app.registry
+        .record_adverse_event(with_llt("ae-6", "90001001"))
+        .await
+        .expect("an LLT of the event's PT");
 
     // The imports are in the audit trail, as the command line's; the shipped release in the
     // event of the migration that recorded it.

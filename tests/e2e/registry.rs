@@ -446,6 +446,10 @@ async fn an_aac_journey_is_recorded_and_every_version_can_be_read_back(backend: 
             causality: pb::Causality::PossiblyRelated as i32,
             pv_declaration_date: "2026-05-03".into(),
             pv_reference: "PV-2026-42".into(),
+            case_details: Some(pb::CaseDetails {
+                seriousness: vec![pb::SeriousnessCriterion::Hospitalisation as i32],
+                ..Default::default()
+            }),
         })
         .await
         .expect("adverse event")
@@ -1270,6 +1274,7 @@ async fn corrections_keep_their_reason_in_history(backend: Backend) {
         causality: 0,
         pv_declaration_date: pv_date.into(),
         pv_reference: pv_reference.into(),
+        case_details: None,
     };
     let err = app
         .registry

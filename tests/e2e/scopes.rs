@@ -211,6 +211,7 @@ fn adverse_event_request(episode: &str, key: &str) -> pb::RecordAdverseEventRequ
         causality: pb::Causality::PossiblyRelated as i32,
         pv_declaration_date: String::new(),
         pv_reference: String::new(),
+        case_details: None,
     }
 }
 

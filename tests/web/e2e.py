@@ -281,11 +281,11 @@ try:
     check("10019211" in body(driver), "the adverse event is recorded")
     # Reported to the regional pharmacovigilance centre afterwards: completed, with a reason.
     driver.find_element(By.XPATH, "//summary[contains(., 'Compléter ou corriger')]").click()
-    set_value(driver, "pv_declaration_date", TODAY.isoformat())
-    driver.find_element(By.ID, "pv_reference").send_keys("CRPV-PARIS-2026-118")
+    set_value(driver, "fix_event.pv_declaration_date", TODAY.isoformat())
+    driver.find_element(By.ID, "fix_event.pv_reference").send_keys("CRPV-PARIS-2026-118")
     click_and_wait(driver, driver.find_element(By.XPATH, "//form[contains(@action, '/adverse-events/update')]//button"))
-    check(driver.find_elements(By.ID, "reason-error"), "a correction without a reason is refused")
-    driver.find_element(By.ID, "reason").send_keys("déclaré au CRPV")
+    check(driver.find_elements(By.ID, "fix_event.reason-error"), "a correction without a reason is refused")
+    driver.find_element(By.ID, "fix_event.reason").send_keys("déclaré au CRPV")
     click_and_wait(driver, driver.find_element(By.XPATH, "//form[contains(@action, '/adverse-events/update')]//button"))
     check("CRPV-PARIS-2026-118" in body(driver), "the adverse event's declaration is completed")
     audit_page(driver, "episode")
@@ -305,6 +305,19 @@ try:
     driver.find_element(By.ID, "fix_visit.reason").send_keys("poids du dossier hospitalier")
     click_and_wait(driver, driver.find_element(By.XPATH, "//form[contains(@action, '/follow-ups/update')]//button"))
     check("32 kg" in body(driver), "the visit's weight is corrected")
+    # A serious event names its seriousness criteria, as a valid pharmacovigilance case does.
+    driver.find_element(By.ID, "meddra_pt_code").send_keys("10022086")
+    driver.find_element(By.ID, "serious").click()
+    Select(driver.find_element(By.ID, "outcome")).select_by_value("RECOVERING")
+    Select(driver.find_element(By.ID, "causality")).select_by_value("POSSIBLY_RELATED")
+    click_and_wait(driver, driver.find_element(By.XPATH, "//button[contains(., \"Enregistrer l'événement\")]"))
+    check(driver.find_elements(By.ID, "case_details.seriousness-error"), "a serious event without criteria is refused")
+    driver.find_element(By.ID, "criterion-HOSPITALISATION").click()
+    Select(driver.find_element(By.ID, "case_details.action_taken")).select_by_value("WITHDRAWN")
+    Select(driver.find_element(By.ID, "case_details.reporter")).select_by_value("PHYSICIAN")
+    driver.find_element(By.ID, "case_details.batch").send_keys("LOT-24A17")
+    click_and_wait(driver, driver.find_element(By.XPATH, "//button[contains(., \"Enregistrer l'événement\")]"))
+    check("Hospitalisation (ou sa prolongation)" in body(driver), "the serious event and its criterion are recorded")
 
     Select(driver.find_element(By.ID, "stop.reason")).select_by_value("ADVERSE_EVENT")
     submit_form_with(driver, "transition", "stop")
@@ -380,7 +393,11 @@ try:
     visits = registry.ListFollowUps(registry_pb2.ListByEpisodeRequest(episode_id=episode_id), metadata=meta(prescriber))
     check(len(visits.follow_ups) == 1 and visits.follow_ups[0].measures[0].value == 2.5, "gRPC reads the visit")
     events = registry.ListAdverseEvents(registry_pb2.ListByEpisodeRequest(episode_id=episode_id), metadata=meta(prescriber))
-    check(len(events.adverse_events) == 1 and events.adverse_events[0].meddra_pt_code == "10019211", "gRPC reads the event")
+    check(len(events.adverse_events) == 2 and events.adverse_events[0].meddra_pt_code == "10019211", "gRPC reads the events")
+    serious = events.adverse_events[1]
+    check(list(serious.case_details.seriousness) == [registry_pb2.SERIOUSNESS_CRITERION_HOSPITALISATION]
+          and serious.case_details.batch == "LOT-24A17"
+          and serious.case_details.action_taken == registry_pb2.DRUG_ACTION_WITHDRAWN, "gRPC reads the case fields typed in the form")
     trail, _ = cli("audit", "export", "--from", "2000-01-01", "--to", "2100-01-01")
     actions = {}
     for line in trail.splitlines():

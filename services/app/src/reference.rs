@@ -59,10 +59,36 @@ pub(crate) fn check_codes(catalogue: &Catalogue, command: &Command) -> Result<()
             if let Some(soc) = &ae.meddra_soc {
                 catalogue.check_meddra(&mut v, "meddra_soc_code", EntryKind::MeddraSoc, soc.as_str());
             }
+            if let Some(llt) = &ae.details.meddra_llt {
+                check_llt(catalogue, &mut v, llt.as_str(), Some(ae.meddra_pt.as_str()));
+            }
+        }
+        Command::UpdateAdverseEvent { update, .. } => {
+            if let Some(llt) = update.details.as_ref().and_then(|d| d.meddra_llt.as_ref()) {
+                check_llt(catalogue, &mut v, llt.as_str(), None);
+            }
         }
         _ => {}
     }
     v.into_result()
+}
+
+/// An LLT of the MedDRA release in force (when one is), under the event's PT when it is known.
+fn check_llt(catalogue: &Catalogue, v: &mut Violations, llt: &str, pt: Option<&str>) {
+    const FIELD: &str = "case_details.meddra_llt_code";
+    catalogue.check_meddra(v, FIELD, EntryKind::MeddraLlt, llt);
+    let parent = catalogue
+        .meddra(EntryKind::MeddraLlt, llt)
+        .and_then(|t| t.parent.as_deref());
+    if let (Some(parent), Some(pt)) = (parent, pt)
+        && parent != pt
+    {
+        v.push(
+            FIELD,
+            "OTHER_PT",
+            "is a lowest level term of another preferred term than meddra_pt_code",
+        );
+    }
 }
 
 /// What an import recorded.

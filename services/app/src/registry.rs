@@ -309,6 +309,7 @@ pub async fn record_adverse_event(
     event: AdverseEvent,
 ) -> AppResult<Versioned<AdverseEvent>> {
     registration::check_pv_declaration(event.pv_declaration_date.is_some(), event.pv_reference.is_some(), true)?;
+    observatory_domain::lifecycle::check_new_adverse_event(&event)?;
     let episode = event.episode_id.clone();
     let w = write(
         app,

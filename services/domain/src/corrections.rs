@@ -63,6 +63,8 @@ pub struct AdverseEventUpdate {
     pub causality: Option<Causality>,
     /// Declaration to pharmacovigilance (date, reference), typically added later.
     pub pv_declaration: Option<(NaiveDate, String)>,
+    /// Replaces every E2B case field.
+    pub details: Option<crate::model::CaseDetails>,
 }
 
 pub fn update_adverse_event(
@@ -84,6 +86,9 @@ pub fn update_adverse_event(
     if let Some((date, reference)) = &u.pv_declaration {
         next.pv_declaration_date = Some(*date);
         next.pv_reference = Some(reference.clone());
+    }
+    if let Some(d) = &u.details {
+        next.details = d.clone();
     }
     unchanged_is_invalid(current == &next)?;
     crate::lifecycle::check_adverse_event(episode, &next, today)?;

@@ -817,7 +817,89 @@ pub fn check_adverse_event(episode: &Episode, ae: &AdverseEvent, today: NaiveDat
             v.push("pv_declaration_date", "IN_FUTURE", "must not be in the future");
         }
     }
+    check_case_details(ae, today, &mut v);
     v.into_result()
+}
+
+/// The E2B(R3) case fields against the event and each other.
+fn check_case_details(ae: &AdverseEvent, today: NaiveDate, v: &mut Violations) {
+    use crate::model::{AeOutcome, ChallengeResult, DrugAction, SeriousnessCriterion as C};
+    let d = &ae.details;
+    for (i, c) in d.seriousness.iter().enumerate() {
+        if d.seriousness[..i].contains(c) {
+            v.push(
+                format!("case_details.seriousness[{i}]"),
+                "DUPLICATE",
+                "each criterion at most once",
+            );
+        }
+    }
+    if !ae.serious && !d.seriousness.is_empty() {
+        v.push(
+            "serious",
+            "CONTRADICTS_CRITERIA",
+            "an event with seriousness criteria is serious",
+        );
+    }
+    let death = d.seriousness.contains(&C::Death);
+    if death && ae.outcome != AeOutcome::Fatal {
+        v.push(
+            "outcome",
+            "CONTRADICTS_CRITERIA",
+            "an event that resulted in death has the outcome FATAL",
+        );
+    }
+    if ae.outcome == AeOutcome::Fatal && !ae.serious {
+        v.push("serious", "FATAL_IS_SERIOUS", "a fatal event is serious");
+    }
+    if ae.outcome == AeOutcome::Fatal && !d.seriousness.is_empty() && !death {
+        v.push(
+            "case_details.seriousness",
+            "DEATH_MISSING",
+            "a fatal event names the criterion DEATH",
+        );
+    }
+    if let Some(end) = d.end_date {
+        if end < ae.onset_date {
+            v.push("case_details.end_date", "BEFORE_ONSET", "must not be before onset_date");
+        }
+        if end > today {
+            v.push("case_details.end_date", "IN_FUTURE", "must not be in the future");
+        }
+        if matches!(ae.outcome, AeOutcome::Recovering | AeOutcome::NotRecovered) {
+            v.push(
+                "case_details.end_date",
+                "NOT_ENDED",
+                format!("a reaction whose outcome is {} has not ended", ae.outcome),
+            );
+        }
+    }
+    let reduced = matches!(d.action_taken, Some(DrugAction::Withdrawn | DrugAction::DoseReduced));
+    if matches!(
+        d.dechallenge,
+        Some(ChallengeResult::Positive | ChallengeResult::Negative)
+    ) && !reduced
+    {
+        v.push(
+            "case_details.dechallenge",
+            "NOT_APPLICABLE",
+            "a dechallenge follows a drug withdrawn or its dose reduced (action_taken)",
+        );
+    }
+}
+
+/// A serious event recorded now names its seriousness criteria (events recorded before the
+/// criteria existed stay as they are when corrected).
+pub fn check_new_adverse_event(ae: &AdverseEvent) -> Result<(), DomainError> {
+    if ae.serious && ae.details.seriousness.is_empty() {
+        return Err(DomainError::invalid(
+            "case_details.seriousness",
+            "REQUIRED",
+            "a serious event names at least one seriousness criterion (death, life-threatening, hospitalisation, \
+             disability, congenital anomaly, other medically important)",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -262,6 +262,51 @@ coded_enum!(AeOutcome {
     Unknown = "UNKNOWN",
 });
 
+coded_enum!(
+    /// ICH E2B(R3) E.i.3.2: why an event is serious.
+    SeriousnessCriterion {
+        Death = "DEATH",
+        LifeThreatening = "LIFE_THREATENING",
+        Hospitalisation = "HOSPITALISATION",
+        Disability = "DISABILITY",
+        CongenitalAnomaly = "CONGENITAL_ANOMALY",
+        OtherMedicallyImportant = "OTHER_MEDICALLY_IMPORTANT",
+    }
+);
+
+coded_enum!(
+    /// ICH E2B(R3) G.k.8: what was done with the suspect drug.
+    DrugAction {
+        Withdrawn = "WITHDRAWN",
+        DoseReduced = "DOSE_REDUCED",
+        DoseIncreased = "DOSE_INCREASED",
+        DoseNotChanged = "DOSE_NOT_CHANGED",
+        Unknown = "UNKNOWN",
+        NotApplicable = "NOT_APPLICABLE",
+    }
+);
+
+coded_enum!(
+    /// Dechallenge (did the reaction abate when the drug was stopped or reduced?) and
+    /// rechallenge (did it recur when the drug was given again?), ICH E2B(R3) G.k.9.i.4.
+    ChallengeResult {
+        Positive = "POSITIVE",
+        Negative = "NEGATIVE",
+        Unknown = "UNKNOWN",
+        NotDone = "NOT_DONE",
+    }
+);
+
+coded_enum!(
+    /// ICH E2B(R3) C.2.r.4: the qualification of the primary source.
+    ReporterQualification {
+        Physician = "PHYSICIAN",
+        Pharmacist = "PHARMACIST",
+        OtherHealthProfessional = "OTHER_HEALTH_PROFESSIONAL",
+        Consumer = "CONSUMER",
+    }
+);
+
 coded_enum!(Causality {
     Related = "RELATED",
     PossiblyRelated = "POSSIBLY_RELATED",
@@ -752,6 +797,41 @@ pub struct AdverseEvent {
     pub causality: Causality,
     pub pv_declaration_date: Option<NaiveDate>,
     pub pv_reference: Option<String>,
+    /// What a pharmacovigilance centre needs for a valid case (events recorded before these
+    /// fields existed have none).
+    #[serde(default, skip_serializing_if = "CaseDetails::is_empty")]
+    pub details: CaseDetails,
+}
+
+/// The fields of an ICH E2B(R3) individual case that the registry holds besides the event's
+/// term, onset, seriousness, outcome and causality.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CaseDetails {
+    /// Each criterion at most once; a serious event names at least one.
+    pub seriousness: Vec<SeriousnessCriterion>,
+    /// The end of the reaction (recovered, with sequelae, or the date of death).
+    pub end_date: Option<NaiveDate>,
+    /// The MedDRA lowest level term the reporter used, under the event's PT.
+    pub meddra_llt: Option<MeddraCode>,
+    pub action_taken: Option<DrugAction>,
+    pub dechallenge: Option<ChallengeResult>,
+    pub rechallenge: Option<ChallengeResult>,
+    /// The suspect drug's dose, frequency and route when the reaction occurred.
+    pub suspect_dosage: Option<Dosage>,
+    /// Batch or lot number, up to 35 characters.
+    pub batch: Option<String>,
+    pub reporter: Option<ReporterQualification>,
+    /// The case narrative, up to 2000 characters: clinical course only, never identity.
+    pub narrative: Option<String>,
+    /// The drug was used outside its marketing authorisation when the reaction occurred.
+    pub off_label_use: bool,
+}
+
+impl CaseDetails {
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 #[cfg(test)]

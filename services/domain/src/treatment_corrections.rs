@@ -391,11 +391,15 @@ pub fn update_follow_up(
     if current == &next {
         return Err(unchanged());
     }
-    // The episode as it was before any visit: the checks of a new visit apply.
+    // The checks of a new visit on the episode as it was when its visits began: started
+    // (whatever happened since: a stop, a switch, a transfer), or declared; a treatment
+    // stopped before it was given takes none.
     let mut bare = episode.clone();
-    if matches!(bare.status, EpisodeStatus::Ongoing) {
-        bare.status = EpisodeStatus::Initiated;
-    }
+    bare.status = match (episode.first_administration_date, episode.status) {
+        (Some(_), _) => EpisodeStatus::Initiated,
+        (None, EpisodeStatus::Stopped) => EpisodeStatus::Stopped,
+        (None, _) => EpisodeStatus::Declared,
+    };
     crate::lifecycle::record_follow_up(&bare, &next, today)?;
     let mut dates = other_visits.to_vec();
     dates.push(next.visit_date);
@@ -612,6 +616,18 @@ mod tests {
         let (next, status) = update_follow_up(&visit, &e, &[], &u, day("2026-06-01")).expect("corrected");
         assert_eq!(next.weight_kg, Some(61.5));
         assert_eq!(status, EpisodeStatus::Initiated);
+        // A visit of a treatment since switched stays correctable.
+        let switched = Episode {
+            status: EpisodeStatus::Switched,
+            end_date: Some(day("2026-04-01")),
+            ..e.clone()
+        };
+        let u2 = FollowUpUpdate {
+            adherence: Some(Adherence::Partial),
+            ..Default::default()
+        };
+        let (_, status) = update_follow_up(&visit, &switched, &[], &u2, day("2026-06-01")).expect("corrected");
+        assert_eq!(status, EpisodeStatus::Switched);
         let u = FollowUpUpdate {
             visit_date: Some(day("2025-09-01")),
             ..Default::default()

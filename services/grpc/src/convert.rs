@@ -252,6 +252,120 @@ pub fn dosage(v: &mut Violations, field: &str, d: Option<&pb::Dosage>) -> Option
     })
 }
 
+/// The E2B case fields of an adverse event; violations under `field`. Absent: no details.
+pub fn case_details(v: &mut Violations, field: &str, d: Option<&pb::CaseDetails>) -> m::CaseDetails {
+    let Some(d) = d else {
+        return m::CaseDetails::default();
+    };
+    let f = |name: &str| format!("{field}.{name}");
+    let mut seriousness = Vec::with_capacity(d.seriousness.len());
+    for (i, raw) in d.seriousness.iter().enumerate() {
+        if let Some(c) = v.check(
+            &f(&format!("seriousness[{i}]")),
+            enum_in!(
+                *raw,
+                pb::SeriousnessCriterion,
+                "SERIOUSNESS_CRITERION_",
+                m::SeriousnessCriterion
+            ),
+        ) {
+            seriousness.push(c);
+        }
+    }
+    let opt_text =
+        |v: &mut Violations, name: &str, raw: &str, max: usize| v.check(&f(name), optional(raw, text(max))).flatten();
+    m::CaseDetails {
+        seriousness,
+        end_date: v.check(&f("end_date"), optional(&d.end_date, date)).flatten(),
+        meddra_llt: v
+            .check(&f("meddra_llt_code"), optional(&d.meddra_llt_code, meddra))
+            .flatten(),
+        action_taken: v
+            .check(
+                &f("action_taken"),
+                enum_in_opt!(d.action_taken, pb::DrugAction, "DRUG_ACTION_", m::DrugAction),
+            )
+            .flatten(),
+        dechallenge: v
+            .check(
+                &f("dechallenge"),
+                enum_in_opt!(
+                    d.dechallenge,
+                    pb::ChallengeResult,
+                    "CHALLENGE_RESULT_",
+                    m::ChallengeResult
+                ),
+            )
+            .flatten(),
+        rechallenge: v
+            .check(
+                &f("rechallenge"),
+                enum_in_opt!(
+                    d.rechallenge,
+                    pb::ChallengeResult,
+                    "CHALLENGE_RESULT_",
+                    m::ChallengeResult
+                ),
+            )
+            .flatten(),
+        suspect_dosage: dosage(v, &f("suspect_dosage"), d.suspect_dosage.as_ref()),
+        batch: opt_text(v, "batch", &d.batch, 35),
+        reporter: v
+            .check(
+                &f("reporter"),
+                enum_in_opt!(
+                    d.reporter,
+                    pb::ReporterQualification,
+                    "REPORTER_QUALIFICATION_",
+                    m::ReporterQualification
+                ),
+            )
+            .flatten(),
+        narrative: opt_text(v, "narrative", &d.narrative, 2000),
+        off_label_use: d.off_label_use,
+    }
+}
+
+fn case_details_out(x: &m::CaseDetails) -> Option<pb::CaseDetails> {
+    if x.is_empty() {
+        return None;
+    }
+    Some(pb::CaseDetails {
+        seriousness: x
+            .seriousness
+            .iter()
+            .map(|c| enum_out!(*c, pb::SeriousnessCriterion, "SERIOUSNESS_CRITERION_"))
+            .collect(),
+        end_date: d(x.end_date),
+        meddra_llt_code: s(x.meddra_llt.as_ref()),
+        action_taken: x
+            .action_taken
+            .map_or(0, |a| enum_out!(a, pb::DrugAction, "DRUG_ACTION_")),
+        dechallenge: x
+            .dechallenge
+            .map_or(0, |c| enum_out!(c, pb::ChallengeResult, "CHALLENGE_RESULT_")),
+        rechallenge: x
+            .rechallenge
+            .map_or(0, |c| enum_out!(c, pb::ChallengeResult, "CHALLENGE_RESULT_")),
+        suspect_dosage: x.suspect_dosage.as_ref().map(dosage_out),
+        batch: x.batch.clone().unwrap_or_default(),
+        reporter: x.reporter.map_or(0, |r| {
+            enum_out!(r, pb::ReporterQualification, "REPORTER_QUALIFICATION_")
+        }),
+        narrative: x.narrative.clone().unwrap_or_default(),
+        off_label_use: x.off_label_use,
+    })
+}
+
+fn dosage_out(x: &m::Dosage) -> pb::Dosage {
+    pb::Dosage {
+        dose: x.dose,
+        unit: x.unit.clone(),
+        frequency: x.frequency.clone(),
+        route: enum_out!(x.route, pb::Route, "ROUTE_"),
+    }
+}
+
 pub fn diagnoses(v: &mut Violations, raw: &[pb::Diagnosis]) -> Vec<m::Diagnosis> {
     if raw.len() > 20 {
         v.push("diagnoses", "TOO_MANY", "must hold at most 20 diagnoses");
@@ -584,12 +698,7 @@ pub fn episode(v: &Versioned<m::Episode>) -> pb::Episode {
                 .collect(),
             evidence_reference: o.evidence_reference.clone(),
         }),
-        dosage: e.dosage.as_ref().map(|x| pb::Dosage {
-            dose: x.dose,
-            unit: x.unit.clone(),
-            frequency: x.frequency.clone(),
-            route: enum_out!(x.route, pb::Route, "ROUTE_"),
-        }),
+        dosage: e.dosage.as_ref().map(dosage_out),
         request_date: e.request_date.to_string(),
         decision_date: d(e.decision_date),
         first_administration_date: d(e.first_administration_date),
@@ -659,6 +768,7 @@ pub fn adverse_event(v: &Versioned<m::AdverseEvent>) -> pb::AdverseEvent {
         causality: enum_out!(a.causality, pb::Causality, "CAUSALITY_"),
         pv_declaration_date: d(a.pv_declaration_date),
         pv_reference: a.pv_reference.clone().unwrap_or_default(),
+        case_details: case_details_out(&a.details),
     }
 }
 

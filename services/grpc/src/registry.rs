@@ -971,6 +971,7 @@ pub fn parse_adverse_event(r: &pb::RecordAdverseEventRequest) -> Result<(String,
     );
     let pv_declaration_date = v.check("pv_declaration_date", c::optional(&r.pv_declaration_date, c::date));
     let pv_reference = v.check("pv_reference", c::optional(&r.pv_reference, c::text(100)));
+    let details = c::case_details(&mut v, "case_details", r.case_details.as_ref());
     all_some!(v; key, episode_id, onset_date, meddra_pt, meddra_soc, outcome, causality, pv_declaration_date, pv_reference);
     Ok((
         key,
@@ -984,6 +985,7 @@ pub fn parse_adverse_event(r: &pb::RecordAdverseEventRequest) -> Result<(String,
             causality,
             pv_declaration_date,
             pv_reference,
+            details,
         },
     ))
 }
@@ -1054,6 +1056,10 @@ pub fn parse_adverse_event_update(
         (Some(None), Some(None)) => Some(None),
         _ => None,
     };
+    let details = r
+        .case_details
+        .as_ref()
+        .map(|d| c::case_details(&mut v, "case_details", Some(d)));
     all_some!(v; id, expected, reason, outcome, causality, pv_declaration);
     Ok((
         id,
@@ -1063,6 +1069,7 @@ pub fn parse_adverse_event_update(
             outcome,
             causality,
             pv_declaration,
+            details,
         },
         reason,
     ))

@@ -1040,6 +1040,8 @@ async fn journey(app: &App, setup: &Setup, options: &SeedOptions, index: u32) ->
     // Adverse events: about 0.3 per patient-year, 15% serious.
     let years = (last_day - start).num_days() as f64 / 365.25;
     let events = poisson(&mut rng, 0.3 * years);
+    // The case fields from a stream of their own: the other seeded values stay as they were.
+    let mut case_rng = StdRng::seed_from_u64(options.seed.wrapping_mul(0xE2B3_CA5E) ^ u64::from(index));
     for _ in 0..events {
         let (pt, soc) = *pick(&mut rng, ADVERSE_EVENTS);
         let onset = date_between(&mut rng, start, last_day);
@@ -1068,7 +1070,10 @@ async fn journey(app: &App, setup: &Setup, options: &SeedOptions, index: u32) ->
             ),
             pv_declaration_date: declared.then_some(declaration_date),
             pv_reference: declared.then(|| format!("SYNTH-PV-{index:07}")),
+            details: Default::default(),
         };
+        let details = case_details(&mut case_rng, &ae, until);
+        let ae = AdverseEvent { details, ..ae };
         j.run(Command::RecordAdverseEvent(ae)).await?;
     }
 
@@ -1190,5 +1195,50 @@ fn poisson(rng: &mut StdRng, mean: f64) -> u32 {
             return k;
         }
         k += 1;
+    }
+}
+
+/// The E2B case fields of a seeded event: the seriousness criteria of a serious one (mostly a
+/// hospitalisation), the end of a reaction that recovered, the action taken, the reporter.
+fn case_details(rng: &mut StdRng, ae: &AdverseEvent, until: NaiveDate) -> observatory_domain::model::CaseDetails {
+    use observatory_domain::model::{CaseDetails, DrugAction, ReporterQualification, SeriousnessCriterion as C};
+    let seriousness = if ae.serious {
+        let first = match rng.random_range(0..100) {
+            0..70 => C::Hospitalisation,
+            70..90 => C::OtherMedicallyImportant,
+            90..97 => C::LifeThreatening,
+            _ => C::Disability,
+        };
+        let mut criteria = vec![first];
+        if first == C::LifeThreatening {
+            criteria.push(C::Hospitalisation);
+        }
+        criteria
+    } else {
+        Vec::new()
+    };
+    let end_date = (ae.outcome == AeOutcome::Recovered)
+        .then(|| add_days(ae.onset_date, rng.random_range(1..=30)).min(until))
+        .filter(|end| *end >= ae.onset_date);
+    let action_taken = *pick(
+        rng,
+        &[
+            DrugAction::DoseNotChanged,
+            DrugAction::DoseNotChanged,
+            DrugAction::DoseNotChanged,
+            DrugAction::DoseReduced,
+            DrugAction::Withdrawn,
+        ],
+    );
+    CaseDetails {
+        seriousness,
+        end_date,
+        action_taken: Some(action_taken),
+        reporter: Some(if rng.random_bool(0.8) {
+            ReporterQualification::Physician
+        } else {
+            ReporterQualification::Pharmacist
+        }),
+        ..CaseDetails::default()
     }
 }

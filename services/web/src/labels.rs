@@ -29,6 +29,22 @@ pub static CODED: std::sync::LazyLock<Vec<(&'static str, Vec<&'static str>)>> = 
         ("causality", codes(Causality::ALL, Causality::code)),
         ("rcp_opinion", codes(RcpOpinion::ALL, RcpOpinion::code)),
         ("rcp_level", codes(RcpLevel::ALL, RcpLevel::code)),
+        (
+            "seriousness",
+            codes(observatory_domain::model::SeriousnessCriterion::ALL, |x| x.code()),
+        ),
+        (
+            "drug_action",
+            codes(observatory_domain::model::DrugAction::ALL, |x| x.code()),
+        ),
+        (
+            "challenge",
+            codes(observatory_domain::model::ChallengeResult::ALL, |x| x.code()),
+        ),
+        (
+            "reporter",
+            codes(observatory_domain::model::ReporterQualification::ALL, |x| x.code()),
+        ),
         ("route", codes(Route::ALL, Route::code)),
         ("off_label_axis", codes(OffLabelAxis::ALL, OffLabelAxis::code)),
         ("vital_status", codes(VitalStatus::ALL, VitalStatus::code)),

@@ -59,7 +59,7 @@ fn given(f: &Fields, name: &str) -> Option<String> {
 
 /// Violations of the API's fields named by the form's fields (`request_date` is
 /// `fix_episode.request_date`), so that each shows under its input.
-fn under(status: tonic::Status, form: &str) -> tonic::Status {
+pub(super) fn under(status: tonic::Status, form: &str) -> tonic::Status {
     let violations = crate::form::violations(&status);
     if violations.is_empty() {
         return status;

@@ -296,6 +296,8 @@ pub struct Visit {
 
 pub struct Event {
     pub id: String,
+    /// The seriousness criteria, in words.
+    pub criteria: String,
     pub version: i64,
     pub onset: String,
     pub pt: String,
@@ -375,6 +377,10 @@ struct Show {
     adherences: Vec<(String, String)>,
     outcomes: Vec<(String, String)>,
     causalities: Vec<(String, String)>,
+    criteria: Vec<(String, String)>,
+    drug_actions: Vec<(String, String)>,
+    challenges: Vec<(String, String)>,
+    reporters: Vec<(String, String)>,
     /// The first administration is recorded (and may be corrected).
     started: bool,
     /// The episode ended and its end date may be corrected (a switch's end is its successor's).
@@ -551,6 +557,10 @@ async fn episode_page(web: &Web, signed: &Signed, id: &RecordId, failed: Option<
         adherences: labels::options(lang, "adherence"),
         outcomes: labels::options(lang, "ae_outcome"),
         causalities: labels::options(lang, "causality"),
+        criteria: labels::options(lang, "seriousness"),
+        drug_actions: labels::options(lang, "drug_action"),
+        challenges: labels::options(lang, "challenge"),
+        reporters: labels::options(lang, "reporter"),
         started: e.first_administration_date.is_some(),
         end_correctable: e.end_date.is_some() && status != S::Switched,
         indications,
@@ -602,6 +612,13 @@ fn event(lang: crate::i18n::Lang, v: &Versioned<AdverseEvent>) -> Event {
     let x = &v.record;
     Event {
         id: v.meta.id.clone(),
+        criteria: x
+            .details
+            .seriousness
+            .iter()
+            .map(|c| labels::label(lang, "seriousness", c.code()))
+            .collect::<Vec<_>>()
+            .join(", "),
         version: v.meta.version,
         onset: lang.date(x.onset_date),
         pt: x.meddra_pt.as_str().to_owned(),
@@ -842,6 +859,7 @@ pub async fn adverse_event(State(web): State<Web>, Path(id): Path<String>, poste
         causality: pb_enum(f.get("causality"), "CAUSALITY_", pb::Causality::from_str_name),
         pv_declaration_date: f.get("pv_declaration_date").to_owned(),
         pv_reference: f.get("pv_reference").to_owned(),
+        case_details: case_details(f),
     };
     let outcome = match observatory_grpc::parse::parse_adverse_event(&request) {
         Err(s) => Err(s),
@@ -855,6 +873,45 @@ pub async fn adverse_event(State(web): State<Web>, Path(id): Path<String>, poste
     after(&web, &signed, &fields, &id, "adverse_event", outcome).await
 }
 
+/// The E2B case fields of the event form; none when the form leaves them all empty.
+fn case_details(f: &Fields) -> Option<pb::CaseDetails> {
+    let name = |n: &str| format!("case_details.{n}");
+    let details = pb::CaseDetails {
+        seriousness: f
+            .all(&name("seriousness"))
+            .into_iter()
+            .map(|c| pb_enum(c, "SERIOUSNESS_CRITERION_", pb::SeriousnessCriterion::from_str_name))
+            .collect(),
+        end_date: f.get(&name("end_date")).to_owned(),
+        meddra_llt_code: f.get(&name("meddra_llt_code")).to_owned(),
+        action_taken: pb_enum(
+            f.get(&name("action_taken")),
+            "DRUG_ACTION_",
+            pb::DrugAction::from_str_name,
+        ),
+        dechallenge: pb_enum(
+            f.get(&name("dechallenge")),
+            "CHALLENGE_RESULT_",
+            pb::ChallengeResult::from_str_name,
+        ),
+        rechallenge: pb_enum(
+            f.get(&name("rechallenge")),
+            "CHALLENGE_RESULT_",
+            pb::ChallengeResult::from_str_name,
+        ),
+        suspect_dosage: None,
+        batch: f.get(&name("batch")).to_owned(),
+        reporter: pb_enum(
+            f.get(&name("reporter")),
+            "REPORTER_QUALIFICATION_",
+            pb::ReporterQualification::from_str_name,
+        ),
+        narrative: f.get(&name("narrative")).to_owned(),
+        off_label_use: f.ticked(&name("off_label_use")),
+    };
+    (details != pb::CaseDetails::default()).then_some(details)
+}
+
 /// Completes or corrects an adverse event of the episode (seriousness, outcome, causality,
 /// the declaration to pharmacovigilance) with a required reason.
 pub async fn correct_event(State(web): State<Web>, Path(episode): Path<String>, posted: Posted) -> Response {
@@ -864,20 +921,24 @@ pub async fn correct_event(State(web): State<Web>, Path(episode): Path<String>, 
     };
     let f = &fields;
     // The event and the version the form was drawn from: `id:version`.
-    let (id, version) = f.get("event").split_once(':').unwrap_or((f.get("event"), "0"));
+    let (id, version) = f
+        .get("fix_event.event")
+        .split_once(':')
+        .unwrap_or((f.get("fix_event.event"), "0"));
     let request = pb::UpdateAdverseEventRequest {
         id: id.to_owned(),
         expected_version: version.parse().unwrap_or(0),
-        reason: f.get("reason").to_owned(),
-        serious: match f.get("serious") {
+        reason: f.get("fix_event.reason").to_owned(),
+        serious: match f.get("fix_event.serious") {
             "true" => Some(true),
             "false" => Some(false),
             _ => None,
         },
-        outcome: pb_enum(f.get("outcome"), "AE_OUTCOME_", pb::AeOutcome::from_str_name),
-        causality: pb_enum(f.get("causality"), "CAUSALITY_", pb::Causality::from_str_name),
-        pv_declaration_date: f.get("pv_declaration_date").to_owned(),
-        pv_reference: f.get("pv_reference").to_owned(),
+        outcome: pb_enum(f.get("fix_event.outcome"), "AE_OUTCOME_", pb::AeOutcome::from_str_name),
+        causality: pb_enum(f.get("fix_event.causality"), "CAUSALITY_", pb::Causality::from_str_name),
+        pv_declaration_date: f.get("fix_event.pv_declaration_date").to_owned(),
+        pv_reference: f.get("fix_event.pv_reference").to_owned(),
+        case_details: None,
     };
     let outcome = match observatory_grpc::parse::parse_adverse_event_update(&request) {
         Err(s) => Err(s),
@@ -892,6 +953,7 @@ pub async fn correct_event(State(web): State<Web>, Path(episode): Path<String>, 
         .await
         .map(|_| ())
         .map_err(observatory_grpc::error::app),
-    };
+    }
+    .map_err(|s| super::episode_corrections::under(s, "fix_event"));
     after(&web, &signed, &fields, &episode, "correct_event", outcome).await
 }
