@@ -4,10 +4,13 @@
 use observatory_proto::v1 as pb;
 
 use crate::corrections::started_aac;
-use crate::helpers::{Backend, spawn_app, violated_fields};
+use crate::helpers::{Backend, scoped_token, spawn_app, violated_fields};
 use crate::on_both_backends;
 
-on_both_backends!(an_adverse_event_carries_the_e2b_case_fields_checked_together);
+on_both_backends!(
+    an_adverse_event_carries_the_e2b_case_fields_checked_together,
+    serious_events_not_declared_are_on_the_worklist_until_declared,
+);
 
 async fn an_adverse_event_carries_the_e2b_case_fields_checked_together(backend: Backend) {
     let mut app = spawn_app(backend).await;
@@ -178,5 +181,110 @@ async fn an_adverse_event_carries_the_e2b_case_fields_checked_together(backend: 
         })
         .await
         .expect("a non-serious event");
+    app.stop().await;
+}
+
+async fn serious_events_not_declared_are_on_the_worklist_until_declared(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (_, rpps) = app.centre_and_prescriber().await;
+    let (episode, _, _) = started_aac(&mut app, &rpps, 96).await;
+    let event = |key: &str, serious: bool, declared: bool| pb::RecordAdverseEventRequest {
+        idempotency_key: key.into(),
+        episode_id: episode.clone(),
+        onset_date: "2026-03-02".into(),
+        meddra_pt_code: "10019211".into(),
+        serious,
+        outcome: pb::AeOutcome::Recovering as i32,
+        causality: pb::Causality::PossiblyRelated as i32,
+        pv_declaration_date: if declared { "2026-03-04".into() } else { String::new() },
+        pv_reference: if declared { "CRPV-1".into() } else { String::new() },
+        case_details: serious.then(|| pb::CaseDetails {
+            seriousness: vec![pb::SeriousnessCriterion::Hospitalisation as i32],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let undeclared = app
+        .registry
+        .record_adverse_event(event("serious", true, false))
+        .await
+        .expect("serious")
+        .into_inner();
+    app.registry
+        .record_adverse_event(event("mild", false, false))
+        .await
+        .expect("mild");
+    app.registry
+        .record_adverse_event(event("declared", true, true))
+        .await
+        .expect("declared");
+    let worklist = |app: &crate::helpers::TestApp, secret: Option<&str>| {
+        let mut client = match secret {
+            Some(s) => app.registry_as(s),
+            None => app.registry.clone(),
+        };
+        async move {
+            client
+                .get_worklist(pb::GetWorklistRequest { within_days: 30 })
+                .await
+                .expect("worklist")
+                .into_inner()
+                .undeclared_serious_events
+        }
+    };
+    let listed = worklist(&app, None).await;
+    let id = undeclared.meta.as_ref().expect("meta").id.clone();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|x| x
+                .adverse_event
+                .as_ref()
+                .expect("event")
+                .meta
+                .as_ref()
+                .expect("meta")
+                .id
+                .clone())
+            .collect::<Vec<_>>(),
+        std::slice::from_ref(&id),
+        "only the serious event with no declaration"
+    );
+    assert_eq!(
+        listed[0]
+            .episode
+            .as_ref()
+            .expect("episode")
+            .meta
+            .as_ref()
+            .expect("meta")
+            .id,
+        episode
+    );
+    assert!(listed[0].days_since_onset > 0);
+    let outsider = scoped_token(
+        &app.store,
+        observatory_domain::access::Role::Prescriber,
+        &["130000011"],
+        &[],
+    )
+    .await;
+    assert!(
+        worklist(&app, Some(&outsider)).await.is_empty(),
+        "another centre's worklist shows none"
+    );
+
+    app.registry
+        .update_adverse_event(pb::UpdateAdverseEventRequest {
+            id,
+            expected_version: 1,
+            reason: "declared to the regional pharmacovigilance centre".into(),
+            pv_declaration_date: "2026-03-05".into(),
+            pv_reference: "CRPV-2".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("declared");
+    assert!(worklist(&app, None).await.is_empty(), "declared: off the worklist");
     app.stop().await;
 }

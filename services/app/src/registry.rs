@@ -541,8 +541,19 @@ pub struct Worklist {
     /// Frameworks in force breaking their validity cap or due for renewal, soonest date first:
     /// reference data, the same for every caller.
     pub frameworks: Vec<FrameworkAlert>,
+    /// Serious adverse events not declared to pharmacovigilance, oldest onset first.
+    pub undeclared: Vec<Undeclared>,
     /// A list was cut at [`WORKLIST_LIMIT`].
     pub truncated: bool,
+}
+
+/// A serious adverse event with no declaration to pharmacovigilance yet, and its treatment.
+#[derive(Debug, Clone)]
+pub struct Undeclared {
+    pub event: Versioned<AdverseEvent>,
+    pub episode: Versioned<Episode>,
+    /// Days since the onset.
+    pub days: i64,
 }
 
 /// The worklist of the caller's scope on `today`, looking `horizon` days ahead (30, 60 or 90;
@@ -625,6 +636,45 @@ pub async fn worklist(app: &App, call: &Call, horizon: u32, today: chrono::Naive
         }
     }
     dispensed_first.sort_by_key(|x| x.episode.record.first_administration_date);
+
+    // Serious events are few; the declared ones are skipped page by page, so that the list
+    // holds every undeclared one up to the limit.
+    let mut undeclared = Vec::new();
+    let mut token = None;
+    loop {
+        let p = store
+            .serious_adverse_events(
+                within,
+                &PageRequest {
+                    size: WORKLIST_LIMIT,
+                    token: token.take(),
+                },
+            )
+            .await?;
+        for event in p.items {
+            if event.record.pv_declaration_date.is_some() {
+                continue;
+            }
+            if undeclared.len() == WORKLIST_LIMIT as usize {
+                truncated = true;
+                break;
+            }
+            let episode = store.require::<Episode>(event.record.episode_id.as_str()).await?;
+            let days = (today - event.record.onset_date).num_days();
+            undeclared.push(Undeclared { event, episode, days });
+        }
+        match p.next_page_token {
+            Some(next) if !truncated => token = Some(next),
+            _ => break,
+        }
+    }
+    undeclared.sort_by(|a, b| {
+        a.event
+            .record
+            .onset_date
+            .cmp(&b.event.record.onset_date)
+            .then(a.event.meta.id.cmp(&b.event.meta.id))
+    });
     for episode in followed {
         let cohort = episode.record.cohort_id.clone();
         let months = match schedules.get(&cohort) {
@@ -673,6 +723,10 @@ pub async fn worklist(app: &App, call: &Call, horizon: u32, today: chrono::Naive
         targets.push(AuditTarget::read(RecordKind::Episode, &x.episode));
         targets.push(AuditTarget::read(RecordKind::Authorisation, &x.authorisation));
     }
+    for x in &undeclared {
+        targets.push(AuditTarget::read(RecordKind::AdverseEvent, &x.event));
+        targets.push(AuditTarget::read(RecordKind::Episode, &x.episode));
+    }
     admitted.audit_read(store, call.operation, targets).await?;
     let mut frameworks = Vec::new();
     for f in store
@@ -697,6 +751,7 @@ pub async fn worklist(app: &App, call: &Call, horizon: u32, today: chrono::Naive
         never_initiated,
         dispensed_first,
         frameworks,
+        undeclared,
         truncated,
     })
 }

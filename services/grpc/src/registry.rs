@@ -620,6 +620,15 @@ pub fn worklist_out(w: &ops::Worklist) -> pb::Worklist {
                 authorisation: Some(c::authorisation(&x.authorisation)),
             })
             .collect(),
+        undeclared_serious_events: w
+            .undeclared
+            .iter()
+            .map(|x| pb::UndeclaredEvent {
+                adverse_event: Some(c::adverse_event(&x.event)),
+                episode: Some(c::episode(&x.episode)),
+                days_since_onset: i32::try_from(x.days).unwrap_or(i32::MAX),
+            })
+            .collect(),
         frameworks: w
             .frameworks
             .iter()

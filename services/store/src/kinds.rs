@@ -215,6 +215,8 @@ pub struct ListQuery {
 #[derive(Debug, Clone)]
 pub enum Filter {
     Eq(String),
+    /// The (boolean) column is true.
+    IsTrue,
     DateFrom(NaiveDate),
     DateTo(NaiveDate),
     /// The column is one of these (none: no row).

@@ -863,6 +863,20 @@ impl Store {
         self.list(q).await
     }
 
+    /// Serious adverse events of the episodes `within` covers, a page at a time.
+    pub async fn serious_adverse_events(
+        &self,
+        within: Option<&Scope>,
+        page: &PageRequest,
+    ) -> Result<Page<Versioned<AdverseEvent>>> {
+        let mut q = kinds::ListQuery::new(page)?;
+        if let Some(scope) = within {
+            q.authorisations_within(scope);
+        }
+        q.filters.push(("serious", kinds::Filter::IsTrue));
+        self.list(q).await
+    }
+
     /// The date of the latest visit of each of `episodes` (at most 1000) that has one.
     pub async fn last_visit_dates(&self, episodes: &[String]) -> Result<std::collections::HashMap<String, NaiveDate>> {
         let ids = episodes.iter().take(1000).cloned().collect::<Vec<_>>();

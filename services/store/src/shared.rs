@@ -1145,6 +1145,7 @@ pub async fn list<T: Stored>(conn: &mut Conn, lq: ListQuery) -> Result<Page<Vers
     for (column, filter) in lq.filters {
         match filter {
             Filter::Eq(v) => q.push(" AND ").push(column).push(" = ").push_bind(v),
+            Filter::IsTrue => q.push(" AND ").push(column),
             Filter::DateFrom(d) => q.push(" AND ").push(column).push(" >= ").push_bind(d),
             Filter::DateTo(d) => q.push(" AND ").push(column).push(" <= ").push_bind(d),
             Filter::In(values) => push_in(q.push(" AND "), column, values),

@@ -38,6 +38,7 @@ struct Show {
     never_initiated: Vec<Line>,
     frameworks: Vec<FrameworkLine>,
     dispensed_first: Vec<Line>,
+    undeclared: Vec<Line>,
     truncated: bool,
 }
 
@@ -159,7 +160,27 @@ pub async fn show(State(web): State<Web>, signed: Signed, Query(q): Query<Workli
             )
         })
         .collect();
+    let undeclared = w
+        .undeclared
+        .iter()
+        .map(|x| {
+            let e = &x.event.record;
+            let criteria: Vec<String> = e
+                .details
+                .seriousness
+                .iter()
+                .map(|c| page.label("seriousness", c.code()))
+                .collect();
+            let detail = if criteria.is_empty() {
+                format!("MedDRA {}", e.meddra_pt.as_str())
+            } else {
+                format!("MedDRA {} · {}", e.meddra_pt.as_str(), criteria.join(", "))
+            };
+            line(&x.episode, lang.date(e.onset_date), x.days, detail)
+        })
+        .collect();
     render(&Show {
+        undeclared,
         dispensed_first,
         frameworks,
         horizon: w.horizon,
