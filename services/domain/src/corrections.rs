@@ -139,7 +139,7 @@ pub fn update_prescriber(current: &Prescriber, u: &PrescriberUpdate) -> Result<P
     Ok(next)
 }
 
-fn unchanged_is_invalid(unchanged: bool) -> Result<(), DomainError> {
+pub(crate) fn unchanged_is_invalid(unchanged: bool) -> Result<(), DomainError> {
     if unchanged {
         return Err(DomainError::Precondition(
             "the update changes nothing: no new version was written".into(),

@@ -233,15 +233,8 @@ fn check_national_rcp(f: &Framework, rcp: Option<&Rcp>) -> Result<(), DomainErro
     use crate::model::RcpLevel;
     let missing = match rcp {
         None => "no RCP opinion is recorded".to_owned(),
-        Some(r) if r.level != Some(RcpLevel::National) => format!(
-            "the RCP recorded is {}",
-            r.level
-                .map_or("of no stated level (rcp.level)", |l| if l == RcpLevel::Local {
-                    "a local one"
-                } else {
-                    "national"
-                })
-        ),
+        Some(r) if r.level == Some(RcpLevel::Local) => "the RCP recorded is a local one".to_owned(),
+        Some(r) if r.level.is_none() => "the RCP recorded is of no stated level (rcp.level)".to_owned(),
         Some(r) if !r.opinion.is_favourable() => format!("the national RCP's opinion is {}", r.opinion),
         Some(_) => return Ok(()),
     };

@@ -118,9 +118,7 @@ pub fn update_episode(current: &Episode, u: &EpisodeUpdate, ctx: &EpisodeContext
         next.indication = code.clone();
     }
     v.into_result()?;
-    if current == &next {
-        return Err(unchanged());
-    }
+    crate::corrections::unchanged_is_invalid(current == &next)?;
     let mut v = Violations::new();
     check_episode_dates(&next, ctx, &mut v);
     v.into_result()?;
@@ -267,9 +265,7 @@ pub fn update_authorisation(
     set("valid_from", u.valid_from, &mut next.valid_from, "validity");
     set("valid_to", u.valid_to, &mut next.valid_to, "validity");
     v.into_result()?;
-    if current == &next {
-        return Err(unchanged());
-    }
+    crate::corrections::unchanged_is_invalid(current == &next)?;
     let mut v = Violations::new();
     if next.submitted_date < episode.request_date {
         v.push(
@@ -388,9 +384,7 @@ pub fn update_follow_up(
     if let Some(a) = u.adherence {
         next.adherence = a;
     }
-    if current == &next {
-        return Err(unchanged());
-    }
+    crate::corrections::unchanged_is_invalid(current == &next)?;
     // The checks of a new visit on the episode as it was when its visits began: started
     // (whatever happened since: a stop, a switch, a transfer), or declared; a treatment
     // stopped before it was given takes none.
@@ -404,10 +398,6 @@ pub fn update_follow_up(
     let mut dates = other_visits.to_vec();
     dates.push(next.visit_date);
     Ok((next, status_after_visits(episode, &dates)))
-}
-
-fn unchanged() -> DomainError {
-    DomainError::Precondition("the update changes nothing: no new version was written".into())
 }
 
 #[cfg(test)]

@@ -1004,10 +1004,7 @@ pub fn parse_patient_update(r: &pb::UpdatePatientRequest) -> Result<(RecordId, i
     let id = v.check("id", c::id(&r.id));
     let expected = v.check("expected_version", c::version(r.expected_version));
     let reason = v.check("reason", c::text(500)(&r.reason));
-    let region = match &r.region_code {
-        None => Some(None),
-        Some(raw) => v.check("region_code", c::optional(raw, c::region)).map(Some),
-    };
+    let region = changed(&mut v, "region_code", &r.region_code, |raw| c::optional(raw, c::region));
     let vital_status = v.check(
         "vital_status",
         enum_in_opt!(r.vital_status, pb::VitalStatus, "VITAL_STATUS_", m::VitalStatus),
@@ -1015,10 +1012,7 @@ pub fn parse_patient_update(r: &pb::UpdatePatientRequest) -> Result<(RecordId, i
     let diagnoses = Some(r.diagnoses.as_ref().map(|d| c::diagnoses(&mut v, &d.diagnoses)));
     let cde = r.cde.as_ref().map(|x| c::cde(&mut v, "cde", Some(x)));
     let sex = v.check("sex", enum_in_opt!(r.sex, pb::Sex, "SEX_", m::Sex));
-    let birth_year_month = match &r.birth_year_month {
-        None => Some(None),
-        Some(raw) => v.check("birth_year_month", YearMonth::parse(raw)).map(Some),
-    };
+    let birth_year_month = changed(&mut v, "birth_year_month", &r.birth_year_month, YearMonth::parse);
     all_some!(v; id, expected, reason, region, vital_status, diagnoses, sex, birth_year_month);
     Ok((
         id,

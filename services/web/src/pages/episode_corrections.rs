@@ -12,7 +12,7 @@ use observatory_app::registry as ops;
 use observatory_domain::model::{Authorisation, Episode, RecordId};
 use observatory_proto::v1 as pb;
 
-use super::episodes::{after, dosage, not_found, rename_measures};
+use super::episodes::{after, dosage, not_found, rename_measures, typed_measures};
 use super::{number, pb_enum};
 use crate::{Posted, Web, form::Fields, op};
 
@@ -144,19 +144,7 @@ pub async fn visit(State(web): State<Web>, Path(episode): Path<String>, posted: 
     // The visit and the version the form was drawn from: `id:version`.
     let chosen = f.get("fix_visit.visit");
     let (id, version) = chosen.split_once(':').unwrap_or((chosen, "0"));
-    let mut codes = Vec::new();
-    let mut measures = Vec::new();
-    for (name, value) in f.pairs() {
-        if let Some(code) = name.strip_prefix("fix_visit.measure.")
-            && !value.trim().is_empty()
-        {
-            codes.push(code.to_owned());
-            measures.push(pb::Measure {
-                code: code.to_owned(),
-                value: number(value),
-            });
-        }
-    }
+    let (codes, measures) = typed_measures(f, "fix_visit.measure.");
     let request = pb::UpdateFollowUpRequest {
         id: id.to_owned(),
         expected_version: version.parse().unwrap_or(0),

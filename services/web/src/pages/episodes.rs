@@ -797,6 +797,26 @@ pub(super) fn rename_measures(status: tonic::Status, codes: &[String]) -> tonic:
     observatory_grpc::error::invalid(&v)
 }
 
+/// The measures typed in a visit form's fields `{prefix}{code}`, in the order of the form, and
+/// their codes (to name a refused one by its field).
+pub(super) fn typed_measures(f: &Fields, prefix: &str) -> (Vec<String>, Vec<pb::Measure>) {
+    f.pairs()
+        .iter()
+        .filter_map(|(name, value)| {
+            let code = name.strip_prefix(prefix)?;
+            (!value.trim().is_empty()).then(|| {
+                (
+                    code.to_owned(),
+                    pb::Measure {
+                        code: code.to_owned(),
+                        value: number(value),
+                    },
+                )
+            })
+        })
+        .unzip()
+}
+
 pub async fn follow_up(State(web): State<Web>, Path(id): Path<String>, posted: Posted) -> Response {
     let Posted { signed, fields } = posted;
     let Ok(id) = RecordId::parse(&id) else {
@@ -804,19 +824,7 @@ pub async fn follow_up(State(web): State<Web>, Path(id): Path<String>, posted: P
     };
     let f = &fields;
     // The measures typed, in the order of the form.
-    let mut codes = Vec::new();
-    let mut measures = Vec::new();
-    for (name, value) in f.pairs() {
-        if let Some(code) = name.strip_prefix("measure.")
-            && !value.trim().is_empty()
-        {
-            codes.push(code.to_owned());
-            measures.push(pb::Measure {
-                code: code.to_owned(),
-                value: number(value),
-            });
-        }
-    }
+    let (codes, measures) = typed_measures(f, "measure.");
     let weight = f.get("weight_kg");
     let request = pb::RecordFollowUpRequest {
         idempotency_key: f.get("idempotency_key").to_owned(),
