@@ -250,7 +250,8 @@ pub async fn extract(store: &Store, as_of: DateTime<Utc>, dir: &Path) -> Result<
             ("centre_finess", DataType::String),
             ("centre_type", DataType::String),
             ("region_code", DataType::String),
-            ("filiere", DataType::String),
+            // Its filières' codes, `;`-separated, in code order.
+            ("filieres", DataType::String),
         ]),
     );
     store
@@ -272,8 +273,14 @@ pub async fn extract(store: &Store, as_of: DateTime<Utc>, dir: &Path) -> Result<
                     batch.iter().map(|c| Some(c.record.region.to_string())).collect(),
                 ),
                 str_col(
-                    "filiere",
-                    batch.iter().map(|c| Some(c.record.filiere.to_string())).collect(),
+                    "filieres",
+                    batch
+                        .iter()
+                        .map(|c| {
+                            let codes: Vec<&str> = c.record.filieres.iter().map(|f| f.as_str()).collect();
+                            Some(codes.join(";"))
+                        })
+                        .collect(),
                 ),
             ])?;
             centres.write(df)?;

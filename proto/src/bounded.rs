@@ -31,6 +31,9 @@ use tonic_prost::ProstEncoder;
 pub const MAX_ITEMS: &[(&str, usize)] = &[
     ("observatory.v1.CreateFrameworkRequest.orpha_codes", 50),
     ("observatory.v1.CreateCohortRequest.orpha_codes", 50),
+    // Each of the 23 filières at most once.
+    ("observatory.v1.CreateCentreRequest.filieres", 23),
+    ("observatory.v1.FiliereList.filieres", 23),
     ("observatory.v1.RegisterPatientRequest.diagnoses", 20),
     ("observatory.v1.DiagnosisList.diagnoses", 20),
     ("observatory.v1.CommonDataElements.genotype", 5),

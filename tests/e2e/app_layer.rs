@@ -73,7 +73,7 @@ async fn operations_decide_the_same_whatever_the_way_in(backend: Backend) {
                 name: name.into(),
                 centre_type: CentreType::Ccmr,
                 region: RegionCode::parse("11").expect("region"),
-                filiere: Filiere::parse("MHEMO").expect("filiere"),
+                filieres: vec![Filiere::parse("MHEMO").expect("filiere")],
             },
         )
         .await

@@ -322,7 +322,7 @@ fn seeds(ids: &Ids) -> Vec<Seed> {
                 name: "CRC Marseille".into(),
                 r#type: pb::CentreType::Ccmr as i32,
                 region_code: "93".into(),
-                filiere: "MHEMO".into(),
+                filieres: vec!["MHEMO".into()],
             },
         ),
         seed(
@@ -361,6 +361,9 @@ fn seeds(ids: &Ids) -> Vec<Seed> {
                 name: Some("CRMR, site coordonnateur".into()),
                 r#type: Some(pb::CentreType::CrmrCoordinating as i32),
                 region_code: Some("11".into()),
+                filieres: Some(pb::FiliereList {
+                    filieres: vec!["MHEMO".into(), "FILNEMUS".into()],
+                }),
             },
         ),
         seed(

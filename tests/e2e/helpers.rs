@@ -256,7 +256,7 @@ impl TestApp {
                 name: "CRMR maladies hemorragiques, site coordonnateur".into(),
                 r#type: pb::CentreType::CrmrCoordinating as i32,
                 region_code: "11".into(),
-                filiere: "MHEMO".into(),
+                filieres: vec!["MHEMO".into()],
             })
             .await
             .expect("create centre");

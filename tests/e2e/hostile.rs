@@ -211,7 +211,7 @@ fn centre(key: &str) -> pb::CreateCentreRequest {
         name: "Centre".into(),
         r#type: pb::CentreType::Ccmr as i32,
         region_code: "11".into(),
-        filiere: "MHEMO".into(),
+        filieres: vec!["MHEMO".into()],
     }
 }
 

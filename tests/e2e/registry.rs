@@ -21,6 +21,7 @@ on_both_backends!(
     the_worklist_shows_expiries_late_visits_and_treatments_never_started,
     centres_and_prescribers_are_corrected_with_a_reason_in_history,
     a_death_declared_on_a_treatment_is_the_patients_vital_status,
+    a_centre_belongs_to_several_filieres_and_is_listed_under_each,
 );
 
 /// `ListPatients`: the caller's patients only, in pages, by pseudonym or cohort, each audited.
@@ -40,7 +41,7 @@ async fn patients_are_listed_within_the_scope_searched_and_audited(backend: Back
             name: "CRC Marseille".into(),
             r#type: pb::CentreType::Ccmr as i32,
             region_code: "93".into(),
-            filiere: "MHEMO".into(),
+            filieres: vec!["MHEMO".into()],
         })
         .await
         .expect("second centre");
@@ -213,7 +214,7 @@ async fn prescribers_are_listed_by_centre_and_paged(backend: Backend) {
             name: "CRC Marseille".into(),
             r#type: pb::CentreType::Ccmr as i32,
             region_code: "93".into(),
-            filiere: "MHEMO".into(),
+            filieres: vec!["MHEMO".into()],
         })
         .await
         .expect("second centre");
@@ -821,13 +822,13 @@ async fn invalid_requests_name_the_field_and_store_nothing(backend: Backend) {
             name: "n".into(),
             r#type: 9,
             region_code: "99".into(),
-            filiere: "NOPE".into(),
+            filieres: vec!["NOPE".into()],
         })
         .await
         .unwrap_err();
     let mut fields = violated_fields(&err);
     fields.sort();
-    assert_eq!(fields, vec!["filiere", "finess", "region_code", "type"]);
+    assert_eq!(fields, vec!["filieres[0]", "finess", "region_code", "type"]);
     let err = app
         .registry
         .record_adverse_event(pb::RecordAdverseEventRequest {
@@ -1688,7 +1689,7 @@ async fn centres_and_prescribers_are_corrected_with_a_reason_in_history(backend:
             name: "CRC Marseille".into(),
             r#type: pb::CentreType::Ccmr as i32,
             region_code: "93".into(),
-            filiere: "MHEMO".into(),
+            filieres: vec!["MHEMO".into()],
         })
         .await
         .expect("second centre");
@@ -1701,6 +1702,7 @@ async fn centres_and_prescribers_are_corrected_with_a_reason_in_history(backend:
             name: Some("CRMR maladies hémorragiques, Paris".into()),
             r#type: None,
             region_code: None,
+            filieres: None,
         })
         .await
         .expect("rename")
@@ -2351,5 +2353,127 @@ async fn a_baseline_visit_precedes_the_first_administration_and_visits_go_on_aft
         .into_inner()
         .follow_ups;
     assert_eq!(visits.len(), 3);
+    app.stop().await;
+}
+
+/// A centre of two filières (a university hospital site that is a reference centre of one
+/// network and a competence centre of another): listed under each, corrected to join a third
+/// with a reason in history; a filière named twice, none at all or an unknown one is refused by
+/// field, and so is a correction that would leave it in none.
+async fn a_centre_belongs_to_several_filieres_and_is_listed_under_each(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let created = app
+        .reference
+        .create_centre(pb::CreateCentreRequest {
+            idempotency_key: "chu".into(),
+            finess: "310000013".into(),
+            name: "CHU Toulouse".into(),
+            r#type: pb::CentreType::CrmrConstitutive as i32,
+            region_code: "76".into(),
+            filieres: vec!["MHEMO".into(), "FILNEMUS".into()],
+        })
+        .await
+        .expect("a centre of two filières")
+        .into_inner();
+    assert_eq!(created.filieres, ["FILNEMUS", "MHEMO"], "in code order");
+    let listed = |app: &mut crate::helpers::TestApp, filiere: &'static str| {
+        let mut reference = app.reference.clone();
+        async move {
+            reference
+                .list_centres(pb::ListCentresRequest {
+                    filiere: filiere.into(),
+                    ..Default::default()
+                })
+                .await
+                .expect("list")
+                .into_inner()
+                .centres
+                .into_iter()
+                .map(|c| c.finess)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed(&mut app, "MHEMO").await, ["310000013"]);
+    assert_eq!(listed(&mut app, "FILNEMUS").await, ["310000013"]);
+    assert!(listed(&mut app, "FILSLAN").await.is_empty());
+
+    let joined = app
+        .reference
+        .update_centre(pb::UpdateCentreRequest {
+            finess: "310000013".into(),
+            expected_version: 1,
+            reason: "labelled competence centre of FILSLAN".into(),
+            filieres: Some(pb::FiliereList {
+                filieres: vec!["FILNEMUS".into(), "MHEMO".into(), "FILSLAN".into()],
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("joins a third filière")
+        .into_inner();
+    assert_eq!(joined.filieres, ["FILNEMUS", "FILSLAN", "MHEMO"]);
+    assert_eq!(listed(&mut app, "FILSLAN").await, ["310000013"]);
+    let history = app
+        .registry
+        .get_history(pb::GetHistoryRequest {
+            kind: pb::RecordKind::Centre as i32,
+            id: "310000013".into(),
+        })
+        .await
+        .expect("history")
+        .into_inner()
+        .versions;
+    let versions: Vec<(Vec<String>, String)> = history
+        .into_iter()
+        .filter_map(|v| match v.record {
+            Some(pb::history_entry::Record::Centre(c)) => {
+                let meta = c.meta.expect("meta");
+                Some((c.filieres, meta.reason))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[0].0, ["FILNEMUS", "MHEMO"], "the first version is kept");
+    assert_eq!(versions[1].1, "UpdateCentre: labelled competence centre of FILSLAN");
+
+    let err = app
+        .reference
+        .create_centre(pb::CreateCentreRequest {
+            idempotency_key: "bad".into(),
+            finess: "130000011".into(),
+            name: "n".into(),
+            r#type: pb::CentreType::Ccmr as i32,
+            region_code: "93".into(),
+            filieres: vec!["MHEMO".into(), "NOPE".into(), "MHEMO".into()],
+        })
+        .await
+        .expect_err("unknown and repeated filières");
+    assert_eq!(violated_fields(&err), ["filieres[1]", "filieres[2]"]);
+    let err = app
+        .reference
+        .create_centre(pb::CreateCentreRequest {
+            idempotency_key: "none".into(),
+            finess: "130000011".into(),
+            name: "n".into(),
+            r#type: pb::CentreType::Ccmr as i32,
+            region_code: "93".into(),
+            filieres: vec![],
+        })
+        .await
+        .expect_err("no filière");
+    assert_eq!(violated_fields(&err), ["filieres"]);
+    let err = app
+        .reference
+        .update_centre(pb::UpdateCentreRequest {
+            finess: "310000013".into(),
+            expected_version: 2,
+            reason: "leaves every network".into(),
+            filieres: Some(pb::FiliereList { filieres: vec![] }),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a centre stays in one filière at least");
+    assert_eq!(violated_fields(&err), ["filieres.filieres"]);
     app.stop().await;
 }

@@ -556,7 +556,7 @@ pub(crate) async fn two_sides(
             name: "Centre de référence des maladies neuromusculaires".into(),
             r#type: pb::CentreType::CrmrConstitutive as i32,
             region_code: "84".into(),
-            filiere: "FILNEMUS".into(),
+            filieres: vec!["FILNEMUS".into()],
         })
         .await
         .expect("centre B");

@@ -92,7 +92,7 @@ check("observatory.v1.RegistryService" in services, f"reflection lists the regis
 
 reference.CreateCentre(reference_pb2.CreateCentreRequest(
     idempotency_key="py-centre", finess="750100125", name="CRMR hemophilie",
-    type=reference_pb2.CENTRE_TYPE_CRMR_COORDINATING, region_code="11", filiere="MHEMO"))
+    type=reference_pb2.CENTRE_TYPE_CRMR_COORDINATING, region_code="11", filieres=["MHEMO"]))
 reference.CreatePrescriber(reference_pb2.CreatePrescriberRequest(
     idempotency_key="py-prescriber", rpps="10000000017", specialty="haematology", centre_finess="750100125"))
 cohort = manager.CreateCohort(registry_pb2.CreateCohortRequest(

@@ -5,7 +5,7 @@
 use chrono::{Months, NaiveDate};
 use serde::Serialize;
 
-use crate::codes::{Finess, RegionCode};
+use crate::codes::{Filiere, Finess, RegionCode};
 use crate::error::{DomainError, Violations};
 use crate::model::{
     AdverseEvent, AeOutcome, Causality, Centre, CentreType, Cohort, CohortStatus, CommonDataElements, Diagnosis,
@@ -95,13 +95,17 @@ pub fn update_adverse_event(
     Ok(next)
 }
 
-/// Fields of a centre that may be corrected; its FINESS and filière never change (tokens,
-/// records and scopes are bound to them).
+/// Fields of a centre that may be corrected; its FINESS never changes (tokens, records and
+/// scopes are bound to it). Its filières may: a centre joins another network, or leaves one.
+/// Records keep where they belong (an episode belongs to its centre and its cohort's filière,
+/// not to the centre's filières), so no scope changes with them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct CentreUpdate {
     pub name: Option<String>,
     pub centre_type: Option<CentreType>,
     pub region: Option<RegionCode>,
+    /// Replaces every filière (already checked by [`crate::model::filiere_set`]).
+    pub filieres: Option<Vec<Filiere>>,
 }
 
 pub fn update_centre(current: &Centre, u: &CentreUpdate) -> Result<Centre, DomainError> {
@@ -114,6 +118,9 @@ pub fn update_centre(current: &Centre, u: &CentreUpdate) -> Result<Centre, Domai
     }
     if let Some(r) = &u.region {
         next.region = r.clone();
+    }
+    if let Some(f) = &u.filieres {
+        next.filieres = f.clone();
     }
     unchanged_is_invalid(current == &next)?;
     Ok(next)

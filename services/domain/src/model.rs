@@ -482,12 +482,74 @@ pub fn parse_date(raw: &str) -> Result<NaiveDate, CodeError> {
 // Records
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "StoredCentre")]
 pub struct Centre {
     pub finess: Finess,
     pub name: String,
     pub centre_type: CentreType,
     pub region: RegionCode,
-    pub filiere: Filiere,
+    /// The filières the centre belongs to (a university hospital site is often a reference or
+    /// competence centre of several): at least one, sorted, each once (see [`filiere_set`]).
+    pub filieres: Vec<Filiere>,
+}
+
+impl Centre {
+    /// The first of its filières, in code order: the one a single-filière column or label shows.
+    pub fn first_filiere(&self) -> Option<&Filiere> {
+        self.filieres.first()
+    }
+}
+
+/// A centre's body as stored: versions written before a centre could belong to several
+/// filières carry one `filiere`; they read back as a centre of that one filière.
+#[derive(Deserialize)]
+struct StoredCentre {
+    finess: Finess,
+    name: String,
+    centre_type: CentreType,
+    region: RegionCode,
+    #[serde(default)]
+    filiere: Option<Filiere>,
+    #[serde(default)]
+    filieres: Vec<Filiere>,
+}
+
+impl From<StoredCentre> for Centre {
+    fn from(s: StoredCentre) -> Centre {
+        let mut filieres = s.filieres;
+        filieres.extend(s.filiere);
+        filieres.sort();
+        filieres.dedup();
+        Centre {
+            finess: s.finess,
+            name: s.name,
+            centre_type: s.centre_type,
+            region: s.region,
+            filieres,
+        }
+    }
+}
+
+/// Most filières a centre belongs to: all 23 of them.
+pub const MAX_CENTRE_FILIERES: usize = 23;
+
+/// The filières of a centre: at least one, at most [`MAX_CENTRE_FILIERES`], each once (a
+/// repeated one is refused rather than silently dropped: it is likely a typing slip); sorted.
+pub fn filiere_set(mut filieres: Vec<Filiere>) -> Result<Vec<Filiere>, CodeError> {
+    if filieres.is_empty() {
+        return Err(CodeError::new("REQUIRED", "a centre belongs to at least one filière"));
+    }
+    if filieres.len() > MAX_CENTRE_FILIERES {
+        return Err(CodeError::new(
+            "TOO_MANY",
+            format!("a centre belongs to at most {MAX_CENTRE_FILIERES} filières"),
+        ));
+    }
+    filieres.sort();
+    if let Some(w) = filieres.windows(2).find(|w| w[0] == w[1]) {
+        return Err(CodeError::new("DUPLICATE", format!("filière {} is named twice", w[0])));
+    }
+    Ok(filieres)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -837,6 +899,37 @@ impl CaseDetails {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_centre_stored_with_one_filiere_reads_back_as_a_centre_of_that_filiere() {
+        let legacy = r#"{"finess":"750100125","name":"CHU","centre_type":"CCMR","region":"11","filiere":"MHEMO"}"#;
+        let c: Centre = serde_json::from_str(legacy).unwrap();
+        assert_eq!(c.filieres, vec![Filiere::parse("MHEMO").unwrap()]);
+        // Written again, it carries the list only, and reads back the same.
+        let body = serde_json::to_string(&c).unwrap();
+        assert!(
+            body.contains(r#""filieres":["MHEMO"]"#) && !body.contains(r#""filiere":"#),
+            "{body}"
+        );
+        assert_eq!(serde_json::from_str::<Centre>(&body).unwrap(), c);
+    }
+
+    #[test]
+    fn a_centres_filieres_are_at_least_one_each_once_and_sorted() {
+        let f = |s: &str| Filiere::parse(s).unwrap();
+        assert_eq!(
+            filiere_set(vec![f("MHEMO"), f("FILNEMUS")]).unwrap(),
+            vec![f("FILNEMUS"), f("MHEMO")]
+        );
+        assert_eq!(filiere_set(vec![]).unwrap_err().reason, "REQUIRED");
+        assert_eq!(
+            filiere_set(vec![f("MHEMO"), f("MHEMO")]).unwrap_err().reason,
+            "DUPLICATE"
+        );
+        let all: Vec<Filiere> = crate::reference::filieres().map(|(code, _)| f(code)).collect();
+        assert_eq!(all.len(), MAX_CENTRE_FILIERES);
+        assert!(filiere_set(all).is_ok());
+    }
 
     #[test]
     fn dates_have_four_digit_years_and_nothing_around_them() {

@@ -173,6 +173,35 @@ pub fn orpha_list(v: &mut Violations, field: &str, raw: &[String]) -> Vec<OrphaC
     out
 }
 
+/// A centre's filières: each a listed code (`field[i]`), the set one to 23 codes each once
+/// (`field`, or `field[i]` for the one named twice).
+pub fn filiere_list(v: &mut Violations, field: &str, raw: &[String]) -> Option<Vec<Filiere>> {
+    if raw.len() > m::MAX_CENTRE_FILIERES {
+        v.push(
+            field,
+            "TOO_MANY",
+            format!("must hold at most {} filières", m::MAX_CENTRE_FILIERES),
+        );
+        return None;
+    }
+    let mut out: Vec<Filiere> = Vec::with_capacity(raw.len());
+    let mut ok = true;
+    for (i, code) in raw.iter().enumerate() {
+        match v.check(&format!("{field}[{i}]"), Filiere::parse(code)) {
+            Some(f) if out.contains(&f) => {
+                v.push(format!("{field}[{i}]"), "DUPLICATE", "appears twice");
+                ok = false;
+            }
+            Some(f) => out.push(f),
+            None => ok = false,
+        }
+    }
+    if !ok {
+        return None;
+    }
+    v.check(field, m::filiere_set(out))
+}
+
 pub fn rcp(v: &mut Violations, field: &str, r: Option<&pb::Rcp>) -> Option<m::Rcp> {
     let r = r?;
     let date = v.check(&format!("{field}.date"), date(&r.date));
@@ -589,7 +618,7 @@ pub fn centre(v: &Versioned<m::Centre>) -> pb::Centre {
         name: c.name.clone(),
         r#type: enum_out!(c.centre_type, pb::CentreType, "CENTRE_TYPE_"),
         region_code: c.region.to_string(),
-        filiere: c.filiere.to_string(),
+        filieres: c.filieres.iter().map(ToString::to_string).collect(),
     }
 }
 

@@ -323,7 +323,11 @@ pub fn parse_centre_update(r: &pb::UpdateCentreRequest) -> Result<(codes::Finess
         None => Some(None),
         Some(raw) => v.check("region_code", c::region(raw)).map(Some),
     };
-    all_some!(v; finess, expected, reason, name, centre_type, region);
+    let filieres = match &r.filieres {
+        None => Some(None),
+        Some(list) => c::filiere_list(&mut v, "filieres.filieres", &list.filieres).map(Some),
+    };
+    all_some!(v; finess, expected, reason, name, centre_type, region, filieres);
     Ok((
         finess,
         expected,
@@ -331,6 +335,7 @@ pub fn parse_centre_update(r: &pb::UpdateCentreRequest) -> Result<(codes::Finess
             name,
             centre_type,
             region,
+            filieres,
         },
         reason,
     ))
@@ -375,8 +380,8 @@ pub fn parse_centre(r: &pb::CreateCentreRequest) -> Result<(String, m::Centre), 
         enum_in!(r.r#type, pb::CentreType, "CENTRE_TYPE_", m::CentreType),
     );
     let region = v.check("region_code", c::region(&r.region_code));
-    let filiere = v.check("filiere", c::filiere(&r.filiere));
-    all_some!(v; key, finess, name, centre_type, region, filiere);
+    let filieres = c::filiere_list(&mut v, "filieres", &r.filieres);
+    all_some!(v; key, finess, name, centre_type, region, filieres);
     Ok((
         key,
         m::Centre {
@@ -384,7 +389,7 @@ pub fn parse_centre(r: &pb::CreateCentreRequest) -> Result<(String, m::Centre), 
             name,
             centre_type,
             region,
-            filiere,
+            filieres,
         },
     ))
 }

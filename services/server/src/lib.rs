@@ -110,16 +110,17 @@ async fn dev_tokens(store: &Store, web: &observatory_web::Web, base: &str) -> an
         .list_centres(&observatory_store::CentreFilter::default(), &page)
         .await?
         .items;
-    let centre = centres
-        .iter()
-        .find(|c| c.record.filiere.as_str() == "MHEMO")
-        .or(centres.first())
-        .map(|c| {
-            (
-                c.record.finess.as_str().to_owned(),
-                c.record.filiere.as_str().to_owned(),
-            )
-        });
+    let mhemo = |c: &&observatory_store::Versioned<observatory_domain::model::Centre>| {
+        c.record.filieres.iter().any(|f| f.as_str() == "MHEMO")
+    };
+    let centre = centres.iter().find(mhemo).or(centres.first()).and_then(|c| {
+        let filiere = if mhemo(&c) {
+            "MHEMO".to_owned()
+        } else {
+            c.record.first_filiere()?.as_str().to_owned()
+        };
+        Some((c.record.finess.as_str().to_owned(), filiere))
+    });
     let mut wanted = vec![(Role::Admin, Vec::new(), Vec::new())];
     if let Some((finess, filiere)) = centre {
         wanted.insert(0, (Role::Prescriber, vec![finess], Vec::new()));

@@ -55,7 +55,10 @@ struct CentreSpec {
     name: &'static str,
     centre_type: CentreType,
     region: &'static str,
+    /// The filière whose patients the seed treats there.
     filiere: &'static str,
+    /// Further filières the centre belongs to.
+    also: &'static [&'static str],
 }
 
 const CENTRES: &[CentreSpec] = &[
@@ -65,6 +68,7 @@ const CENTRES: &[CentreSpec] = &[
         centre_type: CentreType::CrmrCoordinating,
         region: "11",
         filiere: "MHEMO",
+        also: &[],
     },
     CentreSpec {
         finess_prefix: "69001",
@@ -72,6 +76,7 @@ const CENTRES: &[CentreSpec] = &[
         centre_type: CentreType::CrmrConstitutive,
         region: "84",
         filiere: "MHEMO",
+        also: &[],
     },
     CentreSpec {
         finess_prefix: "59001",
@@ -79,6 +84,7 @@ const CENTRES: &[CentreSpec] = &[
         centre_type: CentreType::Ccmr,
         region: "32",
         filiere: "MHEMO",
+        also: &[],
     },
     CentreSpec {
         finess_prefix: "33001",
@@ -86,6 +92,7 @@ const CENTRES: &[CentreSpec] = &[
         centre_type: CentreType::Ccmr,
         region: "75",
         filiere: "MHEMO",
+        also: &[],
     },
     CentreSpec {
         finess_prefix: "13001",
@@ -93,6 +100,7 @@ const CENTRES: &[CentreSpec] = &[
         centre_type: CentreType::Ccmr,
         region: "93",
         filiere: "MHEMO",
+        also: &[],
     },
     CentreSpec {
         finess_prefix: "35001",
@@ -100,6 +108,7 @@ const CENTRES: &[CentreSpec] = &[
         centre_type: CentreType::Crc,
         region: "53",
         filiere: "MHEMO",
+        also: &[],
     },
     CentreSpec {
         finess_prefix: "75002",
@@ -107,6 +116,7 @@ const CENTRES: &[CentreSpec] = &[
         centre_type: CentreType::CrmrCoordinating,
         region: "11",
         filiere: "FILNEMUS",
+        also: &[],
     },
     CentreSpec {
         finess_prefix: "13002",
@@ -114,13 +124,15 @@ const CENTRES: &[CentreSpec] = &[
         centre_type: CentreType::CrmrConstitutive,
         region: "93",
         filiere: "FILNEMUS",
+        also: &[],
     },
     CentreSpec {
         finess_prefix: "31002",
-        name: "CRMR neuromusculaire, site constitutif (Toulouse)",
+        name: "CHU de Toulouse : CRMR neuromusculaire (site constitutif), CCMR hemophilie",
         centre_type: CentreType::CrmrConstitutive,
         region: "76",
         filiere: "FILNEMUS",
+        also: &["MHEMO"],
     },
     CentreSpec {
         finess_prefix: "44002",
@@ -128,6 +140,7 @@ const CENTRES: &[CentreSpec] = &[
         centre_type: CentreType::Ccmr,
         region: "52",
         filiere: "FILNEMUS",
+        also: &[],
     },
     CentreSpec {
         finess_prefix: "67002",
@@ -135,6 +148,7 @@ const CENTRES: &[CentreSpec] = &[
         centre_type: CentreType::Ccmr,
         region: "44",
         filiere: "FILNEMUS",
+        also: &[],
     },
     CentreSpec {
         finess_prefix: "97402",
@@ -142,6 +156,7 @@ const CENTRES: &[CentreSpec] = &[
         centre_type: CentreType::Ccmr,
         region: "04",
         filiere: "FILNEMUS",
+        also: &[],
     },
 ];
 
@@ -491,7 +506,13 @@ async fn set_up(app: &App, options: &SeedOptions, summary: &mut SeedSummary) -> 
             name: spec.name.to_owned(),
             centre_type: spec.centre_type,
             region: code(RegionCode::parse(spec.region), "region")?,
-            filiere: code(Filiere::parse(spec.filiere), "filiere")?,
+            filieres: {
+                let mut filieres = vec![code(Filiere::parse(spec.filiere), "filiere")?];
+                for other in spec.also {
+                    filieres.push(code(Filiere::parse(other), "filiere")?);
+                }
+                code(observatory_domain::model::filiere_set(filieres), "filieres")?
+            },
         };
         write(app, Command::CreateCentre(centre)).await?;
         summary.centres += 1;

@@ -46,7 +46,7 @@ async fn episode(store: &Store) -> RecordId {
         name: "bench centre".into(),
         centre_type: CentreType::Ccmr,
         region: RegionCode::parse("11").expect("region"),
-        filiere: Filiere::parse("MHEMO").expect("filiere"),
+        filieres: vec![Filiere::parse("MHEMO").expect("filiere")],
     }))
     .await;
     run(Command::CreatePrescriber(Prescriber {
@@ -57,7 +57,7 @@ async fn episode(store: &Store) -> RecordId {
     .await;
     let cohort = run(Command::CreateCohort(NewCohort {
         name: "bench".into(),
-        filiere: Filiere::parse("MHEMO").expect("filiere"),
+        filieres: vec![Filiere::parse("MHEMO").expect("filiere")],
         pathway: Pathway::CommonLaw,
         drug_atc: Atc::parse("B02BX06").expect("atc"),
         orpha_codes: vec![OrphaCode::parse("98878").expect("orpha")],

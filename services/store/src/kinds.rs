@@ -27,6 +27,17 @@ fn opt_text<S: AsRef<str>>(s: Option<S>) -> Val {
     Val::Text(s.map(|s| s.as_ref().to_owned()))
 }
 
+/// A centre's filières as its `filieres` column holds them: each code between bars
+/// (`|FILNEMUS|MHEMO|`), so that one is found with `LIKE '%|CODE|%'` on both databases.
+pub fn filiere_list(filieres: &[observatory_domain::codes::Filiere]) -> String {
+    let mut s = String::from("|");
+    for f in filieres {
+        s.push_str(f.as_str());
+        s.push('|');
+    }
+    s
+}
+
 /// A kind of versioned record.
 pub trait Stored: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static {
     const KIND: RecordKind;
@@ -56,7 +67,9 @@ impl Stored for Centre {
     fn columns(&self) -> Vec<(&'static str, Val)> {
         vec![
             ("region_code", text(&self.region)),
-            ("filiere", text(&self.filiere)),
+            // The first filière (the column predates centres of several), and all of them.
+            ("filiere", opt_text(self.first_filiere())),
+            ("filieres", text(filiere_list(&self.filieres))),
             ("centre_type", text(self.centre_type.code())),
         ]
     }
@@ -240,6 +253,9 @@ pub enum Filter {
     },
     /// Patients with a current episode in this cohort.
     PatientsInCohort(String),
+    /// Centres of this filière (one of theirs): the `filieres` column names it, or, for
+    /// versions written before that column, the `filiere` column is it.
+    CentresOfFiliere(String),
     /// Patients with a current episode of this pathway and/or status (at least one given).
     PatientsWithEpisode {
         pathway: Option<String>,

@@ -735,7 +735,10 @@ impl Store {
     pub async fn list_centres(&self, f: &CentreFilter, page: &PageRequest) -> Result<Page<Versioned<Centre>>> {
         let mut q = kinds::ListQuery::new(page)?;
         q.eq("region_code", f.region.as_ref().map(|r| r.as_str().to_owned()));
-        q.eq("filiere", f.filiere.as_ref().map(|r| r.as_str().to_owned()));
+        if let Some(f) = &f.filiere {
+            q.filters
+                .push(("filiere", kinds::Filter::CentresOfFiliere(f.as_str().to_owned())));
+        }
         self.list(q).await
     }
 
@@ -791,7 +794,10 @@ impl Store {
         }
         q.eq("pathway", f.pathway.map(|p| p.code().to_owned()));
         q.eq("drug_atc", f.drug_atc.as_ref().map(|r| r.as_str().to_owned()));
-        q.eq("filiere", f.filiere.as_ref().map(|r| r.as_str().to_owned()));
+        if let Some(f) = &f.filiere {
+            q.filters
+                .push(("filiere", kinds::Filter::CentresOfFiliere(f.as_str().to_owned())));
+        }
         self.list(q).await
     }
 

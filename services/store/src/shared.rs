@@ -1186,6 +1186,19 @@ pub async fn list<T: Stored>(conn: &mut Conn, lq: ListQuery) -> Result<Page<Vers
                 }
                 q.push(")")
             }
+            Filter::CentresOfFiliere(filiere) => {
+                // Codes are letters, digits, '-' and '_'; '_' is escaped so LIKE matches it as itself.
+                let pattern = format!(
+                    "%|{}|%",
+                    filiere.replace('\\', "\\\\").replace('_', "\\_").replace('%', "\\%")
+                );
+                q.push(" AND (filieres LIKE ").push_bind(pattern).push(" ESCAPE '\\'");
+                q.push(" OR (filieres IS NULL AND ")
+                    .push(column)
+                    .push(" = ")
+                    .push_bind(filiere)
+                    .push("))")
+            }
             Filter::PatientsInCohort(cohort) => q
                 .push(" AND ")
                 .push(column)

@@ -45,7 +45,7 @@ fn centre(n: u32) -> Centre {
         name: format!("Centre {n}"),
         centre_type: CentreType::Ccmr,
         region: RegionCode::parse("11").expect("region"),
-        filiere: Filiere::parse("MHEMO").expect("filiere"),
+        filieres: vec![Filiere::parse("MHEMO").expect("filiere")],
     }
 }
 
@@ -94,6 +94,7 @@ on_both_backends!(
     the_keyed_chain_and_the_records_hold_against_whoever_can_write_the_database,
     altered_and_unaudited_record_versions_are_caught,
     history_keeps_every_version_whatever_the_writes,
+    centres_are_listed_by_any_of_their_filieres_old_versions_included,
 );
 
 /// Runs raw SQL on the database behind `db`, as an operator with a SQL console would.
@@ -1651,4 +1652,61 @@ async fn history_keeps_every_version_whatever_the_writes(db: Db) {
     // The sequences went past the first step: writes were accepted, not only refused.
     let writes = writes.load(std::sync::atomic::Ordering::Relaxed);
     assert!(writes >= 32, "{writes} writes accepted");
+}
+
+/// A centre belongs to several filières and is listed under each; a version written before
+/// centres could (one `filiere`, no `filieres` column) reads back and lists as before.
+async fn centres_are_listed_by_any_of_their_filieres_old_versions_included(db: Db) {
+    let f = |code: &str| Filiere::parse(code).expect("filiere");
+    let mut both = centre(1);
+    both.filieres = vec![f("FILNEMUS"), f("MHEMO")];
+    for c in [both, centre(2), centre(3)] {
+        db.store
+            .execute(Command::CreateCentre(c), ctx(None))
+            .await
+            .expect("create");
+    }
+    // Centre 3 as a version of the earlier layout: its body names one filière, the column is NULL.
+    let id = finess(3);
+    let legacy =
+        format!(r#"{{"finess":"{id}","name":"Centre 3","centre_type":"CCMR","region":"11","filiere":"FILNEMUS"}}"#);
+    let at = "2026-11-01T00:00:00Z";
+    raw(
+        &db,
+        &format!("UPDATE centre_versions SET superseded_at = '{at}' WHERE id = '{id}' AND version = 1"),
+    )
+    .await
+    .expect("supersede");
+    raw(
+        &db,
+        &format!(
+            "INSERT INTO centre_versions (id, version, recorded_at, recorded_by, reason, request_id, body, \
+             region_code, filiere, centre_type) VALUES ('{id}', 2, '{at}', 'test', 'earlier layout', 'r', \
+             '{legacy}', '11', 'FILNEMUS', 'CCMR')"
+        ),
+    )
+    .await
+    .expect("a version of the earlier layout");
+    let list = |filiere: &str| {
+        let filter = observatory_store::CentreFilter {
+            region: None,
+            filiere: Some(f(filiere)),
+        };
+        let store = db.store.clone();
+        async move {
+            let page = observatory_store::PageRequest { size: 50, token: None };
+            let p = store.list_centres(&filter, &page).await.expect("list");
+            p.items.into_iter().map(|c| c.record.finess).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(list("MHEMO").await, vec![finess(1), finess(2)]);
+    assert_eq!(list("FILNEMUS").await, vec![finess(1), finess(3)]);
+    assert!(list("G2M").await.is_empty());
+    let old = db
+        .store
+        .require::<Centre>(id.as_str())
+        .await
+        .expect("the earlier layout reads back");
+    assert_eq!(old.record.filieres, vec![f("FILNEMUS")]);
+    assert_eq!(old.meta.version, 2);
 }

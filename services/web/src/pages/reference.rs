@@ -28,7 +28,9 @@ pub struct CentreRow {
     pub name: String,
     pub centre_type: String,
     pub region: String,
-    pub filiere: String,
+    /// Its filières' codes, comma-separated.
+    pub filieres: String,
+    pub filiere_codes: Vec<String>,
 }
 
 fn centre_row(page: &Page, c: &Versioned<Centre>) -> CentreRow {
@@ -39,8 +41,16 @@ fn centre_row(page: &Page, c: &Versioned<Centre>) -> CentreRow {
         centre_type: page.label("centre_type", x.centre_type.code()),
         region: observatory_domain::reference::region(x.region.as_str())
             .map_or_else(|| x.region.as_str().to_owned(), str::to_owned),
-        filiere: x.filiere.as_str().to_owned(),
+        filieres: x.filieres.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", "),
+        filiere_codes: x.filieres.iter().map(|f| f.as_str().to_owned()).collect(),
     }
+}
+
+/// Every filière, as a checkbox shows it.
+fn filiere_options() -> Vec<(String, String)> {
+    observatory_domain::reference::filieres()
+        .map(|(c, n)| (c.to_owned(), format!("{c} · {n}")))
+        .collect()
 }
 
 #[derive(Template)]
@@ -75,9 +85,7 @@ async fn centres_page(web: &Web, signed: &Signed, form: FormState, status: Statu
         can_write: observatory_app::access::allows("CreateCentre", signed.role()),
         types: labels::options(lang, "centre_type"),
         regions: regions(),
-        filieres: observatory_domain::reference::filieres()
-            .map(|(c, n)| (c.to_owned(), format!("{c} · {n}")))
-            .collect(),
+        filieres: filiere_options(),
         page,
     });
     *r.status_mut() = status;
@@ -97,7 +105,7 @@ pub async fn create_centre(State(web): State<Web>, posted: Posted) -> Response {
         name: f.get("name").to_owned(),
         r#type: pb_enum(f.get("type"), "CENTRE_TYPE_", pb::CentreType::from_str_name),
         region_code: f.get("region_code").to_owned(),
-        filiere: f.get("filiere").to_owned(),
+        filieres: f.all("filieres").into_iter().map(str::to_owned).collect(),
     };
     let outcome = match observatory_grpc::parse::parse_centre(&request) {
         Err(s) => Err(s),
@@ -130,6 +138,7 @@ struct CentrePage {
     can_write: bool,
     types: Vec<(String, String)>,
     regions: Vec<(String, String)>,
+    filieres: Vec<(String, String)>,
     failed: String,
     form: FormState,
 }
@@ -138,6 +147,15 @@ impl CentrePage {
     fn form_of(&self, name: &str) -> FormState {
         if self.failed == name {
             self.form.clone()
+        } else if name == "centre" {
+            // The correction form opens with the centre's filières ticked.
+            let ticked: Vec<(&str, String)> = self
+                .centre
+                .filiere_codes
+                .iter()
+                .map(|c| ("filieres.filieres", c.clone()))
+                .collect();
+            FormState::with(&ticked)
         } else {
             FormState::fresh()
         }
@@ -181,6 +199,7 @@ async fn centre_page(
         can_write: observatory_app::access::allows("UpdateCentre", signed.role()),
         types: labels::options(lang, "centre_type"),
         regions: regions(),
+        filieres: filiere_options(),
         failed,
         form,
         page,
@@ -208,6 +227,10 @@ pub async fn update_centre(State(web): State<Web>, Path(finess): Path<String>, p
         name: some(f.get("name")),
         r#type: some(f.get("type")).map(|t| pb_enum(&t, "CENTRE_TYPE_", pb::CentreType::from_str_name)),
         region_code: some(f.get("region_code")),
+        // The form always shows the filières: those ticked are the centre's (none is refused).
+        filieres: Some(pb::FiliereList {
+            filieres: f.all("filieres.filieres").into_iter().map(str::to_owned).collect(),
+        }),
     };
     let outcome = match observatory_grpc::parse::parse_centre_update(&request) {
         Err(s) => Err(s),
