@@ -635,6 +635,32 @@ fn seeds(ids: &Ids) -> Vec<Seed> {
         seed("RegistryService", "GetAdverseEvent", &get(&ids.adverse_event)),
         seed(
             "RegistryService",
+            "ExportAdverseEvents",
+            &pb::ExportAdverseEventsRequest {
+                selection: Some(pb::export_adverse_events_request::Selection::AdverseEventId(
+                    ids.adverse_event.clone(),
+                )),
+                format: pb::CaseFormat::E2bXml as i32,
+                language: "en".into(),
+                page: None,
+            },
+        ),
+        seed(
+            "RegistryService",
+            "ExportAdverseEvents",
+            &pb::ExportAdverseEventsRequest {
+                selection: Some(pb::export_adverse_events_request::Selection::Period(pb::CasePeriod {
+                    from: "2026-01-01".into(),
+                    to: "2026-12-31".into(),
+                    serious_only: true,
+                })),
+                format: pb::CaseFormat::Html as i32,
+                language: "fr".into(),
+                page: page.clone(),
+            },
+        ),
+        seed(
+            "RegistryService",
             "UpdateAdverseEvent",
             &pb::UpdateAdverseEventRequest {
                 id: ids.adverse_event.clone(),
@@ -645,6 +671,7 @@ fn seeds(ids: &Ids) -> Vec<Seed> {
                 causality: 2,
                 pv_declaration_date: "2026-03-05".into(),
                 pv_reference: "CRPV-2026-1".into(),
+                pv_receiver: Some("CRPV de Lyon".into()),
                 case_details: None,
             },
         ),

@@ -301,6 +301,7 @@ async fn a_release_that_drops_codes_in_use_leaves_history_readable(backend: Back
         causality: pb::Causality::PossiblyRelated as i32,
         pv_declaration_date: String::new(),
         pv_reference: String::new(),
+        pv_receiver: String::new(),
         case_details: None,
     };
     app.registry

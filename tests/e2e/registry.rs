@@ -447,6 +447,7 @@ async fn an_aac_journey_is_recorded_and_every_version_can_be_read_back(backend: 
             causality: pb::Causality::PossiblyRelated as i32,
             pv_declaration_date: "2026-05-03".into(),
             pv_reference: "PV-2026-42".into(),
+            pv_receiver: "CRPV de Paris".into(),
             case_details: Some(pb::CaseDetails {
                 seriousness: vec![pb::SeriousnessCriterion::Hospitalisation as i32],
                 ..Default::default()
@@ -1275,6 +1276,7 @@ async fn corrections_keep_their_reason_in_history(backend: Backend) {
         causality: 0,
         pv_declaration_date: pv_date.into(),
         pv_reference: pv_reference.into(),
+        pv_receiver: (!pv_reference.is_empty()).then(|| "CRPV de Lyon".into()),
         case_details: None,
     };
     let err = app
@@ -1303,6 +1305,7 @@ async fn corrections_keep_their_reason_in_history(backend: Backend) {
         "unspecified leaves it unchanged"
     );
     assert_eq!(done.pv_reference, "PV-1");
+    assert_eq!(done.pv_receiver, "CRPV de Lyon", "who it was declared to");
     app.stop().await;
 }
 
@@ -2396,6 +2399,25 @@ async fn a_centre_belongs_to_several_filieres_and_is_listed_under_each(backend: 
     assert_eq!(listed(&mut app, "MHEMO").await, ["310000013"]);
     assert_eq!(listed(&mut app, "FILNEMUS").await, ["310000013"]);
     assert!(listed(&mut app, "FILSLAN").await.is_empty());
+    // Cohorts keep their one filière, and are listed by it.
+    let cohort = app.aac_cohort().await.meta.expect("meta").id;
+    let cohorts = app
+        .manager
+        .list_cohorts(pb::ListCohortsRequest {
+            filiere: "MHEMO".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("cohorts of a filière")
+        .into_inner()
+        .cohorts;
+    assert_eq!(
+        cohorts
+            .into_iter()
+            .map(|c| c.meta.expect("meta").id)
+            .collect::<Vec<_>>(),
+        [cohort]
+    );
 
     let joined = app
         .reference

@@ -211,6 +211,7 @@ fn adverse_event_request(episode: &str, key: &str) -> pb::RecordAdverseEventRequ
         causality: pb::Causality::PossiblyRelated as i32,
         pv_declaration_date: String::new(),
         pv_reference: String::new(),
+        pv_receiver: String::new(),
         case_details: None,
     }
 }
@@ -356,6 +357,19 @@ fn request(path: &str, s: &Side, tag: &str) -> (Kind, Bytes) {
         ),
         "GetFollowUp" => (Kind::Targeted, get(&s.follow_up)),
         "GetAdverseEvent" => (Kind::Targeted, get(&s.adverse_event)),
+        // One event's case file (a period's cases are kept to the caller's scope: the
+        // pharmacovigilance scenario checks it).
+        "ExportAdverseEvents" => (
+            Kind::Targeted,
+            pb::ExportAdverseEventsRequest {
+                selection: Some(pb::export_adverse_events_request::Selection::AdverseEventId(
+                    s.adverse_event.clone(),
+                )),
+                format: pb::CaseFormat::E2bXml as i32,
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
         "ListFollowUps" | "ListAdverseEvents" => (
             Kind::Targeted,
             pb::ListByEpisodeRequest {

@@ -283,12 +283,33 @@ try:
     driver.find_element(By.XPATH, "//summary[contains(., 'Compléter ou corriger')]").click()
     set_value(driver, "fix_event.pv_declaration_date", TODAY.isoformat())
     driver.find_element(By.ID, "fix_event.pv_reference").send_keys("CRPV-PARIS-2026-118")
+    driver.find_element(By.ID, "fix_event.pv_receiver").send_keys("CRPV de Paris")
     click_and_wait(driver, driver.find_element(By.XPATH, "//form[contains(@action, '/adverse-events/update')]//button"))
     check(driver.find_elements(By.ID, "fix_event.reason-error"), "a correction without a reason is refused")
     driver.find_element(By.ID, "fix_event.reason").send_keys("déclaré au CRPV")
     click_and_wait(driver, driver.find_element(By.XPATH, "//form[contains(@action, '/adverse-events/update')]//button"))
     check("CRPV-PARIS-2026-118" in body(driver), "the adverse event's declaration is completed")
+    check("CRPV de Paris" in body(driver), "the declaration names who it went to")
     audit_page(driver, "episode")
+    # The event as a pharmacovigilance case: its sheet to print, its E2B(R3) message to send.
+    episode_url = driver.current_url
+    sheet_link = driver.find_element(By.XPATH, "//a[starts-with(@href, '/cases?event=') and contains(@href, 'format=html')]")
+    e2b_path = driver.find_element(
+        By.XPATH, "//a[starts-with(@href, '/cases?event=') and contains(@href, 'format=e2b')]").get_attribute("href")
+    click_and_wait(driver, sheet_link)
+    check("Fiches de cas de pharmacovigilance" in body(driver) and "CRPV de Paris" in body(driver)
+          and "CRPV-PARIS-2026-118" in body(driver), "the event's case sheet names its declaration")
+    status, headers, xml = http("GET", e2b_path.replace(WEB, ""), session_cookie(driver))
+    check(status == 200 and xml.startswith(b"<?xml") and b"PORR_IN049016UV" in xml
+          and b'extension="CRPV de Paris"' in xml, f"the event's E2B(R3) message is downloaded ({status})")
+    driver.get(episode_url)
+    click_and_wait(driver, driver.find_element(By.LINK_TEXT, "Pharmacovigilance"))
+    audit_page(driver, "cases")
+    set_value(driver, "period.from", TODAY.replace(day=1).isoformat())
+    set_value(driver, "period.to", TODAY.isoformat())
+    click_and_wait(driver, driver.find_element(By.XPATH, "//button[contains(., 'Exporter')]"))
+    check("CRPV-PARIS-2026-118" in body(driver), "the period's case sheets hold the event")
+    driver.get(episode_url)
     # The dosage was typed wrong: corrected from the form filled with what is recorded.
     driver.find_element(By.XPATH, "//summary[contains(., 'Corriger ce traitement')]").click()
     check(driver.find_element(By.ID, "fix_episode.dosage.unit").get_attribute("value") == "mg/kg",

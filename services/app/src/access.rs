@@ -67,6 +67,7 @@ pub const OPERATIONS: &[(&str, &str, &[Role])] = &[
     ("RegistryService", "ListAdverseEvents", CLINICAL_READERS),
     ("RegistryService", "GetAdverseEvent", CLINICAL_READERS),
     ("RegistryService", "UpdateAdverseEvent", CORRECTORS),
+    ("RegistryService", "ExportAdverseEvents", CLINICAL_READERS),
     ("RegistryService", "GetHistory", CLINICAL_READERS),
     ("RegistryService", "GetWorklist", CLINICAL_READERS),
     // Exchange with partner systems: an import item needs, besides, the rule of its own

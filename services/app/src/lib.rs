@@ -10,6 +10,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod cases;
 pub mod exchange;
 pub mod reference;
 pub mod registry;

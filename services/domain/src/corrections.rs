@@ -63,6 +63,8 @@ pub struct AdverseEventUpdate {
     pub causality: Option<Causality>,
     /// Declaration to pharmacovigilance (date, reference), typically added later.
     pub pv_declaration: Option<(NaiveDate, String)>,
+    /// Who it was declared to (a CRPV, the rights holder's pharmacovigilance).
+    pub pv_receiver: Option<String>,
     /// Replaces every E2B case field.
     pub details: Option<crate::model::CaseDetails>,
 }
@@ -86,6 +88,9 @@ pub fn update_adverse_event(
     if let Some((date, reference)) = &u.pv_declaration {
         next.pv_declaration_date = Some(*date);
         next.pv_reference = Some(reference.clone());
+    }
+    if let Some(receiver) = &u.pv_receiver {
+        next.pv_receiver = Some(receiver.clone());
     }
     if let Some(d) = &u.details {
         next.details = d.clone();

@@ -810,6 +810,13 @@ pub fn check_adverse_event(episode: &Episode, ae: &AdverseEvent, today: NaiveDat
             v.push("pv_declaration_date", "IN_FUTURE", "must not be in the future");
         }
     }
+    if ae.pv_receiver.is_some() && ae.pv_declaration_date.is_none() {
+        v.push(
+            "pv_receiver",
+            "NOT_DECLARED",
+            "names who the event was declared to: record the declaration's date with it",
+        );
+    }
     check_case_details(ae, today, &mut v);
     v.into_result()
 }

@@ -859,6 +859,10 @@ pub struct AdverseEvent {
     pub causality: Causality,
     pub pv_declaration_date: Option<NaiveDate>,
     pub pv_reference: Option<String>,
+    /// Who the event was declared to: the regional pharmacovigilance centre (CRPV) or the
+    /// rights holder's pharmacovigilance, up to 200 characters; only with a declaration date.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pv_receiver: Option<String>,
     /// What a pharmacovigilance centre needs for a valid case (events recorded before these
     /// fields existed have none).
     #[serde(default, skip_serializing_if = "CaseDetails::is_empty")]

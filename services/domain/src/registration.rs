@@ -2,7 +2,7 @@
 //! field: what every way in (gRPC, the import, the web front) gets checked against, once.
 
 use crate::codes::{IdMr, RegionCode};
-use crate::error::{DomainError, Violations};
+use crate::error::{CodeError, DomainError, Violations};
 use crate::model::{
     AgeAt, AgeKind, CommonDataElements, Diagnosis, DiagnosisStatus, HAEMOPHILIA, MAX_GENES, MAX_VARIANTS, Patient,
     Pseudonym, Sex, VitalStatus, YearMonth,
@@ -243,6 +243,24 @@ pub fn check_weight(weight_kg: Option<f64>) -> Result<(), DomainError> {
         }
         _ => Ok(()),
     }
+}
+
+/// Longest period of onsets one export of pharmacovigilance cases covers.
+pub const MAX_CASE_PERIOD_DAYS: i64 = 3 * 366;
+
+/// The end of a period of onsets, against its start: not before it, at most
+/// [`MAX_CASE_PERIOD_DAYS`] after it.
+pub fn check_case_period(from: chrono::NaiveDate, to: chrono::NaiveDate) -> Result<(), CodeError> {
+    if to < from {
+        return Err(CodeError::new("BEFORE_FROM", "must not be before from"));
+    }
+    if (to - from).num_days() > MAX_CASE_PERIOD_DAYS {
+        return Err(CodeError::new(
+            "PERIOD_TOO_LONG",
+            format!("a period covers at most {MAX_CASE_PERIOD_DAYS} days: export it in parts"),
+        ));
+    }
+    Ok(())
 }
 
 /// A declaration to pharmacovigilance has a date and a reference, both or neither (a new

@@ -797,6 +797,7 @@ pub fn adverse_event(v: &Versioned<m::AdverseEvent>) -> pb::AdverseEvent {
         causality: enum_out!(a.causality, pb::Causality, "CAUSALITY_"),
         pv_declaration_date: d(a.pv_declaration_date),
         pv_reference: a.pv_reference.clone().unwrap_or_default(),
+        pv_receiver: a.pv_receiver.clone().unwrap_or_default(),
         case_details: case_details_out(&a.details),
     }
 }

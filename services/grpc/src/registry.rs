@@ -1,7 +1,11 @@
 //! `observatory.v1.RegistryService`: cohorts, patients, episodes, authorisations, follow-ups,
 //! adverse events and history.
 
-use observatory_app::{Call, registry as ops};
+use observatory_app::{
+    Call,
+    cases::{CaseFile, CaseSelection, sheet::Lang as SheetLang},
+    registry as ops,
+};
 use observatory_domain::{
     Violations, codes,
     corrections::{AdverseEventUpdate, CohortTransition, PatientUpdate},
@@ -448,6 +452,25 @@ impl RegistryService for RegistryApi {
         }))
     }
 
+    async fn export_adverse_events(
+        &self,
+        req: Request<pb::ExportAdverseEventsRequest>,
+    ) -> Result<Response<pb::ExportAdverseEventsResponse>, Status> {
+        let asked = parse_case_export(req.get_ref())?;
+        let call = guard::call(&req, "ExportAdverseEvents")?;
+        let file = observatory_app::cases::export_cases(&self.state.app, &call, &asked.selection, &asked.page)
+            .await
+            .map_err(error::app)?;
+        let (content, content_type, extension) = asked.format.render(&file, asked.lang);
+        Ok(Response::new(pb::ExportAdverseEventsResponse {
+            content: content.into_bytes(),
+            content_type: content_type.to_owned(),
+            file_name: case_file_name(&asked.selection, &file, extension),
+            case_ids: file.cases.iter().map(observatory_app::cases::e2b::case_id).collect(),
+            next_page_token: file.next_page_token.clone().unwrap_or_default(),
+        }))
+    }
+
     async fn get_worklist(&self, req: Request<pb::GetWorklistRequest>) -> Result<Response<pb::Worklist>, Status> {
         let horizon = parse_worklist(req.get_ref())?;
         let call = guard::call(&req, "GetWorklist")?;
@@ -461,6 +484,113 @@ impl RegistryService for RegistryApi {
 
 // Parsing: the contract's messages into the operations' domain requests, every field checked
 // for its form, violations named by the contract's field paths.
+
+/// What a case export asks for: the cases, their format and language, the page.
+#[derive(Debug, Clone)]
+pub struct CaseExport {
+    pub selection: CaseSelection,
+    pub format: CaseFormat,
+    pub lang: SheetLang,
+    pub page: observatory_store::PageRequest,
+}
+
+/// A case file's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaseFormat {
+    E2bXml,
+    Html,
+}
+
+impl CaseFormat {
+    /// The file as the format writes it: its bytes, content type and file name extension.
+    pub fn render(self, file: &CaseFile, lang: SheetLang) -> (String, &'static str, &'static str) {
+        match self {
+            CaseFormat::E2bXml => (observatory_app::cases::e2b::message(file), "application/xml", "xml"),
+            CaseFormat::Html => (
+                observatory_app::cases::sheet::render(file, lang),
+                "text/html; charset=utf-8",
+                "html",
+            ),
+        }
+    }
+}
+
+pub fn parse_case_export(r: &pb::ExportAdverseEventsRequest) -> Result<CaseExport, Status> {
+    use pb::export_adverse_events_request::Selection;
+    let mut v = Violations::new();
+    let selection = match &r.selection {
+        None => {
+            v.push("selection", "REQUIRED", "name an adverse_event_id or a period");
+            None
+        }
+        Some(Selection::AdverseEventId(id)) => v.check("adverse_event_id", c::id(id)).map(CaseSelection::One),
+        Some(Selection::Period(p)) => {
+            let from = v.check("period.from", c::date(&p.from));
+            let to = v.check("period.to", c::date(&p.to));
+            match (from, to) {
+                (Some(from), Some(to)) => {
+                    v.check("period.to", rules::check_case_period(from, to));
+                    Some(CaseSelection::Period {
+                        from,
+                        to,
+                        serious_only: p.serious_only,
+                    })
+                }
+                _ => None,
+            }
+        }
+    };
+    let format = v.check(
+        "format",
+        match pb::CaseFormat::try_from(r.format) {
+            Ok(pb::CaseFormat::E2bXml) => Ok(CaseFormat::E2bXml),
+            Ok(pb::CaseFormat::Html) => Ok(CaseFormat::Html),
+            _ => Err(codes_error(
+                "REQUIRED",
+                "must be CASE_FORMAT_E2B_XML or CASE_FORMAT_HTML",
+            )),
+        },
+    );
+    let lang = match r.language.as_str() {
+        "" => Some(SheetLang::Fr),
+        code => v.check(
+            "language",
+            SheetLang::from_code(code).ok_or_else(|| codes_error("UNKNOWN_CODE", "must be \"fr\" or \"en\"")),
+        ),
+    };
+    let (size, token) = r
+        .page
+        .as_ref()
+        .map(|p| (p.page_size, p.page_token.clone()))
+        .unwrap_or_default();
+    let max = observatory_app::cases::MAX_CASES;
+    let size = match u32::try_from(size) {
+        Ok(0) => Some(max),
+        Ok(n) if n <= max => Some(n),
+        _ => {
+            v.push(
+                "page.page_size",
+                "OUT_OF_RANGE",
+                format!("must be between 1 and {max} (0 for {max})"),
+            );
+            None
+        }
+    };
+    all_some!(v; selection, format, lang, size);
+    Ok(CaseExport {
+        selection,
+        format,
+        lang,
+        page: observatory_store::PageRequest {
+            size,
+            token: (!token.is_empty()).then_some(token),
+        },
+    })
+}
+
+fn codes_error(reason: &'static str, description: &str) -> observatory_domain::CodeError {
+    observatory_domain::CodeError::new(reason, description)
+}
 
 pub fn parse_cohort(r: &pb::CreateCohortRequest) -> Result<(String, NewCohort), Status> {
     let mut v = Violations::new();
@@ -980,8 +1110,9 @@ pub fn parse_adverse_event(r: &pb::RecordAdverseEventRequest) -> Result<(String,
     );
     let pv_declaration_date = v.check("pv_declaration_date", c::optional(&r.pv_declaration_date, c::date));
     let pv_reference = v.check("pv_reference", c::optional(&r.pv_reference, c::text(100)));
+    let pv_receiver = v.check("pv_receiver", c::optional(&r.pv_receiver, c::text(200)));
     let details = c::case_details(&mut v, "case_details", r.case_details.as_ref());
-    all_some!(v; key, episode_id, onset_date, meddra_pt, meddra_soc, outcome, causality, pv_declaration_date, pv_reference);
+    all_some!(v; key, episode_id, onset_date, meddra_pt, meddra_soc, outcome, causality, pv_declaration_date, pv_reference, pv_receiver);
     Ok((
         key,
         m::AdverseEvent {
@@ -994,6 +1125,7 @@ pub fn parse_adverse_event(r: &pb::RecordAdverseEventRequest) -> Result<(String,
             causality,
             pv_declaration_date,
             pv_reference,
+            pv_receiver,
             details,
         },
     ))
@@ -1063,7 +1195,8 @@ pub fn parse_adverse_event_update(
         .case_details
         .as_ref()
         .map(|d| c::case_details(&mut v, "case_details", Some(d)));
-    all_some!(v; id, expected, reason, outcome, causality, pv_declaration);
+    let pv_receiver = changed(&mut v, "pv_receiver", &r.pv_receiver, c::text(200));
+    all_some!(v; id, expected, reason, outcome, causality, pv_declaration, pv_receiver);
     Ok((
         id,
         expected,
@@ -1072,6 +1205,7 @@ pub fn parse_adverse_event_update(
             outcome,
             causality,
             pv_declaration,
+            pv_receiver,
             details,
         },
         reason,
@@ -1196,4 +1330,15 @@ pub fn parse_follow_up_update(
         },
         reason,
     ))
+}
+
+/// A file name for a case file: the event's id, or the period (and the page's first case).
+pub fn case_file_name(selection: &CaseSelection, file: &CaseFile, extension: &str) -> String {
+    match selection {
+        CaseSelection::One(id) => format!("case-{id}.{extension}"),
+        CaseSelection::Period { from, to, .. } => match file.cases.first() {
+            Some(first) => format!("cases-{from}-{to}-from-{}.{extension}", first.event.meta.id),
+            None => format!("cases-{from}-{to}.{extension}"),
+        },
+    }
 }

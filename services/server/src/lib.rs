@@ -5,6 +5,7 @@
 pub mod access;
 pub mod audit;
 pub mod config;
+pub mod exports;
 pub mod file_import;
 pub mod reference_import;
 pub mod seed;

@@ -57,6 +57,12 @@ enum Commands {
         #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
         concurrency: u16,
     },
+    /// Export patient-level data for the systems that take it: pharmacovigilance cases (ICH
+    /// E2B(R3) or case sheets). Every record written out is audited as read by this process.
+    Export {
+        #[command(subcommand)]
+        command: ExportCommand,
+    },
     /// Import official reference files (Orphanet, BDPM, ATC, MedDRA) as a new release, or
     /// list the releases recorded.
     Reference {
@@ -114,6 +120,36 @@ enum Commands {
         /// Patient journeys written concurrently.
         #[arg(long, default_value_t = 256)]
         concurrency: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ExportCommand {
+    /// Adverse events as pharmacovigilance cases: one event (--id) or those whose onset falls
+    /// within a period (--from, --to), as an ICH E2B(R3) message or case sheets to print.
+    #[command(group(clap::ArgGroup::new("selection").required(true).args(["id", "from"])))]
+    Cases {
+        /// One adverse event, by its registry id.
+        #[arg(long, conflicts_with_all = ["from", "to", "serious"])]
+        id: Option<String>,
+        /// First onset day of the period, YYYY-MM-DD.
+        #[arg(long, requires = "to")]
+        from: Option<chrono::NaiveDate>,
+        /// Last onset day of the period, YYYY-MM-DD (at most three years after --from).
+        #[arg(long, requires = "from")]
+        to: Option<chrono::NaiveDate>,
+        /// Serious events only.
+        #[arg(long)]
+        serious: bool,
+        /// e2b (ICH E2B(R3) XML) or html (case sheets).
+        #[arg(long, default_value = "e2b", value_parser = ["e2b", "html"])]
+        format: String,
+        /// The case sheets' language: fr or en.
+        #[arg(long, default_value = "fr", value_parser = ["fr", "en"])]
+        lang: String,
+        /// The file to write (must not exist).
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -369,6 +405,50 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 summary.results.display()
             );
             Ok(())
+        }
+        Commands::Export { command } => {
+            let store = open_store(&config).await?;
+            let result = async {
+                let app = observatory_app::App::open(store.clone(), std::sync::Arc::new(config.pseudonym_key()?))
+                    .await
+                    .context("cannot read the reference catalogue")?;
+                match command {
+                    ExportCommand::Cases {
+                        id,
+                        from,
+                        to,
+                        serious,
+                        format,
+                        lang,
+                        out,
+                    } => {
+                        let selection = match (id, from, to) {
+                            (Some(id), ..) => observatory_app::cases::CaseSelection::One(
+                                observatory_domain::model::RecordId::parse(&id)
+                                    .map_err(|e| anyhow::anyhow!("--id: {}", e.description))?,
+                            ),
+                            (None, Some(from), Some(to)) => observatory_app::cases::CaseSelection::Period {
+                                from,
+                                to,
+                                serious_only: serious,
+                            },
+                            _ => anyhow::bail!("name an event (--id) or a period (--from and --to)"),
+                        };
+                        let format = if format == "html" {
+                            observatory_grpc::parse::CaseFormat::Html
+                        } else {
+                            observatory_grpc::parse::CaseFormat::E2bXml
+                        };
+                        let lang = observatory_app::cases::sheet::Lang::from_code(&lang).unwrap_or_default();
+                        let n = observatory_server::exports::cases(&app, &selection, format, lang, &out).await?;
+                        eprintln!("{n} case(s) written to {}", out.display());
+                        Ok(())
+                    }
+                }
+            }
+            .await;
+            store.close().await;
+            result
         }
         Commands::Reference { command } => {
             use observatory_server::reference_import as reference;

@@ -773,6 +773,23 @@ impl Journey<'_> {
 }
 
 /// One patient's journey; returns (episodes, commands).
+/// The regional pharmacovigilance centre a centre of `region` declares to.
+fn crpv(region: &str) -> &'static str {
+    match region {
+        "11" => "CRPV de Paris",
+        "84" => "CRPV de Lyon",
+        "32" => "CRPV de Lille",
+        "75" => "CRPV de Bordeaux",
+        "93" => "CRPV de Marseille",
+        "53" => "CRPV de Rennes",
+        "76" => "CRPV de Toulouse",
+        "52" => "CRPV de Nantes",
+        "44" => "CRPV de Strasbourg",
+        "04" => "CRPV de La Réunion",
+        _ => "CRPV de la région",
+    }
+}
+
 async fn journey(app: &App, setup: &Setup, options: &SeedOptions, index: u32) -> anyhow::Result<(u64, u64)> {
     let mut rng = StdRng::seed_from_u64(options.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(index));
     let until = options.until;
@@ -1091,6 +1108,7 @@ async fn journey(app: &App, setup: &Setup, options: &SeedOptions, index: u32) ->
             ),
             pv_declaration_date: declared.then_some(declaration_date),
             pv_reference: declared.then(|| format!("SYNTH-PV-{index:07}")),
+            pv_receiver: declared.then(|| crpv(centre_region).to_owned()),
             details: Default::default(),
         };
         let details = case_details(&mut case_rng, &ae, until);

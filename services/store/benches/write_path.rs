@@ -57,7 +57,7 @@ async fn episode(store: &Store) -> RecordId {
     .await;
     let cohort = run(Command::CreateCohort(NewCohort {
         name: "bench".into(),
-        filieres: vec![Filiere::parse("MHEMO").expect("filiere")],
+        filiere: Filiere::parse("MHEMO").expect("filiere"),
         pathway: Pathway::CommonLaw,
         drug_atc: Atc::parse("B02BX06").expect("atc"),
         orpha_codes: vec![OrphaCode::parse("98878").expect("orpha")],

@@ -253,6 +253,8 @@ pub enum Filter {
     },
     /// Patients with a current episode in this cohort.
     PatientsInCohort(String),
+    /// Records of an episode (the column holds the episode's id) of this cohort.
+    EpisodesOfCohort(String),
     /// Centres of this filière (one of theirs): the `filieres` column names it, or, for
     /// versions written before that column, the `filiere` column is it.
     CentresOfFiliere(String),
@@ -298,7 +300,8 @@ impl ListQuery {
             .push(("centre_finess", Filter::EpisodesWithin { centres, filieres }));
     }
 
-    /// Only the authorisations of the episodes `scope` covers.
+    /// Only the authorisations (or other records of an episode, by their `episode_id`: adverse
+    /// events) of the episodes `scope` covers.
     pub fn authorisations_within(&mut self, scope: &Scope) {
         let centres = scope.centres().iter().map(|c| c.as_str().to_owned()).collect();
         let filieres = scope.filieres().iter().map(|f| f.as_str().to_owned()).collect();

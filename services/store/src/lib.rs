@@ -446,6 +446,18 @@ pub struct CentreFilter {
     pub filiere: Option<Filiere>,
 }
 
+/// Which adverse events a list keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AdverseEventFilter {
+    /// Onset on or after this day.
+    pub onset_from: Option<NaiveDate>,
+    /// Onset on or before this day.
+    pub onset_to: Option<NaiveDate>,
+    pub serious_only: bool,
+    /// Events of the episodes of this cohort only.
+    pub cohort_id: Option<RecordId>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PatientFilter {
     /// The pseudonym's value: an IdMR, or the keyed pseudonym of identity fields.
@@ -794,10 +806,7 @@ impl Store {
         }
         q.eq("pathway", f.pathway.map(|p| p.code().to_owned()));
         q.eq("drug_atc", f.drug_atc.as_ref().map(|r| r.as_str().to_owned()));
-        if let Some(f) = &f.filiere {
-            q.filters
-                .push(("filiere", kinds::Filter::CentresOfFiliere(f.as_str().to_owned())));
-        }
+        q.eq("filiere", f.filiere.as_ref().map(|r| r.as_str().to_owned()));
         self.list(q).await
     }
 
@@ -880,6 +889,32 @@ impl Store {
             q.authorisations_within(scope);
         }
         q.filters.push(("serious", kinds::Filter::IsTrue));
+        self.list(q).await
+    }
+
+    /// Adverse events of the episodes `within` covers (all of them for `None`) whose onset falls
+    /// within the filter's dates, serious ones only when it says so; a page at a time, by id.
+    pub async fn list_adverse_events(
+        &self,
+        f: &AdverseEventFilter,
+        within: Option<&Scope>,
+        page: &PageRequest,
+    ) -> Result<Page<Versioned<AdverseEvent>>> {
+        let mut q = kinds::ListQuery::new(page)?;
+        if let Some(scope) = within {
+            // Like an authorisation, an event belongs where its episode (`episode_id`) does.
+            q.authorisations_within(scope);
+        }
+        q.date_between("onset_date", f.onset_from, f.onset_to);
+        if f.serious_only {
+            q.filters.push(("serious", kinds::Filter::IsTrue));
+        }
+        if let Some(cohort) = &f.cohort_id {
+            q.filters.push((
+                "episode_id",
+                kinds::Filter::EpisodesOfCohort(cohort.as_str().to_owned()),
+            ));
+        }
         self.list(q).await
     }
 

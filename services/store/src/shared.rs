@@ -1186,6 +1186,12 @@ pub async fn list<T: Stored>(conn: &mut Conn, lq: ListQuery) -> Result<Page<Vers
                 }
                 q.push(")")
             }
+            Filter::EpisodesOfCohort(cohort) => q
+                .push(" AND ")
+                .push(column)
+                .push(" IN (SELECT id FROM episode_versions WHERE superseded_at IS NULL AND cohort_id = ")
+                .push_bind(cohort)
+                .push(")"),
             Filter::CentresOfFiliere(filiere) => {
                 // Codes are letters, digits, '-' and '_'; '_' is escaped so LIKE matches it as itself.
                 let pattern = format!(

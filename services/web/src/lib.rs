@@ -219,6 +219,7 @@ impl Web {
             )
             .route("/history/{kind}/{id}", get(pages::history::show))
             .route("/worklist", get(pages::worklist::show))
+            .route("/cases", get(pages::cases::show))
             .route(
                 "/centres",
                 get(pages::reference::centres).post(pages::reference::create_centre),

@@ -627,7 +627,14 @@ fn event(lang: crate::i18n::Lang, v: &Versioned<AdverseEvent>) -> Event {
         outcome: labels::label(lang, "ae_outcome", x.outcome.code()),
         causality: labels::label(lang, "causality", x.causality.code()),
         declared: match (&x.pv_declaration_date, &x.pv_reference) {
-            (Some(d), r) => format!("{} {}", lang.date(*d), r.clone().unwrap_or_default()),
+            (Some(d), r) => {
+                let mut s = format!("{} {}", lang.date(*d), r.clone().unwrap_or_default());
+                if let Some(to) = &x.pv_receiver {
+                    s.push_str(" · ");
+                    s.push_str(to);
+                }
+                s.trim().to_owned()
+            }
             (None, _) => String::new(),
         },
     }
@@ -867,6 +874,7 @@ pub async fn adverse_event(State(web): State<Web>, Path(id): Path<String>, poste
         causality: pb_enum(f.get("causality"), "CAUSALITY_", pb::Causality::from_str_name),
         pv_declaration_date: f.get("pv_declaration_date").to_owned(),
         pv_reference: f.get("pv_reference").to_owned(),
+        pv_receiver: f.get("pv_receiver").to_owned(),
         case_details: case_details(f),
     };
     let outcome = match observatory_grpc::parse::parse_adverse_event(&request) {
@@ -946,6 +954,7 @@ pub async fn correct_event(State(web): State<Web>, Path(episode): Path<String>, 
         causality: pb_enum(f.get("fix_event.causality"), "CAUSALITY_", pb::Causality::from_str_name),
         pv_declaration_date: f.get("fix_event.pv_declaration_date").to_owned(),
         pv_reference: f.get("fix_event.pv_reference").to_owned(),
+        pv_receiver: super::some(f.get("fix_event.pv_receiver")),
         case_details: None,
     };
     let outcome = match observatory_grpc::parse::parse_adverse_event_update(&request) {

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod cases;
 pub mod episode_corrections;
 pub mod episodes;
 pub mod history;
@@ -43,6 +44,7 @@ fn sections(role: Role) -> Vec<(&'static str, &'static str)> {
     if matches!(role, Role::Prescriber | Role::DataManager | Role::Partner) {
         s.push(("/patients", "nav.patients"));
         s.push(("/worklist", "nav.worklist"));
+        s.push(("/cases", "nav.cases"));
     }
     if matches!(role, Role::Analyst | Role::DataManager) {
         s.push(("/reports", "nav.reports"));
@@ -323,4 +325,9 @@ pub fn regions() -> Vec<(String, String)> {
     observatory_domain::reference::regions()
         .map(|(c, n)| (c.to_owned(), n.to_owned()))
         .collect()
+}
+
+/// What a form left empty stays as it is.
+pub(super) fn some(raw: &str) -> Option<String> {
+    (!raw.is_empty()).then(|| raw.to_owned())
 }

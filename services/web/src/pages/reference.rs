@@ -212,10 +212,7 @@ pub async fn centre(State(web): State<Web>, signed: Signed, Path(finess): Path<S
     centre_page(&web, &signed, &finess, None, StatusCode::OK).await
 }
 
-/// What a form left empty stays as it is.
-fn some(raw: &str) -> Option<String> {
-    (!raw.is_empty()).then(|| raw.to_owned())
-}
+use super::some;
 
 pub async fn update_centre(State(web): State<Web>, Path(finess): Path<String>, posted: Posted) -> Response {
     let Posted { signed, fields } = posted;
