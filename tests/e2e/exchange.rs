@@ -25,6 +25,7 @@ on_both_backends!(
     an_import_applies_each_item_as_its_call_would_and_answers_in_order,
     the_feed_gives_each_scope_its_changes_in_commit_order_and_follows_new_ones,
     open_streams_end_with_their_token_and_with_the_server_and_are_counted_per_token,
+    the_registry_is_exported_as_fhir_resources_within_scope_audited_and_since_an_instant,
 );
 
 pub(crate) type Exchange = ExchangeServiceClient<InterceptedService<Channel, Bearer>>;
@@ -678,5 +679,213 @@ async fn a_file_is_imported_line_by_line_with_its_results_and_is_safe_to_rerun(b
         .await
         .expect_err("bad header");
     assert!(err.to_string().contains("no_such_field"), "{err}");
+    app.stop().await;
+}
+
+/// What an `ExportFhir` stream gave: the resources of each type (parsed), and the manifest.
+async fn fhir_stream(
+    exchange: &mut Exchange,
+    request: pb::ExportFhirRequest,
+) -> Result<
+    (
+        std::collections::BTreeMap<String, Vec<serde_json::Value>>,
+        serde_json::Value,
+    ),
+    tonic::Status,
+> {
+    let mut stream = exchange.export_fhir(request).await?.into_inner();
+    let mut resources: std::collections::BTreeMap<String, Vec<serde_json::Value>> = Default::default();
+    let mut manifest = None;
+    while let Some(part) = stream.message().await? {
+        assert!(manifest.is_none(), "the manifest comes last");
+        match part.part.expect("a part") {
+            pb::export_fhir_response::Part::Lines(lines) => {
+                let text = String::from_utf8(lines.ndjson).expect("utf-8");
+                assert!(text.ends_with('\n'), "whole lines");
+                let parsed: Vec<serde_json::Value> = text
+                    .lines()
+                    .map(|l| serde_json::from_str(l).expect("a resource per line"))
+                    .collect();
+                assert_eq!(parsed.len(), lines.count as usize);
+                for r in &parsed {
+                    assert_eq!(r["resourceType"], lines.resource_type.as_str(), "one type per part");
+                }
+                resources.entry(lines.resource_type).or_default().extend(parsed);
+            }
+            pb::export_fhir_response::Part::Manifest(m) => manifest = Some(serde_json::from_str(&m).expect("JSON")),
+        }
+    }
+    Ok((resources, manifest.expect("a manifest")))
+}
+
+/// `ExportFhir` and `observatory export fhir`: the records of a partner's centre as FHIR R4
+/// resources (the access regime and off-label use as extensions, the seriousness criteria), in
+/// the Bulk Data layout with a manifest whose counts are the lines; nothing patient-level of
+/// another centre's; what changed after an instant only; one cohort; every patient-level record
+/// audited; the command line writes the same resources to files.
+async fn the_registry_is_exported_as_fhir_resources_within_scope_audited_and_since_an_instant(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (_, rpps) = app.centre_and_prescriber().await;
+    let (episode, _, _) = crate::corrections::started_aac(&mut app, &rpps, 98).await;
+    let event = app
+        .registry
+        .record_adverse_event(pb::RecordAdverseEventRequest {
+            idempotency_key: "fhir-ae".into(),
+            episode_id: episode.clone(),
+            onset_date: "2026-03-02".into(),
+            meddra_pt_code: "10037660".into(),
+            serious: true,
+            outcome: pb::AeOutcome::Recovered as i32,
+            causality: pb::Causality::Related as i32,
+            case_details: Some(pb::CaseDetails {
+                seriousness: vec![pb::SeriousnessCriterion::Hospitalisation as i32],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("an event")
+        .into_inner();
+    let mut partner = exchange_as(&app, Role::Partner, &[TEST_CENTRE], &[]).await;
+    let (resources, manifest) = fhir_stream(&mut partner, pb::ExportFhirRequest::default())
+        .await
+        .expect("the partner's export");
+    let count = |t: &str| resources.get(t).map_or(0, Vec::len);
+    assert_eq!(count("CodeSystem"), 2);
+    assert_eq!(count("Patient"), 1);
+    assert_eq!(count("MedicationRequest"), 1);
+    assert_eq!(count("MedicationAdministration"), 1);
+    assert_eq!(count("ResearchSubject"), 1);
+    assert_eq!(count("AdverseEvent"), 1);
+    assert!(count("ResearchStudy") >= 1);
+    for entry in manifest["output"].as_array().expect("output") {
+        let t = entry["type"].as_str().expect("type");
+        assert_eq!(
+            entry["count"].as_u64(),
+            Some(count(t) as u64),
+            "{t}: the manifest counts its lines"
+        );
+        assert_eq!(entry["url"], format!("{t}.ndjson"));
+    }
+    assert_eq!(manifest["error"], serde_json::json!([]));
+    let patient = &resources["Patient"][0];
+    assert_eq!(
+        patient["meta"]["profile"][0],
+        "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient"
+    );
+    assert_eq!(
+        patient["identifier"].as_array().map(Vec::len),
+        Some(1),
+        "the pseudonym only"
+    );
+    assert!(patient.get("name").is_none(), "no name, ever");
+    let request = &resources["MedicationRequest"][0];
+    assert_eq!(request["id"], episode.as_str());
+    assert_eq!(
+        request["extension"][0]["valueCoding"]["code"], "AAC",
+        "the access regime, coded in the observatory's CodeSystem"
+    );
+    assert_eq!(request["status"], "active");
+    let ae = &resources["AdverseEvent"][0];
+    assert_eq!(ae["id"], event.meta.as_ref().expect("meta").id.as_str());
+    assert_eq!(ae["seriousness"]["coding"][0]["code"], "serious");
+    assert_eq!(
+        ae["extension"][0]["extension"][0]["valueCodeableConcept"]["coding"][0]["code"],
+        "C83052"
+    );
+    assert_eq!(
+        ae["suspectEntity"][0]["instance"]["reference"],
+        format!("MedicationAdministration/{episode}")
+    );
+
+    // Another centre's partner: the reference data, nothing patient-level.
+    let mut elsewhere = exchange_as(&app, Role::Partner, &[CENTRE_B], &[]).await;
+    let (theirs, _) = fhir_stream(&mut elsewhere, pb::ExportFhirRequest::default())
+        .await
+        .expect("another centre's export");
+    assert!(
+        theirs.keys().all(|t| t == "CodeSystem" || t == "ResearchStudy"),
+        "{:?}",
+        theirs.keys()
+    );
+
+    // Since an instant after every write: nothing changed.
+    let later = prost_types::Timestamp {
+        seconds: chrono::Utc::now().timestamp() + 1,
+        nanos: 0,
+    };
+    let (changed, _) = fhir_stream(
+        &mut partner,
+        pb::ExportFhirRequest {
+            since: Some(later),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("since");
+    assert!(changed.keys().all(|t| t == "CodeSystem"), "{:?}", changed.keys());
+    // One cohort; an unknown one is refused as if out of scope.
+    let cohort_id = resources["ResearchSubject"][0]["study"]["reference"]
+        .as_str()
+        .map(|s| s.trim_start_matches("ResearchStudy/").to_owned())
+        .expect("the subject's study");
+    let (one, _) = fhir_stream(
+        &mut partner,
+        pb::ExportFhirRequest {
+            cohort_id: cohort_id.clone(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("one cohort");
+    assert_eq!(one["ResearchStudy"].len(), 1);
+    assert_eq!(one["Patient"].len(), 1);
+    let denied = fhir_stream(
+        &mut partner,
+        pb::ExportFhirRequest {
+            cohort_id: "0193a000-0000-7000-8000-0000000000ff".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect_err("an unknown cohort");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let bad = fhir_stream(
+        &mut partner,
+        pb::ExportFhirRequest {
+            cohort_id: "nope".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect_err("a malformed id");
+    assert_eq!(violated_fields(&bad), ["cohort_id"]);
+
+    let audited = app
+        .store
+        .scalar_i64("SELECT COUNT(*) FROM audit_events WHERE action = 'ExportFhir'")
+        .await
+        .expect("count");
+    assert!(audited >= 3, "{audited} patient-level batches audited");
+
+    // The command line: the same resources, in files, the manifest last.
+    let dir = tempfile::tempdir().expect("dir");
+    let out = dir.path().join("fhir");
+    let local = crate::helpers::app_of(&app.store).await;
+    let counts = observatory_server::exports::fhir(&local, observatory_app::fhir::FhirExport::default(), &out)
+        .await
+        .expect("export fhir");
+    assert!(
+        counts.iter().any(|(t, n)| *t == "AdverseEvent" && *n == 1),
+        "{counts:?}"
+    );
+    let lines = std::fs::read_to_string(out.join("Patient.ndjson")).expect("Patient.ndjson");
+    let patients: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).expect("JSON")).collect();
+    assert_eq!(patients, resources["Patient"], "the same resources as the stream");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).expect("manifest")).expect("JSON");
+    assert_eq!(manifest["request"], "observatory export fhir");
+    let again = observatory_server::exports::fhir(&local, observatory_app::fhir::FhirExport::default(), &out).await;
+    assert!(again.is_err(), "a directory already written is not written over");
     app.stop().await;
 }

@@ -258,9 +258,9 @@ fn request(path: &str, s: &Side, tag: &str) -> (Kind, Bytes) {
         | "VerifyAudit" => (Kind::Unbound, Vec::new()),
         // A patient belongs where its episodes will be: registering is bound to no centre.
         "RegisterPatient" => (Kind::Unbound, Vec::new()),
-        // The exchange's items and changes are scoped one by one, inside an answered stream
+        // The exchange's items, changes and FHIR resources are scoped one by one, inside an answered stream
         // (exchange.rs tries them on both sides): the call itself follows the role rule.
-        "Import" | "WatchChanges" => (Kind::Unbound, Vec::new()),
+        "Import" | "WatchChanges" | "ExportFhir" => (Kind::Unbound, Vec::new()),
         "CreateCohort" => (
             Kind::Targeted,
             pb::CreateCohortRequest {

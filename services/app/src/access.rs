@@ -74,6 +74,7 @@ pub const OPERATIONS: &[(&str, &str, &[Role])] = &[
     // RegistryService call; the feed shows the clinical records of the caller's scope.
     ("ExchangeService", "Import", CORRECTORS),
     ("ExchangeService", "WatchChanges", CLINICAL_READERS),
+    ("ExchangeService", "ExportFhir", CLINICAL_READERS),
     ("ReportService", "RunReport", REPORTERS),
     ("ReportService", "GetReportRun", REPORTERS),
     ("ReportService", "ListReportRuns", REPORTERS),

@@ -12,6 +12,7 @@ pub mod access;
 pub mod audit;
 pub mod cases;
 pub mod exchange;
+pub mod fhir;
 pub mod reference;
 pub mod registry;
 pub mod reports;

@@ -508,6 +508,31 @@ enum Sent {
 impl ExchangeService for ExchangeApi {
     type ImportStream = ReceiverStream<Result<pb::ImportResult, Status>>;
     type WatchChangesStream = ReceiverStream<Result<pb::Change, Status>>;
+    type ExportFhirStream = ReceiverStream<Result<pb::ExportFhirResponse, Status>>;
+
+    async fn export_fhir(
+        &self,
+        req: Request<pb::ExportFhirRequest>,
+    ) -> Result<Response<Self::ExportFhirStream>, Status> {
+        let asked = parse_fhir_export(req.get_ref())?;
+        let call = crate::guard::call(&req, "ExportFhir")?;
+        // Admitted now, so that a refusal is the call's answer rather than the stream's end.
+        let export = observatory_app::fhir::start(&self.state.app, &call, asked.clone())
+            .await
+            .map_err(error::app)?;
+        let principal = crate::guard::principal(&req)?.clone();
+        let slot = StreamSlot::take(&self.open, &principal)?;
+        let (tx, rx) = mpsc::channel(4);
+        let job = FhirJob {
+            store: self.state.store.clone(),
+            principal,
+            request: fhir_request_text(&asked),
+            stopping: self.stopping.clone(),
+            _slot: slot,
+        };
+        tokio::spawn(job.run(export, tx).in_current_span());
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
 
     async fn import(&self, req: Request<Streaming<pb::ImportItem>>) -> Result<Response<Self::ImportStream>, Status> {
         let caller = Caller::of(&req)?;
@@ -572,5 +597,121 @@ impl ExchangeService for ExchangeApi {
         let (tx, rx) = mpsc::channel(FEED_BATCH as usize);
         tokio::spawn(feed.run(after, tx).in_current_span());
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// An `ExportFhirRequest` as the export it asks for.
+pub fn parse_fhir_export(r: &pb::ExportFhirRequest) -> Result<observatory_app::fhir::FhirExport, Status> {
+    let mut v = Violations::new();
+    let cohort = v.check("cohort_id", crate::convert::optional(&r.cohort_id, crate::convert::id));
+    let since = match &r.since {
+        None => Some(None),
+        Some(t) => match chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(u32::MAX)) {
+            Some(at) => Some(Some(at)),
+            None => {
+                v.push("since", "OUT_OF_RANGE", "is not an instant the registry can read");
+                None
+            }
+        },
+    };
+    if !v.is_empty() {
+        return Err(error::invalid(&v));
+    }
+    Ok(observatory_app::fhir::FhirExport {
+        cohort: cohort.flatten(),
+        since: since.flatten(),
+    })
+}
+
+/// The request as the manifest names it.
+fn fhir_request_text(asked: &observatory_app::fhir::FhirExport) -> String {
+    let mut s = "observatory.v1.ExchangeService/ExportFhir".to_owned();
+    if let Some(c) = &asked.cohort {
+        s.push_str(&format!("?cohort_id={c}"));
+    }
+    if let Some(t) = asked.since {
+        s.push_str(if asked.cohort.is_some() { "&" } else { "?" });
+        s.push_str(&format!("since={}", t.to_rfc3339()));
+    }
+    s
+}
+
+/// A FHIR export streamed to its caller.
+struct FhirJob {
+    store: observatory_store::Store,
+    principal: Principal,
+    request: String,
+    stopping: watch::Receiver<bool>,
+    _slot: StreamSlot,
+}
+
+impl FhirJob {
+    /// Sends the export's batches, then its manifest. Ends early when the caller leaves, when the
+    /// token is no longer live (UNAUTHENTICATED) or when the server stops (UNAVAILABLE).
+    async fn run(
+        mut self,
+        mut export: observatory_app::fhir::Export,
+        tx: mpsc::Sender<Result<pb::ExportFhirResponse, Status>>,
+    ) {
+        let started = chrono::Utc::now();
+        let mut counts: Vec<(&'static str, u64)> = Vec::new();
+        let mut checked = Instant::now();
+        loop {
+            if checked.elapsed() >= LIVENESS_CHECK {
+                checked = Instant::now();
+                if let Err(status) = access::still_live(&self.store, &self.principal).await {
+                    let _ = tx.send(Err(status)).await;
+                    return;
+                }
+            }
+            let batch = match export.next().await {
+                Ok(Some(batch)) => batch,
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = tx.send(Err(error::app(e))).await;
+                    return;
+                }
+            };
+            for (resource_type, lines) in batch.parts {
+                let count = lines.len() as u64;
+                match counts.iter_mut().find(|(t, _)| *t == resource_type) {
+                    Some((_, n)) => *n += count,
+                    None => counts.push((resource_type, count)),
+                }
+                let mut ndjson = lines.join("\n");
+                ndjson.push('\n');
+                let part = pb::ExportFhirResponse {
+                    part: Some(pb::export_fhir_response::Part::Lines(pb::FhirLines {
+                        resource_type: resource_type.to_owned(),
+                        ndjson: ndjson.into_bytes(),
+                        count: u32::try_from(count).unwrap_or(u32::MAX),
+                    })),
+                };
+                tokio::select! {
+                    sent = tx.send(Ok(part)) => if sent.is_err() {
+                        return;
+                    },
+                    () = stopped(&mut self.stopping) => {
+                        let _ = tx.send(Err(Status::unavailable("the observatory is stopping; export again"))).await;
+                        return;
+                    }
+                }
+            }
+        }
+        let files: Vec<(&str, String, u64)> = observatory_app::fhir::RESOURCE_TYPES
+            .iter()
+            .filter_map(|t| {
+                counts
+                    .iter()
+                    .find(|(c, _)| c == t)
+                    .map(|(_, n)| (*t, format!("{t}.ndjson"), *n))
+            })
+            .collect();
+        let manifest = observatory_app::fhir::manifest(started, &self.request, &files);
+        let _ = tx
+            .send(Ok(pb::ExportFhirResponse {
+                part: Some(pb::export_fhir_response::Part::Manifest(manifest.to_string())),
+            }))
+            .await;
     }
 }

@@ -58,7 +58,8 @@ enum Commands {
         concurrency: u16,
     },
     /// Export patient-level data for the systems that take it: pharmacovigilance cases (ICH
-    /// E2B(R3) or case sheets). Every record written out is audited as read by this process.
+    /// E2B(R3) or case sheets), FHIR R4 resources. Every record written out is audited as read
+    /// by this process.
     Export {
         #[command(subcommand)]
         command: ExportCommand,
@@ -150,6 +151,19 @@ enum ExportCommand {
         /// The file to write (must not exist).
         #[arg(long)]
         out: PathBuf,
+    },
+    /// The registry as FHIR R4 resources in the Bulk Data layout: one NDJSON file per resource
+    /// type and a manifest.json, written last (docs/fhir.md).
+    Fhir {
+        /// The directory to write (created, or empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// Only this cohort (its id): its study, patients, their episodes in it and events.
+        #[arg(long)]
+        cohort: Option<String>,
+        /// Only what changed after this instant (RFC 3339) or day (YYYY-MM-DD, from its start, UTC).
+        #[arg(long)]
+        since: Option<String>,
     },
 }
 
@@ -254,6 +268,16 @@ enum AuditCommand {
         #[arg(long)]
         to: String,
     },
+}
+
+/// An instant (RFC 3339), or a day (YYYY-MM-DD) from its start, UTC.
+fn parse_instant(raw: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(raw) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    let day = chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .map_err(|_| anyhow::anyhow!("--since: {raw:?} is neither an RFC 3339 instant nor a day YYYY-MM-DD"))?;
+    Ok(day.and_time(chrono::NaiveTime::MIN).and_utc())
 }
 
 fn parse_role(raw: &str) -> Result<observatory_domain::access::Role, String> {
@@ -442,6 +466,22 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                         let lang = observatory_app::cases::sheet::Lang::from_code(&lang).unwrap_or_default();
                         let n = observatory_server::exports::cases(&app, &selection, format, lang, &out).await?;
                         eprintln!("{n} case(s) written to {}", out.display());
+                        Ok(())
+                    }
+                    ExportCommand::Fhir { out, cohort, since } => {
+                        let cohort = cohort
+                            .map(|c| {
+                                observatory_domain::model::RecordId::parse(&c)
+                                    .map_err(|e| anyhow::anyhow!("--cohort: {}", e.description))
+                            })
+                            .transpose()?;
+                        let since = since.map(|s| parse_instant(&s)).transpose()?;
+                        let asked = observatory_app::fhir::FhirExport { cohort, since };
+                        let counts = observatory_server::exports::fhir(&app, asked, &out).await?;
+                        for (t, n) in &counts {
+                            eprintln!("{t}.ndjson\t{n}");
+                        }
+                        eprintln!("manifest written to {}", out.join("manifest.json").display());
                         Ok(())
                     }
                 }
