@@ -412,6 +412,8 @@ pub async fn extract(store: &Store, as_of: DateTime<Utc>, dir: &Path) -> Result<
             ("end_date", DataType::Date),
             ("stop_reason", DataType::String),
             ("previous_episode_key", DataType::String),
+            // A one-shot treatment (a gene therapy): given once, then followed.
+            ("single_administration", DataType::Boolean),
         ]),
     );
     store
@@ -449,6 +451,12 @@ pub async fn extract(store: &Store, as_of: DateTime<Utc>, dir: &Path) -> Result<
                 str_col(
                     "previous_episode_key",
                     e(&|r| r.previous_episode_id.as_ref().map(|p| keyer.key(p.as_str()))),
+                ),
+                Column::new(
+                    "single_administration".into(),
+                    kept.iter()
+                        .map(|v| v.record.single_administration)
+                        .collect::<Vec<bool>>(),
                 ),
             ])?;
             episodes.write(df)?;

@@ -1174,6 +1174,7 @@ async fn a_switch_links_the_new_episode_to_the_previous_one(backend: Backend) {
 
 on_both_backends!(
     a_baseline_visit_precedes_the_first_administration_and_visits_go_on_after_a_stop,
+    a_one_shot_treatment_is_given_once_and_its_follow_up_ends,
     an_aac_dispensed_before_its_request_starts_before_the_grant_and_is_flagged,
     frameworks_over_their_cap_or_due_for_renewal_are_on_the_worklist,
     the_common_data_elements_are_recorded_checked_and_corrected,
@@ -2497,5 +2498,136 @@ async fn a_centre_belongs_to_several_filieres_and_is_listed_under_each(backend: 
         .await
         .expect_err("a centre stays in one filière at least");
     assert_eq!(violated_fields(&err), ["filieres.filieres"]);
+    app.stop().await;
+}
+
+/// A gene therapy is given once: its episode says so (from the reference release), it is not
+/// stopped for a reason once given, its long-term follow-up ends; END_OF_FOLLOW_UP ends no
+/// chronic treatment.
+async fn a_one_shot_treatment_is_given_once_and_its_follow_up_ends(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (_, rpps) = app.centre_and_prescriber().await;
+    let drugs = app
+        .reference
+        .list_drugs(pb::ListDrugsRequest {
+            atc_prefix: "M09AX".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("drugs")
+        .into_inner()
+        .drugs;
+    let given_once: Vec<&str> = drugs
+        .iter()
+        .filter(|d| d.single_administration)
+        .map(|d| d.atc.as_str())
+        .collect();
+    assert_eq!(given_once, ["M09AX09"], "onasemnogene, of the SMA drugs");
+    let cohort = app
+        .manager
+        .create_cohort(pb::CreateCohortRequest {
+            idempotency_key: "zolgensma".into(),
+            name: "Onasemnogene abeparvovec, SMA".into(),
+            filiere: "FILNEMUS".into(),
+            pathway: pb::Pathway::CommonLaw as i32,
+            drug_atc: "M09AX09".into(),
+            orpha_codes: vec!["70".into()],
+            framework_id: String::new(),
+            follow_up_months: 6,
+        })
+        .await
+        .expect("a gene therapy cohort")
+        .into_inner()
+        .meta
+        .expect("meta")
+        .id;
+    let patient = app.patient(81).await.meta.expect("meta").id;
+    let mut declaration = app.aac_declaration(&patient, &cohort, &rpps, "gene-1");
+    declaration.pathway = pb::Pathway::CommonLaw as i32;
+    declaration.indication_orpha_code = "70".into();
+    declaration.authorisation = None;
+    declaration.dosage = Some(pb::Dosage {
+        dose: 1.1e14,
+        unit: "vg/kg".into(),
+        frequency: "once".into(),
+        route: pb::Route::Intravenous as i32,
+    });
+    let episode = app
+        .registry
+        .declare_episode(declaration)
+        .await
+        .expect("declared")
+        .into_inner()
+        .episode
+        .expect("episode");
+    assert!(episode.single_administration, "the episode is a one-shot treatment");
+    let id = episode.meta.expect("meta").id;
+    let stop = |version: i64, reason: pb::StopReason| pb::TransitionEpisodeRequest {
+        id: id.clone(),
+        expected_version: version,
+        transition: Some(te::Transition::Stop(te::Stop {
+            date: "2026-06-01".into(),
+            reason: reason as i32,
+        })),
+    };
+    // Not given yet: END_OF_FOLLOW_UP ends nothing.
+    let err = app
+        .registry
+        .transition_episode(stop(1, pb::StopReason::EndOfFollowUp))
+        .await
+        .expect_err("nothing to follow yet");
+    assert_eq!(violated_fields(&err), ["stop.reason"]);
+    app.registry
+        .transition_episode(pb::TransitionEpisodeRequest {
+            id: id.clone(),
+            expected_version: 1,
+            transition: Some(te::Transition::Initiate(te::Initiate {
+                first_administration_date: "2026-01-20".into(),
+                dosage: None,
+            })),
+        })
+        .await
+        .expect("the infusion");
+    let err = app
+        .registry
+        .transition_episode(stop(2, pb::StopReason::Inefficacy))
+        .await
+        .expect_err("a one-shot treatment given is not stopped for a reason");
+    assert_eq!(violated_fields(&err), ["stop.reason"]);
+    assert!(err.message().contains("END_OF_FOLLOW_UP"), "{}", err.message());
+    let ended = app
+        .registry
+        .transition_episode(stop(2, pb::StopReason::EndOfFollowUp))
+        .await
+        .expect("the follow-up ends")
+        .into_inner();
+    assert_eq!(ended.status, pb::EpisodeStatus::Stopped as i32);
+    assert_eq!(ended.stop_reason, pb::StopReason::EndOfFollowUp as i32);
+
+    // A chronic treatment is stopped for a reason, never by END_OF_FOLLOW_UP.
+    let aac = app.aac_cohort().await.meta.expect("meta").id;
+    let other = app.patient(82).await.meta.expect("meta").id;
+    let chronic = app
+        .registry
+        .declare_episode(app.aac_declaration(&other, &aac, &rpps, "chronic-1"))
+        .await
+        .expect("declared")
+        .into_inner()
+        .episode
+        .expect("episode");
+    assert!(!chronic.single_administration);
+    let err = app
+        .registry
+        .transition_episode(pb::TransitionEpisodeRequest {
+            id: chronic.meta.expect("meta").id,
+            expected_version: 1,
+            transition: Some(te::Transition::Stop(te::Stop {
+                date: "2026-02-01".into(),
+                reason: pb::StopReason::EndOfFollowUp as i32,
+            })),
+        })
+        .await
+        .expect_err("not a one-shot treatment");
+    assert_eq!(violated_fields(&err), ["stop.reason"]);
     app.stop().await;
 }

@@ -321,7 +321,12 @@ async fn a_report_matches_sql_is_reproducible_and_never_publishes_small_counts(b
                     expected_version: current.meta.version,
                     transition: observatory_domain::lifecycle::EpisodeTransition::Stop {
                         date: NaiveDate::from_ymd_opt(2026, 6, 30).expect("date"),
-                        reason: observatory_domain::model::StopReason::PatientChoice,
+                        // A gene therapy given once is not stopped: its follow-up ends.
+                        reason: if current.record.single_administration {
+                            observatory_domain::model::StopReason::EndOfFollowUp
+                        } else {
+                            observatory_domain::model::StopReason::PatientChoice
+                        },
                     },
                 },
                 observatory_store::WriteContext {

@@ -189,6 +189,15 @@ pub async fn declare_episode(
     };
     let admitted = admit(&app.store, call, target).await?;
     let previous_id = declaration.previous_episode.as_ref().map(|(id, _)| id.to_string());
+    // Whether the cohort's drug is given once (a gene therapy) is the reference release's word,
+    // kept on the episode as it was when declared.
+    let mut declaration = declaration;
+    if let Some(cohort) = app.store.get::<Cohort>(declaration.cohort_id.as_str()).await? {
+        declaration.single_administration = app
+            .catalogue()
+            .drug(cohort.record.drug_atc.as_str())
+            .is_some_and(|d| d.single_administration);
+    }
     let command = Command::DeclareEpisode(declaration);
     crate::reference::check_codes(&app.catalogue(), &command)?;
     let w = app.store.execute(command, admitted.context(key)).await?;

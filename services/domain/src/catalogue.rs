@@ -150,6 +150,10 @@ pub struct Drug {
     /// offer these; any drug in force may be named over gRPC.
     #[serde(default)]
     pub followed: bool,
+    /// A one-shot treatment (a gene therapy): one administration, then long-term follow-up;
+    /// curated (the shipped list), carried from release to release.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub single_administration: bool,
     #[serde(default = "yes")]
     pub confirmed: bool,
     #[serde(default)]
@@ -550,6 +554,7 @@ fn carry_curated(entry: &mut Entry, previous: &Entry) {
                 d.cis = p.cis.clone();
             }
             d.followed |= p.followed;
+            d.single_administration |= p.single_administration;
         }
         _ => {}
     }
@@ -588,6 +593,7 @@ pub fn shipped_entries() -> BTreeMap<(EntryKind, String), Entry> {
                 brand: d.brand.to_owned(),
                 cis: d.cis.map(str::to_owned),
                 followed: true,
+                single_administration: d.single_administration,
                 confirmed: d.confirmed,
                 retired: false,
             }),

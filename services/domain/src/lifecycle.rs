@@ -31,6 +31,9 @@ pub struct EpisodeDeclaration {
     pub previous_episode: Option<(RecordId, i64)>,
     /// Dispensed before the request (AAC and nominative ATU only).
     pub dispense_first: bool,
+    /// The cohort's drug is a one-shot treatment: set by the application layer from the
+    /// reference release in force (no caller says it).
+    pub single_administration: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -223,6 +226,7 @@ pub fn declare_episode(
         previous_episode_id: d.previous_episode.as_ref().map(|(id, _)| id.clone()),
         transferred_to: None,
         dispense_first: d.dispense_first,
+        single_administration: d.single_administration,
     };
     Ok((episode, authorisation))
 }
@@ -314,6 +318,29 @@ impl EpisodeTransition {
     }
 }
 
+/// A one-shot treatment once given is not stopped for a reason: its long-term follow-up ends
+/// (END_OF_FOLLOW_UP, or OTHER); END_OF_FOLLOW_UP ends nothing else.
+fn check_stop_reason(current: &Episode, reason: StopReason) -> Result<(), DomainError> {
+    let given_once = current.single_administration && current.first_administration_date.is_some();
+    let ends_follow_up = matches!(reason, StopReason::EndOfFollowUp | StopReason::Other);
+    if given_once && !ends_follow_up {
+        return Err(DomainError::invalid(
+            "stop.reason",
+            "SINGLE_ADMINISTRATION",
+            "a one-shot treatment was given once: it is not stopped for a reason, its follow-up ends \
+             (END_OF_FOLLOW_UP); a patient lost to follow-up or deceased is recorded as such",
+        ));
+    }
+    if !given_once && reason == StopReason::EndOfFollowUp {
+        return Err(DomainError::invalid(
+            "stop.reason",
+            "NOT_SINGLE_ADMINISTRATION",
+            "END_OF_FOLLOW_UP ends the follow-up of a one-shot treatment already given; a treatment is stopped for a reason",
+        ));
+    }
+    Ok(())
+}
+
 /// Applies an episode transition. `authorisation` is the episode's per-patient authorisation,
 /// needed to initiate AAC and ATU nominative episodes.
 pub fn transition_episode(
@@ -398,6 +425,7 @@ pub fn transition_episode(
             if !matches!(current.status, S::Declared | S::Initiated | S::Ongoing) {
                 return Err(illegal());
             }
+            check_stop_reason(current, *reason)?;
             end_date_check(*date)?;
             next.status = S::Stopped;
             next.end_date = Some(*date);
@@ -983,6 +1011,7 @@ mod tests {
             authorisation: None,
             previous_episode: None,
             dispense_first: false,
+            single_administration: false,
         }
     }
 

@@ -172,6 +172,7 @@ coded_enum!(StopReason {
     CommonLaw = "COMMON_LAW",
     LostToFollowUp = "LOST_TO_FOLLOW_UP",
     Other = "OTHER",
+    EndOfFollowUp = "END_OF_FOLLOW_UP",
 });
 
 coded_enum!(RcpOpinion {
@@ -806,6 +807,11 @@ pub struct Episode {
     /// grant, and the episode is flagged until the authorisation is decided.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dispense_first: bool,
+    /// A one-shot treatment (a gene therapy, as the reference release said of its drug when it
+    /// was declared): its first administration is its only one, followed for the long term;
+    /// once given, it is not stopped for a reason, its follow-up ends (END_OF_FOLLOW_UP).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub single_administration: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

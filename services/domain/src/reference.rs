@@ -20,6 +20,8 @@ pub struct DrugRef {
     pub brand: &'static str,
     pub cis: Option<&'static str>,
     pub confirmed: bool,
+    /// A one-shot treatment (a gene therapy): one administration, then long-term follow-up.
+    pub single_administration: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -98,6 +100,7 @@ pub static DRUGS: LazyLock<Vec<DrugRef>> = LazyLock::new(|| {
             brand: field(&r, 2),
             cis: Some(field(&r, 3)).filter(|s| !s.is_empty()),
             confirmed: field(&r, 4) == "true",
+            single_administration: field(&r, 5) == "true",
         })
         .collect()
 });

@@ -156,6 +156,7 @@ mod tests {
             previous_episode_id: None,
             transferred_to: None,
             dispense_first: false,
+            single_administration: false,
         }
     }
 

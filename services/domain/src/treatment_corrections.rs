@@ -454,6 +454,7 @@ mod tests {
             previous_episode_id: None,
             transferred_to: None,
             dispense_first: false,
+            single_administration: false,
         }
     }
 

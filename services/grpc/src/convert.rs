@@ -260,11 +260,12 @@ pub fn off_label(
 
 pub fn dosage(v: &mut Violations, field: &str, d: Option<&pb::Dosage>) -> Option<m::Dosage> {
     let d = d?;
-    if !(d.dose.is_finite() && d.dose > 0.0 && d.dose < 1e6) {
+    // Gene therapies are dosed in vector genomes per kilogram (onasemnogene: 1.1e14 vg/kg).
+    if !(d.dose.is_finite() && d.dose > 0.0 && d.dose < 1e16) {
         v.push(
             format!("{field}.dose"),
             "OUT_OF_RANGE",
-            "must be a positive number below 1e6",
+            "must be a positive number below 1e16",
         );
     }
     let unit = v.check(&format!("{field}.unit"), codes::bounded_text(&d.unit, 32));
@@ -740,6 +741,7 @@ pub fn episode(v: &Versioned<m::Episode>) -> pb::Episode {
         previous_episode_id: s(e.previous_episode_id.as_ref()),
         transferred_to_finess: s(e.transferred_to.as_ref()),
         dispense_first: e.dispense_first,
+        single_administration: e.single_administration,
     }
 }
 

@@ -153,6 +153,7 @@ impl ReferenceService for ReferenceApi {
                 source: found.source.clone(),
                 retired: d.retired,
                 followed: d.followed,
+                single_administration: d.single_administration,
             })
             .collect();
         Ok(Response::new(pb::ListDrugsResponse {

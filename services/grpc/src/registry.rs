@@ -897,6 +897,8 @@ pub fn parse_declaration(r: &pb::DeclareEpisodeRequest) -> Result<(String, Episo
             authorisation,
             previous_episode,
             dispense_first: r.dispense_first,
+            // The reference release's word, set by the operation.
+            single_administration: false,
         },
     ))
 }

@@ -923,6 +923,7 @@ async fn journey(app: &App, setup: &Setup, options: &SeedOptions, index: u32) ->
         }),
         previous_episode: None,
         dispense_first: false,
+        single_administration: false,
     };
     let w = j.run(Command::DeclareEpisode(declaration)).await?;
     let mut episodes = 1;
@@ -1119,8 +1120,21 @@ async fn journey(app: &App, setup: &Setup, options: &SeedOptions, index: u32) ->
     if !ends {
         return Ok((episodes, j.commands));
     }
-    // How the episode ends.
+    // How the episode ends. A one-shot treatment (a gene therapy) given once is not stopped:
+    // its long-term follow-up ends, or the patient is lost to follow-up or dies.
     let roll = rng.random::<f64>();
+    if app.catalogue().drug(spec.atc).is_some_and(|d| d.single_administration) {
+        let t = match roll {
+            r if r < 0.85 => ET::Stop {
+                date: planned_end,
+                reason: StopReason::EndOfFollowUp,
+            },
+            r if r < 0.95 => ET::LostToFollowUp { date: planned_end },
+            _ => ET::Deceased { date: planned_end },
+        };
+        j.episode(&episode_id, &mut episode_version, t).await?;
+        return Ok((episodes, j.commands));
+    }
     let common_law = setup
         .cohorts
         .iter()
@@ -1144,6 +1158,7 @@ async fn journey(app: &App, setup: &Setup, options: &SeedOptions, index: u32) ->
             authorisation: None,
             previous_episode: Some((episode_id, episode_version)),
             dispense_first: false,
+            single_administration: false,
         };
         let w = j.run(Command::DeclareEpisode(declaration)).await?;
         episodes += 1;

@@ -94,6 +94,7 @@ async fn episode(store: &Store) -> RecordId {
         authorisation: None,
         previous_episode: None,
         dispense_first: false,
+        single_administration: false,
     }))
     .await;
     let episode = id(&declared);

@@ -1128,6 +1128,7 @@ async fn episodes_are_counted_by_pathway_once_each_and_pools_are_observed(db: Db
         authorisation: None,
         previous_episode: None,
         dispense_first: false,
+        single_administration: false,
     };
     // Declared, replayed with its key, and declared again without one (refused: the patient
     // already has an active episode of the drug).
@@ -1511,6 +1512,7 @@ async fn history_keeps_every_version_whatever_the_writes(db: Db) {
             }),
             previous_episode: None,
             dispense_first: false,
+            single_administration: false,
         }))
         .await
         .expect("declare");

@@ -107,6 +107,7 @@ pub fn parse(
             brand: String::new(),
             cis: None,
             followed: false,
+            single_administration: false,
             confirmed: true,
             retired: false,
         };

@@ -373,6 +373,8 @@ struct Show {
     visits_open: bool,
     active: bool,
     stop_reasons: Vec<(String, String)>,
+    /// A one-shot treatment (a gene therapy).
+    single_administration: bool,
     efficacies: Vec<(String, String)>,
     adherences: Vec<(String, String)>,
     outcomes: Vec<(String, String)>,
@@ -552,7 +554,19 @@ async fn episode_page(web: &Web, signed: &Signed, id: &RecordId, failed: Option<
         declared: status == S::Declared,
         active: matches!(status, S::Initiated | S::Ongoing),
         visits_open: matches!(status, S::Declared | S::Initiated | S::Ongoing | S::Stopped),
-        stop_reasons: labels::options(lang, "stop_reason"),
+        // A one-shot treatment given once has its follow-up end; another is stopped for a reason.
+        stop_reasons: labels::options(lang, "stop_reason")
+            .into_iter()
+            .filter(|(code, _)| {
+                let given_once = e.single_administration && e.first_administration_date.is_some();
+                if given_once {
+                    code == "END_OF_FOLLOW_UP" || code == "OTHER"
+                } else {
+                    code != "END_OF_FOLLOW_UP"
+                }
+            })
+            .collect(),
+        single_administration: e.single_administration,
         efficacies: labels::options(lang, "efficacy"),
         adherences: labels::options(lang, "adherence"),
         outcomes: labels::options(lang, "ae_outcome"),
