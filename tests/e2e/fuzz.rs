@@ -518,6 +518,32 @@ fn seeds(ids: &Ids) -> Vec<Seed> {
         ),
         seed(
             "RegistryService",
+            "RequestRcpReview",
+            &pb::RequestRcpReviewRequest {
+                patient_id: ids.patient.clone(),
+                expected_version: 1,
+                level: pb::RcpLevel::National as i32,
+                filiere: "MHEMO".into(),
+                centre_finess: ids.finess.clone(),
+                drug_atc: "B02BX07".into(),
+                indication_orpha_code: "98878".into(),
+                requested_date: "2026-03-01".into(),
+            },
+        ),
+        seed(
+            "RegistryService",
+            "RecordRcpOpinion",
+            &pb::RecordRcpOpinionRequest {
+                patient_id: ids.patient.clone(),
+                expected_version: 2,
+                review_id: ids.patient.clone(),
+                meeting_date: "2026-03-08".into(),
+                opinion: pb::RcpOpinion::FavourableWithConditions as i32,
+                conditions: "factor VIII trough monitoring".into(),
+            },
+        ),
+        seed(
+            "RegistryService",
             "UpdatePatient",
             &pb::UpdatePatientRequest {
                 id: ids.patient.clone(),

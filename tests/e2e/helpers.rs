@@ -377,6 +377,7 @@ impl TestApp {
             previous_episode_id: String::new(),
             previous_episode_version: 0,
             dispense_first: false,
+            rcp_review_id: String::new(),
         }
     }
 }

@@ -300,6 +300,31 @@ fn request(path: &str, s: &Side, tag: &str) -> (Kind, Bytes) {
             }
             .encode_to_vec(),
         ),
+        "RequestRcpReview" => (
+            Kind::Targeted,
+            pb::RequestRcpReviewRequest {
+                patient_id: s.patient.clone(),
+                expected_version: stale,
+                level: pb::RcpLevel::Local as i32,
+                centre_finess: crate::helpers::TEST_CENTRE.into(),
+                drug_atc: "B02BX07".into(),
+                requested_date: "2026-03-01".into(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        "RecordRcpOpinion" => (
+            Kind::Targeted,
+            pb::RecordRcpOpinionRequest {
+                patient_id: s.patient.clone(),
+                expected_version: stale,
+                review_id: "0193a000-0000-7000-8000-0000000000aa".into(),
+                meeting_date: "2026-03-02".into(),
+                opinion: pb::RcpOpinion::Favourable as i32,
+                conditions: String::new(),
+            }
+            .encode_to_vec(),
+        ),
         "DeclareEpisode" => (
             Kind::Targeted,
             pb::DeclareEpisodeRequest {

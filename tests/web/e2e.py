@@ -239,6 +239,20 @@ try:
     patient_id = driver.current_url.rsplit("/", 1)[1]
     check(idmr in body(driver), "the patient's page shows the IdMR")
     audit_page(driver, "patient")
+    # The case is put to the centre's local RCP, which gives its opinion; the treatment is
+    # declared on it.
+    driver.find_element(By.XPATH, "//summary[contains(., 'Présenter le dossier en RCP')]").click()
+    Select(driver.find_element(By.ID, "level")).select_by_value("LOCAL")
+    Select(driver.find_element(By.ID, "drug_atc")).select_by_value("B02BX07")
+    Select(driver.find_element(By.ID, "indication_orpha_code")).select_by_value("98878")
+    click_and_wait(driver, driver.find_element(By.XPATH, "//form[contains(@action, '/rcp')]//button"))
+    check("Avis attendu" in body(driver), f"the case is put to the RCP, its opinion awaited ({body(driver)[:300]})")
+    driver.find_element(By.XPATH, "//summary[contains(., \"Enregistrer l'avis de la RCP\")]").click()
+    set_value(driver, "meeting_date", TODAY.isoformat())
+    Select(driver.find_element(By.ID, "opinion")).select_by_value("FAVOURABLE")
+    click_and_wait(driver, driver.find_element(By.XPATH, "//form[contains(@action, '/rcp/opinion')]//button"))
+    check("Avis attendu" not in body(driver), "the RCP's opinion is recorded")
+    audit_page(driver, "patient-rcp")
 
     click_and_wait(driver, driver.find_element(By.LINK_TEXT, "Déclarer un traitement"))
     cohort = Select(driver.find_element(By.ID, "cohort"))
@@ -249,6 +263,7 @@ try:
     audit_page(driver, "episode-new")
     Select(driver.find_element(By.ID, "indication_orpha_code")).select_by_index(1)
     Select(driver.find_element(By.ID, "prescriber_rpps")).select_by_index(1)
+    Select(driver.find_element(By.ID, "rcp_review_id")).select_by_index(1)
     driver.find_element(By.ID, "authorisation.reference").send_keys("AAC-2026-00042")
     driver.find_element(By.ID, "dosage.dose").send_keys("0,15")
     driver.find_element(By.ID, "dosage.unit").send_keys("mg/kg")
@@ -258,6 +273,7 @@ try:
     check("/episodes/" in driver.current_url, f"the declaration opens the episode ({driver.current_url})")
     episode_id = driver.current_url.rsplit("/", 1)[1]
     check("Déposée" in body(driver), "the authorisation request is filed")
+    check("Favorable" in body(driver), "the treatment carries the RCP's opinion it was declared on")
 
     set_value(driver, "grant.valid_to", (TODAY + datetime.timedelta(days=300)).isoformat())
     driver.find_element(By.ID, "grant.reference").send_keys("AAC-2026-00042")

@@ -51,6 +51,8 @@ pub const OPERATIONS: &[(&str, &str, &[Role])] = &[
     ("RegistryService", "GetPatient", CLINICAL_READERS),
     ("RegistryService", "ListPatients", CLINICAL_READERS),
     ("RegistryService", "UpdatePatient", CORRECTORS),
+    ("RegistryService", "RequestRcpReview", CORRECTORS),
+    ("RegistryService", "RecordRcpOpinion", CORRECTORS),
     ("RegistryService", "DeclareEpisode", CLINICAL_WRITERS),
     ("RegistryService", "GetEpisode", CLINICAL_READERS),
     ("RegistryService", "ListEpisodes", CLINICAL_READERS),

@@ -68,6 +68,12 @@ pub(crate) fn check_codes(catalogue: &Catalogue, command: &Command) -> Result<()
                 check_llt(catalogue, &mut v, llt.as_str(), None);
             }
         }
+        Command::RequestRcpReview { request, .. } => {
+            catalogue.check_drug(&mut v, "drug_atc", &request.drug_atc);
+            if let Some(code) = &request.indication {
+                catalogue.check_disease(&mut v, "indication_orpha_code", code);
+            }
+        }
         _ => {}
     }
     v.into_result()

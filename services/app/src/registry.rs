@@ -165,6 +165,55 @@ pub async fn update_patient(
     written(w, record_of!(Patient))
 }
 
+/// Puts a patient's case to an RCP: a new version of the patient with the review asked for
+/// (the last of its `rcp_reviews`).
+pub async fn request_rcp_review(
+    app: &App,
+    call: &Call,
+    patient_id: RecordId,
+    expected_version: i64,
+    request: observatory_domain::rcp::RcpRequest,
+) -> AppResult<Versioned<Patient>> {
+    let target_id = patient_id.clone();
+    let w = write(
+        app,
+        call,
+        Target::Record(RecordKind::Patient, &target_id),
+        None,
+        Command::RequestRcpReview {
+            patient_id,
+            expected_version,
+            request,
+        },
+    )
+    .await?;
+    written(w, record_of!(Patient))
+}
+
+/// Records an RCP's opinion on one of the patient's reviews (a new version of the patient).
+pub async fn record_rcp_opinion(
+    app: &App,
+    call: &Call,
+    patient_id: RecordId,
+    expected_version: i64,
+    opinion: observatory_domain::rcp::RcpOpinionRecord,
+) -> AppResult<Versioned<Patient>> {
+    let target_id = patient_id.clone();
+    let w = write(
+        app,
+        call,
+        Target::Record(RecordKind::Patient, &target_id),
+        None,
+        Command::RecordRcpOpinion {
+            patient_id,
+            expected_version,
+            opinion,
+        },
+    )
+    .await?;
+    written(w, record_of!(Patient))
+}
+
 /// What a declaration wrote: the episode, its authorisation request (per-patient pathways) and
 /// the episode it replaces, closed (a switch or a change of pathway).
 #[derive(Debug, Clone)]

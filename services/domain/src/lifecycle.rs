@@ -11,7 +11,7 @@ use crate::codes::OrphaCode;
 use crate::error::{DomainError, Violations};
 use crate::model::{
     AdverseEvent, Authorisation, AuthorisationStatus, Cohort, CohortStatus, Dosage, Episode, EpisodeStatus, FollowUp,
-    Framework, OffLabelJustification, Pathway, Prescriber, Rcp, RecordId, StopReason,
+    Framework, OffLabelJustification, Pathway, Prescriber, Rcp, RcpReview, RecordId, StopReason,
 };
 
 /// An episode as a prescriber declares it, parsed but not yet checked against the registry.
@@ -34,6 +34,8 @@ pub struct EpisodeDeclaration {
     /// The cohort's drug is a one-shot treatment: set by the application layer from the
     /// reference release in force (no caller says it).
     pub single_administration: bool,
+    /// The patient's RCP review whose opinion the treatment follows (instead of `rcp`).
+    pub rcp_review: Option<RecordId>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -48,6 +50,9 @@ pub struct DeclarationContext<'a> {
     pub cohort: &'a Cohort,
     pub framework: Option<&'a Framework>,
     pub prescriber: &'a Prescriber,
+    /// The RCP review the declaration names, as the patient record holds it (`None` when it
+    /// names none, or one the patient does not have).
+    pub rcp_review: Option<&'a RcpReview>,
     pub today: NaiveDate,
 }
 
@@ -89,6 +94,43 @@ pub fn declare_episode(
     {
         v.push("rcp.date", "IN_FUTURE", "must not be in the future");
     }
+    // A tracked RCP review: the patient's, on the cohort's drug, with its opinion given.
+    let reviewed = match (&d.rcp_review, ctx.rcp_review) {
+        (None, _) => None,
+        (Some(_), _) if d.rcp.is_some() => {
+            v.push(
+                "rcp",
+                "CONFLICT",
+                "name the RCP review (rcp_review_id) or state the opinion (rcp), not both",
+            );
+            None
+        }
+        (Some(_), None) => {
+            v.push("rcp_review_id", "NOT_FOUND", "is not an RCP review of this patient");
+            None
+        }
+        (Some(_), Some(review)) => {
+            if review.drug_atc != ctx.cohort.drug_atc {
+                v.push(
+                    "rcp_review_id",
+                    "OTHER_DRUG",
+                    format!(
+                        "the review is about {}, the cohort's drug is {}",
+                        review.drug_atc, ctx.cohort.drug_atc
+                    ),
+                );
+            }
+            match review.as_rcp() {
+                Some(rcp) if review.opinion != Some(crate::model::RcpOpinion::Deferred) => Some(rcp),
+                _ => {
+                    return Err(DomainError::Precondition(format!(
+                        "RCP review {} awaits its opinion: record it before declaring the treatment",
+                        review.id
+                    )));
+                }
+            }
+        }
+    };
     let centre = d
         .centre_finess
         .clone()
@@ -182,7 +224,7 @@ pub fn declare_episode(
         .framework
         .filter(|f| f.requires_national_rcp && d.pathway.needs_framework())
     {
-        check_national_rcp(f, d.rcp.as_ref())?;
+        check_national_rcp(f, reviewed.as_ref().or(d.rcp.as_ref()))?;
     }
 
     let authorisation = match (&d.authorisation, authorisation_id.clone()) {
@@ -211,7 +253,7 @@ pub fn declare_episode(
         centre_finess: centre,
         framework_id: ctx.cohort.framework_id.clone(),
         authorisation_id: authorisation.as_ref().and(authorisation_id),
-        rcp: d.rcp.clone(),
+        rcp: reviewed.or_else(|| d.rcp.clone()),
         off_label: d.off_label.clone(),
         dosage: d.dosage.clone(),
         request_date: d.request_date,
@@ -227,6 +269,7 @@ pub fn declare_episode(
         transferred_to: None,
         dispense_first: d.dispense_first,
         single_administration: d.single_administration,
+        rcp_review_id: d.rcp_review.clone(),
     };
     Ok((episode, authorisation))
 }
@@ -1012,6 +1055,7 @@ mod tests {
             previous_episode: None,
             dispense_first: false,
             single_administration: false,
+            rcp_review: None,
         }
     }
 
@@ -1029,6 +1073,7 @@ mod tests {
         let p = prescriber();
         let granted = framework(FrameworkStatus::Granted);
         let ctx = DeclarationContext {
+            rcp_review: None,
             cohort: &c,
             framework: Some(&granted),
             prescriber: &p,
@@ -1058,6 +1103,7 @@ mod tests {
         let p = prescriber();
         let off = cohort(Pathway::OffLabel, None);
         let ctx = DeclarationContext {
+            rcp_review: None,
             cohort: &off,
             framework: None,
             prescriber: &p,
@@ -1291,6 +1337,7 @@ mod tests {
         let p = prescriber();
         let c = cohort(Pathway::OffLabel, None);
         let ctx = DeclarationContext {
+            rcp_review: None,
             cohort: &c,
             framework: None,
             prescriber: &p,
@@ -1383,7 +1430,7 @@ mod tests {
                 let today = day("2026-06-01");
                 let p = prescriber();
                 let c = cohort(Pathway::OffLabel, None);
-                let ctx = DeclarationContext { cohort: &c, framework: None, prescriber: &p, today };
+                let ctx = DeclarationContext { cohort: &c, framework: None, prescriber: &p, rcp_review: None, today };
                 let mut d = declaration(Pathway::OffLabel, "2026-03-01");
                 d.off_label = Some(OffLabelJustification {
                     axes: vec![crate::model::OffLabelAxis::Age],
@@ -1492,7 +1539,7 @@ mod tests {
                 let today = day("2026-12-01");
                 let p = prescriber();
                 let c = cohort(Pathway::Aac, None);
-                let ctx = DeclarationContext { cohort: &c, framework: None, prescriber: &p, today };
+                let ctx = DeclarationContext { cohort: &c, framework: None, prescriber: &p, rcp_review: None, today };
                 let mut d = declaration(Pathway::Aac, "2026-01-05");
                 d.authorisation = Some(AuthorisationRequest { submitted_date: day("2026-01-05"), reference: None });
                 let (_, authorisation) = declare_episode(&d, &ctx, Some(id(4)), &id(3)).expect("declare");

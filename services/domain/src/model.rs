@@ -755,7 +755,59 @@ pub struct Patient {
     /// The JRC common data elements (absent from versions written before they were kept).
     #[serde(default, skip_serializing_if = "CommonDataElements::is_empty")]
     pub cde: CommonDataElements,
+    /// The patient's cases put to an RCP, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rcp_reviews: Vec<RcpReview>,
+    /// This record was found to be the same person as another and merged into it: it takes no
+    /// write any more (see [`crate::merge`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<RecordId>,
+    /// The records merged into this one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<RecordId>,
 }
+
+/// A patient's case put to a multidisciplinary team meeting (RCP): asked for, then its opinion,
+/// which the treatments it concerns link to (`Episode::rcp_review_id`). Kept on the patient
+/// record, so every request and opinion is a version of it, in history and in the audit trail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RcpReview {
+    pub id: RecordId,
+    pub level: RcpLevel,
+    /// For a national RCP: the filière whose meeting reviews the case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filiere: Option<Filiere>,
+    /// The centre presenting the case (for a local RCP: the centre whose meeting it is).
+    pub centre_finess: Finess,
+    /// The treatment the opinion is asked on.
+    pub drug_atc: Atc,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub indication: Option<OrphaCode>,
+    pub requested_on: NaiveDate,
+    /// The meeting that gave the opinion (none while awaited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meeting_date: Option<NaiveDate>,
+    /// None while awaited; DEFERRED until a later meeting gives another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opinion: Option<RcpOpinion>,
+    /// With FAVOURABLE_WITH_CONDITIONS: the conditions, up to 500 characters (never identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<String>,
+}
+
+impl RcpReview {
+    /// The opinion as a treatment carries it, once given.
+    pub fn as_rcp(&self) -> Option<Rcp> {
+        Some(Rcp {
+            date: self.meeting_date?,
+            opinion: self.opinion?,
+            level: Some(self.level),
+        })
+    }
+}
+
+/// Most RCP reviews one patient record holds.
+pub const MAX_RCP_REVIEWS: usize = 50;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rcp {
@@ -812,6 +864,9 @@ pub struct Episode {
     /// once given, it is not stopped for a reason, its follow-up ends (END_OF_FOLLOW_UP).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub single_administration: bool,
+    /// The patient's RCP review whose opinion this treatment follows (its opinion is `rcp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rcp_review_id: Option<RecordId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

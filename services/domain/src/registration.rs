@@ -94,6 +94,9 @@ pub fn patient(r: Registration, key: &PseudonymKey) -> Result<Patient, DomainErr
         objects_to_reuse: r.objects_to_reuse,
         diagnoses: r.diagnoses,
         cde: r.cde,
+        rcp_reviews: Vec::new(),
+        merged_into: None,
+        merged_from: Vec::new(),
     })
 }
 

@@ -157,6 +157,7 @@ mod tests {
             transferred_to: None,
             dispense_first: false,
             single_administration: false,
+            rcp_review_id: None,
         }
     }
 

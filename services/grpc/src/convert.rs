@@ -699,6 +699,22 @@ pub fn patient(v: &Versioned<m::Patient>) -> pb::Patient {
             })
             .collect(),
         cde: cde_out(&p.cde),
+        rcp_reviews: p.rcp_reviews.iter().map(rcp_review).collect(),
+    }
+}
+
+pub fn rcp_review(r: &m::RcpReview) -> pb::RcpReview {
+    pb::RcpReview {
+        id: r.id.to_string(),
+        level: enum_out!(r.level, pb::RcpLevel, "RCP_LEVEL_"),
+        filiere: s(r.filiere.as_ref()),
+        centre_finess: r.centre_finess.to_string(),
+        drug_atc: r.drug_atc.to_string(),
+        indication_orpha_code: s(r.indication.as_ref()),
+        requested_date: r.requested_on.to_string(),
+        meeting_date: d(r.meeting_date),
+        opinion: r.opinion.map_or(0, |o| enum_out!(o, pb::RcpOpinion, "RCP_OPINION_")),
+        conditions: r.conditions.clone().unwrap_or_default(),
     }
 }
 
@@ -742,6 +758,7 @@ pub fn episode(v: &Versioned<m::Episode>) -> pb::Episode {
         transferred_to_finess: s(e.transferred_to.as_ref()),
         dispense_first: e.dispense_first,
         single_administration: e.single_administration,
+        rcp_review_id: s(e.rcp_review_id.as_ref()),
     }
 }
 

@@ -185,6 +185,8 @@ fn write_name(write: &pb::import_item::Write) -> &'static str {
         W::UpdateEpisode(_) => "update_episode",
         W::UpdateAuthorisation(_) => "update_authorisation",
         W::UpdateFollowUp(_) => "update_follow_up",
+        W::RequestRcpReview(_) => "request_rcp_review",
+        W::RecordRcpOpinion(_) => "record_rcp_opinion",
     }
 }
 
@@ -390,6 +392,8 @@ async fn apply(r: &RegistryApi, call: &observatory_app::Call, write: pb::import_
                 .await?,
         ),
         W::UpdateFollowUp(m) => H::FollowUp(r.update_follow_up_as(&call.making("UpdateFollowUp"), &m).await?),
+        W::RequestRcpReview(m) => H::Patient(r.request_rcp_review_as(&call.making("RequestRcpReview"), &m).await?),
+        W::RecordRcpOpinion(m) => H::Patient(r.record_rcp_opinion_as(&call.making("RecordRcpOpinion"), &m).await?),
     })
 }
 

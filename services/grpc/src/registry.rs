@@ -171,6 +171,32 @@ impl RegistryApi {
         Ok(c::patient(&x))
     }
 
+    /// `RequestRcpReview` for `call`.
+    pub(crate) async fn request_rcp_review_as(
+        &self,
+        call: &Call,
+        r: &pb::RequestRcpReviewRequest,
+    ) -> Result<pb::Patient, Status> {
+        let (id, expected, request) = parse_rcp_request(r)?;
+        let x = ops::request_rcp_review(&self.state.app, call, id, expected, request)
+            .await
+            .map_err(error::app)?;
+        Ok(c::patient(&x))
+    }
+
+    /// `RecordRcpOpinion` for `call`.
+    pub(crate) async fn record_rcp_opinion_as(
+        &self,
+        call: &Call,
+        r: &pb::RecordRcpOpinionRequest,
+    ) -> Result<pb::Patient, Status> {
+        let (id, expected, opinion) = parse_rcp_opinion(r)?;
+        let x = ops::record_rcp_opinion(&self.state.app, call, id, expected, opinion)
+            .await
+            .map_err(error::app)?;
+        Ok(c::patient(&x))
+    }
+
     /// `UpdateAdverseEvent` for `call`.
     pub(crate) async fn update_adverse_event_as(
         &self,
@@ -407,6 +433,22 @@ impl RegistryService for RegistryApi {
     async fn update_patient(&self, req: Request<pb::UpdatePatientRequest>) -> Result<Response<pb::Patient>, Status> {
         let call = guard::call(&req, "UpdatePatient")?;
         Ok(Response::new(self.update_patient_as(&call, req.get_ref()).await?))
+    }
+
+    async fn request_rcp_review(
+        &self,
+        req: Request<pb::RequestRcpReviewRequest>,
+    ) -> Result<Response<pb::Patient>, Status> {
+        let call = guard::call(&req, "RequestRcpReview")?;
+        Ok(Response::new(self.request_rcp_review_as(&call, req.get_ref()).await?))
+    }
+
+    async fn record_rcp_opinion(
+        &self,
+        req: Request<pb::RecordRcpOpinionRequest>,
+    ) -> Result<Response<pb::Patient>, Status> {
+        let call = guard::call(&req, "RecordRcpOpinion")?;
+        Ok(Response::new(self.record_rcp_opinion_as(&call, req.get_ref()).await?))
     }
 
     async fn update_adverse_event(
@@ -880,7 +922,8 @@ pub fn parse_declaration(r: &pb::DeclareEpisodeRequest) -> Result<(String, Episo
             }
         }
     };
-    all_some!(v; key, patient_id, cohort_id, pathway, indication, prescriber, centre_finess, request_date, authorisation, previous_episode);
+    let rcp_review = v.check("rcp_review_id", c::optional(&r.rcp_review_id, c::id));
+    all_some!(v; key, patient_id, cohort_id, pathway, indication, prescriber, centre_finess, request_date, authorisation, previous_episode, rcp_review);
     Ok((
         key,
         EpisodeDeclaration {
@@ -899,6 +942,7 @@ pub fn parse_declaration(r: &pb::DeclareEpisodeRequest) -> Result<(String, Episo
             dispense_first: r.dispense_first,
             // The reference release's word, set by the operation.
             single_administration: false,
+            rcp_review,
         },
     ))
 }
@@ -1343,4 +1387,62 @@ pub fn case_file_name(selection: &CaseSelection, file: &CaseFile, extension: &st
             None => format!("cases-{from}-{to}.{extension}"),
         },
     }
+}
+
+/// A patient's case put to an RCP.
+pub fn parse_rcp_request(
+    r: &pb::RequestRcpReviewRequest,
+) -> Result<(RecordId, i64, observatory_domain::rcp::RcpRequest), Status> {
+    let mut v = Violations::new();
+    let id = v.check("patient_id", c::id(&r.patient_id));
+    let expected = v.check("expected_version", c::version(r.expected_version));
+    let level = v.check("level", enum_in!(r.level, pb::RcpLevel, "RCP_LEVEL_", m::RcpLevel));
+    let filiere = v.check("filiere", c::optional(&r.filiere, c::filiere));
+    let centre_finess = v.check("centre_finess", c::finess(&r.centre_finess));
+    let drug_atc = v.check("drug_atc", c::atc(&r.drug_atc));
+    let indication = v.check(
+        "indication_orpha_code",
+        c::optional(&r.indication_orpha_code, codes::OrphaCode::parse),
+    );
+    let requested_on = v.check("requested_date", c::date(&r.requested_date));
+    all_some!(v; id, expected, level, filiere, centre_finess, drug_atc, indication, requested_on);
+    Ok((
+        id,
+        expected,
+        observatory_domain::rcp::RcpRequest {
+            level,
+            filiere,
+            centre_finess,
+            drug_atc,
+            indication,
+            requested_on,
+        },
+    ))
+}
+
+/// An RCP's opinion on one of the patient's reviews.
+pub fn parse_rcp_opinion(
+    r: &pb::RecordRcpOpinionRequest,
+) -> Result<(RecordId, i64, observatory_domain::rcp::RcpOpinionRecord), Status> {
+    let mut v = Violations::new();
+    let id = v.check("patient_id", c::id(&r.patient_id));
+    let expected = v.check("expected_version", c::version(r.expected_version));
+    let review_id = v.check("review_id", c::id(&r.review_id));
+    let meeting_date = v.check("meeting_date", c::date(&r.meeting_date));
+    let opinion = v.check(
+        "opinion",
+        enum_in!(r.opinion, pb::RcpOpinion, "RCP_OPINION_", m::RcpOpinion),
+    );
+    let conditions = v.check("conditions", c::optional(&r.conditions, c::text(500)));
+    all_some!(v; id, expected, review_id, meeting_date, opinion, conditions);
+    Ok((
+        id,
+        expected,
+        observatory_domain::rcp::RcpOpinionRecord {
+            review_id,
+            meeting_date,
+            opinion,
+            conditions,
+        },
+    ))
 }

@@ -924,6 +924,7 @@ async fn journey(app: &App, setup: &Setup, options: &SeedOptions, index: u32) ->
         previous_episode: None,
         dispense_first: false,
         single_administration: false,
+        rcp_review: None,
     };
     let w = j.run(Command::DeclareEpisode(declaration)).await?;
     let mut episodes = 1;
@@ -1159,6 +1160,7 @@ async fn journey(app: &App, setup: &Setup, options: &SeedOptions, index: u32) ->
             previous_episode: Some((episode_id, episode_version)),
             dispense_first: false,
             single_administration: false,
+            rcp_review: None,
         };
         let w = j.run(Command::DeclareEpisode(declaration)).await?;
         episodes += 1;

@@ -77,6 +77,9 @@ async fn episode(store: &Store) -> RecordId {
         objects_to_reuse: false,
         diagnoses: vec![],
         cde: Default::default(),
+        rcp_reviews: Vec::new(),
+        merged_into: None,
+        merged_from: Vec::new(),
     }))
     .await;
     let id = |w: &observatory_store::Written| RecordId::from_minted(w.records[0].meta().id.clone());
@@ -95,6 +98,7 @@ async fn episode(store: &Store) -> RecordId {
         previous_episode: None,
         dispense_first: false,
         single_administration: false,
+        rcp_review: None,
     }))
     .await;
     let episode = id(&declared);

@@ -238,6 +238,18 @@ pub enum Command {
         update: PrescriberUpdate,
         reason: String,
     },
+    /// A patient's case put to an RCP: a new version of the patient with the review asked for.
+    RequestRcpReview {
+        patient_id: RecordId,
+        expected_version: i64,
+        request: observatory_domain::rcp::RcpRequest,
+    },
+    /// An RCP's opinion on a review of the patient's.
+    RecordRcpOpinion {
+        patient_id: RecordId,
+        expected_version: i64,
+        opinion: observatory_domain::rcp::RcpOpinionRecord,
+    },
 }
 
 impl Command {
@@ -263,6 +275,8 @@ impl Command {
             Command::TransitionFramework { .. } => "TransitionFramework",
             Command::UpdateCentre { .. } => "UpdateCentre",
             Command::UpdatePrescriber { .. } => "UpdatePrescriber",
+            Command::RequestRcpReview { .. } => "RequestRcpReview",
+            Command::RecordRcpOpinion { .. } => "RecordRcpOpinion",
         }
     }
 

@@ -467,6 +467,38 @@ impl Writer<'_, '_> {
                 let v = self.insert_version(&current, next, &format!("{reason}: {why}")).await?;
                 Ok(vec![Record::Patient(v)])
             }
+            Command::RequestRcpReview {
+                patient_id,
+                expected_version,
+                request,
+            } => {
+                let current = self
+                    .current_at::<Patient>(patient_id.as_str(), *expected_version)
+                    .await?;
+                self.require::<Centre>(request.centre_finess.as_str()).await?;
+                let review = RecordId::from_minted(new_id());
+                let next = observatory_domain::rcp::request_review(&current.record, request, review, self.today)?;
+                let why = format!("{reason}: {} RCP review asked for", request.level.code().to_lowercase());
+                let v = self.insert_version(&current, next, &why).await?;
+                Ok(vec![Record::Patient(v)])
+            }
+            Command::RecordRcpOpinion {
+                patient_id,
+                expected_version,
+                opinion,
+            } => {
+                let current = self
+                    .current_at::<Patient>(patient_id.as_str(), *expected_version)
+                    .await?;
+                let next = observatory_domain::rcp::record_opinion(&current.record, opinion, self.today)?;
+                let why = format!(
+                    "{reason}: RCP review {}: {}",
+                    opinion.review_id,
+                    opinion.opinion.code().to_lowercase().replace('_', " ")
+                );
+                let v = self.insert_version(&current, next, &why).await?;
+                Ok(vec![Record::Patient(v)])
+            }
             Command::UpdateAdverseEvent {
                 id,
                 expected_version,
@@ -777,10 +809,15 @@ impl Writer<'_, '_> {
         }
         let episode_id = RecordId::from_minted(new_id());
         let authorisation_id = d.pathway.needs_authorisation().then(|| RecordId::from_minted(new_id()));
+        let rcp_review = d
+            .rcp_review
+            .as_ref()
+            .and_then(|id| patient.record.rcp_reviews.iter().find(|r| &r.id == id));
         let ctx = lifecycle::DeclarationContext {
             cohort: &cohort.record,
             framework: framework.as_ref(),
             prescriber: &prescriber.record,
+            rcp_review,
             today: self.today,
         };
         let (episode, authorisation) = lifecycle::declare_episode(d, &ctx, authorisation_id, &episode_id)?;

@@ -1109,6 +1109,9 @@ async fn episodes_are_counted_by_pathway_once_each_and_pools_are_observed(db: Db
             objects_to_reuse: false,
             diagnoses: vec![],
             cde: Default::default(),
+            rcp_reviews: Vec::new(),
+            merged_into: None,
+            merged_from: Vec::new(),
         }),
         None,
     )
@@ -1129,6 +1132,7 @@ async fn episodes_are_counted_by_pathway_once_each_and_pools_are_observed(db: Db
         previous_episode: None,
         dispense_first: false,
         single_administration: false,
+        rcp_review: None,
     };
     // Declared, replayed with its key, and declared again without one (refused: the patient
     // already has an active episode of the drug).
@@ -1487,6 +1491,9 @@ async fn history_keeps_every_version_whatever_the_writes(db: Db) {
                 objects_to_reuse: false,
                 diagnoses: vec![],
                 cde: Default::default(),
+                rcp_reviews: Vec::new(),
+                merged_into: None,
+                merged_from: Vec::new(),
             }))
             .await
             .expect("patient"),
@@ -1513,6 +1520,7 @@ async fn history_keeps_every_version_whatever_the_writes(db: Db) {
             previous_episode: None,
             dispense_first: false,
             single_administration: false,
+            rcp_review: None,
         }))
         .await
         .expect("declare");

@@ -45,6 +45,29 @@ struct New {
     opinions: Vec<(String, String)>,
     levels: Vec<(String, String)>,
     routes: Vec<(String, String)>,
+    /// The patient's RCP reviews whose opinion was given: `(id, label)`.
+    reviews: Vec<(String, String)>,
+}
+
+/// An RCP review in one line: its meeting, level, opinion and drug.
+pub(super) fn review_label(
+    lang: crate::i18n::Lang,
+    catalogue: &observatory_domain::catalogue::Catalogue,
+    r: &observatory_domain::model::RcpReview,
+) -> String {
+    let mut s = format!(
+        "{} · {} · {}",
+        r.meeting_date
+            .map_or_else(|| lang.date(r.requested_on), |d| lang.date(d)),
+        labels::label(lang, "rcp_level", r.level.code()),
+        r.opinion.map_or_else(
+            || lang.t("rcp.awaited").to_owned(),
+            |o| labels::label(lang, "rcp_opinion", o.code())
+        ),
+    );
+    s.push_str(" · ");
+    s.push_str(&drug_label(catalogue, lang, r.drug_atc.as_str()));
+    s
 }
 
 /// A cohort as the declaration form shows it, with its framework.
@@ -182,6 +205,16 @@ async fn new_page(web: &Web, signed: &Signed, patient_id: &RecordId, cohort: &st
         opinions: labels::options(lang, "rcp_opinion"),
         levels: labels::options(lang, "rcp_level"),
         routes: labels::options(lang, "route"),
+        reviews: patient
+            .record
+            .rcp_reviews
+            .iter()
+            .filter(|x| {
+                x.opinion
+                    .is_some_and(|o| o != observatory_domain::model::RcpOpinion::Deferred)
+            })
+            .map(|x| (x.id.to_string(), review_label(lang, &app.catalogue(), x)))
+            .collect(),
     });
     *r.status_mut() = StatusCode::OK;
     r
@@ -241,6 +274,7 @@ fn declaration(f: &Fields) -> pb::DeclareEpisodeRequest {
         previous_episode_id: f.get("previous_episode_id").to_owned(),
         previous_episode_version: f.get("previous_episode_version").parse().unwrap_or(0),
         dispense_first: per_patient && f.ticked("dispense_first"),
+        rcp_review_id: f.get("rcp_review_id").to_owned(),
     }
 }
 

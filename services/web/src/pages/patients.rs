@@ -480,10 +480,56 @@ struct Show {
     can_declare: bool,
     columns: Vec<String>,
     matrix: Vec<StatusRow>,
-    correction: FormState,
+    /// The form that was refused (`correct`, `rcp_request`, `rcp_opinion`) and its state.
+    failed: String,
+    form: FormState,
     can_correct: bool,
     regions: Vec<(String, String)>,
     vital_statuses: Vec<(String, String)>,
+    reviews: Vec<ReviewRow>,
+    /// Reviews awaiting an opinion (or deferred): `(id, label)`.
+    awaited: Vec<(String, String)>,
+    rcp_levels: Vec<(String, String)>,
+    rcp_opinions: Vec<(String, String)>,
+    filieres: Vec<(String, String)>,
+    drugs: Vec<(String, String)>,
+    diseases: Vec<(String, String)>,
+    /// The caller's first centre: the one presenting a case by default.
+    centre: String,
+}
+
+impl Show {
+    fn form_of(&self, name: &str) -> FormState {
+        if self.failed == name {
+            self.form.clone()
+        } else if name == "rcp_request" {
+            FormState::with(&[
+                ("requested_date", chrono::Utc::now().date_naive().to_string()),
+                ("centre_finess", self.centre.clone()),
+            ])
+        } else if name == "rcp_opinion" {
+            // The one case awaiting an opinion, when there is one, chosen already.
+            let mut values = vec![("meeting_date", chrono::Utc::now().date_naive().to_string())];
+            if let [(id, _)] = self.awaited.as_slice() {
+                values.push(("review_id", id.clone()));
+            }
+            FormState::with(&values)
+        } else {
+            FormState::fresh()
+        }
+    }
+}
+
+/// An RCP review as the patient's page lists it.
+pub struct ReviewRow {
+    pub requested: String,
+    pub level: String,
+    pub drug: String,
+    pub meeting: String,
+    pub opinion: String,
+    pub conditions: String,
+    /// The treatments declared on its opinion: `(episode id, label)`.
+    pub episodes: Vec<(String, String)>,
 }
 
 pub async fn show(State(web): State<Web>, signed: Signed, Path(id): Path<String>) -> Response {
@@ -493,8 +539,8 @@ pub async fn show(State(web): State<Web>, signed: Signed, Path(id): Path<String>
     patient_page(&web, &signed, &id, None).await
 }
 
-/// The patient's page; `correction` is a refused correction form to show again.
-async fn patient_page(web: &Web, signed: &Signed, id: &RecordId, correction: Option<FormState>) -> Response {
+/// The patient's page; `refused` is a refused form (its name and state) to show again.
+async fn patient_page(web: &Web, signed: &Signed, id: &RecordId, refused_form: Option<(&str, FormState)>) -> Response {
     let signed = signed.clone();
     let id = id.clone();
     let app = web.app();
@@ -530,9 +576,75 @@ async fn patient_page(web: &Web, signed: &Signed, id: &RecordId, correction: Opt
         Err(e) => return refused(&signed, e),
     };
     let p = &patient.record;
-    let refused_correction = correction.is_some();
+    let refused_correction = refused_form.is_some();
+    let (failed, form) = refused_form
+        .map(|(name, state)| (name.to_owned(), state))
+        .unwrap_or_else(|| (String::new(), FormState::fresh()));
+    let lang = signed.lang;
+    let reviews = p
+        .rcp_reviews
+        .iter()
+        .map(|x| ReviewRow {
+            requested: lang.date(x.requested_on),
+            level: match &x.filiere {
+                Some(f) => format!("{} · {}", page.label("rcp_level", x.level.code()), f.as_str()),
+                None => format!(
+                    "{} · {}",
+                    page.label("rcp_level", x.level.code()),
+                    x.centre_finess.as_str()
+                ),
+            },
+            drug: drug_label(&catalogue, lang, x.drug_atc.as_str()),
+            meeting: x.meeting_date.map(|d| lang.date(d)).unwrap_or_default(),
+            opinion: x.opinion.map_or_else(
+                || lang.t("rcp.awaited").to_owned(),
+                |o| page.label("rcp_opinion", o.code()),
+            ),
+            conditions: x.conditions.clone().unwrap_or_default(),
+            episodes: episodes
+                .iter()
+                .filter(|e| e.record.rcp_review_id.as_ref() == Some(&x.id))
+                .map(|e| {
+                    (
+                        e.meta.id.clone(),
+                        format!(
+                            "{} · {}",
+                            drug_label(&catalogue, lang, e.record.drug_atc.as_str()),
+                            lang.date(e.record.request_date)
+                        ),
+                    )
+                })
+                .collect(),
+        })
+        .collect();
+    let awaited = p
+        .rcp_reviews
+        .iter()
+        .filter(|x| {
+            x.opinion
+                .is_none_or(|o| o == observatory_domain::model::RcpOpinion::Deferred)
+        })
+        .map(|x| (x.id.to_string(), super::episodes::review_label(lang, &catalogue, x)))
+        .collect();
     let mut r = render(&Show {
-        correction: correction.unwrap_or_else(FormState::fresh),
+        failed,
+        form,
+        reviews,
+        awaited,
+        rcp_levels: labels::options(lang, "rcp_level"),
+        rcp_opinions: labels::options(lang, "rcp_opinion"),
+        filieres: observatory_domain::reference::filieres()
+            .map(|(c, n)| (c.to_owned(), format!("{c} · {n}")))
+            .collect(),
+        drugs: drug_options(&catalogue),
+        diseases: disease_options(&catalogue),
+        centre: signed
+            .principal
+            .scope
+            .centres()
+            .first()
+            .map(|c| c.as_str().to_owned())
+            .unwrap_or_default(),
         can_correct: observatory_app::access::allows("UpdatePatient", signed.role()),
         regions: super::regions(),
         vital_statuses: labels::options(signed.lang, "vital_status"),
@@ -664,7 +776,76 @@ pub async fn correct(State(web): State<Web>, Path(id): Path<String>, posted: Pos
         Ok(()) => Redirect::to(&format!("/patients/{id}")).into_response(),
         Err(status) => {
             let form = FormState::refused(&fields, &status, signed.lang);
-            patient_page(&web, &signed, &rid, Some(form)).await
+            patient_page(&web, &signed, &rid, Some(("correct", form))).await
+        }
+    }
+}
+
+/// Puts the patient's case to an RCP (national or local).
+pub async fn request_rcp(State(web): State<Web>, Path(id): Path<String>, posted: Posted) -> Response {
+    let Posted { signed, fields } = posted;
+    let f = &fields;
+    let Ok(rid) = RecordId::parse(&id) else {
+        return super::failure_for(&signed, StatusCode::NOT_FOUND, signed.lang.t("error.not_found"));
+    };
+    let request = pb::RequestRcpReviewRequest {
+        patient_id: id.clone(),
+        expected_version: f.get("expected_version").parse().unwrap_or(0),
+        level: pb_enum(f.get("level"), "RCP_LEVEL_", pb::RcpLevel::from_str_name),
+        filiere: f.get("filiere").to_owned(),
+        centre_finess: f.get("centre_finess").to_owned(),
+        drug_atc: f.get("drug_atc").to_owned(),
+        indication_orpha_code: f.get("indication_orpha_code").to_owned(),
+        requested_date: f.get("requested_date").to_owned(),
+    };
+    let outcome = match observatory_grpc::parse::parse_rcp_request(&request) {
+        Err(s) => Err(s),
+        Ok((pid, v, r)) => ops::request_rcp_review(web.app(), &signed.call(op("RequestRcpReview")), pid, v, r)
+            .await
+            .map(|_| ())
+            .map_err(observatory_grpc::error::app),
+    };
+    rcp_after(&web, &signed, &fields, &rid, "rcp_request", outcome).await
+}
+
+/// Records an RCP's opinion on one of the patient's reviews.
+pub async fn record_rcp_opinion(State(web): State<Web>, Path(id): Path<String>, posted: Posted) -> Response {
+    let Posted { signed, fields } = posted;
+    let f = &fields;
+    let Ok(rid) = RecordId::parse(&id) else {
+        return super::failure_for(&signed, StatusCode::NOT_FOUND, signed.lang.t("error.not_found"));
+    };
+    let request = pb::RecordRcpOpinionRequest {
+        patient_id: id.clone(),
+        expected_version: f.get("expected_version").parse().unwrap_or(0),
+        review_id: f.get("review_id").to_owned(),
+        meeting_date: f.get("meeting_date").to_owned(),
+        opinion: pb_enum(f.get("opinion"), "RCP_OPINION_", pb::RcpOpinion::from_str_name),
+        conditions: f.get("conditions").to_owned(),
+    };
+    let outcome = match observatory_grpc::parse::parse_rcp_opinion(&request) {
+        Err(s) => Err(s),
+        Ok((pid, v, r)) => ops::record_rcp_opinion(web.app(), &signed.call(op("RecordRcpOpinion")), pid, v, r)
+            .await
+            .map(|_| ())
+            .map_err(observatory_grpc::error::app),
+    };
+    rcp_after(&web, &signed, &fields, &rid, "rcp_opinion", outcome).await
+}
+
+async fn rcp_after(
+    web: &Web,
+    signed: &Signed,
+    fields: &crate::form::Fields,
+    id: &RecordId,
+    form: &str,
+    outcome: Result<(), tonic::Status>,
+) -> Response {
+    match outcome {
+        Ok(()) => Redirect::to(&format!("/patients/{id}#rcp-h")).into_response(),
+        Err(status) => {
+            let state = FormState::refused(fields, &status, signed.lang);
+            patient_page(web, signed, id, Some((form, state))).await
         }
     }
 }
