@@ -194,9 +194,11 @@ pub async fn extract(store: &Store, as_of: DateTime<Utc>, dir: &Path) -> Result<
         .scan_as_of::<Patient>(as_of, BATCH, |batch: Vec<Versioned<Patient>>| -> SinkResult {
             let objects =
                 |p: &Versioned<Patient>| p.record.objects_to_reuse || objecting.contains(person(&first_of, &p.meta.id));
+            // A record merged into another (as known at the cutoff) is that other's person:
+            // its treatments moved there; it is not a patient of its own.
             let kept: Vec<&Versioned<Patient>> = batch
                 .iter()
-                .filter(|p| !objects(p) && person(&first_of, &p.meta.id) == p.meta.id)
+                .filter(|p| !objects(p) && p.record.merged_into.is_none() && person(&first_of, &p.meta.id) == p.meta.id)
                 .collect();
             for p in batch.iter().filter(|p| objects(p)) {
                 excluded.insert(p.meta.id.clone());

@@ -11,6 +11,7 @@ use crate::on_both_backends;
 on_both_backends!(
     episodes_authorisations_and_visits_are_corrected_with_a_reason_in_history,
     the_end_of_a_replaced_episode_moves_with_its_successors_request,
+    two_records_of_one_person_are_merged_and_counted_once,
 );
 
 fn meta(m: &Option<pb::RecordMeta>) -> (String, i64) {
@@ -446,5 +447,222 @@ async fn the_end_of_a_replaced_episode_moves_with_its_successors_request(backend
     );
     let why = reasons(&mut app, pb::RecordKind::Episode, &first).await;
     assert!(why.last().expect("version").contains(&second), "{why:?}");
+    app.stop().await;
+}
+
+/// `MergePatients`: a patient registered with an IdMR at one time and by identity at another is
+/// one person: the identity record merged into the IdMR one takes nothing more, its treatment,
+/// authorisation, RCP review and diagnosis move to the kept record with the merge in history and
+/// the audit trail; the merged record stays readable, leaves the lists, names the kept one to a
+/// new registration; reports count the person once. Records that disagree on sex are refused, a
+/// prescriber may not merge, a record merged is not merged again.
+async fn two_records_of_one_person_are_merged_and_counted_once(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let (finess, rpps) = app.centre_and_prescriber().await;
+    let (episode_a, _, _) = started_aac(&mut app, &rpps, 70).await;
+    let kept = episode(&mut app, &episode_a).await.patient_id;
+    // The same person registered again by identity (an HMAC pseudonym), treated with another drug.
+    let identity = pb::RegisterPatientRequest {
+        idempotency_key: "by-identity".into(),
+        subject: Some(pb::register_patient_request::Subject::Identity(pb::Identity {
+            last_name: "Dupont".into(),
+            first_name: "Jean".into(),
+            birth_date: "2010-05-14".into(),
+            sex: pb::Sex::Male as i32,
+        })),
+        region_code: "11".into(),
+        diagnoses: vec![pb::Diagnosis {
+            orpha_code: "98879".into(),
+            status: pb::DiagnosisStatus::Probable as i32,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let merged = app
+        .registry
+        .register_patient(identity.clone())
+        .await
+        .expect("registered by identity")
+        .into_inner()
+        .meta
+        .expect("meta")
+        .id;
+    let common_law = app
+        .manager
+        .create_cohort(pb::CreateCohortRequest {
+            idempotency_key: "emicizumab-cl".into(),
+            name: "Emicizumab, common law".into(),
+            filiere: "MHEMO".into(),
+            pathway: pb::Pathway::CommonLaw as i32,
+            drug_atc: "B02BX06".into(),
+            orpha_codes: vec!["98878".into(), "98879".into()],
+            framework_id: String::new(),
+            follow_up_months: 6,
+        })
+        .await
+        .expect("cohort")
+        .into_inner()
+        .meta
+        .expect("meta")
+        .id;
+    let mut declaration = app.aac_declaration(&merged, &common_law, &rpps, "by-identity-1");
+    declaration.pathway = pb::Pathway::CommonLaw as i32;
+    declaration.indication_orpha_code = "98879".into();
+    declaration.authorisation = None;
+    let episode_b = app
+        .registry
+        .declare_episode(declaration)
+        .await
+        .expect("declared on the identity record")
+        .into_inner()
+        .episode
+        .expect("episode")
+        .meta
+        .expect("meta")
+        .id;
+    app.registry
+        .request_rcp_review(pb::RequestRcpReviewRequest {
+            patient_id: merged.clone(),
+            expected_version: 1,
+            level: pb::RcpLevel::Local as i32,
+            centre_finess: finess.clone(),
+            drug_atc: "B02BX06".into(),
+            requested_date: "2026-01-05".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("an RCP review on the identity record");
+    // A third record, of a woman: not the same person.
+    let woman = app
+        .registry
+        .register_patient(pb::RegisterPatientRequest {
+            sex: pb::Sex::Female as i32,
+            ..app.patient_request(71)
+        })
+        .await
+        .expect("another person")
+        .into_inner()
+        .meta
+        .expect("meta")
+        .id;
+    // Treated in a cohort of the filière: within the data manager's reach.
+    let mut declaration = app.aac_declaration(&woman, &common_law, &rpps, "woman-1");
+    declaration.pathway = pb::Pathway::CommonLaw as i32;
+    declaration.authorisation = None;
+    app.registry.declare_episode(declaration).await.expect("her treatment");
+
+    let merge = |kept_version: i64, merged_id: &str, merged_version: i64| pb::MergePatientsRequest {
+        kept_id: kept.clone(),
+        kept_version,
+        merged_id: merged_id.into(),
+        merged_version,
+        reason: "same person: IdMR received after a registration by identity".into(),
+    };
+    let denied = app
+        .registry
+        .merge_patients(merge(1, &merged, 2))
+        .await
+        .expect_err("a prescriber does not merge");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let err = app
+        .manager
+        .merge_patients(merge(1, &woman, 1))
+        .await
+        .expect_err("records that disagree on sex");
+    assert_eq!(violated_fields(&err), ["merged_id"]);
+    let before = app.row_count().await;
+    let err = app
+        .manager
+        .merge_patients(merge(1, &kept, 1))
+        .await
+        .expect_err("a record with itself");
+    assert_eq!(violated_fields(&err), ["merged_id"]);
+    assert_eq!(app.row_count().await, before, "nothing of a refused merge is stored");
+
+    let after = app
+        .manager
+        .merge_patients(merge(1, &merged, 2))
+        .await
+        .expect("merged")
+        .into_inner();
+    assert_eq!(after.merged_from, std::slice::from_ref(&merged));
+    let codes: Vec<&str> = after.diagnoses.iter().map(|d| d.orpha_code.as_str()).collect();
+    assert_eq!(codes, ["98878", "98879"], "the diagnosis the kept record lacked");
+    assert_eq!(after.rcp_reviews.len(), 1, "the RCP review moved");
+    let gone = app
+        .registry
+        .get_patient(pb::GetRequest { id: merged.clone() })
+        .await
+        .expect("the merged record stays readable")
+        .into_inner();
+    assert_eq!(gone.merged_into, kept);
+    assert_eq!(
+        episode(&mut app, &episode_b).await.patient_id,
+        kept,
+        "its treatment moved"
+    );
+    let moved = reasons(&mut app, pb::RecordKind::Episode, &episode_b).await;
+    assert!(
+        moved
+            .last()
+            .is_some_and(|r| r.starts_with("MergePatients: same person") && r.contains(&merged)),
+        "{moved:?}"
+    );
+    let listed: Vec<String> = app
+        .registry
+        .list_patients(pb::ListPatientsRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .patients
+        .into_iter()
+        .map(|p| p.meta.expect("meta").id)
+        .collect();
+    assert!(listed.contains(&kept) && !listed.contains(&merged), "{listed:?}");
+    let err = app
+        .registry
+        .update_patient(pb::UpdatePatientRequest {
+            id: merged.clone(),
+            expected_version: 3,
+            reason: "late correction".into(),
+            region_code: Some("84".into()),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a merged record takes no write");
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains(&kept), "{}", err.message());
+    let again = app
+        .registry
+        .register_patient(pb::RegisterPatientRequest {
+            idempotency_key: "by-identity-again".into(),
+            ..identity
+        })
+        .await
+        .expect_err("the person is known");
+    assert_eq!(again.code(), Code::AlreadyExists);
+    assert!(
+        again.message().contains(&kept),
+        "names the kept record: {}",
+        again.message()
+    );
+    let twice = app
+        .manager
+        .merge_patients(merge(2, &merged, 3))
+        .await
+        .expect_err("merged once");
+    assert_eq!(twice.code(), Code::FailedPrecondition);
+
+    let merges = app
+        .store
+        .scalar_i64("SELECT COUNT(*) FROM audit_events WHERE action = 'MergePatients' AND reason NOT LIKE 'refused%'")
+        .await
+        .expect("count");
+    assert_eq!(merges, 1, "the merge is in the audit trail");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let snapshot = observatory_analytics::snapshot::extract(&app.store, chrono::Utc::now(), dir.path())
+        .await
+        .expect("snapshot");
+    assert_eq!(snapshot.rows.get("patients"), Some(&2), "three records, two people");
     app.stop().await;
 }

@@ -518,6 +518,17 @@ fn seeds(ids: &Ids) -> Vec<Seed> {
         ),
         seed(
             "RegistryService",
+            "MergePatients",
+            &pb::MergePatientsRequest {
+                kept_id: ids.patient.clone(),
+                kept_version: 1,
+                merged_id: ids.episode.clone(),
+                merged_version: 1,
+                reason: "same person".into(),
+            },
+        ),
+        seed(
+            "RegistryService",
             "RequestRcpReview",
             &pb::RequestRcpReviewRequest {
                 patient_id: ids.patient.clone(),

@@ -300,6 +300,17 @@ fn request(path: &str, s: &Side, tag: &str) -> (Kind, Bytes) {
             }
             .encode_to_vec(),
         ),
+        "MergePatients" => (
+            Kind::Targeted,
+            pb::MergePatientsRequest {
+                kept_id: s.patient.clone(),
+                kept_version: stale,
+                merged_id: s.patient.clone(),
+                merged_version: stale,
+                reason: "scope check".into(),
+            }
+            .encode_to_vec(),
+        ),
         "RequestRcpReview" => (
             Kind::Targeted,
             pb::RequestRcpReviewRequest {

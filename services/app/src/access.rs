@@ -53,6 +53,8 @@ pub const OPERATIONS: &[(&str, &str, &[Role])] = &[
     ("RegistryService", "UpdatePatient", CORRECTORS),
     ("RegistryService", "RequestRcpReview", CORRECTORS),
     ("RegistryService", "RecordRcpOpinion", CORRECTORS),
+    // Whether two records are one person is a data manager's call, across centres.
+    ("RegistryService", "MergePatients", &[DataManager]),
     ("RegistryService", "DeclareEpisode", CLINICAL_WRITERS),
     ("RegistryService", "GetEpisode", CLINICAL_READERS),
     ("RegistryService", "ListEpisodes", CLINICAL_READERS),

@@ -165,6 +165,35 @@ pub async fn update_patient(
     written(w, record_of!(Patient))
 }
 
+/// Merges two records of one person: `merged` into `kept` (both within the caller's scope),
+/// with a reason. Answers the kept record's new version.
+pub async fn merge_patients(
+    app: &App,
+    call: &Call,
+    kept: (RecordId, i64),
+    merged: (RecordId, i64),
+    reason: String,
+) -> AppResult<Versioned<Patient>> {
+    admit(&app.store, call, Target::Record(RecordKind::Patient, &merged.0)).await?;
+    let (kept_id, kept_version) = kept;
+    let target_id = kept_id.clone();
+    let w = write(
+        app,
+        call,
+        Target::Record(RecordKind::Patient, &target_id),
+        None,
+        Command::MergePatients {
+            kept: kept_id,
+            kept_version,
+            merged: merged.0,
+            merged_version: merged.1,
+            reason,
+        },
+    )
+    .await?;
+    written(w, record_of!(Patient))
+}
+
 /// Puts a patient's case to an RCP: a new version of the patient with the review asked for
 /// (the last of its `rcp_reviews`).
 pub async fn request_rcp_review(

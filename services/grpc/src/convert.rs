@@ -700,6 +700,8 @@ pub fn patient(v: &Versioned<m::Patient>) -> pb::Patient {
             .collect(),
         cde: cde_out(&p.cde),
         rcp_reviews: p.rcp_reviews.iter().map(rcp_review).collect(),
+        merged_into: s(p.merged_into.as_ref()),
+        merged_from: p.merged_from.iter().map(ToString::to_string).collect(),
     }
 }
 

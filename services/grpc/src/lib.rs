@@ -29,8 +29,8 @@ pub mod parse {
         parse_authorisation_transition, parse_authorisation_update, parse_case_export, parse_cohort,
         parse_cohort_filter, parse_cohort_transition, parse_declaration, parse_episode_filter,
         parse_episode_transition, parse_episode_update, parse_follow_up, parse_follow_up_update, parse_history,
-        parse_patient_filter, parse_patient_update, parse_rcp_opinion, parse_rcp_request, parse_registration,
-        parse_worklist,
+        parse_merge, parse_patient_filter, parse_patient_update, parse_rcp_opinion, parse_rcp_request,
+        parse_registration, parse_worklist,
     };
     pub use crate::reports::{Asked, parameters as parse_run};
 }

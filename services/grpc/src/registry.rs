@@ -435,6 +435,15 @@ impl RegistryService for RegistryApi {
         Ok(Response::new(self.update_patient_as(&call, req.get_ref()).await?))
     }
 
+    async fn merge_patients(&self, req: Request<pb::MergePatientsRequest>) -> Result<Response<pb::Patient>, Status> {
+        let (kept, merged, reason) = parse_merge(req.get_ref())?;
+        let call = guard::call(&req, "MergePatients")?;
+        let x = ops::merge_patients(&self.state.app, &call, kept, merged, reason)
+            .await
+            .map_err(error::app)?;
+        Ok(Response::new(c::patient(&x)))
+    }
+
     async fn request_rcp_review(
         &self,
         req: Request<pb::RequestRcpReviewRequest>,
@@ -1445,4 +1454,19 @@ pub fn parse_rcp_opinion(
             conditions,
         },
     ))
+}
+
+/// Two records of one person to merge: the kept one and its version, the merged one and its
+/// version, the reason.
+pub type MergeRequest = ((RecordId, i64), (RecordId, i64), String);
+
+pub fn parse_merge(r: &pb::MergePatientsRequest) -> Result<MergeRequest, Status> {
+    let mut v = Violations::new();
+    let kept = v.check("kept_id", c::id(&r.kept_id));
+    let kept_version = v.check("kept_version", c::version(r.kept_version));
+    let merged = v.check("merged_id", c::id(&r.merged_id));
+    let merged_version = v.check("merged_version", c::version(r.merged_version));
+    let reason = v.check("reason", c::text(500)(&r.reason));
+    all_some!(v; kept, kept_version, merged, merged_version, reason);
+    Ok(((kept, kept_version), (merged, merged_version), reason))
 }

@@ -131,6 +131,7 @@ impl Stored for Patient {
             ("region_code", opt_text(self.region.as_ref())),
             ("vital_status", text(self.vital_status.code())),
             ("objects_to_reuse", Val::Bool(self.objects_to_reuse)),
+            ("merged_into", opt_text(self.merged_into.as_ref().map(|m| m.as_str()))),
         ]
     }
     fn into_record(v: Versioned<Self>) -> Record {
@@ -253,6 +254,8 @@ pub enum Filter {
     },
     /// Patients with a current episode in this cohort.
     PatientsInCohort(String),
+    /// The column is NULL.
+    IsNull,
     /// Records of an episode (the column holds the episode's id) of this cohort.
     EpisodesOfCohort(String),
     /// Centres of this filière (one of theirs): the `filieres` column names it, or, for

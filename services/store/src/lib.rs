@@ -250,6 +250,14 @@ pub enum Command {
         expected_version: i64,
         opinion: observatory_domain::rcp::RcpOpinionRecord,
     },
+    /// Two records of one person: `merged` into `kept` (see `observatory_domain::merge`).
+    MergePatients {
+        kept: RecordId,
+        kept_version: i64,
+        merged: RecordId,
+        merged_version: i64,
+        reason: String,
+    },
 }
 
 impl Command {
@@ -277,6 +285,7 @@ impl Command {
             Command::UpdatePrescriber { .. } => "UpdatePrescriber",
             Command::RequestRcpReview { .. } => "RequestRcpReview",
             Command::RecordRcpOpinion { .. } => "RecordRcpOpinion",
+            Command::MergePatients { .. } => "MergePatients",
         }
     }
 
@@ -791,6 +800,11 @@ impl Store {
                     status: f.status.map(|s| s.code().to_owned()),
                 },
             ));
+        }
+        // A record merged into another is that other's person: listed there only, but found by
+        // its own pseudonym (its page names the record it was merged into).
+        if f.pseudonym.is_none() {
+            q.filters.push(("merged_into", kinds::Filter::IsNull));
         }
         self.list(q).await
     }

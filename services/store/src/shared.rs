@@ -462,6 +462,7 @@ impl Writer<'_, '_> {
                 reason: why,
             } => {
                 let current = self.current_at::<Patient>(id.as_str(), *expected_version).await?;
+                observatory_domain::merge::check_not_merged(id, &current.record)?;
                 let next = corrections::update_patient(&current.record, update)?;
                 observatory_domain::registration::check_patient(&next, self.today)?;
                 let v = self.insert_version(&current, next, &format!("{reason}: {why}")).await?;
@@ -475,12 +476,29 @@ impl Writer<'_, '_> {
                 let current = self
                     .current_at::<Patient>(patient_id.as_str(), *expected_version)
                     .await?;
+                observatory_domain::merge::check_not_merged(patient_id, &current.record)?;
                 self.require::<Centre>(request.centre_finess.as_str()).await?;
                 let review = RecordId::from_minted(new_id());
                 let next = observatory_domain::rcp::request_review(&current.record, request, review, self.today)?;
                 let why = format!("{reason}: {} RCP review asked for", request.level.code().to_lowercase());
                 let v = self.insert_version(&current, next, &why).await?;
                 Ok(vec![Record::Patient(v)])
+            }
+            Command::MergePatients {
+                kept,
+                kept_version,
+                merged,
+                merged_version,
+                reason: why,
+            } => {
+                self.merge_patients(
+                    kept,
+                    *kept_version,
+                    merged,
+                    *merged_version,
+                    &format!("{reason}: {why}"),
+                )
+                .await
             }
             Command::RecordRcpOpinion {
                 patient_id,
@@ -490,6 +508,7 @@ impl Writer<'_, '_> {
                 let current = self
                     .current_at::<Patient>(patient_id.as_str(), *expected_version)
                     .await?;
+                observatory_domain::merge::check_not_merged(patient_id, &current.record)?;
                 let next = observatory_domain::rcp::record_opinion(&current.record, opinion, self.today)?;
                 let why = format!(
                     "{reason}: RCP review {}: {}",
@@ -755,6 +774,7 @@ impl Writer<'_, '_> {
 
     async fn declare_episode(&mut self, d: &lifecycle::EpisodeDeclaration, reason: &str) -> Result<Vec<Record>> {
         let patient = self.require::<Patient>(d.patient_id.as_str()).await?;
+        observatory_domain::merge::check_not_merged(&d.patient_id, &patient.record)?;
         if patient.record.vital_status == VitalStatus::Deceased {
             return Err(DomainError::Precondition(format!("patient {} is recorded as deceased", d.patient_id)).into());
         }
@@ -924,7 +944,14 @@ impl Writer<'_, '_> {
             }
         };
         if let Some(id) = known {
-            return Err(StoreError::AlreadyExists(format!("patient already registered as {id}")));
+            // A record merged into another is that other's person: named instead.
+            let kept = match fetch_current::<Patient>(&mut **self.tx, &id).await? {
+                Some(p) => p.record.merged_into.map_or(id, |into| into.to_string()),
+                None => id,
+            };
+            return Err(StoreError::AlreadyExists(format!(
+                "patient already registered as {kept}"
+            )));
         }
         let v = self.insert_new(new_id(), p, reason).await?;
         if let Some(scope) = scope {
@@ -958,6 +985,89 @@ impl Writer<'_, '_> {
             }
         }
         Ok(vec![Record::Patient(v)])
+    }
+
+    /// Merges one patient record into another (see `observatory_domain::merge`): the kept
+    /// record's next version, the merged one's (pointing at it), the merged record's episodes
+    /// and authorisations moved, each with the merge's reason; the kept record enrolled where
+    /// the merged one was, so that every scope that reached the person still does.
+    async fn merge_patients(
+        &mut self,
+        kept: &RecordId,
+        kept_version: i64,
+        merged: &RecordId,
+        merged_version: i64,
+        reason: &str,
+    ) -> Result<Vec<Record>> {
+        let kept_now = self.current_at::<Patient>(kept.as_str(), kept_version).await?;
+        let merged_now = self.current_at::<Patient>(merged.as_str(), merged_version).await?;
+        let kept_episodes = fetch_current_where::<Episode>(&mut **self.tx, "patient_id", kept.as_str()).await?;
+        let merged_episodes = fetch_current_where::<Episode>(&mut **self.tx, "patient_id", merged.as_str()).await?;
+        let merged_authorisations =
+            fetch_current_where::<Authorisation>(&mut **self.tx, "patient_id", merged.as_str()).await?;
+        let plan = observatory_domain::merge::merge(
+            kept,
+            &kept_now.record,
+            merged,
+            &merged_now.record,
+            &kept_episodes.iter().map(|e| e.record.clone()).collect::<Vec<_>>(),
+            &merged_episodes.iter().map(|e| e.record.clone()).collect::<Vec<_>>(),
+            &merged_authorisations
+                .iter()
+                .map(|a| a.record.clone())
+                .collect::<Vec<_>>(),
+        )?;
+        // The merged record stays where its treatments placed it, so that every scope that read
+        // it still does once they move: enrolled at their centres and in their cohorts' filières.
+        for select in [
+            "SELECT DISTINCT e.centre_finess, NULL FROM episode_versions e \
+             WHERE e.superseded_at IS NULL AND e.patient_id = $1",
+            "SELECT DISTINCT NULL, c.filiere FROM episode_versions e \
+             JOIN cohort_versions c ON c.id = e.cohort_id AND c.superseded_at IS NULL \
+             WHERE e.superseded_at IS NULL AND e.patient_id = $1",
+        ] {
+            let rows: Vec<(Option<String>, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(select))
+                .bind(merged.as_str())
+                .fetch_all(&mut **self.tx)
+                .await?;
+            for (centre, filiere) in rows {
+                sqlx::query(
+                    "INSERT INTO patient_enrolments (patient_id, pseudonym, centre_finess, filiere, recorded_at) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                )
+                .bind(merged.as_str())
+                .bind(&merged_now.record.pseudonym.value)
+                .bind(centre)
+                .bind(filiere)
+                .bind(self.now)
+                .execute(&mut **self.tx)
+                .await?;
+            }
+        }
+        let mut out = Vec::with_capacity(2 + merged_episodes.len() + merged_authorisations.len());
+        let why = format!("{reason} (merged {merged} into {kept})");
+        out.push(Record::Patient(self.insert_version(&kept_now, plan.kept, &why).await?));
+        out.push(Record::Patient(
+            self.insert_version(&merged_now, plan.merged, &why).await?,
+        ));
+        for (current, next) in merged_episodes.iter().zip(plan.episodes) {
+            out.push(Record::Episode(self.insert_version(current, next, &why).await?));
+        }
+        for (current, next) in merged_authorisations.iter().zip(plan.authorisations) {
+            out.push(Record::Authorisation(self.insert_version(current, next, &why).await?));
+        }
+        sqlx::query(
+            "INSERT INTO patient_enrolments (patient_id, pseudonym, centre_finess, filiere, recorded_at) \
+             SELECT $1, $2, centre_finess, filiere, $3 FROM patient_enrolments WHERE patient_id = $4 \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(kept.as_str())
+        .bind(&kept_now.record.pseudonym.value)
+        .bind(self.now)
+        .bind(merged.as_str())
+        .execute(&mut **self.tx)
+        .await?;
+        Ok(out)
     }
 
     async fn insert_new<T: Stored + Clone>(&mut self, id: String, record: &T, reason: &str) -> Result<Versioned<T>> {
@@ -1092,6 +1202,20 @@ async fn fetch_current<'e, T: Stored>(
     Ok(row.map(from_row))
 }
 
+/// The current versions of the records of kind `T` whose typed `column` is `value`, by id.
+async fn fetch_current_where<'e, T: Stored>(
+    e: impl sqlx::Executor<'e, Database = Db>,
+    column: &'static str,
+    value: &str,
+) -> Result<Vec<Versioned<T>>> {
+    let table = kinds::table(T::KIND);
+    let mut q = QueryBuilder::<Db>::new(format!("SELECT {META_COLUMNS} FROM {table} WHERE {column} = "));
+    q.push_bind(value.to_owned())
+        .push(" AND superseded_at IS NULL ORDER BY id");
+    let rows: Vec<MetaRow<T>> = q.build_query_as().fetch_all(e).await?;
+    Ok(rows.into_iter().map(from_row).collect())
+}
+
 pub async fn get_current<T: Stored>(conn: &mut Conn, id: &str) -> Result<Option<Versioned<T>>> {
     fetch_current::<T>(conn, id).await
 }
@@ -1183,6 +1307,7 @@ pub async fn list<T: Stored>(conn: &mut Conn, lq: ListQuery) -> Result<Page<Vers
         match filter {
             Filter::Eq(v) => q.push(" AND ").push(column).push(" = ").push_bind(v),
             Filter::IsTrue => q.push(" AND ").push(column),
+            Filter::IsNull => q.push(" AND ").push(column).push(" IS NULL"),
             Filter::DateFrom(d) => q.push(" AND ").push(column).push(" >= ").push_bind(d),
             Filter::DateTo(d) => q.push(" AND ").push(column).push(" <= ").push_bind(d),
             Filter::In(values) => push_in(q.push(" AND "), column, values),

@@ -198,6 +198,7 @@ impl Web {
             .route("/patients/{id}", get(pages::patients::show))
             .route("/patients/{id}/update", post(pages::patients::correct))
             .route("/patients/{id}/rcp", post(pages::patients::request_rcp))
+            .route("/patients/{id}/merge", post(pages::patients::merge))
             .route("/patients/{id}/rcp/opinion", post(pages::patients::record_rcp_opinion))
             .route("/patients/{id}/episodes/new", get(pages::episodes::new))
             .route("/episodes", post(pages::episodes::declare))

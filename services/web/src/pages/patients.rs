@@ -496,6 +496,9 @@ struct Show {
     diseases: Vec<(String, String)>,
     /// The caller's first centre: the one presenting a case by default.
     centre: String,
+    can_merge: bool,
+    merged_into: String,
+    merged_from: Vec<String>,
 }
 
 impl Show {
@@ -645,7 +648,10 @@ async fn patient_page(web: &Web, signed: &Signed, id: &RecordId, refused_form: O
             .first()
             .map(|c| c.as_str().to_owned())
             .unwrap_or_default(),
-        can_correct: observatory_app::access::allows("UpdatePatient", signed.role()),
+        can_correct: observatory_app::access::allows("UpdatePatient", signed.role()) && p.merged_into.is_none(),
+        can_merge: observatory_app::access::allows("MergePatients", signed.role()) && p.merged_into.is_none(),
+        merged_into: p.merged_into.as_ref().map(ToString::to_string).unwrap_or_default(),
+        merged_from: p.merged_from.iter().map(ToString::to_string).collect(),
         regions: super::regions(),
         vital_statuses: labels::options(signed.lang, "vital_status"),
         id: patient.meta.id.clone(),
@@ -685,7 +691,7 @@ async fn patient_page(web: &Web, signed: &Signed, id: &RecordId, refused_form: O
         cde: cde_facts(&page, &p.cde),
         sexes: labels::options(signed.lang, "sex"),
         episodes: rows,
-        can_declare: observatory_app::access::allows("DeclareEpisode", signed.role()),
+        can_declare: observatory_app::access::allows("DeclareEpisode", signed.role()) && p.merged_into.is_none(),
         columns,
         matrix,
         page,
@@ -833,6 +839,40 @@ pub async fn record_rcp_opinion(State(web): State<Web>, Path(id): Path<String>, 
     rcp_after(&web, &signed, &fields, &rid, "rcp_opinion", outcome).await
 }
 
+/// Merges another record of the same person into this one: the other record's current
+/// version is read (an audited read) and merged, with a required reason.
+pub async fn merge(State(web): State<Web>, Path(id): Path<String>, posted: Posted) -> Response {
+    let Posted { signed, fields } = posted;
+    let f = &fields;
+    let Ok(rid) = RecordId::parse(&id) else {
+        return super::failure_for(&signed, StatusCode::NOT_FOUND, signed.lang.t("error.not_found"));
+    };
+    let other = f.get("merged_id");
+    let merged_version = match RecordId::parse(other) {
+        Ok(other_id) => ops::get::<Patient>(web.app(), &signed.call(op("GetPatient")), &other_id)
+            .await
+            .map_or(0, |p| p.meta.version),
+        Err(_) => 0,
+    };
+    let request = pb::MergePatientsRequest {
+        kept_id: id.clone(),
+        kept_version: f.get("expected_version").parse().unwrap_or(0),
+        merged_id: other.to_owned(),
+        merged_version: merged_version.max(1),
+        reason: f.get("reason").to_owned(),
+    };
+    let outcome = match observatory_grpc::parse::parse_merge(&request) {
+        Err(s) => Err(s),
+        Ok((kept, merged, reason)) => {
+            ops::merge_patients(web.app(), &signed.call(op("MergePatients")), kept, merged, reason)
+                .await
+                .map(|_| ())
+                .map_err(observatory_grpc::error::app)
+        }
+    };
+    rcp_after(&web, &signed, &fields, &rid, "merge", outcome).await
+}
+
 async fn rcp_after(
     web: &Web,
     signed: &Signed,
@@ -842,7 +882,7 @@ async fn rcp_after(
     outcome: Result<(), tonic::Status>,
 ) -> Response {
     match outcome {
-        Ok(()) => Redirect::to(&format!("/patients/{id}#rcp-h")).into_response(),
+        Ok(()) => Redirect::to(&format!("/patients/{id}")).into_response(),
         Err(status) => {
             let state = FormState::refused(fields, &status, signed.lang);
             patient_page(web, signed, id, Some((form, state))).await
