@@ -371,7 +371,7 @@ try:
     driver.find_element(By.ID, "reason").send_keys("déménagement à Lyon")
     click_and_wait(driver, driver.find_element(By.XPATH, "//button[contains(., 'Enregistrer la correction')]"))
     check("Auvergne" in body(driver), "the patient's region is corrected")
-    check("2 · Historique" in body(driver), "the correction is a second version")
+    check("4 · Historique" in body(driver), "the correction is a new version (after the RCP request and opinion)")
     audit_page(driver, "patient-status")
     click_and_wait(driver, driver.find_element(By.LINK_TEXT, "À faire"))
     check("Autorisations qui expirent" in body(driver) and "Visites de suivi en retard" in body(driver),

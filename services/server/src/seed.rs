@@ -1,10 +1,16 @@
 //! `observatory seed`: a realistic synthetic registry for demonstrations and benchmarks.
 //!
-//! Centres in several regions of both filières (MHEMO, FILNEMUS), cohorts on every pathway, and
-//! per patient a full journey: registration, declaration, per-patient authorisation with
-//! information requests, refusals and yearly renewals, first administration, follow-up visits on
-//! the cohort's schedule (some missed), adverse events, stops for the usual reasons, switches to
-//! common law. Every write goes through the same commands and rules as the gRPC API.
+//! Centres in several regions of both filières (MHEMO, FILNEMUS; one site of both), cohorts on
+//! every pathway, frameworks granted, refused and suspended, and per patient a journey: the case
+//! put to an RCP (national for FILNEMUS, local for some MHEMO cases; an unfavourable opinion
+//! leaves the patient untreated), then one treatment after another: declaration, per-patient
+//! authorisation with information requests, refusals and yearly renewals, a baseline visit,
+//! first administration, visits on the cohort's schedule (some missed) whose disease measures
+//! follow the patient's trajectory under treatment, the drug's adverse events at its rates and
+//! seriousness, and an end: the same drug under its next pathway (compassionate access, early
+//! access, common law), another drug, a transfer to another centre, or a stop for the usual
+//! reasons. One-shot gene therapies are given once and followed for years. Every write goes
+//! through the same operations and rules as the gRPC API.
 //!
 //! Content is deterministic for a given `--seed`, `--patients` and `--until`: each patient draws
 //! from its own generator seeded from (seed, index), so the concurrency of the load does not
@@ -16,6 +22,7 @@ use std::{sync::Arc, time::Instant};
 use anyhow::{Context, bail};
 use chrono::{Days, Months, NaiveDate};
 use observatory_app::{App, Call};
+use observatory_domain::corrections::FrameworkTransition;
 use observatory_domain::registration::{Registration, Subject};
 use observatory_domain::{
     codes::{
@@ -313,6 +320,26 @@ const COHORTS: &[CohortSpec] = &[
         dose: (10.0, "mg/kg", "weekly cycles", Route::Intravenous),
     },
     CohortSpec {
+        name: "Concizumab common law",
+        filiere: "MHEMO",
+        pathway: Pathway::CommonLaw,
+        atc: "B02BX07",
+        orpha: &["98878", "98879"],
+        framework: FrameworkRef::None,
+        weight: 2,
+        dose: (0.2, "mg/kg", "once daily", Route::Subcutaneous),
+    },
+    CohortSpec {
+        name: "Efgartigimod common law, generalised myasthenia",
+        filiere: "FILNEMUS",
+        pathway: Pathway::CommonLaw,
+        atc: "L04AG12",
+        orpha: &["589"],
+        framework: FrameworkRef::None,
+        weight: 2,
+        dose: (10.0, "mg/kg", "weekly cycles", Route::Intravenous),
+    },
+    CohortSpec {
         name: "Risdiplam common law, SMA",
         filiere: "FILNEMUS",
         pathway: Pathway::CommonLaw,
@@ -353,15 +380,93 @@ const SYNTHETIC_FRAMEWORKS: &[SyntheticFramework] = &[
     ),
 ];
 
-/// MedDRA (preferred term, system organ class) pairs used for synthetic adverse events.
-const ADVERSE_EVENTS: &[(&str, &str)] = &[
-    ("10019211", "10029205"), // headache; nervous system disorders
-    ("10037660", "10018065"), // pyrexia; general disorders
-    ("10016256", "10018065"), // fatigue; general disorders
-    ("10028813", "10017947"), // nausea; gastrointestinal disorders
-    ("10003239", "10028395"), // arthralgia; musculoskeletal disorders
-    ("10022086", "10018065"), // injection site reaction; general disorders
-];
+/// A kind of adverse event a drug's patients meet: MedDRA preferred term and its system organ
+/// class, how often (events per patient-year) and how often serious.
+struct EventProfile {
+    pt: &'static str,
+    soc: &'static str,
+    per_year: f64,
+    serious: f64,
+}
+
+const fn ev(pt: &'static str, soc: &'static str, per_year: f64, serious: f64) -> EventProfile {
+    EventProfile {
+        pt,
+        soc,
+        per_year,
+        serious,
+    }
+}
+
+// MedDRA codes of the terms below (synthetic demonstration data: the rates are illustrative).
+const HEADACHE: (&str, &str) = ("10019211", "10029205");
+const PYREXIA: (&str, &str) = ("10037660", "10018065");
+const FATIGUE: (&str, &str) = ("10016256", "10018065");
+const NAUSEA: (&str, &str) = ("10028813", "10017947");
+const DIARRHOEA: (&str, &str) = ("10012735", "10017947");
+const VOMITING: (&str, &str) = ("10047700", "10017947");
+const ARTHRALGIA: (&str, &str) = ("10003239", "10028395");
+const INJECTION_SITE: (&str, &str) = ("10022086", "10018065");
+const ALT_INCREASED: (&str, &str) = ("10001551", "10022891");
+const HEPATOTOXICITY: (&str, &str) = ("10019851", "10019805");
+const THROMBOCYTOPENIA: (&str, &str) = ("10043554", "10005329");
+const TMA: (&str, &str) = ("10043645", "10005329");
+const PULMONARY_EMBOLISM: (&str, &str) = ("10037377", "10038738");
+const DVT: (&str, &str) = ("10051055", "10047065");
+const RASH: (&str, &str) = ("10037844", "10040785");
+const PNEUMONIA: (&str, &str) = ("10035664", "10021881");
+const URTI: (&str, &str) = ("10046306", "10021881");
+const UTI: (&str, &str) = ("10046571", "10021881");
+const INFUSION_REACTION: (&str, &str) = ("10051792", "10022117");
+const ACUTE_KIDNEY_INJURY: (&str, &str) = ("10069339", "10038359");
+
+/// The adverse events of each drug (by ATC), with their rates and seriousness.
+fn event_profile(atc: &str) -> Vec<EventProfile> {
+    let e = |(pt, soc): (&'static str, &'static str), per_year, serious| ev(pt, soc, per_year, serious);
+    match atc {
+        // Emicizumab, concizumab: injection site reactions; rare thromboses and TMA.
+        "B02BX06" => vec![
+            e(INJECTION_SITE, 0.20, 0.0),
+            e(HEADACHE, 0.10, 0.0),
+            e(ARTHRALGIA, 0.08, 0.0),
+            e(TMA, 0.005, 1.0),
+        ],
+        "B02BX07" => vec![
+            e(INJECTION_SITE, 0.25, 0.0),
+            e(HEADACHE, 0.08, 0.0),
+            e(PULMONARY_EMBOLISM, 0.01, 1.0),
+            e(DVT, 0.01, 0.9),
+        ],
+        // Gene therapies: transaminases up in the first months, some hepatotoxicity.
+        "B02BD16" | "M09AX09" => vec![
+            e(ALT_INCREASED, 0.35, 0.05),
+            e(HEPATOTOXICITY, 0.06, 0.6),
+            e(PYREXIA, 0.15, 0.05),
+            e(THROMBOCYTOPENIA, 0.05, 0.3),
+            e(VOMITING, 0.10, 0.0),
+        ],
+        "M09AX10" => vec![
+            e(PYREXIA, 0.15, 0.02),
+            e(DIARRHOEA, 0.12, 0.0),
+            e(RASH, 0.08, 0.0),
+            e(URTI, 0.20, 0.05),
+        ],
+        "M09AX03" => vec![e(VOMITING, 0.20, 0.0), e(DIARRHOEA, 0.12, 0.0), e(HEADACHE, 0.10, 0.0)],
+        "L04AG12" => vec![e(URTI, 0.25, 0.02), e(UTI, 0.12, 0.05), e(HEADACHE, 0.12, 0.0)],
+        "L01FA01" => vec![
+            e(INFUSION_REACTION, 0.30, 0.05),
+            e(PNEUMONIA, 0.04, 0.7),
+            e(FATIGUE, 0.10, 0.0),
+        ],
+        "J06BA02" => vec![
+            e(HEADACHE, 0.40, 0.0),
+            e(NAUSEA, 0.10, 0.0),
+            e(DVT, 0.01, 0.8),
+            e(ACUTE_KIDNEY_INJURY, 0.005, 0.9),
+        ],
+        _ => vec![e(HEADACHE, 0.10, 0.0), e(FATIGUE, 0.10, 0.0), e(NAUSEA, 0.05, 0.0)],
+    }
+}
 
 struct Setup {
     cohorts: Vec<CohortPlan>,
@@ -376,6 +481,8 @@ struct CohortPlan {
     from: NaiveDate,
     to: NaiveDate,
     follow_up_months: u32,
+    /// Its framework takes a declaration only on a favourable national RCP.
+    requires_national_rcp: bool,
 }
 
 /// Makes `command` the operation it is, through the application layer, as the local process
@@ -419,6 +526,27 @@ async fn apply(app: &App, request: u64, command: Command) -> anyhow::Result<Writ
             }
             Command::RecordAdverseEvent(ae) => vec![Record::AdverseEvent(
                 g::record_adverse_event(app, &call, None, ae).await?,
+            )],
+            Command::RequestRcpReview {
+                patient_id,
+                expected_version,
+                request,
+            } => vec![Record::Patient(
+                g::request_rcp_review(app, &call, patient_id, expected_version, request).await?,
+            )],
+            Command::RecordRcpOpinion {
+                patient_id,
+                expected_version,
+                opinion,
+            } => vec![Record::Patient(
+                g::record_rcp_opinion(app, &call, patient_id, expected_version, opinion).await?,
+            )],
+            Command::TransitionFramework {
+                id,
+                expected_version,
+                transition,
+            } => vec![Record::Framework(
+                r::transition_framework(app, &call, id, expected_version, transition).await?,
             )],
             other => return Err(observatory_app::AppError::Internal(other.name())),
         })
@@ -566,6 +694,79 @@ async fn set_up(app: &App, options: &SeedOptions, summary: &mut SeedSummary) -> 
         synthetic.push((first_id(&w)?, framework));
     }
 
+    // The lifecycles the registry follows besides grants: an early access refused after review,
+    // and one suspended for a few days before it was reinstated (the days before the end of the
+    // seeded period, when no treatment is requested).
+    let refused = Framework {
+        pathway: Pathway::AapPre,
+        drug_atc: code(Atc::parse("L04AG12"), "ATC")?,
+        indication: "CIDP refractory to immunoglobulins (synthetic, refused)".into(),
+        orpha_codes: vec![code(OrphaCode::parse("2932"), "ORPHA")?],
+        authority: "HAS".into(),
+        decision_reference: "SYNTHETIC-AAP_PRE-L04AG12-REFUSED".into(),
+        valid_from: options
+            .until
+            .checked_sub_months(Months::new(10))
+            .context("--until is too early")?,
+        valid_to: None,
+        status: FrameworkStatus::Submitted,
+        protocol_type: ProtocolType::PutRd,
+        protocol_version: "1".into(),
+        follow_up_months: 6,
+        source: "synthetic demonstration data, not a real decision".into(),
+        confirmed: false,
+        suspended_from: None,
+        suspended_on: None,
+        requires_national_rcp: false,
+    };
+    let w = write(app, Command::CreateFramework(refused.clone())).await?;
+    summary.frameworks += 1;
+    let refused_id = first_id(&w)?;
+    let review = add_days(refused.valid_from, 20);
+    for (version, transition) in [
+        (1, FrameworkTransition::StartReview { date: review }),
+        (
+            2,
+            FrameworkTransition::Refuse {
+                date: add_days(review, 90),
+            },
+        ),
+    ] {
+        write(
+            app,
+            Command::TransitionFramework {
+                id: refused_id.clone(),
+                expected_version: version,
+                transition,
+            },
+        )
+        .await?;
+    }
+    if let Some((id, f)) = synthetic.first() {
+        let suspended = options.until.checked_sub_days(Days::new(20)).unwrap_or(options.until);
+        if suspended > f.valid_from {
+            for (version, transition) in [
+                (1, FrameworkTransition::Suspend { date: suspended }),
+                (
+                    2,
+                    FrameworkTransition::Reinstate {
+                        date: add_days(suspended, 10),
+                    },
+                ),
+            ] {
+                write(
+                    app,
+                    Command::TransitionFramework {
+                        id: id.clone(),
+                        expected_version: version,
+                        transition,
+                    },
+                )
+                .await?;
+            }
+        }
+    }
+
     let earliest = options
         .until
         .checked_sub_months(Months::new(48))
@@ -625,6 +826,7 @@ async fn set_up(app: &App, options: &SeedOptions, summary: &mut SeedSummary) -> 
             from,
             to,
             follow_up_months,
+            requires_national_rcp: framework.as_ref().is_some_and(|(_, f)| f.requires_national_rcp),
         });
     }
     let total_weight = cohorts.iter().map(|c| c.spec.weight).sum();
@@ -792,7 +994,6 @@ fn crpv(region: &str) -> &'static str {
 
 async fn journey(app: &App, setup: &Setup, options: &SeedOptions, index: u32) -> anyhow::Result<(u64, u64)> {
     let mut rng = StdRng::seed_from_u64(options.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(index));
-    let until = options.until;
     let mut j = Journey {
         app,
         commands: 0,
@@ -800,10 +1001,10 @@ async fn journey(app: &App, setup: &Setup, options: &SeedOptions, index: u32) ->
     };
 
     let mut ticket = rng.random_range(0..setup.total_weight.max(1));
-    let plan = setup
+    let first = setup
         .cohorts
         .iter()
-        .find(|c| {
+        .position(|c| {
             if ticket < c.spec.weight {
                 true
             } else {
@@ -812,20 +1013,16 @@ async fn journey(app: &App, setup: &Setup, options: &SeedOptions, index: u32) ->
             }
         })
         .context("no cohort to seed")?;
-    let spec = plan.spec;
+    let spec = setup.cohorts[first].spec;
     let orpha_code: &str = spec.orpha[rng.random_range(0..spec.orpha.len())];
     let orpha = code(OrphaCode::parse(orpha_code), "ORPHA")?;
-    let centres: Vec<_> = setup.centres.iter().filter(|(_, f, _)| *f == spec.filiere).collect();
-    let (finess, _, prescribers) = *pick(&mut rng, &centres);
-    let prescriber = pick(&mut rng, prescribers).clone();
-    let centre_region = CENTRES
-        .iter()
-        .zip(&setup.centres)
-        .find(|(_, (f, _, _))| f == finess)
-        .map_or("11", |(c, _)| c.region);
+    let centres: Vec<usize> = (0..setup.centres.len())
+        .filter(|i| setup.centres[*i].1 == spec.filiere)
+        .collect();
+    let centre = *pick(&mut rng, &centres);
 
     // Registration.
-    let request_date = date_between(&mut rng, plan.from, plan.to);
+    let request_date = date_between(&mut rng, setup.cohorts[first].from, setup.cohorts[first].to);
     let haemophilia = spec.filiere == "MHEMO" && orpha.as_str() != "903";
     let sex = if haemophilia && rng.random_bool(0.97) {
         Sex::Male
@@ -844,7 +1041,7 @@ async fn journey(app: &App, setup: &Setup, options: &SeedOptions, index: u32) ->
         .checked_sub_months(Months::new(age_years * 12 + rng.random_range(0..12)))
         .context("birth date")?;
     let region = if rng.random_bool(0.8) {
-        centre_region.to_owned()
+        CENTRES[centre].region.to_owned()
     } else {
         pick(&mut rng, &reference::regions().map(|(c, _)| c).collect::<Vec<_>>()).to_string()
     };
@@ -854,10 +1051,7 @@ async fn journey(app: &App, setup: &Setup, options: &SeedOptions, index: u32) ->
         "IdMR",
     )?;
     let diagnosis_date = date_between(&mut rng, add_days(birth, 30).min(request_date), request_date);
-    // The common data elements and severity draw from a stream of their own, so that adding
-    // them left every other seeded value as it was.
-    let mut cde_rng = StdRng::seed_from_u64(options.seed.wrapping_mul(0xC0DE_DA7A) ^ u64::from(index));
-    let (cde, severity) = common_data_elements(&mut cde_rng, orpha.as_str(), birth, diagnosis_date, request_date);
+    let (cde, severity) = common_data_elements(&mut rng, orpha.as_str(), birth, diagnosis_date, request_date);
     let registration = Registration {
         subject: Subject::IdMr(idmr),
         sex: Some(sex),
@@ -884,27 +1078,282 @@ async fn journey(app: &App, setup: &Setup, options: &SeedOptions, index: u32) ->
         .await
         .context("seed command RegisterPatient was refused")?;
     let patient_id = RecordId::from_minted(registered.meta.id);
+    let patient = Person {
+        id: patient_id,
+        version: 1,
+        orpha,
+        birth,
+        trajectory: Trajectory::draw(&mut rng, orpha_code),
+    };
 
-    // Declaration.
+    // The case put to an RCP first: FILNEMUS's national one (risdiplam's framework requires
+    // it), a centre's local one for some MHEMO cases; an unfavourable opinion ends the journey
+    // there, untreated.
+    let rcp_review = match rcp_step(&mut j, &mut rng, &patient, setup, first, centre, request_date).await? {
+        RcpStep::Untreated => return Ok((0, j.commands)),
+        RcpStep::Review(review) => review,
+    };
+
+    // One treatment after another: the same drug under the next pathway (AAC, early access,
+    // common law), another drug, or the same one at another centre.
+    let mut stage = Stage {
+        cohort: first,
+        centre,
+        request_date,
+        previous: None,
+        rcp_review,
+    };
+    let mut patient = patient;
+    let mut episodes = 0;
+    for _ in 0..4 {
+        episodes += 1;
+        match treatment(&mut j, &mut rng, setup, options, index, &mut patient, &stage).await? {
+            Next::Done => break,
+            Next::Replace {
+                episode,
+                version,
+                date,
+                cohort,
+            } => {
+                stage = Stage {
+                    cohort,
+                    centre: stage.centre,
+                    request_date: date,
+                    previous: Some((episode, version)),
+                    rcp_review: None,
+                };
+            }
+            Next::Transfer { date, centre } => {
+                stage = Stage {
+                    cohort: stage.cohort,
+                    centre,
+                    request_date: date,
+                    previous: None,
+                    rcp_review: None,
+                };
+            }
+        }
+    }
+    Ok((episodes, j.commands))
+}
+
+/// The patient a journey follows.
+struct Person {
+    id: RecordId,
+    /// The version of the patient record (RCP reviews write new ones).
+    version: i64,
+    orpha: OrphaCode,
+    birth: NaiveDate,
+    trajectory: Trajectory,
+}
+
+/// One treatment of a journey: its cohort and centre (indices into the setup), its request,
+/// the episode it replaces and the RCP review it follows.
+struct Stage {
+    cohort: usize,
+    centre: usize,
+    request_date: NaiveDate,
+    previous: Option<(RecordId, i64)>,
+    rcp_review: Option<RecordId>,
+}
+
+/// What follows a treatment.
+enum Next {
+    /// Nothing more: the treatment goes on, stopped for good, or the patient died or was lost.
+    Done,
+    /// A new treatment in `cohort` replaces the episode on `date` (a switch of pathway or drug).
+    Replace {
+        episode: RecordId,
+        version: i64,
+        date: NaiveDate,
+        cohort: usize,
+    },
+    /// The follow-up went to another centre on `date`: the treatment goes on there.
+    Transfer { date: NaiveDate, centre: usize },
+}
+
+enum RcpStep {
+    Untreated,
+    Review(Option<RecordId>),
+}
+
+/// Puts the case to an RCP before the first treatment, for FILNEMUS's cases and some MHEMO ones.
+async fn rcp_step(
+    j: &mut Journey<'_>,
+    rng: &mut StdRng,
+    patient: &Person,
+    setup: &Setup,
+    cohort: usize,
+    centre: usize,
+    request_date: NaiveDate,
+) -> anyhow::Result<RcpStep> {
+    let spec = setup.cohorts[cohort].spec;
+    let national = spec.filiere == "FILNEMUS";
+    if !national && !rng.random_bool(0.4) {
+        return Ok(RcpStep::Review(None));
+    }
+    let requested = request_date
+        .checked_sub_days(Days::new(rng.random_range(20..=45)))
+        .unwrap_or(request_date);
+    let w = j
+        .run(Command::RequestRcpReview {
+            patient_id: patient.id.clone(),
+            expected_version: patient.version,
+            request: observatory_domain::rcp::RcpRequest {
+                level: if national { RcpLevel::National } else { RcpLevel::Local },
+                filiere: national
+                    .then(|| Filiere::parse(spec.filiere))
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+                centre_finess: setup.centres[centre].0.clone(),
+                drug_atc: code(Atc::parse(spec.atc), "ATC")?,
+                indication: Some(patient.orpha.clone()),
+                requested_on: requested,
+            },
+        })
+        .await?;
+    let (mut version, review) = match w.records.into_iter().next() {
+        Some(Record::Patient(p)) => (
+            p.meta.version,
+            p.record
+                .rcp_reviews
+                .last()
+                .map(|r| r.id.clone())
+                .context("the review asked for")?,
+        ),
+        _ => bail!("an RCP request returned no patient"),
+    };
+    let roll = rng.random_range(0..100);
+    let mut meeting = add_days(requested, rng.random_range(3..=8));
+    if roll >= 95 {
+        // Deferred to the next meeting, which decides.
+        version = rcp_opinion(j, &patient.id, version, &review, meeting, RcpOpinion::Deferred, None).await?;
+        meeting = add_days(meeting, 7);
+    }
+    let (opinion, conditions) = match roll {
+        0..7 => (RcpOpinion::Unfavourable, None),
+        7..15 => (
+            RcpOpinion::FavourableWithConditions,
+            Some("reassess at 6 months before continuing".to_owned()),
+        ),
+        _ => (RcpOpinion::Favourable, None),
+    };
+    rcp_opinion(
+        j,
+        &patient.id,
+        version,
+        &review,
+        meeting.min(request_date),
+        opinion,
+        conditions,
+    )
+    .await?;
+    Ok(if opinion == RcpOpinion::Unfavourable {
+        RcpStep::Untreated
+    } else {
+        RcpStep::Review(Some(review))
+    })
+}
+
+async fn rcp_opinion(
+    j: &mut Journey<'_>,
+    patient: &RecordId,
+    version: i64,
+    review: &RecordId,
+    meeting: NaiveDate,
+    opinion: RcpOpinion,
+    conditions: Option<String>,
+) -> anyhow::Result<i64> {
+    let w = j
+        .run(Command::RecordRcpOpinion {
+            patient_id: patient.clone(),
+            expected_version: version,
+            opinion: observatory_domain::rcp::RcpOpinionRecord {
+                review_id: review.clone(),
+                meeting_date: meeting,
+                opinion,
+                conditions,
+            },
+        })
+        .await?;
+    Ok(w.records.first().map_or(version + 1, |r| r.meta().version))
+}
+
+/// The rank of a pathway on a drug's way to common law: per-patient access first, then a
+/// framework, then common law.
+fn ladder_rank(p: Pathway) -> u8 {
+    match p {
+        Pathway::Aac | Pathway::AtuNominative => 0,
+        Pathway::CommonLaw => 2,
+        _ => 1,
+    }
+}
+
+/// The cohort that takes over a treatment in `cohort` on `date`: the same drug under the next
+/// pathway (`same_drug`), or another drug for the same disease; one whose window holds the date.
+fn next_cohort(
+    setup: &Setup,
+    cohort: usize,
+    orpha: &str,
+    date: NaiveDate,
+    same_drug: bool,
+    rng: &mut StdRng,
+) -> Option<usize> {
+    let current = setup.cohorts[cohort].spec;
+    let fits = |c: &CohortPlan| {
+        c.spec.filiere == current.filiere && c.spec.orpha.contains(&orpha) && c.from <= date && date <= c.to
+    };
+    if same_drug {
+        setup
+            .cohorts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| {
+                fits(c) && c.spec.atc == current.atc && ladder_rank(c.spec.pathway) > ladder_rank(current.pathway)
+            })
+            .min_by_key(|(_, c)| ladder_rank(c.spec.pathway))
+            .map(|(i, _)| i)
+    } else {
+        let others: Vec<usize> = (0..setup.cohorts.len())
+            .filter(|i| fits(&setup.cohorts[*i]) && setup.cohorts[*i].spec.atc != current.atc)
+            .collect();
+        (!others.is_empty()).then(|| *pick(rng, &others))
+    }
+}
+
+/// One treatment: declaration, authorisation, first administration (after a baseline visit for
+/// most), renewals, visits with the disease's measures, adverse events, and how it ends.
+async fn treatment(
+    j: &mut Journey<'_>,
+    rng: &mut StdRng,
+    setup: &Setup,
+    options: &SeedOptions,
+    index: u32,
+    patient: &mut Person,
+    stage: &Stage,
+) -> anyhow::Result<Next> {
+    let until = options.until;
+    let plan = &setup.cohorts[stage.cohort];
+    let spec = plan.spec;
+    let (finess, _, prescribers) = &setup.centres[stage.centre];
+    let prescriber = pick(rng, prescribers).clone();
+    let request_date = stage.request_date;
     let per_patient = spec.pathway.needs_authorisation();
     let submitted = add_days(request_date, rng.random_range(0..=3)).min(until);
     let (dose, unit, frequency, route) = spec.dose;
     let declaration = EpisodeDeclaration {
-        patient_id: patient_id.clone(),
+        patient_id: patient.id.clone(),
         cohort_id: plan.id.clone(),
         pathway: spec.pathway,
-        indication: orpha.clone(),
+        indication: patient.orpha.clone(),
         prescriber,
-        centre_finess: None,
-        rcp: (spec.filiere == "FILNEMUS" || rng.random_bool(0.4)).then_some(Rcp {
+        centre_finess: Some(finess.clone()),
+        // A treatment reached by a switch under a framework that requires the national RCP's
+        // favourable opinion states it.
+        rcp: (stage.rcp_review.is_none() && plan.requires_national_rcp).then_some(Rcp {
             date: request_date,
             opinion: RcpOpinion::Favourable,
-            // FILNEMUS cases go to the filière's national RCP (risdiplam required it).
-            level: Some(if spec.filiere == "FILNEMUS" {
-                RcpLevel::National
-            } else {
-                RcpLevel::Local
-            }),
+            level: Some(RcpLevel::National),
         }),
         off_label: (spec.pathway == Pathway::OffLabel).then(|| OffLabelJustification {
             axes: vec![OffLabelAxis::Indication],
@@ -921,13 +1370,12 @@ async fn journey(app: &App, setup: &Setup, options: &SeedOptions, index: u32) ->
             submitted_date: submitted,
             reference: None,
         }),
-        previous_episode: None,
+        previous_episode: stage.previous.clone(),
         dispense_first: false,
         single_administration: false,
-        rcp_review: None,
+        rcp_review: stage.rcp_review.clone(),
     };
     let w = j.run(Command::DeclareEpisode(declaration)).await?;
-    let mut episodes = 1;
     let episode_id = first_id(&w)?;
     let mut episode_version = 1i64;
     let authorisation_id = w.records.iter().find_map(|r| match r {
@@ -945,7 +1393,7 @@ async fn journey(app: &App, setup: &Setup, options: &SeedOptions, index: u32) ->
             let asked = add_days(last, rng.random_range(2..=10));
             let answered = add_days(asked, rng.random_range(3..=10));
             if answered > until {
-                return Ok((episodes, j.commands));
+                return Ok(Next::Done);
             }
             j.authorisation(auth_id, &mut auth_version, AT::RequestInformation { date: asked })
                 .await?;
@@ -955,7 +1403,7 @@ async fn journey(app: &App, setup: &Setup, options: &SeedOptions, index: u32) ->
         }
         let decision = add_days(last, rng.random_range(3..=30));
         if decision > until {
-            return Ok((episodes, j.commands));
+            return Ok(Next::Done);
         }
         if rng.random_bool(0.08) {
             j.authorisation(auth_id, &mut auth_version, AT::Refuse { date: decision })
@@ -965,10 +1413,10 @@ async fn journey(app: &App, setup: &Setup, options: &SeedOptions, index: u32) ->
                 reason: StopReason::EndOfAuthorisation,
             };
             j.episode(&episode_id, &mut episode_version, t).await?;
-            return Ok((episodes, j.commands));
+            return Ok(Next::Done);
         }
         let end = grant_end(spec.pathway, decision);
-        let reference = format!("SYNTH-{}-{index:07}", spec.pathway);
+        let reference = format!("SYNTH-{}-{index:07}-{}", spec.pathway, episode_version);
         let t = AT::Grant {
             decision_date: decision,
             valid_from: decision,
@@ -980,10 +1428,20 @@ async fn journey(app: &App, setup: &Setup, options: &SeedOptions, index: u32) ->
         valid_to = Some(end);
     }
 
-    // First administration.
+    // First administration, after a baseline visit for most patients of a first treatment.
     let start = add_days(access_date, rng.random_range(2..=21));
     if start > until || rng.random_bool(0.03) {
-        return Ok((episodes, j.commands));
+        return Ok(Next::Done);
+    }
+    let mut visits = Vec::new();
+    if stage.previous.is_none() && rng.random_bool(0.7) {
+        let baseline = date_between(rng, request_date, start.pred_opt().unwrap_or(start)).min(start);
+        if baseline < start {
+            visits.push(baseline);
+        }
+    }
+    for date in visits.drain(..) {
+        episode_version = visit(j, rng, patient, &episode_id, episode_version, date, None).await?;
     }
     let t = ET::Initiate {
         date: start,
@@ -991,8 +1449,15 @@ async fn journey(app: &App, setup: &Setup, options: &SeedOptions, index: u32) ->
     };
     j.episode(&episode_id, &mut episode_version, t).await?;
 
-    // Time on treatment, and how it ends.
-    let months_on = (-(1.0 - rng.random::<f64>()).ln() * 30.0).ceil() as u64;
+    // Time on treatment: a one-shot treatment is followed for years; others last months to
+    // years.
+    let one_shot = j
+        .app
+        .catalogue()
+        .drug(spec.atc)
+        .is_some_and(|d| d.single_administration);
+    let mean_months = if one_shot { 60.0 } else { 30.0 };
+    let months_on = (-(1.0 - rng.random::<f64>()).ln() * mean_months).ceil() as u64;
     let planned_end = add_days(start, months_on * 30);
     let ends = planned_end <= until;
     let last_day = if ends { planned_end } else { until };
@@ -1015,7 +1480,7 @@ async fn journey(app: &App, setup: &Setup, options: &SeedOptions, index: u32) ->
                     reason: StopReason::EndOfAuthorisation,
                 };
                 j.episode(&episode_id, &mut episode_version, t).await?;
-                return Ok((episodes, j.commands));
+                return Ok(Next::Done);
             }
             let from = add_days(to, 1);
             let next_to = grant_end(spec.pathway, from);
@@ -1030,101 +1495,92 @@ async fn journey(app: &App, setup: &Setup, options: &SeedOptions, index: u32) ->
         }
     }
 
-    // Follow-up visits on the cohort's schedule, some missed.
-    let mut visit = start;
+    // Follow-up visits on the cohort's schedule, some missed; the measures follow the
+    // patient's trajectory under the treatment.
+    let mut day = start;
     loop {
         let jitter = rng.random_range(0..=30);
-        visit = add_days(
-            visit
-                .checked_add_months(Months::new(plan.follow_up_months))
+        day = add_days(
+            day.checked_add_months(Months::new(plan.follow_up_months))
                 .unwrap_or(until),
             jitter,
         )
-        .max(add_days(visit, 15));
-        if visit > last_day {
+        .max(add_days(day, 15));
+        if day > last_day {
             break;
         }
         if rng.random_bool(0.1) {
             continue;
         }
-        let measures = measures_for(&mut rng, orpha.as_str())?;
-        let follow_up = FollowUp {
-            episode_id: episode_id.clone(),
-            visit_date: visit,
-            efficacy: *pick(
-                &mut rng,
-                &[
-                    EfficacyAssessment::Improved,
-                    EfficacyAssessment::Stable,
-                    EfficacyAssessment::Stable,
-                    EfficacyAssessment::Worsened,
-                ],
-            ),
-            measures,
-            weight_kg: Some(f64::from(rng.random_range(15..=95u32))),
-            adherence: if rng.random_bool(0.85) {
-                Adherence::Good
-            } else {
-                Adherence::Partial
-            },
+        episode_version = visit(
+            j,
+            rng,
+            patient,
+            &episode_id,
+            episode_version,
+            day,
+            Some((start, spec.atc)),
+        )
+        .await?;
+    }
+
+    // Adverse events of the drug, at its rates; the case fields from a stream of their own.
+    let years = (last_day - start).num_days() as f64 / 365.25;
+    let mut case_rng =
+        StdRng::seed_from_u64(options.seed.wrapping_mul(0xE2B3_CA5E) ^ u64::from(index) ^ episode_id_hash(&episode_id));
+    for profile in event_profile(spec.atc) {
+        // Gene therapies' liver events come in the first months.
+        let window_end = if one_shot && profile.soc != PYREXIA.1 {
+            add_days(start, 180).min(last_day)
+        } else {
+            last_day
         };
-        let w = j.run(Command::RecordFollowUp(follow_up)).await?;
-        if let Some(v) = w.records.iter().find_map(|r| match r {
-            Record::Episode(e) => Some(e.meta.version),
-            _ => None,
-        }) {
-            episode_version = v;
+        for _ in 0..poisson(rng, profile.per_year * years.max(0.1)) {
+            let onset = date_between(rng, start, window_end);
+            let serious = rng.random_bool(profile.serious);
+            let declared = serious || rng.random_bool(0.3);
+            let declaration_date = add_days(onset, rng.random_range(0..=15)).min(until);
+            let outcome = match rng.random_range(0..100) {
+                0..75 => AeOutcome::Recovered,
+                75..92 => AeOutcome::Recovering,
+                92..98 => AeOutcome::RecoveredWithSequelae,
+                _ => AeOutcome::NotRecovered,
+            };
+            let ae = AdverseEvent {
+                episode_id: episode_id.clone(),
+                onset_date: onset,
+                meddra_pt: code(MeddraCode::parse(profile.pt), "MedDRA")?,
+                meddra_soc: Some(code(MeddraCode::parse(profile.soc), "MedDRA")?),
+                serious,
+                outcome,
+                causality: *pick(
+                    rng,
+                    &[
+                        Causality::Related,
+                        Causality::PossiblyRelated,
+                        Causality::PossiblyRelated,
+                        Causality::Unlikely,
+                        Causality::NotRelated,
+                    ],
+                ),
+                pv_declaration_date: declared.then_some(declaration_date),
+                pv_reference: declared.then(|| format!("SYNTH-PV-{index:07}-{}", onset.format("%Y%m%d"))),
+                pv_receiver: declared.then(|| crpv(CENTRES[stage.centre].region).to_owned()),
+                details: Default::default(),
+            };
+            let details = case_details(&mut case_rng, &ae, until);
+            let ae = AdverseEvent { details, ..ae };
+            j.run(Command::RecordAdverseEvent(ae)).await?;
         }
     }
 
-    // Adverse events: about 0.3 per patient-year, 15% serious.
-    let years = (last_day - start).num_days() as f64 / 365.25;
-    let events = poisson(&mut rng, 0.3 * years);
-    // The case fields from a stream of their own: the other seeded values stay as they were.
-    let mut case_rng = StdRng::seed_from_u64(options.seed.wrapping_mul(0xE2B3_CA5E) ^ u64::from(index));
-    for _ in 0..events {
-        let (pt, soc) = *pick(&mut rng, ADVERSE_EVENTS);
-        let onset = date_between(&mut rng, start, last_day);
-        let serious = rng.random_bool(0.15);
-        let declared = serious || rng.random_bool(0.3);
-        let declaration_date = add_days(onset, rng.random_range(0..=15)).min(until);
-        let ae = AdverseEvent {
-            episode_id: episode_id.clone(),
-            onset_date: onset,
-            meddra_pt: code(MeddraCode::parse(pt), "MedDRA")?,
-            meddra_soc: Some(code(MeddraCode::parse(soc), "MedDRA")?),
-            serious,
-            outcome: if rng.random_bool(0.8) {
-                AeOutcome::Recovered
-            } else {
-                AeOutcome::Recovering
-            },
-            causality: *pick(
-                &mut rng,
-                &[
-                    Causality::Related,
-                    Causality::PossiblyRelated,
-                    Causality::Unlikely,
-                    Causality::NotRelated,
-                ],
-            ),
-            pv_declaration_date: declared.then_some(declaration_date),
-            pv_reference: declared.then(|| format!("SYNTH-PV-{index:07}")),
-            pv_receiver: declared.then(|| crpv(centre_region).to_owned()),
-            details: Default::default(),
-        };
-        let details = case_details(&mut case_rng, &ae, until);
-        let ae = AdverseEvent { details, ..ae };
-        j.run(Command::RecordAdverseEvent(ae)).await?;
-    }
-
     if !ends {
-        return Ok((episodes, j.commands));
+        return Ok(Next::Done);
     }
-    // How the episode ends. A one-shot treatment (a gene therapy) given once is not stopped:
-    // its long-term follow-up ends, or the patient is lost to follow-up or dies.
     let roll = rng.random::<f64>();
-    if app.catalogue().drug(spec.atc).is_some_and(|d| d.single_administration) {
+    if one_shot {
+        // A one-shot treatment given is not stopped: its long-term follow-up ends, or the
+        // patient is lost to follow-up or dies.
         let t = match roll {
             r if r < 0.85 => ET::Stop {
                 date: planned_end,
@@ -1134,72 +1590,65 @@ async fn journey(app: &App, setup: &Setup, options: &SeedOptions, index: u32) ->
             _ => ET::Deceased { date: planned_end },
         };
         j.episode(&episode_id, &mut episode_version, t).await?;
-        return Ok((episodes, j.commands));
+        return Ok(Next::Done);
     }
-    let common_law = setup
-        .cohorts
-        .iter()
-        .find(|c| c.spec.pathway == Pathway::CommonLaw && c.spec.orpha.contains(&orpha.as_str()) && c.id != plan.id);
-    if roll < 0.35 && common_law.is_some() {
-        // Transition to common law: a new episode replaces this one.
-        let Some(target) = common_law else {
-            return Ok((episodes, j.commands));
-        };
-        let declaration = EpisodeDeclaration {
-            patient_id,
-            cohort_id: target.id.clone(),
-            pathway: Pathway::CommonLaw,
-            indication: orpha,
-            prescriber: pick(&mut rng, prescribers).clone(),
-            centre_finess: None,
-            rcp: None,
-            off_label: None,
-            dosage: None,
-            request_date: planned_end,
-            authorisation: None,
-            previous_episode: Some((episode_id, episode_version)),
-            dispense_first: false,
-            single_administration: false,
-            rcp_review: None,
-        };
-        let w = j.run(Command::DeclareEpisode(declaration)).await?;
-        episodes += 1;
-        let new_id = first_id(&w)?;
-        let mut v = 1;
-        let first = add_days(planned_end, rng.random_range(0..=7));
-        if first <= until {
-            j.episode(
-                &new_id,
-                &mut v,
-                ET::Initiate {
-                    date: first,
-                    dosage: None,
-                },
-            )
-            .await?;
+    let orpha = patient.orpha.as_str().to_owned();
+    if roll < 0.30
+        && let Some(next) = next_cohort(setup, stage.cohort, &orpha, planned_end, true, rng)
+    {
+        // The same drug under its next pathway (compassionate access, early access, common law).
+        return Ok(Next::Replace {
+            episode: episode_id,
+            version: episode_version,
+            date: planned_end,
+            cohort: next,
+        });
+    }
+    if roll < 0.42
+        && let Some(next) = next_cohort(setup, stage.cohort, &orpha, planned_end, false, rng)
+    {
+        // Another drug for the same disease.
+        return Ok(Next::Replace {
+            episode: episode_id,
+            version: episode_version,
+            date: planned_end,
+            cohort: next,
+        });
+    }
+    if roll < 0.48 {
+        // The follow-up moves to another centre of the filière; the treatment goes on there.
+        let others: Vec<usize> = (0..setup.centres.len())
+            .filter(|i| *i != stage.centre && setup.centres[*i].1 == spec.filiere)
+            .collect();
+        if !others.is_empty() && add_days(planned_end, 1) <= until && planned_end <= plan.to {
+            let to = *pick(rng, &others);
+            let t = ET::Transfer {
+                date: planned_end,
+                to: setup.centres[to].0.clone(),
+            };
+            j.episode(&episode_id, &mut episode_version, t).await?;
+            return Ok(Next::Transfer {
+                date: add_days(planned_end, 1),
+                centre: to,
+            });
         }
-        return Ok((episodes, j.commands));
     }
     let t = match roll {
-        r if r < 0.45 => ET::Stop {
+        r if r < 0.60 => ET::Stop {
             date: planned_end,
             reason: StopReason::Inefficacy,
         },
-        r if r < 0.60 => ET::Stop {
+        r if r < 0.72 => ET::Stop {
             date: planned_end,
             reason: StopReason::AdverseEvent,
         },
-        r if r < 0.75 => ET::Stop {
+        r if r < 0.84 => ET::Stop {
             date: planned_end,
             reason: StopReason::PatientChoice,
         },
-        r if r < 0.80 => ET::Stop {
-            date: planned_end,
-            reason: StopReason::CommonLaw,
-        },
-        r if r < 0.85 => ET::LostToFollowUp { date: planned_end },
-        r if r < 0.87 => ET::Deceased { date: planned_end },
-        r if r < 0.90 => ET::Stop {
+        r if r < 0.90 => ET::LostToFollowUp { date: planned_end },
+        r if r < 0.92 => ET::Deceased { date: planned_end },
+        r if r < 0.95 => ET::Stop {
             date: planned_end,
             reason: StopReason::Pregnancy,
         },
@@ -1209,7 +1658,167 @@ async fn journey(app: &App, setup: &Setup, options: &SeedOptions, index: u32) ->
         },
     };
     j.episode(&episode_id, &mut episode_version, t).await?;
-    Ok((episodes, j.commands))
+    Ok(Next::Done)
+}
+
+/// A number from an episode id, to give each treatment's case fields a stream of their own.
+fn episode_id_hash(id: &RecordId) -> u64 {
+    id.as_str().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// Records a visit on `date` with the patient's measures (before the first administration,
+/// `under` is none: the baseline); returns the episode's version after it.
+async fn visit(
+    j: &mut Journey<'_>,
+    rng: &mut StdRng,
+    patient: &mut Person,
+    episode: &RecordId,
+    version: i64,
+    date: NaiveDate,
+    under: Option<(NaiveDate, &str)>,
+) -> anyhow::Result<i64> {
+    let measures = patient.trajectory.at(rng, date, under)?;
+    let efficacy = match under {
+        None => EfficacyAssessment::NotAssessable,
+        Some(_) => *pick(
+            rng,
+            &[
+                EfficacyAssessment::Improved,
+                EfficacyAssessment::Stable,
+                EfficacyAssessment::Stable,
+                EfficacyAssessment::Worsened,
+            ],
+        ),
+    };
+    let age_years = (date - patient.birth).num_days() as f64 / 365.25;
+    let weight = (3.5 + age_years.min(18.0) * 3.5 + rng.random_range(-2.0..2.0)).clamp(3.0, 120.0);
+    let follow_up = FollowUp {
+        episode_id: episode.clone(),
+        visit_date: date,
+        efficacy,
+        measures,
+        weight_kg: Some((weight * 10.0).round() / 10.0),
+        adherence: if rng.random_bool(0.85) {
+            Adherence::Good
+        } else {
+            Adherence::Partial
+        },
+    };
+    let w = j.run(Command::RecordFollowUp(follow_up)).await?;
+    Ok(w.records
+        .iter()
+        .find_map(|r| match r {
+            Record::Episode(e) => Some(e.meta.version),
+            _ => None,
+        })
+        .unwrap_or(version))
+}
+
+/// How a patient's disease measures move: each from its value before treatment, towards what
+/// the treatment brings, with the noise of a real assessment.
+struct Trajectory {
+    /// (measure, value before treatment, change once treated, months to get there, lowest,
+    /// highest, noise)
+    measures: Vec<(&'static str, f64, f64, f64, f64, f64, f64)>,
+}
+
+impl Trajectory {
+    fn draw(rng: &mut StdRng, orpha: &str) -> Trajectory {
+        let measures = match orpha {
+            // Annualised bleed rate: prophylaxis brings it down within months.
+            "98878" | "98879" | "903" | "849" => {
+                let before = f64::from(rng.random_range(6..=24u32));
+                vec![(
+                    "ABR",
+                    before,
+                    -before * rng.random_range(0.7..0.95),
+                    4.0,
+                    0.0,
+                    60.0,
+                    1.0,
+                )]
+            }
+            // SMA: motor scores rise slowly under treatment, or hold.
+            "70" => vec![
+                (
+                    "HFMSE",
+                    f64::from(rng.random_range(8..=45u32)),
+                    rng.random_range(0.0..6.0),
+                    24.0,
+                    0.0,
+                    66.0,
+                    2.0,
+                ),
+                (
+                    "RULM",
+                    f64::from(rng.random_range(8..=30u32)),
+                    rng.random_range(0.0..4.0),
+                    24.0,
+                    0.0,
+                    37.0,
+                    1.5,
+                ),
+            ],
+            // Duchenne and Becker: the walk declines, more slowly under treatment.
+            "98896" | "98895" => vec![(
+                "SIX_MINUTE_WALK_M",
+                f64::from(rng.random_range(300..=480u32)),
+                -rng.random_range(20.0..90.0),
+                36.0,
+                0.0,
+                800.0,
+                20.0,
+            )],
+            // Myasthenia: MG-ADL falls within weeks of an effective treatment.
+            "589" => {
+                let before = f64::from(rng.random_range(6..=14u32));
+                vec![(
+                    "MG_ADL",
+                    before,
+                    -rng.random_range(2.0..(before - 1.0)),
+                    3.0,
+                    0.0,
+                    24.0,
+                    1.0,
+                )]
+            }
+            // CIDP: disability improves a point or two.
+            "2932" => vec![(
+                "INCAT",
+                f64::from(rng.random_range(2..=7u32)),
+                -rng.random_range(0.0..2.5),
+                6.0,
+                0.0,
+                10.0,
+                0.5,
+            )],
+            _ => Vec::new(),
+        };
+        Trajectory { measures }
+    }
+
+    /// The measures on `date`: untreated (`under` none) the values before treatment, treated
+    /// since `under`'s date the change reached so far.
+    fn at(&self, rng: &mut StdRng, date: NaiveDate, under: Option<(NaiveDate, &str)>) -> anyhow::Result<Vec<Measure>> {
+        let mut out = Vec::with_capacity(self.measures.len());
+        for &(code, before, change, months, low, high, noise) in &self.measures {
+            let treated_months = under.map_or(0.0, |(since, _)| ((date - since).num_days().max(0) as f64) / 30.4);
+            let reached = (treated_months / months).min(1.0);
+            let value = (before + change * reached + rng.random_range(-noise..=noise)).clamp(low, high);
+            let value = if code == "ABR" || code == "SIX_MINUTE_WALK_M" {
+                value.round()
+            } else {
+                (value * 2.0).round() / 2.0
+            };
+            out.push(Measure {
+                code: MeasureCode::parse(code).map_err(|e| anyhow::anyhow!("{e}"))?,
+                value,
+            });
+        }
+        Ok(out)
+    }
 }
 
 /// End of a grant or renewal starting on `from`: one year less a day for AAC, two years for ATU.
@@ -1218,26 +1827,6 @@ fn grant_end(pathway: Pathway, from: NaiveDate) -> NaiveDate {
     from.checked_add_months(Months::new(months))
         .and_then(|d| d.checked_sub_days(Days::new(1)))
         .unwrap_or(from)
-}
-
-fn measures_for(rng: &mut StdRng, orpha: &str) -> anyhow::Result<Vec<Measure>> {
-    let m = |code: &str, value: f64| -> anyhow::Result<Measure> {
-        Ok(Measure {
-            code: MeasureCode::parse(code).map_err(|e| anyhow::anyhow!("{e}"))?,
-            value,
-        })
-    };
-    Ok(match orpha {
-        "98878" | "98879" | "903" | "849" => vec![m("ABR", f64::from(rng.random_range(0..=12u32)))?],
-        "70" => vec![
-            m("HFMSE", f64::from(rng.random_range(0..=66u32)))?,
-            m("RULM", f64::from(rng.random_range(0..=37u32)))?,
-        ],
-        "98896" | "98895" => vec![m("SIX_MINUTE_WALK_M", f64::from(rng.random_range(150..=550u32)))?],
-        "589" => vec![m("MG_ADL", f64::from(rng.random_range(0..=24u32)))?],
-        "2932" => vec![m("INCAT", f64::from(rng.random_range(0..=10u32)))?],
-        _ => Vec::new(),
-    })
 }
 
 /// Knuth's method; the means here are small.
