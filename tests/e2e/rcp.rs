@@ -316,23 +316,7 @@ async fn a_case_put_to_an_rcp_gets_its_opinion_and_the_treatment_declared_on_it_
         )
     );
 
-    let history = app
-        .registry
-        .get_history(pb::GetHistoryRequest {
-            kind: pb::RecordKind::Patient as i32,
-            id: patient.clone(),
-        })
-        .await
-        .expect("history")
-        .into_inner()
-        .versions;
-    let reasons: Vec<String> = history
-        .into_iter()
-        .filter_map(|v| match v.record {
-            Some(pb::history_entry::Record::Patient(p)) => p.meta.map(|m| m.reason),
-            _ => None,
-        })
-        .collect();
+    let reasons = app.patient_history_reasons(&patient).await;
     assert!(
         reasons
             .iter()

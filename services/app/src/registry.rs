@@ -149,20 +149,13 @@ pub async fn update_patient(
     reason: String,
 ) -> AppResult<Versioned<Patient>> {
     let target_id = id.clone();
-    let w = write(
-        app,
-        call,
-        Target::Record(RecordKind::Patient, &target_id),
-        None,
-        Command::UpdatePatient {
-            id,
-            expected_version,
-            update,
-            reason,
-        },
-    )
-    .await?;
-    written(w, record_of!(Patient))
+    let command = Command::UpdatePatient {
+        id,
+        expected_version,
+        update,
+        reason,
+    };
+    write_patient(app, call, &target_id, command).await
 }
 
 /// Merges two records of one person: `merged` into `kept` (both within the caller's scope),
@@ -176,21 +169,21 @@ pub async fn merge_patients(
 ) -> AppResult<Versioned<Patient>> {
     admit(&app.store, call, Target::Record(RecordKind::Patient, &merged.0)).await?;
     let (kept_id, kept_version) = kept;
-    let target_id = kept_id.clone();
-    let w = write(
-        app,
-        call,
-        Target::Record(RecordKind::Patient, &target_id),
-        None,
-        Command::MergePatients {
-            kept: kept_id,
-            kept_version,
-            merged: merged.0,
-            merged_version: merged.1,
-            reason,
-        },
-    )
-    .await?;
+    let id = kept_id.clone();
+    let command = Command::MergePatients {
+        kept: kept_id,
+        kept_version,
+        merged: merged.0,
+        merged_version: merged.1,
+        reason,
+    };
+    write_patient(app, call, &id, command).await
+}
+
+/// A command that changes the patient record `id` (within the caller's scope), answered with
+/// its new version.
+async fn write_patient(app: &App, call: &Call, id: &RecordId, command: Command) -> AppResult<Versioned<Patient>> {
+    let w = write(app, call, Target::Record(RecordKind::Patient, id), None, command).await?;
     written(w, record_of!(Patient))
 }
 
@@ -203,20 +196,13 @@ pub async fn request_rcp_review(
     expected_version: i64,
     request: observatory_domain::rcp::RcpRequest,
 ) -> AppResult<Versioned<Patient>> {
-    let target_id = patient_id.clone();
-    let w = write(
-        app,
-        call,
-        Target::Record(RecordKind::Patient, &target_id),
-        None,
-        Command::RequestRcpReview {
-            patient_id,
-            expected_version,
-            request,
-        },
-    )
-    .await?;
-    written(w, record_of!(Patient))
+    let id = patient_id.clone();
+    let command = Command::RequestRcpReview {
+        patient_id,
+        expected_version,
+        request,
+    };
+    write_patient(app, call, &id, command).await
 }
 
 /// Records an RCP's opinion on one of the patient's reviews (a new version of the patient).
@@ -227,20 +213,13 @@ pub async fn record_rcp_opinion(
     expected_version: i64,
     opinion: observatory_domain::rcp::RcpOpinionRecord,
 ) -> AppResult<Versioned<Patient>> {
-    let target_id = patient_id.clone();
-    let w = write(
-        app,
-        call,
-        Target::Record(RecordKind::Patient, &target_id),
-        None,
-        Command::RecordRcpOpinion {
-            patient_id,
-            expected_version,
-            opinion,
-        },
-    )
-    .await?;
-    written(w, record_of!(Patient))
+    let id = patient_id.clone();
+    let command = Command::RecordRcpOpinion {
+        patient_id,
+        expected_version,
+        opinion,
+    };
+    write_patient(app, call, &id, command).await
 }
 
 /// What a declaration wrote: the episode, its authorisation request (per-patient pathways) and

@@ -912,12 +912,11 @@ impl Store {
         within: Option<&Scope>,
         page: &PageRequest,
     ) -> Result<Page<Versioned<AdverseEvent>>> {
-        let mut q = kinds::ListQuery::new(page)?;
-        if let Some(scope) = within {
-            q.authorisations_within(scope);
-        }
-        q.filters.push(("serious", kinds::Filter::IsTrue));
-        self.list(q).await
+        let filter = AdverseEventFilter {
+            serious_only: true,
+            ..AdverseEventFilter::default()
+        };
+        self.list_adverse_events(&filter, within, page).await
     }
 
     /// Adverse events of the episodes `within` covers (all of them for `None`) whose onset falls
