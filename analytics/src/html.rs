@@ -42,7 +42,11 @@ pub const DEFINITIONS: &[(&str, &str)] = &[
     ),
     (
         "persistence",
-        "Kaplan-Meier probability of still being on treatment 6, 12 and 24 months after the first administration, per cohort, with 95% confidence intervals from Greenwood's variance on the log(-log) scale, numbers still at risk and the median time on treatment. Stops, switches and deaths are events; a stop for transition to common law is not. Transfers, losses to follow-up and ongoing episodes are censored at their end or at the end of the period.",
+        "Kaplan-Meier probability of still being on treatment 6, 12 and 24 months after the first administration, per cohort where the course began, with 95% confidence intervals from Greenwood's variance on the log(-log) scale, numbers still at risk, and the median time on treatment with its 95% interval (Brookmeyer-Crowley on the same scale). A course follows the patient on one drug: a change of pathway (AAC, then early access, then common law) or a transfer carried on at another centre within 60 days continues it. A stop, a change of drug and a death end it; a stop for transition to common law does not. Losses to follow-up and courses still going on are censored. Treatments given once (gene therapies) are no course.",
+    ),
+    (
+        "persistence_drug",
+        "The same courses and estimates as persistence, per drug (ATC code) rather than per cohort.",
     ),
     (
         "switches",
@@ -147,10 +151,10 @@ fn bar_chart(df: &DataFrame, label: &str, value: &str, title: &str) -> String {
 }
 
 /// Persistence curves: survival at 0 and at each published horizon, one polyline per cohort.
-fn persistence_chart(df: &DataFrame) -> String {
+fn persistence_chart(df: &DataFrame, group: &str, title: &str, caption: &str) -> String {
     let mut cohorts: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
     for i in 0..df.height() {
-        let name = cell(df, "cohort", i);
+        let name = cell(df, group, i);
         let (Ok(months), Ok(s)) = (
             cell(df, "months", i).parse::<f64>(),
             cell(df, "survival", i).parse::<f64>(),
@@ -169,9 +173,10 @@ fn persistence_chart(df: &DataFrame) -> String {
         "#3b6ea5", "#c0504d", "#9bbb59", "#8064a2", "#4bacc6", "#f79646", "#2c4d75", "#772c2a",
     ];
     let mut svg = format!(
-        r##"<figure><svg xmlns="http://www.w3.org/2000/svg" role="img" width="1000" height="{}" viewBox="0 0 1000 {}"><title>Persistence on treatment</title><line x1="{left}" y1="{}" x2="{}" y2="{}" stroke="#333"/><line x1="{left}" y1="{top}" x2="{left}" y2="{}" stroke="#333"/>"##,
+        r##"<figure><svg xmlns="http://www.w3.org/2000/svg" role="img" width="1000" height="{}" viewBox="0 0 1000 {}"><title>{}</title><line x1="{left}" y1="{}" x2="{}" y2="{}" stroke="#333"/><line x1="{left}" y1="{top}" x2="{left}" y2="{}" stroke="#333"/>"##,
         h + 50.0,
         h + 50.0,
+        escape(title),
         top + h,
         left + w,
         top + h,
@@ -218,7 +223,9 @@ fn persistence_chart(df: &DataFrame) -> String {
             escape(name)
         );
     }
-    svg.push_str("</svg><figcaption>Kaplan-Meier persistence per cohort at the published horizons (cohorts with masked estimates are left out)</figcaption></figure>");
+    svg.push_str("</svg><figcaption>");
+    svg.push_str(&escape(caption));
+    svg.push_str("</figcaption></figure>");
     svg
 }
 
@@ -287,7 +294,18 @@ figure{{margin:1em 0}}figcaption{{font-size:12px;color:#555}}dt{{font-weight:bol
                 "share_percent",
                 "Share of treated patients by type of centre (%)",
             )),
-            "persistence" => out.push_str(&persistence_chart(df)),
+            "persistence" => out.push_str(&persistence_chart(
+                df,
+                "cohort",
+                "Persistence on treatment per cohort",
+                "Kaplan-Meier persistence per cohort where the course began, at the published horizons (cohorts with masked estimates are left out)",
+            )),
+            "persistence_drug" => out.push_str(&persistence_chart(
+                df,
+                "drug_atc",
+                "Persistence on treatment per drug",
+                "Kaplan-Meier persistence per drug (ATC), at the published horizons (drugs with masked estimates are left out)",
+            )),
             _ => {}
         }
     }

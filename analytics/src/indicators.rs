@@ -315,25 +315,155 @@ pub fn with_poisson_rates(mut df: DataFrame, counts: &[&str], exposure: &str) ->
 /// Days in an average month, to turn persistence horizons into days.
 pub const DAYS_PER_MONTH: f64 = 30.4375;
 
-/// Time on treatment of every episode started by the end of the period, per cohort: days from
-/// first administration to the end of the episode (an event when it was stopped, switched or
-/// ended by death; a stop for transition to common law is not a discontinuation) or, for
-/// episodes still going, transferred or lost to follow-up, to the end of the period (censored).
-pub fn treatment_durations(episodes: LazyFrame, cohorts: LazyFrame, period: &Period) -> LazyFrame {
+/// How many times the links of a course are followed: courses of up to 2^ROUNDS episodes.
+const LINK_ROUNDS: usize = 6;
+
+/// Days after the end of an episode transferred to another centre within which an episode of
+/// the same drug requested there carries the treatment on.
+const TRANSFER_DAYS: i32 = 60;
+
+/// Courses of treatment with one drug, per patient, started by the end of the period: a
+/// patient's episodes of the drug chained across changes of pathway (an episode that replaced
+/// another of the same drug, `previous_episode_key`: compassionate access, then early access,
+/// then common law) and across transfers (an episode of the same drug requested within 60 days
+/// of the end of one transferred to another centre). A course runs from its first
+/// administration to the end of its last episode: an event when that one was stopped (not for a
+/// transition to common law), switched to another drug (a change of drug is an event) or ended
+/// by death; censored at its end when transferred with no continuation or lost to follow-up, and
+/// at the end of the period while it goes on. One-shot treatments (gene therapies, given once)
+/// are not courses of treatment and are left out.
+///
+/// Columns: `cohort` (the cohort the course started in), `drug_atc`, `days`, `event`.
+pub fn treatment_courses(episodes: LazyFrame, cohorts: LazyFrame, period: &Period) -> PolarsResult<LazyFrame> {
     let (_, to) = period.epoch_days();
-    let first = day("first_administration_date");
-    let end = day("end_date");
-    let ended_by_then = end.clone().is_not_null().and(end.clone().lt_eq(lit(to)));
-    let discontinued = ended_by_then
+    let eps = episodes
+        .filter(col("single_administration").fill_null(lit(false)).not())
+        .select([
+            col("episode_key"),
+            col("patient_key"),
+            col("drug_atc"),
+            col("cohort_id"),
+            col("previous_episode_key"),
+            day("first_administration_date").alias("first"),
+            day("end_date").alias("end"),
+            day("request_date").alias("request"),
+            col("status"),
+            col("stop_reason"),
+        ]);
+    // The episode each one carries on: the one it replaced, of the same drug...
+    let previous = eps.clone().select([
+        col("episode_key").alias("replaced_key"),
+        col("drug_atc").alias("replaced_drug"),
+    ]);
+    let linked = eps
         .clone()
-        .and(col("status").is_in(
+        .join(
+            previous,
+            [col("previous_episode_key")],
+            [col("replaced_key")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_column(
+            when(col("replaced_drug").eq(col("drug_atc")))
+                .then(col("previous_episode_key"))
+                .otherwise(lit(NULL).cast(DataType::String))
+                .alias("parent"),
+        );
+    // ...or the one transferred from another centre shortly before.
+    let transferred = eps.clone().filter(col("status").eq(lit("TRANSFERRED"))).select([
+        col("episode_key").alias("transferred_key"),
+        col("patient_key"),
+        col("drug_atc"),
+        col("end").alias("transferred_end"),
+    ]);
+    let by_transfer = linked
+        .clone()
+        .filter(col("parent").is_null())
+        .select([col("episode_key"), col("patient_key"), col("drug_atc"), col("request")])
+        .join(
+            transferred,
+            [col("patient_key"), col("drug_atc")],
+            [col("patient_key"), col("drug_atc")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .filter(
+            col("transferred_end")
+                .lt_eq(col("request"))
+                .and(col("request").lt_eq(col("transferred_end") + lit(TRANSFER_DAYS)))
+                .and(col("transferred_key").neq(col("episode_key"))),
+        )
+        .group_by([col("episode_key")])
+        .agg([col("transferred_key")
+            .sort_by([col("transferred_end")], SortMultipleOptions::default())
+            .last()]);
+    let linked = linked
+        .join(
+            by_transfer,
+            [col("episode_key")],
+            [col("episode_key")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_column(coalesce(&[col("parent"), col("transferred_key")]).alias("parent"))
+        .collect()?;
+    // The first episode of each one's course, by following the links (pointer jumping).
+    let mut roots = linked
+        .clone()
+        .lazy()
+        .select([
+            col("episode_key"),
+            coalesce(&[col("parent"), col("episode_key")]).alias("root"),
+        ])
+        .collect()?;
+    for _ in 0..LINK_ROUNDS {
+        let lookup = roots
+            .clone()
+            .lazy()
+            .select([col("episode_key").alias("jump_key"), col("root").alias("jump_root")]);
+        roots = roots
+            .lazy()
+            .join(lookup, [col("root")], [col("jump_key")], JoinArgs::new(JoinType::Left))
+            .select([
+                col("episode_key"),
+                coalesce(&[col("jump_root"), col("root")]).alias("root"),
+            ])
+            .collect()?;
+    }
+    let by_request = |name: &str| {
+        col(name)
+            .sort_by([col("request"), col("episode_key")], SortMultipleOptions::default())
+            .last()
+    };
+    let courses = linked
+        .lazy()
+        .join(
+            roots.lazy(),
+            [col("episode_key")],
+            [col("episode_key")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .group_by([col("root")])
+        .agg([
+            col("first").min().alias("start"),
+            col("cohort_id")
+                .sort_by([col("request"), col("episode_key")], SortMultipleOptions::default())
+                .first()
+                .alias("cohort_id"),
+            col("drug_atc").first(),
+            by_request("status").alias("last_status"),
+            by_request("end").alias("last_end"),
+            by_request("stop_reason").alias("last_reason"),
+        ])
+        .filter(col("start").is_not_null().and(col("start").lt_eq(lit(to))));
+    let ended = col("last_end").is_not_null().and(col("last_end").lt_eq(lit(to)));
+    let event = ended
+        .clone()
+        .and(col("last_status").is_in(
             lit(Series::new("events".into(), ["STOPPED", "SWITCHED", "DECEASED"])).implode(false),
             false,
         ))
-        .and(col("stop_reason").fill_null(lit("")).neq(lit("COMMON_LAW")));
-    let until = when(ended_by_then).then(end).otherwise(lit(to));
-    episodes
-        .filter(first.clone().is_not_null().and(first.clone().lt_eq(lit(to))))
+        .and(col("last_reason").fill_null(lit("")).neq(lit("COMMON_LAW")));
+    let until = when(ended).then(col("last_end")).otherwise(lit(to));
+    Ok(courses
         .join(
             cohorts.select([col("cohort_id"), col("cohort")]),
             [col("cohort_id")],
@@ -342,26 +472,27 @@ pub fn treatment_durations(episodes: LazyFrame, cohorts: LazyFrame, period: &Per
         )
         .select([
             col("cohort"),
-            (until - first).alias("days"),
-            discontinued.cast(DataType::Int64).alias("event"),
-        ])
+            col("drug_atc"),
+            (until - col("start")).alias("days"),
+            event.cast(DataType::Int64).alias("event"),
+        ]))
 }
 
-/// Kaplan-Meier curve per cohort from `treatment_durations`: at each distinct time, the number
-/// at risk, the events, the survival estimate and the cumulative Greenwood term
+/// Kaplan-Meier curve per `group` (a column of `treatment_courses`): at each distinct time,
+/// the number at risk, the events, the survival estimate and the cumulative Greenwood term
 /// sum(d / (n (n - d))).
-pub fn kaplan_meier(durations: LazyFrame) -> PolarsResult<LazyFrame> {
+pub fn kaplan_meier(durations: LazyFrame, group: &str) -> PolarsResult<LazyFrame> {
     let d = col("events").cast(DataType::Float64);
     let n = col("at_risk").cast(DataType::Float64);
     Ok(durations
-        .group_by([col("cohort"), col("days")])
+        .group_by([col(group), col("days")])
         .agg([
             col("event").sum().alias("events"),
             len().cast(DataType::Int64).alias("leaving"),
         ])
-        .sort(["cohort", "days"], SortMultipleOptions::default())
+        .sort([group, "days"], SortMultipleOptions::default())
         // Everyone whose time is at or after this one is still at risk.
-        .with_column(col("leaving").cum_sum(true).over([col("cohort")])?.alias("at_risk"))
+        .with_column(col("leaving").cum_sum(true).over([col(group)])?.alias("at_risk"))
         .with_columns([
             (lit(1.0) - d.clone() / n.clone()).alias("factor"),
             when(n.clone().gt(d.clone()))
@@ -370,14 +501,14 @@ pub fn kaplan_meier(durations: LazyFrame) -> PolarsResult<LazyFrame> {
                 .alias("greenwood_term"),
         ])
         .with_columns([
-            col("factor").cum_prod(false).over([col("cohort")])?.alias("survival"),
+            col("factor").cum_prod(false).over([col(group)])?.alias("survival"),
             col("greenwood_term")
                 .cum_sum(false)
-                .over([col("cohort")])?
+                .over([col(group)])?
                 .alias("greenwood"),
         ])
         .select([
-            col("cohort"),
+            col(group),
             col("days"),
             col("at_risk"),
             col("events"),
@@ -386,23 +517,24 @@ pub fn kaplan_meier(durations: LazyFrame) -> PolarsResult<LazyFrame> {
         ]))
 }
 
-/// Dimensions of the persistence table.
+/// Dimensions of the persistence tables: by the cohort a course started in, and by drug.
 pub const PERSISTENCE_DIMENSIONS: &[&str] = &["cohort", "months"];
+pub const PERSISTENCE_DRUG_DIMENSIONS: &[&str] = &["drug_atc", "months"];
 
-/// Persistence per cohort at each horizon (months): episodes in the cohort, numbers still at
-/// risk, survival estimate and Greenwood term, plus the median time on treatment in months
-/// (empty while survival has not fallen to one half). Confidence intervals are added by
-/// [`with_km_intervals`].
-pub fn persistence(durations: LazyFrame, horizons_months: &[u32]) -> PolarsResult<LazyFrame> {
-    let curve = kaplan_meier(durations.clone())?;
+/// Persistence per `group` (`cohort` or `drug_atc`) at each horizon (months): courses, numbers
+/// still at risk, survival estimate and Greenwood term, plus the median time on treatment in
+/// months (empty while survival has not fallen to one half). Confidence intervals are added by
+/// [`with_km_intervals`] and [`with_median_intervals`].
+pub fn persistence(durations: LazyFrame, group: &str, horizons_months: &[u32]) -> PolarsResult<LazyFrame> {
+    let curve = kaplan_meier(durations.clone(), group)?;
     let totals = durations
         .clone()
-        .group_by([col("cohort")])
-        .agg([len().cast(DataType::Int64).alias("episodes")]);
+        .group_by([col(group)])
+        .agg([len().cast(DataType::Int64).alias("courses")]);
     let median = curve
         .clone()
         .filter(col("survival").lt_eq(lit(0.5)))
-        .group_by([col("cohort")])
+        .group_by([col(group)])
         .agg([(col("days").min().cast(DataType::Float64) / lit(DAYS_PER_MONTH)).alias("median_months")]);
     let mut at_horizons = Vec::new();
     for &months in horizons_months {
@@ -410,23 +542,18 @@ pub fn persistence(durations: LazyFrame, horizons_months: &[u32]) -> PolarsResul
         let estimate = curve
             .clone()
             .filter(col("days").lt_eq(lit(horizon)))
-            .group_by([col("cohort")])
+            .group_by([col(group)])
             .agg([col("survival").last(), col("greenwood").last()]);
         let at_risk = durations
             .clone()
             .filter(col("days").gt_eq(lit(horizon)))
-            .group_by([col("cohort")])
+            .group_by([col(group)])
             .agg([len().cast(DataType::Int64).alias("at_risk")]);
         at_horizons.push(
             totals
                 .clone()
-                .join(
-                    estimate,
-                    [col("cohort")],
-                    [col("cohort")],
-                    JoinArgs::new(JoinType::Left),
-                )
-                .join(at_risk, [col("cohort")], [col("cohort")], JoinArgs::new(JoinType::Left))
+                .join(estimate, [col(group)], [col(group)], JoinArgs::new(JoinType::Left))
+                .join(at_risk, [col(group)], [col(group)], JoinArgs::new(JoinType::Left))
                 .with_columns([
                     lit(i64::from(months)).alias("months"),
                     col("survival").fill_null(lit(1.0)),
@@ -436,17 +563,67 @@ pub fn persistence(durations: LazyFrame, horizons_months: &[u32]) -> PolarsResul
         );
     }
     Ok(concat(at_horizons, UnionArgs::default())?
-        .join(median, [col("cohort")], [col("cohort")], JoinArgs::new(JoinType::Left))
+        .join(median, [col(group)], [col(group)], JoinArgs::new(JoinType::Left))
         .select([
-            col("cohort"),
+            col(group),
             col("months"),
-            col("episodes"),
+            col("courses"),
             col("at_risk"),
             col("survival"),
             col("greenwood"),
             col("median_months"),
         ])
-        .sorted_by(PERSISTENCE_DIMENSIONS))
+        .sorted_by(&[group, "months"]))
+}
+
+/// Adds the 95% confidence limits of the median time on treatment (`median_ci_low`,
+/// `median_ci_high`, months) to a persistence table, from the Kaplan-Meier `curve` of its
+/// groups: the first times the lower and the upper limits of the survival curve (log(-log)
+/// scale) fall to one half (Brookmeyer and Crowley's construction, as survival libraries give
+/// it); empty while a limit has not fallen that far.
+pub fn with_median_intervals(mut table: DataFrame, curve: &DataFrame, group: &str) -> PolarsResult<DataFrame> {
+    use std::collections::HashMap;
+    let groups = curve.column(group)?.str()?.clone();
+    let days = curve.column("days")?.cast(&DataType::Int64)?;
+    let days = days.i64()?;
+    let s = curve.column("survival")?.cast(&DataType::Float64)?;
+    let g = curve.column("greenwood")?.cast(&DataType::Float64)?;
+    let (s, g) = (s.f64()?, g.f64()?);
+    let mut first_below: HashMap<String, (Option<i64>, Option<i64>)> = HashMap::new();
+    for i in 0..curve.height() {
+        let (Some(name), Some(day), Some(sv), Some(gv)) = (groups.get(i), days.get(i), s.get(i), g.get(i)) else {
+            continue;
+        };
+        let entry = first_below.entry(name.to_owned()).or_default();
+        let (low, high) = if sv <= 0.0 {
+            (Some(0.0), Some(0.0))
+        } else {
+            crate::stats::km_log_log_ci(sv, gv, 1.959_963_984_540_054)
+        };
+        if entry.0.is_none() && low.is_some_and(|l| l <= 0.5) {
+            entry.0 = Some(day);
+        }
+        if entry.1.is_none() && high.is_some_and(|h| h <= 0.5) {
+            entry.1 = Some(day);
+        }
+    }
+    let names = table.column(group)?.str()?.clone();
+    // Index 0: the lower limit's crossing, 1: the upper limit's.
+    let months = |limit: usize| -> Vec<Option<f64>> {
+        names
+            .iter()
+            .map(|n| {
+                n.and_then(|n| first_below.get(n))
+                    .and_then(|crossings| if limit == 0 { crossings.0 } else { crossings.1 })
+                    .map(|d| d as f64 / DAYS_PER_MONTH)
+            })
+            .collect()
+    };
+    let low = months(0);
+    let high = months(1);
+    table.with_column(Column::from(Series::new("median_ci_low".into(), low)))?;
+    table.with_column(Column::from(Series::new("median_ci_high".into(), high)))?;
+    Ok(table)
 }
 
 /// Adds 95% confidence limits of the survival estimate (`ci_low`, `ci_high`) with Greenwood's
@@ -1198,6 +1375,162 @@ mod tests {
     }
 
     #[test]
+    fn persistence_follows_a_course_across_pathways_and_transfers_and_a_change_of_drug_ends_it() {
+        // p1: concizumab under AAC, then its early access, then common law: one course, going on.
+        // p2: emicizumab, then a switch to concizumab, stopped: two courses, both ended.
+        // p3: concizumab transferred to another centre and carried on there: one course.
+        // p4: a gene therapy given once: no course of treatment.
+        let episodes = DataFrame::new_infer_height(vec![
+            Series::new("episode_key".into(), ["e1", "e2", "e3", "e4", "e5", "e6", "e7", "e8"]).into(),
+            Series::new("patient_key".into(), ["p1", "p1", "p1", "p2", "p2", "p3", "p3", "p4"]).into(),
+            Series::new(
+                "drug_atc".into(),
+                [
+                    "B02BX07", "B02BX07", "B02BX07", "B02BX06", "B02BX07", "B02BX07", "B02BX07", "B02BD16",
+                ],
+            )
+            .into(),
+            Series::new(
+                "cohort_id".into(),
+                ["aac", "aap", "cl", "emi", "aac", "aac", "aac", "gene"],
+            )
+            .into(),
+            Series::new(
+                "previous_episode_key".into(),
+                [None, Some("e1"), Some("e2"), None, Some("e4"), None, None, None],
+            )
+            .into(),
+            dates(
+                "request_date",
+                vec![
+                    d("2025-01-01"),
+                    d("2025-06-01"),
+                    d("2026-01-01"),
+                    d("2025-02-20"),
+                    d("2025-09-01"),
+                    d("2025-01-01"),
+                    d("2025-05-10"),
+                    d("2025-01-01"),
+                ],
+            ),
+            dates(
+                "first_administration_date",
+                vec![
+                    d("2025-01-10"),
+                    d("2025-06-05"),
+                    d("2026-01-03"),
+                    d("2025-03-01"),
+                    d("2025-09-02"),
+                    d("2025-01-05"),
+                    d("2025-05-12"),
+                    d("2025-01-10"),
+                ],
+            ),
+            dates(
+                "end_date",
+                vec![
+                    d("2025-06-01"),
+                    d("2026-01-01"),
+                    None,
+                    d("2025-09-01"),
+                    d("2026-03-01"),
+                    d("2025-05-01"),
+                    None,
+                    None,
+                ],
+            ),
+            Series::new(
+                "status".into(),
+                [
+                    "SWITCHED",
+                    "SWITCHED",
+                    "ONGOING",
+                    "SWITCHED",
+                    "STOPPED",
+                    "TRANSFERRED",
+                    "ONGOING",
+                    "ONGOING",
+                ],
+            )
+            .into(),
+            Series::new(
+                "stop_reason".into(),
+                [None, None, None, None, Some("INEFFICACY"), None, None, None],
+            )
+            .into(),
+            Series::new(
+                "single_administration".into(),
+                [false, false, false, false, false, false, false, true],
+            )
+            .into(),
+        ])
+        .unwrap()
+        .lazy();
+        let cohorts = df!(
+            "cohort_id" => ["aac", "aap", "cl", "emi", "gene"],
+            "cohort" => ["Concizumab AAC", "Concizumab AAP", "Concizumab CL", "Emicizumab", "Gene"],
+        )
+        .unwrap()
+        .lazy();
+        let period = Period::parse("2026-Q3").unwrap();
+        let courses = treatment_courses(episodes, cohorts, &period)
+            .unwrap()
+            .sort(["drug_atc", "days"], SortMultipleOptions::default())
+            .collect()
+            .unwrap();
+        let rows: Vec<(String, String, i32, i64)> = (0..courses.height())
+            .map(|i| {
+                (
+                    courses
+                        .column("cohort")
+                        .unwrap()
+                        .str()
+                        .unwrap()
+                        .get(i)
+                        .unwrap()
+                        .to_owned(),
+                    courses
+                        .column("drug_atc")
+                        .unwrap()
+                        .str()
+                        .unwrap()
+                        .get(i)
+                        .unwrap()
+                        .to_owned(),
+                    courses.column("days").unwrap().i32().unwrap().get(i).unwrap(),
+                    courses.column("event").unwrap().i64().unwrap().get(i).unwrap(),
+                )
+            })
+            .collect();
+        let (_, to) = period.epoch_days();
+        let since = |s: &str| to - d(s).unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                // Emicizumab until the change of drug: an event.
+                ("Emicizumab".to_owned(), "B02BX06".to_owned(), 184, 1),
+                // Concizumab after the change of drug, stopped for inefficacy.
+                ("Concizumab AAC".to_owned(), "B02BX07".to_owned(), 180, 1),
+                // AAC, early access, common law: one course, no event.
+                (
+                    "Concizumab AAC".to_owned(),
+                    "B02BX07".to_owned(),
+                    since("2025-01-10"),
+                    0
+                ),
+                // Transferred and carried on: one course from the first administration.
+                (
+                    "Concizumab AAC".to_owned(),
+                    "B02BX07".to_owned(),
+                    since("2025-01-05"),
+                    0
+                ),
+            ],
+            "a change of pathway is no stop, a change of drug is one, a gene therapy is no course"
+        );
+    }
+
+    #[test]
     fn kaplan_meier_matches_a_hand_computed_curve() {
         // Cohort A: events at 5, 12, 20 days; censored at 8 and 25.
         let durations = df!(
@@ -1207,7 +1540,7 @@ mod tests {
         )
         .unwrap()
         .lazy();
-        let curve = kaplan_meier(durations.clone()).unwrap().collect().unwrap();
+        let curve = kaplan_meier(durations.clone(), "cohort").unwrap().collect().unwrap();
         let surv: Vec<f64> = curve
             .column("survival")
             .unwrap()
@@ -1236,7 +1569,12 @@ mod tests {
                 .cast(DataType::Int32)
                 .alias("days"),
         );
-        let table = persistence(scaled, &[10, 22]).unwrap().collect().unwrap();
+        let table = persistence(scaled.clone(), "cohort", &[10, 22])
+            .unwrap()
+            .collect()
+            .unwrap();
+        let curve = kaplan_meier(scaled, "cohort").unwrap().collect().unwrap();
+        let table = with_median_intervals(table, &curve, "cohort").unwrap();
         let table = with_km_intervals(table).unwrap();
         let get = |c: &str, i: usize| {
             table
@@ -1248,7 +1586,7 @@ mod tests {
                 .unwrap()
                 .get(i)
         };
-        assert_eq!(get("episodes", 0), Some(5.0));
+        assert_eq!(get("courses", 0), Some(5.0));
         assert_eq!(get("at_risk", 0), Some(3.0));
         assert!((get("survival", 0).unwrap() - 0.8).abs() < 1e-12);
         assert_eq!(get("at_risk", 1), Some(1.0));

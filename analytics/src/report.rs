@@ -217,12 +217,30 @@ pub const TABLES: &[(&str, TableSpec<'static>)] = &[
         "persistence",
         TableSpec {
             dimensions: indicators::PERSISTENCE_DIMENSIONS,
-            counts: &["episodes", "at_risk"],
+            counts: &["courses", "at_risk"],
             dependents: &[
                 ("survival", "at_risk"),
                 ("ci_low", "at_risk"),
                 ("ci_high", "at_risk"),
-                ("median_months", "episodes"),
+                ("median_months", "courses"),
+                ("median_ci_low", "courses"),
+                ("median_ci_high", "courses"),
+            ],
+            within: None,
+        },
+    ),
+    (
+        "persistence_drug",
+        TableSpec {
+            dimensions: indicators::PERSISTENCE_DRUG_DIMENSIONS,
+            counts: &["courses", "at_risk"],
+            dependents: &[
+                ("survival", "at_risk"),
+                ("ci_low", "at_risk"),
+                ("ci_high", "at_risk"),
+                ("median_months", "courses"),
+                ("median_ci_low", "courses"),
+                ("median_ci_high", "courses"),
             ],
             within: None,
         },
@@ -422,9 +440,12 @@ fn compute(name: &str, snapshot: &Snapshot, period: &Period, scope: &Scope) -> P
             period,
         )
         .collect(),
-        "persistence" => {
-            let durations = indicators::treatment_durations(episodes, snapshot.scan("cohorts")?, period);
-            indicators::with_km_intervals(indicators::persistence(durations, &PERSISTENCE_HORIZONS)?.collect()?)
+        "persistence" | "persistence_drug" => {
+            let group = if name == "persistence" { "cohort" } else { "drug_atc" };
+            let courses = indicators::treatment_courses(episodes, snapshot.scan("cohorts")?, period)?.collect()?;
+            let curve = indicators::kaplan_meier(courses.clone().lazy(), group)?.collect()?;
+            let table = indicators::persistence(courses.lazy(), group, &PERSISTENCE_HORIZONS)?.collect()?;
+            indicators::with_km_intervals(indicators::with_median_intervals(table, &curve, group)?)
         }
         "equity_regions" => indicators::treated_per_million(
             episodes,

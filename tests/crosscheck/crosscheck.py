@@ -1,10 +1,12 @@
 """Cross-checks a written report against independent implementations.
 
-1. Persistence on treatment: the durations are rebuilt here from the report's own snapshot
-   (episodes and cohorts Parquet files) following the published definition, and each cohort is
-   fitted with lifelines' KaplanMeierFitter. Every published (not suppressed) survival estimate,
-   95% interval (lifelines' exponential Greenwood, i.e. the log(-log) scale), number at risk
-   and median must agree within the published rounding (2 decimals).
+1. Persistence on treatment: the courses of treatment are rebuilt here from the report's own
+   snapshot (episodes and cohorts Parquet files) following the published definition (episodes of
+   one drug chained across changes of pathway and transfers), and each cohort, then each drug,
+   is fitted with lifelines' KaplanMeierFitter. Every published (not suppressed) count of
+   courses, survival estimate, 95% interval (lifelines' exponential Greenwood, i.e. the
+   log(-log) scale), number at risk, median and median interval must agree within the
+   published rounding (2 decimals).
 2. The HTML report opens in headless Chromium with every network route closed (a dead proxy,
    no name resolution): it must fetch nothing, and every chart must be laid out with a size
    and drawn marks.
@@ -34,30 +36,83 @@ def fail(message):
     sys.exit(1)
 
 
+TRANSFER_DAYS = 60
+
+
 def durations(report: Path) -> pd.DataFrame:
-    """Time on treatment and event flag per episode, as the report defines them."""
+    """Time on treatment and event flag per course of treatment, as the report defines them.
+
+    A course is a patient's episodes of one drug chained across changes of pathway (an episode
+    replacing another of the same drug) and transfers (an episode of the same drug requested
+    within 60 days after the end of one transferred to another centre); one-shot treatments are
+    no course. It runs from its first administration to the end of its last episode (by request
+    date), an event when that one was stopped (not for common law), switched or ended by death.
+    """
     manifest = json.loads((report / "manifest.json").read_text())
     period_end = pd.Timestamp(manifest["period_to"])
     episodes = pq.read_table(report / "snapshot/episodes.parquet").to_pandas()
     cohorts = pq.read_table(report / "snapshot/cohorts.parquet").to_pandas()[["cohort_id", "cohort"]]
-    first = pd.to_datetime(episodes["first_administration_date"])
-    end = pd.to_datetime(episodes["end_date"])
-    started = first.notna() & (first <= period_end)
-    ended = end.notna() & (end <= period_end)
-    event = (
-        ended
-        & episodes["status"].isin(["STOPPED", "SWITCHED", "DECEASED"])
-        & (episodes["stop_reason"].fillna("") != "COMMON_LAW")
-    )
-    until = end.where(ended, period_end)
-    frame = pd.DataFrame(
-        {
-            "cohort_id": episodes["cohort_id"],
-            "days": (until - first).dt.days,
-            "event": event.astype(int),
-        }
-    )[started]
-    return frame.merge(cohorts, on="cohort_id", how="left")
+    cohort_name = dict(zip(cohorts["cohort_id"], cohorts["cohort"]))
+    episodes = episodes[~episodes["single_administration"].fillna(False).astype(bool)]
+    records = {}
+    for row in episodes.itertuples(index=False):
+        records[row.episode_key] = row
+    transferred = {}
+    for row in records.values():
+        if row.status == "TRANSFERRED" and pd.notna(row.end_date):
+            transferred.setdefault((row.patient_key, row.drug_atc), []).append(row)
+    parent = {}
+    for key, row in records.items():
+        previous = records.get(row.previous_episode_key) if pd.notna(row.previous_episode_key) else None
+        if previous is not None and previous.drug_atc == row.drug_atc:
+            parent[key] = previous.episode_key
+            continue
+        request = pd.Timestamp(row.request_date)
+        candidates = [
+            t
+            for t in transferred.get((row.patient_key, row.drug_atc), [])
+            if t.episode_key != key
+            and pd.Timestamp(t.end_date) <= request <= pd.Timestamp(t.end_date) + pd.Timedelta(days=TRANSFER_DAYS)
+        ]
+        if candidates:
+            parent[key] = max(candidates, key=lambda t: pd.Timestamp(t.end_date)).episode_key
+
+    def root(key):
+        seen = set()
+        while key in parent and key not in seen:
+            seen.add(key)
+            key = parent[key]
+        return key
+
+    courses = {}
+    for key in records:
+        courses.setdefault(root(key), []).append(records[key])
+    rows = []
+    for members in courses.values():
+        firsts = [pd.Timestamp(m.first_administration_date) for m in members if pd.notna(m.first_administration_date)]
+        if not firsts or min(firsts) > period_end:
+            continue
+        start = min(firsts)
+        ordered = sorted(members, key=lambda m: (pd.Timestamp(m.request_date), m.episode_key))
+        first_episode, last = ordered[0], ordered[-1]
+        end = pd.Timestamp(last.end_date) if pd.notna(last.end_date) else None
+        ended = end is not None and end <= period_end
+        event = (
+            ended
+            and last.status in ("STOPPED", "SWITCHED", "DECEASED")
+            and (last.stop_reason if isinstance(last.stop_reason, str) else "") != "COMMON_LAW"
+        )
+        until = end if ended else period_end
+        rows.append(
+            {
+                "cohort": cohort_name.get(first_episode.cohort_id),
+                "drug_atc": first_episode.drug_atc,
+                "days": (until - start).days,
+                "event": int(event),
+                "episodes": len(members),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def is_masked(value: str) -> bool:
@@ -65,8 +120,8 @@ def is_masked(value: str) -> bool:
     return value in MASKED or value.startswith("<")
 
 
-def published(report: Path):
-    with open(report / "tables/persistence.csv", newline="", encoding="utf-8") as f:
+def published(report: Path, table: str):
+    with open(report / f"tables/{table}.csv", newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
 
 
@@ -87,29 +142,37 @@ def close(published_value: str, reference: float, what: str, errors: list) -> bo
     return True
 
 
-def check_persistence(report: Path) -> None:
-    data = durations(report)
-    rows = published(report)
+def median_interval(kmf) -> tuple:
+    """Lifelines' 95% interval of the median, in days (infinite when not reached)."""
+    from lifelines.utils import median_survival_times
+
+    bounds = median_survival_times(kmf.confidence_interval_)
+    return float(bounds.iloc[0, 0]), float(bounds.iloc[0, 1])
+
+
+def check_persistence(report: Path, data: pd.DataFrame, table: str, group_column: str) -> None:
+    rows = published(report, table)
     if not rows:
-        fail("the persistence table is empty")
-    compared = {"survival": 0, "interval": 0, "at_risk": 0, "median": 0}
+        fail(f"the {table} table is empty")
+    compared = {"survival": 0, "interval": 0, "at_risk": 0, "median": 0, "median_interval": 0, "courses": 0}
     errors = []
     fitted = {}
-    for cohort, group in data.groupby("cohort"):
+    for group_name, group in data.groupby(group_column):
         kmf = KaplanMeierFitter()
         kmf.fit(group["days"], event_observed=group["event"])
-        fitted[cohort] = (kmf, group)
+        fitted[group_name] = (kmf, group)
     for row in rows:
-        cohort, months = row["cohort"], int(row["months"])
-        if cohort not in fitted:
-            fail(f"cohort {cohort!r} is published but has no episode in the snapshot")
-        kmf, group = fitted[cohort]
+        group_name, months = row[group_column], int(row["months"])
+        if group_name not in fitted:
+            fail(f"{group_column} {group_name!r} is published in {table} but has no course in the snapshot")
+        kmf, group = fitted[group_name]
         # Months to days rounded half away from zero (24 months = 730.5 days -> 731).
         horizon = math.floor(months * DAYS_PER_MONTH + 0.5)
-        what = f"{cohort} at {months} months"
-        if not is_masked(row["episodes"]):
-            if int(row["episodes"]) != len(group):
-                errors.append(f"{what}: {row['episodes']} episodes published, {len(group)} in the snapshot")
+        what = f"{table}: {group_name} at {months} months"
+        if not is_masked(row["courses"]):
+            compared["courses"] += 1
+            if int(row["courses"]) != len(group):
+                errors.append(f"{what}: {row['courses']} courses published, {len(group)} rebuilt")
         if not is_masked(row["at_risk"]):
             compared["at_risk"] += 1
             at_risk = int((group["days"] >= horizon).sum())
@@ -126,14 +189,29 @@ def check_persistence(report: Path) -> None:
         median = kmf.median_survival_time_
         compared["median"] += close(
             row["median_months"], median / DAYS_PER_MONTH if math.isfinite(median) else math.inf,
-            f"{cohort} median", errors,
+            f"{table}: {group_name} median", errors,
         )
+        # The median's interval: lifelines reads it off the pointwise band (Brookmeyer-Crowley).
+        m_low, m_high = median_interval(kmf)
+        for column, value in (("median_ci_low", m_low), ("median_ci_high", m_high)):
+            compared["median_interval"] += close(
+                row[column], value / DAYS_PER_MONTH if math.isfinite(value) else math.inf,
+                f"{table}: {group_name} {column}", errors,
+            )
     if errors:
         fail("Kaplan-Meier figures differ from lifelines:\n  " + "\n  ".join(errors))
     # The comparison must have had something to compare.
-    if compared["survival"] < 10 or compared["interval"] < 10 or compared["at_risk"] < 10:
-        fail(f"too few published values to compare: {compared}")
-    print(f"crosscheck: persistence agrees with lifelines {lifelines_version()} ({compared})")
+    if compared["survival"] < 10 or compared["interval"] < 10 or compared["at_risk"] < 10 or compared["courses"] < 3:
+        fail(f"too few published values to compare in {table}: {compared}")
+    print(f"crosscheck: {table} agrees with lifelines {lifelines_version()} ({compared})")
+
+
+def check_courses(data: pd.DataFrame) -> None:
+    """The seeded journeys must exercise the chaining: courses of several episodes exist."""
+    chained = int((data["episodes"] > 1).sum())
+    if chained < 10:
+        fail(f"only {chained} courses span several episodes: the chaining is not exercised")
+    print(f"crosscheck: {len(data)} courses rebuilt, {chained} of them across several episodes")
 
 
 def lifelines_version() -> str:
@@ -212,7 +290,10 @@ def main() -> None:
     if len(sys.argv) != 2:
         fail("usage: crosscheck.py REPORT_DIR")
     report = Path(sys.argv[1])
-    check_persistence(report)
+    data = durations(report)
+    check_courses(data)
+    check_persistence(report, data, "persistence", "cohort")
+    check_persistence(report, data, "persistence_drug", "drug_atc")
     check_html(report)
 
 

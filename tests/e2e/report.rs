@@ -195,6 +195,7 @@ async fn a_report_matches_sql_is_reproducible_and_never_publishes_small_counts(b
             "new_initiations",
             "active_patients",
             "episodes",
+            "courses",
             "authorisations",
             "adverse_events",
             "serious_adverse_events",
