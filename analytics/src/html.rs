@@ -22,7 +22,7 @@ pub const DEFINITIONS: &[(&str, &str)] = &[
     ),
     (
         "timeliness",
-        "Days from request to decision (episodes decided in the period) and from decision to first administration (first administrations in the period): number of episodes, median and quartiles (linear interpolation), by pathway and drug.",
+        "Days, by pathway and drug, as number of episodes, median and quartiles (linear interpolation). Where a decision on the patient's request exists (per-patient authorisations: AAC, nominative ATU): from request to decision (decisions in the period) and from decision to first administration. For every pathway: from request to first administration (first administrations in the period). For framework pathways (early access, CPC, cohort ATU, RTU, direct access), whose patients need no decision of their own: from the framework's entry into force to its first patient's first administration, for the frameworks whose first patient (within the report's scope) started in the period.",
     ),
     (
         "discontinuations",
@@ -50,7 +50,7 @@ pub const DEFINITIONS: &[(&str, &str)] = &[
     ),
     (
         "switches",
-        "Changes of treatment in the period: episodes declared as following an earlier one (dated by their first administration, or their request before it), classified as a change of drug, of pathway, of both, or a transition to common law; and episodes stopped in the period for a transition to common law with no following episode. Patients count once per cell.",
+        "Changes of treatment in the period: episodes declared as following an earlier one (dated by their first administration, or their request before it), classified as a change of drug, of pathway, of both, or a transition to common law (the same drug continuing under common law); and episodes stopped in the period for a transition to common law with no following episode. Patients count once per cell.",
     ),
     (
         "equity_regions",

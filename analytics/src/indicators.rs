@@ -92,31 +92,90 @@ pub fn activity(episodes: LazyFrame, centres: LazyFrame, period: &Period) -> Laz
 /// Dimensions of the timeliness table.
 pub const TIMELINESS_DIMENSIONS: &[&str] = &["measure", "pathway", "drug_atc"];
 
-/// Timeliness: days from request to decision (decisions in the period) and from decision to
-/// first administration (first administrations in the period), by pathway and drug: number of
-/// episodes, median and interquartile range (linear interpolation).
-pub fn timeliness(episodes: LazyFrame, period: &Period) -> PolarsResult<LazyFrame> {
+/// Pathways with a per-patient authorisation, where a decision on each request exists.
+const AUTHORISED_PATHWAYS: &[&str] = &["AAC", "ATU_NOMINATIVE"];
+
+/// Pathways framed by an indication-level decision (a framework), with no decision per patient.
+const FRAMEWORK_PATHWAYS: &[&str] = &["AAP_PRE", "AAP_POST", "CPC", "ATU_COHORT", "RTU", "DIRECT"];
+
+fn pathway_in(pathways: &[&str]) -> Expr {
+    col("pathway").is_in(
+        lit(Series::new("pathways".into(), pathways)).implode(false),
+        false,
+    )
+}
+
+/// Timeliness, by pathway and drug, as episodes, median and interquartile range (linear
+/// interpolation) of days:
+/// - `request_to_decision` (decisions in the period) and `decision_to_first_administration`
+///   (first administrations in the period), only where a decision on the patient's request
+///   exists: per-patient authorisations (AAC, nominative ATU);
+/// - `request_to_first_administration`, every pathway (first administrations in the period);
+/// - `framework_grant_to_first_patient`, framework pathways: for each framework whose first
+///   patient (within the report's scope) had a first administration in the period, days from
+///   the framework's entry into force to it, counted over those first patients' episodes.
+pub fn timeliness(episodes: LazyFrame, cohorts: LazyFrame, frameworks: LazyFrame, period: &Period) -> PolarsResult<LazyFrame> {
     let request = day("request_date");
     let decision = day("decision_date");
     let first = day("first_administration_date");
-    let to_decision = episodes
+    let authorised = episodes.clone().filter(pathway_in(AUTHORISED_PATHWAYS));
+    let to_decision = authorised
         .clone()
         .filter(within(decision.clone(), period).and(request.clone().is_not_null()))
         .select([
             lit("request_to_decision").alias("measure"),
             col("pathway"),
             col("drug_atc"),
-            (decision.clone() - request).alias("days"),
+            (decision.clone() - request.clone()).alias("days"),
         ]);
-    let to_first = episodes
+    let to_first = authorised
         .filter(within(first.clone(), period).and(decision.clone().is_not_null()))
         .select([
             lit("decision_to_first_administration").alias("measure"),
             col("pathway"),
             col("drug_atc"),
-            (first - decision).alias("days"),
+            (first.clone() - decision).alias("days"),
         ]);
-    Ok(concat([to_decision, to_first], UnionArgs::default())?
+    let request_to_first = episodes
+        .clone()
+        .filter(within(first.clone(), period).and(request.clone().is_not_null()))
+        .select([
+            lit("request_to_first_administration").alias("measure"),
+            col("pathway"),
+            col("drug_atc"),
+            (first.clone() - request).alias("days"),
+        ]);
+    // Each framework's first patient: the earliest first administration among its episodes.
+    let framed = episodes
+        .filter(pathway_in(FRAMEWORK_PATHWAYS).and(first.clone().is_not_null()))
+        .join(
+            cohorts.select([col("cohort_id"), col("framework_id")]),
+            [col("cohort_id")],
+            [col("cohort_id")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .filter(col("framework_id").is_not_null())
+        .group_by([col("framework_id")])
+        .agg([
+            first.clone().min().alias("first_patient"),
+            col("pathway").sort_by([first.clone()], SortMultipleOptions::default()).first(),
+            col("drug_atc").first(),
+        ]);
+    let grant_to_first = framed
+        .join(
+            frameworks.select([col("framework_id"), day("valid_from").alias("in_force")]),
+            [col("framework_id")],
+            [col("framework_id")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .filter(within(col("first_patient"), period))
+        .select([
+            lit("framework_grant_to_first_patient").alias("measure"),
+            col("pathway"),
+            col("drug_atc"),
+            (col("first_patient") - col("in_force")).alias("days"),
+        ]);
+    Ok(concat([to_decision, to_first, request_to_first, grant_to_first], UnionArgs::default())?
         .group_by(keys(TIMELINESS_DIMENSIONS))
         .agg([
             len().cast(DataType::Int64).alias("episodes"),
@@ -990,7 +1049,8 @@ pub const SWITCH_DIMENSIONS: &[&str] = &["change", "from_pathway", "from_drug_at
 /// Switches and transitions to common law in the period: an episode declared as following an
 /// earlier one (dated by its first administration, or its request before that), classified as
 /// a change of `drug`, of `pathway`, of `drug_and_pathway`, or a `transition_to_common_law`
-/// when it continues under common law; and episodes stopped in the period for a transition to
+/// when the same drug continues under common law (another drug under common law is a change of
+/// drug and pathway); and episodes stopped in the period for a transition to
 /// common law with no following episode declared (the same drug, now under common law).
 /// Patients are counted once per cell.
 pub fn switches(episodes: LazyFrame, period: &Period) -> PolarsResult<LazyFrame> {
@@ -1046,10 +1106,12 @@ pub fn switches(episodes: LazyFrame, period: &Period) -> PolarsResult<LazyFrame>
             lit("COMMON_LAW").alias("to_pathway"),
             col("drug_atc").alias("to_drug_atc"),
         ]);
+    // Onto common law with the same drug: a change of drug is never a transition.
     let change = when(
         col("to_pathway")
             .eq(lit("COMMON_LAW"))
-            .and(col("from_pathway").neq(lit("COMMON_LAW"))),
+            .and(col("from_pathway").neq(lit("COMMON_LAW")))
+            .and(col("to_drug_atc").eq(col("from_drug_atc"))),
     )
     .then(lit("transition_to_common_law"))
     .when(
@@ -1199,6 +1261,7 @@ mod tests {
         // p4 declared, never started; p1 has a second episode (other drug) starting in Q3.
         DataFrame::new_infer_height(vec![
             Series::new("patient_key".into(), ["p1", "p2", "p3", "p4", "p1"]).into(),
+            Series::new("cohort_id".into(), ["aac", "aac", "aac", "aac", "cpc"]).into(),
             Series::new("pathway".into(), ["AAC", "AAC", "AAC", "AAC", "CPC"]).into(),
             Series::new(
                 "drug_atc".into(),
@@ -1219,7 +1282,9 @@ mod tests {
             ),
             dates(
                 "decision_date",
-                vec![d("2026-06-11"), d("2026-01-21"), d("2025-01-05"), None, d("2026-07-10")],
+                // Framework pathways record the request date as the decision date: no decision
+                // on the patient's request exists.
+                vec![d("2026-06-11"), d("2026-01-21"), d("2025-01-05"), None, d("2026-06-20")],
             ),
             dates(
                 "first_administration_date",
@@ -1807,21 +1872,50 @@ mod tests {
         );
     }
 
+    fn framing() -> (LazyFrame, LazyFrame) {
+        let cohorts = df!("cohort_id" => ["aac", "cpc"], "framework_id" => [None, Some("f-cpc")])
+            .unwrap()
+            .lazy();
+        let frameworks = DataFrame::new_infer_height(vec![
+            Series::new("framework_id".into(), ["f-cpc"]).into(),
+            dates("valid_from", vec![d("2026-05-01")]),
+        ])
+        .unwrap()
+        .lazy();
+        (cohorts, frameworks)
+    }
+
+    /// (measure, pathway) -> (episodes, median days) of a timeliness table.
+    fn timeliness_rows(out: &DataFrame) -> Vec<(String, String, i64, f64)> {
+        (0..out.height())
+            .map(|i| {
+                let s = |c: &str| out.column(c).unwrap().str().unwrap().get(i).unwrap().to_owned();
+                (
+                    s("measure"),
+                    s("pathway"),
+                    out.column("episodes").unwrap().i64().unwrap().get(i).unwrap(),
+                    out.column("median_days").unwrap().f64().unwrap().get(i).unwrap(),
+                )
+            })
+            .collect()
+    }
+
     #[test]
     fn timeliness_gives_medians_and_quartiles() {
+        let (cohorts, frameworks) = framing();
         let h1 = Period::parse("2026-06").unwrap();
-        let out = timeliness(episodes(), &h1).unwrap().collect().unwrap();
+        let out = timeliness(episodes(), cohorts.clone(), frameworks.clone(), &h1)
+            .unwrap()
+            .collect()
+            .unwrap();
         // Decisions in June 2026: p1 (10 days). First administrations in June: none.
-        assert_eq!(out.height(), 1);
         assert_eq!(
-            out.column("measure").unwrap().str().unwrap().get(0),
-            Some("request_to_decision")
+            timeliness_rows(&out),
+            vec![("request_to_decision".into(), "AAC".into(), 1, 10.0)]
         );
-        assert_eq!(out.column("episodes").unwrap().i64().unwrap().get(0), Some(1));
-        assert_eq!(out.column("median_days").unwrap().f64().unwrap().get(0), Some(10.0));
 
         let y = Period::parse("2026").unwrap();
-        let out = timeliness(episodes(), &y).unwrap().collect().unwrap();
+        let out = timeliness(episodes(), cohorts, frameworks, &y).unwrap().collect().unwrap();
         let row = (0..out.height())
             .find(|&i| {
                 out.column("measure").unwrap().str().unwrap().get(i) == Some("decision_to_first_administration")
@@ -1833,6 +1927,20 @@ mod tests {
         assert_eq!(out.column("median_days").unwrap().f64().unwrap().get(row), Some(15.5));
         assert_eq!(out.column("q1_days").unwrap().f64().unwrap().get(row), Some(13.25));
         assert_eq!(out.column("q3_days").unwrap().f64().unwrap().get(row), Some(17.75));
+        assert_eq!(
+            timeliness_rows(&out),
+            vec![
+                ("decision_to_first_administration".into(), "AAC".into(), 2, 15.5),
+                // The CPC episode's recorded decision date is its request date: it is no decision
+                // and gives no "0 days to decision".
+                ("framework_grant_to_first_patient".into(), "CPC".into(), 1, 80.0),
+                ("request_to_decision".into(), "AAC".into(), 2, 15.0),
+                // p1: 30 days, p2: 31 days.
+                ("request_to_first_administration".into(), "AAC".into(), 2, 30.5),
+                ("request_to_first_administration".into(), "CPC".into(), 1, 30.0),
+            ],
+            "request to decision only where a decision exists; framework grant to first patient"
+        );
     }
 
     /// (text, count) of each row, from a text column and a count column.
@@ -1906,6 +2014,42 @@ mod tests {
                 vec!["<=60d", "F1", "2"],
                 vec!["<=90d", "F1", "2"],
                 vec!["<=90d", "F2", "0"],
+            ]
+        );
+    }
+
+    #[test]
+    fn a_change_of_drug_onto_common_law_is_no_transition_to_common_law() {
+        // p1: emicizumab under CPC, then concizumab under common law: a change of drug and pathway.
+        // p2: concizumab under AAC, then concizumab under common law: a transition.
+        let episodes = DataFrame::new_infer_height(vec![
+            Series::new("episode_key".into(), ["a1", "a2", "b1", "b2"]).into(),
+            Series::new("patient_key".into(), ["p1", "p1", "p2", "p2"]).into(),
+            Series::new("pathway".into(), ["CPC", "COMMON_LAW", "AAC", "COMMON_LAW"]).into(),
+            Series::new("drug_atc".into(), ["B02BX06", "B02BX07", "B02BX07", "B02BX07"]).into(),
+            Series::new("previous_episode_key".into(), [None, Some("a1"), None, Some("b1")]).into(),
+            Series::new("stop_reason".into(), [Some("SWITCH"), None, Some("COMMON_LAW"), None]).into(),
+            dates(
+                "request_date",
+                vec![d("2026-01-01"), d("2026-07-01"), d("2026-01-01"), d("2026-08-01")],
+            ),
+            dates(
+                "first_administration_date",
+                vec![d("2026-01-10"), d("2026-07-15"), d("2026-01-10"), d("2026-08-05")],
+            ),
+            dates("end_date", vec![d("2026-07-14"), None, d("2026-08-04"), None]),
+        ])
+        .unwrap()
+        .lazy();
+        let out = switches(episodes, &Period::parse("2026-Q3").unwrap())
+            .unwrap()
+            .collect()
+            .unwrap();
+        assert_eq!(
+            rows(&out, &["change", "from_pathway", "from_drug_atc", "to_pathway", "to_drug_atc"]),
+            vec![
+                vec!["drug_and_pathway", "CPC", "B02BX06", "COMMON_LAW", "B02BX07"],
+                vec!["transition_to_common_law", "AAC", "B02BX07", "COMMON_LAW", "B02BX07"],
             ]
         );
     }

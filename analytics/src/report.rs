@@ -402,7 +402,9 @@ fn compute(name: &str, snapshot: &Snapshot, period: &Period, scope: &Scope) -> P
             };
             indicators::requests(events, episodes, period)?.collect()
         }
-        "timeliness" => indicators::timeliness(episodes, period)?.collect(),
+        "timeliness" => {
+            indicators::timeliness(episodes, cohorts.clone(), snapshot.scan("frameworks")?, period)?.collect()
+        }
         "expiring_frameworks" => {
             let frameworks = snapshot.scan("frameworks")?;
             let frameworks = match &scope_keys {
