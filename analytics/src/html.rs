@@ -49,6 +49,14 @@ pub const DEFINITIONS: &[(&str, &str)] = &[
         "The same courses and estimates as persistence, per drug (ATC code) rather than per cohort.",
     ),
     (
+        "journey_pathways",
+        "Time on each pathway, per drug: a stay is a course's consecutive episodes under one pathway (an AAC, then its early access, then common law make three stays). Kaplan-Meier probability of still being on the pathway 6, 12 and 24 months after the stay's first administration, with 95% intervals, numbers at risk, and the median time on the pathway with its interval. Leaving the pathway is the event, for the next pathway, a stop, a change of drug or a death; losses to follow-up and stays going on are censored.",
+    ),
+    (
+        "journey_common_law",
+        "Time from the first derogatory administration of a course of treatment to common law, per drug: the share of courses having reached common law 6, 12 and 24 months after it (Aalen-Johansen cumulative incidence, with a stop, a change of drug or a death before common law as a competing event), its 95% interval (delta method, log(-log) scale), numbers at risk, and the median time to common law once half the courses reached it. Courses going on, lost to follow-up or transferred with no continuation are censored.",
+    ),
+    (
         "switches",
         "Changes of treatment in the period: episodes declared as following an earlier one (dated by their first administration, or their request before it), classified as a change of drug, of pathway, of both, or a transition to common law (the same drug continuing under common law); and episodes stopped in the period for a transition to common law with no following episode. Patients count once per cell.",
     ),

@@ -99,10 +99,7 @@ const AUTHORISED_PATHWAYS: &[&str] = &["AAC", "ATU_NOMINATIVE"];
 const FRAMEWORK_PATHWAYS: &[&str] = &["AAP_PRE", "AAP_POST", "CPC", "ATU_COHORT", "RTU", "DIRECT"];
 
 fn pathway_in(pathways: &[&str]) -> Expr {
-    col("pathway").is_in(
-        lit(Series::new("pathways".into(), pathways)).implode(false),
-        false,
-    )
+    col("pathway").is_in(lit(Series::new("pathways".into(), pathways)).implode(false), false)
 }
 
 /// Timeliness, by pathway and drug, as episodes, median and interquartile range (linear
@@ -114,7 +111,12 @@ fn pathway_in(pathways: &[&str]) -> Expr {
 /// - `framework_grant_to_first_patient`, framework pathways: for each framework whose first
 ///   patient (within the report's scope) had a first administration in the period, days from
 ///   the framework's entry into force to it, counted over those first patients' episodes.
-pub fn timeliness(episodes: LazyFrame, cohorts: LazyFrame, frameworks: LazyFrame, period: &Period) -> PolarsResult<LazyFrame> {
+pub fn timeliness(
+    episodes: LazyFrame,
+    cohorts: LazyFrame,
+    frameworks: LazyFrame,
+    period: &Period,
+) -> PolarsResult<LazyFrame> {
     let request = day("request_date");
     let decision = day("decision_date");
     let first = day("first_administration_date");
@@ -158,7 +160,9 @@ pub fn timeliness(episodes: LazyFrame, cohorts: LazyFrame, frameworks: LazyFrame
         .group_by([col("framework_id")])
         .agg([
             first.clone().min().alias("first_patient"),
-            col("pathway").sort_by([first.clone()], SortMultipleOptions::default()).first(),
+            col("pathway")
+                .sort_by([first.clone()], SortMultipleOptions::default())
+                .first(),
             col("drug_atc").first(),
         ]);
     let grant_to_first = framed
@@ -175,21 +179,24 @@ pub fn timeliness(episodes: LazyFrame, cohorts: LazyFrame, frameworks: LazyFrame
             col("drug_atc"),
             (col("first_patient") - col("in_force")).alias("days"),
         ]);
-    Ok(concat([to_decision, to_first, request_to_first, grant_to_first], UnionArgs::default())?
-        .group_by(keys(TIMELINESS_DIMENSIONS))
-        .agg([
-            len().cast(DataType::Int64).alias("episodes"),
-            col("days").cast(DataType::Float64).median().alias("median_days"),
-            col("days")
-                .cast(DataType::Float64)
-                .quantile(lit(0.25), QuantileMethod::Linear)
-                .alias("q1_days"),
-            col("days")
-                .cast(DataType::Float64)
-                .quantile(lit(0.75), QuantileMethod::Linear)
-                .alias("q3_days"),
-        ])
-        .sorted_by(TIMELINESS_DIMENSIONS))
+    Ok(concat(
+        [to_decision, to_first, request_to_first, grant_to_first],
+        UnionArgs::default(),
+    )?
+    .group_by(keys(TIMELINESS_DIMENSIONS))
+    .agg([
+        len().cast(DataType::Int64).alias("episodes"),
+        col("days").cast(DataType::Float64).median().alias("median_days"),
+        col("days")
+            .cast(DataType::Float64)
+            .quantile(lit(0.25), QuantileMethod::Linear)
+            .alias("q1_days"),
+        col("days")
+            .cast(DataType::Float64)
+            .quantile(lit(0.75), QuantileMethod::Linear)
+            .alias("q3_days"),
+    ])
+    .sorted_by(TIMELINESS_DIMENSIONS))
 }
 
 /// Dimensions of the discontinuation table.
@@ -395,6 +402,58 @@ const TRANSFER_DAYS: i32 = 60;
 /// Columns: `cohort` (the cohort the course started in), `drug_atc`, `days`, `event`.
 pub fn treatment_courses(episodes: LazyFrame, cohorts: LazyFrame, period: &Period) -> PolarsResult<LazyFrame> {
     let (_, to) = period.epoch_days();
+    let members = course_members(episodes)?;
+    let courses = members
+        .lazy()
+        .group_by([col("root")])
+        .agg([
+            col("first").min().alias("start"),
+            col("cohort_id")
+                .sort_by([col("request"), col("episode_key")], SortMultipleOptions::default())
+                .first()
+                .alias("cohort_id"),
+            col("drug_atc").first(),
+            by_request("status").alias("last_status"),
+            by_request("end").alias("last_end"),
+            by_request("stop_reason").alias("last_reason"),
+        ])
+        .filter(col("start").is_not_null().and(col("start").lt_eq(lit(to))));
+    let ended = col("last_end").is_not_null().and(col("last_end").lt_eq(lit(to)));
+    let event = ended
+        .clone()
+        .and(col("last_status").is_in(
+            lit(Series::new("events".into(), ["STOPPED", "SWITCHED", "DECEASED"])).implode(false),
+            false,
+        ))
+        .and(col("last_reason").fill_null(lit("")).neq(lit("COMMON_LAW")));
+    let until = when(ended).then(col("last_end")).otherwise(lit(to));
+    Ok(courses
+        .join(
+            cohorts.select([col("cohort_id"), col("cohort")]),
+            [col("cohort_id")],
+            [col("cohort_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .select([
+            col("cohort"),
+            col("drug_atc"),
+            (until - col("start")).alias("days"),
+            event.cast(DataType::Int64).alias("event"),
+        ]))
+}
+
+/// The value of a column at the last episode of a group, by request date.
+fn by_request(name: &str) -> Expr {
+    col(name)
+        .sort_by([col("request"), col("episode_key")], SortMultipleOptions::default())
+        .last()
+}
+
+/// The episodes of the courses of treatment (see [`treatment_courses`]), one-shot treatments
+/// left out: `episode_key`, `patient_key`, `drug_atc`, `cohort_id`, `pathway`, the day numbers
+/// `first`, `end` and `request`, `status`, `stop_reason`, and `root`, the first episode of the
+/// course each belongs to.
+fn course_members(episodes: LazyFrame) -> PolarsResult<DataFrame> {
     let eps = episodes
         .filter(col("single_administration").fill_null(lit(false)).not())
         .select([
@@ -402,6 +461,7 @@ pub fn treatment_courses(episodes: LazyFrame, cohorts: LazyFrame, period: &Perio
             col("patient_key"),
             col("drug_atc"),
             col("cohort_id"),
+            col("pathway"),
             col("previous_episode_key"),
             day("first_administration_date").alias("first"),
             day("end_date").alias("end"),
@@ -487,12 +547,7 @@ pub fn treatment_courses(episodes: LazyFrame, cohorts: LazyFrame, period: &Perio
             ])
             .collect()?;
     }
-    let by_request = |name: &str| {
-        col(name)
-            .sort_by([col("request"), col("episode_key")], SortMultipleOptions::default())
-            .last()
-    };
-    let courses = linked
+    linked
         .lazy()
         .join(
             roots.lazy(),
@@ -500,41 +555,129 @@ pub fn treatment_courses(episodes: LazyFrame, cohorts: LazyFrame, period: &Perio
             [col("episode_key")],
             JoinArgs::new(JoinType::Inner),
         )
-        .group_by([col("root")])
+        .collect()
+}
+
+/// Stays on one pathway within the courses of treatment started by the end of the period: a
+/// course's consecutive episodes under the same pathway (an AAC, then its early access, then
+/// common law make three stays). A stay runs from its first administration to the end of its
+/// last episode; leaving the pathway is the event, whether for the next pathway of the course,
+/// a stop, a change of drug or a death. Losses to follow-up, transfers with no continuation and
+/// stays going on are censored.
+///
+/// Columns: `drug_atc`, `pathway`, `days`, `event`.
+pub fn pathway_stays(episodes: LazyFrame, period: &Period) -> PolarsResult<LazyFrame> {
+    let (_, to) = period.epoch_days();
+    let members = course_members(episodes)?;
+    let changed = col("pathway")
+        .neq(col("pathway").shift(lit(1)).over([col("root")])?)
+        .fill_null(lit(true));
+    let stays = members
+        .lazy()
+        .sort(["root", "request", "episode_key"], SortMultipleOptions::default())
+        .with_column(
+            changed
+                .cast(DataType::Int32)
+                .cum_sum(false)
+                .over([col("root")])?
+                .alias("stay"),
+        )
+        .group_by([col("root"), col("stay")])
         .agg([
             col("first").min().alias("start"),
-            col("cohort_id")
-                .sort_by([col("request"), col("episode_key")], SortMultipleOptions::default())
-                .first()
-                .alias("cohort_id"),
             col("drug_atc").first(),
+            col("pathway").first(),
+            by_request("status").alias("last_status"),
+            by_request("end").alias("last_end"),
+        ])
+        .with_column(col("stay").max().over([col("root")])?.alias("last_stay"))
+        .filter(col("start").is_not_null().and(col("start").lt_eq(lit(to))));
+    let ended = col("last_end").is_not_null().and(col("last_end").lt_eq(lit(to)));
+    let left = ended
+        .clone()
+        .and(col("stay").lt(col("last_stay")).or(col("last_status").is_in(
+            lit(Series::new("events".into(), ["STOPPED", "SWITCHED", "DECEASED"])).implode(false),
+            false,
+        )));
+    let until = when(ended).then(col("last_end")).otherwise(lit(to));
+    Ok(stays.select([
+        col("drug_atc"),
+        col("pathway"),
+        (until - col("start")).alias("days"),
+        left.cast(DataType::Int64).alias("event"),
+    ]))
+}
+
+/// Time from the first derogatory administration of a course of treatment to common law, per
+/// course with a derogatory episode started by the end of the period. Common law is reached at
+/// the first administration of the course's first common-law episode, or at the end of its last
+/// episode when that one stopped for a transition to common law. `event` is 1 when common law
+/// was reached, 2 when the course ended first (stopped, changed drug, death: a competing event),
+/// 0 when censored (going on, lost to follow-up, transferred with no continuation).
+///
+/// Columns: `drug_atc`, `days`, `event`.
+pub fn time_to_common_law(episodes: LazyFrame, period: &Period) -> PolarsResult<LazyFrame> {
+    let (_, to) = period.epoch_days();
+    let members = course_members(episodes)?;
+    let common_law = col("pathway").eq(lit("COMMON_LAW"));
+    let courses = members
+        .lazy()
+        .group_by([col("root")])
+        .agg([
+            col("drug_atc").first(),
+            col("first")
+                .filter(common_law.clone().not())
+                .min()
+                .alias("derogatory_start"),
+            col("first").filter(common_law).min().alias("common_law_start"),
+            by_request("pathway").alias("last_pathway"),
             by_request("status").alias("last_status"),
             by_request("end").alias("last_end"),
             by_request("stop_reason").alias("last_reason"),
         ])
-        .filter(col("start").is_not_null().and(col("start").lt_eq(lit(to))));
-    let ended = col("last_end").is_not_null().and(col("last_end").lt_eq(lit(to)));
-    let event = ended
-        .clone()
-        .and(col("last_status").is_in(
-            lit(Series::new("events".into(), ["STOPPED", "SWITCHED", "DECEASED"])).implode(false),
-            false,
-        ))
-        .and(col("last_reason").fill_null(lit("")).neq(lit("COMMON_LAW")));
-    let until = when(ended).then(col("last_end")).otherwise(lit(to));
-    Ok(courses
-        .join(
-            cohorts.select([col("cohort_id"), col("cohort")]),
-            [col("cohort_id")],
-            [col("cohort_id")],
-            JoinArgs::new(JoinType::Left),
+        .filter(
+            col("derogatory_start")
+                .is_not_null()
+                .and(col("derogatory_start").lt_eq(lit(to))),
         )
-        .select([
-            col("cohort"),
-            col("drug_atc"),
-            (until - col("start")).alias("days"),
-            event.cast(DataType::Int64).alias("event"),
-        ]))
+        .with_column(
+            coalesce(&[
+                col("common_law_start"),
+                when(
+                    col("last_reason")
+                        .eq(lit("COMMON_LAW"))
+                        .and(col("last_pathway").neq(lit("COMMON_LAW"))),
+                )
+                .then(col("last_end"))
+                .otherwise(lit(NULL).cast(DataType::Int32)),
+            ])
+            .alias("common_law_at"),
+        );
+    let reached = col("common_law_at")
+        .is_not_null()
+        .and(col("common_law_at").lt_eq(lit(to)))
+        .and(col("common_law_at").gt_eq(col("derogatory_start")));
+    let ended = col("last_end").is_not_null().and(col("last_end").lt_eq(lit(to)));
+    let competing = ended.clone().and(col("last_status").is_in(
+        lit(Series::new("events".into(), ["STOPPED", "SWITCHED", "DECEASED"])).implode(false),
+        false,
+    ));
+    let until = when(reached.clone())
+        .then(col("common_law_at"))
+        .when(ended)
+        .then(col("last_end"))
+        .otherwise(lit(to));
+    Ok(courses.select([
+        col("drug_atc"),
+        (until - col("derogatory_start")).alias("days"),
+        when(reached)
+            .then(lit(1i64))
+            .when(competing)
+            .then(lit(2i64))
+            .otherwise(lit(0i64))
+            .cast(DataType::Int64)
+            .alias("event"),
+    ]))
 }
 
 /// Kaplan-Meier curve per `group` (a column of `treatment_courses`): at each distinct time,
@@ -633,6 +776,156 @@ pub fn persistence(durations: LazyFrame, group: &str, horizons_months: &[u32]) -
             col("median_months"),
         ])
         .sorted_by(&[group, "months"]))
+}
+
+/// Persistence (see [`persistence`]) per drug and pathway of the stays on a pathway
+/// ([`pathway_stays`]): columns `drug_atc`, `pathway`, `months`, `stays`, `at_risk`, the
+/// estimate of still being on the pathway with its interval, and the median time on it with
+/// its interval.
+pub fn pathway_persistence(stays: LazyFrame, horizons_months: &[u32]) -> PolarsResult<DataFrame> {
+    let stays = stays
+        .with_column((col("drug_atc") + lit("/") + col("pathway")).alias("segment"))
+        .collect()?;
+    let names = stays
+        .clone()
+        .lazy()
+        .select([col("segment"), col("drug_atc"), col("pathway")])
+        .unique(None, UniqueKeepStrategy::First);
+    let curve = kaplan_meier(stays.clone().lazy(), "segment")?.collect()?;
+    let table = persistence(stays.lazy(), "segment", horizons_months)?.collect()?;
+    let table = with_km_intervals(with_median_intervals(table, &curve, "segment")?)?;
+    table
+        .lazy()
+        .join(
+            names,
+            [col("segment")],
+            [col("segment")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .select([
+            col("drug_atc"),
+            col("pathway"),
+            col("months"),
+            col("courses").alias("stays"),
+            col("at_risk"),
+            col("survival"),
+            col("ci_low"),
+            col("ci_high"),
+            col("median_months"),
+            col("median_ci_low"),
+            col("median_ci_high"),
+        ])
+        .sorted_by(JOURNEY_PATHWAY_DIMENSIONS)
+        .collect()
+}
+
+/// Dimensions of the journey tables.
+pub const JOURNEY_PATHWAY_DIMENSIONS: &[&str] = &["drug_atc", "pathway", "months"];
+pub const JOURNEY_COMMON_LAW_DIMENSIONS: &[&str] = &["drug_atc", "months"];
+
+/// One row of [`cumulative_incidence`]: group, months, courses, at risk, incidence, limits, median.
+type IncidenceRow = (String, i64, i64, i64, f64, Option<f64>, Option<f64>, Option<f64>);
+
+/// Cumulative incidence of the event coded 1 in the presence of the competing event coded 2
+/// (Aalen-Johansen), per `group`, at each horizon (months): `courses`, `at_risk` (time at or
+/// beyond the horizon), `common_law_share` (the cumulative incidence), its 95% interval on the
+/// log(-log) scale with the delta-method variance of Collett (Modelling Survival Data in Medical
+/// Research, 3rd ed., p. 411), and `median_months`, the first time the incidence reaches one
+/// half (empty before). A competing event ends the chance of the event of interest; treating it
+/// as censoring (one minus Kaplan-Meier) would overstate the incidence.
+pub fn cumulative_incidence(durations: &DataFrame, group: &str, horizons_months: &[u32]) -> PolarsResult<DataFrame> {
+    use std::collections::BTreeMap;
+    let names = durations.column(group)?.str()?.clone();
+    let days = durations.column("days")?.cast(&DataType::Int64)?;
+    let events = durations.column("event")?.cast(&DataType::Int64)?;
+    let (days, events) = (days.i64()?, events.i64()?);
+    // Per group: time -> (leaving, all events, events of interest).
+    let mut groups: BTreeMap<String, BTreeMap<i64, (i64, i64, i64)>> = BTreeMap::new();
+    for i in 0..durations.height() {
+        let (Some(name), Some(day), Some(event)) = (names.get(i), days.get(i), events.get(i)) else {
+            continue;
+        };
+        let cell = groups.entry(name.to_owned()).or_default().entry(day).or_default();
+        cell.0 += 1;
+        if event != 0 {
+            cell.1 += 1;
+        }
+        if event == 1 {
+            cell.2 += 1;
+        }
+    }
+    let z = 1.959_963_984_540_054;
+    let mut out: Vec<IncidenceRow> = Vec::new();
+    for (name, times) in &groups {
+        let total: i64 = times.values().map(|c| c.0).sum();
+        // Walk the distinct times once: at each, the incidence and its variance.
+        let mut at_risk = total;
+        let (mut survival, mut incidence) = (1.0_f64, 0.0_f64);
+        // Accumulators of the three variance terms, expanded in the current incidence F:
+        // sum c (F - F_i)^2 = F^2 sum c - 2 F sum c F_i + sum c F_i^2, and likewise.
+        let (mut a0, mut a1, mut a2) = (0.0_f64, 0.0_f64, 0.0_f64);
+        let mut second = 0.0_f64;
+        let (mut b0, mut b1) = (0.0_f64, 0.0_f64);
+        let mut curve: Vec<(i64, f64, f64)> = Vec::new();
+        let mut median: Option<f64> = None;
+        for (&day, &(leaving, all, interest)) in times {
+            if all > 0 {
+                let (n, d, d1) = (at_risk as f64, all as f64, interest as f64);
+                let lagged = survival;
+                incidence += lagged * d1 / n;
+                survival *= 1.0 - d / n;
+                let c = if n > d { d / (n * (n - d)) } else { f64::INFINITY };
+                a0 += c;
+                a1 += c * incidence;
+                a2 += c * incidence * incidence;
+                second += lagged * lagged * d1 * (n - d1) / (n * n * n);
+                let k = lagged * d1 / (n * n);
+                b0 += k;
+                b1 += k * incidence;
+                let f = incidence;
+                let variance = (f * f * a0 - 2.0 * f * a1 + a2) + second - 2.0 * (f * b0 - b1);
+                curve.push((day, f, variance));
+                if median.is_none() && f >= 0.5 {
+                    median = Some(day as f64 / DAYS_PER_MONTH);
+                }
+            }
+            at_risk -= leaving;
+        }
+        for &months in horizons_months {
+            let horizon = (f64::from(months) * DAYS_PER_MONTH).round() as i64;
+            let at_horizon: i64 = times.range(horizon..).map(|(_, c)| c.0).sum();
+            let (f, variance) = curve
+                .iter()
+                .take_while(|(day, _, _)| *day <= horizon)
+                .last()
+                .map_or((0.0, 0.0), |(_, f, v)| (*f, *v));
+            let (low, high) = crate::stats::cif_log_log_ci(f, variance, z);
+            out.push((name.clone(), i64::from(months), total, at_horizon, f, low, high, median));
+        }
+    }
+    let column = |name: &str, values: Vec<Option<f64>>| Column::from(Series::new(name.into(), values));
+    DataFrame::new_infer_height(vec![
+        Column::from(Series::new(
+            group.into(),
+            out.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
+        )),
+        Column::from(Series::new(
+            "months".into(),
+            out.iter().map(|r| r.1).collect::<Vec<_>>(),
+        )),
+        Column::from(Series::new(
+            "courses".into(),
+            out.iter().map(|r| r.2).collect::<Vec<_>>(),
+        )),
+        Column::from(Series::new(
+            "at_risk".into(),
+            out.iter().map(|r| r.3).collect::<Vec<_>>(),
+        )),
+        column("common_law_share", out.iter().map(|r| Some(r.4)).collect()),
+        column("ci_low", out.iter().map(|r| r.5).collect()),
+        column("ci_high", out.iter().map(|r| r.6).collect()),
+        column("median_months", out.iter().map(|r| r.7).collect()),
+    ])
 }
 
 /// Adds the 95% confidence limits of the median time on treatment (`median_ci_low`,
@@ -1439,30 +1732,52 @@ mod tests {
         assert!(low < rate && rate < high);
     }
 
-    #[test]
-    fn persistence_follows_a_course_across_pathways_and_transfers_and_a_change_of_drug_ends_it() {
-        // p1: concizumab under AAC, then its early access, then common law: one course, going on.
-        // p2: emicizumab, then a switch to concizumab, stopped: two courses, both ended.
-        // p3: concizumab transferred to another centre and carried on there: one course.
-        // p4: a gene therapy given once: no course of treatment.
-        let episodes = DataFrame::new_infer_height(vec![
-            Series::new("episode_key".into(), ["e1", "e2", "e3", "e4", "e5", "e6", "e7", "e8"]).into(),
-            Series::new("patient_key".into(), ["p1", "p1", "p1", "p2", "p2", "p3", "p3", "p4"]).into(),
+    /// Journeys: p1 on concizumab under AAC, then its early access, then common law; p2 on
+    /// emicizumab, then switched to concizumab, stopped; p3 on concizumab transferred to another
+    /// centre and carried on there; p4 given a gene therapy once; p5 on concizumab under AAC,
+    /// stopped for common law with no episode after.
+    fn journeys() -> LazyFrame {
+        DataFrame::new_infer_height(vec![
+            Series::new(
+                "episode_key".into(),
+                ["e1", "e2", "e3", "e4", "e5", "e6", "e7", "e8", "e9"],
+            )
+            .into(),
+            Series::new(
+                "patient_key".into(),
+                ["p1", "p1", "p1", "p2", "p2", "p3", "p3", "p4", "p5"],
+            )
+            .into(),
             Series::new(
                 "drug_atc".into(),
                 [
-                    "B02BX07", "B02BX07", "B02BX07", "B02BX06", "B02BX07", "B02BX07", "B02BX07", "B02BD16",
+                    "B02BX07", "B02BX07", "B02BX07", "B02BX06", "B02BX07", "B02BX07", "B02BX07", "B02BD16", "B02BX07",
                 ],
             )
             .into(),
             Series::new(
                 "cohort_id".into(),
-                ["aac", "aap", "cl", "emi", "aac", "aac", "aac", "gene"],
+                ["aac", "aap", "cl", "emi", "aac", "aac", "aac", "gene", "aac"],
+            )
+            .into(),
+            Series::new(
+                "pathway".into(),
+                [
+                    "AAC",
+                    "AAP_POST",
+                    "COMMON_LAW",
+                    "CPC",
+                    "AAC",
+                    "AAC",
+                    "AAC",
+                    "COMMON_LAW",
+                    "AAC",
+                ],
             )
             .into(),
             Series::new(
                 "previous_episode_key".into(),
-                [None, Some("e1"), Some("e2"), None, Some("e4"), None, None, None],
+                [None, Some("e1"), Some("e2"), None, Some("e4"), None, None, None, None],
             )
             .into(),
             dates(
@@ -1476,6 +1791,7 @@ mod tests {
                     d("2025-01-01"),
                     d("2025-05-10"),
                     d("2025-01-01"),
+                    d("2025-03-01"),
                 ],
             ),
             dates(
@@ -1489,6 +1805,7 @@ mod tests {
                     d("2025-01-05"),
                     d("2025-05-12"),
                     d("2025-01-10"),
+                    d("2025-03-05"),
                 ],
             ),
             dates(
@@ -1502,6 +1819,7 @@ mod tests {
                     d("2025-05-01"),
                     None,
                     None,
+                    d("2025-12-01"),
                 ],
             ),
             Series::new(
@@ -1515,22 +1833,38 @@ mod tests {
                     "TRANSFERRED",
                     "ONGOING",
                     "ONGOING",
+                    "STOPPED",
                 ],
             )
             .into(),
             Series::new(
                 "stop_reason".into(),
-                [None, None, None, None, Some("INEFFICACY"), None, None, None],
+                [
+                    None,
+                    None,
+                    None,
+                    None,
+                    Some("INEFFICACY"),
+                    None,
+                    None,
+                    None,
+                    Some("COMMON_LAW"),
+                ],
             )
             .into(),
             Series::new(
                 "single_administration".into(),
-                [false, false, false, false, false, false, false, true],
+                [false, false, false, false, false, false, false, true, false],
             )
             .into(),
         ])
         .unwrap()
-        .lazy();
+        .lazy()
+    }
+
+    #[test]
+    fn persistence_follows_a_course_across_pathways_and_transfers_and_a_change_of_drug_ends_it() {
+        let episodes = journeys();
         let cohorts = df!(
             "cohort_id" => ["aac", "aap", "cl", "emi", "gene"],
             "cohort" => ["Concizumab AAC", "Concizumab AAP", "Concizumab CL", "Emicizumab", "Gene"],
@@ -1576,6 +1910,8 @@ mod tests {
                 ("Emicizumab".to_owned(), "B02BX06".to_owned(), 184, 1),
                 // Concizumab after the change of drug, stopped for inefficacy.
                 ("Concizumab AAC".to_owned(), "B02BX07".to_owned(), 180, 1),
+                // Stopped for common law with no episode after: not an event, censored at the stop.
+                ("Concizumab AAC".to_owned(), "B02BX07".to_owned(), 271, 0),
                 // AAC, early access, common law: one course, no event.
                 (
                     "Concizumab AAC".to_owned(),
@@ -1593,6 +1929,109 @@ mod tests {
             ],
             "a change of pathway is no stop, a change of drug is one, a gene therapy is no course"
         );
+    }
+
+    /// Rows of a frame as (group columns..., days, event), sorted.
+    fn durations_rows(frame: LazyFrame, groups: &[&str]) -> Vec<(Vec<String>, i32, i64)> {
+        let df = frame.collect().unwrap();
+        let mut rows: Vec<(Vec<String>, i32, i64)> = (0..df.height())
+            .map(|i| {
+                (
+                    groups
+                        .iter()
+                        .map(|g| df.column(g).unwrap().str().unwrap().get(i).unwrap().to_owned())
+                        .collect(),
+                    df.column("days").unwrap().i32().unwrap().get(i).unwrap(),
+                    df.column("event").unwrap().i64().unwrap().get(i).unwrap(),
+                )
+            })
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    #[test]
+    fn a_stay_on_a_pathway_ends_when_the_patient_leaves_it_for_any_reason() {
+        let period = Period::parse("2026-Q3").unwrap();
+        let (_, to) = period.epoch_days();
+        let days = |from: &str, until: &str| d(until).unwrap() - d(from).unwrap();
+        let since = |from: &str| to - d(from).unwrap();
+        let row =
+            |drug: &str, pathway: &str, days: i32, event: i64| (vec![drug.to_owned(), pathway.to_owned()], days, event);
+        let mut expected = vec![
+            // p1: AAC, left for its early access; early access, left for common law; common law,
+            // going on.
+            row("B02BX07", "AAC", days("2025-01-10", "2025-06-01"), 1),
+            row("B02BX07", "AAP_POST", days("2025-06-05", "2026-01-01"), 1),
+            row("B02BX07", "COMMON_LAW", since("2026-01-03"), 0),
+            // p2: emicizumab under CPC until the change of drug; concizumab under AAC, stopped.
+            row("B02BX06", "CPC", days("2025-03-01", "2025-09-01"), 1),
+            row("B02BX07", "AAC", days("2025-09-02", "2026-03-01"), 1),
+            // p3: one stay across the transfer, going on.
+            row("B02BX07", "AAC", since("2025-01-05"), 0),
+            // p5: left AAC for common law.
+            row("B02BX07", "AAC", days("2025-03-05", "2025-12-01"), 1),
+        ];
+        expected.sort();
+        assert_eq!(
+            durations_rows(pathway_stays(journeys(), &period).unwrap(), &["drug_atc", "pathway"]),
+            expected
+        );
+    }
+
+    #[test]
+    fn the_time_to_common_law_runs_from_the_first_derogatory_administration_with_stops_competing() {
+        let period = Period::parse("2026-Q3").unwrap();
+        let (_, to) = period.epoch_days();
+        let days = |from: &str, until: &str| d(until).unwrap() - d(from).unwrap();
+        let row = |drug: &str, days: i32, event: i64| (vec![drug.to_owned()], days, event);
+        let mut expected = vec![
+            // p1: common law reached at its first common-law administration.
+            row("B02BX07", days("2025-01-10", "2026-01-03"), 1),
+            // p2: emicizumab switched to another drug, concizumab stopped: competing events.
+            row("B02BX06", days("2025-03-01", "2025-09-01"), 2),
+            row("B02BX07", days("2025-09-02", "2026-03-01"), 2),
+            // p3: going on under AAC: censored at the end of the period.
+            row("B02BX07", to - d("2025-01-05").unwrap(), 0),
+            // p5: stopped for common law: reached at the stop.
+            row("B02BX07", days("2025-03-05", "2025-12-01"), 1),
+        ];
+        expected.sort();
+        assert_eq!(
+            durations_rows(time_to_common_law(journeys(), &period).unwrap(), &["drug_atc"]),
+            expected,
+            "p4's gene therapy under common law is no course and no derogatory access"
+        );
+    }
+
+    #[test]
+    fn cumulative_incidence_matches_a_hand_computed_aalen_johansen_estimate() {
+        // Days 60 (common law), 90 (stopped: competing), 150 (common law), 150 (censored),
+        // 240 (common law), 300 (censored).
+        let durations = df!(
+            "drug_atc" => ["A"; 6],
+            "days" => [60i32, 90, 150, 150, 240, 300],
+            "event" => [1i64, 2, 1, 0, 1, 0],
+        )
+        .unwrap();
+        let out = cumulative_incidence(&durations, "drug_atc", &[6, 12]).unwrap();
+        let f = |c: &str, i: usize| out.column(c).unwrap().f64().unwrap().get(i).unwrap();
+        let n = |c: &str, i: usize| out.column(c).unwrap().i64().unwrap().get(i).unwrap();
+        // 6 months = 183 days: 1/6 at day 60, then S(90) = 4/6 and 1 of 4 at risk at day 150.
+        assert!((f("common_law_share", 0) - 1.0 / 3.0).abs() < 1e-12);
+        // 12 months: S(150) = 1/2, 1 of 2 at risk at day 240: 1/3 + 1/4.
+        assert!((f("common_law_share", 1) - 7.0 / 12.0).abs() < 1e-12);
+        // One minus Kaplan-Meier with the stop censored would say 0.6875: the competing stop counts.
+        assert!(f("common_law_share", 1) < 0.6875);
+        assert_eq!((n("courses", 0), n("at_risk", 0), n("at_risk", 1)), (6, 2, 0));
+        // Delta-method limits on the log(-log) scale, as lifelines 0.30 gives them
+        // (variances 0.037037 and 0.050926).
+        for (i, low, high) in [(0, 0.046082, 0.675564), (1, 0.110745, 0.876322)] {
+            assert!((f("ci_low", i) - low).abs() < 1e-6, "{}", f("ci_low", i));
+            assert!((f("ci_high", i) - high).abs() < 1e-6, "{}", f("ci_high", i));
+        }
+        // Half the courses reached common law at day 240.
+        assert!((f("median_months", 0) - 240.0 / DAYS_PER_MONTH).abs() < 1e-12);
     }
 
     #[test]
@@ -1915,7 +2354,10 @@ mod tests {
         );
 
         let y = Period::parse("2026").unwrap();
-        let out = timeliness(episodes(), cohorts, frameworks, &y).unwrap().collect().unwrap();
+        let out = timeliness(episodes(), cohorts, frameworks, &y)
+            .unwrap()
+            .collect()
+            .unwrap();
         let row = (0..out.height())
             .find(|&i| {
                 out.column("measure").unwrap().str().unwrap().get(i) == Some("decision_to_first_administration")
@@ -2046,7 +2488,10 @@ mod tests {
             .collect()
             .unwrap();
         assert_eq!(
-            rows(&out, &["change", "from_pathway", "from_drug_atc", "to_pathway", "to_drug_atc"]),
+            rows(
+                &out,
+                &["change", "from_pathway", "from_drug_atc", "to_pathway", "to_drug_atc"]
+            ),
             vec![
                 vec!["drug_and_pathway", "CPC", "B02BX06", "COMMON_LAW", "B02BX07"],
                 vec!["transition_to_common_law", "AAC", "B02BX07", "COMMON_LAW", "B02BX07"],

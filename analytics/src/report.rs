@@ -246,6 +246,36 @@ pub const TABLES: &[(&str, TableSpec<'static>)] = &[
         },
     ),
     (
+        "journey_pathways",
+        TableSpec {
+            dimensions: indicators::JOURNEY_PATHWAY_DIMENSIONS,
+            counts: &["stays", "at_risk"],
+            dependents: &[
+                ("survival", "at_risk"),
+                ("ci_low", "at_risk"),
+                ("ci_high", "at_risk"),
+                ("median_months", "stays"),
+                ("median_ci_low", "stays"),
+                ("median_ci_high", "stays"),
+            ],
+            within: None,
+        },
+    ),
+    (
+        "journey_common_law",
+        TableSpec {
+            dimensions: indicators::JOURNEY_COMMON_LAW_DIMENSIONS,
+            counts: &["courses", "at_risk"],
+            dependents: &[
+                ("common_law_share", "at_risk"),
+                ("ci_low", "at_risk"),
+                ("ci_high", "at_risk"),
+                ("median_months", "courses"),
+            ],
+            within: None,
+        },
+    ),
+    (
         "switches",
         TableSpec {
             dimensions: indicators::SWITCH_DIMENSIONS,
@@ -448,6 +478,13 @@ fn compute(name: &str, snapshot: &Snapshot, period: &Period, scope: &Scope) -> P
             let curve = indicators::kaplan_meier(courses.clone().lazy(), group)?.collect()?;
             let table = indicators::persistence(courses.lazy(), group, &PERSISTENCE_HORIZONS)?.collect()?;
             indicators::with_km_intervals(indicators::with_median_intervals(table, &curve, group)?)
+        }
+        "journey_pathways" => {
+            indicators::pathway_persistence(indicators::pathway_stays(episodes, period)?, &PERSISTENCE_HORIZONS)
+        }
+        "journey_common_law" => {
+            let courses = indicators::time_to_common_law(episodes, period)?.collect()?;
+            indicators::cumulative_incidence(&courses, "drug_atc", &PERSISTENCE_HORIZONS)
         }
         "equity_regions" => indicators::treated_per_million(
             episodes,

@@ -59,6 +59,21 @@ pub fn km_log_log_ci(s: f64, greenwood: f64, z: f64) -> (Option<f64>, Option<f64
     (Some(low), Some(high))
 }
 
+/// 95% limits of a cumulative incidence `f` with delta-method `variance`, on the log(-log)
+/// scale (so that they stay within 0 and 1): none while the incidence is 0 or 1, or its
+/// variance unknown.
+pub fn cif_log_log_ci(f: f64, variance: f64, z: f64) -> (Option<f64>, Option<f64>) {
+    let usable = f > 0.0 && f < 1.0 && variance.is_finite() && variance >= 0.0;
+    if !usable {
+        return (None, None);
+    }
+    let transformed = (-f.ln()).ln();
+    let se = variance.sqrt() / (f * f.ln().abs());
+    let low = (-(transformed + z * se).exp()).exp();
+    let high = (-(transformed - z * se).exp()).exp();
+    (Some(low), Some(high))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

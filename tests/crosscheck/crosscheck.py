@@ -6,7 +6,9 @@
    is fitted with lifelines' KaplanMeierFitter. Every published (not suppressed) count of
    courses, survival estimate, 95% interval (lifelines' exponential Greenwood, i.e. the
    log(-log) scale), number at risk, median and median interval must agree within the
-   published rounding (2 decimals).
+   published rounding (2 decimals). The stays on each pathway are rebuilt and checked the same
+   way (`journey_pathways`), and the time to common law against lifelines'
+   AalenJohansenFitter (`journey_common_law`: share, interval, at risk, median).
 2. The HTML report opens in headless Chromium with every network route closed (a dead proxy,
    no name resolution): it must fetch nothing, and every chart must be laid out with a size
    and drawn marks.
@@ -39,8 +41,8 @@ def fail(message):
 TRANSFER_DAYS = 60
 
 
-def durations(report: Path) -> pd.DataFrame:
-    """Time on treatment and event flag per course of treatment, as the report defines them.
+def rebuild_courses(report: Path):
+    """The courses of treatment, each as its episodes ordered by request date.
 
     A course is a patient's episodes of one drug chained across changes of pathway (an episode
     replacing another of the same drug) and transfers (an episode of the same drug requested
@@ -87,8 +89,21 @@ def durations(report: Path) -> pd.DataFrame:
     courses = {}
     for key in records:
         courses.setdefault(root(key), []).append(records[key])
+    return period_end, cohort_name, [
+        sorted(members, key=lambda m: (pd.Timestamp(m.request_date), m.episode_key))
+        for members in courses.values()
+    ]
+
+
+def date(value):
+    return pd.Timestamp(value) if pd.notna(value) else None
+
+
+def durations(report: Path) -> pd.DataFrame:
+    """Time on treatment and event flag per course, as the `persistence` tables define them."""
+    period_end, cohort_name, courses = rebuild_courses(report)
     rows = []
-    for members in courses.values():
+    for members in courses:
         firsts = [pd.Timestamp(m.first_administration_date) for m in members if pd.notna(m.first_administration_date)]
         if not firsts or min(firsts) > period_end:
             continue
@@ -112,6 +127,68 @@ def durations(report: Path) -> pd.DataFrame:
                 "episodes": len(members),
             }
         )
+    return pd.DataFrame(rows)
+
+
+EVENTS = ("STOPPED", "SWITCHED", "DECEASED")
+
+
+def stays(report: Path) -> pd.DataFrame:
+    """Stays on one pathway within the courses, as `journey_pathways` defines them."""
+    period_end, _, courses = rebuild_courses(report)
+    rows = []
+    for members in courses:
+        runs = []
+        for member in members:
+            if runs and runs[-1][-1].pathway == member.pathway:
+                runs[-1].append(member)
+            else:
+                runs.append([member])
+        for index, run in enumerate(runs):
+            firsts = [date(m.first_administration_date) for m in run if date(m.first_administration_date)]
+            if not firsts or min(firsts) > period_end:
+                continue
+            last = run[-1]
+            end = date(last.end_date)
+            ended = end is not None and end <= period_end
+            left = ended and (index < len(runs) - 1 or last.status in EVENTS)
+            rows.append(
+                {
+                    "drug_atc": run[0].drug_atc,
+                    "pathway": run[0].pathway,
+                    "days": ((end if ended else period_end) - min(firsts)).days,
+                    "event": int(left),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def to_common_law(report: Path) -> pd.DataFrame:
+    """Time from first derogatory administration to common law, as `journey_common_law` does:
+    1 reached, 2 ended first (competing), 0 censored."""
+    period_end, _, courses = rebuild_courses(report)
+    rows = []
+    for members in courses:
+        derogatory = [date(m.first_administration_date) for m in members
+                      if m.pathway != "COMMON_LAW" and date(m.first_administration_date)]
+        if not derogatory or min(derogatory) > period_end:
+            continue
+        start = min(derogatory)
+        common = [date(m.first_administration_date) for m in members
+                  if m.pathway == "COMMON_LAW" and date(m.first_administration_date)]
+        last = members[-1]
+        end = date(last.end_date)
+        reached_at = min(common) if common else (
+            end if last.stop_reason == "COMMON_LAW" and last.pathway != "COMMON_LAW" else None
+        )
+        ended = end is not None and end <= period_end
+        if reached_at is not None and start <= reached_at <= period_end:
+            days, event = (reached_at - start).days, 1
+        elif ended:
+            days, event = (end - start).days, 2 if last.status in EVENTS else 0
+        else:
+            days, event = (period_end - start).days, 0
+        rows.append({"drug_atc": members[0].drug_atc, "days": days, "event": event})
     return pd.DataFrame(rows)
 
 
@@ -150,7 +227,7 @@ def median_interval(kmf) -> tuple:
     return float(bounds.iloc[0, 0]), float(bounds.iloc[0, 1])
 
 
-def check_persistence(report: Path, data: pd.DataFrame, table: str, group_column: str) -> None:
+def check_persistence(report: Path, data: pd.DataFrame, table: str, group_column: str, count: str = "courses") -> None:
     rows = published(report, table)
     if not rows:
         fail(f"the {table} table is empty")
@@ -162,17 +239,18 @@ def check_persistence(report: Path, data: pd.DataFrame, table: str, group_column
         kmf.fit(group["days"], event_observed=group["event"])
         fitted[group_name] = (kmf, group)
     for row in rows:
-        group_name, months = row[group_column], int(row["months"])
+        group_name = row[group_column] if group_column in row else f"{row['drug_atc']}/{row['pathway']}"
+        months = int(row["months"])
         if group_name not in fitted:
             fail(f"{group_column} {group_name!r} is published in {table} but has no course in the snapshot")
         kmf, group = fitted[group_name]
         # Months to days rounded half away from zero (24 months = 730.5 days -> 731).
         horizon = math.floor(months * DAYS_PER_MONTH + 0.5)
         what = f"{table}: {group_name} at {months} months"
-        if not is_masked(row["courses"]):
+        if not is_masked(row[count]):
             compared["courses"] += 1
-            if int(row["courses"]) != len(group):
-                errors.append(f"{what}: {row['courses']} courses published, {len(group)} rebuilt")
+            if int(row[count]) != len(group):
+                errors.append(f"{what}: {row[count]} {count} published, {len(group)} rebuilt")
         if not is_masked(row["at_risk"]):
             compared["at_risk"] += 1
             at_risk = int((group["days"] >= horizon).sum())
@@ -212,6 +290,67 @@ def check_courses(data: pd.DataFrame) -> None:
     if chained < 10:
         fail(f"only {chained} courses span several episodes: the chaining is not exercised")
     print(f"crosscheck: {len(data)} courses rebuilt, {chained} of them across several episodes")
+
+
+def check_common_law(report: Path, data: pd.DataFrame) -> None:
+    """Aalen-Johansen cumulative incidence of common law, stops competing, against lifelines."""
+    import warnings
+
+    from lifelines import AalenJohansenFitter
+
+    rows = published(report, "journey_common_law")
+    if not rows:
+        fail("the journey_common_law table is empty")
+    reached = int((data["event"] == 1).sum())
+    if reached < 10:
+        fail(f"only {reached} courses reached common law: the journey is not exercised")
+    compared = {"share": 0, "interval": 0, "at_risk": 0, "courses": 0, "median": 0}
+    errors = []
+    fitted = {}
+    for drug, group in data.groupby("drug_atc"):
+        fitter = AalenJohansenFitter(calculate_variance=True, seed=0)
+        with warnings.catch_warnings():
+            # lifelines jitters tied times of different events; the estimate does not depend
+            # on their order.
+            warnings.simplefilter("ignore")
+            fitter.fit(group["days"], group["event"], event_of_interest=1)
+        fitted[drug] = (fitter, group)
+    for row in rows:
+        drug, months = row["drug_atc"], int(row["months"])
+        if drug not in fitted:
+            fail(f"drug {drug!r} is published in journey_common_law but has no course")
+        fitter, group = fitted[drug]
+        horizon = math.floor(months * DAYS_PER_MONTH + 0.5)
+        what = f"journey_common_law: {drug} at {months} months"
+        if not is_masked(row["courses"]):
+            compared["courses"] += 1
+            if int(row["courses"]) != len(group):
+                errors.append(f"{what}: {row['courses']} courses published, {len(group)} rebuilt")
+        if not is_masked(row["at_risk"]):
+            compared["at_risk"] += 1
+            at_risk = int((group["days"] >= horizon).sum())
+            if int(row["at_risk"]) != at_risk:
+                errors.append(f"{what}: {row['at_risk']} at risk published, {at_risk} recomputed")
+        # Read just past the horizon: lifelines may have jittered an event of that very day.
+        cif = fitter.cumulative_density_
+        upto = cif[cif.index <= horizon + 0.01]
+        share = float(upto.iloc[-1, 0]) if len(upto) else 0.0
+        compared["share"] += close(row["common_law_share"], share, f"{what} share", errors)
+        bounds = fitter.confidence_interval_
+        bounds = bounds[bounds.index <= horizon + 0.01]
+        if len(bounds) and 0.0 < share < 1.0:
+            low, high = sorted(float(v) for v in bounds.iloc[-1])
+            if math.isfinite(low):
+                compared["interval"] += close(row["ci_low"], low, f"{what} lower bound", errors)
+                compared["interval"] += close(row["ci_high"], high, f"{what} upper bound", errors)
+        half = cif[cif.iloc[:, 0] >= 0.5]
+        median = math.floor(float(half.index[0]) + 0.5) / DAYS_PER_MONTH if len(half) else math.inf
+        compared["median"] += close(row["median_months"], median, f"journey_common_law: {drug} median", errors)
+    if errors:
+        fail("Aalen-Johansen figures differ from lifelines:\n  " + "\n  ".join(errors))
+    if compared["share"] < 6 or compared["interval"] < 6:
+        fail(f"too few published values to compare in journey_common_law: {compared}")
+    print(f"crosscheck: journey_common_law agrees with lifelines' Aalen-Johansen ({compared}; {reached} courses reached common law)")
 
 
 def lifelines_version() -> str:
@@ -294,6 +433,10 @@ def main() -> None:
     check_courses(data)
     check_persistence(report, data, "persistence", "cohort")
     check_persistence(report, data, "persistence_drug", "drug_atc")
+    pathway_stays = stays(report)
+    pathway_stays["segment"] = pathway_stays["drug_atc"] + "/" + pathway_stays["pathway"]
+    check_persistence(report, pathway_stays, "journey_pathways", "segment", count="stays")
+    check_common_law(report, to_common_law(report))
     check_html(report)
 
 

@@ -196,6 +196,7 @@ async fn a_report_matches_sql_is_reproducible_and_never_publishes_small_counts(b
             "active_patients",
             "episodes",
             "courses",
+            "stays",
             "authorisations",
             "adverse_events",
             "serious_adverse_events",
