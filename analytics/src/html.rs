@@ -82,7 +82,7 @@ pub const DEFINITIONS: &[(&str, &str)] = &[
     ),
     (
         "completeness",
-        "Data quality per centre, over the episodes on treatment during the period: how many have each key item recorded (patient sex, month of birth and region; ORPHA code; decision date where the pathway needs one; an efficacy assessment at one visit at least; a known outcome for every adverse event, among episodes with one), and the percentage. Late follow-up per centre is the overdue_follow_ups table.",
+        "Data quality per centre, over the episodes on treatment during the period, for the items the registry lets go missing: the patient's sex and region, the dosage; among episodes treated 90 days or more, a follow-up visit, and an efficacy assessment (improved, stable or worsened; a visit judging efficacy not assessable is no assessment); among episodes with adverse events, a known outcome and a MedDRA system organ class for each; among those with a serious one, its declaration to pharmacovigilance. Episodes concerned, complete, and the percentage. Late follow-up per centre is the overdue_follow_ups table.",
     ),
 ];
 

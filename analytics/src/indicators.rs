@@ -1428,14 +1428,24 @@ pub fn switches(episodes: LazyFrame, period: &Period) -> PolarsResult<LazyFrame>
 /// Dimensions of the data completeness table.
 pub const COMPLETENESS_DIMENSIONS: &[&str] = &["centre_finess", "field"];
 
+/// Days of treatment after which a follow-up visit is expected, for completeness.
+pub const VISIT_EXPECTED_DAYS: i32 = 90;
+
 /// Data completeness per centre, over the episodes on treatment during the period: how many
-/// have each key item recorded. `patient_sex`, `patient_birth_month`, `patient_region`: the
-/// patient's sex (not UNKNOWN), month of birth and region of residence; `orpha_code`: the
-/// indication's ORPHA code; `decision_date`: the decision date of episodes whose pathway needs
-/// one (AAC, AAP, ATU); `follow_up_efficacy`: an efficacy assessment at one visit at least by
-/// the end of the period; `adverse_event_outcome`: among episodes with an adverse event by the
-/// end of the period, all of them with a known outcome. Late follow-up per centre is the
-/// `overdue_follow_ups` table.
+/// have each item recorded, among the items the registry lets go missing (a birth month, an
+/// ORPHA code or a request date cannot be missing, so they are not counted):
+/// - `patient_sex`: the patient's sex known (not UNKNOWN); `patient_region`: a region of
+///   residence; `dosage`: the dose, route and frequency;
+/// - among episodes treated for 90 days or more by the end of the period: `follow_up_visit`, a
+///   follow-up visit recorded by then; `efficacy_assessed`, a visit with efficacy assessed as
+///   improved, stable or worsened (a "not assessable" visit is a visit, not an assessment);
+/// - among episodes with an adverse event by the end of the period: `adverse_event_outcome`,
+///   every event with a known outcome; `adverse_event_soc`, every event coded to its MedDRA
+///   system organ class;
+/// - among episodes with a serious adverse event: `serious_adverse_event_declared`, every
+///   serious event declared to pharmacovigilance.
+///
+/// Late follow-up per centre is the `overdue_follow_ups` table.
 pub fn completeness(
     episodes: LazyFrame,
     patients: LazyFrame,
@@ -1444,71 +1454,92 @@ pub fn completeness(
     period: &Period,
 ) -> PolarsResult<LazyFrame> {
     let (_, to) = period.epoch_days();
-    let assessed = follow_ups
-        .filter(day("visit_date").lt_eq(lit(to)).and(col("efficacy").is_not_null()))
-        .select([col("episode_key"), lit(true).alias("efficacy_assessed")])
-        .unique(None, UniqueKeepStrategy::First);
-    let outcomes = adverse_events
+    let visits = follow_ups
+        .filter(day("visit_date").lt_eq(lit(to)))
+        .group_by([col("episode_key")])
+        .agg([
+            len().gt(lit(0)).alias("visited"),
+            col("efficacy")
+                .is_in(
+                    lit(Series::new("assessed".into(), ["IMPROVED", "STABLE", "WORSENED"])).implode(false),
+                    false,
+                )
+                .any(true)
+                .alias("efficacy_assessed"),
+        ]);
+    let events = adverse_events
         .filter(day("onset_date").lt_eq(lit(to)))
         .group_by([col("episode_key")])
-        .agg([col("outcome")
-            .is_not_null()
-            .and(col("outcome").neq(lit("UNKNOWN")))
-            .all(true)
-            .alias("outcomes_known")]);
-    let needs_decision = col("pathway").is_in(
-        lit(Series::new(
-            "decided".into(),
-            ["AAC", "AAP_PRE", "AAP_POST", "ATU_NOMINATIVE", "ATU_COHORT"],
-        ))
-        .implode(false),
-        false,
-    );
+        .agg([
+            col("outcome")
+                .is_not_null()
+                .and(col("outcome").neq(lit("UNKNOWN")))
+                .all(true)
+                .alias("outcomes_known"),
+            col("meddra_soc_code").is_not_null().all(true).alias("socs_coded"),
+            col("serious").fill_null(lit(false)).any(true).alias("any_serious"),
+            col("serious")
+                .fill_null(lit(false))
+                .not()
+                .or(col("pv_declared").fill_null(lit(false)))
+                .all(true)
+                .alias("serious_declared"),
+        ]);
     let base = episodes
         .filter(on_treatment(period))
         .join(
-            patients.select([
-                col("patient_key"),
-                col("sex"),
-                col("birth_year_month"),
-                col("region_code"),
-            ]),
+            patients.select([col("patient_key"), col("sex"), col("region_code")]),
             [col("patient_key")],
             [col("patient_key")],
             JoinArgs::new(JoinType::Left),
         )
         .join(
-            assessed,
+            visits,
             [col("episode_key")],
             [col("episode_key")],
             JoinArgs::new(JoinType::Left),
         )
         .join(
-            outcomes,
+            events,
             [col("episode_key")],
             [col("episode_key")],
             JoinArgs::new(JoinType::Left),
         );
+    let long_enough = day("first_administration_date").lt_eq(lit(to - VISIT_EXPECTED_DAYS));
+    let with_events = col("outcomes_known").is_not_null();
     // (field, which episodes it applies to, whether it is complete)
-    let items: [(&str, Expr, Expr); 7] = [
+    let items: [(&str, Expr, Expr); 8] = [
         (
             "patient_sex",
             lit(true),
             col("sex").is_not_null().and(col("sex").neq(lit("UNKNOWN"))),
         ),
-        ("patient_birth_month", lit(true), col("birth_year_month").is_not_null()),
         ("patient_region", lit(true), col("region_code").is_not_null()),
-        ("orpha_code", lit(true), col("orpha_code").is_not_null()),
-        ("decision_date", needs_decision, col("decision_date").is_not_null()),
+        ("dosage", lit(true), col("dosage_recorded").fill_null(lit(false))),
         (
-            "follow_up_efficacy",
-            lit(true),
+            "follow_up_visit",
+            long_enough.clone(),
+            col("visited").fill_null(lit(false)),
+        ),
+        (
+            "efficacy_assessed",
+            long_enough,
             col("efficacy_assessed").fill_null(lit(false)),
         ),
         (
             "adverse_event_outcome",
-            col("outcomes_known").is_not_null(),
+            with_events.clone(),
             col("outcomes_known").fill_null(lit(false)),
+        ),
+        (
+            "adverse_event_soc",
+            with_events,
+            col("socs_coded").fill_null(lit(false)),
+        ),
+        (
+            "serious_adverse_event_declared",
+            col("any_serious").fill_null(lit(false)),
+            col("serious_declared").fill_null(lit(false)),
         ),
     ];
     let parts: Vec<LazyFrame> = items
@@ -2631,40 +2662,49 @@ mod tests {
     }
 
     #[test]
-    fn completeness_counts_recorded_items_per_centre() {
-        // Two AAC episodes at one centre on treatment in Q3: e1 complete, e2 with an unknown
-        // sex, no decision date, no efficacy assessed, and an adverse event of unknown outcome.
+    fn completeness_counts_only_items_that_can_be_missing_and_efficacy_assessed_apart() {
+        // Three AAC episodes at one centre on treatment in Q3. e1 complete. e2: unknown sex, no
+        // region, no dosage, one visit whose efficacy was "not assessable", an adverse event of
+        // unknown outcome with no SOC, serious and not declared. e3 started in September: too
+        // recent for a visit to be expected.
         let episodes = DataFrame::new_infer_height(vec![
-            Series::new("episode_key".into(), ["e1", "e2"]).into(),
-            Series::new("patient_key".into(), ["p1", "p2"]).into(),
-            Series::new("centre_finess".into(), ["750100125", "750100125"]).into(),
-            Series::new("pathway".into(), ["AAC", "AAC"]).into(),
-            Series::new("orpha_code".into(), ["98878", "98878"]).into(),
-            dates("decision_date", vec![d("2026-01-05"), None]),
-            dates("first_administration_date", vec![d("2026-01-10"), d("2026-02-10")]),
-            dates("end_date", vec![None, None]),
+            Series::new("episode_key".into(), ["e1", "e2", "e3"]).into(),
+            Series::new("patient_key".into(), ["p1", "p2", "p3"]).into(),
+            Series::new("centre_finess".into(), ["750100125"; 3]).into(),
+            Series::new("pathway".into(), ["AAC"; 3]).into(),
+            Series::new("orpha_code".into(), ["98878"; 3]).into(),
+            Series::new("dosage_recorded".into(), [true, false, true]).into(),
+            dates("decision_date", vec![d("2026-01-05"), None, d("2026-09-01")]),
+            dates(
+                "first_administration_date",
+                vec![d("2026-01-10"), d("2026-02-10"), d("2026-09-10")],
+            ),
+            dates("end_date", vec![None, None, None]),
         ])
         .unwrap()
         .lazy();
         let patients = DataFrame::new_infer_height(vec![
-            Series::new("patient_key".into(), ["p1", "p2"]).into(),
-            Series::new("sex".into(), ["FEMALE", "UNKNOWN"]).into(),
-            Series::new("birth_year_month".into(), [Some("2010-01"), Some("2012-03")]).into(),
-            Series::new("region_code".into(), [Some("11"), None]).into(),
+            Series::new("patient_key".into(), ["p1", "p2", "p3"]).into(),
+            Series::new("sex".into(), ["FEMALE", "UNKNOWN", "MALE"]).into(),
+            Series::new("birth_year_month".into(), ["2010-01", "2012-03", "2015-06"]).into(),
+            Series::new("region_code".into(), [Some("11"), None, Some("93")]).into(),
         ])
         .unwrap()
         .lazy();
         let follow_ups = DataFrame::new_infer_height(vec![
             Series::new("episode_key".into(), ["e1", "e2"]).into(),
             dates("visit_date", vec![d("2026-08-01"), d("2026-08-01")]),
-            Series::new("efficacy".into(), [Some("STABLE"), None]).into(),
+            Series::new("efficacy".into(), ["STABLE", "NOT_ASSESSABLE"]).into(),
         ])
         .unwrap()
         .lazy();
         let events = DataFrame::new_infer_height(vec![
             Series::new("episode_key".into(), ["e1", "e2"]).into(),
             dates("onset_date", vec![d("2026-08-01"), d("2026-08-02")]),
-            Series::new("outcome".into(), [Some("RECOVERED"), Some("UNKNOWN")]).into(),
+            Series::new("outcome".into(), ["RECOVERED", "UNKNOWN"]).into(),
+            Series::new("meddra_soc_code".into(), [Some("10005329"), None]).into(),
+            Series::new("serious".into(), [true, true]).into(),
+            Series::new("pv_declared".into(), [true, false]).into(),
         ])
         .unwrap()
         .lazy();
@@ -2682,13 +2722,16 @@ mod tests {
             rows(&out, &["field", "episodes", "complete", "complete_percent"]),
             vec![
                 vec!["adverse_event_outcome", "2", "1", "50.0"],
-                vec!["decision_date", "2", "1", "50.0"],
-                vec!["follow_up_efficacy", "2", "1", "50.0"],
-                vec!["orpha_code", "2", "2", "100.0"],
-                vec!["patient_birth_month", "2", "2", "100.0"],
-                vec!["patient_region", "2", "1", "50.0"],
-                vec!["patient_sex", "2", "1", "50.0"],
-            ]
+                vec!["adverse_event_soc", "2", "1", "50.0"],
+                vec!["dosage", "3", "2", "66.7"],
+                // e2's "not assessable" visit is a visit, not an assessment.
+                vec!["efficacy_assessed", "2", "1", "50.0"],
+                vec!["follow_up_visit", "2", "2", "100.0"],
+                vec!["patient_region", "3", "2", "66.7"],
+                vec!["patient_sex", "3", "2", "66.7"],
+                vec!["serious_adverse_event_declared", "2", "1", "50.0"],
+            ],
+            "no birth month, ORPHA code or decision date: the registry never lets them go missing"
         );
     }
 }

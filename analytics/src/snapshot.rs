@@ -416,6 +416,8 @@ pub async fn extract(store: &Store, as_of: DateTime<Utc>, dir: &Path) -> Result<
             ("previous_episode_key", DataType::String),
             // A one-shot treatment (a gene therapy): given once, then followed.
             ("single_administration", DataType::Boolean),
+            // Whether the dose, route and frequency were recorded.
+            ("dosage_recorded", DataType::Boolean),
         ]),
     );
     store
@@ -459,6 +461,10 @@ pub async fn extract(store: &Store, as_of: DateTime<Utc>, dir: &Path) -> Result<
                     kept.iter()
                         .map(|v| v.record.single_administration)
                         .collect::<Vec<bool>>(),
+                ),
+                Column::new(
+                    "dosage_recorded".into(),
+                    kept.iter().map(|v| v.record.dosage.is_some()).collect::<Vec<bool>>(),
                 ),
             ])?;
             episodes.write(df)?;
