@@ -265,6 +265,8 @@ pub struct Header {
     pub threshold: u32,
     /// Masked counts that totals known from elsewhere would give away (see the suppression module).
     pub exposed_by_totals: u64,
+    /// Counts withheld with no bound (see the suppression module).
+    pub withheld: u64,
     pub code_version: String,
 }
 
@@ -336,16 +338,22 @@ figure{{margin:1em 0}}figcaption{{font-size:12px;color:#555}}dt{{font-weight:bol
          count can still take two values or more consistent with those totals and with what its mark \
          states (0 to {t1} for &lt;{t}, {t} or more for suppressed), as checked by linear programming. \
          Values computed over a masked count (medians, survival estimates, rates and their intervals) \
-         are shown as suppressed.{exposed}</dd>\
+         are shown as suppressed. A small count that the known totals would still pin once masked \
+         this way (the marks themselves bound it) is withheld, shown as withheld with no bound at all, \
+         together with the counts of the totals it is under, widened until it can move.{withheld}{exposed}</dd>\
          <dt>Data</dt><dd>Records as the registry knew them at the cutoff. Patients who objected to the \
          reuse of their data are excluded with all their records.</dd></dl></body></html>",
         t = header.threshold,
         t1 = header.threshold.saturating_sub(1),
+        withheld = if header.withheld > 0 {
+            format!(" {} counts are withheld in this report.", header.withheld)
+        } else {
+            String::new()
+        },
         exposed = if header.exposed_by_totals > 0 {
             format!(
-                " {} masked counts could still be worked out from such totals, were they known from elsewhere, \
-                 whatever else were masked (every count under them is masked already): the manifest lists them \
-                 per table (exposed_by_totals).",
+                " {} small counts could still be worked out from such totals alone, were they known from \
+                 elsewhere, whatever this report publishes: the manifest lists them per table (exposed_by_totals).",
                 header.exposed_by_totals
             )
         } else {
@@ -373,6 +381,7 @@ mod tests {
             snapshot_hash: "abc".into(),
             threshold: 10,
             exposed_by_totals: 0,
+            withheld: 0,
             code_version: "0.1.0".into(),
         };
         let html = render(

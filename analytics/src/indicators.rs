@@ -720,7 +720,9 @@ pub fn kaplan_meier(durations: LazyFrame, group: &str) -> PolarsResult<LazyFrame
 }
 
 /// Dimensions of the persistence tables: by the cohort a course started in, and by drug.
-pub const PERSISTENCE_DIMENSIONS: &[&str] = &["cohort", "months"];
+/// The cohort table carries each cohort's drug: its courses add up to the drug's, and the two
+/// tables are protected together.
+pub const PERSISTENCE_DIMENSIONS: &[&str] = &["cohort", "drug_atc", "months"];
 pub const PERSISTENCE_DRUG_DIMENSIONS: &[&str] = &["drug_atc", "months"];
 
 /// Persistence per `group` (`cohort` or `drug_atc`) at each horizon (months): courses, numbers

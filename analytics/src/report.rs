@@ -226,7 +226,11 @@ pub const TABLES: &[(&str, TableSpec<'static>)] = &[
                 ("median_ci_low", "courses"),
                 ("median_ci_high", "courses"),
             ],
-            within: None,
+            // The drug table holds this one's totals over the cohorts of each drug.
+            within: Some(Within {
+                table: "persistence_drug",
+                dimension: "cohort",
+            }),
         },
     ),
     (
@@ -476,8 +480,21 @@ fn compute(name: &str, snapshot: &Snapshot, period: &Period, scope: &Scope) -> P
             let group = if name == "persistence" { "cohort" } else { "drug_atc" };
             let courses = indicators::treatment_courses(episodes, snapshot.scan("cohorts")?, period)?.collect()?;
             let curve = indicators::kaplan_meier(courses.clone().lazy(), group)?.collect()?;
-            let table = indicators::persistence(courses.lazy(), group, &PERSISTENCE_HORIZONS)?.collect()?;
-            indicators::with_km_intervals(indicators::with_median_intervals(table, &curve, group)?)
+            let table = indicators::persistence(courses.clone().lazy(), group, &PERSISTENCE_HORIZONS)?.collect()?;
+            let table = indicators::with_km_intervals(indicators::with_median_intervals(table, &curve, group)?)?;
+            if name == "persistence" {
+                // Each cohort's drug, beside it: the cohort table adds up to the drug table.
+                let drugs = courses
+                    .lazy()
+                    .select([col("cohort"), col("drug_atc")])
+                    .unique(None, UniqueKeepStrategy::First);
+                table
+                    .lazy()
+                    .join(drugs, [col("cohort")], [col("cohort")], JoinArgs::new(JoinType::Left))
+                    .collect()
+            } else {
+                Ok(table)
+            }
         }
         "journey_pathways" => {
             indicators::pathway_persistence(indicators::pathway_stays(episodes, period)?, &PERSISTENCE_HORIZONS)
@@ -592,6 +609,7 @@ fn report_observed(
         snapshot_hash: snapshot.manifest.content_hash.clone(),
         threshold: options.threshold,
         exposed_by_totals: suppression.values().map(|s| s.exposed_by_totals).sum(),
+        withheld: suppression.values().map(|s| s.withheld).sum(),
         code_version: env!("CARGO_PKG_VERSION").to_owned(),
     };
     let xlsx_path = options.out.join("report.xlsx");

@@ -26,6 +26,15 @@
 //!    nothing changes. The search is over real values (the linear relaxation); for the tables
 //!    published here (two-dimensional margins) its answers hold for whole numbers too.
 //!
+//! **Withheld rows.** The marks bound what a reader may assume, and with the known totals they
+//! can still pin a small count once nothing more can be masked for it (a 0 beside a 10 under a
+//! total of 10, the 10 reading `suppressed`). Such a count and every published cell of the
+//! totals it is under are withheld: their rows are left out of the table, so that nothing bounds
+//! them, not even their existence; while it stays pinned, the cells of the totals those are
+//! under follow, for a few rounds. A count pinned by the known totals alone (every published
+//! cell left out) is given away by those totals, not by this publication: nothing is withheld
+//! for it, and it is reported as exposed.
+//!
 //! Values derived from a count (a median over the episodes counted, a rate over its events)
 //! are masked with it.
 
@@ -40,6 +49,9 @@ pub const DEFAULT_THRESHOLD: u32 = 10;
 /// How a published count masked to protect another cell (its value at the threshold or more) is
 /// shown, and how a value derived from a masked count is shown.
 pub const SUPPRESSED: &str = "suppressed";
+
+/// How a count withheld is marked before its row is left out (see [`Mark::Withheld`]).
+pub const WITHHELD: &str = "withheld";
 
 /// How a table is published.
 #[derive(Debug, Clone, Copy)]
@@ -73,6 +85,10 @@ pub struct SuppressionSummary {
     /// table masked: 0 in a sound publication.
     #[serde(default)]
     pub exposed_by_totals: u64,
+    /// Rows left out of the table because, masked the usual way, totals known elsewhere would
+    /// have given a small count of theirs, or of a row under the same totals, away.
+    #[serde(default)]
+    pub withheld: u64,
 }
 
 /// How one cell is published.
@@ -84,6 +100,10 @@ pub enum Mark {
     Small,
     /// `suppressed`: the threshold or more, masked to protect another cell.
     Protecting,
+    /// Withheld: its row is left out of the published table, so that nothing bounds it, not
+    /// even the row's existence (the policy for small counts that totals known elsewhere would
+    /// otherwise give away).
+    Withheld,
 }
 
 /// The cells a reader may know of, and the totals that link them.
@@ -176,8 +196,75 @@ pub fn protect(lattice: &Lattice, threshold: u32) -> (Vec<Mark>, Vec<bool>) {
             }
         }
         if !changed {
+            withhold_exposed(lattice, &mut marks, &mut exposed, &memberships, t);
             return (marks, exposed);
         }
+    }
+}
+
+/// Rounds of widening around a small count still exposed (see [`withhold_exposed`]).
+const WITHHOLD_ROUNDS: usize = 3;
+
+/// The policy for small counts that known totals still pin once masked the usual way (the
+/// marks themselves bound what a reader may assume: `suppressed` is the threshold or more):
+/// each such count, and every published cell of the totals it is under, is withheld, published
+/// with no bound at all; while it stays pinned, the cells of the totals those are under are
+/// withheld too, for a few rounds. What stays pinned after that is given away by the known
+/// totals alone, whatever is published, and is reported as exposed.
+fn withhold_exposed(lattice: &Lattice, marks: &mut [Mark], exposed: &mut [bool], memberships: &[Vec<usize>], t: i64) {
+    let n = lattice.values.len();
+    let small: Vec<usize> = (0..n)
+        .filter(|&c| exposed[c] && lattice.published[c] && marks[c] == Mark::Small)
+        .collect();
+    if small.is_empty() {
+        return;
+    }
+    // Those pinned even were every published cell left out are given away by the known totals
+    // alone: withholding would lose rows for nothing. They stay reported as exposed.
+    let nothing: Vec<Mark> = marks
+        .iter()
+        .zip(&lattice.published)
+        .map(|(m, p)| if *p { Mark::Withheld } else { *m })
+        .collect();
+    let hopeless: Vec<usize> = pinned_cells(lattice, &nothing, t, &vec![false; n], &mut vec![false; n])
+        .into_iter()
+        .flatten()
+        .collect();
+    let small: Vec<usize> = small.into_iter().filter(|c| !hopeless.contains(c)).collect();
+    if small.is_empty() {
+        return;
+    }
+    let mut frontier = small.clone();
+    let mut seen_relations = vec![false; lattice.relations.len()];
+    for _ in 0..WITHHOLD_ROUNDS {
+        let mut next = Vec::new();
+        for &c in &frontier {
+            if lattice.published[c] && marks[c] != Mark::Withheld {
+                marks[c] = Mark::Withheld;
+            }
+            for &r in &memberships[c] {
+                if std::mem::replace(&mut seen_relations[r], true) {
+                    continue;
+                }
+                for m in members(&lattice.relations[r]) {
+                    if lattice.published[m] && marks[m] != Mark::Withheld {
+                        marks[m] = Mark::Withheld;
+                        next.push(m);
+                    }
+                }
+            }
+        }
+        let pinned: Vec<usize> = pinned_cells(lattice, marks, t, &vec![false; n], &mut vec![false; n])
+            .into_iter()
+            .flatten()
+            .collect();
+        for &c in &small {
+            exposed[c] = pinned.contains(&c);
+        }
+        if !small.iter().any(|&c| exposed[c]) || next.is_empty() {
+            return;
+        }
+        frontier = next;
     }
 }
 
@@ -344,6 +431,8 @@ fn freedom(value: i64, mark: Mark, t: i64) -> (bool, bool) {
         // may know it is 1 or more: the tighter bound is assumed.
         Mark::Small => (value < t - 1, value > value.min(1)),
         Mark::Protecting => (true, value > t),
+        // Any count, down to 0: a withheld row is left out, so not even its existence is known.
+        Mark::Withheld => (true, value > 0),
         Mark::Shown => (false, false),
     }
 }
@@ -641,6 +730,7 @@ pub fn suppress_linked(
                 match marks[c] {
                     Mark::Small => summary.primary += 1,
                     Mark::Protecting => summary.complementary += 1,
+                    Mark::Withheld => {}
                     Mark::Shown => {}
                 }
                 if exposed[c] {
@@ -649,6 +739,12 @@ pub fn suppress_linked(
             }
             marks_by_table[t].insert(count, cells.iter().map(|&c| marks[c]).collect());
         }
+    }
+    for (marks, summary) in marks_by_table.iter().zip(summaries.iter_mut()) {
+        let rows = marks.values().map(Vec::len).max().unwrap_or(0);
+        summary.withheld = (0..rows)
+            .filter(|&r| marks.values().any(|m| m.get(r) == Some(&Mark::Withheld)))
+            .count() as u64;
     }
     all.iter()
         .zip(marks_by_table)
@@ -679,6 +775,7 @@ fn publish(
                 Mark::Shown => v.to_string(),
                 Mark::Small => small.clone(),
                 Mark::Protecting => SUPPRESSED.to_owned(),
+                Mark::Withheld => WITHHELD.to_owned(),
             })
             .collect();
         columns.push(Series::new((*count).into(), text).into());
@@ -698,7 +795,15 @@ fn publish(
             .collect();
         columns.push(Series::new((*value).into(), text).into());
     }
-    DataFrame::new_infer_height(columns)
+    let table = DataFrame::new_infer_height(columns)?;
+    // Rows with a withheld count are left out.
+    let kept: Vec<bool> = (0..df.height())
+        .map(|r| !marks.values().any(|m| m.get(r) == Some(&Mark::Withheld)))
+        .collect();
+    if kept.iter().all(|k| *k) {
+        return Ok(table);
+    }
+    table.filter(&BooleanChunked::from_slice("kept".into(), &kept))
 }
 
 /// Numbers as analysts expect them in a CSV: integers without a fraction, otherwise 2 decimals.
@@ -717,6 +822,27 @@ mod tests {
     fn texts(df: &DataFrame, name: &str) -> Vec<String> {
         let ca = df.column(name).unwrap().str().unwrap().clone();
         (0..ca.len()).map(|i| ca.get(i).unwrap_or("").to_owned()).collect()
+    }
+
+    /// Published text of each row of `original`, `withheld` for the rows left out.
+    fn published_texts(original: &DataFrame, published: &DataFrame, dimensions: &[&str], name: &str) -> Vec<String> {
+        let key = |df: &DataFrame, i: usize| -> Vec<String> {
+            dimensions
+                .iter()
+                .map(|d| df.column(d).unwrap().get(i).unwrap().str_value().to_string())
+                .collect()
+        };
+        let shown: HashMap<Vec<String>, String> = (0..published.height())
+            .map(|i| (key(published, i), texts(published, name)[i].clone()))
+            .collect();
+        (0..original.height())
+            .map(|i| {
+                shown
+                    .get(&key(original, i))
+                    .cloned()
+                    .unwrap_or_else(|| WITHHELD.to_owned())
+            })
+            .collect()
     }
 
     /// What a reader may assert about a set of rows: their sum lies in [low, high].
@@ -742,6 +868,9 @@ mod tests {
                         Some(problem.add_var(objective, (floor, (t - 1) as f64)))
                     } else if s == SUPPRESSED {
                         Some(problem.add_var(objective, (t as f64, f64::INFINITY)))
+                    } else if s == WITHHELD {
+                        // Left out: not even its existence is known.
+                        Some(problem.add_var(objective, (0.0, f64::INFINITY)))
                     } else {
                         None
                     }
@@ -808,7 +937,7 @@ mod tests {
     /// Masked rows whose value a reader can narrow to a single one.
     fn recovered(shown: &[String], t: i64, floor: f64, known: &[Known]) -> Vec<(usize, f64, f64)> {
         (0..shown.len())
-            .filter(|&i| shown[i].starts_with('<') || shown[i] == SUPPRESSED)
+            .filter(|&i| shown[i].starts_with('<') || shown[i] == SUPPRESSED || shown[i] == WITHHELD)
             .filter_map(|i| {
                 let (low, high) = range(shown, t, floor, known, &[i]);
                 (high - low < 1.0 - 1e-6).then_some((i, low, high))
@@ -882,7 +1011,8 @@ mod tests {
             SuppressionSummary {
                 primary: 2,
                 complementary: 1,
-                exposed_by_totals: 0
+                exposed_by_totals: 0,
+                withheld: 0
             }
         );
         // By enumeration: every masked cell can still take several values.
@@ -929,23 +1059,70 @@ mod tests {
         let known = known_totals(&keys_of(&df, spec.dimensions), &truth, 10);
         assert_eq!(recovered(&shown, 10, 0.0, &known), vec![], "{shown:?}");
 
-        // With two drugs only, nothing published can free them: a reader who knows centre A's
-        // total of 10 from elsewhere knows both. Reported, never silently published as safe.
+        // With two drugs only, masking the usual way cannot free them: centre A's total of 10,
+        // known from elsewhere, and A/D2 shown `suppressed` (10 or more) leave A/D1 at 0. The
+        // policy withholds the lines around it, with no bound, until it can move.
         let df = df!(
             "centre" => ["A", "A", "B", "B"],
             "drug" => ["D1", "D2", "D1", "D2"],
             "new" => [0i64, 10, 25, 31],
         )
         .unwrap();
+        let truth = [0, 10, 25, 31];
+        let known = known_totals(&keys_of(&df, spec.dimensions), &truth, 10);
+        // The usual marks alone would give it away.
+        let usual = vec![
+            "<10".to_owned(),
+            SUPPRESSED.to_owned(),
+            SUPPRESSED.to_owned(),
+            SUPPRESSED.to_owned(),
+        ];
+        assert_eq!(small(&usual, &recovered(&usual, 10, 0.0, &known)), 1);
         let (published, summary) = suppress(&df, &spec, 10).unwrap();
-        let shown = texts(&published, "new");
-        assert!(shown.iter().all(|s| s.starts_with('<') || s == SUPPRESSED), "{shown:?}");
-        let known = known_totals(&keys_of(&df, spec.dimensions), &[0, 10, 25, 31], 10);
+        let shown = published_texts(&df, &published, spec.dimensions, "new");
+        // A/D1 and the cells of its lines are withheld; B/D2 may stay `suppressed`: 31 + x for
+        // any x of A/D1 between 0 and 10.
+        assert_eq!(shown, vec![WITHHELD, WITHHELD, WITHHELD, SUPPRESSED]);
+        assert_eq!(recovered(&shown, 10, 0.0, &known), vec![], "{shown:?}");
+        assert_eq!((summary.withheld, summary.exposed_by_totals), (3, 0));
+    }
+
+    #[test]
+    fn a_small_count_pinned_by_known_totals_is_withheld_with_the_cells_around_it_and_no_more() {
+        // Centre A: 0 and 10 under a known total of 10 pins the 0 once its partner reads
+        // `suppressed`; centres B and C are large and stay shown where they can.
+        let spec = TableSpec {
+            dimensions: &["centre", "drug"],
+            counts: &["new"],
+            dependents: &[],
+            within: None,
+        };
+        let df = df!(
+            "centre" => ["A", "A", "B", "B", "C", "C"],
+            "drug" => ["D1", "D2", "D1", "D2", "D1", "D2"],
+            "new" => [0i64, 10, 25, 31, 40, 52],
+        )
+        .unwrap();
+        let truth = [0, 10, 25, 31, 40, 52];
+        let known = known_totals(&keys_of(&df, spec.dimensions), &truth, 10);
+        let (published, summary) = suppress(&df, &spec, 10).unwrap();
+        let shown = published_texts(&df, &published, spec.dimensions, "new");
         let found = recovered(&shown, 10, 0.0, &known);
-        assert_eq!(found.iter().map(|f| f.0).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
-        // Of which one small count: the one the summary reports.
-        assert_eq!(small(&shown, &found), 1);
-        assert_eq!(summary.exposed_by_totals, 1);
+        assert_eq!(small(&shown, &found), 0, "{shown:?}");
+        assert_eq!(
+            found.iter().filter(|f| f.0 == 0).count(),
+            0,
+            "A/D1 stays unknown: {shown:?}"
+        );
+        assert_eq!(summary.exposed_by_totals, 0);
+        // Withheld: A/D1 and the cells of its lines (A's row, column D1); the others keep the
+        // usual marks.
+        assert_eq!(
+            shown,
+            vec![WITHHELD, WITHHELD, WITHHELD, SUPPRESSED, WITHHELD, SUPPRESSED],
+            "{shown:?}"
+        );
+        assert_eq!(summary.withheld, 4);
     }
 
     /// Deterministic pseudo-random numbers.
@@ -962,6 +1139,7 @@ mod tests {
     #[test]
     fn no_masked_cell_is_recoverable_in_generated_tables() {
         let mut next = generator(42);
+        let mut withheld = 0;
         for shape in [[5usize, 4, 1], [3, 3, 3], [4, 2, 3]] {
             for _ in 0..25 {
                 let (mut a, mut b, mut c, mut n) = (vec![], vec![], vec![], vec![]);
@@ -986,25 +1164,33 @@ mod tests {
                     within: None,
                 };
                 let (published, summary) = suppress(&df, &spec, 10).unwrap();
-                let shown = texts(&published, "n");
+                withheld += summary.withheld;
+                let shown = published_texts(&df, &published, spec.dimensions, "n");
                 for (i, s) in shown.iter().enumerate() {
                     if n[i] < 10 {
-                        assert_eq!(s, "<10", "a small count is published");
+                        assert!(s == "<10" || s == WITHHELD, "a small count is published: {s}");
                     } else {
-                        assert!(s == &n[i].to_string() || s == SUPPRESSED, "{s} for {}", n[i]);
+                        assert!(
+                            s == &n[i].to_string() || s == SUPPRESSED || s == WITHHELD,
+                            "{s} for {}",
+                            n[i]
+                        );
                     }
                 }
                 let known = known_totals(&keys_of(&df, spec.dimensions), &n, 10);
                 let found = recovered(&shown, 10, 1.0, &known);
-                // A small count can only stay exposed when totals known elsewhere pin it whatever
-                // is masked: the summary says so.
+                // A small count can only stay exposed when the known totals alone pin it, whatever
+                // is published: the summary says so.
                 assert_eq!(
-                    small(&shown, &found),
+                    found.iter().filter(|f| n[f.0] < 10).count() as u64,
                     summary.exposed_by_totals,
                     "recovered {found:?} from {shown:?} (truth {n:?})"
                 );
             }
         }
+        // The policy was exercised: some generated tables had small counts pinned by their
+        // totals once masked the usual way.
+        assert!(withheld > 0);
     }
 
     #[test]

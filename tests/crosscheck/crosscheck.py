@@ -30,7 +30,7 @@ from lifelines import KaplanMeierFitter
 DAYS_PER_MONTH = 30.4375
 HORIZONS = (6, 12, 24)
 TOLERANCE = 0.005 + 1e-9  # published values carry 2 decimals
-MASKED = ("suppressed",)
+MASKED = ("suppressed", "withheld")
 
 
 def fail(message):
