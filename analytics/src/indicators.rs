@@ -8,7 +8,7 @@ use polars::prelude::*;
 use crate::period::Period;
 
 /// Day number of a `Date` column.
-fn day(name: &str) -> Expr {
+pub(crate) fn day(name: &str) -> Expr {
     col(name).cast(DataType::Int32)
 }
 

@@ -13,6 +13,8 @@ pub mod runs;
 pub mod snapshot;
 pub mod stats;
 pub mod suppress;
+pub mod synthesis;
+pub mod synthesis_doc;
 pub mod xlsx;
 
 pub use period::Period;

@@ -348,7 +348,7 @@ pub const TABLES: &[(&str, TableSpec<'static>)] = &[
 ];
 
 /// Values of the safety tables computed over their counts.
-const SAFETY_DEPENDENTS: &[(&str, &str)] = &[
+pub(crate) const SAFETY_DEPENDENTS: &[(&str, &str)] = &[
     ("patient_years", "adverse_events"),
     ("adverse_events_rate", "adverse_events"),
     ("adverse_events_ci_low", "adverse_events"),
@@ -530,14 +530,24 @@ fn compute(name: &str, snapshot: &Snapshot, period: &Period, scope: &Scope) -> P
 /// Suppresses every computed table (in [`TABLES`] order), each table protected together with
 /// the tables holding its totals.
 fn protect_all(computed: &[DataFrame], threshold: u32) -> PolarsResult<Vec<(DataFrame, SuppressionSummary)>> {
-    let position = |name: &str| TABLES.iter().position(|(n, _)| *n == name);
-    let mut out: Vec<Option<(DataFrame, SuppressionSummary)>> = vec![None; TABLES.len()];
+    protect_tables(TABLES, computed, threshold)
+}
+
+/// Suppresses computed tables (in the order of `tables`), each protected together with the
+/// tables holding its totals.
+pub(crate) fn protect_tables(
+    tables: &[(&str, TableSpec<'static>)],
+    computed: &[DataFrame],
+    threshold: u32,
+) -> PolarsResult<Vec<(DataFrame, SuppressionSummary)>> {
+    let position = |name: &str| tables.iter().position(|(n, _)| *n == name);
+    let mut out: Vec<Option<(DataFrame, SuppressionSummary)>> = vec![None; tables.len()];
     // Tables holding another's totals are published with it.
-    let parents: Vec<usize> = TABLES
+    let parents: Vec<usize> = tables
         .iter()
         .filter_map(|(_, spec)| spec.within.and_then(|w| position(w.table)))
         .collect();
-    for (i, (name, spec)) in TABLES.iter().enumerate() {
+    for (i, (name, spec)) in tables.iter().enumerate() {
         if parents.contains(&i) {
             continue;
         }
@@ -548,7 +558,7 @@ fn protect_all(computed: &[DataFrame], threshold: u32) -> PolarsResult<Vec<(Data
                 let p = position(within.table).ok_or_else(|| {
                     PolarsError::ComputeError(format!("{name}: no table {} to hold its totals", within.table).into())
                 })?;
-                let mut both = suppress_linked((&computed[i], spec), &[(&computed[p], &TABLES[p].1)], threshold)?;
+                let mut both = suppress_linked((&computed[i], spec), &[(&computed[p], &tables[p].1)], threshold)?;
                 out[p] = both.pop();
                 out[i] = both.pop();
             }
@@ -556,7 +566,7 @@ fn protect_all(computed: &[DataFrame], threshold: u32) -> PolarsResult<Vec<(Data
         }
     }
     out.into_iter()
-        .zip(TABLES)
+        .zip(tables)
         .map(|(t, (name, _))| t.ok_or_else(|| PolarsError::ComputeError(format!("{name}: not published").into())))
         .collect()
 }
@@ -660,7 +670,12 @@ fn create(path: &Path) -> Result<File, ReportError> {
     File::create(path).map_err(|e| ReportError::Io(path.to_owned(), e))
 }
 
-fn write_csv(df: &mut DataFrame, dir: &Path, name: &str, style: CsvStyle) -> Result<OutputFile, ReportError> {
+pub(crate) fn write_csv(
+    df: &mut DataFrame,
+    dir: &Path,
+    name: &str,
+    style: CsvStyle,
+) -> Result<OutputFile, ReportError> {
     let file = format!("{name}.csv");
     let writer = CsvWriter::new(create(&dir.join(&file))?);
     let mut writer = match style {
@@ -671,7 +686,7 @@ fn write_csv(df: &mut DataFrame, dir: &Path, name: &str, style: CsvStyle) -> Res
     output(dir, file, df.height())
 }
 
-fn write_parquet(df: &mut DataFrame, dir: &Path, name: &str) -> Result<OutputFile, ReportError> {
+pub(crate) fn write_parquet(df: &mut DataFrame, dir: &Path, name: &str) -> Result<OutputFile, ReportError> {
     let file = format!("{name}.parquet");
     ParquetWriter::new(create(&dir.join(&file))?).finish(df)?;
     output(dir, file, df.height())

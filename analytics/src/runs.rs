@@ -21,8 +21,17 @@ use tracing::Instrument;
 
 use crate::{
     Period,
-    report::{self, CsvStyle, ReportError, ReportManifest, ReportOptions, Scope, Stage},
+    report::{self, CsvStyle, OutputFile, ReportError, ReportManifest, ReportOptions, Scope, Stage},
+    synthesis::{self, Language, SynthesisError, SynthesisManifest, SynthesisOptions, Target},
 };
+
+/// A synthesis asked for instead of the periodic report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SynthesisRequest {
+    pub target: Target,
+    #[serde(default)]
+    pub language: Language,
+}
 
 /// Parameters of a run, as requested: what its idempotency key is bound to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +43,55 @@ pub struct RunParameters {
     pub threshold: u32,
     pub csv: CsvStyle,
     pub scope: Scope,
+    /// The synthesis of one framework or cohort rather than the periodic report (absent from
+    /// report runs, so that their parameters read and hash as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synthesis: Option<SynthesisRequest>,
+}
+
+/// What a succeeded run wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunManifest {
+    Report(ReportManifest),
+    Synthesis(Box<SynthesisManifest>),
+}
+
+impl RunManifest {
+    pub fn outputs(&self) -> &[OutputFile] {
+        match self {
+            RunManifest::Report(m) => &m.outputs,
+            RunManifest::Synthesis(m) => &m.outputs,
+        }
+    }
+
+    pub fn snapshot_hash(&self) -> &str {
+        match self {
+            RunManifest::Report(m) => &m.snapshot_hash,
+            RunManifest::Synthesis(m) => &m.snapshot_hash,
+        }
+    }
+
+    pub fn code_version(&self) -> &str {
+        match self {
+            RunManifest::Report(m) => &m.code_version,
+            RunManifest::Synthesis(m) => &m.code_version,
+        }
+    }
+
+    /// `manifest.json` as the run wrote it.
+    pub fn to_json_pretty(&self) -> Result<Vec<u8>, serde_json::Error> {
+        match self {
+            RunManifest::Report(m) => serde_json::to_vec_pretty(m),
+            RunManifest::Synthesis(m) => serde_json::to_vec_pretty(m),
+        }
+    }
+
+    fn to_value(&self) -> serde_json::Value {
+        match self {
+            RunManifest::Report(m) => serde_json::to_value(m).unwrap_or_default(),
+            RunManifest::Synthesis(m) => serde_json::to_value(m).unwrap_or_default(),
+        }
+    }
 }
 
 impl RunParameters {
@@ -89,13 +147,16 @@ impl RunView {
     }
 
     /// The manifest of a succeeded run.
-    pub fn manifest(&self) -> Result<Option<ReportManifest>, RunError> {
-        match self.record.outcome.as_ref().and_then(|o| o.manifest.clone()) {
-            Some(m) => serde_json::from_value(m)
-                .map(Some)
-                .map_err(|e| RunError::Corrupt(e.to_string())),
-            None => Ok(None),
-        }
+    pub fn manifest(&self) -> Result<Option<RunManifest>, RunError> {
+        let Some(value) = self.record.outcome.as_ref().and_then(|o| o.manifest.clone()) else {
+            return Ok(None);
+        };
+        let corrupt = |e: serde_json::Error| RunError::Corrupt(e.to_string());
+        Ok(Some(if self.parameters()?.synthesis.is_some() {
+            RunManifest::Synthesis(Box::new(serde_json::from_value(value).map_err(corrupt)?))
+        } else {
+            RunManifest::Report(serde_json::from_value(value).map_err(corrupt)?)
+        }))
     }
 }
 
@@ -105,6 +166,8 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Report(#[from] ReportError),
+    #[error(transparent)]
+    Synthesis(#[from] SynthesisError),
     #[error("stored report run could not be read: {0}")]
     Corrupt(String),
     #[error("report directory {0}: {1}")]
@@ -231,15 +294,18 @@ impl Runner {
         // The filière the run belongs to, for access: the one asked for, else that of the
         // cohort asked for (an unknown cohort: none, and the report is empty).
         let scope = &request.parameters.scope;
-        let filiere = match (&scope.filiere, &scope.cohort) {
-            (Some(f), _) => Some(f.clone()),
-            (None, Some(cohort)) => self
+        let filiere = match (&request.parameters.synthesis, &scope.filiere, &scope.cohort) {
+            // A synthesis belongs to the filière of its cohorts (none when they span several:
+            // national roles only).
+            (Some(synthesis), _, _) => self.synthesis_filiere(&synthesis.target).await?,
+            (None, Some(f), _) => Some(f.clone()),
+            (None, None, Some(cohort)) => self
                 .inner
                 .store
                 .get::<observatory_domain::model::Cohort>(cohort)
                 .await?
                 .map(|c| c.record.filiere.to_string()),
-            (None, None) => None,
+            (None, None, None) => None,
         };
         let now = Utc::now();
         let id = uuid::Uuid::now_v7().to_string();
@@ -259,6 +325,34 @@ impl Runner {
             parameters: serde_json::to_value(&request.parameters).unwrap_or_default(),
             out_dir: out_dir.to_string_lossy().into_owned(),
             id,
+        })
+    }
+
+    /// The filière of a synthesis's cohorts, when they all belong to one.
+    async fn synthesis_filiere(&self, target: &Target) -> Result<Option<String>, RunError> {
+        use observatory_domain::model::Cohort;
+        let filieres: std::collections::BTreeSet<String> = match target {
+            Target::Cohort(id) => self
+                .inner
+                .store
+                .get::<Cohort>(id)
+                .await?
+                .map(|c| c.record.filiere.to_string())
+                .into_iter()
+                .collect(),
+            Target::Framework(id) => self
+                .inner
+                .store
+                .cohorts_of_framework(id)
+                .await?
+                .into_iter()
+                .map(|c| c.record.filiere.to_string())
+                .collect(),
+        };
+        Ok(if filieres.len() == 1 {
+            filieres.into_iter().next()
+        } else {
+            None
         })
     }
 
@@ -317,7 +411,7 @@ impl Runner {
         request: RunRequest,
         out: PathBuf,
         observe: impl Fn(Stage<'_>) + Send + Sync + 'static,
-    ) -> Result<(String, ReportManifest), RunError> {
+    ) -> Result<(String, RunManifest), RunError> {
         let out = std::path::absolute(&out).map_err(|e| RunError::Io(out.clone(), e))?;
         // Never over an earlier report: its recorded run would point at overwritten files.
         if let Ok(mut entries) = std::fs::read_dir(&out)
@@ -345,7 +439,7 @@ impl Runner {
         run: NewReportRun,
         span: tracing::Span,
         observe: impl Fn(Stage<'_>) + Send + Sync + 'static,
-    ) -> Result<ReportManifest, RunError> {
+    ) -> Result<RunManifest, RunError> {
         // Once the runs before it are done.
         let mut started = None;
         let result = async {
@@ -353,6 +447,7 @@ impl Runner {
             started = Some(std::time::Instant::now());
             let parameters: RunParameters =
                 serde_json::from_value(run.parameters.clone()).map_err(|e| RunError::Corrupt(e.to_string()))?;
+            let synthesis_request = parameters.synthesis.clone();
             let options = ReportOptions {
                 period: parameters.period(),
                 as_of: run.as_of,
@@ -363,7 +458,10 @@ impl Runner {
             };
             let progress = self.clone();
             let id = run.id.clone();
-            let total = report::stage_count() as u32;
+            let total = match &synthesis_request {
+                Some(_) => synthesis::stage_count(),
+                None => report::stage_count(),
+            } as u32;
             let tell = move |stage: Stage<'_>| {
                 let state = match stage {
                     Stage::Snapshot => Some(RunState::Running {
@@ -386,9 +484,34 @@ impl Runner {
             tracing::info!("report run started");
             let store = self.inner.store.clone();
             // Its own task: a panic in the job fails the run instead of leaving it running.
-            let job = tokio::spawn(async move { report::run_observed(&store, &options, tell).await }.in_current_span());
+            let job = tokio::spawn(
+                async move {
+                    match synthesis_request {
+                        None => report::run_observed(&store, &options, tell)
+                            .await
+                            .map(RunManifest::Report)
+                            .map_err(RunError::from),
+                        Some(request) => {
+                            let options = SynthesisOptions {
+                                target: request.target,
+                                period: options.period,
+                                as_of: options.as_of,
+                                out: options.out,
+                                threshold: options.threshold,
+                                csv: options.csv,
+                                language: request.language,
+                            };
+                            synthesis::run_observed(&store, &options, tell)
+                                .await
+                                .map(|m| RunManifest::Synthesis(Box::new(m)))
+                                .map_err(RunError::from)
+                        }
+                    }
+                }
+                .in_current_span(),
+            );
             match job.await {
-                Ok(result) => result.map_err(RunError::from),
+                Ok(result) => result,
                 Err(e) => Err(RunError::Corrupt(format!("the report job stopped: {e}"))),
             }
         }
@@ -398,7 +521,7 @@ impl Runner {
             Ok(manifest) => RunOutcome {
                 finished_at: Utc::now(),
                 status: RunStatus::Succeeded,
-                manifest: Some(serde_json::to_value(manifest).unwrap_or_default()),
+                manifest: Some(manifest.to_value()),
                 error: None,
             },
             Err(e) => RunOutcome {
@@ -411,7 +534,7 @@ impl Runner {
         // In the run's span, never entered across an await (the task may move between threads).
         async {
             match &result {
-                Ok(m) => tracing::info!(snapshot = %m.snapshot_hash, outputs = m.outputs.len(), "report run succeeded"),
+                Ok(m) => tracing::info!(snapshot = %m.snapshot_hash(), outputs = m.outputs().len(), "report run succeeded"),
                 Err(e) => tracing::error!(error = %error_chain(e), "report run failed"),
             }
             let took = started.map(|s| s.elapsed()).unwrap_or_default();
@@ -480,6 +603,7 @@ impl Runner {
                     threshold: config.threshold,
                     csv: config.csv,
                     scope: Scope::default(),
+                    synthesis: None,
                 },
                 trigger: RunTrigger::Schedule,
                 schedule: Some(config.schedule),
@@ -532,7 +656,7 @@ fn run_span(run: &NewReportRun) -> tracing::Span {
 
 /// Records a run's duration by outcome and trigger, and the rows of each published table.
 /// Instruments come from the global meter provider at each run: runs are rare.
-fn record_run(trigger: RunTrigger, status: RunStatus, took: Duration, manifest: Option<&ReportManifest>) {
+fn record_run(trigger: RunTrigger, status: RunStatus, took: Duration, manifest: Option<&RunManifest>) {
     use opentelemetry::KeyValue;
     let meter = opentelemetry::global::meter("observatory");
     meter
@@ -552,7 +676,7 @@ fn record_run(trigger: RunTrigger, status: RunStatus, took: Duration, manifest: 
         .with_unit("{row}")
         .with_description("rows of each table a report run published")
         .build();
-    for output in manifest.map(|m| m.outputs.as_slice()).unwrap_or_default() {
+    for output in manifest.map(RunManifest::outputs).unwrap_or_default() {
         if let Some(table) = output.file.strip_prefix("tables/").and_then(|f| f.strip_suffix(".csv")) {
             rows.record(output.rows, &[KeyValue::new("table", table.to_owned())]);
         }

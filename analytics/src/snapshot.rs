@@ -36,6 +36,7 @@ pub const TABLES: &[&str] = &[
     "authorisations",
     "authorisation_events",
     "follow_ups",
+    "measures",
     "adverse_events",
 ];
 
@@ -358,6 +359,11 @@ pub async fn extract(store: &Store, as_of: DateTime<Utc>, dir: &Path) -> Result<
             ("valid_from", DataType::Date),
             ("valid_to", DataType::Date),
             ("decision_reference", DataType::String),
+            // The diseases (ORPHA codes, `|`-separated) it covers, and its protocol.
+            ("orpha_codes", DataType::String),
+            ("indication", DataType::String),
+            ("protocol_type", DataType::String),
+            ("protocol_version", DataType::String),
         ]),
     );
     store
@@ -387,6 +393,37 @@ pub async fn extract(store: &Store, as_of: DateTime<Utc>, dir: &Path) -> Result<
                         .iter()
                         .map(|f| Some(f.record.decision_reference.clone()))
                         .collect(),
+                ),
+                str_col(
+                    "orpha_codes",
+                    batch
+                        .iter()
+                        .map(|f| {
+                            Some(
+                                f.record
+                                    .orpha_codes
+                                    .iter()
+                                    .map(|o| o.to_string())
+                                    .collect::<Vec<_>>()
+                                    .join("|"),
+                            )
+                        })
+                        .collect(),
+                ),
+                str_col(
+                    "indication",
+                    batch.iter().map(|f| Some(f.record.indication.clone())).collect(),
+                ),
+                str_col(
+                    "protocol_type",
+                    batch
+                        .iter()
+                        .map(|f| Some(f.record.protocol_type.code().to_owned()))
+                        .collect(),
+                ),
+                str_col(
+                    "protocol_version",
+                    batch.iter().map(|f| Some(f.record.protocol_version.clone())).collect(),
                 ),
             ])?;
             frameworks.write(df)?;
@@ -418,6 +455,13 @@ pub async fn extract(store: &Store, as_of: DateTime<Utc>, dir: &Path) -> Result<
             ("single_administration", DataType::Boolean),
             // Whether the dose, route and frequency were recorded.
             ("dosage_recorded", DataType::Boolean),
+            ("dose", DataType::Float64),
+            ("dose_unit", DataType::String),
+            ("dose_frequency", DataType::String),
+            ("route", DataType::String),
+            // Off-label axes, `|`-separated; the RCP opinion recorded on the episode.
+            ("off_label_axes", DataType::String),
+            ("rcp_opinion", DataType::String),
         ]),
     );
     store
@@ -465,6 +509,27 @@ pub async fn extract(store: &Store, as_of: DateTime<Utc>, dir: &Path) -> Result<
                 Column::new(
                     "dosage_recorded".into(),
                     kept.iter().map(|v| v.record.dosage.is_some()).collect::<Vec<bool>>(),
+                ),
+                Column::new(
+                    "dose".into(),
+                    kept.iter()
+                        .map(|v| v.record.dosage.as_ref().map(|d| d.dose))
+                        .collect::<Vec<Option<f64>>>(),
+                ),
+                str_col("dose_unit", e(&|r| r.dosage.as_ref().map(|d| d.unit.clone()))),
+                str_col("dose_frequency", e(&|r| r.dosage.as_ref().map(|d| d.frequency.clone()))),
+                str_col("route", e(&|r| r.dosage.as_ref().map(|d| d.route.code().to_owned()))),
+                str_col(
+                    "off_label_axes",
+                    e(&|r| {
+                        r.off_label
+                            .as_ref()
+                            .map(|o| o.axes.iter().map(|a| a.code()).collect::<Vec<_>>().join("|"))
+                    }),
+                ),
+                str_col(
+                    "rcp_opinion",
+                    e(&|r| r.rcp.as_ref().map(|x| x.opinion.code().to_owned())),
                 ),
             ])?;
             episodes.write(df)?;
@@ -581,6 +646,16 @@ pub async fn extract(store: &Store, as_of: DateTime<Utc>, dir: &Path) -> Result<
         .await?;
     rows.insert("authorisation_events".to_owned(), events.finish()?);
 
+    let mut measures = TableWriter::new(
+        dir,
+        "measures",
+        schema(&[
+            ("episode_key", DataType::String),
+            ("visit_date", DataType::Date),
+            ("measure_code", DataType::String),
+            ("value", DataType::Float64),
+        ]),
+    );
     let mut follow_ups = TableWriter::new(
         dir,
         "follow_ups",
@@ -614,10 +689,34 @@ pub async fn extract(store: &Store, as_of: DateTime<Utc>, dir: &Path) -> Result<
                 ),
             ])?;
             follow_ups.write(df)?;
+            let taken: Vec<(&FollowUp, &observatory_domain::model::Measure)> = kept
+                .iter()
+                .flat_map(|f| f.measures.iter().map(move |m| (*f, m)))
+                .collect();
+            let df = DataFrame::new_infer_height(vec![
+                str_col(
+                    "episode_key",
+                    taken
+                        .iter()
+                        .map(|(f, _)| Some(keyer.key(f.episode_id.as_str())))
+                        .collect(),
+                ),
+                date_col(
+                    "visit_date",
+                    taken.iter().map(|(f, _)| days(Some(f.visit_date))).collect(),
+                )?,
+                str_col(
+                    "measure_code",
+                    taken.iter().map(|(_, m)| Some(m.code.to_string())).collect(),
+                ),
+                Column::new("value".into(), taken.iter().map(|(_, m)| m.value).collect::<Vec<f64>>()),
+            ])?;
+            measures.write(df)?;
             Ok(())
         })
         .await?;
     rows.insert("follow_ups".to_owned(), follow_ups.finish()?);
+    rows.insert("measures".to_owned(), measures.finish()?);
 
     let mut adverse_events = TableWriter::new(
         dir,
@@ -631,6 +730,8 @@ pub async fn extract(store: &Store, as_of: DateTime<Utc>, dir: &Path) -> Result<
             ("outcome", DataType::String),
             ("causality", DataType::String),
             ("pv_declared", DataType::Boolean),
+            // ICH E2B seriousness criteria, `|`-separated.
+            ("seriousness", DataType::String),
         ]),
     );
     store
@@ -669,6 +770,21 @@ pub async fn extract(store: &Store, as_of: DateTime<Utc>, dir: &Path) -> Result<
                     kept.iter().map(|a| Some(a.causality.code().to_owned())).collect(),
                 ),
                 flag("pv_declared", &|a| a.pv_declaration_date.is_some()),
+                str_col(
+                    "seriousness",
+                    kept.iter()
+                        .map(|a| {
+                            Some(
+                                a.details
+                                    .seriousness
+                                    .iter()
+                                    .map(|c| c.code())
+                                    .collect::<Vec<_>>()
+                                    .join("|"),
+                            )
+                        })
+                        .collect(),
+                ),
             ])?;
             adverse_events.write(df)?;
             Ok(())

@@ -124,6 +124,22 @@ pub async fn text_rows(url: &str, sql: &'static str) -> Vec<String> {
     }
 }
 
+/// [`text_rows`] for a query built at run time (from constants of the test only).
+pub async fn text_rows_of(url: &str, sql: String) -> Vec<String> {
+    let sql = sqlx::AssertSqlSafe(sql);
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await.expect("connect sqlite");
+        let rows = sqlx::query_scalar(sql).fetch_all(&pool).await.expect("query");
+        pool.close().await;
+        rows
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.expect("connect postgres");
+        let rows = sqlx::query_scalar(sql).fetch_all(&pool).await.expect("query");
+        pool.close().await;
+        rows
+    }
+}
+
 /// Runs one statement on the database behind `url`, as an operator (or an attacker) with a SQL
 /// console would: the rows it changed.
 pub async fn execute_sql(url: &str, sql: &str) -> Result<u64, sqlx::Error> {

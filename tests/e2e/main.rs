@@ -22,6 +22,7 @@ mod report;
 mod reports_api;
 mod scopes;
 mod seed;
+mod synthesis;
 mod telemetry;
 mod tls;
 

@@ -22,7 +22,7 @@ fn read(path: &Path) -> Vec<u8> {
 }
 
 /// Rows of a published CSV, header first (fields may be quoted; no field spans lines).
-fn csv(path: &Path) -> Vec<Vec<String>> {
+pub(crate) fn csv(path: &Path) -> Vec<Vec<String>> {
     let split = |line: &str| {
         let (mut fields, mut field, mut quoted) = (Vec::new(), String::new(), false);
         let mut chars = line.chars().peekable();

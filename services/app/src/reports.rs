@@ -3,8 +3,7 @@
 //! the server is suppressed at the configured floor or above.
 
 use observatory_analytics::{
-    report::ReportManifest,
-    runs::{RunError, RunParameters, RunRequest, RunView, Runner},
+    runs::{RunError, RunManifest, RunParameters, RunRequest, RunView, Runner},
     suppress::DEFAULT_THRESHOLD,
 };
 use observatory_domain::{CodeError, codes::Filiere, model::RecordId};
@@ -68,7 +67,7 @@ pub fn run_error(e: RunError) -> AppError {
     match e {
         RunError::Store(e) => AppError::Store(e),
         e @ RunError::Busy(_) => AppError::Exhausted(e.to_string()),
-        e @ (RunError::Report(_) | RunError::Corrupt(_) | RunError::Io(..)) => {
+        e @ (RunError::Report(_) | RunError::Synthesis(_) | RunError::Corrupt(_) | RunError::Io(..)) => {
             tracing::error!(error = %e, "report run error");
             AppError::Internal("a report run failed on the server")
         }
@@ -139,7 +138,7 @@ pub async fn open_output(
     let filiere = view.as_ref().and_then(|v| v.record.run.filiere.as_deref());
     let admitted = admit(r.runner.store(), call, Target::Run(filiere)).await?;
     let view = view.ok_or(AppError::Internal("a report run admitted without being found"))?;
-    let manifest: ReportManifest = view.manifest().map_err(run_error)?.ok_or_else(|| {
+    let manifest: RunManifest = view.manifest().map_err(run_error)?.ok_or_else(|| {
         AppError::from(observatory_domain::DomainError::Precondition(format!(
             "report run {} has not succeeded: it has no outputs",
             view.record.run.id
@@ -148,10 +147,12 @@ pub async fn open_output(
     // Only the published outputs, by their exact names: never the snapshot, never a path of the
     // caller's choosing.
     let expected = if file == "manifest.json" {
-        let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| run_error(RunError::Corrupt(e.to_string())))?;
+        let bytes = manifest
+            .to_json_pretty()
+            .map_err(|e| run_error(RunError::Corrupt(e.to_string())))?;
         hex::encode(sha2::Sha256::digest(bytes))
     } else {
-        match manifest.outputs.iter().find(|o| o.file == file) {
+        match manifest.outputs().iter().find(|o| o.file == file) {
             Some(o) => o.sha256.clone(),
             None => {
                 return Err(AppError::invalid(

@@ -122,6 +122,7 @@ pub fn parameters(r: &pb::RunReportRequest, floor: u32) -> Result<Asked, Status>
             filiere: filiere.clone().map(String::from),
             cohort: cohort.clone().map(String::from),
         },
+        synthesis: None,
     };
     Ok(Asked {
         parameters,
@@ -141,15 +142,15 @@ fn run_out(view: &RunView) -> Result<pb::ReportRun, Status> {
         RunState::Ended(RunStatus::Interrupted) => (pb::ReportRunStatus::Interrupted, String::new(), 0, 0),
     };
     let manifest = view.manifest().map_err(run_error)?.map(|m| pb::ReportManifest {
-        snapshot_hash: m.snapshot_hash,
-        code_version: m.code_version,
+        snapshot_hash: m.snapshot_hash().to_owned(),
+        code_version: m.code_version().to_owned(),
         outputs: m
-            .outputs
-            .into_iter()
+            .outputs()
+            .iter()
             .map(|o| pb::ReportOutput {
-                file: o.file,
+                file: o.file.clone(),
                 rows: o.rows,
-                sha256: o.sha256,
+                sha256: o.sha256.clone(),
             })
             .collect(),
     });

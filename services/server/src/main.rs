@@ -107,6 +107,40 @@ enum Commands {
         #[arg(long)]
         cohort: Option<String>,
     },
+    /// Write the periodic synthesis of one framework (AAP, CPC, cohort ATU, RTU, accès direct)
+    /// or one cohort: DOCX to finish with the rights holder, HTML, tables and manifest.
+    Synthesis {
+        /// The framework (its id).
+        #[arg(long, conflicts_with = "cohort", required_unless_present = "cohort")]
+        framework: Option<String>,
+        /// The cohort (its id).
+        #[arg(long)]
+        cohort: Option<String>,
+        /// The period: 2026-Q3, 2026-09, 2026 (or give --from and --to).
+        #[arg(long, conflicts_with_all = ["from", "to"], required_unless_present_all = ["from", "to"])]
+        period: Option<String>,
+        /// First day of the period, YYYY-MM-DD.
+        #[arg(long, requires = "to")]
+        from: Option<chrono::NaiveDate>,
+        /// Last day of the period, YYYY-MM-DD.
+        #[arg(long, requires = "from")]
+        to: Option<chrono::NaiveDate>,
+        /// Cutoff: records as the registry knew them at this instant (RFC 3339; default: now).
+        #[arg(long)]
+        as_of: Option<chrono::DateTime<chrono::Utc>>,
+        /// Output directory, new or empty (default: <reports_dir>/synthesis_<id>_<period>_<cutoff>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Counts below this are published as "<threshold".
+        #[arg(long, default_value_t = observatory_analytics::suppress::DEFAULT_THRESHOLD, value_parser = clap::value_parser!(u32).range(1..))]
+        threshold: u32,
+        /// Language of the document: fr (default) or en.
+        #[arg(long, default_value = "fr")]
+        language: String,
+        /// CSV for French spreadsheet software: ';' separator and a byte-order mark.
+        #[arg(long)]
+        french_csv: bool,
+    },
     /// Fill an empty registry with a realistic synthetic dataset (demos, benchmarks).
     Seed {
         /// Number of patients to generate.
@@ -635,6 +669,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                     threshold,
                     csv,
                     scope: Scope { filiere, cohort },
+                    synthesis: None,
                 },
                 trigger: RunTrigger::CommandLine,
                 schedule: None,
@@ -677,10 +712,117 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             tracing::info!(
                 %run_id,
                 out = %out.display(),
-                snapshot = %manifest.snapshot_hash,
-                tables = manifest.outputs.len(),
+                snapshot = %manifest.snapshot_hash(),
+                tables = manifest.outputs().len(),
                 elapsed_s = started.elapsed().as_secs_f64(),
                 "report written"
+            );
+            Ok(())
+        }
+        Commands::Synthesis {
+            framework,
+            cohort,
+            period,
+            from,
+            to,
+            as_of,
+            out,
+            threshold,
+            language,
+            french_csv,
+        } => {
+            use observatory_analytics::{
+                CsvStyle, Period,
+                report::Scope,
+                runs::{RunParameters, RunRequest, Runner, SynthesisRequest},
+                synthesis::{Language, Target},
+            };
+            use observatory_store::report_runs::RunTrigger;
+            let id = |flag: &str, v: String| {
+                observatory_domain::model::RecordId::parse(&v)
+                    .map(String::from)
+                    .map_err(|e| anyhow::anyhow!("--{flag} {e}"))
+            };
+            let target = match (framework, cohort) {
+                (Some(f), _) => Target::Framework(id("framework", f)?),
+                (None, Some(c)) => Target::Cohort(id("cohort", c)?),
+                (None, None) => anyhow::bail!("give --framework or --cohort"),
+            };
+            let language =
+                Language::parse(&language).ok_or_else(|| anyhow::anyhow!("--language: fr or en, not {language:?}"))?;
+            let period = match (period, from, to) {
+                (Some(p), _, _) => Period::parse(&p)?,
+                (None, Some(from), Some(to)) => Period::between(from, to)?,
+                _ => anyhow::bail!("give --period, or --from and --to"),
+            };
+            let now = chrono::Utc::now();
+            let as_of = as_of.unwrap_or(now);
+            anyhow::ensure!(
+                as_of <= now,
+                "--as-of must not be in the future: a synthesis is about what the registry knew at a past instant"
+            );
+            if as_of.date_naive() <= period.to {
+                tracing::warn!(%as_of, period = %period, "the period is not over at the cutoff: figures are provisional");
+            }
+            let subject = match &target {
+                Target::Framework(id) | Target::Cohort(id) => id.clone(),
+            };
+            let out = out.unwrap_or_else(|| {
+                config.reports_dir.join(format!(
+                    "synthesis_{subject}_{}_{}",
+                    period.label(),
+                    as_of.format("%Y%m%dT%H%M%SZ")
+                ))
+            });
+            let store = open_store(&config).await?;
+            // An unknown framework or cohort is named at once, before any run is recorded.
+            let known = match &target {
+                Target::Framework(id) => store.get::<observatory_domain::model::Framework>(id).await?.is_some(),
+                Target::Cohort(id) => store.get::<observatory_domain::model::Cohort>(id).await?.is_some(),
+            };
+            if !known {
+                store.close().await;
+                anyhow::bail!(
+                    "no {} {subject} in the registry",
+                    match target {
+                        Target::Framework(_) => "framework",
+                        Target::Cohort(_) => "cohort",
+                    }
+                );
+            }
+            let request = RunRequest {
+                parameters: RunParameters {
+                    period_from: period.from,
+                    period_to: period.to,
+                    as_of: Some(as_of),
+                    threshold,
+                    csv: if french_csv {
+                        CsvStyle::French
+                    } else {
+                        CsvStyle::Standard
+                    },
+                    scope: Scope::default(),
+                    synthesis: Some(SynthesisRequest { target, language }),
+                },
+                trigger: RunTrigger::CommandLine,
+                schedule: None,
+                attempt: 1,
+                requested_by: COMMAND_LINE_PRINCIPAL.to_owned(),
+                request_id: uuid::Uuid::now_v7().to_string(),
+                idempotency_key: None,
+            };
+            let runner = Runner::new(store.clone(), config.reports_dir.clone());
+            let started = std::time::Instant::now();
+            let result = runner.run_now(request, out.clone(), |_| {}).await;
+            store.close().await;
+            let (run_id, manifest) = result?;
+            tracing::info!(
+                %run_id,
+                out = %out.display(),
+                snapshot = %manifest.snapshot_hash(),
+                outputs = manifest.outputs().len(),
+                elapsed_s = started.elapsed().as_secs_f64(),
+                "synthesis written"
             );
             Ok(())
         }

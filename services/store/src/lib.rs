@@ -838,6 +838,22 @@ impl Store {
         self.list(q).await
     }
 
+    /// The cohorts bound to a framework (current versions).
+    pub async fn cohorts_of_framework(&self, framework_id: &str) -> Result<Vec<Versioned<Cohort>>> {
+        let mut all = Vec::new();
+        let mut page = PageRequest { size: 500, token: None };
+        loop {
+            let mut q = kinds::ListQuery::new(&page)?;
+            q.eq("framework_id", Some(framework_id.to_owned()));
+            let got: Page<Versioned<Cohort>> = self.list(q).await?;
+            all.extend(got.items);
+            match got.next_page_token {
+                Some(t) => page.token = Some(t),
+                None => return Ok(all),
+            }
+        }
+    }
+
     pub async fn list_frameworks(&self, f: &FrameworkFilter) -> Result<Vec<Versioned<Framework>>> {
         let mut all = Vec::new();
         let mut page = PageRequest { size: 500, token: None };

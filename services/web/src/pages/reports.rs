@@ -55,7 +55,7 @@ fn row(page: &Page, v: &RunView) -> RunRow {
         .manifest()
         .ok()
         .flatten()
-        .map(|m| m.outputs.into_iter().map(|o| (o.file, o.rows)).collect())
+        .map(|m| m.outputs().iter().map(|o| (o.file.clone(), o.rows)).collect())
         .unwrap_or_default();
     RunRow {
         id: run.id.clone(),
