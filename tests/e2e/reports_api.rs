@@ -20,6 +20,7 @@ use crate::on_both_backends;
 
 on_both_backends!(
     reports_run_over_grpc_and_stream_their_published_outputs,
+    a_synthesis_runs_over_grpc_and_its_document_downloads,
     scheduled_reports_cover_each_closed_period_once_and_catch_up_after_a_stop,
 );
 
@@ -114,6 +115,130 @@ async fn list_runs(app: &mut TestApp) -> Vec<pb::ReportRun> {
 async fn every_run(app: &TestApp) -> Vec<ReportRunRecord> {
     let page = observatory_store::PageRequest { size: 500, token: None };
     app.store.list_report_runs(None, &page).await.expect("list runs").items
+}
+
+/// The synthesis of the early access of concizumab (reference frameworks; MHEMO).
+fn synthesis_of(framework: &str, key: &str) -> pb::RunSynthesisRequest {
+    pb::RunSynthesisRequest {
+        subject: Some(pb::run_synthesis_request::Subject::FrameworkId(framework.into())),
+        range: Some(pb::DateRange {
+            from: "2026-01-01".into(),
+            to: "2026-06-30".into(),
+        }),
+        idempotency_key: key.into(),
+        ..Default::default()
+    }
+}
+
+async fn a_synthesis_runs_over_grpc_and_its_document_downloads(backend: Backend) {
+    const FRAMEWORK: &str = "0193a000-0000-7000-8000-000000000002";
+    let mut app = spawn_app(backend).await;
+    seed_registry(&app, 150).await;
+
+    // Invalid requests name their field and record nothing.
+    use pb::run_synthesis_request::Subject;
+    let cases: Vec<(pb::RunSynthesisRequest, &str)> = vec![
+        (
+            pb::RunSynthesisRequest {
+                subject: None,
+                ..synthesis_of(FRAMEWORK, "")
+            },
+            "framework_id",
+        ),
+        (
+            pb::RunSynthesisRequest {
+                subject: Some(Subject::CohortId("not-an-id".into())),
+                ..synthesis_of(FRAMEWORK, "")
+            },
+            "cohort_id",
+        ),
+        (
+            pb::RunSynthesisRequest {
+                language: "de".into(),
+                ..synthesis_of(FRAMEWORK, "")
+            },
+            "language",
+        ),
+        (
+            pb::RunSynthesisRequest {
+                period: "2026-Q3".into(),
+                ..synthesis_of(FRAMEWORK, "")
+            },
+            "range",
+        ),
+        (synthesis_of("0193a000-0000-7000-8000-0000000000ff", ""), "framework_id"),
+    ];
+    for (request, field) in cases {
+        let status = app.reports.run_synthesis(request).await.expect_err("refused");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        assert!(
+            violated_fields(&status).contains(&field.to_owned()),
+            "{field}: {status:?}"
+        );
+    }
+    assert!(
+        every_run(&app).await.is_empty(),
+        "nothing recorded for a refused request"
+    );
+
+    // A synthesis runs like a report and is listed with the runs.
+    let run = app
+        .reports
+        .run_synthesis(pb::RunSynthesisRequest {
+            language: "en".into(),
+            ..synthesis_of(FRAMEWORK, "synthesis-1")
+        })
+        .await
+        .expect("accepted")
+        .into_inner();
+    assert!(run.synthesis);
+    assert_eq!(run.synthesis_framework_id, FRAMEWORK);
+    assert_eq!(run.filiere, "MHEMO", "the filière of the framework's cohorts");
+    let ended = wait_for_end(&mut app, &run.run_id).await;
+    assert_eq!(
+        pb::ReportRunStatus::try_from(ended.status),
+        Ok(pb::ReportRunStatus::Succeeded),
+        "{}",
+        ended.error
+    );
+    assert_eq!(ended.language, "en");
+    let manifest = ended.manifest.expect("manifest");
+    let files: Vec<&str> = manifest.outputs.iter().map(|o| o.file.as_str()).collect();
+    for file in [
+        "synthesis.docx",
+        "synthesis.html",
+        "synthesis.xlsx",
+        "tables/efficacy.csv",
+    ] {
+        assert!(files.contains(&file), "{file} in {files:?}");
+    }
+    let (docx, size, sha) = download(&mut app, &run.run_id, "synthesis.docx").await.expect("docx");
+    assert_eq!(size, docx.len() as u64);
+    assert_eq!(sha, hex::encode(sha2::Sha256::digest(&docx)));
+    assert!(docx.starts_with(b"PK"), "a zip package");
+    let (json, _, _) = download(&mut app, &run.run_id, "manifest.json")
+        .await
+        .expect("manifest");
+    let written: serde_json::Value = serde_json::from_slice(&json).expect("JSON");
+    assert_eq!(written["target"]["kind"], "framework");
+    assert_eq!(written["language"], "en");
+    // A replay answers the same run.
+    let again = app
+        .reports
+        .run_synthesis(pb::RunSynthesisRequest {
+            language: "en".into(),
+            ..synthesis_of(FRAMEWORK, "synthesis-1")
+        })
+        .await
+        .expect("replayed")
+        .into_inner();
+    assert_eq!(again.run_id, run.run_id);
+    assert!(
+        list_runs(&mut app)
+            .await
+            .iter()
+            .any(|r| r.run_id == run.run_id && r.synthesis)
+    );
 }
 
 async fn reports_run_over_grpc_and_stream_their_published_outputs(backend: Backend) {

@@ -476,6 +476,16 @@ fn request(path: &str, s: &Side, tag: &str) -> (Kind, Bytes) {
             }
             .encode_to_vec(),
         ),
+        "RunSynthesis" => (
+            Kind::Targeted,
+            pb::RunSynthesisRequest {
+                subject: Some(pb::run_synthesis_request::Subject::CohortId(s.cohort.clone())),
+                period: "2026-Q3".into(),
+                idempotency_key: format!("synthesis-{tag}"),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
         "GetReportRun" => (
             Kind::Targeted,
             pb::GetReportRunRequest { run_id: s.run.clone() }.encode_to_vec(),

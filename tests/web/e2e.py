@@ -5,7 +5,8 @@ declares an AAC treatment, grants its authorisation, initiates it, records a fol
 with a disease measure and an adverse event, and stops it. The same records are then read back
 through the gRPC API and found in the audit trail; a prescriber of another centre reaches none
 of them; a form without its CSRF secret and the cookie of a revoked token are refused; a double
-submission creates one patient; an analyst starts a report, follows it and downloads a table.
+submission creates one patient; an analyst starts a report, follows it and downloads a table,
+then writes a framework's periodic synthesis and downloads its Word document.
 Every main page passes axe-core (WCAG 2 A and AA rules), injected from a local copy.
 """
 
@@ -517,6 +518,31 @@ try:
     check(status == 200 and content[:2] == b"PK", "the workbook downloads as XLSX")
     driver.get(driver.current_url + "/files/report.html")
     check(len(body(driver)) > 100, "the HTML report opens")
+
+    # The periodic synthesis of concizumab's early access (an MHEMO framework), from its page.
+    driver.get(f"{WEB}/frameworks/0193a000-0000-7000-8000-000000000002")
+    check("Synthèse périodique du cadre" in body(driver), "the framework's page offers its synthesis")
+    audit_page(driver, "framework_synthesis")
+    set_value(driver, "range.to", "")
+    click_and_wait(driver, driver.find_element(By.XPATH, "//button[contains(., 'Rédiger la synthèse')]"))
+    check(driver.find_elements(By.ID, "range.to-error"), "a synthesis with no end date is refused, by field")
+    set_value(driver, "range.from", f"{TODAY.year - 1}-01-01")
+    set_value(driver, "range.to", f"{TODAY.year - 1}-12-31")
+    click_and_wait(driver, driver.find_element(By.XPATH, "//button[contains(., 'Rédiger la synthèse')]"))
+    check("/reports/" in driver.current_url, "the synthesis run's page opens")
+    deadline = time.time() + 240
+    while "Terminé" not in body(driver) and time.time() < deadline:
+        check("Échec" not in body(driver), f"the synthesis run failed: {body(driver)}")
+        time.sleep(2)
+        driver.refresh()
+    check("Terminé" in body(driver) and "Synthèse de" in body(driver), "the synthesis run succeeds")
+    audit_page(driver, "synthesis_run")
+    status, headers, content = http("GET", urllib.parse.urlparse(driver.current_url).path + "/files/synthesis.docx",
+                                    session_cookie(driver))
+    check(status == 200 and content[:2] == b"PK"
+          and "wordprocessingml" in headers.get("content-type", ""), f"the Word document downloads ({status})")
+    driver.get(driver.current_url + "/files/synthesis.html")
+    check("Synthèse périodique" in body(driver), "the synthesis opens as a page")
 
     # --- The data manager: cohorts --------------------------------------------------------------
     sign_in(driver, manager)

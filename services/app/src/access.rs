@@ -80,6 +80,7 @@ pub const OPERATIONS: &[(&str, &str, &[Role])] = &[
     ("ExchangeService", "WatchChanges", CLINICAL_READERS),
     ("ExchangeService", "ExportFhir", CLINICAL_READERS),
     ("ReportService", "RunReport", REPORTERS),
+    ("ReportService", "RunSynthesis", REPORTERS),
     ("ReportService", "GetReportRun", REPORTERS),
     ("ReportService", "ListReportRuns", REPORTERS),
     ("ReportService", "DownloadReportFile", REPORTERS),

@@ -108,6 +108,101 @@ pub async fn run(
     Ok(view)
 }
 
+/// Starts the synthesis of a framework or cohort (or replays the one `key` started).
+/// `parameters.synthesis` names it; `parameters.threshold` is what was asked (0: the default).
+/// The caller's token must cover the filière of its cohorts: a cohort's own, or the one filière
+/// of every cohort bound to the framework (a framework whose cohorts span several filières is
+/// synthesised on the command line).
+pub async fn run_synthesis(
+    r: &Reports,
+    call: &Call,
+    key: Option<String>,
+    mut parameters: RunParameters,
+) -> AppResult<RunView> {
+    use observatory_analytics::synthesis::Target as Subject;
+    use observatory_domain::model::Framework;
+    parameters.threshold = threshold(parameters.threshold, r.floor)
+        .map_err(|e| AppError::invalid("suppression_threshold", e.reason, e.description))?;
+    let subject = parameters
+        .synthesis
+        .as_ref()
+        .map(|s| s.target.clone())
+        .ok_or(AppError::Internal("a synthesis asked for with no subject"))?;
+    let store = r.runner.store();
+    let admitted = match &subject {
+        Subject::Cohort(id) => {
+            let id = RecordId::parse(id).map_err(|e| AppError::invalid("cohort_id", e.reason, e.description))?;
+            admit(
+                store,
+                call,
+                Target::NewRun {
+                    filiere: None,
+                    cohort: Some(&id),
+                },
+            )
+            .await?
+        }
+        Subject::Framework(id) => {
+            // Frameworks are public decisions: saying one does not exist tells nothing private.
+            if store.get::<Framework>(id).await?.is_none() {
+                return Err(AppError::invalid(
+                    "framework_id",
+                    "NOT_FOUND",
+                    format!("no framework {id} in the registry"),
+                ));
+            }
+            let mut filieres: Vec<Filiere> = store
+                .cohorts_of_framework(id)
+                .await?
+                .into_iter()
+                .map(|c| c.record.filiere)
+                .collect();
+            filieres.sort();
+            filieres.dedup();
+            match filieres.as_slice() {
+                [] => {
+                    return Err(AppError::invalid(
+                        "framework_id",
+                        "NO_COHORT",
+                        "no cohort is bound to this framework: there is nothing to synthesise",
+                    ));
+                }
+                [only] => {
+                    admit(
+                        store,
+                        call,
+                        Target::NewRun {
+                            filiere: Some(only),
+                            cohort: None,
+                        },
+                    )
+                    .await?
+                }
+                many if call.principal().is_some() => {
+                    let names: Vec<&str> = many.iter().map(Filiere::as_str).collect();
+                    return Err(AppError::Denied(format!(
+                        "framework_id: its cohorts span several filières ({}); such a synthesis is written on the command line",
+                        names.join(", ")
+                    )));
+                }
+                _ => admit(store, call, Target::Unbound).await?,
+            }
+        }
+    };
+    let ctx = admitted.context(key.clone());
+    let request = RunRequest {
+        parameters,
+        trigger: RunTrigger::Request,
+        schedule: None,
+        attempt: 1,
+        requested_by: ctx.actor,
+        request_id: ctx.request_id,
+        idempotency_key: key,
+    };
+    let (view, _replayed) = r.runner.submit(request).await.map_err(run_error)?;
+    Ok(view)
+}
+
 /// A run the caller may see: one limited to a filière of its token. A run that does not exist
 /// is answered as one out of scope.
 pub async fn get(r: &Reports, call: &Call, id: &RecordId) -> AppResult<RunView> {

@@ -32,7 +32,7 @@ pub mod parse {
         parse_merge, parse_patient_filter, parse_patient_update, parse_rcp_opinion, parse_rcp_request,
         parse_registration, parse_worklist,
     };
-    pub use crate::reports::{Asked, parameters as parse_run};
+    pub use crate::reports::{Asked, parameters as parse_run, synthesis_parameters as parse_synthesis};
 }
 
 use std::sync::Arc;

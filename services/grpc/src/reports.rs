@@ -50,6 +50,15 @@ pub struct Asked {
 
 pub fn parameters(r: &pb::RunReportRequest, floor: u32) -> Result<Asked, Status> {
     let mut v = Violations::new();
+    let asked = collect_parameters(&mut v, r, floor);
+    match asked {
+        Some(asked) if v.is_empty() => Ok(asked),
+        _ => Err(error::invalid(&v)),
+    }
+}
+
+/// [`parameters`], its violations added to `v`.
+fn collect_parameters(v: &mut Violations, r: &pb::RunReportRequest, floor: u32) -> Option<Asked> {
     let period = match (c::opt_str(&r.period), r.range.as_ref()) {
         (Some(_), Some(range)) if !(range.from.is_empty() && range.to.is_empty()) => {
             v.push("range", "CONFLICT", "give either period or range, not both");
@@ -107,7 +116,11 @@ pub fn parameters(r: &pb::RunReportRequest, floor: u32) -> Result<Asked, Status>
         "suppression_threshold",
         observatory_app::reports::threshold(r.suppression_threshold, floor),
     );
-    all_some!(v; period, as_of, filiere, cohort, threshold);
+    let (Some(period), Some(as_of), Some(filiere), Some(cohort), Some(threshold)) =
+        (period, as_of, filiere, cohort, threshold)
+    else {
+        return None;
+    };
     let parameters = RunParameters {
         period_from: period.from,
         period_to: period.to,
@@ -124,10 +137,55 @@ pub fn parameters(r: &pb::RunReportRequest, floor: u32) -> Result<Asked, Status>
         },
         synthesis: None,
     };
-    Ok(Asked {
+    Some(Asked {
         parameters,
         filiere,
         cohort,
+    })
+}
+
+/// The parameters of a synthesis request, every invalid field named at once.
+pub fn synthesis_parameters(r: &pb::RunSynthesisRequest, floor: u32) -> Result<RunParameters, Status> {
+    use observatory_analytics::{
+        runs::SynthesisRequest,
+        synthesis::{Language, Target},
+    };
+    use pb::run_synthesis_request::Subject;
+    // Period, cutoff, threshold and CSV style are read as a report request's.
+    let as_report = pb::RunReportRequest {
+        period: r.period.clone(),
+        range: r.range.clone(),
+        as_of: r.as_of,
+        suppression_threshold: r.suppression_threshold,
+        french_csv: r.french_csv,
+        ..Default::default()
+    };
+    let mut v = Violations::new();
+    let common = collect_parameters(&mut v, &as_report, floor).map(|asked| asked.parameters);
+    let target = match &r.subject {
+        Some(Subject::FrameworkId(id)) => v
+            .check("framework_id", c::id(id))
+            .map(|id| Target::Framework(id.into())),
+        Some(Subject::CohortId(id)) => v.check("cohort_id", c::id(id)).map(|id| Target::Cohort(id.into())),
+        None => {
+            v.push("framework_id", "REQUIRED", "give a framework_id or a cohort_id");
+            None
+        }
+    };
+    let language = match c::opt_str(&r.language) {
+        None => Some(Language::Fr),
+        Some(l) => {
+            let parsed = (l.len() <= 16).then(|| Language::parse(l)).flatten();
+            if parsed.is_none() {
+                v.push("language", "UNKNOWN_CODE", "must be fr or en");
+            }
+            parsed
+        }
+    };
+    all_some!(v; common, target, language);
+    Ok(RunParameters {
+        synthesis: Some(SynthesisRequest { target, language }),
+        ..common
     })
 }
 
@@ -155,6 +213,15 @@ fn run_out(view: &RunView) -> Result<pb::ReportRun, Status> {
             .collect(),
     });
     let period = parameters.period();
+    use observatory_analytics::synthesis::Target as Subject;
+    let (synthesis_framework_id, synthesis_cohort_id, language) = match &parameters.synthesis {
+        Some(sy) => match &sy.target {
+            Subject::Framework(id) => (id.clone(), None, sy.language.code().to_owned()),
+            Subject::Cohort(id) => (String::new(), Some(id.clone()), sy.language.code().to_owned()),
+        },
+        None => (String::new(), None, String::new()),
+    };
+    let synthesis = parameters.synthesis.is_some();
     Ok(pb::ReportRun {
         run_id: run.id.clone(),
         status: status.into(),
@@ -170,8 +237,16 @@ fn run_out(view: &RunView) -> Result<pb::ReportRun, Status> {
         period_from: period.from.to_string(),
         period_to: period.to.to_string(),
         as_of: Some(c::ts(run.as_of)),
-        filiere: parameters.scope.filiere.unwrap_or_default(),
-        cohort_id: parameters.scope.cohort.unwrap_or_default(),
+        // A synthesis's filière is that of its cohorts, as recorded with the run.
+        filiere: parameters
+            .scope
+            .filiere
+            .or_else(|| synthesis.then(|| run.filiere.clone()).flatten())
+            .unwrap_or_default(),
+        cohort_id: synthesis_cohort_id.or(parameters.scope.cohort).unwrap_or_default(),
+        synthesis,
+        synthesis_framework_id,
+        language,
         suppression_threshold: parameters.threshold,
         french_csv: parameters.csv == CsvStyle::French,
         requested_at: Some(c::ts(run.requested_at)),
@@ -210,6 +285,22 @@ impl ReportService for ReportApi {
         } = parameters(r, self.reports.floor)?;
         let call = guard::call(&req, "RunReport")?;
         let view = ops::run(&self.reports, &call, key, parameters, filiere, cohort)
+            .await
+            .map_err(error::app)?;
+        Ok(Response::new(run_out(&view)?))
+    }
+
+    async fn run_synthesis(&self, req: Request<pb::RunSynthesisRequest>) -> Result<Response<pb::ReportRun>, Status> {
+        let r = req.get_ref();
+        let key = match c::opt_str(&r.idempotency_key) {
+            None => None,
+            Some(k) => Some(
+                c::idempotency_key(k).map_err(|e| error::invalid_field("idempotency_key", e.reason, &e.description))?,
+            ),
+        };
+        let parameters = synthesis_parameters(r, self.reports.floor)?;
+        let call = guard::call(&req, "RunSynthesis")?;
+        let view = ops::run_synthesis(&self.reports, &call, key, parameters)
             .await
             .map_err(error::app)?;
         Ok(Response::new(run_out(&view)?))

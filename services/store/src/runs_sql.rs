@@ -83,13 +83,15 @@ fn records(rows: Vec<RunRow>) -> Result<Vec<ReportRunRecord>> {
 }
 
 pub async fn record(write: &Pool, _read: &Pool, run: &NewReportRun, key: Option<&AuditKey>) -> Result<Recorded> {
+    // A synthesis (its parameters name one) is recorded as such.
+    let operation = if run.parameters.get("synthesis").is_some() {
+        "RunSynthesis"
+    } else {
+        "RunReport"
+    };
     let entry = AuditEntry {
         request_id: run.request_id.clone(),
-        ..AuditEntry::local(
-            &run.requested_by,
-            "RunReport",
-            AuditTarget::object("REPORT_RUN", &run.id),
-        )
+        ..AuditEntry::local(&run.requested_by, operation, AuditTarget::object("REPORT_RUN", &run.id))
     };
     let inserted = audit_sql::in_transaction(write, entry, key, async |conn| {
         sqlx::query(

@@ -248,6 +248,7 @@ impl Web {
                 "/frameworks/{id}/transition",
                 post(pages::reference::transition_framework),
             )
+            .route("/frameworks/{id}/synthesis", post(pages::reports::start_synthesis))
             .route(
                 "/admin/tokens",
                 get(pages::admin::tokens).post(pages::admin::create_token),

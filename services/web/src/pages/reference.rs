@@ -645,9 +645,55 @@ struct FrameworkPage {
     can_write: bool,
     steps: Vec<(String, String)>,
     form: FormState,
+    /// The periodic synthesis form, for those who run reports.
+    can_synthesise: bool,
+    synthesis: FormState,
+    languages: Vec<(String, String)>,
+}
+
+/// The synthesis form's defaults: the last half-year that has ended, in the reader's language.
+fn synthesis_defaults(lang: crate::i18n::Lang) -> FormState {
+    use chrono::Datelike;
+    let today = chrono::Utc::now().date_naive();
+    let (from, to) = if today.month() > 6 {
+        (format!("{}-01-01", today.year()), format!("{}-06-30", today.year()))
+    } else {
+        (
+            format!("{}-07-01", today.year() - 1),
+            format!("{}-12-31", today.year() - 1),
+        )
+    };
+    FormState::with(&[
+        ("range.from", from),
+        ("range.to", to),
+        ("language", lang.code().to_owned()),
+    ])
+}
+
+/// The framework's page with the synthesis form as refused.
+pub async fn framework_with_synthesis_form(
+    web: &Web,
+    signed: &Signed,
+    id: &str,
+    synthesis: FormState,
+    status: StatusCode,
+) -> Response {
+    let form = FormState::with(&[("date", super::today())]);
+    framework_page_with(web, signed, id, form, synthesis, status).await
 }
 
 async fn framework_page(web: &Web, signed: &Signed, id: &str, form: FormState, status: StatusCode) -> Response {
+    framework_page_with(web, signed, id, form, synthesis_defaults(signed.lang), status).await
+}
+
+async fn framework_page_with(
+    web: &Web,
+    signed: &Signed,
+    id: &str,
+    form: FormState,
+    synthesis: FormState,
+    status: StatusCode,
+) -> Response {
     let lang = signed.lang;
     let Ok(rid) = observatory_domain::model::RecordId::parse(id) else {
         return super::failure_for(signed, StatusCode::NOT_FOUND, lang.t("error.not_found"));
@@ -666,6 +712,12 @@ async fn framework_page(web: &Web, signed: &Signed, id: &str, form: FormState, s
             .map(|s| ((*s).to_owned(), crate::labels::label(lang, "framework_step", s)))
             .collect(),
         form,
+        can_synthesise: observatory_app::access::allows("RunSynthesis", signed.role()),
+        synthesis,
+        languages: vec![
+            ("fr".to_owned(), lang.t("synthesis.french").to_owned()),
+            ("en".to_owned(), lang.t("synthesis.english").to_owned()),
+        ],
         page,
     });
     *r.status_mut() = status;

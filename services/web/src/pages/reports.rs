@@ -31,6 +31,8 @@ pub struct RunRow {
     /// `(file, rows)` of each published output.
     pub outputs: Vec<(String, u64)>,
     pub running: bool,
+    /// A synthesis: what it covers ("framework <id>", "cohort <id>"), empty for a report.
+    pub synthesis: String,
 }
 
 fn status_code(state: &RunState) -> &'static str {
@@ -57,7 +59,19 @@ fn row(page: &Page, v: &RunView) -> RunRow {
         .flatten()
         .map(|m| m.outputs().iter().map(|o| (o.file.clone(), o.rows)).collect())
         .unwrap_or_default();
+    let synthesis = v
+        .parameters()
+        .ok()
+        .and_then(|p| p.synthesis)
+        .map(|sy| match sy.target {
+            observatory_analytics::synthesis::Target::Framework(id) => {
+                format!("{} {id}", page.lang.t("synthesis.framework"))
+            }
+            observatory_analytics::synthesis::Target::Cohort(id) => format!("{} {id}", page.lang.t("synthesis.cohort")),
+        })
+        .unwrap_or_default();
     RunRow {
+        synthesis,
         id: run.id.clone(),
         period: run.period_label.clone(),
         filiere: run.filiere.clone().unwrap_or_default(),
@@ -205,6 +219,7 @@ fn content_type(file: &str) -> &'static str {
         Some("csv") => "text/csv; charset=utf-8",
         Some("json") => "application/json",
         Some("xlsx") => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        Some("docx") => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
         Some("parquet") => "application/vnd.apache.parquet",
         _ => "application/octet-stream",
     }
@@ -259,4 +274,43 @@ pub async fn download(State(web): State<Web>, signed: Signed, Path((id, file)): 
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     r
+}
+
+/// The synthesis form of a framework's page: starts the run and shows it, or the page again
+/// with what was refused.
+pub async fn start_synthesis(State(web): State<Web>, Path(id): Path<String>, posted: Posted) -> Response {
+    let Posted { signed, fields } = posted;
+    let f = &fields;
+    let request = pb::RunSynthesisRequest {
+        subject: Some(pb::run_synthesis_request::Subject::FrameworkId(id.clone())),
+        period: String::new(),
+        range: Some(pb::DateRange {
+            from: f.get("range.from").to_owned(),
+            to: f.get("range.to").to_owned(),
+        }),
+        as_of: None,
+        suppression_threshold: f.get("suppression_threshold").parse().unwrap_or(0),
+        french_csv: f.ticked("french_csv"),
+        language: f.get("language").to_owned(),
+        idempotency_key: f.get("idempotency_key").to_owned(),
+    };
+    let key = request.idempotency_key.clone();
+    let outcome = match observatory_grpc::parse::parse_synthesis(&request, web.reports().floor) {
+        Err(s) => Err(s),
+        Ok(parameters) => ops::run_synthesis(
+            web.reports(),
+            &signed.call(op("RunSynthesis")),
+            (!key.is_empty()).then_some(key),
+            parameters,
+        )
+        .await
+        .map_err(observatory_grpc::error::app),
+    };
+    match outcome {
+        Ok(view) => Redirect::to(&format!("/reports/{}", view.record.run.id)).into_response(),
+        Err(status) => {
+            let form = FormState::refused(&fields, &status, signed.lang);
+            super::reference::framework_with_synthesis_form(&web, &signed, &id, form, super::http_status(&status)).await
+        }
+    }
 }
