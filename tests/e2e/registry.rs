@@ -1094,6 +1094,37 @@ async fn shipped_reference_data_is_served(backend: Backend) {
         names.contains(&"observatory.v1.ReferenceService".to_string()),
         "{names:?}"
     );
+    // The error details the server sends are described too, so grpcurl decodes a BadRequest.
+    let symbol = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::FileContainingSymbol("google.rpc.BadRequest".into())),
+    };
+    let mut stream = reflection
+        .server_reflection_info(tokio_stream::iter(vec![symbol]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = stream.message().await.unwrap().unwrap();
+    let Some(MessageResponse::FileDescriptorResponse(files)) = response.message_response else {
+        panic!(
+            "google.rpc.BadRequest is not described: {:?}",
+            response.message_response
+        )
+    };
+    let names: Vec<String> = files
+        .file_descriptor_proto
+        .iter()
+        .map(|bytes| {
+            <prost_types::FileDescriptorProto as prost::Message>::decode(bytes.as_slice())
+                .expect("a file descriptor")
+                .name
+                .unwrap_or_default()
+        })
+        .collect();
+    assert!(
+        names.contains(&"google/rpc/error_details.proto".to_owned()),
+        "{names:?}"
+    );
     app.stop().await;
 }
 

@@ -386,11 +386,16 @@ impl Application {
         } = self;
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         set_health(&health_reporter, true).await;
+        let error_details =
+            observatory_proto::error_details_descriptors().context("cannot read the error details' descriptors")?;
         // Both reflection versions: grpcurl and recent clients speak v1, older tools v1alpha.
         let reflection = || {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(observatory_proto::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                // google.rpc.BadRequest and the other error details the server sends, so that
+                // grpcurl and other reflection clients decode an INVALID_ARGUMENT's fields.
+                .register_file_descriptor_set(error_details.clone())
         };
         let reflection_v1 = reflection().build_v1().context("cannot build the reflection service")?;
         let reflection_v1alpha = reflection()
