@@ -106,7 +106,16 @@ fn bar_chart(df: &DataFrame, label: &str, value: &str, title: &str) -> String {
     let rows: Vec<(String, Option<f64>, String)> = (0..df.height())
         .map(|i| {
             let raw = cell(df, value, i);
-            (cell(df, label, i), raw.parse::<f64>().ok(), raw)
+            // A code's name when the table has one beside it (region_code, region_name).
+            let named = label
+                .strip_suffix("_code")
+                .map(|stem| cell(df, &format!("{stem}_name"), i))
+                .filter(|n| !n.is_empty());
+            (
+                named.unwrap_or_else(|| cell(df, label, i)),
+                raw.parse::<f64>().ok(),
+                raw,
+            )
         })
         .collect();
     let max = rows
@@ -162,7 +171,14 @@ fn bar_chart(df: &DataFrame, label: &str, value: &str, title: &str) -> String {
 fn persistence_chart(df: &DataFrame, group: &str, title: &str, caption: &str) -> String {
     let mut cohorts: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
     for i in 0..df.height() {
-        let name = cell(df, group, i);
+        // A drug's name beside its code when the table has it (drug_atc, drug_name).
+        let name = match group
+            .strip_suffix("_atc")
+            .map(|stem| cell(df, &format!("{stem}_name"), i))
+        {
+            Some(named) if !named.is_empty() => format!("{named} ({})", cell(df, group, i)),
+            _ => cell(df, group, i),
+        };
         let (Ok(months), Ok(s)) = (
             cell(df, "months", i).parse::<f64>(),
             cell(df, "survival", i).parse::<f64>(),
@@ -314,7 +330,7 @@ figure{{margin:1em 0}}figcaption{{font-size:12px;color:#555}}dt{{font-weight:bol
                 df,
                 "drug_atc",
                 "Persistence on treatment per drug",
-                "Kaplan-Meier persistence per drug (ATC), at the published horizons (drugs with masked estimates are left out)",
+                "Kaplan-Meier persistence per drug, at the published horizons (drugs with masked estimates are left out)",
             )),
             _ => {}
         }
@@ -384,10 +400,21 @@ mod tests {
             withheld: 0,
             code_version: "0.1.0".into(),
         };
+        let by_drug = df!(
+            "drug_atc" => ["B02BX07", "B02BX07"], "drug_name" => ["concizumab", "concizumab"],
+            "months" => ["6", "12"], "survival" => ["0.9", "0.8"]
+        )
+        .unwrap();
         let html = render(
             &header,
-            &[("equity_regions".into(), regions), ("persistence".into(), persistence)],
+            &[
+                ("equity_regions".into(), regions),
+                ("persistence".into(), persistence),
+                ("persistence_drug".into(), by_drug),
+            ],
         );
+        // Codes are shown with their names where the table has them.
+        assert!(html.contains("concizumab (B02BX07)"));
         assert!(html.starts_with("<!DOCTYPE html>"));
         assert!(html.contains("<svg") && html.contains("<polyline"));
         assert!(html.contains("A &lt;b&gt;") && !html.contains("A <b>"));

@@ -1015,6 +1015,19 @@ fn treated(episodes: LazyFrame, period: &Period) -> LazyFrame {
         .unique(None, UniqueKeepStrategy::First)
 }
 
+/// Region names shipped in `analytics/reference/region_population.csv`: (INSEE code, name).
+pub fn region_names() -> Vec<(String, String)> {
+    include_str!("../reference/region_population.csv")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .skip(1)
+        .filter_map(|l| {
+            let mut fields = l.split(',');
+            Some((fields.next()?.to_owned(), fields.next()?.to_owned()))
+        })
+        .collect()
+}
+
 /// Regional population shipped in `analytics/reference/region_population.csv`.
 pub fn region_population() -> PolarsResult<LazyFrame> {
     let text = include_str!("../reference/region_population.csv");

@@ -7,6 +7,7 @@
 
 pub mod html;
 pub mod indicators;
+pub mod names;
 pub mod period;
 pub mod report;
 pub mod runs;

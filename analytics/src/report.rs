@@ -605,8 +605,11 @@ fn report_observed(
         computed.push(table);
     }
     let published = protect_all(&computed, options.threshold)?;
+    let names = crate::names::Names::load(snapshot)?;
     let mut published_tables = Vec::with_capacity(TABLES.len());
-    for ((name, _), (mut table, summary)) in TABLES.iter().zip(published) {
+    for ((name, _), (table, summary)) in TABLES.iter().zip(published) {
+        // Names beside codes, once suppressed.
+        let mut table = names.annotate(table)?;
         suppression.insert((*name).to_owned(), summary);
         outputs.push(write_csv(&mut table, &tables_dir, name, options.csv)?);
         outputs.push(write_parquet(&mut table, &tables_dir, name)?);

@@ -38,6 +38,7 @@ pub const TABLES: &[&str] = &[
     "follow_ups",
     "measures",
     "adverse_events",
+    "labels",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -257,8 +258,14 @@ pub async fn extract(store: &Store, as_of: DateTime<Utc>, dir: &Path) -> Result<
             ("filieres", DataType::String),
         ]),
     );
+    let mut centre_names: Vec<(String, String)> = Vec::new();
     store
         .scan_as_of::<Centre>(as_of, BATCH, |batch: Vec<Versioned<Centre>>| -> SinkResult {
+            centre_names.extend(
+                batch
+                    .iter()
+                    .map(|c| (c.record.finess.to_string(), c.record.name.clone())),
+            );
             let df = DataFrame::new_infer_height(vec![
                 str_col(
                     "centre_finess",
@@ -791,6 +798,87 @@ pub async fn extract(store: &Store, as_of: DateTime<Utc>, dir: &Path) -> Result<
         })
         .await?;
     rows.insert("adverse_events".to_owned(), adverse_events.finish()?);
+
+    // The names of the codes the tables use, so that published tables show them beside their
+    // codes: drugs, diseases and MedDRA terms from the reference catalogue as it stands, centres
+    // as they were known at the cutoff.
+    let catalogue = store.catalogue().await?;
+    let used = |table: &str, columns: &[&str]| -> Result<std::collections::BTreeSet<String>, SnapshotError> {
+        let path = dir.join(format!("{table}.parquet"));
+        let mut codes = std::collections::BTreeSet::new();
+        for column in columns {
+            let df = LazyFrame::scan_parquet(
+                PlRefPath::new(path.to_string_lossy().as_ref()),
+                ScanArgsParquet::default(),
+            )?
+            .select([col(*column).cast(DataType::String)])
+            .unique(None, UniqueKeepStrategy::First)
+            .collect()?;
+            let values = df.column(column)?.str()?.clone();
+            codes.extend(
+                values
+                    .iter()
+                    .flatten()
+                    .flat_map(|v| v.split('|').map(str::to_owned).collect::<Vec<_>>()),
+            );
+        }
+        codes.retain(|c| !c.is_empty());
+        Ok(codes)
+    };
+    use observatory_domain::catalogue::{Entry, EntryKind};
+    let name_of = |kind: EntryKind, code: &str| -> Option<String> {
+        match catalogue.entry(kind, code)? {
+            Entry::Disease(d) => Some(d.name.clone()),
+            Entry::Drug(d) => Some(d.name.clone()),
+            Entry::Meddra(t) => Some(t.name.clone()),
+            Entry::Speciality(_) => None,
+        }
+    };
+    let mut label_rows: Vec<(&str, String, String)> = Vec::new();
+    for code in used("episodes", &["drug_atc"])?
+        .into_iter()
+        .chain(used("cohorts", &["drug_atc"])?)
+    {
+        if let Some(name) = name_of(EntryKind::Drug, &code) {
+            label_rows.push(("drug", code, name));
+        }
+    }
+    for code in used("episodes", &["orpha_code"])?
+        .into_iter()
+        .chain(used("frameworks", &["orpha_codes"])?)
+    {
+        if let Some(name) = name_of(EntryKind::Disease, &code) {
+            label_rows.push(("disease", code, name));
+        }
+    }
+    for code in used("adverse_events", &["meddra_soc_code"])? {
+        if let Some(name) = name_of(EntryKind::MeddraSoc, &code) {
+            label_rows.push(("meddra_soc", code, name));
+        }
+    }
+    for code in used("adverse_events", &["meddra_pt_code"])? {
+        if let Some(name) = name_of(EntryKind::MeddraPt, &code) {
+            label_rows.push(("meddra_pt", code, name));
+        }
+    }
+    label_rows.extend(centre_names.into_iter().map(|(code, name)| ("centre", code, name)));
+    label_rows.sort();
+    label_rows.dedup();
+    let mut labels = TableWriter::new(
+        dir,
+        "labels",
+        schema(&[
+            ("kind", DataType::String),
+            ("code", DataType::String),
+            ("name", DataType::String),
+        ]),
+    );
+    labels.write(DataFrame::new_infer_height(vec![
+        str_col("kind", label_rows.iter().map(|r| Some(r.0.to_owned())).collect()),
+        str_col("code", label_rows.iter().map(|r| Some(r.1.clone())).collect()),
+        str_col("name", label_rows.iter().map(|r| Some(r.2.clone())).collect()),
+    ])?)?;
+    rows.insert("labels".to_owned(), labels.finish()?);
 
     let mut files = BTreeMap::new();
     let mut all = Sha256::new();

@@ -1223,7 +1223,10 @@ fn synthesise_observed(
     let mut suppression = BTreeMap::new();
     let mut outputs = Vec::new();
     let mut published_tables = Vec::with_capacity(TABLES.len());
-    for ((name, _), (mut table, summary)) in TABLES.iter().zip(published) {
+    let names = crate::names::Names::load(snapshot)?;
+    for ((name, _), (table, summary)) in TABLES.iter().zip(published) {
+        // Names beside codes, once suppressed.
+        let mut table = names.annotate(table)?;
         suppression.insert((*name).to_owned(), summary);
         outputs.push(report::write_csv(&mut table, &tables_dir, name, options.csv)?);
         outputs.push(report::write_parquet(&mut table, &tables_dir, name)?);

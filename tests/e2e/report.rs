@@ -21,6 +21,14 @@ fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The position of a named column in a published table's header.
+pub(crate) fn column(table: &[Vec<String>], name: &str) -> usize {
+    table[0]
+        .iter()
+        .position(|h| h == name)
+        .unwrap_or_else(|| panic!("no column {name} in {:?}", table[0]))
+}
+
 /// Rows of a published CSV, header first (fields may be quoted; no field spans lines).
 pub(crate) fn csv(path: &Path) -> Vec<Vec<String>> {
     let split = |line: &str| {
@@ -95,6 +103,20 @@ async fn a_report_matches_sql_is_reproducible_and_never_publishes_small_counts(b
     )
     .await;
     assert_eq!(total("new_initiations").to_string(), sql_new[0]);
+    // Names beside codes: each code column is followed by its name, known for every drug,
+    // disease and centre of the seeded registry.
+    for (code, name) in [
+        ("drug_atc", "drug_name"),
+        ("orpha_code", "disease_name"),
+        ("centre_finess", "centre_name"),
+        ("region_code", "region_name"),
+    ] {
+        assert_eq!(col(name), col(code) + 1, "{name} right after {code}");
+        assert!(
+            activity[1..].iter().all(|r| !r[col(name)].is_empty()),
+            "every {code} of the activity table has a name"
+        );
+    }
     let sql_active = text_rows(
         &url,
         "SELECT CAST(COUNT(*) AS TEXT) FROM (SELECT DISTINCT e.patient_id, e.pathway, e.drug_atc, \
@@ -112,10 +134,11 @@ async fn a_report_matches_sql_is_reproducible_and_never_publishes_small_counts(b
 
     // Requests submitted in the period, from the authorisations' history.
     let requests = csv(&dir.path().join("raw/tables/requests.csv"));
+    let (step, count) = (column(&requests, "step"), column(&requests, "requests"));
     let submitted: i64 = requests[1..]
         .iter()
-        .filter(|r| r[2] == "submitted")
-        .map(|r| r[3].parse::<i64>().expect("number"))
+        .filter(|r| r[step] == "submitted")
+        .map(|r| r[count].parse::<i64>().expect("number"))
         .sum();
     let sql_submitted = text_rows(
         &url,
@@ -323,8 +346,9 @@ async fn a_report_matches_sql_is_reproducible_and_never_publishes_small_counts(b
     assert_eq!(scoped.scope.filiere.as_deref(), Some("MHEMO"));
     let rows = csv(&dir.path().join("mhemo/tables/activity.csv"));
     assert!(rows.len() > 1);
+    let drug = column(&rows, "drug_atc");
     assert!(
-        rows[1..].iter().all(|r| r[1].starts_with("B02")),
+        rows[1..].iter().all(|r| r[drug].starts_with("B02")),
         "only MHEMO drugs: {rows:?}"
     );
 

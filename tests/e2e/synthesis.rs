@@ -15,7 +15,7 @@ use observatory_store::{Store, StoreOptions};
 
 use crate::helpers::{Backend, fresh_database, text_rows_of};
 use crate::on_both_backends;
-use crate::report::csv;
+use crate::report::{column, csv};
 
 on_both_backends!(a_synthesis_of_a_framework_matches_sql_and_is_published_safely);
 
@@ -145,11 +145,15 @@ async fn a_synthesis_of_a_framework_matches_sql_and_is_published_safely(backend:
     // Each initiated patient counts once under each characteristic.
     let characteristics = csv(&dir.path().join("raw/tables/characteristics.csv"));
     let cumulative: i64 = cell(&patients, "cumulative", "initiated").parse().expect("number");
+    let (kind, count) = (
+        column(&characteristics, "characteristic"),
+        column(&characteristics, "patients"),
+    );
     for characteristic in ["sex", "age_band", "orpha_code", "region", "centre_type"] {
         let sum: i64 = characteristics[1..]
             .iter()
-            .filter(|r| r[0] == characteristic)
-            .map(|r| r[2].parse::<i64>().expect("number"))
+            .filter(|r| r[kind] == characteristic)
+            .map(|r| r[count].parse::<i64>().expect("number"))
             .sum();
         assert_eq!(sum, cumulative, "{characteristic}");
     }
@@ -170,10 +174,15 @@ async fn a_synthesis_of_a_framework_matches_sql_and_is_published_safely(backend:
     assert_eq!(cell(&safety, "period", "adverse_events"), events);
     // The protocol's measure: bleed rates fall on prophylaxis.
     let efficacy = csv(&dir.path().join("raw/tables/efficacy.csv"));
+    let (measure, timepoint, change_mean) = (
+        column(&efficacy, "measure_code"),
+        column(&efficacy, "timepoint"),
+        column(&efficacy, "change_mean"),
+    );
     let change = efficacy[1..]
         .iter()
-        .find(|r| r[0] == "ABR" && r[1] == "M6")
-        .map(|r| r[5].parse::<f64>().expect("number"))
+        .find(|r| r[measure] == "ABR" && r[timepoint] == "M6")
+        .map(|r| r[change_mean].parse::<f64>().expect("number"))
         .expect("ABR at 6 months");
     assert!(change < 0.0, "mean change of the bleed rate at 6 months: {change}");
 

@@ -32,7 +32,11 @@ def test_a_report_runs_and_its_tables_load_into_pandas_and_polars(obs, report):
     assert report.status == "SUCCEEDED" and len(report.snapshot_hash) == 64
     assert "activity" in report.tables() and "persistence_drug" in report.tables()
     activity = obs.table(report, "activity")
-    assert list(activity.columns[:5]) == ["pathway", "drug_atc", "orpha_code", "centre_finess", "region_code"]
+    # Names beside codes.
+    assert list(activity.columns[:9]) == [
+        "pathway", "drug_atc", "drug_name", "orpha_code", "disease_name", "centre_finess", "centre_name",
+        "region_code", "region_name",
+    ]
     assert len(activity) > 0
     assert all(str(d).startswith("B02") for d in activity["drug_atc"]), "only MHEMO drugs"
     persistence = obs.table(report, "persistence_drug", library="polars")
