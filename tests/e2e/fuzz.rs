@@ -426,6 +426,7 @@ fn seeds(ids: &Ids) -> Vec<Seed> {
                 source: "https://has-sante.fr/decision".into(),
                 confirmed: true,
                 requires_national_rcp: false,
+                synthesis_months: 6,
             },
         ),
         seed(
@@ -917,6 +918,7 @@ async fn mutated_requests_never_break_the_server(backend: Backend) {
             source: "https://ansm.sante.fr/cpc".into(),
             confirmed: true,
             requires_national_rcp: false,
+            synthesis_months: 6,
         })
         .await
         .expect("framework")

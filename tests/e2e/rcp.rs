@@ -123,6 +123,7 @@ async fn risdiplam_cohort(app: &mut crate::helpers::TestApp) -> String {
             source: "test".into(),
             confirmed: false,
             requires_national_rcp: true,
+            synthesis_months: 0,
         })
         .await
         .expect("framework")

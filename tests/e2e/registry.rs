@@ -1363,6 +1363,7 @@ async fn closed_cohorts_and_framework_lifecycles_gate_new_episodes(backend: Back
             source: "test".into(),
             confirmed: false,
             requires_national_rcp: false,
+            synthesis_months: 0,
         })
         .await
         .unwrap()
@@ -2099,6 +2100,7 @@ async fn frameworks_over_their_cap_or_due_for_renewal_are_on_the_worklist(backen
                 source: "test".into(),
                 confirmed: true,
                 requires_national_rcp: false,
+                synthesis_months: 0,
             })
             .await
             .expect("framework")

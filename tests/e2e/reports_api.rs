@@ -21,6 +21,7 @@ use crate::on_both_backends;
 on_both_backends!(
     reports_run_over_grpc_and_stream_their_published_outputs,
     a_synthesis_runs_over_grpc_and_its_document_downloads,
+    the_next_synthesis_due_follows_the_interval_its_protocol_sets,
     scheduled_reports_cover_each_closed_period_once_and_catch_up_after_a_stop,
 );
 
@@ -563,4 +564,153 @@ async fn scheduled_reports_cover_each_closed_period_once_and_catch_up_after_a_st
         .count();
     assert_eq!(scheduled, 3, "a restart reported a period again");
     app.stop().await;
+}
+
+/// With no period, RunSynthesis writes the oldest period of the framework's interval that has
+/// ended with no synthesis written or under way; a retry gets its first attempt's period; an
+/// amended protocol starts its interval after the periods already due; and a framework with no
+/// interval, or none ended, is refused with the reason.
+async fn the_next_synthesis_due_follows_the_interval_its_protocol_sets(backend: Backend) {
+    // Concizumab's early access: granted from 2023-12-01, open-ended, a synthesis every 6 months.
+    const FRAMEWORK: &str = "0193a000-0000-7000-8000-000000000002";
+    let mut app = spawn_app(backend).await;
+    seed_registry(&app, 60).await;
+    let framework = app
+        .reference
+        .get_framework(pb::GetFrameworkRequest { id: FRAMEWORK.into() })
+        .await
+        .expect("framework")
+        .into_inner();
+    assert_eq!(framework.synthesis_months, 6, "as shipped");
+    let due = |key: &str| pb::RunSynthesisRequest {
+        subject: Some(pb::run_synthesis_request::Subject::FrameworkId(FRAMEWORK.into())),
+        idempotency_key: key.into(),
+        ..Default::default()
+    };
+
+    // The oldest period, then, the first being under way, the next one.
+    let first = app
+        .reports
+        .run_synthesis(due("due-1"))
+        .await
+        .expect("accepted")
+        .into_inner();
+    assert_eq!(
+        (first.period_from.as_str(), first.period_to.as_str()),
+        ("2023-12-01", "2024-05-31")
+    );
+    let second = app.reports.run_synthesis(due("")).await.expect("accepted").into_inner();
+    assert_eq!(
+        (second.period_from.as_str(), second.period_to.as_str()),
+        ("2024-06-01", "2024-11-30")
+    );
+    // A retry of the first request is the first run, not the period due now.
+    let retried = app
+        .reports
+        .run_synthesis(due("due-1"))
+        .await
+        .expect("replayed")
+        .into_inner();
+    assert_eq!(retried.run_id, first.run_id);
+    for run in [&first, &second] {
+        let ended = wait_for_end(&mut app, &run.run_id).await;
+        assert_eq!(
+            pb::ReportRunStatus::try_from(ended.status),
+            Ok(pb::ReportRunStatus::Succeeded),
+            "{}",
+            ended.error
+        );
+    }
+    let third = app.reports.run_synthesis(due("")).await.expect("accepted").into_inner();
+    assert_eq!(
+        (third.period_from.as_str(), third.period_to.as_str()),
+        ("2024-12-01", "2025-05-31")
+    );
+    // A period given explicitly is written whatever is due.
+    let interim = app
+        .reports
+        .run_synthesis(pb::RunSynthesisRequest {
+            period: "2026-Q1".into(),
+            ..due("")
+        })
+        .await
+        .expect("accepted")
+        .into_inner();
+    assert_eq!(interim.period_from, "2026-01-01");
+    wait_for_end(&mut app, &third.run_id).await;
+    wait_for_end(&mut app, &interim.run_id).await;
+
+    // Invalid intervals and amendments name their field.
+    use pb::transition_framework_request::{AmendProtocol, Transition as T};
+    let amend = |version: i64, protocol: &str, months: i32| pb::TransitionFrameworkRequest {
+        id: FRAMEWORK.into(),
+        expected_version: version,
+        transition: Some(T::AmendProtocol(AmendProtocol {
+            date: Utc::now().date_naive().to_string(),
+            protocol_version: protocol.into(),
+            synthesis_months: months,
+        })),
+    };
+    let v = framework.meta.as_ref().expect("meta").version;
+    for (request, field) in [
+        (amend(v, "2", 37), "amend_protocol.synthesis_months"),
+        (amend(v, "1", 12), "amend_protocol.protocol_version"),
+        (amend(v, "", 12), "amend_protocol.protocol_version"),
+    ] {
+        let status = app.reference.transition_framework(request).await.expect_err("refused");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        assert_eq!(violated_fields(&status), vec![field.to_owned()], "{status:?}");
+    }
+    let status = app
+        .reference
+        .create_framework(pb::CreateFrameworkRequest {
+            idempotency_key: "too-long-interval".into(),
+            pathway: pb::Pathway::Cpc as i32,
+            drug_atc: "B02BX06".into(),
+            indication: "Acquired haemophilia A".into(),
+            orpha_codes: vec!["98878".into()],
+            authority: "ANSM".into(),
+            decision_reference: "CPC test".into(),
+            valid_from: "2026-01-01".into(),
+            status: pb::FrameworkStatus::Granted as i32,
+            protocol_type: pb::ProtocolType::PutSp as i32,
+            source: "test".into(),
+            synthesis_months: -1,
+            ..Default::default()
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        violated_fields(&status),
+        vec!["synthesis_months".to_owned()],
+        "{status:?}"
+    );
+
+    // Six-monthly, then yearly: the yearly periods start after the last six-monthly one due, so
+    // none of them has ended yet, and the refusal says when the first ends.
+    let amended = app
+        .reference
+        .transition_framework(amend(v, "2", 12))
+        .await
+        .expect("amended")
+        .into_inner();
+    assert_eq!((amended.protocol_version.as_str(), amended.synthesis_months), ("2", 12));
+    assert_eq!(amended.status, framework.status, "an amendment changes no status");
+    let status = app.reports.run_synthesis(due("")).await.expect_err("none due");
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().contains("first synthesis period"), "{status:?}");
+    // No interval at all.
+    let v = amended.meta.as_ref().expect("meta").version;
+    app.reference
+        .transition_framework(amend(v, "3", 0))
+        .await
+        .expect("amended");
+    let status = app.reports.run_synthesis(due("")).await.expect_err("no interval");
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().contains("sets no interval"), "{status:?}");
+    assert_eq!(
+        every_run(&app).await.len(),
+        4,
+        "four syntheses recorded, none for a refused request"
+    );
 }

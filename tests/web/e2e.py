@@ -522,6 +522,11 @@ try:
     # The periodic synthesis of concizumab's early access (an MHEMO framework), from its page.
     driver.get(f"{WEB}/frameworks/0193a000-0000-7000-8000-000000000002")
     check("Synthèse périodique du cadre" in body(driver), "the framework's page offers its synthesis")
+    # A synthesis every 6 months from 2023-12-01, none written yet: the first period is due, and
+    # the form holds its dates.
+    check("Prochaine synthèse due 01/12/2023 → 31/05/2024" in body(driver)
+          and driver.find_element(By.ID, "range.from").get_attribute("value") == "2023-12-01",
+          f"the page names the next synthesis due and fills the form with it ({body(driver)[:900]})")
     audit_page(driver, "framework_synthesis")
     set_value(driver, "range.to", "")
     click_and_wait(driver, driver.find_element(By.XPATH, "//button[contains(., 'Rédiger la synthèse')]"))
@@ -621,6 +626,17 @@ try:
     Select(driver.find_element(By.ID, "step")).select_by_value("suspend")
     click_and_wait(driver, driver.find_element(By.XPATH, "//button[contains(., \"Enregistrer l'étape\")]"))
     check("Suspendu" in body(driver), f"the admin suspends the framework ({body(driver)[:600]})")
+    # A protocol amendment: a new version, a synthesis every 6 months; the status stays.
+    Select(driver.find_element(By.ID, "step")).select_by_value("amend_protocol")
+    set_value(driver, "protocol_version", "2")
+    set_value(driver, "synthesis_months", "40")
+    click_and_wait(driver, driver.find_element(By.XPATH, "//button[contains(., \"Enregistrer l'étape\")]"))
+    check(driver.find_elements(By.ID, "synthesis_months-error"), "an interval over 36 months is refused, by field")
+    set_value(driver, "synthesis_months", "6")
+    click_and_wait(driver, driver.find_element(By.XPATH, "//button[contains(., \"Enregistrer l'étape\")]"))
+    text = body(driver)
+    check("v2" in text and "tous les 6 mois" in text and "Suspendu" in text,
+          f"the admin amends the framework's protocol ({text[:600]})")
     click_and_wait(driver, driver.find_element(By.LINK_TEXT, "Audit"))
     click_and_wait(driver, driver.find_element(By.XPATH, "//button[contains(., 'Vérifier')]"))
     check("Le journal est intact" in body(driver), "the audit trail verifies from the page")

@@ -2,6 +2,7 @@
 //! analysts and data managers, limited to the filières of their token; every report that leaves
 //! the server is suppressed at the configured floor or above.
 
+use chrono::NaiveDate;
 use observatory_analytics::{
     runs::{RunError, RunManifest, RunParameters, RunRequest, RunView, Runner},
     suppress::DEFAULT_THRESHOLD,
@@ -108,28 +109,102 @@ pub async fn run(
     Ok(view)
 }
 
-/// Starts the synthesis of a framework or cohort (or replays the one `key` started).
-/// `parameters.synthesis` names it; `parameters.threshold` is what was asked (0: the default).
-/// The caller's token must cover the filière of its cohorts: a cohort's own, or the one filière
-/// of every cohort bound to the framework (a framework whose cohorts span several filières is
-/// synthesised on the command line).
-pub async fn run_synthesis(
-    r: &Reports,
+/// A synthesis as asked for: its parameters (`synthesis` names the framework or cohort), and
+/// its period, or `None` for the next one due under the framework's periodicity (the period in
+/// `parameters` is then replaced).
+#[derive(Debug, Clone)]
+pub struct SynthesisAsk {
+    pub parameters: RunParameters,
+    pub period: Option<(NaiveDate, NaiveDate)>,
+}
+
+/// The synthesis period due next for `subject` on `today`: the oldest period of its framework's
+/// periodicity that has ended and has no synthesis written (succeeded) or under way (queued or
+/// running). A cohort follows its framework's periodicity, and its own runs. Refused, saying
+/// why and what to do, when the framework sets no periodicity, when its first period has not
+/// ended, or when every ended period is written.
+pub async fn next_synthesis_period(
+    store: &observatory_store::Store,
+    subject: &observatory_analytics::synthesis::Target,
+    today: NaiveDate,
+) -> AppResult<(NaiveDate, NaiveDate)> {
+    use observatory_analytics::synthesis::Target as Subject;
+    use observatory_domain::model::{Cohort, Framework};
+    use observatory_store::report_runs::RunStatus;
+    let refused = |why: String| AppError::from(observatory_domain::DomainError::Precondition(why));
+    let (kind, id, framework_id) = match subject {
+        Subject::Framework(id) => ("framework", id.clone(), id.clone()),
+        Subject::Cohort(id) => {
+            let cohort = store
+                .get::<Cohort>(id)
+                .await?
+                .ok_or(AppError::Internal("a cohort admitted without being found"))?;
+            match cohort.record.framework_id {
+                Some(f) => ("cohort", id.clone(), f.to_string()),
+                None => {
+                    return Err(refused(format!(
+                        "period: cohort {id} is under no framework, so no synthesis periodicity applies: give a period or a range"
+                    )));
+                }
+            }
+        }
+    };
+    let framework = store
+        .get::<Framework>(&framework_id)
+        .await?
+        .ok_or(AppError::Internal("a framework named by a cohort is missing"))?
+        .record;
+    if framework.synthesis_months == 0 {
+        return Err(refused(format!(
+            "period: framework {framework_id} sets no interval between synthesis reports (amend its protocol to set one): give a period or a range"
+        )));
+    }
+    let ended = framework.ended_synthesis_periods(today);
+    let Some(last) = ended.last().copied() else {
+        let first = framework.current_synthesis_period(today);
+        return Err(refused(match first {
+            Some(p) => format!(
+                "period: the first synthesis period of framework {framework_id} ends on {}: give a period or a range for an interim synthesis",
+                p.to
+            ),
+            None => format!("period: framework {framework_id} has no synthesis period: give a period or a range"),
+        }));
+    };
+    let runs = store.synthesis_runs(kind, &id).await?;
+    let covered = |from: NaiveDate, to: NaiveDate| {
+        runs.iter().any(|run| {
+            let live = match &run.outcome {
+                None => true,
+                Some(o) => o.status == RunStatus::Succeeded,
+            };
+            live && run.run.parameters.get("period_from").and_then(|v| v.as_str()) == Some(&from.to_string())
+                && run.run.parameters.get("period_to").and_then(|v| v.as_str()) == Some(&to.to_string())
+        })
+    };
+    match ended.iter().find(|p| !covered(p.from, p.to)) {
+        Some(p) => Ok((p.from, p.to)),
+        None => Err(refused(format!(
+            "period: every synthesis period of framework {framework_id} that has ended is written (the last, {} to {}){}: give a period or a range to write one again",
+            last.from,
+            last.to,
+            framework
+                .current_synthesis_period(today)
+                .map(|p| format!("; the next ends on {}", p.to))
+                .unwrap_or_default()
+        ))),
+    }
+}
+
+/// Admits `call` to the synthesis of `subject`: the caller's token must cover the filière of its
+/// cohorts (see [`run_synthesis`]).
+async fn admit_synthesis(
+    store: &observatory_store::Store,
     call: &Call,
-    key: Option<String>,
-    mut parameters: RunParameters,
-) -> AppResult<RunView> {
+    subject: &observatory_analytics::synthesis::Target,
+) -> AppResult<crate::scope::Admitted> {
     use observatory_analytics::synthesis::Target as Subject;
     use observatory_domain::model::Framework;
-    parameters.threshold = threshold(parameters.threshold, r.floor)
-        .map_err(|e| AppError::invalid("suppression_threshold", e.reason, e.description))?;
-    let subject = parameters
-        .synthesis
-        .as_ref()
-        .map(|s| s.target.clone())
-        .ok_or(AppError::Internal("a synthesis asked for with no subject"))?;
-    let store = r.runner.store();
-    let admitted = match &subject {
+    Ok(match subject {
         Subject::Cohort(id) => {
             let id = RecordId::parse(id).map_err(|e| AppError::invalid("cohort_id", e.reason, e.description))?;
             admit(
@@ -188,8 +263,69 @@ pub async fn run_synthesis(
                 _ => admit(store, call, Target::Unbound).await?,
             }
         }
-    };
+    })
+}
+
+/// The synthesis period due next for `subject` ([`next_synthesis_period`] on `today`), for a
+/// caller who may write its synthesis.
+pub async fn synthesis_due(
+    r: &Reports,
+    call: &Call,
+    subject: &observatory_analytics::synthesis::Target,
+    today: NaiveDate,
+) -> AppResult<(NaiveDate, NaiveDate)> {
+    let store = r.runner.store();
+    admit_synthesis(store, call, subject).await?;
+    next_synthesis_period(store, subject, today).await
+}
+
+/// Starts the synthesis of a framework or cohort (or replays the one `key` started).
+/// `ask.parameters.synthesis` names it; its threshold is what was asked (0: the default); with
+/// no period, the next one due ([`next_synthesis_period`] on `today`).
+/// The caller's token must cover the filière of its cohorts: a cohort's own, or the one filière
+/// of every cohort bound to the framework (a framework whose cohorts span several filières is
+/// synthesised on the command line).
+pub async fn run_synthesis(
+    r: &Reports,
+    call: &Call,
+    key: Option<String>,
+    ask: SynthesisAsk,
+    today: NaiveDate,
+) -> AppResult<RunView> {
+    let SynthesisAsk { mut parameters, period } = ask;
+    parameters.threshold = threshold(parameters.threshold, r.floor)
+        .map_err(|e| AppError::invalid("suppression_threshold", e.reason, e.description))?;
+    let subject = parameters
+        .synthesis
+        .as_ref()
+        .map(|s| s.target.clone())
+        .ok_or(AppError::Internal("a synthesis asked for with no subject"))?;
+    let store = r.runner.store();
+    let admitted = admit_synthesis(store, call, &subject).await?;
     let ctx = admitted.context(key.clone());
+    // Worked out once the caller is admitted: what runs exist is no business of anyone else.
+    // A retry of a request that left the period out is the same request: it gets the period
+    // its first attempt was given, and so the same run.
+    let (from, to) = match period {
+        Some(period) => period,
+        None => {
+            let earlier = match &key {
+                Some(k) => store.report_run_by_key(&ctx.actor, k).await?,
+                None => None,
+            };
+            let replayed = earlier.and_then(|run| {
+                let earlier: RunParameters = serde_json::from_value(run.run.parameters).ok()?;
+                (earlier.synthesis.as_ref().map(|s| &s.target) == Some(&subject))
+                    .then_some((earlier.period_from, earlier.period_to))
+            });
+            match replayed {
+                Some(period) => period,
+                None => next_synthesis_period(store, &subject, today).await?,
+            }
+        }
+    };
+    parameters.period_from = from;
+    parameters.period_to = to;
     let request = RunRequest {
         parameters,
         trigger: RunTrigger::Request,

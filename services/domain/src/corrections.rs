@@ -223,6 +223,13 @@ pub enum FrameworkTransition {
     End {
         date: NaiveDate,
     },
+    /// A new version of the protocol (PUT), which may set another interval between periodic
+    /// synthesis reports: the status does not change.
+    AmendProtocol {
+        date: NaiveDate,
+        protocol_version: String,
+        synthesis_months: u32,
+    },
 }
 
 impl FrameworkTransition {
@@ -237,6 +244,7 @@ impl FrameworkTransition {
             FrameworkTransition::Reinstate { date } => ("reinstate", "reinstate", *date),
             FrameworkTransition::Withdraw { date } => ("withdraw", "withdraw", *date),
             FrameworkTransition::End { date } => ("end", "end", *date),
+            FrameworkTransition::AmendProtocol { date, .. } => ("amend_protocol", "amend the protocol of", *date),
         }
     }
 
@@ -258,9 +266,13 @@ impl FrameworkTransition {
             FrameworkTransition::Reinstate { .. } => current.suspended_from.unwrap_or(S::Granted),
             FrameworkTransition::Withdraw { .. } => S::Withdrawn,
             FrameworkTransition::End { .. } => S::Ended,
+            FrameworkTransition::AmendProtocol { .. } => current.status,
         }
     }
 }
+
+/// Longest interval between two periodic synthesis reports a protocol may set.
+pub const MAX_SYNTHESIS_MONTHS: u32 = 36;
 
 /// Longest suspension of an early-access framework before it must be reinstated or withdrawn.
 const AAP_MAX_SUSPENSION_MONTHS: u32 = 3;
@@ -284,6 +296,8 @@ pub fn transition_framework(
         FrameworkTransition::Suspend { .. } => current.status.allows_inclusion(),
         FrameworkTransition::Reinstate { .. } | FrameworkTransition::Withdraw { .. } => current.status == S::Suspended,
         FrameworkTransition::End { .. } => current.status.allows_inclusion() || current.status == S::Suspended,
+        // A refused or withdrawn framework has no protocol left to amend.
+        FrameworkTransition::AmendProtocol { .. } => !matches!(current.status, S::Refused | S::Withdrawn),
     };
     if !allowed {
         return Err(DomainError::IllegalTransition {
@@ -352,6 +366,42 @@ pub fn transition_framework(
             next.suspended_from = None;
             next.suspended_on = None;
         }
+        FrameworkTransition::AmendProtocol {
+            protocol_version,
+            synthesis_months,
+            ..
+        } => {
+            if protocol_version.trim().is_empty() || protocol_version.chars().count() > 50 {
+                v.push(
+                    format!("{field}.protocol_version"),
+                    "OUT_OF_RANGE",
+                    "must be 1 to 50 characters",
+                );
+            } else if protocol_version.trim() == current.protocol_version {
+                v.push(
+                    format!("{field}.protocol_version"),
+                    "UNCHANGED",
+                    "is the protocol version in force: an amendment names its new version",
+                );
+            }
+            if *synthesis_months > MAX_SYNTHESIS_MONTHS {
+                v.push(
+                    format!("{field}.synthesis_months"),
+                    "OUT_OF_RANGE",
+                    "must be between 0 (no periodic synthesis) and 36",
+                );
+            }
+            next.protocol_version = protocol_version.trim().to_owned();
+            if *synthesis_months != current.synthesis_months {
+                // Periods already due keep their bounds; the new interval starts after them.
+                next.synthesis_from = current
+                    .ended_synthesis_periods(date)
+                    .last()
+                    .and_then(|p| p.to.succ_opt())
+                    .or(current.synthesis_from);
+                next.synthesis_months = *synthesis_months;
+            }
+        }
         FrameworkTransition::End { date } => {
             if *date < current.valid_from {
                 v.push(format!("{field}.date"), "BEFORE_START", "must not be before valid_from");
@@ -401,7 +451,103 @@ mod tests {
             suspended_from: None,
             suspended_on: None,
             requires_national_rcp: false,
+            synthesis_months: 0,
+            synthesis_from: None,
         }
+    }
+
+    #[test]
+    fn synthesis_periods_follow_one_another_from_the_start_of_validity_and_stop_at_its_end() {
+        let mut f = aap(FrameworkStatus::Granted);
+        // No periodicity set: no period.
+        assert!(f.ended_synthesis_periods(day("2026-06-01")).is_empty());
+        assert_eq!(f.current_synthesis_period(day("2026-06-01")), None);
+        f.synthesis_months = 6;
+        f.valid_from = day("2024-01-31");
+        let periods = f.ended_synthesis_periods(day("2025-02-01"));
+        let bounds: Vec<(String, String)> = periods.iter().map(|p| (p.from.to_string(), p.to.to_string())).collect();
+        // Months counted from the first day each time, so that a short month does not drift.
+        assert_eq!(
+            bounds,
+            vec![
+                ("2024-01-31".to_owned(), "2024-07-30".to_owned()),
+                ("2024-07-31".to_owned(), "2025-01-30".to_owned()),
+            ]
+        );
+        // A period ends once its last day is over.
+        assert_eq!(f.ended_synthesis_periods(day("2025-01-30")).len(), 1);
+        let current = f.current_synthesis_period(day("2025-02-01")).expect("in progress");
+        assert_eq!((current.from, current.to), (day("2025-01-31"), day("2025-07-30")));
+        // The last period is cut at the end of validity, and none follows it.
+        let ended = f.ended_synthesis_periods(day("2027-01-01"));
+        assert_eq!(ended.last().map(|p| p.to), Some(day("2025-12-31")));
+        assert_eq!(ended.len(), 4);
+        assert_eq!(f.current_synthesis_period(day("2027-01-01")), None);
+    }
+
+    #[test]
+    fn a_protocol_amendment_names_its_new_version_and_keeps_the_status() {
+        let today = day("2026-06-01");
+        let f = aap(FrameworkStatus::Renewed);
+        let amend = |version: &str, months: u32| FrameworkTransition::AmendProtocol {
+            date: day("2026-05-01"),
+            protocol_version: version.into(),
+            synthesis_months: months,
+        };
+        let amended = transition_framework(&f, &amend("2", 12), today).expect("amend");
+        assert_eq!(amended.status, FrameworkStatus::Renewed);
+        assert_eq!((amended.protocol_version.as_str(), amended.synthesis_months), ("2", 12));
+        // Six-monthly, then yearly: the periods due under the first interval keep their bounds,
+        // and the yearly ones start after the last of them.
+        let six = Framework {
+            synthesis_months: 6,
+            synthesis_from: None,
+            valid_to: None,
+            ..f.clone()
+        };
+        let yearly = transition_framework(
+            &six,
+            &FrameworkTransition::AmendProtocol {
+                date: day("2025-02-15"),
+                protocol_version: "2".into(),
+                synthesis_months: 12,
+            },
+            today,
+        )
+        .expect("amend");
+        assert_eq!(yearly.synthesis_from, Some(day("2025-01-01")));
+        let periods: Vec<(NaiveDate, NaiveDate)> = yearly
+            .ended_synthesis_periods(day("2027-01-01"))
+            .iter()
+            .map(|p| (p.from, p.to))
+            .collect();
+        assert_eq!(
+            periods,
+            vec![
+                (day("2025-01-01"), day("2025-12-31")),
+                (day("2026-01-01"), day("2026-12-31"))
+            ]
+        );
+        let fields = |e: DomainError| match e {
+            DomainError::Invalid(v) => v
+                .as_slice()
+                .iter()
+                .map(|f| (f.field.clone(), f.reason.to_string()))
+                .collect::<Vec<_>>(),
+            other => panic!("expected violations, got {other}"),
+        };
+        assert_eq!(
+            fields(transition_framework(&f, &amend("1", 12), today).unwrap_err()),
+            vec![("amend_protocol.protocol_version".to_owned(), "UNCHANGED".to_owned())]
+        );
+        assert_eq!(
+            fields(transition_framework(&f, &amend("2", 37), today).unwrap_err()),
+            vec![("amend_protocol.synthesis_months".to_owned(), "OUT_OF_RANGE".to_owned())]
+        );
+        assert!(matches!(
+            transition_framework(&aap(FrameworkStatus::Withdrawn), &amend("2", 12), today),
+            Err(DomainError::IllegalTransition { .. })
+        ));
     }
 
     #[test]

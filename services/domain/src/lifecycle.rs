@@ -1028,6 +1028,8 @@ mod tests {
             suspended_from: None,
             suspended_on: None,
             requires_national_rcp: false,
+            synthesis_months: 0,
+            synthesis_from: None,
         }
     }
 

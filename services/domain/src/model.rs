@@ -580,6 +580,15 @@ pub struct Framework {
     /// ATU was granted on that condition).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub requires_national_rcp: bool,
+    /// Months between two periodic synthesis reports, as the protocol sets them (0: none set).
+    /// Periods follow one another from `valid_from`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub synthesis_months: u32,
+    /// Where the periods of `synthesis_months` start from when an amendment of the protocol
+    /// changed the interval: right after the last period due under the one before. `None`:
+    /// `valid_from`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synthesis_from: Option<NaiveDate>,
     /// While SUSPENDED: the state it was suspended from, and since when.
     #[serde(default)]
     pub suspended_from: Option<FrameworkStatus>,
@@ -587,7 +596,71 @@ pub struct Framework {
     pub suspended_on: Option<NaiveDate>,
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// One period of a framework's periodic synthesis, bounds included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SynthesisPeriod {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+}
+
 impl Framework {
+    /// The synthesis periods that have ended by `today` (ended: their last day is before
+    /// `today`), oldest first: `synthesis_months` after `synthesis_months` from `valid_from` (or
+    /// from where an amendment of the protocol started them again), the last one cut at
+    /// `valid_to`. Empty when no periodicity is set.
+    pub fn ended_synthesis_periods(&self, today: NaiveDate) -> Vec<SynthesisPeriod> {
+        let mut periods = Vec::new();
+        if self.synthesis_months == 0 {
+            return periods;
+        }
+        let start = self.synthesis_from.unwrap_or(self.valid_from);
+        for k in 0u32.. {
+            let (Some(from), Some(next)) = (
+                start.checked_add_months(chrono::Months::new(k * self.synthesis_months)),
+                start.checked_add_months(chrono::Months::new((k + 1) * self.synthesis_months)),
+            ) else {
+                break;
+            };
+            if self.valid_to.is_some_and(|end| from > end) {
+                break;
+            }
+            let to = next.pred_opt().unwrap_or(next);
+            let to = self.valid_to.map_or(to, |end| to.min(end));
+            if to >= today {
+                break;
+            }
+            periods.push(SynthesisPeriod { from, to });
+        }
+        periods
+    }
+
+    /// The period after the last one ended by `today`: the one in progress, or `None` when no
+    /// periodicity is set or the framework's validity is over.
+    pub fn current_synthesis_period(&self, today: NaiveDate) -> Option<SynthesisPeriod> {
+        if self.synthesis_months == 0 {
+            return None;
+        }
+        let from = self
+            .ended_synthesis_periods(today)
+            .last()
+            .map_or(self.synthesis_from.unwrap_or(self.valid_from), |p| {
+                p.to.succ_opt().unwrap_or(p.to)
+            });
+        if self.valid_to.is_some_and(|end| from > end) {
+            return None;
+        }
+        let next = from.checked_add_months(chrono::Months::new(self.synthesis_months))?;
+        let to = next.pred_opt().unwrap_or(next);
+        Some(SynthesisPeriod {
+            from,
+            to: self.valid_to.map_or(to, |end| to.min(end)),
+        })
+    }
+
     /// Whether patients may be included under this framework on `date`: inside the validity
     /// window of a granted (or renewed, or ended) framework. An ENDED framework still covers
     /// dates before its end; a suspended, refused or withdrawn one, or one still under review,

@@ -50,6 +50,8 @@ pub struct FrameworkRef {
     pub follow_up_months: u32,
     pub confirmed: bool,
     pub requires_national_rcp: bool,
+    /// Months between two periodic synthesis reports (0: none set).
+    pub synthesis_months: u32,
 }
 
 pub const DISEASES_CSV: &str = include_str!("../reference/diseases.csv");
@@ -123,6 +125,7 @@ pub static FRAMEWORKS: LazyLock<Vec<FrameworkRef>> = LazyLock::new(|| {
             follow_up_months: field(&r, 12).parse().unwrap_or(0),
             confirmed: field(&r, 13) == "true",
             requires_national_rcp: field(&r, 14) == "true",
+            synthesis_months: field(&r, 15).parse().unwrap_or(0),
         })
         .collect()
 });

@@ -299,6 +299,13 @@ pub fn check_framework(f: &crate::model::Framework) -> Result<(), DomainError> {
     if f.follow_up_months > 24 {
         v.push("follow_up_months", "OUT_OF_RANGE", "must be between 0 and 24");
     }
+    if f.synthesis_months > crate::corrections::MAX_SYNTHESIS_MONTHS {
+        v.push(
+            "synthesis_months",
+            "OUT_OF_RANGE",
+            "must be between 0 (no periodic synthesis) and 36",
+        );
+    }
     v.into_result()
 }
 

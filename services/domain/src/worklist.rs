@@ -157,6 +157,8 @@ mod tests {
             suspended_from: None,
             suspended_on: None,
             requires_national_rcp: false,
+            synthesis_months: 0,
+            synthesis_from: None,
         }
     }
 

@@ -652,6 +652,7 @@ pub fn framework(v: &Versioned<m::Framework>) -> pb::Framework {
         source: f.source.clone(),
         confirmed: f.confirmed,
         requires_national_rcp: f.requires_national_rcp,
+        synthesis_months: i32::try_from(f.synthesis_months).unwrap_or(i32::MAX),
     }
 }
 

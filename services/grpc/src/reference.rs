@@ -442,8 +442,9 @@ pub fn parse_framework(r: &pb::CreateFrameworkRequest) -> Result<(String, m::Fra
         }
     };
     let source = v.check("source", codes::bounded_text(&r.source, 500));
+    let synthesis_months = synthesis_months(&mut v, "synthesis_months", r.synthesis_months);
     all_some!(v; key, pathway, drug_atc, indication, orpha_codes, authority, decision_reference, valid_from, valid_to,
-        status, protocol_type, protocol_version, follow_up_months, source);
+        status, protocol_type, protocol_version, follow_up_months, source, synthesis_months);
     let framework = m::Framework {
         pathway,
         drug_atc,
@@ -460,11 +461,28 @@ pub fn parse_framework(r: &pb::CreateFrameworkRequest) -> Result<(String, m::Fra
         source,
         confirmed: r.confirmed,
         requires_national_rcp: r.requires_national_rcp,
+        synthesis_months,
+        synthesis_from: None,
         suspended_from: None,
         suspended_on: None,
     };
     rules::check_framework(&framework).map_err(error::domain)?;
     Ok((key, framework))
+}
+
+/// Months between two synthesis reports: 0 (none set) to 36.
+fn synthesis_months(v: &mut Violations, field: &str, months: i32) -> Option<u32> {
+    match u32::try_from(months) {
+        Ok(m) if m <= observatory_domain::corrections::MAX_SYNTHESIS_MONTHS => Some(m),
+        _ => {
+            v.push(
+                field,
+                "OUT_OF_RANGE",
+                "must be between 0 (no periodic synthesis) and 36",
+            );
+            None
+        }
+    }
 }
 
 /// A step of a framework's lifecycle.
@@ -504,6 +522,19 @@ pub fn parse_framework_transition(r: &pb::TransitionFrameworkRequest) -> Result<
             let to = v.check("renew.valid_to", c::optional(&g.valid_to, c::date));
             match (date, to) {
                 (Some(date), Some(valid_to)) => Some(FT::Renew { date, valid_to }),
+                _ => None,
+            }
+        }
+        Some(T::AmendProtocol(a)) => {
+            let date = step(&mut v, "amend_protocol", &a.date);
+            let version = v.check("amend_protocol.protocol_version", c::text(50)(&a.protocol_version));
+            let months = synthesis_months(&mut v, "amend_protocol.synthesis_months", a.synthesis_months);
+            match (date, version, months) {
+                (Some(date), Some(protocol_version), Some(synthesis_months)) => Some(FT::AmendProtocol {
+                    date,
+                    protocol_version,
+                    synthesis_months,
+                }),
                 _ => None,
             }
         }

@@ -57,39 +57,52 @@ pub fn parameters(r: &pb::RunReportRequest, floor: u32) -> Result<Asked, Status>
     }
 }
 
-/// [`parameters`], its violations added to `v`.
-fn collect_parameters(v: &mut Violations, r: &pb::RunReportRequest, floor: u32) -> Option<Asked> {
-    let period = match (c::opt_str(&r.period), r.range.as_ref()) {
-        (Some(_), Some(range)) if !(range.from.is_empty() && range.to.is_empty()) => {
+/// The period a request names (`Some(None)`: neither period nor range, which only a synthesis
+/// may leave out), its violations added to `v`.
+fn collect_period(
+    v: &mut Violations,
+    period: &str,
+    range: Option<&pb::DateRange>,
+    required: bool,
+) -> Option<Option<Period>> {
+    let range = range.filter(|r| !(r.from.is_empty() && r.to.is_empty()));
+    Some(Some(match (c::opt_str(period), range) {
+        (Some(_), Some(_)) => {
             v.push("range", "CONFLICT", "give either period or range, not both");
-            None
+            return None;
         }
-        (Some(p), _) => v.check(
+        (Some(p), None) => v.check(
             "period",
             Period::parse(p)
                 .map_err(|e| CodeError::new("BAD_FORMAT", format!("{}: use 2026-Q3, 2026-09 or 2026", e.reason))),
-        ),
+        )?,
         (None, Some(range)) => {
             let from = v.check("range.from", c::date(&range.from));
             let to = v.check("range.to", c::date(&range.to));
             match (from, to) {
                 (Some(from), Some(to)) if to < from => {
                     v.push("range.to", "OUT_OF_RANGE", "is before range.from");
-                    None
+                    return None;
                 }
-                (Some(from), Some(to)) => Some(Period { from, to }),
-                _ => None,
+                (Some(from), Some(to)) => Period { from, to },
+                _ => return None,
             }
         }
+        (None, None) if !required => return Some(None),
         (None, None) => {
             v.push(
                 "period",
                 "REQUIRED",
                 "give a period (2026-Q3, 2026-09, 2026) or a range",
             );
-            None
+            return None;
         }
-    };
+    }))
+}
+
+/// [`parameters`], its violations added to `v`.
+fn collect_parameters(v: &mut Violations, r: &pb::RunReportRequest, floor: u32) -> Option<Asked> {
+    let period = collect_period(v, &r.period, r.range.as_ref(), true).flatten();
     let as_of = match &r.as_of {
         None => Some(None),
         Some(t) => match c::instant(t) {
@@ -145,22 +158,25 @@ fn collect_parameters(v: &mut Violations, r: &pb::RunReportRequest, floor: u32) 
 }
 
 /// The parameters of a synthesis request, every invalid field named at once.
-pub fn synthesis_parameters(r: &pb::RunSynthesisRequest, floor: u32) -> Result<RunParameters, Status> {
+pub fn synthesis_parameters(r: &pb::RunSynthesisRequest, floor: u32) -> Result<ops::SynthesisAsk, Status> {
     use observatory_analytics::{
         runs::SynthesisRequest,
         synthesis::{Language, Target},
     };
     use pb::run_synthesis_request::Subject;
-    // Period, cutoff, threshold and CSV style are read as a report request's.
+    let mut v = Violations::new();
+    // Neither period nor range: the next one due, which the operation works out.
+    let period = collect_period(&mut v, &r.period, r.range.as_ref(), false);
+    // Cutoff, threshold and CSV style are read as a report request's (over a placeholder
+    // period, replaced by the operation).
     let as_report = pb::RunReportRequest {
-        period: r.period.clone(),
-        range: r.range.clone(),
+        period: "2000".into(),
+        range: None,
         as_of: r.as_of,
         suppression_threshold: r.suppression_threshold,
         french_csv: r.french_csv,
         ..Default::default()
     };
-    let mut v = Violations::new();
     let common = collect_parameters(&mut v, &as_report, floor).map(|asked| asked.parameters);
     let target = match &r.subject {
         Some(Subject::FrameworkId(id)) => v
@@ -182,10 +198,13 @@ pub fn synthesis_parameters(r: &pb::RunSynthesisRequest, floor: u32) -> Result<R
             parsed
         }
     };
-    all_some!(v; common, target, language);
-    Ok(RunParameters {
-        synthesis: Some(SynthesisRequest { target, language }),
-        ..common
+    all_some!(v; period, common, target, language);
+    Ok(ops::SynthesisAsk {
+        period: period.map(|p| (p.from, p.to)),
+        parameters: RunParameters {
+            synthesis: Some(SynthesisRequest { target, language }),
+            ..common
+        },
     })
 }
 
@@ -300,7 +319,7 @@ impl ReportService for ReportApi {
         };
         let parameters = synthesis_parameters(r, self.reports.floor)?;
         let call = guard::call(&req, "RunSynthesis")?;
-        let view = ops::run_synthesis(&self.reports, &call, key, parameters)
+        let view = ops::run_synthesis(&self.reports, &call, key, parameters, Utc::now().date_naive())
             .await
             .map_err(error::app)?;
         Ok(Response::new(run_out(&view)?))

@@ -116,8 +116,9 @@ enum Commands {
         /// The cohort (its id).
         #[arg(long)]
         cohort: Option<String>,
-        /// The period: 2026-Q3, 2026-09, 2026 (or give --from and --to).
-        #[arg(long, conflicts_with_all = ["from", "to"], required_unless_present_all = ["from", "to"])]
+        /// The period: 2026-Q3, 2026-09, 2026 (or give --from and --to; neither: the next period
+        /// due under the framework's interval between synthesis reports).
+        #[arg(long, conflicts_with_all = ["from", "to"])]
         period: Option<String>,
         /// First day of the period, YYYY-MM-DD.
         #[arg(long, requires = "to")]
@@ -750,10 +751,11 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             };
             let language =
                 Language::parse(&language).ok_or_else(|| anyhow::anyhow!("--language: fr or en, not {language:?}"))?;
-            let period = match (period, from, to) {
-                (Some(p), _, _) => Period::parse(&p)?,
-                (None, Some(from), Some(to)) => Period::between(from, to)?,
-                _ => anyhow::bail!("give --period, or --from and --to"),
+            let asked = match (period, from, to) {
+                (Some(p), _, _) => Some(Period::parse(&p)?),
+                (None, Some(from), Some(to)) => Some(Period::between(from, to)?),
+                (None, None, None) => None,
+                _ => anyhow::bail!("give --period, or --from and --to, or neither for the next period due"),
             };
             let now = chrono::Utc::now();
             let as_of = as_of.unwrap_or(now);
@@ -761,6 +763,38 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 as_of <= now,
                 "--as-of must not be in the future: a synthesis is about what the registry knew at a past instant"
             );
+            let store = open_store(&config).await?;
+            // An unknown framework or cohort is named at once, before any run is recorded.
+            let known = match &target {
+                Target::Framework(id) => store.get::<observatory_domain::model::Framework>(id).await?.is_some(),
+                Target::Cohort(id) => store.get::<observatory_domain::model::Cohort>(id).await?.is_some(),
+            };
+            let period = match (known, asked) {
+                (false, _) => Err(anyhow::anyhow!(
+                    "no {} {} in the registry",
+                    match &target {
+                        Target::Framework(_) => "framework",
+                        Target::Cohort(_) => "cohort",
+                    },
+                    match &target {
+                        Target::Framework(id) | Target::Cohort(id) => id,
+                    }
+                )),
+                (true, Some(period)) => Ok(period),
+                // The same rule as RunSynthesis with no period.
+                (true, None) => observatory_app::reports::next_synthesis_period(&store, &target, now.date_naive())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+                    .and_then(|(from, to)| Ok(Period::between(from, to)?)),
+            };
+            let period = match period {
+                Ok(period) => period,
+                Err(e) => {
+                    store.close().await;
+                    return Err(e);
+                }
+            };
+            tracing::info!(period = %period, "synthesis period");
             if as_of.date_naive() <= period.to {
                 tracing::warn!(%as_of, period = %period, "the period is not over at the cutoff: figures are provisional");
             }
@@ -774,22 +808,6 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                     as_of.format("%Y%m%dT%H%M%SZ")
                 ))
             });
-            let store = open_store(&config).await?;
-            // An unknown framework or cohort is named at once, before any run is recorded.
-            let known = match &target {
-                Target::Framework(id) => store.get::<observatory_domain::model::Framework>(id).await?.is_some(),
-                Target::Cohort(id) => store.get::<observatory_domain::model::Cohort>(id).await?.is_some(),
-            };
-            if !known {
-                store.close().await;
-                anyhow::bail!(
-                    "no {} {subject} in the registry",
-                    match target {
-                        Target::Framework(_) => "framework",
-                        Target::Cohort(_) => "cohort",
-                    }
-                );
-            }
             let request = RunRequest {
                 parameters: RunParameters {
                     period_from: period.from,

@@ -688,6 +688,8 @@ async fn set_up(app: &App, options: &SeedOptions, summary: &mut SeedSummary) -> 
             suspended_from: None,
             suspended_on: None,
             requires_national_rcp: false,
+            synthesis_months: 6,
+            synthesis_from: None,
         };
         let w = write(app, Command::CreateFramework(framework.clone())).await?;
         summary.frameworks += 1;
@@ -718,6 +720,8 @@ async fn set_up(app: &App, options: &SeedOptions, summary: &mut SeedSummary) -> 
         suspended_from: None,
         suspended_on: None,
         requires_national_rcp: false,
+        synthesis_months: 0,
+        synthesis_from: None,
     };
     let w = write(app, Command::CreateFramework(refused.clone())).await?;
     summary.frameworks += 1;

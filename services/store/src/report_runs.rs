@@ -156,6 +156,12 @@ impl Store {
         dispatch!(self, runs_sql::scheduled(schedule))
     }
 
+    /// The newest runs (at most 1,000) of the synthesis of a framework (`kind` "framework") or a
+    /// cohort ("cohort"), newest first, whatever their outcome.
+    pub async fn synthesis_runs(&self, kind: &str, id: &str) -> Result<Vec<ReportRunRecord>> {
+        dispatch!(self, runs_sql::of_synthesis(format!("{kind}:{id}"), 1000))
+    }
+
     /// Runs that have no outcome yet.
     pub async fn unfinished_report_runs(&self) -> Result<Vec<ReportRunRecord>> {
         dispatch!(self, runs_sql::unfinished())

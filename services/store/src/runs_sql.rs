@@ -245,6 +245,15 @@ pub async fn scheduled(_write: &Pool, read: &Pool, schedule: &str) -> Result<Vec
     records(q.build_query_as::<RunRow>().fetch_all(read).await?)
 }
 
+/// The newest `limit` runs of the synthesis of `subject` (`framework:<id>` or `cohort:<id>`),
+/// newest first.
+pub async fn of_synthesis(_write: &Pool, read: &Pool, subject: String, limit: i64) -> Result<Vec<ReportRunRecord>> {
+    let mut q = QueryBuilder::<Db>::new(SELECT);
+    q.push(" WHERE r.synthesis_subject = ").push_bind(subject);
+    q.push(" ORDER BY r.id DESC LIMIT ").push_bind(limit);
+    records(q.build_query_as::<RunRow>().fetch_all(read).await?)
+}
+
 pub async fn unfinished(_write: &Pool, read: &Pool) -> Result<Vec<ReportRunRecord>> {
     let mut q = QueryBuilder::<Db>::new(SELECT);
     q.push(" WHERE o.run_id IS NULL ORDER BY r.id");

@@ -1757,5 +1757,7 @@ fn shipped_framework(f: &reference::FrameworkRef, source: &str) -> Result<Framew
         suspended_from: None,
         suspended_on: None,
         requires_national_rcp: f.requires_national_rcp,
+        synthesis_months: f.synthesis_months,
+        synthesis_from: None,
     })
 }

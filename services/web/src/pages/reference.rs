@@ -501,6 +501,8 @@ pub struct FrameworkRow {
     pub status: String,
     pub protocol: String,
     pub requires_national_rcp: bool,
+    /// The interval between synthesis reports, in words.
+    pub synthesis_every: String,
 }
 
 #[derive(Template)]
@@ -548,13 +550,21 @@ fn framework_row(
         ),
         status: page.label("framework_status", x.status.code()),
         protocol: format!(
-            "{} v{} · {} {}",
+            "{}{} · {} {}",
             x.protocol_type.code(),
-            x.protocol_version,
+            if x.protocol_version.is_empty() {
+                String::new()
+            } else {
+                format!(" v{}", x.protocol_version)
+            },
             x.follow_up_months,
             lang.t("frameworks.months")
         ),
         requires_national_rcp: x.requires_national_rcp,
+        synthesis_every: match x.synthesis_months {
+            0 => lang.t("frameworks.synthesis_none").to_owned(),
+            n => lang.t("frameworks.every_months").replace("{n}", &n.to_string()),
+        },
     }
 }
 
@@ -618,6 +628,11 @@ pub async fn create_framework(State(web): State<Web>, posted: Posted) -> Respons
         source: f.get("source").to_owned(),
         confirmed: f.ticked("confirmed"),
         requires_national_rcp: f.ticked("requires_national_rcp"),
+        // Left empty: none set.
+        synthesis_months: match f.get("synthesis_months") {
+            "" => 0,
+            n => n.parse().unwrap_or(-1),
+        },
     };
     let outcome = match observatory_grpc::parse::parse_framework(&request) {
         Err(s) => Err(s),
@@ -648,14 +663,21 @@ struct FrameworkPage {
     /// The periodic synthesis form, for those who run reports.
     can_synthesise: bool,
     synthesis: FormState,
+    /// The next synthesis due, or why none is.
+    next_due: String,
+    /// Whether a period is due (the form then holds its dates).
+    due: bool,
     languages: Vec<(String, String)>,
 }
 
-/// The synthesis form's defaults: the last half-year that has ended, in the reader's language.
-fn synthesis_defaults(lang: crate::i18n::Lang) -> FormState {
+/// The synthesis form's defaults, in the reader's language: the next period due under the
+/// framework's periodicity, or else the last half-year that has ended.
+fn synthesis_defaults(lang: crate::i18n::Lang, due: Option<(chrono::NaiveDate, chrono::NaiveDate)>) -> FormState {
     use chrono::Datelike;
     let today = chrono::Utc::now().date_naive();
-    let (from, to) = if today.month() > 6 {
+    let (from, to) = if let Some((from, to)) = due {
+        (from.to_string(), to.to_string())
+    } else if today.month() > 6 {
         (format!("{}-01-01", today.year()), format!("{}-06-30", today.year()))
     } else {
         (
@@ -679,19 +701,20 @@ pub async fn framework_with_synthesis_form(
     status: StatusCode,
 ) -> Response {
     let form = FormState::with(&[("date", super::today())]);
-    framework_page_with(web, signed, id, form, synthesis, status).await
+    framework_page_with(web, signed, id, form, Some(synthesis), status).await
 }
 
 async fn framework_page(web: &Web, signed: &Signed, id: &str, form: FormState, status: StatusCode) -> Response {
-    framework_page_with(web, signed, id, form, synthesis_defaults(signed.lang), status).await
+    framework_page_with(web, signed, id, form, None, status).await
 }
 
+/// The framework's page; `synthesis` is the synthesis form as refused, `None` for its defaults.
 async fn framework_page_with(
     web: &Web,
     signed: &Signed,
     id: &str,
     form: FormState,
-    synthesis: FormState,
+    synthesis: Option<FormState>,
     status: StatusCode,
 ) -> Response {
     let lang = signed.lang;
@@ -703,6 +726,32 @@ async fn framework_page_with(
         Err(e) => return refused(signed, e),
     };
     let page = signed.page(lang.t("frameworks.one"));
+    let can_synthesise = observatory_app::access::allows("RunSynthesis", signed.role());
+    // The next period due, for those who write syntheses (and so may know which are written).
+    let due = if can_synthesise {
+        observatory_app::reports::synthesis_due(
+            web.reports(),
+            &signed.call(op("RunSynthesis")),
+            &observatory_analytics::synthesis::Target::Framework(rid.to_string()),
+            chrono::Utc::now().date_naive(),
+        )
+        .await
+    } else {
+        Err(observatory_app::AppError::Internal("not asked"))
+    };
+    let next_due = match &due {
+        Ok((from, to)) => format!("{} → {}", lang.date(*from), lang.date(*to)),
+        // Why none is due, as the operation words it, after the field it names.
+        Err(observatory_app::AppError::Store(observatory_store::StoreError::Domain(
+            observatory_domain::DomainError::Precondition(why),
+        ))) => {
+            let why = why.split_once(": ").map_or(why.as_str(), |(_, rest)| rest);
+            format!("{} ({why})", lang.t("synthesis.none_due"))
+        }
+        Err(_) => lang.t("synthesis.none_due").to_owned(),
+    };
+    let due = due.ok();
+    let synthesis = synthesis.unwrap_or_else(|| synthesis_defaults(lang, due));
     let mut r = render(&FrameworkPage {
         framework: framework_row(&web.app().catalogue(), &page, &f),
         version: f.meta.version,
@@ -712,8 +761,10 @@ async fn framework_page_with(
             .map(|s| ((*s).to_owned(), crate::labels::label(lang, "framework_step", s)))
             .collect(),
         form,
-        can_synthesise: observatory_app::access::allows("RunSynthesis", signed.role()),
+        can_synthesise,
         synthesis,
+        next_due,
+        due: due.is_some(),
         languages: vec![
             ("fr".to_owned(), lang.t("synthesis.french").to_owned()),
             ("en".to_owned(), lang.t("synthesis.english").to_owned()),
@@ -725,7 +776,7 @@ async fn framework_page_with(
 }
 
 /// The steps of a framework's lifecycle, as the contract names them.
-pub const FRAMEWORK_STEPS: [&str; 9] = [
+pub const FRAMEWORK_STEPS: [&str; 10] = [
     "start_review",
     "grant",
     "refuse",
@@ -735,6 +786,7 @@ pub const FRAMEWORK_STEPS: [&str; 9] = [
     "reinstate",
     "withdraw",
     "end",
+    "amend_protocol",
 ];
 
 pub async fn framework(State(web): State<Web>, signed: Signed, Path(id): Path<String>) -> Response {
@@ -743,7 +795,7 @@ pub async fn framework(State(web): State<Web>, signed: Signed, Path(id): Path<St
 }
 
 pub async fn transition_framework(State(web): State<Web>, Path(id): Path<String>, posted: Posted) -> Response {
-    use pb::transition_framework_request::{DatedStep, Grant, Renew, Transition as T};
+    use pb::transition_framework_request::{AmendProtocol, DatedStep, Grant, Renew, Transition as T};
     let Posted { signed, fields } = posted;
     let f = &fields;
     let date = f.get("date").to_owned();
@@ -765,6 +817,14 @@ pub async fn transition_framework(State(web): State<Web>, Path(id): Path<String>
         "reinstate" => Some(T::Reinstate(step())),
         "withdraw" => Some(T::Withdraw(step())),
         "end" => Some(T::End(step())),
+        "amend_protocol" => Some(T::AmendProtocol(AmendProtocol {
+            date: date.clone(),
+            protocol_version: f.get("protocol_version").to_owned(),
+            synthesis_months: match f.get("synthesis_months") {
+                "" => 0,
+                n => n.parse().unwrap_or(-1),
+            },
+        })),
         _ => None,
     };
     let request = pb::TransitionFrameworkRequest {

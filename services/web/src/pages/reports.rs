@@ -302,6 +302,7 @@ pub async fn start_synthesis(State(web): State<Web>, Path(id): Path<String>, pos
             &signed.call(op("RunSynthesis")),
             (!key.is_empty()).then_some(key),
             parameters,
+            chrono::Utc::now().date_naive(),
         )
         .await
         .map_err(observatory_grpc::error::app),

@@ -910,6 +910,7 @@ class Framework(_message.Message):
     SOURCE_FIELD_NUMBER: _builtins.int
     CONFIRMED_FIELD_NUMBER: _builtins.int
     REQUIRES_NATIONAL_RCP_FIELD_NUMBER: _builtins.int
+    SYNTHESIS_MONTHS_FIELD_NUMBER: _builtins.int
     pathway: _common_pb2.Pathway.ValueType
     drug_atc: _builtins.str
     indication: _builtins.str
@@ -932,6 +933,11 @@ class Framework(_message.Message):
     requires_national_rcp: _builtins.bool
     """A declaration under it needs a favourable opinion of a national RCP (Rcp.level NATIONAL,
     opinion FAVOURABLE or FAVOURABLE_WITH_CONDITIONS); FAILED_PRECONDITION otherwise.
+    """
+    synthesis_months: _builtins.int
+    """Months between two periodic synthesis reports, as the protocol sets them; 0 when none is
+    set. Periods follow one another from valid_from; RunSynthesis with no period writes the
+    next one due.
     """
     @_builtins.property
     def meta(self) -> _common_pb2.RecordMeta: ...
@@ -958,10 +964,11 @@ class Framework(_message.Message):
         source: _builtins.str = ...,
         confirmed: _builtins.bool = ...,
         requires_national_rcp: _builtins.bool = ...,
+        synthesis_months: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "confirmed", b"confirmed", "decision_reference", b"decision_reference", "drug_atc", b"drug_atc", "follow_up_months", b"follow_up_months", "indication", b"indication", "meta", b"meta", "orpha_codes", b"orpha_codes", "pathway", b"pathway", "protocol_type", b"protocol_type", "protocol_version", b"protocol_version", "requires_national_rcp", b"requires_national_rcp", "source", b"source", "status", b"status", "valid_from", b"valid_from", "valid_to", b"valid_to"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "confirmed", b"confirmed", "decision_reference", b"decision_reference", "drug_atc", b"drug_atc", "follow_up_months", b"follow_up_months", "indication", b"indication", "meta", b"meta", "orpha_codes", b"orpha_codes", "pathway", b"pathway", "protocol_type", b"protocol_type", "protocol_version", b"protocol_version", "requires_national_rcp", b"requires_national_rcp", "source", b"source", "status", b"status", "synthesis_months", b"synthesis_months", "valid_from", b"valid_from", "valid_to", b"valid_to"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -987,6 +994,7 @@ class CreateFrameworkRequest(_message.Message):
     SOURCE_FIELD_NUMBER: _builtins.int
     CONFIRMED_FIELD_NUMBER: _builtins.int
     REQUIRES_NATIONAL_RCP_FIELD_NUMBER: _builtins.int
+    SYNTHESIS_MONTHS_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     pathway: _common_pb2.Pathway.ValueType
     """AAP_PRE, AAP_POST, CPC, ATU_COHORT, RTU or DIRECT."""
@@ -1012,6 +1020,8 @@ class CreateFrameworkRequest(_message.Message):
     """Whether the entry was checked against the published decision."""
     requires_national_rcp: _builtins.bool
     """The decision makes a favourable national RCP opinion a condition of each declaration."""
+    synthesis_months: _builtins.int
+    """0..=36: months between two periodic synthesis reports (0: the protocol sets none)."""
     @_builtins.property
     def orpha_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """ORPHA codes the indication covers: 1 to 50."""
@@ -1035,10 +1045,11 @@ class CreateFrameworkRequest(_message.Message):
         source: _builtins.str = ...,
         confirmed: _builtins.bool = ...,
         requires_national_rcp: _builtins.bool = ...,
+        synthesis_months: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "confirmed", b"confirmed", "decision_reference", b"decision_reference", "drug_atc", b"drug_atc", "follow_up_months", b"follow_up_months", "idempotency_key", b"idempotency_key", "indication", b"indication", "orpha_codes", b"orpha_codes", "pathway", b"pathway", "protocol_type", b"protocol_type", "protocol_version", b"protocol_version", "requires_national_rcp", b"requires_national_rcp", "source", b"source", "status", b"status", "valid_from", b"valid_from", "valid_to", b"valid_to"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "confirmed", b"confirmed", "decision_reference", b"decision_reference", "drug_atc", b"drug_atc", "follow_up_months", b"follow_up_months", "idempotency_key", b"idempotency_key", "indication", b"indication", "orpha_codes", b"orpha_codes", "pathway", b"pathway", "protocol_type", b"protocol_type", "protocol_version", b"protocol_version", "requires_national_rcp", b"requires_national_rcp", "source", b"source", "status", b"status", "synthesis_months", b"synthesis_months", "valid_from", b"valid_from", "valid_to", b"valid_to"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1129,6 +1140,31 @@ class TransitionFrameworkRequest(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class AmendProtocol(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        DATE_FIELD_NUMBER: _builtins.int
+        PROTOCOL_VERSION_FIELD_NUMBER: _builtins.int
+        SYNTHESIS_MONTHS_FIELD_NUMBER: _builtins.int
+        date: _builtins.str
+        protocol_version: _builtins.str
+        """1..=50 characters, other than the version in force."""
+        synthesis_months: _builtins.int
+        """0..=36: months between two synthesis reports under the amended protocol (0: none)."""
+        def __init__(
+            self,
+            *,
+            date: _builtins.str = ...,
+            protocol_version: _builtins.str = ...,
+            synthesis_months: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "protocol_version", b"protocol_version", "synthesis_months", b"synthesis_months"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     ID_FIELD_NUMBER: _builtins.int
     EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
     START_REVIEW_FIELD_NUMBER: _builtins.int
@@ -1140,6 +1176,7 @@ class TransitionFrameworkRequest(_message.Message):
     REINSTATE_FIELD_NUMBER: _builtins.int
     WITHDRAW_FIELD_NUMBER: _builtins.int
     END_FIELD_NUMBER: _builtins.int
+    AMEND_PROTOCOL_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     expected_version: _builtins.int
     @_builtins.property
@@ -1166,6 +1203,12 @@ class TransitionFrameworkRequest(_message.Message):
     def end(self) -> Global___TransitionFrameworkRequest.DatedStep:
         """No inclusion after this date (switch to common law, new marketing authorisation, expiry)."""
 
+    @_builtins.property
+    def amend_protocol(self) -> Global___TransitionFrameworkRequest.AmendProtocol:
+        """A new version of the protocol, and the interval between synthesis reports it sets; the
+        status does not change. Not for a REFUSED or WITHDRAWN framework.
+        """
+
     def __init__(
         self,
         *,
@@ -1180,12 +1223,13 @@ class TransitionFrameworkRequest(_message.Message):
         reinstate: Global___TransitionFrameworkRequest.DatedStep | None = ...,
         withdraw: Global___TransitionFrameworkRequest.DatedStep | None = ...,
         end: Global___TransitionFrameworkRequest.DatedStep | None = ...,
+        amend_protocol: Global___TransitionFrameworkRequest.AmendProtocol | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "grant", b"grant", "refuse", b"refuse", "reinstate", b"reinstate", "renew", b"renew", "start_review", b"start_review", "submit_renewal", b"submit_renewal", "suspend", b"suspend", "transition", b"transition", "withdraw", b"withdraw"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amend_protocol", b"amend_protocol", "end", b"end", "grant", b"grant", "refuse", b"refuse", "reinstate", b"reinstate", "renew", b"renew", "start_review", b"start_review", "submit_renewal", b"submit_renewal", "suspend", b"suspend", "transition", b"transition", "withdraw", b"withdraw"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "expected_version", b"expected_version", "grant", b"grant", "id", b"id", "refuse", b"refuse", "reinstate", b"reinstate", "renew", b"renew", "start_review", b"start_review", "submit_renewal", b"submit_renewal", "suspend", b"suspend", "transition", b"transition", "withdraw", b"withdraw"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amend_protocol", b"amend_protocol", "end", b"end", "expected_version", b"expected_version", "grant", b"grant", "id", b"id", "refuse", b"refuse", "reinstate", b"reinstate", "renew", b"renew", "start_review", b"start_review", "submit_renewal", b"submit_renewal", "suspend", b"suspend", "transition", b"transition", "withdraw", b"withdraw"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_transition: _TypeAlias = _typing.Literal["start_review", "grant", "refuse", "submit_renewal", "renew", "suspend", "reinstate", "withdraw", "end"]  # noqa: Y015
+    _WhichOneofReturnType_transition: _TypeAlias = _typing.Literal["start_review", "grant", "refuse", "submit_renewal", "renew", "suspend", "reinstate", "withdraw", "end", "amend_protocol"]  # noqa: Y015
     _WhichOneofArgType_transition: _TypeAlias = _typing.Literal["transition", b"transition"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_transition) -> _WhichOneofReturnType_transition | None: ...
 

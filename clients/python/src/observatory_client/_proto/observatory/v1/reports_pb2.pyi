@@ -154,7 +154,12 @@ class RunSynthesisRequest(_message.Message):
     framework_id: _builtins.str
     cohort_id: _builtins.str
     period: _builtins.str
-    """The period: "2026-Q3", "2026-09" or "2026". Give either period or range."""
+    """The period: "2026-Q3", "2026-09" or "2026". Give either period or range, or neither: then
+    the next synthesis due under the framework's periodicity (Framework.synthesis_months; a
+    cohort's framework for a cohort), the oldest ended period with no synthesis written or
+    under way. FAILED_PRECONDITION, saying why, when there is none: no periodicity set, the
+    first period still running, every ended period written.
+    """
     suppression_threshold: _builtins.int
     """As in RunReportRequest: 0 means the default, never below the server's floor."""
     french_csv: _builtins.bool
@@ -164,7 +169,7 @@ class RunSynthesisRequest(_message.Message):
     """As in RunReportRequest."""
     @_builtins.property
     def range(self) -> _common_pb2.DateRange:
-        """Explicit inclusive bounds, both required when period is empty."""
+        """Explicit inclusive bounds, both given, or neither (see period)."""
 
     @_builtins.property
     def as_of(self) -> _timestamp_pb2.Timestamp:
