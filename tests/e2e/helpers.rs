@@ -47,12 +47,24 @@ pub async fn token_for(store: &Store, role: Role) -> String {
     match role {
         Role::Prescriber => scoped_token(store, role, &[TEST_CENTRE], &[]).await,
         Role::DataManager | Role::Analyst | Role::Partner => scoped_token(store, role, &[], TEST_FILIERES).await,
-        Role::Admin => scoped_token(store, role, &[], &[]).await,
+        Role::Admin | Role::NationalAnalyst => scoped_token(store, role, &[], &[]).await,
     }
 }
 
 /// Creates a token for `role` bound to `centres` and `filieres`, straight in the database.
 pub async fn scoped_token(store: &Store, role: Role, centres: &[&str], filieres: &[&str]) -> String {
+    try_scoped_token(store, role, centres, filieres)
+        .await
+        .expect("create token")
+}
+
+/// Like [`scoped_token`], the refusal of a binding the role does not take returned.
+pub async fn try_scoped_token(
+    store: &Store,
+    role: Role,
+    centres: &[&str],
+    filieres: &[&str],
+) -> Result<String, String> {
     let request = TokenRequest {
         client_subject: None,
         role,
@@ -60,7 +72,10 @@ pub async fn scoped_token(store: &Store, role: Role, centres: &[&str], filieres:
         filieres: filieres.iter().map(|f| f.to_string()).collect(),
         expires_at: None,
     };
-    create_token(store, &request, "test").await.expect("create token").1
+    create_token(store, &request, "test")
+        .await
+        .map(|(_, secret)| secret)
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,6 +246,11 @@ impl TestApp {
     /// A reference client holding `secret`.
     pub fn reference_as(&self, secret: &str) -> ReferenceServiceClient<Authed> {
         ReferenceServiceClient::new(InterceptedService::new(self.channel.clone(), Bearer::new(secret)))
+    }
+
+    /// A report client holding `secret`.
+    pub fn reports_as(&self, secret: &str) -> ReportServiceClient<Authed> {
+        ReportServiceClient::new(InterceptedService::new(self.channel.clone(), Bearer::new(secret)))
     }
 
     /// Rows in every table of the registry, to prove a rejected request stored nothing.

@@ -22,6 +22,7 @@ on_both_backends!(
     reports_run_over_grpc_and_stream_their_published_outputs,
     a_synthesis_runs_over_grpc_and_its_document_downloads,
     the_next_synthesis_due_follows_the_interval_its_protocol_sets,
+    a_national_analyst_runs_national_reports_that_filiere_analysts_do_not_see,
     scheduled_reports_cover_each_closed_period_once_and_catch_up_after_a_stop,
 );
 
@@ -51,9 +52,16 @@ pub(crate) fn q3(key: &str) -> pb::RunReportRequest {
 
 /// Polls a run until it has ended.
 pub(crate) async fn wait_for_end(app: &mut TestApp, run_id: &str) -> pb::ReportRun {
+    wait_with(&mut app.reports, run_id).await
+}
+
+/// [`wait_for_end`] through `client`.
+async fn wait_with(
+    client: &mut observatory_proto::v1::report_service_client::ReportServiceClient<crate::helpers::Authed>,
+    run_id: &str,
+) -> pb::ReportRun {
     for _ in 0..600 {
-        let run = app
-            .reports
+        let run = client
             .get_report_run(pb::GetReportRunRequest {
                 run_id: run_id.to_owned(),
             })
@@ -74,8 +82,25 @@ pub(crate) async fn download(
     run_id: &str,
     file: &str,
 ) -> Result<(Vec<u8>, u64, String), tonic::Status> {
-    let mut stream = app
-        .reports
+    download_with(&mut app.reports, run_id, file).await
+}
+
+/// [`download`] by the holder of `secret`.
+async fn download_as(
+    secret: &str,
+    app: &TestApp,
+    run_id: &str,
+    file: &str,
+) -> Result<(Vec<u8>, u64, String), tonic::Status> {
+    download_with(&mut app.reports_as(secret), run_id, file).await
+}
+
+async fn download_with(
+    client: &mut observatory_proto::v1::report_service_client::ReportServiceClient<crate::helpers::Authed>,
+    run_id: &str,
+    file: &str,
+) -> Result<(Vec<u8>, u64, String), tonic::Status> {
+    let mut stream = client
         .download_report_file(pb::DownloadReportFileRequest {
             run_id: run_id.to_owned(),
             file: file.to_owned(),
@@ -713,4 +738,113 @@ async fn the_next_synthesis_due_follows_the_interval_its_protocol_sets(backend: 
         4,
         "four syntheses recorded, none for a refused request"
     );
+}
+
+/// A national analyst runs reports over every filière, or one filière's, and reads the runs of
+/// all; an analyst of a filière neither sees nor reads a national run; neither reads a patient.
+async fn a_national_analyst_runs_national_reports_that_filiere_analysts_do_not_see(backend: Backend) {
+    use observatory_domain::access::Role;
+    let mut app = spawn_app(backend).await;
+    seed_registry(&app, 60).await;
+    let national = crate::helpers::scoped_token(&app.store, Role::NationalAnalyst, &[], &[]).await;
+    let mut national_reports = app.reports_as(&national);
+
+    // A national analyst's token is bound to nothing.
+    let bound = crate::helpers::try_scoped_token(&app.store, Role::NationalAnalyst, &[], &["MHEMO"]).await;
+    assert!(bound.is_err(), "a national analyst token bound to a filière: {bound:?}");
+
+    // With no filière named: the whole registry.
+    let whole = national_reports
+        .run_report(pb::RunReportRequest {
+            period: "2026-Q3".into(),
+            idempotency_key: "national-q3".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("national run")
+        .into_inner();
+    assert_eq!(whole.filiere, "", "a run over every filière");
+    let ended = wait_with(&mut national_reports, &whole.run_id).await;
+    assert_eq!(
+        pb::ReportRunStatus::try_from(ended.status),
+        Ok(pb::ReportRunStatus::Succeeded),
+        "{}",
+        ended.error
+    );
+    // One filière's, on request.
+    let filnemus = national_reports
+        .run_report(pb::RunReportRequest {
+            idempotency_key: "national-filnemus".into(),
+            ..q3("")
+        })
+        .await
+        .expect("a filière's run")
+        .into_inner();
+    assert_eq!(filnemus.filiere, "FILNEMUS");
+    // And the synthesis of a framework, its filière's run.
+    let synthesis = national_reports
+        .run_synthesis(pb::RunSynthesisRequest {
+            subject: Some(pb::run_synthesis_request::Subject::FrameworkId(
+                "0193a000-0000-7000-8000-000000000002".into(),
+            )),
+            period: "2026-Q1".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("a synthesis")
+        .into_inner();
+    assert_eq!(synthesis.filiere, "MHEMO");
+
+    // The national run's outputs download for the national analyst only.
+    let (manifest, _, _) = download_as(&national, &app, &whole.run_id, "manifest.json")
+        .await
+        .expect("the national analyst downloads a national output");
+    assert!(!manifest.is_empty());
+    let listed: Vec<String> = national_reports
+        .list_report_runs(pb::ListReportRunsRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .runs
+        .into_iter()
+        .map(|r| r.run_id)
+        .collect();
+    for run in [&whole.run_id, &filnemus.run_id, &synthesis.run_id] {
+        assert!(listed.contains(run), "{run} in {listed:?}");
+    }
+    // An analyst of MHEMO and FILNEMUS: its filières' runs, never the national one.
+    let mine: Vec<String> = list_runs(&mut app).await.into_iter().map(|r| r.run_id).collect();
+    assert!(!mine.contains(&whole.run_id), "a filière analyst lists a national run");
+    assert!(mine.contains(&filnemus.run_id) && mine.contains(&synthesis.run_id));
+    let status = app
+        .reports
+        .get_report_run(pb::GetReportRunRequest {
+            run_id: whole.run_id.clone(),
+        })
+        .await
+        .expect_err("a national run");
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    let status = download(&mut app, &whole.run_id, "manifest.json")
+        .await
+        .expect_err("a national output");
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    // A filière analyst still cannot run a national report.
+    let status = app
+        .reports
+        .run_report(pb::RunReportRequest {
+            period: "2026-Q3".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a national report");
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    // No patient-level record for a national analyst.
+    let status = app
+        .registry_as(&national)
+        .list_patients(pb::ListPatientsRequest::default())
+        .await
+        .expect_err("patients");
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    wait_for_end(&mut app, &filnemus.run_id).await;
+    wait_for_end(&mut app, &synthesis.run_id).await;
 }

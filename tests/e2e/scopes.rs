@@ -48,6 +48,8 @@ struct Caller {
     side: Option<Which>,
     /// Bound to centres (it reads the whole cohort catalogue).
     centre_bound: bool,
+    /// A national analyst: the cohorts and report runs of every filière, no patient.
+    national: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -706,6 +708,7 @@ async fn every_rpc_serves_each_role_its_own_side_only(backend: Backend) {
             secret: scoped_token(&app.store, role, centres, filieres).await,
             side,
             centre_bound: !centres.is_empty(),
+            national: role == Role::NationalAnalyst,
         };
     let callers = [
         caller("prescriber at A", Role::Prescriber, &[TEST_CENTRE], &[], Some(Which::A)).await,
@@ -723,6 +726,7 @@ async fn every_rpc_serves_each_role_its_own_side_only(backend: Backend) {
         caller("partner at B", Role::Partner, &[CENTRE_B], &[], Some(Which::B)).await,
         caller("partner of FILNEMUS", Role::Partner, &[], &["FILNEMUS"], Some(Which::B)).await,
         caller("admin", Role::Admin, &[], &[], None).await,
+        caller("national analyst", Role::NationalAnalyst, &[], &[], None).await,
     ];
 
     let paths: Vec<&str> = RULES.iter().map(|(p, _)| p.as_str()).collect();
@@ -741,8 +745,8 @@ async fn every_rpc_serves_each_role_its_own_side_only(backend: Backend) {
                     let (kind, body) = request(path, target, &tag);
                     let in_scope = match kind {
                         Kind::Unbound | Kind::Listing => true,
-                        Kind::CohortEntry => own || c.centre_bound,
-                        Kind::Targeted => own,
+                        Kind::CohortEntry => own || c.centre_bound || c.national,
+                        Kind::Targeted => own || c.national,
                     };
                     if (pass == "in scope") != (allowed && in_scope) {
                         continue;
@@ -760,7 +764,9 @@ async fn every_rpc_serves_each_role_its_own_side_only(backend: Backend) {
                     }
                     match (kind, answer) {
                         (Kind::Listing, Ok(body)) => {
-                            let sees = |s: Which| c.side == Some(s) || (method == "ListCohorts" && c.centre_bound);
+                            let sees = |s: Which| {
+                                c.side == Some(s) || (method == "ListCohorts" && c.centre_bound) || c.national
+                            };
                             let shown = listed(method, &body, &a, &b);
                             if method == "GetWorklist" {
                                 // A side's episode is on its worklist only when something is due:

@@ -87,6 +87,7 @@ home_centre, other_centre = centres[0].finess, centres[1].finess
 prescriber, prescriber_id = token("--role", "prescriber", "--centre", home_centre, "--expires", "1d")
 elsewhere, _ = token("--role", "prescriber", "--centre", other_centre, "--expires", "1d")
 analyst, _ = token("--role", "analyst", "--filiere", "MHEMO", "--expires", "1d")
+national, _ = token("--role", "national_analyst", "--expires", "1d")
 manager, _ = token("--role", "data_manager", "--filiere", "MHEMO", "--expires", "1d")
 
 
@@ -548,6 +549,20 @@ try:
           and "wordprocessingml" in headers.get("content-type", ""), f"the Word document downloads ({status})")
     driver.get(driver.current_url + "/files/synthesis.html")
     check("Synthèse périodique" in body(driver), "the synthesis opens as a page")
+
+    # --- The national analyst: a report over every filière, which the MHEMO analyst never sees --
+    sign_in(driver, national)
+    check("Toutes les filières (national)" in body(driver), "the national analyst may run a national report")
+    set_value(driver, "period", f"{TODAY.year}")
+    Select(driver.find_element(By.ID, "filiere")).select_by_value("")
+    click_and_wait(driver, driver.find_element(By.XPATH, "//button[contains(., 'Lancer')]"))
+    national_run = urllib.parse.urlparse(driver.current_url).path
+    check(national_run.startswith("/reports/") and "Toutes les filières" in body(driver),
+          f"the national run's page opens ({body(driver)[:400]})")
+    sign_in(driver, analyst)
+    check(national_run.rsplit("/", 1)[1] not in driver.page_source, "the MHEMO analyst does not list the national run")
+    status, _, _ = http("GET", national_run, session_cookie(driver))
+    check(status in (403, 404), f"the MHEMO analyst cannot open the national run ({status})")
 
     # --- The data manager: cohorts --------------------------------------------------------------
     sign_in(driver, manager)

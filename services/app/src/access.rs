@@ -4,19 +4,19 @@
 
 use observatory_domain::access::Role;
 
-use Role::{Admin, Analyst, DataManager, Partner, Prescriber};
+use Role::{Admin, Analyst, DataManager, NationalAnalyst, Partner, Prescriber};
 
 const CLINICAL_READERS: &[Role] = &[Prescriber, DataManager, Partner];
 const CLINICAL_WRITERS: &[Role] = &[Prescriber, Partner];
 const CORRECTORS: &[Role] = &[Prescriber, DataManager, Partner];
-const EVERYONE: &[Role] = &[Prescriber, DataManager, Analyst, Partner, Admin];
-const REPORTERS: &[Role] = &[Analyst, DataManager];
+const EVERYONE: &[Role] = &[Prescriber, DataManager, Analyst, NationalAnalyst, Partner, Admin];
+const REPORTERS: &[Role] = &[Analyst, NationalAnalyst, DataManager];
 
 /// Every operation of the observatory (its service and name, as the gRPC contract has them, or
 /// `Tokens` for those no RPC makes) and the roles that may make it. Reference data is readable by
 /// every role; reference writes are the admin's; clinical records are read and written by
 /// prescribers, partner systems and data managers, never by analysts or admins; reports are
-/// run and read by analysts and data managers.
+/// run and read by analysts (of their filières, or national ones) and data managers.
 pub const OPERATIONS: &[(&str, &str, &[Role])] = &[
     ("ReferenceService", "CreateCentre", &[Admin]),
     ("ReferenceService", "GetCentre", EVERYONE),
@@ -39,12 +39,12 @@ pub const OPERATIONS: &[(&str, &str, &[Role])] = &[
     (
         "RegistryService",
         "GetCohort",
-        &[Prescriber, DataManager, Analyst, Partner],
+        &[Prescriber, DataManager, Analyst, NationalAnalyst, Partner],
     ),
     (
         "RegistryService",
         "ListCohorts",
-        &[Prescriber, DataManager, Analyst, Partner],
+        &[Prescriber, DataManager, Analyst, NationalAnalyst, Partner],
     ),
     ("RegistryService", "TransitionCohort", &[DataManager]),
     ("RegistryService", "RegisterPatient", CLINICAL_WRITERS),
@@ -140,6 +140,7 @@ mod tests {
         for (service, name, roles) in OPERATIONS {
             if *service == "RegistryService" && !name.contains("Cohort") {
                 assert!(!roles.contains(&Analyst), "{name}");
+                assert!(!roles.contains(&NationalAnalyst), "{name}");
                 assert!(!roles.contains(&Admin), "{name}");
             }
         }

@@ -253,10 +253,12 @@ async fn admit_synthesis(
                     )
                     .await?
                 }
-                many if call.principal().is_some() => {
+                // A national analyst synthesises a framework of several filières; others, on the
+                // command line.
+                many if call.principal().is_some_and(|p| !p.scope.national()) => {
                     let names: Vec<&str> = many.iter().map(Filiere::as_str).collect();
                     return Err(AppError::Denied(format!(
-                        "framework_id: its cohorts span several filières ({}); such a synthesis is written on the command line",
+                        "framework_id: its cohorts span several filières ({}); such a synthesis is written by a national analyst or on the command line",
                         names.join(", ")
                     )));
                 }
@@ -351,7 +353,8 @@ pub async fn get(r: &Reports, call: &Call, id: &RecordId) -> AppResult<RunView> 
 /// Runs of the caller's filières, newest first.
 pub async fn list(r: &Reports, call: &Call, page: &PageRequest) -> AppResult<Page<RunView>> {
     let admitted = admit(r.runner.store(), call, Target::List).await?;
-    let within = admitted.within().map(|s| s.filieres());
+    // A national analyst reads every run; others, the runs of their filières.
+    let within = admitted.within().filter(|s| !s.national()).map(|s| s.filieres());
     r.runner.list(within, page).await.map_err(run_error)
 }
 

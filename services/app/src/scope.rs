@@ -210,8 +210,7 @@ async fn check(store: &Store, call: &Call, target: Target<'_>) -> AppResult<Admi
             }
         }
         Target::Run(filiere) => {
-            let within = filiere.is_some_and(|f| scope.filieres().iter().any(|s| s.as_str() == f));
-            if !within {
+            if !scope.reads_runs_of(filiere) {
                 return Err(denied(
                     principal,
                     "this report run is not limited to a filière of this token, or does not exist",
@@ -223,7 +222,7 @@ async fn check(store: &Store, call: &Call, target: Target<'_>) -> AppResult<Admi
                 None => None,
                 Some(id) => {
                     let c = store.get::<Cohort>(id.as_str()).await?;
-                    let Some(c) = c.filter(|c| scope.filieres().contains(&c.record.filiere)) else {
+                    let Some(c) = c.filter(|c| scope.national() || scope.filieres().contains(&c.record.filiere)) else {
                         return Err(denied(
                             principal,
                             &format!("cohort_id: cohort {id} is not in a filière of this token, or does not exist"),
@@ -232,6 +231,22 @@ async fn check(store: &Store, call: &Call, target: Target<'_>) -> AppResult<Admi
                     Some(c.record.filiere)
                 }
             };
+            // A national analyst's run covers what it names, or every filière.
+            if scope.national() {
+                if let (Some(f), Some(c)) = (filiere, &cohort_filiere)
+                    && f != c
+                {
+                    return Err(AppError::invalid(
+                        "cohort_id",
+                        "CONFLICT",
+                        format!("belongs to filière {c}, not to {f}"),
+                    ));
+                }
+                return Ok(Admitted {
+                    call: call.clone(),
+                    run_filiere: filiere.cloned().or(cohort_filiere),
+                });
+            }
             let resolved = match (filiere, cohort_filiere) {
                 (Some(f), Some(c)) if *f != c => {
                     return Err(AppError::invalid(

@@ -23,13 +23,18 @@ pub enum Role {
     Partner,
     /// Reference data, frameworks, tokens; no clinical writes.
     Admin,
+    /// Runs and reads reports of every filière, national ones included (the coordination of
+    /// the rare-disease networks, the ministry's and agencies' analysts); never a patient-level
+    /// record. Bound to no centre or filière.
+    NationalAnalyst,
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [
+    pub const ALL: [Role; 6] = [
         Role::Prescriber,
         Role::DataManager,
         Role::Analyst,
+        Role::NationalAnalyst,
         Role::Partner,
         Role::Admin,
     ];
@@ -42,6 +47,7 @@ impl Role {
             Role::Analyst => "analyst",
             Role::Partner => "partner",
             Role::Admin => "admin",
+            Role::NationalAnalyst => "national_analyst",
         }
     }
 
@@ -73,6 +79,8 @@ pub enum ScopeError {
     PartnerUnbound,
     #[error("an admin token is not bound to centres or filières")]
     AdminBound,
+    #[error("a national_analyst token reaches every filière: it is not bound to centres or filières")]
+    NationalBound,
 }
 
 impl ScopeError {
@@ -82,7 +90,7 @@ impl ScopeError {
             ScopeError::PrescriberWithoutCentre | ScopeError::CentreNotAllowed(_) | ScopeError::PartnerUnbound => {
                 "centres"
             }
-            ScopeError::AdminBound => "centres",
+            ScopeError::AdminBound | ScopeError::NationalBound => "centres",
             ScopeError::PrescriberWithFiliere | ScopeError::MissingFiliere(_) => "filieres",
         }
     }
@@ -94,6 +102,9 @@ impl ScopeError {
 pub struct Scope {
     centres: Vec<Finess>,
     filieres: Vec<Filiere>,
+    /// Every filière, for what is not patient-level: cohorts and report runs (a national
+    /// analyst's scope).
+    national: bool,
 }
 
 impl Scope {
@@ -109,9 +120,27 @@ impl Scope {
             Role::DataManager | Role::Analyst if !centres.is_empty() => return Err(ScopeError::CentreNotAllowed(role)),
             Role::Partner if centres.is_empty() && filieres.is_empty() => return Err(ScopeError::PartnerUnbound),
             Role::Admin if !centres.is_empty() || !filieres.is_empty() => return Err(ScopeError::AdminBound),
+            Role::NationalAnalyst if !centres.is_empty() || !filieres.is_empty() => {
+                return Err(ScopeError::NationalBound);
+            }
             _ => {}
         }
-        Ok(Scope { centres, filieres })
+        Ok(Scope {
+            centres,
+            filieres,
+            national: role == Role::NationalAnalyst,
+        })
+    }
+
+    /// Whether the scope reaches the cohorts and report runs of every filière. It covers no
+    /// patient-level record ([`Scope::covers`]).
+    pub fn national(&self) -> bool {
+        self.national
+    }
+
+    /// Whether report runs limited to `filiere` (`None`: national runs) may be read.
+    pub fn reads_runs_of(&self, filiere: Option<&str>) -> bool {
+        self.national || filiere.is_some_and(|f| self.filieres.iter().any(|s| s.as_str() == f))
     }
 
     pub fn centres(&self) -> &[Finess] {
@@ -135,13 +164,13 @@ impl Scope {
     /// partner systems of a hospital) read every cohort, since a centre may treat patients of
     /// any filière; callers bound to filières only read those of their filières.
     pub fn reads_cohorts_of(&self, filiere: &Filiere) -> bool {
-        !self.centres.is_empty() || self.filieres.contains(filiere)
+        self.national || !self.centres.is_empty() || self.filieres.contains(filiere)
     }
 
     /// The filières whose cohorts a list may show: `None` for every filière (a scope with
     /// centres), the scope's filières otherwise. Mirrors [`Scope::reads_cohorts_of`].
     pub fn cohort_filieres(&self) -> Option<&[Filiere]> {
-        self.centres.is_empty().then_some(self.filieres.as_slice())
+        (self.centres.is_empty() && !self.national).then_some(self.filieres.as_slice())
     }
 }
 

@@ -127,6 +127,7 @@ async fn dev_tokens(store: &Store, web: &observatory_web::Web, base: &str) -> an
         wanted.insert(0, (Role::Prescriber, vec![finess], Vec::new()));
         wanted.insert(1, (Role::DataManager, Vec::new(), vec![filiere.clone()]));
         wanted.insert(2, (Role::Analyst, Vec::new(), vec![filiere]));
+        wanted.insert(3, (Role::NationalAnalyst, Vec::new(), Vec::new()));
     }
     let mut links = Vec::new();
     for (role, centres, filieres) in wanted {

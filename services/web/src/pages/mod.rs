@@ -46,7 +46,7 @@ fn sections(role: Role) -> Vec<(&'static str, &'static str)> {
         s.push(("/worklist", "nav.worklist"));
         s.push(("/cases", "nav.cases"));
     }
-    if matches!(role, Role::Analyst | Role::DataManager) {
+    if matches!(role, Role::Analyst | Role::NationalAnalyst | Role::DataManager) {
         s.push(("/reports", "nav.reports"));
     }
     if role == Role::DataManager {
@@ -54,6 +54,9 @@ fn sections(role: Role) -> Vec<(&'static str, &'static str)> {
     }
     if reference::reads_reference(role) {
         s.push(("/centres", "nav.centres"));
+        s.push(("/frameworks", "nav.frameworks"));
+    } else if matches!(role, Role::Analyst | Role::NationalAnalyst) {
+        // Where a framework's periodic synthesis is written.
         s.push(("/frameworks", "nav.frameworks"));
     }
     if role == Role::Admin {

@@ -74,7 +74,10 @@ fn row(page: &Page, v: &RunView) -> RunRow {
         synthesis,
         id: run.id.clone(),
         period: run.period_label.clone(),
-        filiere: run.filiere.clone().unwrap_or_default(),
+        filiere: run
+            .filiere
+            .clone()
+            .unwrap_or_else(|| page.lang.t("reports.every_filiere").to_owned()),
         status: page.label("run_status", code),
         status_code: code,
         requested_at: page.lang.instant(run.requested_at),
@@ -97,7 +100,8 @@ struct List {
     page: Page,
     rows: Vec<RunRow>,
     form: FormState,
-    filieres: Vec<String>,
+    /// The filières a run may be limited to, `(value, label)`; an empty value for every filière.
+    filieres: Vec<(String, String)>,
     floor: u32,
     default_threshold: u32,
 }
@@ -118,13 +122,23 @@ async fn list_page(web: &Web, signed: &Signed, form: FormState) -> Response {
     render(&List {
         rows: runs.iter().map(|v| row(&page, v)).collect(),
         form,
-        filieres: signed
-            .principal
-            .scope
-            .filieres()
-            .iter()
-            .map(|f| f.as_str().to_owned())
-            .collect(),
+        filieres: if signed.principal.scope.national() {
+            // A national analyst runs national reports, or one filière's.
+            std::iter::once((String::new(), signed.lang.t("reports.every_filiere").to_owned()))
+                .chain(
+                    observatory_domain::reference::filieres()
+                        .map(|(code, name)| (code.to_owned(), format!("{code} · {name}"))),
+                )
+                .collect()
+        } else {
+            signed
+                .principal
+                .scope
+                .filieres()
+                .iter()
+                .map(|f| (f.as_str().to_owned(), f.as_str().to_owned()))
+                .collect()
+        },
         floor,
         default_threshold: ops::threshold(0, floor).unwrap_or(floor),
         page,
