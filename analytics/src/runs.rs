@@ -227,11 +227,14 @@ impl Runner {
         self
     }
 
-    /// Counts a run of `requester` as waiting, unless it has `per_requester` already.
+    /// Counts a run of `requester` as waiting, unless it has `per_requester` already. The
+    /// schedule is the server's own and is not bounded: it queues the national report and each
+    /// filière's, for every period it catches up.
     fn reserve(&self, requester: &str) -> Result<(), RunError> {
         let mut waiting = self.inner.waiting.lock().unwrap_or_else(|e| e.into_inner());
         let n = waiting.entry(requester.to_owned()).or_default();
         if let Some(max) = self.inner.per_requester
+            && requester != SCHEDULE_PRINCIPAL
             && *n >= max
         {
             return Err(RunError::Busy(max));
@@ -580,21 +583,33 @@ impl Runner {
     }
 
     /// Starts a run for every period of the schedule that is due at `now` (see
-    /// [`due_periods`]); returns the runs started.
+    /// [`due_periods`]), national and, with `per_filiere`, for each filière that has a cohort;
+    /// returns the runs started. Each report (national, or a filière's) keeps its own history:
+    /// a filière that gets its first cohort is reported from the last closed period on.
     pub async fn catch_up(&self, config: &ScheduleConfig, now: DateTime<Utc>) -> Result<Vec<RunView>, RunError> {
         let history = self.inner.store.scheduled_report_runs(config.schedule.code()).await?;
-        let mut attempts = Vec::with_capacity(history.len());
-        for r in &history {
-            let parameters: RunParameters =
-                serde_json::from_value(r.run.parameters.clone()).map_err(|e| RunError::Corrupt(e.to_string()))?;
-            attempts.push(Attempt {
-                period: parameters.period(),
-                attempt: r.run.attempt,
-                status: r.outcome.as_ref().map(|o| o.status),
-            });
+        let mut targets: Vec<Option<String>> = vec![None];
+        if config.per_filiere {
+            targets.extend(self.inner.store.cohort_filieres().await?.into_iter().map(Some));
+        }
+        let mut due = Vec::new();
+        for target in targets {
+            let mut attempts = Vec::new();
+            for r in history.iter().filter(|r| r.run.filiere == target) {
+                let parameters: RunParameters =
+                    serde_json::from_value(r.run.parameters.clone()).map_err(|e| RunError::Corrupt(e.to_string()))?;
+                attempts.push(Attempt {
+                    period: parameters.period(),
+                    attempt: r.run.attempt,
+                    status: r.outcome.as_ref().map(|o| o.status),
+                });
+            }
+            for (period, attempt) in due_periods(config.schedule, &attempts, now) {
+                due.push((target.clone(), period, attempt));
+            }
         }
         let mut started = Vec::new();
-        for (period, attempt) in due_periods(config.schedule, &attempts, now) {
+        for (filiere, period, attempt) in due {
             let request = RunRequest {
                 parameters: RunParameters {
                     period_from: period.from,
@@ -602,7 +617,7 @@ impl Runner {
                     as_of: None,
                     threshold: config.threshold,
                     csv: config.csv,
-                    scope: Scope::default(),
+                    scope: Scope { filiere, cohort: None },
                     synthesis: None,
                 },
                 trigger: RunTrigger::Schedule,
@@ -749,6 +764,9 @@ pub struct ScheduleConfig {
     pub schedule: Schedule,
     pub threshold: u32,
     pub csv: CsvStyle,
+    /// Besides the national report, one report per filière that has a cohort, limited to it:
+    /// what that filière's analysts and data managers read.
+    pub per_filiere: bool,
 }
 
 /// One recorded attempt of a scheduled period; `status` is `None` while it runs.

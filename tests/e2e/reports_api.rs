@@ -532,34 +532,56 @@ async fn scheduled_reports_cover_each_closed_period_once_and_catch_up_after_a_st
     let (url, dir) = app.stop().await;
 
     // Start with the monthly schedule: the run cut short is interrupted, and the two closed
-    // months after `oldest` are reported, once each.
+    // months after `oldest` are reported, once each, over the whole registry; each filière with
+    // a cohort (the seed's two), new to the schedule, gets the last closed month.
     let mut app = start_app(url, dir, &[("OBSERVATORY_REPORT_SCHEDULE", "monthly")]).await;
-    // Scheduled runs cover every filière: no analyst's token shows them, the store does.
     let succeeded = |r: &ReportRunRecord| r.outcome.as_ref().is_some_and(|o| o.status == RunStatus::Succeeded);
     let mut scheduled = Vec::new();
-    for _ in 0..600 {
+    for _ in 0..900 {
         scheduled = every_run(&app)
             .await
             .into_iter()
             .filter(|r| r.run.trigger == RunTrigger::Schedule && r.run.id != done.id)
             .collect();
-        if scheduled.len() == 2 && scheduled.iter().all(succeeded) {
+        if scheduled.len() == 4 && scheduled.iter().all(succeeded) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let mut periods: Vec<String> = scheduled.iter().map(|r| r.run.period_label.clone()).collect();
-    periods.sort();
-    assert_eq!(periods, vec![before.label(), last.label()], "{scheduled:#?}");
-    assert!(
-        scheduled
-            .iter()
-            .all(|r| succeeded(r) && r.run.schedule.as_deref() == Some("monthly") && r.run.filiere.is_none()),
+    let mut reports: Vec<(String, String)> = scheduled
+        .iter()
+        .map(|r| (r.run.filiere.clone().unwrap_or_default(), r.run.period_label.clone()))
+        .collect();
+    reports.sort();
+    assert_eq!(
+        reports,
+        vec![
+            (String::new(), before.label()),
+            (String::new(), last.label()),
+            ("FILNEMUS".to_owned(), last.label()),
+            ("MHEMO".to_owned(), last.label()),
+        ],
         "{scheduled:#?}"
     );
     assert!(
-        list_runs(&mut app).await.is_empty(),
-        "runs over every filière shown to an analyst"
+        scheduled
+            .iter()
+            .all(|r| succeeded(r) && r.run.schedule.as_deref() == Some("monthly")),
+        "{scheduled:#?}"
+    );
+    // Each filière's report is its analysts' to read; the national ones are not.
+    let listed: Vec<String> = list_runs(&mut app).await.into_iter().map(|r| r.run_id).collect();
+    let mut expected: Vec<String> = scheduled
+        .iter()
+        .filter(|r| r.run.filiere.is_some())
+        .map(|r| r.run.id.clone())
+        .collect();
+    let mut shown = listed.clone();
+    shown.sort();
+    expected.sort();
+    assert_eq!(
+        shown, expected,
+        "an analyst of MHEMO and FILNEMUS lists its filières' scheduled reports"
     );
     let interrupted = app
         .store
@@ -577,6 +599,7 @@ async fn scheduled_reports_cover_each_closed_period_once_and_catch_up_after_a_st
         schedule: Schedule::Monthly,
         threshold: 10,
         csv: CsvStyle::Standard,
+        per_filiere: true,
     };
     assert!(runner.catch_up(&config, Utc::now()).await.expect("check").is_empty());
     let (url, dir) = app.stop().await;
@@ -587,7 +610,7 @@ async fn scheduled_reports_cover_each_closed_period_once_and_catch_up_after_a_st
         .into_iter()
         .filter(|r| r.run.trigger == RunTrigger::Schedule)
         .count();
-    assert_eq!(scheduled, 3, "a restart reported a period again");
+    assert_eq!(scheduled, 5, "a restart reported a period again");
     app.stop().await;
 }
 

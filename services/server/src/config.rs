@@ -82,6 +82,9 @@ pub struct Config {
     pub report_min_threshold: u32,
     /// Scheduled reports write French CSV (';' separator and byte-order mark).
     pub report_french_csv: bool,
+    /// Besides the national report (read by national analysts), the schedule writes one report
+    /// per filière that has a cohort, limited to it, for that filière's analysts.
+    pub report_schedule_per_filiere: bool,
     /// Serve gRPC without TLS: only behind a proxy that terminates TLS. Without TLS and without
     /// this, `serve` refuses to start (`serve --dev` excepted).
     pub allow_plaintext: bool,
@@ -155,6 +158,7 @@ impl std::fmt::Debug for Config {
             .field("report_threshold", &self.report_threshold)
             .field("report_min_threshold", &self.report_min_threshold)
             .field("report_french_csv", &self.report_french_csv)
+            .field("report_schedule_per_filiere", &self.report_schedule_per_filiere)
             .field("allow_plaintext", &self.allow_plaintext)
             .field("tls_cert_file", &self.tls_cert_file)
             .field("tls_key_file", &self.tls_key_file)
@@ -197,6 +201,7 @@ impl Default for Config {
             report_threshold: observatory_analytics::suppress::DEFAULT_THRESHOLD,
             report_min_threshold: observatory_analytics::suppress::DEFAULT_THRESHOLD,
             report_french_csv: false,
+            report_schedule_per_filiere: true,
             allow_plaintext: false,
             tls_cert_file: None,
             tls_key_file: None,
@@ -291,6 +296,13 @@ impl Config {
                 "true" | "1" => true,
                 "false" | "0" => false,
                 _ => bail!("OBSERVATORY_REPORT_FRENCH_CSV must be true or false"),
+            };
+        }
+        if let Some(v) = env.get("OBSERVATORY_REPORT_SCHEDULE_PER_FILIERE") {
+            config.report_schedule_per_filiere = match v.as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => bail!("OBSERVATORY_REPORT_SCHEDULE_PER_FILIERE must be true or false"),
             };
         }
         if let Some(v) = env.get("OBSERVATORY_ALLOW_PLAINTEXT") {

@@ -279,6 +279,7 @@ impl Application {
             } else {
                 CsvStyle::Standard
             },
+            per_filiere: config.report_schedule_per_filiere,
         });
         let app = observatory_app::App::open(store.clone(), Arc::new(key))
             .await

@@ -838,6 +838,21 @@ impl Store {
         self.list(q).await
     }
 
+    /// The filières that have at least one cohort (current versions), sorted.
+    pub async fn cohort_filieres(&self) -> Result<Vec<String>> {
+        let mut filieres = std::collections::BTreeSet::new();
+        let mut page = PageRequest { size: 500, token: None };
+        loop {
+            let q = kinds::ListQuery::new(&page)?;
+            let got: Page<Versioned<Cohort>> = self.list(q).await?;
+            filieres.extend(got.items.into_iter().map(|c| c.record.filiere.to_string()));
+            match got.next_page_token {
+                Some(t) => page.token = Some(t),
+                None => return Ok(filieres.into_iter().collect()),
+            }
+        }
+    }
+
     /// The cohorts bound to a framework (current versions).
     pub async fn cohorts_of_framework(&self, framework_id: &str) -> Result<Vec<Versioned<Cohort>>> {
         let mut all = Vec::new();
