@@ -640,6 +640,67 @@ impl Runner {
         Ok(started)
     }
 
+    /// Deletes the files of the runs that ended more than `retention_days` days before `now`:
+    /// everything in their output directory (snapshot of pseudonymised records, tables,
+    /// documents) but the manifest, when this runner wrote it in its reports directory. The run, its manifest and its audit events
+    /// stay, with the purge recorded (and audited); a directory elsewhere (`--out` on the
+    /// command line) is its operator's, and is left alone. Returns the runs purged.
+    pub async fn purge_expired(&self, retention_days: u32, now: DateTime<Utc>) -> Result<usize, RunError> {
+        let before = now - chrono::Duration::days(i64::from(retention_days));
+        let expired = self.inner.store.expired_report_runs(before, 10_000).await?;
+        let mut purged = 0;
+        for record in expired {
+            let dir = std::path::PathBuf::from(&record.run.out_dir);
+            if dir.parent() != Some(self.inner.reports_dir.as_path()) {
+                continue;
+            }
+            let (files, bytes) = match tokio::fs::metadata(&dir).await {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => (0, 0),
+                Err(e) => {
+                    tracing::error!(run_id = %record.run.id, error = %e, "cannot read a report run's files to delete them");
+                    continue;
+                }
+                Ok(_) => {
+                    let counted = tokio::task::spawn_blocking({
+                        let dir = dir.clone();
+                        move || delete_but_manifest(&dir)
+                    })
+                    .await
+                    .map_err(|e| RunError::Io("report retention".into(), std::io::Error::other(e)))?;
+                    match counted {
+                        Ok(counted) => counted,
+                        Err(e) => {
+                            tracing::error!(run_id = %record.run.id, error = %e, "cannot delete a report run's files");
+                            continue;
+                        }
+                    }
+                }
+            };
+            self.inner
+                .store
+                .record_report_run_purge(&record.run.id, now, files, bytes)
+                .await?;
+            tracing::info!(run_id = %record.run.id, files, bytes, retention_days, "report run files deleted under the retention setting");
+            purged += 1;
+        }
+        Ok(purged)
+    }
+
+    /// Applies the retention of report files at once, then every [`SCHEDULE_CHECK_INTERVAL`],
+    /// until `shutdown`.
+    pub async fn run_retention(self, retention_days: u32, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            if let Err(e) = self.purge_expired(retention_days, Utc::now()).await {
+                tracing::error!(error = %e, "cannot apply the retention of report files");
+            }
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(SCHEDULE_CHECK_INTERVAL) => {}
+            }
+        }
+    }
+
     /// Checks the schedule at once, then every [`SCHEDULE_CHECK_INTERVAL`], until `shutdown`.
     pub async fn run_schedule(self, config: ScheduleConfig, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
@@ -707,6 +768,54 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// Deletes everything in a run's directory but its `manifest.json` (kept with the run, and still
+/// served); returns the files and bytes deleted.
+fn delete_but_manifest(dir: &std::path::Path) -> std::io::Result<(i64, i64)> {
+    let (mut files, mut bytes) = (0i64, 0i64);
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name() == "manifest.json" {
+            continue;
+        }
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            let (f, b) = count_files(&path);
+            std::fs::remove_dir_all(&path)?;
+            files += f;
+            bytes += b;
+        } else {
+            bytes += entry
+                .metadata()
+                .map_or(0, |m| i64::try_from(m.len()).unwrap_or(i64::MAX));
+            std::fs::remove_file(&path)?;
+            files += 1;
+        }
+    }
+    Ok((files, bytes))
+}
+
+/// Files and bytes under `dir` (what a purge deletes); unreadable entries count as nothing.
+fn count_files(dir: &std::path::Path) -> (i64, i64) {
+    let (mut files, mut bytes) = (0i64, 0i64);
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(entry.path()),
+                Ok(_) => {
+                    files += 1;
+                    bytes += entry
+                        .metadata()
+                        .map_or(0, |m| i64::try_from(m.len()).unwrap_or(i64::MAX));
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    (files, bytes)
 }
 
 /// Principal recorded as the requester of scheduled runs.

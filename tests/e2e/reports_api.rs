@@ -23,6 +23,7 @@ on_both_backends!(
     a_synthesis_runs_over_grpc_and_its_document_downloads,
     the_next_synthesis_due_follows_the_interval_its_protocol_sets,
     a_national_analyst_runs_national_reports_that_filiere_analysts_do_not_see,
+    report_files_are_deleted_once_the_retention_period_is_over,
     scheduled_reports_cover_each_closed_period_once_and_catch_up_after_a_stop,
 );
 
@@ -870,4 +871,127 @@ async fn a_national_analyst_runs_national_reports_that_filiere_analysts_do_not_s
     assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
     wait_for_end(&mut app, &filnemus.run_id).await;
     wait_for_end(&mut app, &synthesis.run_id).await;
+}
+
+/// Once a run ended more than the retention period ago, its files (snapshot, tables, documents)
+/// are deleted from the reports directory; the run, its manifest and a record of the deletion
+/// stay, downloads of its files are refused with the reason, and a directory outside the
+/// reports directory (a command line's `--out`) is left alone.
+async fn report_files_are_deleted_once_the_retention_period_is_over(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    seed_registry(&app, 40).await;
+    let run = app
+        .reports
+        .run_report(q3("kept-then-deleted"))
+        .await
+        .expect("run")
+        .into_inner();
+    let ended = wait_for_end(&mut app, &run.run_id).await;
+    assert_eq!(
+        pb::ReportRunStatus::try_from(ended.status),
+        Ok(pb::ReportRunStatus::Succeeded),
+        "{}",
+        ended.error
+    );
+    assert!(ended.files_deleted_at.is_none());
+    let reports_dir = app.dir.path().join("reports");
+    let run_dir = reports_dir.join(&run.run_id);
+    assert!(run_dir.join("snapshot").is_dir(), "the run's snapshot is on disk");
+
+    // A run written elsewhere on the command line, ended long ago.
+    let elsewhere = tempfile::tempdir().expect("dir");
+    std::fs::write(elsewhere.path().join("manifest.json"), b"{}").expect("write");
+    let now = Utc::now();
+    let old = NewReportRun {
+        id: uuid::Uuid::now_v7().to_string(),
+        requested_at: now - chrono::Duration::days(400),
+        requested_by: "command-line".into(),
+        request_id: uuid::Uuid::now_v7().to_string(),
+        trigger: RunTrigger::CommandLine,
+        schedule: None,
+        attempt: 1,
+        idempotency_key: None,
+        fingerprint: "0".repeat(64),
+        period_label: "2025-Q3".into(),
+        as_of: now - chrono::Duration::days(400),
+        filiere: None,
+        parameters: serde_json::json!({
+            "period_from": "2025-07-01", "period_to": "2025-09-30", "as_of": null, "threshold": 10,
+            "csv": "Standard", "scope": {"filiere": null, "cohort": null}
+        }),
+        out_dir: elsewhere.path().to_string_lossy().into_owned(),
+    };
+    app.store.record_report_run(&old).await.expect("record");
+    app.store
+        .finish_report_run(
+            &old.id,
+            &RunOutcome {
+                finished_at: now - chrono::Duration::days(400),
+                status: RunStatus::Failed,
+                manifest: None,
+                error: Some("test".into()),
+            },
+        )
+        .await
+        .expect("finish");
+
+    let runner = Runner::new(app.store.clone(), reports_dir.clone());
+    // Within the retention period, nothing goes.
+    assert_eq!(runner.purge_expired(30, now).await.expect("purge"), 0);
+    assert!(run_dir.is_dir());
+    // 31 days later the run's files go; the directory elsewhere stays.
+    let later = now + chrono::Duration::days(31);
+    assert_eq!(runner.purge_expired(30, later).await.expect("purge"), 1);
+    let left: Vec<String> = std::fs::read_dir(&run_dir)
+        .expect("the run's directory")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        left,
+        vec!["manifest.json".to_owned()],
+        "the run's files are deleted, its manifest kept"
+    );
+    assert!(
+        elsewhere.path().join("manifest.json").exists(),
+        "a directory outside reports_dir is left alone"
+    );
+    // Once only.
+    assert_eq!(runner.purge_expired(30, later).await.expect("purge"), 0);
+
+    let after = app
+        .reports
+        .get_report_run(pb::GetReportRunRequest {
+            run_id: run.run_id.clone(),
+        })
+        .await
+        .expect("the run stays")
+        .into_inner();
+    assert!(after.files_deleted_at.is_some(), "the run says when its files went");
+    assert!(after.manifest.is_some(), "and keeps its manifest");
+    let status = download(&mut app, &run.run_id, "tables/activity.csv")
+        .await
+        .expect_err("deleted");
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().contains("retention"), "{status:?}");
+    let (manifest, _, _) = download(&mut app, &run.run_id, "manifest.json")
+        .await
+        .expect("the manifest remains");
+    assert!(!manifest.is_empty());
+    // The deletion is in the audit trail.
+    let events = app
+        .store
+        .audit_events(
+            chrono::DateTime::UNIX_EPOCH,
+            later + chrono::Duration::hours(1),
+            0,
+            100_000,
+        )
+        .await
+        .expect("events");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.action == "PurgeReportRun" && e.reason.contains("files")),
+        "a PurgeReportRun event"
+    );
 }

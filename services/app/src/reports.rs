@@ -397,6 +397,16 @@ pub async fn open_output(
             }
         }
     };
+    // Deleted under the retention setting: the manifest alone remains, kept with the run.
+    if let Some(at) = view.record.purged_at
+        && file != "manifest.json"
+    {
+        return Err(AppError::from(observatory_domain::DomainError::Precondition(format!(
+            "the files of report run {} were deleted on {} under the server's retention setting; its manifest remains (manifest.json): run the report again for its tables",
+            view.record.run.id,
+            at.format("%Y-%m-%d")
+        ))));
+    }
     let target = AuditTarget {
         after: Some(expected.clone()),
         ..AuditTarget::object("REPORT_FILE", format!("{}/{}", view.record.run.id, file))

@@ -282,6 +282,7 @@ fn run_out(view: &RunView) -> Result<pb::ReportRun, Status> {
             .and_then(|o| o.error.clone())
             .unwrap_or_default(),
         manifest,
+        files_deleted_at: view.record.purged_at.map(c::ts),
     })
 }
 

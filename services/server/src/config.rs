@@ -119,6 +119,10 @@ pub struct Config {
     pub report_runs_per_token: u32,
     /// Days audit events are kept in the database before `audit archive` may move them to a
     /// file (183: six rolling months, as health establishments keep access traces).
+    /// Days after its end a report run keeps its files (snapshot, tables, documents) in
+    /// `reports_dir`; then `serve` deletes them, keeping the run, its manifest and a record of
+    /// the deletion (30 to 3650).
+    pub report_retention_days: u32,
     pub audit_retention_days: u32,
     /// Development mode (`serve --dev`): loopback only, no TLS, a one-time admin token printed
     /// at start. Never read from a file or the environment.
@@ -175,6 +179,7 @@ impl std::fmt::Debug for Config {
             .field("auth_failure_burst", &self.auth_failure_burst)
             .field("report_runs_per_token", &self.report_runs_per_token)
             .field("audit_retention_days", &self.audit_retention_days)
+            .field("report_retention_days", &self.report_retention_days)
             .field("dev", &self.dev)
             .field("web_listen", &self.web_listen)
             .field(
@@ -216,6 +221,7 @@ impl Default for Config {
             auth_failure_burst: 30,
             report_runs_per_token: 4,
             audit_retention_days: 183,
+            report_retention_days: 730,
             dev: false,
             web_listen: None,
             pseudonym_key_hex: None,
@@ -375,6 +381,9 @@ impl Config {
         if let Some(n) = number("OBSERVATORY_AUDIT_RETENTION_DAYS")? {
             config.audit_retention_days = u32::try_from(n).unwrap_or(u32::MAX);
         }
+        if let Some(n) = number("OBSERVATORY_REPORT_RETENTION_DAYS")? {
+            config.report_retention_days = u32::try_from(n).unwrap_or(u32::MAX);
+        }
         if let Some(n) = number("OBSERVATORY_REPORT_RUNS_PER_TOKEN")? {
             config.report_runs_per_token = u32::try_from(n).unwrap_or(u32::MAX);
         }
@@ -420,6 +429,9 @@ impl Config {
         }
         if !(30..=3650).contains(&config.audit_retention_days) {
             bail!("audit_retention_days must be a number from 30 to 3650");
+        }
+        if !(30..=3650).contains(&config.report_retention_days) {
+            bail!("report_retention_days must be a number from 30 to 3650");
         }
         if !(1..=1000).contains(&config.report_runs_per_token) {
             bail!("report_runs_per_token must be a number from 1 to 1000");

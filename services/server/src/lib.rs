@@ -59,6 +59,7 @@ pub struct Application {
     state: ApiState,
     runner: Runner,
     schedule: Option<ScheduleConfig>,
+    report_retention_days: u32,
     addr: SocketAddr,
     dev_admin_token: Option<String>,
     limits: observatory_grpc::bounds::Limits,
@@ -335,6 +336,7 @@ impl Application {
             },
             runner,
             schedule,
+            report_retention_days: config.report_retention_days,
             addr,
             dev_admin_token,
             limits: config.limits(),
@@ -377,6 +379,7 @@ impl Application {
             state,
             runner,
             schedule,
+            report_retention_days,
             addr,
             dev_admin_token: _,
             limits,
@@ -456,6 +459,13 @@ impl Application {
             tracing::info!(schedule = schedule.schedule.code(), reports_dir = %runner.reports_dir().display(), "periodic reports on");
             let mut stopped = stopped.clone();
             tokio::spawn(runner.clone().run_schedule(schedule, async move {
+                let _ = stopped.changed().await;
+            }));
+        }
+        // Retention of report files: applied at start, then hourly.
+        {
+            let mut stopped = stopped.clone();
+            tokio::spawn(runner.clone().run_retention(report_retention_days, async move {
                 let _ = stopped.changed().await;
             }));
         }

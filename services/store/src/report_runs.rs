@@ -101,6 +101,9 @@ pub struct RunOutcome {
 pub struct ReportRunRecord {
     pub run: NewReportRun,
     pub outcome: Option<RunOutcome>,
+    /// When its files were deleted under the retention setting (the record and its manifest
+    /// stay).
+    pub purged_at: Option<DateTime<Utc>>,
 }
 
 /// What recording a run did.
@@ -160,6 +163,18 @@ impl Store {
     /// cohort ("cohort"), newest first, whatever their outcome.
     pub async fn synthesis_runs(&self, kind: &str, id: &str) -> Result<Vec<ReportRunRecord>> {
         dispatch!(self, runs_sql::of_synthesis(format!("{kind}:{id}"), 1000))
+    }
+
+    /// Runs that ended before `before` with their files not deleted yet, oldest first, at most
+    /// `limit`.
+    pub async fn expired_report_runs(&self, before: DateTime<Utc>, limit: i64) -> Result<Vec<ReportRunRecord>> {
+        dispatch!(self, runs_sql::expired(before, limit))
+    }
+
+    /// Records that the files of run `id` were deleted at `at` (`files` files, `bytes` bytes),
+    /// with its audit event.
+    pub async fn record_report_run_purge(&self, id: &str, at: DateTime<Utc>, files: i64, bytes: i64) -> Result<()> {
+        dispatch!(self, runs_sql::purged(id, at, files, bytes, self.audit_key.as_ref()))
     }
 
     /// Runs that have no outcome yet.

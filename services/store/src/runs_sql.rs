@@ -13,9 +13,10 @@ type Pool = sqlx::Pool<Db>;
 
 const SELECT: &str = "SELECT r.id, r.requested_at, r.requested_by, r.request_id, r.trigger, r.schedule, r.attempt, \
      k.key AS idempotency_key, r.fingerprint, r.period_label, r.as_of, r.filiere, r.parameters, r.out_dir, \
-     o.finished_at, o.status, o.manifest, o.error \
+     o.finished_at, o.status, o.manifest, o.error, p.purged_at \
      FROM report_runs r LEFT JOIN report_run_outcomes o ON o.run_id = r.id \
-     LEFT JOIN report_run_keys k ON k.run_id = r.id";
+     LEFT JOIN report_run_keys k ON k.run_id = r.id \
+     LEFT JOIN report_run_purges p ON p.run_id = r.id";
 
 #[derive(sqlx::FromRow)]
 struct RunRow {
@@ -37,6 +38,7 @@ struct RunRow {
     status: Option<String>,
     manifest: Option<Json<serde_json::Value>>,
     error: Option<String>,
+    purged_at: Option<DateTime<Utc>>,
 }
 
 impl RunRow {
@@ -74,6 +76,7 @@ impl RunRow {
                 out_dir: self.out_dir,
             },
             outcome,
+            purged_at: self.purged_at,
         })
     }
 }
@@ -131,6 +134,7 @@ pub async fn record(write: &Pool, _read: &Pool, run: &NewReportRun, key: Option<
         Ok(()) => Ok(Recorded::New(ReportRunRecord {
             run: run.clone(),
             outcome: None,
+            purged_at: None,
         })),
         Err(StoreError::Database(e)) if matches!(&*e, sqlx::Error::Database(d) if d.is_unique_violation()) => {
             if let Some(key) = &run.idempotency_key {
@@ -252,6 +256,43 @@ pub async fn of_synthesis(_write: &Pool, read: &Pool, subject: String, limit: i6
     q.push(" WHERE r.synthesis_subject = ").push_bind(subject);
     q.push(" ORDER BY r.id DESC LIMIT ").push_bind(limit);
     records(q.build_query_as::<RunRow>().fetch_all(read).await?)
+}
+
+/// Runs that ended before `before` and whose files are not deleted yet, oldest first.
+pub async fn expired(_write: &Pool, read: &Pool, before: DateTime<Utc>, limit: i64) -> Result<Vec<ReportRunRecord>> {
+    let mut q = QueryBuilder::<Db>::new(SELECT);
+    q.push(" WHERE o.finished_at < ")
+        .push_bind(before)
+        .push(" AND p.run_id IS NULL ORDER BY r.id LIMIT ")
+        .push_bind(limit);
+    records(q.build_query_as::<RunRow>().fetch_all(read).await?)
+}
+
+/// Records that a run's files were deleted (once: a second purge is refused by the database).
+pub async fn purged(
+    write: &Pool,
+    _read: &Pool,
+    id: &str,
+    at: DateTime<Utc>,
+    files: i64,
+    bytes: i64,
+    key: Option<&AuditKey>,
+) -> Result<()> {
+    let entry = AuditEntry {
+        reason: format!("retention: {files} files, {bytes} bytes deleted"),
+        ..AuditEntry::local(RUNNER, "PurgeReportRun", AuditTarget::object("REPORT_RUN", id))
+    };
+    audit_sql::in_transaction(write, entry, key, async |conn| {
+        sqlx::query("INSERT INTO report_run_purges (run_id, purged_at, files, bytes) VALUES ($1, $2, $3, $4)")
+            .bind(id)
+            .bind(at)
+            .bind(files)
+            .bind(bytes)
+            .execute(conn)
+            .await?;
+        Ok(())
+    })
+    .await
 }
 
 pub async fn unfinished(_write: &Pool, read: &Pool) -> Result<Vec<ReportRunRecord>> {

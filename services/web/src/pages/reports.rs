@@ -33,6 +33,12 @@ pub struct RunRow {
     pub running: bool,
     /// A synthesis: what it covers ("framework <id>", "cohort <id>"), empty for a report.
     pub synthesis: String,
+    /// When its files were deleted under the retention setting, empty while they are kept.
+    pub files_deleted: String,
+}
+
+fn run_purged(page: &Page, v: &RunView) -> String {
+    v.record.purged_at.map(|at| page.lang.instant(at)).unwrap_or_default()
 }
 
 fn status_code(state: &RunState) -> &'static str {
@@ -91,6 +97,7 @@ fn row(page: &Page, v: &RunView) -> RunRow {
             .unwrap_or_default(),
         outputs,
         running: matches!(v.state, RunState::Queued | RunState::Running { .. }),
+        files_deleted: run_purged(page, v),
     }
 }
 

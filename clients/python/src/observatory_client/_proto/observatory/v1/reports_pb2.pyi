@@ -227,6 +227,7 @@ class ReportRun(_message.Message):
     SYNTHESIS_FRAMEWORK_ID_FIELD_NUMBER: _builtins.int
     SYNTHESIS_FIELD_NUMBER: _builtins.int
     LANGUAGE_FIELD_NUMBER: _builtins.int
+    FILES_DELETED_AT_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     status: Global___ReportRunStatus.ValueType
     trigger: Global___ReportRunTrigger.ValueType
@@ -265,6 +266,13 @@ class ReportRun(_message.Message):
     def manifest(self) -> Global___ReportManifest:
         """Once SUCCEEDED."""
 
+    @_builtins.property
+    def files_deleted_at(self) -> _timestamp_pb2.Timestamp:
+        """When its files were deleted under the server's retention setting (report_retention_days
+        after it ended): DownloadReportFile then answers FAILED_PRECONDITION for every file but
+        manifest.json, which is kept with the run. Unset while they are kept.
+        """
+
     def __init__(
         self,
         *,
@@ -293,10 +301,11 @@ class ReportRun(_message.Message):
         synthesis_framework_id: _builtins.str = ...,
         synthesis: _builtins.bool = ...,
         language: _builtins.str = ...,
+        files_deleted_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "finished_at", b"finished_at", "manifest", b"manifest", "requested_at", b"requested_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "files_deleted_at", b"files_deleted_at", "finished_at", b"finished_at", "manifest", b"manifest", "requested_at", b"requested_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "attempt", b"attempt", "cohort_id", b"cohort_id", "error", b"error", "filiere", b"filiere", "finished_at", b"finished_at", "french_csv", b"french_csv", "language", b"language", "manifest", b"manifest", "period", b"period", "period_from", b"period_from", "period_to", b"period_to", "request_id", b"request_id", "requested_at", b"requested_at", "requested_by", b"requested_by", "run_id", b"run_id", "schedule", b"schedule", "stage", b"stage", "stages_done", b"stages_done", "stages_total", b"stages_total", "status", b"status", "suppression_threshold", b"suppression_threshold", "synthesis", b"synthesis", "synthesis_framework_id", b"synthesis_framework_id", "trigger", b"trigger"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "attempt", b"attempt", "cohort_id", b"cohort_id", "error", b"error", "files_deleted_at", b"files_deleted_at", "filiere", b"filiere", "finished_at", b"finished_at", "french_csv", b"french_csv", "language", b"language", "manifest", b"manifest", "period", b"period", "period_from", b"period_from", "period_to", b"period_to", "request_id", b"request_id", "requested_at", b"requested_at", "requested_by", b"requested_by", "run_id", b"run_id", "schedule", b"schedule", "stage", b"stage", "stages_done", b"stages_done", "stages_total", b"stages_total", "status", b"status", "suppression_threshold", b"suppression_threshold", "synthesis", b"synthesis", "synthesis_framework_id", b"synthesis_framework_id", "trigger", b"trigger"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
