@@ -15,7 +15,10 @@ use observatory_store::{Store, StoreError, StoreOptions};
 use crate::helpers::{Backend, TEST_CENTRE, app_of, fresh_database, rpps};
 use crate::on_both_backends;
 
-on_both_backends!(operations_decide_the_same_whatever_the_way_in);
+on_both_backends!(
+    operations_decide_the_same_whatever_the_way_in,
+    a_page_learns_the_next_synthesis_due_without_leaving_a_refusal,
+);
 
 fn principal(token_id: &str, role: Role, centres: &[&str], filieres: &[&str]) -> Principal {
     Principal {
@@ -214,4 +217,69 @@ async fn operations_decide_the_same_whatever_the_way_in(backend: Backend) {
     );
     assert!(store.verify_audit(None).await.expect("verify").broken.is_none());
     store.close().await;
+}
+
+/// What a page offers is decided without a call: the next synthesis due is given to a caller of
+/// the framework's filière, refused to another without a refused operation in the audit trail,
+/// whereas the synthesis asked for out of scope is refused and recorded.
+async fn a_page_learns_the_next_synthesis_due_without_leaving_a_refusal(backend: Backend) {
+    use observatory_analytics::{
+        runs::{RunParameters, Runner, SynthesisRequest},
+        synthesis::{Language, Target},
+    };
+    use observatory_app::reports::{self, Reports, SynthesisAsk};
+    let (url, dir) = fresh_database(backend).await;
+    let store = Store::connect(&StoreOptions::new(&url)).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    observatory_server::seed::seed(
+        &app_of(&store).await,
+        &observatory_server::seed::SeedOptions {
+            patients: 30,
+            seed: 3,
+            until: chrono::NaiveDate::from_ymd_opt(2026, 10, 31).expect("date"),
+            concurrency: 8,
+        },
+    )
+    .await
+    .expect("seed");
+    let r = Reports::new(Runner::new(store.clone(), dir.path().join("reports")), 10);
+    // Concizumab's early access: an MHEMO framework, a synthesis every 6 months from 2023-12-01.
+    let subject = Target::Framework("0193a000-0000-7000-8000-000000000002".into());
+    let today = chrono::Utc::now().date_naive();
+    let mhemo = principal("mhemo", Role::Analyst, &[], &["MHEMO"]);
+    let filnemus = principal("filnemus", Role::Analyst, &[], &["FILNEMUS"]);
+    let due = reports::synthesis_due(&r, &call(&mhemo, "RunSynthesis"), &subject, today)
+        .await
+        .expect("due");
+    assert_eq!(due.0.to_string(), "2023-12-01");
+    let head = store.audit_head().await.expect("head").map(|h| h.seq);
+    let refused = reports::synthesis_due(&r, &call(&filnemus, "RunSynthesis"), &subject, today).await;
+    assert!(matches!(refused, Err(AppError::Denied(_))), "{refused:?}");
+    assert_eq!(
+        store.audit_head().await.expect("head").map(|h| h.seq),
+        head,
+        "a page shown leaves no refused operation"
+    );
+    let ask = SynthesisAsk {
+        parameters: RunParameters {
+            period_from: today,
+            period_to: today,
+            as_of: None,
+            threshold: 0,
+            csv: Default::default(),
+            scope: Default::default(),
+            synthesis: Some(SynthesisRequest {
+                target: subject.clone(),
+                language: Language::Fr,
+            }),
+        },
+        period: None,
+    };
+    let refused = reports::run_synthesis(&r, &call(&filnemus, "RunSynthesis"), None, ask, today).await;
+    assert!(matches!(refused, Err(AppError::Denied(_))), "{refused:?}");
+    assert_ne!(
+        store.audit_head().await.expect("head").map(|h| h.seq),
+        head,
+        "a synthesis asked for out of scope is a refused call, recorded"
+    );
 }

@@ -196,25 +196,29 @@ pub async fn next_synthesis_period(
 }
 
 /// Admits `call` to the synthesis of `subject`: the caller's token must cover the filière of its
-/// cohorts (see [`run_synthesis`]).
+/// cohorts (see [`run_synthesis`]). `quiet`: a refusal is not recorded (no call was made).
 async fn admit_synthesis(
     store: &observatory_store::Store,
     call: &Call,
     subject: &observatory_analytics::synthesis::Target,
+    quiet: bool,
 ) -> AppResult<crate::scope::Admitted> {
     use observatory_analytics::synthesis::Target as Subject;
     use observatory_domain::model::Framework;
+    let gate = async |target: Target<'_>| {
+        if quiet {
+            crate::scope::admit_quietly(store, call, target).await
+        } else {
+            admit(store, call, target).await
+        }
+    };
     Ok(match subject {
         Subject::Cohort(id) => {
             let id = RecordId::parse(id).map_err(|e| AppError::invalid("cohort_id", e.reason, e.description))?;
-            admit(
-                store,
-                call,
-                Target::NewRun {
-                    filiere: None,
-                    cohort: Some(&id),
-                },
-            )
+            gate(Target::NewRun {
+                filiere: None,
+                cohort: Some(&id),
+            })
             .await?
         }
         Subject::Framework(id) => {
@@ -243,14 +247,10 @@ async fn admit_synthesis(
                     ));
                 }
                 [only] => {
-                    admit(
-                        store,
-                        call,
-                        Target::NewRun {
-                            filiere: Some(only),
-                            cohort: None,
-                        },
-                    )
+                    gate(Target::NewRun {
+                        filiere: Some(only),
+                        cohort: None,
+                    })
                     .await?
                 }
                 // A national analyst synthesises a framework of several filières; others, on the
@@ -262,14 +262,14 @@ async fn admit_synthesis(
                         names.join(", ")
                     )));
                 }
-                _ => admit(store, call, Target::Unbound).await?,
+                _ => gate(Target::Unbound).await?,
             }
         }
     })
 }
 
 /// The synthesis period due next for `subject` ([`next_synthesis_period`] on `today`), for a
-/// caller who may write its synthesis.
+/// caller who may write its synthesis: what a page offers, so a refusal is not recorded.
 pub async fn synthesis_due(
     r: &Reports,
     call: &Call,
@@ -277,7 +277,7 @@ pub async fn synthesis_due(
     today: NaiveDate,
 ) -> AppResult<(NaiveDate, NaiveDate)> {
     let store = r.runner.store();
-    admit_synthesis(store, call, subject).await?;
+    admit_synthesis(store, call, subject, true).await?;
     next_synthesis_period(store, subject, today).await
 }
 
@@ -303,7 +303,7 @@ pub async fn run_synthesis(
         .map(|s| s.target.clone())
         .ok_or(AppError::Internal("a synthesis asked for with no subject"))?;
     let store = r.runner.store();
-    let admitted = admit_synthesis(store, call, &subject).await?;
+    let admitted = admit_synthesis(store, call, &subject, false).await?;
     let ctx = admitted.context(key.clone());
     // Worked out once the caller is admitted: what runs exist is no business of anyone else.
     // A retry of a request that left the period out is the same request: it gets the period

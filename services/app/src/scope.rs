@@ -102,6 +102,12 @@ pub async fn admit(store: &Store, call: &Call, target: Target<'_>) -> AppResult<
     }
 }
 
+/// Like [`admit`], without recording a refusal: to decide what a page offers when no call is
+/// made (a form shown or not), so that browsing leaves no refused operation in the trail.
+pub async fn admit_quietly(store: &Store, call: &Call, target: Target<'_>) -> AppResult<Admitted> {
+    check(store, call, target).await
+}
+
 async fn check(store: &Store, call: &Call, target: Target<'_>) -> AppResult<Admitted> {
     let Some(principal) = call.principal() else {
         // A local process holds the whole registry; a new report run it asks for names its
