@@ -6,6 +6,8 @@ use std::fmt::Write;
 
 use polars::prelude::*;
 
+use crate::synthesis::Language;
+
 /// Definitions shown in the methods section, one per table.
 pub const DEFINITIONS: &[(&str, &str)] = &[
     (
@@ -86,11 +88,105 @@ pub const DEFINITIONS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The definitions in French, table by table in the same order as [`DEFINITIONS`].
+pub const DEFINITIONS_FR: &[(&str, &str)] = &[
+    (
+        "activity",
+        "Patients dont la première administration tombe dans la période (initiations) et patients sous traitement à un moment de la période (traitement commencé avant sa fin, non terminé avant son début), par voie d'accès, médicament, code ORPHA, centre et région du centre. Un patient compte une fois par case.",
+    ),
+    (
+        "access_routes",
+        "Patients sous traitement pendant la période par médicament, par voie dérogatoire (AAC, AAP, CPC, hors AMM, accès direct, ATU, RTU) ou de droit commun, et la part de chaque voie pour le médicament.",
+    ),
+    (
+        "requests",
+        "Autorisations nominatives (AAC et ATU nominative), lues dans leur historique tel que connu à la date d'arrêt : demandes déposées dans la période, et octrois, renouvellements et refus décidés dans la période, par voie d'accès et médicament.",
+    ),
+    (
+        "timeliness",
+        "Délais en jours, par voie d'accès et médicament : nombre d'épisodes, médiane et quartiles (interpolation linéaire). Là où la demande du patient reçoit une décision (autorisations nominatives : AAC, ATU nominative) : de la demande à la décision (décisions de la période) et de la décision à la première administration. Pour toutes les voies : de la demande à la première administration (premières administrations de la période). Pour les voies à cadre (accès précoce, CPC, ATU de cohorte, RTU, accès direct), dont les patients n'ont pas de décision propre : de l'entrée en vigueur du cadre à la première administration de son premier patient, pour les cadres dont le premier patient (dans le périmètre du rapport) a commencé dans la période.",
+    ),
+    (
+        "discontinuations",
+        "Épisodes terminés dans la période (arrêt, changement, transfert, perdu de vue, décès), par voie d'accès, médicament, issue et motif d'arrêt.",
+    ),
+    (
+        "expiring_authorisations",
+        "Autorisations nominatives en vigueur à la fin de la période (octroyées, renouvelées, renouvellement en cours) dont la validité prend fin dans les 30, 60 ou 90 jours qui suivent ; les fenêtres sont cumulatives.",
+    ),
+    (
+        "expiring_frameworks",
+        "Cadres (AAP, CPC, ATU de cohorte...) en vigueur à la fin de la période dont la validité prend fin dans les 30, 60 ou 90 jours qui suivent (fenêtres cumulatives), avec les patients sous traitement à la fin de la période dans les cohortes que chacun encadre.",
+    ),
+    (
+        "overdue_follow_ups",
+        "Par centre, épisodes sous traitement à la fin de la période dans une cohorte qui a un calendrier de suivi, et ceux dont la dernière visite (ou la première administration, sans visite encore) est plus ancienne que le calendrier plus 30 jours de tolérance.",
+    ),
+    (
+        "persistence",
+        "Probabilité de Kaplan-Meier d'être encore sous traitement 6, 12 et 24 mois après la première administration, par cohorte où le traitement a commencé, avec les intervalles de confiance à 95 % de la variance de Greenwood sur l'échelle log(-log), les effectifs encore à risque, et la durée médiane de traitement avec son intervalle à 95 % (Brookmeyer-Crowley sur la même échelle). Un traitement suit le patient sur un médicament : un changement de voie (AAC, puis accès précoce, puis droit commun) ou un transfert poursuivi dans un autre centre dans les 60 jours le continue. Un arrêt, un changement de médicament et un décès le terminent ; un arrêt pour passage au droit commun, non. Les perdus de vue et les traitements en cours sont censurés. Les traitements administrés une seule fois (thérapies géniques) ne sont pas des traitements suivis.",
+    ),
+    (
+        "persistence_drug",
+        "Les mêmes traitements et estimations que persistence, par médicament (code ATC) plutôt que par cohorte.",
+    ),
+    (
+        "journey_pathways",
+        "Durée sur chaque voie d'accès, par médicament : un séjour regroupe les épisodes consécutifs d'un traitement sous une même voie (une AAC, puis son accès précoce, puis le droit commun font trois séjours). Probabilité de Kaplan-Meier d'être encore sur la voie 6, 12 et 24 mois après la première administration du séjour, avec les intervalles à 95 %, les effectifs à risque et la durée médiane sur la voie avec son intervalle. L'événement est la sortie de la voie, vers la voie suivante, par un arrêt, un changement de médicament ou un décès ; les perdus de vue et les séjours en cours sont censurés.",
+    ),
+    (
+        "journey_common_law",
+        "Délai entre la première administration dérogatoire d'un traitement et le droit commun, par médicament : la part des traitements passés au droit commun 6, 12 et 24 mois après (incidence cumulée d'Aalen-Johansen, un arrêt, un changement de médicament ou un décès avant le droit commun étant un événement concurrent), son intervalle à 95 % (méthode delta, échelle log(-log)), les effectifs à risque, et le délai médian jusqu'au droit commun une fois que la moitié des traitements l'a atteint. Les traitements en cours, perdus de vue ou transférés sans suite sont censurés.",
+    ),
+    (
+        "switches",
+        "Changements de traitement dans la période : épisodes déclarés à la suite d'un précédent (datés de leur première administration, ou de leur demande avant elle), classés en changement de médicament, de voie, des deux, ou passage au droit commun (le même médicament poursuivi en droit commun) ; et épisodes arrêtés dans la période pour passage au droit commun sans épisode suivant. Un patient compte une fois par case.",
+    ),
+    (
+        "equity_regions",
+        "Patients sous traitement pendant la période par million d'habitants de leur région de résidence (populations régionales arrondies livrées avec le logiciel, à remplacer par la série exacte de l'INSEE).",
+    ),
+    (
+        "equity_centre_types",
+        "Patients sous traitement pendant la période par type de centre ; un patient suivi dans deux types de centre compte dans les deux.",
+    ),
+    (
+        "equity_age_sex",
+        "Patients sous traitement pendant la période par sexe et classe d'âge à la fin de la période (âge calculé depuis le mois de naissance).",
+    ),
+    (
+        "safety",
+        "Événements indésirables débutant dans la période, tous et graves, par médicament et classe de systèmes d'organes MedDRA ; l'exposition est le temps sous traitement dans la période, en patients-années ; taux pour 100 patients-années avec intervalles de confiance de Poisson exacts (Garwood) à 95 %. Les événements sans code comptent en UNCODED.",
+    ),
+    (
+        "safety_pt",
+        "Le tableau safety par terme préféré MedDRA dans sa classe de systèmes d'organes, avec la même exposition, les mêmes taux et intervalles.",
+    ),
+    (
+        "completeness",
+        "Qualité des données par centre, sur les épisodes sous traitement pendant la période, pour les éléments que le registre laisse manquer : le sexe et la région du patient, la posologie ; parmi les épisodes traités 90 jours ou plus, une visite de suivi et une évaluation de l'efficacité (améliorée, stable ou aggravée ; une visite jugeant l'efficacité non évaluable n'est pas une évaluation) ; parmi les épisodes avec événements indésirables, une issue connue et une classe de systèmes d'organes MedDRA pour chacun ; parmi ceux avec un événement grave, sa déclaration à la pharmacovigilance. Épisodes concernés, complets, et pourcentage. Le retard de suivi par centre est le tableau overdue_follow_ups.",
+    ),
+];
+
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+/// A published value as a reader of `language` writes it: a decimal comma in French, and the
+/// marks of masked counts in words of the language (`<10` reads the same).
+fn localise(raw: &str, language: Language) -> String {
+    match language {
+        Language::En => raw.to_owned(),
+        Language::Fr => match raw {
+            "suppressed" => "masqué".to_owned(),
+            "withheld" => "retenu".to_owned(),
+            _ if raw.contains('.') && raw.parse::<f64>().is_ok() => raw.replace('.', ","),
+            _ => raw.to_owned(),
+        },
+    }
 }
 
 fn cell(df: &DataFrame, column: &str, row: usize) -> String {
@@ -102,7 +198,7 @@ fn cell(df: &DataFrame, column: &str, row: usize) -> String {
 }
 
 /// A horizontal bar chart of `value` per `label`; masked or missing values are listed as such.
-fn bar_chart(df: &DataFrame, label: &str, value: &str, title: &str) -> String {
+fn bar_chart(df: &DataFrame, label: &str, value: &str, title: &str, language: Language) -> String {
     let rows: Vec<(String, Option<f64>, String)> = (0..df.height())
         .map(|i| {
             let raw = cell(df, value, i);
@@ -147,7 +243,7 @@ fn bar_chart(df: &DataFrame, label: &str, value: &str, title: &str) -> String {
                     r##"<rect x="{left}" y="{y}" width="{w}" height="{bar_h}" fill="#3b6ea5"/><text x="{}" y="{}" font-size="12">{}</text>"##,
                     left as f64 + w + 4.0,
                     y + 13,
-                    escape(raw)
+                    escape(&localise(raw, language))
                 );
             }
             None => {
@@ -156,7 +252,7 @@ fn bar_chart(df: &DataFrame, label: &str, value: &str, title: &str) -> String {
                     r##"<text x="{}" y="{}" font-size="12" fill="#777">{}</text>"##,
                     left + 4,
                     y + 13,
-                    escape(raw)
+                    escape(&localise(raw, language))
                 );
             }
         }
@@ -168,7 +264,7 @@ fn bar_chart(df: &DataFrame, label: &str, value: &str, title: &str) -> String {
 }
 
 /// Persistence curves: survival at 0 and at each published horizon, one polyline per cohort.
-fn persistence_chart(df: &DataFrame, group: &str, title: &str, caption: &str) -> String {
+fn persistence_chart(df: &DataFrame, group: &str, title: &str, caption: &str, language: Language) -> String {
     let mut cohorts: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
     for i in 0..df.height() {
         // A drug's name beside its code when the table has it (drug_atc, drug_name).
@@ -217,16 +313,21 @@ fn persistence_chart(df: &DataFrame, group: &str, title: &str, caption: &str) ->
     for s in [0.0, 0.5, 1.0] {
         let _ = write!(
             svg,
-            r#"<text x="{}" y="{}" font-size="11" text-anchor="end">{s}</text>"#,
+            r#"<text x="{}" y="{}" font-size="11" text-anchor="end">{}</text>"#,
             left - 4.0,
-            y(s) + 4.0
+            y(s) + 4.0,
+            localise(&s.to_string(), language)
         );
     }
     let _ = write!(
         svg,
-        r#"<text x="{}" y="{}" font-size="11" text-anchor="middle">months since first administration</text>"#,
+        r#"<text x="{}" y="{}" font-size="11" text-anchor="middle">{}</text>"#,
         left + w / 2.0,
-        top + h + 32.0
+        top + h + 32.0,
+        match language {
+            Language::Fr => "mois depuis la première administration",
+            Language::En => "months since first administration",
+        }
     );
     for (i, (name, points)) in cohorts.iter().enumerate() {
         let colour = palette[i % palette.len()];
@@ -253,7 +354,7 @@ fn persistence_chart(df: &DataFrame, group: &str, title: &str, caption: &str) ->
     svg
 }
 
-fn table_html(name: &str, df: &DataFrame) -> String {
+fn table_html(name: &str, df: &DataFrame, language: Language) -> String {
     let mut out = format!("<h3 id=\"{0}\">{0}</h3><table><thead><tr>", escape(name));
     for c in df.get_column_names() {
         let _ = write!(out, "<th>{}</th>", escape(c.as_str()));
@@ -263,7 +364,7 @@ fn table_html(name: &str, df: &DataFrame) -> String {
     for i in 0..df.height() {
         out.push_str("<tr>");
         for c in &names {
-            let _ = write!(out, "<td>{}</td>", escape(&cell(df, c, i)));
+            let _ = write!(out, "<td>{}</td>", escape(&localise(&cell(df, c, i), language)));
         }
         out.push_str("</tr>");
     }
@@ -284,64 +385,141 @@ pub struct Header {
     /// Counts withheld with no bound (see the suppression module).
     pub withheld: u64,
     pub code_version: String,
+    /// The language of the page's words and numbers (tables keep their codes and column names).
+    pub language: Language,
 }
 
-/// Renders the report from the published tables, in order.
+/// Renders the report from the published tables, in order, in the header's language.
 pub fn render(header: &Header, tables: &[(String, DataFrame)]) -> String {
+    let language = header.language;
+    let fr = language == Language::Fr;
+    let t = |en: &'static str, fr_text: &'static str| if fr { fr_text } else { en };
     let mut out = String::with_capacity(1 << 16);
     let _ = write!(
         out,
-        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title><style>
+        r#"<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8"><title>{title}</title><style>
 body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}}
 table{{border-collapse:collapse;margin:0.5em 0 2em;font-size:13px}}
 th,td{{border:1px solid #ccc;padding:3px 6px;text-align:left}}th{{background:#eef2f7}}
 figure{{margin:1em 0}}figcaption{{font-size:12px;color:#555}}dt{{font-weight:bold;margin-top:0.6em}}
-</style></head><body><h1>{title}</h1>
-<p>Period <strong>{period}</strong>; registry as known at <strong>{as_of}</strong>; snapshot <code>{hash}</code>; software {version}. Counts below {threshold} are shown as &lt;{threshold}.</p>"#,
+</style></head><body><h1>{title}</h1>"#,
+        lang = language.code(),
         title = escape(&header.title),
-        period = escape(&header.period),
-        as_of = escape(&header.as_of),
-        hash = escape(&header.snapshot_hash),
-        version = escape(&header.code_version),
-        threshold = header.threshold,
     );
-    out.push_str("<h2>Charts</h2>");
+    if fr {
+        let _ = write!(
+            out,
+            "<p>Période <strong>{period}</strong> ; registre tel que connu au <strong>{as_of}</strong> ; instantané <code>{hash}</code> ; logiciel {version}. Les effectifs inférieurs à {threshold} sont affichés &lt;{threshold}.</p>",
+            period = escape(&header.period),
+            as_of = escape(&header.as_of),
+            hash = escape(&header.snapshot_hash),
+            version = escape(&header.code_version),
+            threshold = header.threshold,
+        );
+    } else {
+        let _ = write!(
+            out,
+            "<p>Period <strong>{period}</strong>; registry as known at <strong>{as_of}</strong>; snapshot <code>{hash}</code>; software {version}. Counts below {threshold} are shown as &lt;{threshold}.</p>",
+            period = escape(&header.period),
+            as_of = escape(&header.as_of),
+            hash = escape(&header.snapshot_hash),
+            version = escape(&header.code_version),
+            threshold = header.threshold,
+        );
+    }
+    let _ = write!(out, "<h2>{}</h2>", t("Charts", "Graphiques"));
     for (name, df) in tables {
         match name.as_str() {
             "equity_regions" => out.push_str(&bar_chart(
                 df,
                 "region_code",
                 "per_million",
-                "Patients on treatment per million inhabitants, by region",
+                t(
+                    "Patients on treatment per million inhabitants, by region",
+                    "Patients sous traitement par million d'habitants, par région",
+                ),
+                language,
             )),
             "equity_centre_types" => out.push_str(&bar_chart(
                 df,
                 "centre_type",
                 "share_percent",
-                "Share of treated patients by type of centre (%)",
+                t(
+                    "Share of treated patients by type of centre (%)",
+                    "Part des patients traités par type de centre (%)",
+                ),
+                language,
             )),
             "persistence" => out.push_str(&persistence_chart(
                 df,
                 "cohort",
-                "Persistence on treatment per cohort",
-                "Kaplan-Meier persistence per cohort where the course began, at the published horizons (cohorts with masked estimates are left out)",
+                t("Persistence on treatment per cohort", "Maintien sous traitement par cohorte"),
+                t(
+                    "Kaplan-Meier persistence per cohort where the course began, at the published horizons (cohorts with masked estimates are left out)",
+                    "Maintien sous traitement (Kaplan-Meier) par cohorte où le traitement a commencé, aux horizons publiés (les cohortes aux estimations masquées sont omises)",
+                ),
+                language,
             )),
             "persistence_drug" => out.push_str(&persistence_chart(
                 df,
                 "drug_atc",
-                "Persistence on treatment per drug",
-                "Kaplan-Meier persistence per drug, at the published horizons (drugs with masked estimates are left out)",
+                t("Persistence on treatment per drug", "Maintien sous traitement par médicament"),
+                t(
+                    "Kaplan-Meier persistence per drug, at the published horizons (drugs with masked estimates are left out)",
+                    "Maintien sous traitement (Kaplan-Meier) par médicament, aux horizons publiés (les médicaments aux estimations masquées sont omis)",
+                ),
+                language,
             )),
             _ => {}
         }
     }
-    out.push_str("<h2>Tables</h2>");
-    for (name, df) in tables {
-        out.push_str(&table_html(name, df));
+    let _ = write!(out, "<h2>{}</h2>", t("Tables", "Tableaux"));
+    if fr {
+        out.push_str(
+            "<p>Les tableaux gardent les codes et noms de colonnes de leurs fichiers CSV et Parquet ; les nombres s'écrivent ici avec une virgule décimale.</p>",
+        );
     }
-    out.push_str("<h2>Methods</h2><dl>");
-    for (name, text) in DEFINITIONS {
+    for (name, df) in tables {
+        out.push_str(&table_html(name, df, language));
+    }
+    let _ = write!(out, "<h2>{}</h2><dl>", t("Methods", "Méthodes"));
+    for (name, text) in if fr { DEFINITIONS_FR } else { DEFINITIONS } {
         let _ = write!(out, "<dt>{}</dt><dd>{}</dd>", escape(name), escape(text));
+    }
+    let threshold = header.threshold;
+    let below = threshold.saturating_sub(1);
+    if fr {
+        let _ = write!(
+            out,
+            "<dt>Petits effectifs</dt><dd>Tout effectif inférieur à {threshold} est publié &lt;{threshold}, jamais sa valeur ni 0. \
+             D'autres effectifs, de {threshold} ou plus, sont masqués (masqué) jusqu'à ce qu'aucun effectif masqué ne puisse \
+             être retrouvé par un lecteur qui connaîtrait aussi chaque total de ligne, de colonne et d'ensemble de chaque tableau \
+             (chaque total sur une dimension à dimensions fixées, et le total du tableau) qui additionne deux cases ou plus et \
+             n'est pas lui-même inférieur à {threshold} ; le tableau safety est lu comme les totaux du tableau safety_pt. Aucun \
+             de ces totaux ne garde un seul effectif masqué sous lui, et chaque effectif masqué peut encore prendre deux valeurs \
+             ou plus compatibles avec ces totaux et avec sa marque (0 à {below} pour &lt;{threshold}, {threshold} ou plus pour masqué), \
+             ce que vérifie la programmation linéaire. Les valeurs calculées sur un effectif masqué (médianes, estimations de \
+             survie, taux et leurs intervalles) sont masquées. Un petit effectif que les totaux connus fixeraient encore une fois \
+             masqué (les marques elles-mêmes le bornent) est retenu, affiché retenu sans aucune borne, avec les effectifs des \
+             totaux dont il relève, élargis jusqu'à ce qu'il puisse varier.{withheld}{exposed}</dd>\
+             <dt>Données</dt><dd>Les enregistrements tels que le registre les connaissait à la date d'arrêt. Les patients \
+             opposés à la réutilisation de leurs données sont exclus avec tous leurs enregistrements.</dd></dl></body></html>",
+            withheld = if header.withheld > 0 {
+                format!(" {} effectifs sont retenus dans ce rapport.", header.withheld)
+            } else {
+                String::new()
+            },
+            exposed = if header.exposed_by_totals > 0 {
+                format!(
+                    " {} petits effectifs pourraient encore être retrouvés à partir de ces seuls totaux, s'ils étaient connus \
+                     par ailleurs, quoi que publie ce rapport : le manifeste les compte par tableau (exposed_by_totals).",
+                    header.exposed_by_totals
+                )
+            } else {
+                String::new()
+            }
+        );
+        return out;
     }
     let _ = write!(
         out,
@@ -359,8 +537,8 @@ figure{{margin:1em 0}}figcaption{{font-size:12px;color:#555}}dt{{font-weight:bol
          together with the counts of the totals it is under, widened until it can move.{withheld}{exposed}</dd>\
          <dt>Data</dt><dd>Records as the registry knew them at the cutoff. Patients who objected to the \
          reuse of their data are excluded with all their records.</dd></dl></body></html>",
-        t = header.threshold,
-        t1 = header.threshold.saturating_sub(1),
+        t = threshold,
+        t1 = below,
         withheld = if header.withheld > 0 {
             format!(" {} counts are withheld in this report.", header.withheld)
         } else {
@@ -399,6 +577,7 @@ mod tests {
             exposed_by_totals: 0,
             withheld: 0,
             code_version: "0.1.0".into(),
+            language: Language::En,
         };
         let by_drug = df!(
             "drug_atc" => ["B02BX07", "B02BX07"], "drug_name" => ["concizumab", "concizumab"],
@@ -422,5 +601,31 @@ mod tests {
         assert!(!html.contains("https://") && !html.contains("src=") && !html.contains("href=\"http"));
         assert!(!html.contains("<script") && !html.contains("<link"));
         assert!(html.contains("&lt;10"));
+
+        // In French: the words, the decimal comma and the marks; codes and column names stay.
+        let french = render(
+            &Header {
+                language: Language::Fr,
+                ..header.clone()
+            },
+            &[(
+                "equity_regions".into(),
+                df!("region_code" => ["11", "94"], "treated_patients" => ["40", "<10"], "per_million" => ["3.2", "suppressed"]).unwrap(),
+            )],
+        );
+        assert!(
+            french.contains("<html lang=\"fr\"") && french.contains("Méthodes") && french.contains("Petits effectifs")
+        );
+        assert!(
+            french.contains("<td>3,2</td>") && french.contains("<td>masqué</td>") && french.contains("<td>&lt;10</td>")
+        );
+        assert!(french.contains("<th>per_million</th>") && !french.contains("<td>3.2</td>"));
+    }
+
+    #[test]
+    fn every_table_is_defined_in_both_languages() {
+        let en: Vec<&str> = DEFINITIONS.iter().map(|(n, _)| *n).collect();
+        let fr: Vec<&str> = DEFINITIONS_FR.iter().map(|(n, _)| *n).collect();
+        assert_eq!(en, fr);
     }
 }

@@ -45,6 +45,9 @@ pub struct ReportOptions {
     pub csv: CsvStyle,
     /// Restricts the report to the cohorts of one filiere, or to one cohort (its id).
     pub scope: Scope,
+    /// The language of the HTML page: its words, numbers and dates (tables keep their codes
+    /// and column names).
+    pub language: crate::synthesis::Language,
 }
 
 /// Which part of the registry a report covers.
@@ -615,10 +618,28 @@ fn report_observed(
         outputs.push(write_parquet(&mut table, &tables_dir, name)?);
         published_tables.push(((*name).to_owned(), table));
     }
+    let french = options.language == crate::synthesis::Language::Fr;
     let header = crate::html::Header {
-        title: format!("Treatment access observatory report, {}", period.label()),
-        period: format!("{} to {}", period.from, period.to),
-        as_of: snapshot.manifest.as_of.to_rfc3339(),
+        title: if french {
+            format!("Rapport de l'observatoire des accès dérogatoires, {}", period.label())
+        } else {
+            format!("Treatment access observatory report, {}", period.label())
+        },
+        period: if french {
+            format!(
+                "du {} au {}",
+                period.from.format("%d/%m/%Y"),
+                period.to.format("%d/%m/%Y")
+            )
+        } else {
+            format!("{} to {}", period.from, period.to)
+        },
+        as_of: if french {
+            snapshot.manifest.as_of.format("%d/%m/%Y %H:%M:%S UTC").to_string()
+        } else {
+            snapshot.manifest.as_of.to_rfc3339()
+        },
+        language: options.language,
         snapshot_hash: snapshot.manifest.content_hash.clone(),
         threshold: options.threshold,
         exposed_by_totals: suppression.values().map(|s| s.exposed_by_totals).sum(),

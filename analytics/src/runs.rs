@@ -47,6 +47,18 @@ pub struct RunParameters {
     /// report runs, so that their parameters read and hash as before).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synthesis: Option<SynthesisRequest>,
+    /// The language of a report's HTML page. Runs recorded before reports had one were written
+    /// in English, and English runs read and hash as they did (absent).
+    #[serde(default = "english", skip_serializing_if = "is_english")]
+    pub language: Language,
+}
+
+fn english() -> Language {
+    Language::En
+}
+
+fn is_english(language: &Language) -> bool {
+    *language == Language::En
 }
 
 /// What a succeeded run wrote.
@@ -458,6 +470,7 @@ impl Runner {
                 threshold: parameters.threshold,
                 csv: parameters.csv,
                 scope: parameters.scope,
+                language: parameters.language,
             };
             let progress = self.clone();
             let id = run.id.clone();
@@ -619,6 +632,7 @@ impl Runner {
                     csv: config.csv,
                     scope: Scope { filiere, cohort: None },
                     synthesis: None,
+                    language: config.language,
                 },
                 trigger: RunTrigger::Schedule,
                 schedule: Some(config.schedule),
@@ -876,6 +890,8 @@ pub struct ScheduleConfig {
     /// Besides the national report, one report per filière that has a cohort, limited to it:
     /// what that filière's analysts and data managers read.
     pub per_filiere: bool,
+    /// The language of the scheduled reports' HTML pages.
+    pub language: Language,
 }
 
 /// One recorded attempt of a scheduled period; `status` is `None` while it runs.

@@ -272,6 +272,7 @@ async fn a_page_learns_the_next_synthesis_due_without_leaving_a_refusal(backend:
                 target: subject.clone(),
                 language: Language::Fr,
             }),
+            language: Language::En,
         },
         period: None,
     };

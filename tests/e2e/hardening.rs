@@ -12,6 +12,7 @@ use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus,
 
 use crate::helpers::{
     Authed, Backend, Bearer, TestApp, execute_sql, fresh_database, postgres_url, scoped_token, spawn_app, start_app,
+    violated_fields,
 };
 use crate::on_both_backends;
 use crate::reports_api::{download, q3, seed_registry, wait_for_end};
@@ -107,12 +108,40 @@ async fn reports_leave_the_server_suppressed_at_the_floor_or_above(backend: Back
         .expect("manifest");
     let manifest: serde_json::Value = serde_json::from_slice(&manifest).expect("manifest is JSON");
     assert_eq!(manifest["suppression_threshold"], 5);
+    // The page is in French by default, in English on request; both state the threshold.
     let (html, ..) = download(&mut app, &run.run_id, "report.html").await.expect("html");
     let html = String::from_utf8(html).expect("utf-8");
     assert!(
-        html.contains("Counts below 5 are shown as &lt;5"),
+        html.contains("<html lang=\"fr\"") && html.contains("Les effectifs inférieurs à 5 sont affichés &lt;5"),
         "methods state the threshold"
     );
+    let english = app
+        .reports
+        .run_report(pb::RunReportRequest {
+            suppression_threshold: 5,
+            language: "en".into(),
+            ..q3("at-floor-en")
+        })
+        .await
+        .expect("in English")
+        .into_inner();
+    assert_eq!(english.language, "en");
+    wait_for_end(&mut app, &english.run_id).await;
+    let (html, ..) = download(&mut app, &english.run_id, "report.html").await.expect("html");
+    let html = String::from_utf8(html).expect("utf-8");
+    assert!(
+        html.contains("Counts below 5 are shown as &lt;5"),
+        "methods state the threshold in English"
+    );
+    let status = app
+        .reports
+        .run_report(pb::RunReportRequest {
+            language: "de".into(),
+            ..q3("german")
+        })
+        .await
+        .expect_err("no German");
+    assert_eq!(violated_fields(&status), vec!["language".to_owned()], "{status:?}");
     wait_for_end(&mut app, &default.run_id).await;
 }
 
@@ -798,6 +827,7 @@ async fn report_tables(
         threshold: 10,
         csv: CsvStyle::Standard,
         scope: Scope::default(),
+        language: observatory_analytics::synthesis::Language::En,
     };
     observatory_analytics::report::run(store, &options)
         .await

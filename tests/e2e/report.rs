@@ -80,6 +80,7 @@ async fn a_report_matches_sql_is_reproducible_and_never_publishes_small_counts(b
         threshold,
         csv: CsvStyle::Standard,
         scope: Scope::default(),
+        language: observatory_analytics::synthesis::Language::Fr,
     };
 
     // Unsuppressed figures (threshold 0, which the command line refuses) against plain SQL.

@@ -601,6 +601,7 @@ async fn scheduled_reports_cover_each_closed_period_once_and_catch_up_after_a_st
         threshold: 10,
         csv: CsvStyle::Standard,
         per_filiere: true,
+        language: observatory_analytics::synthesis::Language::Fr,
     };
     assert!(runner.catch_up(&config, Utc::now()).await.expect("check").is_empty());
     let (url, dir) = app.stop().await;

@@ -123,14 +123,15 @@ fn collect_parameters(v: &mut Violations, r: &pb::RunReportRequest, floor: u32) 
     };
     let filiere = v.check("filiere", c::optional(&r.filiere, c::filiere));
     let cohort = v.check("cohort_id", c::optional(&r.cohort_id, c::id));
+    let language = language(v, &r.language);
     // The floor is the application layer's rule; checked here too, so that every fault is named
     // at once.
     let threshold = v.check(
         "suppression_threshold",
         observatory_app::reports::threshold(r.suppression_threshold, floor),
     );
-    let (Some(period), Some(as_of), Some(filiere), Some(cohort), Some(threshold)) =
-        (period, as_of, filiere, cohort, threshold)
+    let (Some(period), Some(as_of), Some(filiere), Some(cohort), Some(threshold), Some(language)) =
+        (period, as_of, filiere, cohort, threshold, language)
     else {
         return None;
     };
@@ -149,12 +150,28 @@ fn collect_parameters(v: &mut Violations, r: &pb::RunReportRequest, floor: u32) 
             cohort: cohort.clone().map(String::from),
         },
         synthesis: None,
+        language,
     };
     Some(Asked {
         parameters,
         filiere,
         cohort,
     })
+}
+
+/// A document's language: "fr" when empty, or "en"; UNKNOWN_CODE otherwise.
+fn language(v: &mut Violations, raw: &str) -> Option<observatory_analytics::synthesis::Language> {
+    use observatory_analytics::synthesis::Language;
+    match c::opt_str(raw) {
+        None => Some(Language::Fr),
+        Some(l) => {
+            let parsed = (l.len() <= 16).then(|| Language::parse(l)).flatten();
+            if parsed.is_none() {
+                v.push("language", "UNKNOWN_CODE", "must be fr or en");
+            }
+            parsed
+        }
+    }
 }
 
 /// The parameters of a synthesis request, every invalid field named at once.
@@ -188,21 +205,14 @@ pub fn synthesis_parameters(r: &pb::RunSynthesisRequest, floor: u32) -> Result<o
             None
         }
     };
-    let language = match c::opt_str(&r.language) {
-        None => Some(Language::Fr),
-        Some(l) => {
-            let parsed = (l.len() <= 16).then(|| Language::parse(l)).flatten();
-            if parsed.is_none() {
-                v.push("language", "UNKNOWN_CODE", "must be fr or en");
-            }
-            parsed
-        }
-    };
+    let language = language(&mut v, &r.language);
     all_some!(v; period, common, target, language);
     Ok(ops::SynthesisAsk {
         period: period.map(|p| (p.from, p.to)),
         parameters: RunParameters {
             synthesis: Some(SynthesisRequest { target, language }),
+            // The synthesis's language is its own; this one is a report page's.
+            language: Language::En,
             ..common
         },
     })
@@ -238,7 +248,7 @@ fn run_out(view: &RunView) -> Result<pb::ReportRun, Status> {
             Subject::Framework(id) => (id.clone(), None, sy.language.code().to_owned()),
             Subject::Cohort(id) => (String::new(), Some(id.clone()), sy.language.code().to_owned()),
         },
-        None => (String::new(), None, String::new()),
+        None => (String::new(), None, parameters.language.code().to_owned()),
     };
     let synthesis = parameters.synthesis.is_some();
     Ok(pb::ReportRun {

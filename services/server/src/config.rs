@@ -85,6 +85,8 @@ pub struct Config {
     /// Besides the national report (read by national analysts), the schedule writes one report
     /// per filière that has a cohort, limited to it, for that filière's analysts.
     pub report_schedule_per_filiere: bool,
+    /// Language of the scheduled reports' HTML pages: fr or en.
+    pub report_language: observatory_analytics::synthesis::Language,
     /// Serve gRPC without TLS: only behind a proxy that terminates TLS. Without TLS and without
     /// this, `serve` refuses to start (`serve --dev` excepted).
     pub allow_plaintext: bool,
@@ -163,6 +165,7 @@ impl std::fmt::Debug for Config {
             .field("report_min_threshold", &self.report_min_threshold)
             .field("report_french_csv", &self.report_french_csv)
             .field("report_schedule_per_filiere", &self.report_schedule_per_filiere)
+            .field("report_language", &self.report_language)
             .field("allow_plaintext", &self.allow_plaintext)
             .field("tls_cert_file", &self.tls_cert_file)
             .field("tls_key_file", &self.tls_key_file)
@@ -207,6 +210,7 @@ impl Default for Config {
             report_min_threshold: observatory_analytics::suppress::DEFAULT_THRESHOLD,
             report_french_csv: false,
             report_schedule_per_filiere: true,
+            report_language: observatory_analytics::synthesis::Language::Fr,
             allow_plaintext: false,
             tls_cert_file: None,
             tls_key_file: None,
@@ -302,6 +306,13 @@ impl Config {
                 "true" | "1" => true,
                 "false" | "0" => false,
                 _ => bail!("OBSERVATORY_REPORT_FRENCH_CSV must be true or false"),
+            };
+        }
+        if let Some(v) = env.get("OBSERVATORY_REPORT_LANGUAGE") {
+            config.report_language = match v.as_str() {
+                "fr" => observatory_analytics::synthesis::Language::Fr,
+                "en" => observatory_analytics::synthesis::Language::En,
+                _ => bail!("OBSERVATORY_REPORT_LANGUAGE must be fr or en"),
             };
         }
         if let Some(v) = env.get("OBSERVATORY_REPORT_SCHEDULE_PER_FILIERE") {

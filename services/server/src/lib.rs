@@ -281,6 +281,7 @@ impl Application {
                 CsvStyle::Standard
             },
             per_filiere: config.report_schedule_per_filiere,
+            language: config.report_language,
         });
         let app = observatory_app::App::open(store.clone(), Arc::new(key))
             .await

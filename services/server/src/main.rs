@@ -100,6 +100,9 @@ enum Commands {
         /// CSV for French spreadsheet software: ';' separator and a byte-order mark.
         #[arg(long)]
         french_csv: bool,
+        /// Language of the HTML page: fr (default) or en (tables keep their codes).
+        #[arg(long, default_value = "fr")]
+        language: String,
         /// Only the cohorts of this filiere (e.g. MHEMO).
         #[arg(long)]
         filiere: Option<String>,
@@ -621,6 +624,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             out,
             threshold,
             french_csv,
+            language,
             filiere,
             cohort,
         } => {
@@ -671,6 +675,8 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                     csv,
                     scope: Scope { filiere, cohort },
                     synthesis: None,
+                    language: observatory_analytics::synthesis::Language::parse(&language)
+                        .ok_or_else(|| anyhow::anyhow!("--language: fr or en, not {language:?}"))?,
                 },
                 trigger: RunTrigger::CommandLine,
                 schedule: None,
@@ -821,6 +827,8 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                     },
                     scope: Scope::default(),
                     synthesis: Some(SynthesisRequest { target, language }),
+                    // The synthesis's language is its own; this one is a report page's.
+                    language: Language::En,
                 },
                 trigger: RunTrigger::CommandLine,
                 schedule: None,

@@ -182,6 +182,8 @@ pub async fn start(State(web): State<Web>, posted: Posted) -> Response {
         cohort_id: String::new(),
         suppression_threshold: f.get("suppression_threshold").parse().unwrap_or(0),
         french_csv: f.ticked("french_csv"),
+        // The page in the reader's language.
+        language: signed.lang.code().to_owned(),
     };
     let key = request.idempotency_key.clone();
     let outcome = match observatory_grpc::parse::parse_run(&request, web.reports().floor) {

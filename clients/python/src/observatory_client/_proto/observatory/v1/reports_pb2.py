@@ -26,37 +26,37 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from observatory_client._proto.observatory.v1 import common_pb2 as observatory_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cobservatory/v1/reports.proto\x12\x0eobservatory.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bobservatory/v1/common.proto\"\xe7\x01\n\x10RunReportRequest\x12\x0e\n\x06period\x18\x01 \x01(\t\x12(\n\x05range\x18\x02 \x01(\x0b\x32\x19.observatory.v1.DateRange\x12)\n\x05\x61s_of\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x66iliere\x18\x04 \x01(\t\x12\x11\n\tcohort_id\x18\x05 \x01(\t\x12\x1d\n\x15suppression_threshold\x18\x06 \x01(\r\x12\x12\n\nfrench_csv\x18\x07 \x01(\x08\x12\x17\n\x0fidempotency_key\x18\x08 \x01(\t\"\x90\x02\n\x13RunSynthesisRequest\x12\x16\n\x0c\x66ramework_id\x18\x01 \x01(\tH\x00\x12\x13\n\tcohort_id\x18\x02 \x01(\tH\x00\x12\x0e\n\x06period\x18\x03 \x01(\t\x12(\n\x05range\x18\x04 \x01(\x0b\x32\x19.observatory.v1.DateRange\x12)\n\x05\x61s_of\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x15suppression_threshold\x18\x06 \x01(\r\x12\x12\n\nfrench_csv\x18\x07 \x01(\x08\x12\x10\n\x08language\x18\x08 \x01(\t\x12\x17\n\x0fidempotency_key\x18\t \x01(\tB\t\n\x07subject\"\xdf\x05\n\tReportRun\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12/\n\x06status\x18\x02 \x01(\x0e\x32\x1f.observatory.v1.ReportRunStatus\x12\x31\n\x07trigger\x18\x03 \x01(\x0e\x32 .observatory.v1.ReportRunTrigger\x12\x10\n\x08schedule\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x03\x12\x0e\n\x06period\x18\x06 \x01(\t\x12\x13\n\x0bperiod_from\x18\x07 \x01(\t\x12\x11\n\tperiod_to\x18\x08 \x01(\t\x12)\n\x05\x61s_of\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x66iliere\x18\n \x01(\t\x12\x11\n\tcohort_id\x18\x0b \x01(\t\x12\x1d\n\x15suppression_threshold\x18\x0c \x01(\r\x12\x12\n\nfrench_csv\x18\r \x01(\x08\x12\x30\n\x0crequested_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0crequested_by\x18\x0f \x01(\t\x12\x12\n\nrequest_id\x18\x10 \x01(\t\x12\r\n\x05stage\x18\x11 \x01(\t\x12\x13\n\x0bstages_done\x18\x12 \x01(\r\x12\x14\n\x0cstages_total\x18\x13 \x01(\r\x12/\n\x0b\x66inished_at\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x15 \x01(\t\x12\x30\n\x08manifest\x18\x16 \x01(\x0b\x32\x1e.observatory.v1.ReportManifest\x12\x1e\n\x16synthesis_framework_id\x18\x17 \x01(\t\x12\x11\n\tsynthesis\x18\x18 \x01(\x08\x12\x10\n\x08language\x18\x19 \x01(\t\x12\x34\n\x10\x66iles_deleted_at\x18\x1a \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"l\n\x0eReportManifest\x12\x15\n\rsnapshot_hash\x18\x01 \x01(\t\x12\x14\n\x0c\x63ode_version\x18\x02 \x01(\t\x12-\n\x07outputs\x18\x03 \x03(\x0b\x32\x1c.observatory.v1.ReportOutput\":\n\x0cReportOutput\x12\x0c\n\x04\x66ile\x18\x01 \x01(\t\x12\x0c\n\x04rows\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"%\n\x13GetReportRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"B\n\x15ListReportRunsRequest\x12)\n\x04page\x18\x01 \x01(\x0b\x32\x1b.observatory.v1.PageRequest\"Z\n\x16ListReportRunsResponse\x12\'\n\x04runs\x18\x01 \x03(\x0b\x32\x19.observatory.v1.ReportRun\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"9\n\x19\x44ownloadReportFileRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04\x66ile\x18\x02 \x01(\t\"S\n\x0fReportFileChunk\x12\x12\n\nsize_bytes\x18\x01 \x01(\x04\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c*\xd3\x01\n\x0fReportRunStatus\x12!\n\x1dREPORT_RUN_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18REPORT_RUN_STATUS_QUEUED\x10\x01\x12\x1d\n\x19REPORT_RUN_STATUS_RUNNING\x10\x02\x12\x1f\n\x1bREPORT_RUN_STATUS_SUCCEEDED\x10\x03\x12\x1c\n\x18REPORT_RUN_STATUS_FAILED\x10\x04\x12!\n\x1dREPORT_RUN_STATUS_INTERRUPTED\x10\x05*\x9c\x01\n\x10ReportRunTrigger\x12\"\n\x1eREPORT_RUN_TRIGGER_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREPORT_RUN_TRIGGER_REQUEST\x10\x01\x12\x1f\n\x1bREPORT_RUN_TRIGGER_SCHEDULE\x10\x02\x12#\n\x1fREPORT_RUN_TRIGGER_COMMAND_LINE\x10\x03\x32\xbe\x03\n\rReportService\x12H\n\tRunReport\x12 .observatory.v1.RunReportRequest\x1a\x19.observatory.v1.ReportRun\x12N\n\x0cRunSynthesis\x12#.observatory.v1.RunSynthesisRequest\x1a\x19.observatory.v1.ReportRun\x12N\n\x0cGetReportRun\x12#.observatory.v1.GetReportRunRequest\x1a\x19.observatory.v1.ReportRun\x12_\n\x0eListReportRuns\x12%.observatory.v1.ListReportRunsRequest\x1a&.observatory.v1.ListReportRunsResponse\x12\x62\n\x12\x44ownloadReportFile\x12).observatory.v1.DownloadReportFileRequest\x1a\x1f.observatory.v1.ReportFileChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cobservatory/v1/reports.proto\x12\x0eobservatory.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bobservatory/v1/common.proto\"\xf9\x01\n\x10RunReportRequest\x12\x0e\n\x06period\x18\x01 \x01(\t\x12(\n\x05range\x18\x02 \x01(\x0b\x32\x19.observatory.v1.DateRange\x12)\n\x05\x61s_of\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x66iliere\x18\x04 \x01(\t\x12\x11\n\tcohort_id\x18\x05 \x01(\t\x12\x1d\n\x15suppression_threshold\x18\x06 \x01(\r\x12\x12\n\nfrench_csv\x18\x07 \x01(\x08\x12\x17\n\x0fidempotency_key\x18\x08 \x01(\t\x12\x10\n\x08language\x18\t \x01(\t\"\x90\x02\n\x13RunSynthesisRequest\x12\x16\n\x0c\x66ramework_id\x18\x01 \x01(\tH\x00\x12\x13\n\tcohort_id\x18\x02 \x01(\tH\x00\x12\x0e\n\x06period\x18\x03 \x01(\t\x12(\n\x05range\x18\x04 \x01(\x0b\x32\x19.observatory.v1.DateRange\x12)\n\x05\x61s_of\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x15suppression_threshold\x18\x06 \x01(\r\x12\x12\n\nfrench_csv\x18\x07 \x01(\x08\x12\x10\n\x08language\x18\x08 \x01(\t\x12\x17\n\x0fidempotency_key\x18\t \x01(\tB\t\n\x07subject\"\xdf\x05\n\tReportRun\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12/\n\x06status\x18\x02 \x01(\x0e\x32\x1f.observatory.v1.ReportRunStatus\x12\x31\n\x07trigger\x18\x03 \x01(\x0e\x32 .observatory.v1.ReportRunTrigger\x12\x10\n\x08schedule\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x03\x12\x0e\n\x06period\x18\x06 \x01(\t\x12\x13\n\x0bperiod_from\x18\x07 \x01(\t\x12\x11\n\tperiod_to\x18\x08 \x01(\t\x12)\n\x05\x61s_of\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x66iliere\x18\n \x01(\t\x12\x11\n\tcohort_id\x18\x0b \x01(\t\x12\x1d\n\x15suppression_threshold\x18\x0c \x01(\r\x12\x12\n\nfrench_csv\x18\r \x01(\x08\x12\x30\n\x0crequested_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0crequested_by\x18\x0f \x01(\t\x12\x12\n\nrequest_id\x18\x10 \x01(\t\x12\r\n\x05stage\x18\x11 \x01(\t\x12\x13\n\x0bstages_done\x18\x12 \x01(\r\x12\x14\n\x0cstages_total\x18\x13 \x01(\r\x12/\n\x0b\x66inished_at\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x15 \x01(\t\x12\x30\n\x08manifest\x18\x16 \x01(\x0b\x32\x1e.observatory.v1.ReportManifest\x12\x1e\n\x16synthesis_framework_id\x18\x17 \x01(\t\x12\x11\n\tsynthesis\x18\x18 \x01(\x08\x12\x10\n\x08language\x18\x19 \x01(\t\x12\x34\n\x10\x66iles_deleted_at\x18\x1a \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"l\n\x0eReportManifest\x12\x15\n\rsnapshot_hash\x18\x01 \x01(\t\x12\x14\n\x0c\x63ode_version\x18\x02 \x01(\t\x12-\n\x07outputs\x18\x03 \x03(\x0b\x32\x1c.observatory.v1.ReportOutput\":\n\x0cReportOutput\x12\x0c\n\x04\x66ile\x18\x01 \x01(\t\x12\x0c\n\x04rows\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"%\n\x13GetReportRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"B\n\x15ListReportRunsRequest\x12)\n\x04page\x18\x01 \x01(\x0b\x32\x1b.observatory.v1.PageRequest\"Z\n\x16ListReportRunsResponse\x12\'\n\x04runs\x18\x01 \x03(\x0b\x32\x19.observatory.v1.ReportRun\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"9\n\x19\x44ownloadReportFileRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04\x66ile\x18\x02 \x01(\t\"S\n\x0fReportFileChunk\x12\x12\n\nsize_bytes\x18\x01 \x01(\x04\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c*\xd3\x01\n\x0fReportRunStatus\x12!\n\x1dREPORT_RUN_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18REPORT_RUN_STATUS_QUEUED\x10\x01\x12\x1d\n\x19REPORT_RUN_STATUS_RUNNING\x10\x02\x12\x1f\n\x1bREPORT_RUN_STATUS_SUCCEEDED\x10\x03\x12\x1c\n\x18REPORT_RUN_STATUS_FAILED\x10\x04\x12!\n\x1dREPORT_RUN_STATUS_INTERRUPTED\x10\x05*\x9c\x01\n\x10ReportRunTrigger\x12\"\n\x1eREPORT_RUN_TRIGGER_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREPORT_RUN_TRIGGER_REQUEST\x10\x01\x12\x1f\n\x1bREPORT_RUN_TRIGGER_SCHEDULE\x10\x02\x12#\n\x1fREPORT_RUN_TRIGGER_COMMAND_LINE\x10\x03\x32\xbe\x03\n\rReportService\x12H\n\tRunReport\x12 .observatory.v1.RunReportRequest\x1a\x19.observatory.v1.ReportRun\x12N\n\x0cRunSynthesis\x12#.observatory.v1.RunSynthesisRequest\x1a\x19.observatory.v1.ReportRun\x12N\n\x0cGetReportRun\x12#.observatory.v1.GetReportRunRequest\x1a\x19.observatory.v1.ReportRun\x12_\n\x0eListReportRuns\x12%.observatory.v1.ListReportRunsRequest\x1a&.observatory.v1.ListReportRunsResponse\x12\x62\n\x12\x44ownloadReportFile\x12).observatory.v1.DownloadReportFileRequest\x1a\x1f.observatory.v1.ReportFileChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'observatory_client._proto.observatory.v1.reports_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REPORTRUNSTATUS']._serialized_start=1871
-  _globals['_REPORTRUNSTATUS']._serialized_end=2082
-  _globals['_REPORTRUNTRIGGER']._serialized_start=2085
-  _globals['_REPORTRUNTRIGGER']._serialized_end=2241
+  _globals['_REPORTRUNSTATUS']._serialized_start=1889
+  _globals['_REPORTRUNSTATUS']._serialized_end=2100
+  _globals['_REPORTRUNTRIGGER']._serialized_start=2103
+  _globals['_REPORTRUNTRIGGER']._serialized_end=2259
   _globals['_RUNREPORTREQUEST']._serialized_start=111
-  _globals['_RUNREPORTREQUEST']._serialized_end=342
-  _globals['_RUNSYNTHESISREQUEST']._serialized_start=345
-  _globals['_RUNSYNTHESISREQUEST']._serialized_end=617
-  _globals['_REPORTRUN']._serialized_start=620
-  _globals['_REPORTRUN']._serialized_end=1355
-  _globals['_REPORTMANIFEST']._serialized_start=1357
-  _globals['_REPORTMANIFEST']._serialized_end=1465
-  _globals['_REPORTOUTPUT']._serialized_start=1467
-  _globals['_REPORTOUTPUT']._serialized_end=1525
-  _globals['_GETREPORTRUNREQUEST']._serialized_start=1527
-  _globals['_GETREPORTRUNREQUEST']._serialized_end=1564
-  _globals['_LISTREPORTRUNSREQUEST']._serialized_start=1566
-  _globals['_LISTREPORTRUNSREQUEST']._serialized_end=1632
-  _globals['_LISTREPORTRUNSRESPONSE']._serialized_start=1634
-  _globals['_LISTREPORTRUNSRESPONSE']._serialized_end=1724
-  _globals['_DOWNLOADREPORTFILEREQUEST']._serialized_start=1726
-  _globals['_DOWNLOADREPORTFILEREQUEST']._serialized_end=1783
-  _globals['_REPORTFILECHUNK']._serialized_start=1785
-  _globals['_REPORTFILECHUNK']._serialized_end=1868
-  _globals['_REPORTSERVICE']._serialized_start=2244
-  _globals['_REPORTSERVICE']._serialized_end=2690
+  _globals['_RUNREPORTREQUEST']._serialized_end=360
+  _globals['_RUNSYNTHESISREQUEST']._serialized_start=363
+  _globals['_RUNSYNTHESISREQUEST']._serialized_end=635
+  _globals['_REPORTRUN']._serialized_start=638
+  _globals['_REPORTRUN']._serialized_end=1373
+  _globals['_REPORTMANIFEST']._serialized_start=1375
+  _globals['_REPORTMANIFEST']._serialized_end=1483
+  _globals['_REPORTOUTPUT']._serialized_start=1485
+  _globals['_REPORTOUTPUT']._serialized_end=1543
+  _globals['_GETREPORTRUNREQUEST']._serialized_start=1545
+  _globals['_GETREPORTRUNREQUEST']._serialized_end=1582
+  _globals['_LISTREPORTRUNSREQUEST']._serialized_start=1584
+  _globals['_LISTREPORTRUNSREQUEST']._serialized_end=1650
+  _globals['_LISTREPORTRUNSRESPONSE']._serialized_start=1652
+  _globals['_LISTREPORTRUNSRESPONSE']._serialized_end=1742
+  _globals['_DOWNLOADREPORTFILEREQUEST']._serialized_start=1744
+  _globals['_DOWNLOADREPORTFILEREQUEST']._serialized_end=1801
+  _globals['_REPORTFILECHUNK']._serialized_start=1803
+  _globals['_REPORTFILECHUNK']._serialized_end=1886
+  _globals['_REPORTSERVICE']._serialized_start=2262
+  _globals['_REPORTSERVICE']._serialized_end=2708
 # @@protoc_insertion_point(module_scope)

@@ -90,6 +90,7 @@ class RunReportRequest(_message.Message):
     SUPPRESSION_THRESHOLD_FIELD_NUMBER: _builtins.int
     FRENCH_CSV_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
     period: _builtins.str
     """The period: "2026-Q3", "2026-09" or "2026". Give either period or range."""
     filiere: _builtins.str
@@ -107,6 +108,10 @@ class RunReportRequest(_message.Message):
     """Replaying a request with the same key and the same fields returns the run it started;
     the same key with other fields is INVALID_ARGUMENT on "idempotency_key". At most 128
     characters.
+    """
+    language: _builtins.str
+    """Language of the HTML page (its words, numbers and dates): "fr" (default) or "en". Tables
+    keep their codes and column names.
     """
     @_builtins.property
     def range(self) -> _common_pb2.DateRange:
@@ -129,10 +134,11 @@ class RunReportRequest(_message.Message):
         suppression_threshold: _builtins.int = ...,
         french_csv: _builtins.bool = ...,
         idempotency_key: _builtins.str = ...,
+        language: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "range", b"range"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "cohort_id", b"cohort_id", "filiere", b"filiere", "french_csv", b"french_csv", "idempotency_key", b"idempotency_key", "period", b"period", "range", b"range", "suppression_threshold", b"suppression_threshold"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "cohort_id", b"cohort_id", "filiere", b"filiere", "french_csv", b"french_csv", "idempotency_key", b"idempotency_key", "language", b"language", "period", b"period", "range", b"range", "suppression_threshold", b"suppression_threshold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -254,6 +260,7 @@ class ReportRun(_message.Message):
     """A synthesis (RunSynthesis): the framework it covers (or cohort_id), and its language."""
     synthesis: _builtins.bool
     language: _builtins.str
+    """The language of the synthesis's document, or of the report's HTML page: "fr" or "en"."""
     @_builtins.property
     def as_of(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
