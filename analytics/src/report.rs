@@ -647,7 +647,23 @@ fn report_observed(
         code_version: env!("CARGO_PKG_VERSION").to_owned(),
     };
     let xlsx_path = options.out.join("report.xlsx");
-    crate::xlsx::write(&xlsx_path, &published_tables, snapshot.manifest.as_of)
+    let definitions = if french {
+        crate::html::DEFINITIONS_FR
+    } else {
+        crate::html::DEFINITIONS
+    };
+    let readme = crate::xlsx::Readme {
+        language: options.language,
+        title: &header.title,
+        tables: published_tables
+            .iter()
+            .map(|(name, _)| {
+                let definition = definitions.iter().find(|(n, _)| n == name).map_or("", |(_, d)| *d);
+                (name.as_str(), name.as_str(), definition)
+            })
+            .collect(),
+    };
+    crate::xlsx::write(&xlsx_path, &published_tables, snapshot.manifest.as_of, &readme)
         .map_err(|e| ReportError::Io(xlsx_path.clone(), std::io::Error::other(e)))?;
     outputs.push(OutputFile {
         file: "report.xlsx".to_owned(),

@@ -1255,7 +1255,21 @@ fn synthesise_observed(
         outputs,
     };
     let xlsx_path = options.out.join("synthesis.xlsx");
-    crate::xlsx::write(&xlsx_path, &published_tables, snapshot.manifest.as_of)
+    let readme = crate::xlsx::Readme {
+        language: options.language,
+        title: match options.language {
+            Language::Fr => "Synthèse périodique : tableaux",
+            Language::En => "Periodic synthesis: tables",
+        },
+        tables: published_tables
+            .iter()
+            .map(|(name, _)| {
+                let (title, definition) = crate::synthesis_doc::table_text(options.language, name);
+                (name.as_str(), title, definition)
+            })
+            .collect(),
+    };
+    crate::xlsx::write(&xlsx_path, &published_tables, snapshot.manifest.as_of, &readme)
         .map_err(|e| ReportError::Io(xlsx_path.clone(), std::io::Error::other(e)))?;
     manifest
         .outputs

@@ -81,7 +81,7 @@ fn section_title(lang: Language, section: &str) -> &'static str {
 }
 
 /// Title and definition of each table.
-fn table_text(lang: Language, table: &str) -> (&'static str, &'static str) {
+pub(crate) fn table_text(lang: Language, table: &str) -> (&'static str, &'static str) {
     match (lang, table) {
         (Language::Fr, "patients") => (
             "Patients demandés, accordés, refusés, initiés, traités et arrêtés",

@@ -16,17 +16,66 @@ pub enum XlsxOutputError {
     Polars(#[from] PolarsError),
 }
 
-/// Writes `tables` (name, published frame) to `path`; numbers are written as numbers, masked
-/// and other text cells as text.
-pub fn write(path: &Path, tables: &[(String, DataFrame)], as_of: DateTime<Utc>) -> Result<(), XlsxOutputError> {
+/// What the first sheet of a workbook says, in the run's language: the workbook's title, and each
+/// table's title and definition, by its sheet name.
+pub struct Readme<'a> {
+    pub language: crate::synthesis::Language,
+    pub title: &'a str,
+    pub tables: Vec<(&'a str, &'a str, &'a str)>,
+}
+
+/// Writes `tables` (name, published frame) to `path`, after a first sheet that describes them
+/// in the run's language (`readme`); numbers are written as numbers (the spreadsheet shows them
+/// in its own locale), masked and other text cells as text; sheet names and column headers are
+/// the tables' codes, as in the CSV and Parquet files.
+pub fn write(
+    path: &Path,
+    tables: &[(String, DataFrame)],
+    as_of: DateTime<Utc>,
+    readme: &Readme<'_>,
+) -> Result<(), XlsxOutputError> {
+    use crate::synthesis::Language;
     let mut workbook = Workbook::new();
     let created = ExcelDateTime::from_timestamp(as_of.timestamp())?;
     workbook.set_properties(
         &DocProperties::new()
-            .set_title("Treatment access observatory report")
+            .set_title(readme.title)
             .set_creation_datetime(&created),
     );
     let bold = Format::new().set_bold();
+    let wrapped = Format::new().set_text_wrap();
+    let fr = readme.language == Language::Fr;
+    let first = workbook.add_worksheet();
+    first.set_name(if fr { "Lisez-moi" } else { "Read me" })?;
+    first.write_string_with_format(0, 0, readme.title, &bold)?;
+    first.write_string(
+        1,
+        0,
+        if fr {
+            "Une feuille par tableau, nommée par son code ; les colonnes gardent les codes des fichiers CSV et Parquet. Les effectifs masqués se lisent <10 (moins que le seuil), suppressed (masqué pour protéger un petit effectif) ou withheld (retenu sans borne)."
+        } else {
+            "One sheet per table, named by its code; columns keep the codes of the CSV and Parquet files. Masked counts read <10 (below the threshold), suppressed (masked to protect a small count) or withheld (held back with no bound)."
+        },
+    )?;
+    for (c, heading) in (if fr {
+        ["Feuille", "Tableau", "Définition"]
+    } else {
+        ["Sheet", "Table", "Definition"]
+    })
+    .iter()
+    .enumerate()
+    {
+        first.write_string_with_format(3, u16::try_from(c).unwrap_or(0), *heading, &bold)?;
+    }
+    for (i, (sheet, title, definition)) in readme.tables.iter().enumerate() {
+        let row = u32::try_from(i + 4).unwrap_or(u32::MAX);
+        first.write_string(row, 0, *sheet)?;
+        first.write_string(row, 1, *title)?;
+        first.write_string_with_format(row, 2, *definition, &wrapped)?;
+    }
+    first.set_column_width(0, 28)?;
+    first.set_column_width(1, 40)?;
+    first.set_column_width(2, 100)?;
     for (name, df) in tables {
         let sheet = workbook.add_worksheet();
         // Sheet names are at most 31 characters.
@@ -76,10 +125,27 @@ mod tests {
             .unwrap()
             .with_timezone(&Utc);
         let (a, b) = (dir.path().join("a.xlsx"), dir.path().join("b.xlsx"));
-        write(&a, &[("equity_regions".into(), t.clone())], as_of).unwrap();
-        write(&b, &[("equity_regions".into(), t)], as_of).unwrap();
+        let readme = Readme {
+            language: crate::synthesis::Language::Fr,
+            title: "Rapport",
+            tables: vec![("equity_regions", "equity_regions", "Patients par million d'habitants")],
+        };
+        write(&a, &[("equity_regions".into(), t.clone())], as_of, &readme).unwrap();
+        write(&b, &[("equity_regions".into(), t)], as_of, &readme).unwrap();
         let bytes = std::fs::read(&a).unwrap();
         assert!(bytes.starts_with(b"PK"), "an XLSX file is a zip archive");
         assert_eq!(bytes, std::fs::read(&b).unwrap());
+        // The first sheet describes the tables in the run's language.
+        let mut zip = ::zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+        let mut book = String::new();
+        std::io::Read::read_to_string(&mut zip.by_name("xl/workbook.xml").unwrap(), &mut book).unwrap();
+        let first = book.find("Lisez-moi").expect("a read-me sheet");
+        assert!(
+            first < book.find("equity_regions").expect("the table's sheet"),
+            "{book}"
+        );
+        let mut strings = String::new();
+        std::io::Read::read_to_string(&mut zip.by_name("xl/sharedStrings.xml").unwrap(), &mut strings).unwrap();
+        assert!(strings.contains("Patients par million d"), "{strings}");
     }
 }
